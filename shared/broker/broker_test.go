@@ -1,0 +1,431 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/contract"
+)
+
+type setup struct {
+	url   string
+	topo  broker.Topology
+	drops atomic.Int64
+}
+
+func newSetup(t *testing.T) *setup {
+	t.Helper()
+	url := brokertest.URL(t)
+	topo := broker.NewTopology(brokertest.Name("test-tasks"))
+	brokertest.DeleteQueues(t, url, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
+	return &setup{url: url, topo: topo}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+func (s *setup) client(t *testing.T, mod func(*broker.RPCConfig)) *broker.RPCClient {
+	t.Helper()
+	cfg := broker.RPCConfig{
+		URL: s.url, Name: "test-rpc", Topology: s.topo, Logger: testLogger(t),
+		OnDrop: func(string) { s.drops.Add(1) },
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c := broker.NewRPCClient(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+// responder consumes the task queue with a plain channel and answers with reply(d).
+func (s *setup) responder(t *testing.T, reply func(d amqp.Delivery) (amqp.Publishing, bool)) {
+	t.Helper()
+	_, ch := brokertest.Channel(t, s.url)
+	if err := s.topo.Declare(ch); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ch.Consume(s.topo.TaskQueue, "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for d := range ds {
+			if p, ok := reply(d); ok {
+				_ = ch.Publish("", d.ReplyTo, false, false, p)
+			}
+			_ = d.Ack(false)
+		}
+	}()
+}
+
+func echo(d amqp.Delivery) (amqp.Publishing, bool) {
+	return amqp.Publishing{CorrelationId: d.CorrelationId, Body: d.Body}, true
+}
+
+func request(id string, deadline time.Time) amqp.Publishing {
+	req := contract.Request{Version: contract.Version, RequestID: id, ScriptName: "echo", Timeout: 1, Deadline: deadline}
+	p, err := req.Publishing(time.Now())
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func TestTopologyDeclaresQuorumQueueWithDeadLettering(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	_, ch := brokertest.Channel(t, s.url)
+	if err := s.topo.Declare(ch); err != nil {
+		t.Fatal(err)
+	}
+	// Redeclaring with the same arguments is fine; with different ones the broker refuses, which proves the
+	// queue really carries the quorum type and delivery limit.
+	if err := s.topo.Declare(ch); err != nil {
+		t.Fatalf("redeclare: %v", err)
+	}
+	_, err := ch.QueueDeclare(s.topo.TaskQueue, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeClassic})
+	var aerr *amqp.Error
+	if !errors.As(err, &aerr) || aerr.Code != amqp.PreconditionFailed {
+		t.Fatalf("declaring the task queue as classic should fail with PRECONDITION_FAILED, got %v", err)
+	}
+}
+
+func TestPoisonMessageEndsInDeadLetterQueue(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	_, ch := brokertest.Channel(t, s.url)
+	if err := s.topo.Declare(ch); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Publish("", s.topo.TaskQueue, false, false, amqp.Publishing{Body: []byte("poison"), DeliveryMode: amqp.Persistent}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ch.Consume(s.topo.TaskQueue, "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Requeue it every time, as a worker that crashes on it would; after DeliveryLimit+1 deliveries the
+	// broker must dead-letter it instead of looping forever.
+	deliveries := 0
+	timeout := time.After(20 * time.Second)
+loop:
+	for {
+		select {
+		case d := <-ds:
+			deliveries++
+			_ = d.Nack(false, true)
+		case <-time.After(500 * time.Millisecond):
+			break loop
+		case <-timeout:
+			t.Fatal("message still being redelivered after 20 s")
+		}
+	}
+	if deliveries > s.topo.DeliveryLimit+1 {
+		t.Fatalf("delivered %d times; limit is %d", deliveries, s.topo.DeliveryLimit)
+	}
+	d, ok, err := waitGet(ch, s.topo.DeadLetterQueue, 5*time.Second)
+	if err != nil || !ok {
+		t.Fatalf("poison message not in %s: ok=%v err=%v", s.topo.DeadLetterQueue, ok, err)
+	}
+	if string(d.Body) != "poison" {
+		t.Fatalf("dead letter body %q", d.Body)
+	}
+}
+
+func waitGet(ch *amqp.Channel, q string, within time.Duration) (amqp.Delivery, bool, error) {
+	end := time.Now().Add(within)
+	for {
+		d, ok, err := ch.Get(q, true)
+		if ok || err != nil || time.Now().After(end) {
+			return d, ok, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestRPCRoundTrip(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	s.responder(t, echo)
+	c := s.client(t, nil)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("req-%d", i)
+			msg := request(id, time.Now().Add(5*time.Second))
+			d, err := c.Call(ctx, msg)
+			if err != nil {
+				errs <- fmt.Errorf("%s: %w", id, err)
+				return
+			}
+			if d.CorrelationId != id || string(d.Body) != string(msg.Body) {
+				errs <- fmt.Errorf("%s: got reply %q for %q", id, d.CorrelationId, d.Body)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestRPCNeverWaitsPastDeadlineAndCountsLateReply(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	release := make(chan struct{})
+	s.responder(t, func(d amqp.Delivery) (amqp.Publishing, bool) {
+		<-release // answer only after the caller gave up
+		return echo(d)
+	})
+	c := s.client(t, nil)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := c.Call(ctx, request("slow", time.Now().Add(300*time.Millisecond)))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want deadline exceeded, got %v", err)
+	}
+	close(release)
+	waitFor(t, func() bool { return s.drops.Load() == 1 }, "late reply to be dropped and counted")
+}
+
+func TestRPCDropsUnknownReplies(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	s.responder(t, func(d amqp.Delivery) (amqp.Publishing, bool) {
+		// A stray reply with a correlation id nobody waits for, then the real one.
+		return amqp.Publishing{CorrelationId: "stray", Body: []byte("x")}, true
+	})
+	c := s.client(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err := c.Call(ctx, request("real", time.Now().Add(time.Second)))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want deadline exceeded, got %v", err)
+	}
+	waitFor(t, func() bool { return s.drops.Load() == 1 }, "unknown reply to be counted")
+	if c.Dropped() != 1 {
+		t.Fatalf("Dropped() = %d", c.Dropped())
+	}
+}
+
+func TestRPCUnroutableIsReported(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	c := s.client(t, nil)
+	waitFor(t, c.Connected, "client to connect")
+	// Delete the task queue behind the client's back: a mandatory publish must come back as unroutable
+	// instead of vanishing.
+	_, ch := brokertest.Channel(t, s.url)
+	if _, err := ch.QueueDelete(s.topo.TaskQueue, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := c.Call(ctx, request("nowhere", time.Now().Add(5*time.Second)))
+	if !errors.Is(err, broker.ErrUnroutable) {
+		t.Fatalf("want ErrUnroutable, got %v", err)
+	}
+	if contract.Classify(err) != contract.Transient {
+		t.Fatalf("unroutable should classify as transient, got %v", contract.Classify(err))
+	}
+}
+
+func TestRPCBrokerUnreachableFailsFast(t *testing.T) {
+	t.Parallel()
+	c := broker.NewRPCClient(broker.RPCConfig{
+		URL: "amqp://guest:guest@127.0.0.1:1/", Name: "unreachable", Topology: broker.NewTopology("nope"),
+		ConnectWait: 200 * time.Millisecond, Logger: testLogger(t),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	callCtx, callCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer callCancel()
+	_, err := c.Call(callCtx, request("x", time.Now().Add(10*time.Second)))
+	if !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("want ErrUnavailable, got %v", err)
+	}
+	if callCtx.Err() != nil {
+		t.Fatal("call waited for its whole deadline instead of failing after ConnectWait")
+	}
+}
+
+func TestRPCRecoversAfterConnectionLoss(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	s.responder(t, echo)
+	var connects atomic.Int64
+	name := brokertest.Name("rpc-reconnect")
+	c := s.client(t, func(cfg *broker.RPCConfig) {
+		cfg.Name = name
+		cfg.OnConnect = func() { connects.Add(1) }
+	})
+	call := func(id string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := c.Call(ctx, request(id, time.Now().Add(5*time.Second)))
+		return err
+	}
+	if err := call("before"); err != nil {
+		t.Fatal(err)
+	}
+	// Have the broker itself close the connection, as a broker restart or failover would.
+	brokertest.CloseConnection(t, name)
+	waitFor(t, func() bool { return connects.Load() >= 2 }, "client to reconnect")
+	if err := call("after"); err != nil {
+		t.Fatalf("call after reconnect: %v", err)
+	}
+}
+
+func TestInspect(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	c := s.client(t, nil)
+	waitFor(t, c.Connected, "client to connect")
+	_, ch := brokertest.Channel(t, s.url)
+	for range 3 {
+		if err := ch.Publish("", s.topo.TaskQueue, false, false, amqp.Publishing{Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st broker.QueueState
+	waitFor(t, func() bool {
+		var err error
+		st, err = c.Inspect(context.Background(), s.topo.TaskQueue)
+		return err == nil && st.Messages == 3
+	}, "3 ready messages")
+	if st.Consumers != 0 {
+		t.Fatalf("consumers = %d", st.Consumers)
+	}
+	if _, err := c.Inspect(context.Background(), "no-such-queue-"+s.topo.TaskQueue); err == nil {
+		t.Fatal("inspecting a missing queue should fail")
+	}
+	// The failed inspection must not have disturbed the client.
+	if !c.Connected() {
+		t.Fatal("client lost its channel after a failed inspection")
+	}
+}
+
+func TestConsumerPrefetchAndStop(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	cons := broker.NewConsumer(broker.ConsumerConfig{URL: s.url, Name: "test-consumer", Topology: s.topo, Prefetch: 2, Logger: testLogger(t)})
+	_, ch := brokertest.Channel(t, s.url)
+	if err := s.topo.Declare(ch); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := ch.Publish("", s.topo.TaskQueue, false, false, amqp.Publishing{Body: []byte(fmt.Sprint(i)), DeliveryMode: amqp.Persistent}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	got := make(chan amqp.Delivery, 10)
+	done := make(chan struct{})
+	go func() { _ = cons.Run(ctx, func(d amqp.Delivery) { got <- d }); close(done) }()
+
+	// Without acks, prefetch 2 means exactly two deliveries arrive.
+	held := []amqp.Delivery{<-got, <-got}
+	select {
+	case d := <-got:
+		t.Fatalf("third delivery %q arrived despite prefetch 2", d.Body)
+	case <-time.After(300 * time.Millisecond):
+	}
+	stop()
+	<-done
+	// After Stop, acks on the still-open channel work, and nothing new is delivered.
+	for _, d := range held {
+		if err := d.Ack(false); err != nil {
+			t.Fatalf("ack after stop: %v", err)
+		}
+	}
+	select {
+	case d := <-got:
+		t.Fatalf("delivery %q after stop", d.Body)
+	case <-time.After(300 * time.Millisecond):
+	}
+	cons.Close()
+	q, err := ch.QueueDeclarePassive(s.topo.TaskQueue, true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Messages != 3 {
+		t.Fatalf("want the 3 unconsumed messages back in the queue, got %d", q.Messages)
+	}
+}
+
+func TestPublisherConfirms(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	_, ch := brokertest.Channel(t, s.url)
+	if err := s.topo.Declare(ch); err != nil {
+		t.Fatal(err)
+	}
+	p := broker.NewPublisher(broker.PublisherConfig{URL: s.url, Name: "test-publisher", Logger: testLogger(t)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer pcancel()
+			if err := p.Publish(pctx, s.topo.TaskQueue, amqp.Publishing{Body: []byte(fmt.Sprint(i))}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	// Every confirmed publish is in the queue.
+	q, err := ch.QueueDeclarePassive(s.topo.TaskQueue, true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Messages != 200 {
+		t.Fatalf("queue holds %d messages, want 200", q.Messages)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	end := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,20 @@
+// Package broker is the project's AMQP layer on github.com/rabbitmq/amqp091-go.
+//
+// Every long-lived AMQP user holds a [Session]: one connection and one channel that a supervisor goroutine
+// dials, sets up (topology, confirms, consumers) and, when the broker or the network drops them, redials with
+// capped exponential backoff and sets up again. Code that needs the channel asks the session for it and gets
+// [ErrUnavailable] rather than a hang when none comes up in time.
+//
+// On top of sessions sit:
+//
+//   - [Topology]: the task queue (a durable quorum queue with a delivery limit), its dead-letter exchange and
+//     dead-letter queue, declared identically by every side so declarations never conflict.
+//   - [RPCClient]: the gateway's side of an RPC over direct reply-to. Publishes are persistent, mandatory and
+//     confirmed; many calls share one channel, each waiting only for its own confirm (a window of in-flight
+//     publishes bounds them). Replies are matched by correlation id; unknown and late replies are dropped and
+//     counted; no call waits past its context's deadline.
+//   - [Consumer]: the worker's side: prefetch, manual acks, consumption that resumes after a reconnect, and a
+//     Stop that cancels consumption while leaving the channel open so in-flight work can still be acked.
+//   - [Publisher]: confirmed publishes on a session of their own (the worker publishes replies on a
+//     connection separate from the one it consumes on, as RabbitMQ advises).
+package broker

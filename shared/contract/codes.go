@@ -1,0 +1,46 @@
+package contract
+
+// Code is a stable, machine-readable error code. Codes are part of the public API: add new ones, never
+// rename or reuse one.
+type Code string
+
+// Codes a reply or an HTTP error can carry.
+const (
+	// CodeInvalidRequest: the request is malformed or fails validation.
+	CodeInvalidRequest Code = "invalid_request"
+	// CodeUnauthorized: no credentials, or credentials that do not verify.
+	CodeUnauthorized Code = "unauthorized"
+	// CodePayloadTooLarge: the request body is larger than the gateway accepts.
+	CodePayloadTooLarge Code = "payload_too_large"
+	// CodeNotFound: no such HTTP route.
+	CodeNotFound Code = "not_found"
+	// CodeMethodNotAllowed: the route exists but not for this HTTP method.
+	CodeMethodNotAllowed Code = "method_not_allowed"
+	// CodeUnsupportedMediaType: the body is not JSON.
+	CodeUnsupportedMediaType Code = "unsupported_media_type"
+	// CodeBrokerUnavailable: the gateway cannot hand the task to the broker.
+	CodeBrokerUnavailable Code = "broker_unavailable"
+	// CodeNoWorkerResponse: no worker answered before the request's deadline.
+	CodeNoWorkerResponse Code = "no_worker_response"
+
+	// CodeScriptNotFound: the script repository has no script of that name.
+	CodeScriptNotFound Code = "script_not_found"
+	// CodeScriptError: the script raised an exception.
+	CodeScriptError Code = "script_error"
+	// CodeScriptTimeout: the script did not finish within its timeout and was killed.
+	CodeScriptTimeout Code = "script_timeout"
+	// CodeScriptCrashed: the script's process died without producing a result (killed, out of memory, exit).
+	CodeScriptCrashed Code = "script_crashed"
+	// CodeInvalidOutput: the script returned something that is not JSON-serialisable.
+	CodeInvalidOutput Code = "invalid_output"
+	// CodeOutputTooLarge: the script's result is larger than the worker may send back.
+	CodeOutputTooLarge Code = "output_too_large"
+	// CodeDependencyInstallFailed: the script's requirements could not be installed.
+	CodeDependencyInstallFailed Code = "dependency_install_failed"
+	// CodeDeadlineExceeded: the request's deadline passed before a worker could start it.
+	CodeDeadlineExceeded Code = "deadline_exceeded"
+	// CodeWorkerShuttingDown: the worker stopped before the script finished and could not hand it on.
+	CodeWorkerShuttingDown Code = "worker_shutting_down"
+	// CodeInternal: a fault in the platform itself; the message says what.
+	CodeInternal Code = "internal_error"
+)

@@ -1,0 +1,17 @@
+// Package contract owns the wire contract between the gateway and the workers: the versioned request and
+// reply documents, their validation, the stable error codes, and the single mapping to and from AMQP
+// properties.
+//
+// A scrape travels as one AMQP message on the task queue. Its properties carry
+//
+//	correlation_id = message_id = request_id
+//	reply_to       = amq.rabbitmq.reply-to (direct reply-to of the calling channel)
+//	type           = "scrape.request.v1"
+//	content_type   = "application/json"
+//	timestamp      = publish time
+//	expiration     = milliseconds left until the caller's deadline
+//	delivery_mode  = persistent
+//
+// and its body is a [Request] as JSON. The worker answers with a [Reply] on the reply_to address, with the
+// same correlation_id. Nothing else in the code base builds AMQP properties for these messages.
+package contract

@@ -1,0 +1,197 @@
+package contract
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Version is the schema version of the request and reply documents this package writes.
+const Version = 1
+
+// Limits on requests. They are part of the contract: the gateway and the worker both enforce them.
+const (
+	// MaxScriptNameLength is the longest script name accepted.
+	MaxScriptNameLength = 64
+	// MinTimeout and MaxTimeout bound a request's timeout. A deployment may narrow them (see the gateway's
+	// SCRAPE_MAX_TIMEOUT) but never widen them.
+	MinTimeout = 100 * time.Millisecond
+	MaxTimeout = 15 * time.Minute
+)
+
+var scriptNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// Status is the outcome of a scrape that reached a worker.
+type Status string
+
+// The outcomes of a scrape.
+const (
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+	StatusTimeout   Status = "timeout"
+)
+
+// Request asks a worker to run one script once.
+type Request struct {
+	// Version is the schema version; workers reject versions they do not know.
+	Version int `json:"version"`
+	// RequestID identifies the scrape end to end (HTTP response, logs, AMQP correlation id).
+	RequestID string `json:"request_id"`
+	// ScriptName names a script folder in the script repository.
+	ScriptName string `json:"script_name"`
+	// Parameters is the JSON object handed to scrape(params).
+	Parameters json.RawMessage `json:"parameters"`
+	// Timeout bounds the script's own run time, in seconds.
+	Timeout Seconds `json:"timeout"`
+	// Deadline is when the caller stops waiting; work that cannot finish by then is not started.
+	Deadline time.Time `json:"deadline"`
+	// Subject is the authenticated caller (JWT sub or IAM principal), for logs and audit.
+	Subject string `json:"subject,omitempty"`
+}
+
+// Reply is a worker's answer to a Request.
+type Reply struct {
+	Version   int    `json:"version"`
+	RequestID string `json:"request_id"`
+	Status    Status `json:"status"`
+	// Data is the script's return value (JSON), present when Status is completed.
+	Data json.RawMessage `json:"data,omitempty"`
+	// Error explains a failed or timed-out scrape.
+	Error *Error `json:"error,omitempty"`
+	// ExecutionTime is the script's wall-clock run time in seconds, as measured by the worker.
+	ExecutionTime float64 `json:"execution_time"`
+	// WorkerID names the worker that ran the script.
+	WorkerID string `json:"worker_id"`
+	// ScriptVersion identifies the exact script content that ran (content hash, object version, commit).
+	ScriptVersion string `json:"script_version,omitempty"`
+	// StartedAt and FinishedAt are the worker's clock around the script run.
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+}
+
+// Error is a failure a user can act on: a stable code, a sentence, and optional detail such as the
+// exception type or the tail of the script's output.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+	// Type is the exception class when the script raised one (e.g. "ValueError").
+	Type string `json:"type,omitempty"`
+	// Detail carries extra diagnostic text (traceback, output tail), already capped by the worker.
+	Detail string `json:"detail,omitempty"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Seconds is a duration that travels as a JSON number of seconds (fractions allowed).
+type Seconds float64
+
+// Duration converts s to a time.Duration.
+func (s Seconds) Duration() time.Duration { return time.Duration(float64(s) * float64(time.Second)) }
+
+// SecondsOf converts d to Seconds.
+func SecondsOf(d time.Duration) Seconds { return Seconds(d.Seconds()) }
+
+// ValidateScriptName reports whether name is a valid script name: lower-case letters, digits, '_' and '-',
+// starting with a letter or digit, at most MaxScriptNameLength bytes. This rules out path traversal,
+// absolute paths and hidden files before any lookup.
+func ValidateScriptName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("script_name is required")
+	case len(name) > MaxScriptNameLength:
+		return fmt.Errorf("script_name is %d characters long; the limit is %d", len(name), MaxScriptNameLength)
+	case !scriptNamePattern.MatchString(name):
+		return fmt.Errorf("script_name %q is not valid: use lower-case letters, digits, '_' and '-', starting with a letter or digit", truncate(name, 80))
+	}
+	return nil
+}
+
+// ValidateTimeout reports whether t lies within [MinTimeout, max].
+func ValidateTimeout(t Seconds, max time.Duration) error {
+	d := t.Duration()
+	if d < MinTimeout || d > max || t != t { // t != t catches NaN
+		return fmt.Errorf("timeout must be between %g and %g seconds, got %g", MinTimeout.Seconds(), max.Seconds(), float64(t))
+	}
+	return nil
+}
+
+// ValidateParameters reports whether raw is absent, null or a JSON object.
+func ValidateParameters(raw json.RawMessage) error {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
+		return nil
+	}
+	if trimmed[0] != '{' || !json.Valid(trimmed) {
+		return errors.New("parameters must be a JSON object")
+	}
+	return nil
+}
+
+// Validate checks every field of r and reports every problem at once.
+func (r *Request) Validate() error {
+	var errs []error
+	if r.Version != Version {
+		errs = append(errs, fmt.Errorf("unsupported request version %d (this build speaks %d)", r.Version, Version))
+	}
+	if r.RequestID == "" || len(r.RequestID) > 128 {
+		errs = append(errs, errors.New("request_id is required and at most 128 characters"))
+	}
+	if err := ValidateScriptName(r.ScriptName); err != nil {
+		errs = append(errs, err)
+	}
+	if err := ValidateParameters(r.Parameters); err != nil {
+		errs = append(errs, err)
+	}
+	if err := ValidateTimeout(r.Timeout, MaxTimeout); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Deadline.IsZero() {
+		errs = append(errs, errors.New("deadline is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks that rep is a well-formed reply.
+func (rep *Reply) Validate() error {
+	var errs []error
+	if rep.Version != Version {
+		errs = append(errs, fmt.Errorf("unsupported reply version %d", rep.Version))
+	}
+	if rep.RequestID == "" {
+		errs = append(errs, errors.New("request_id is required"))
+	}
+	switch rep.Status {
+	case StatusCompleted:
+	case StatusFailed, StatusTimeout:
+		if rep.Error == nil || rep.Error.Code == "" {
+			errs = append(errs, fmt.Errorf("a %s reply needs an error with a code", rep.Status))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("unknown reply status %q", rep.Status))
+	}
+	return errors.Join(errs...)
+}
+
+// Failed builds a failed (or, for CodeScriptTimeout, timeout) reply to req.
+func Failed(req *Request, code Code, message string) *Reply {
+	status := StatusFailed
+	if code == CodeScriptTimeout {
+		status = StatusTimeout
+	}
+	return &Reply{
+		Version:   Version,
+		RequestID: req.RequestID,
+		Status:    status,
+		Error:     &Error{Code: code, Message: message},
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
