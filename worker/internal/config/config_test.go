@@ -1,0 +1,33 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Load(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TaskQueue != "scraping_tasks" || c.RepositoryType != "local" || c.RepositoryURL != "./scripts" ||
+		c.Concurrency < 1 || c.DrainTimeout != 25*time.Second || c.WorkerID == "" || c.MemoryLimitBytes != 1<<30 {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestLoadReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"WORKER_CONCURRENCY": "0", "SCRIPT_REPOSITORY_TYPE": "ftp", "WORKER_DRAIN_TIMEOUT": "forever"}
+	_, err := Load(func(k string) string { return env[k] })
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for k := range env {
+		if !strings.Contains(err.Error(), k) {
+			t.Errorf("error does not name %s: %v", k, err)
+		}
+	}
+}

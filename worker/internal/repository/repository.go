@@ -1,0 +1,132 @@
+// Package repository resolves script names to script folders on local disk. Every repository type (local
+// folder now; S3, git and HTTP to come) hands the worker the same thing: a folder holding scraper.py and a
+// version string that identifies its exact content.
+package repository
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/scrapeplatform/platform/shared/contract"
+)
+
+// EntryPoint is the file every script folder must hold.
+const EntryPoint = "scraper.py"
+
+// ErrNotFound reports a script name the repository does not have.
+var ErrNotFound = errors.New("script not found")
+
+// Script is a resolved script, ready to run.
+type Script struct {
+	Name string
+	// Dir is an absolute local folder holding EntryPoint.
+	Dir string
+	// Version identifies the script's content (for the local type: a hash of its files).
+	Version string
+}
+
+// Repository resolves script names.
+type Repository interface {
+	Resolve(ctx context.Context, name string) (Script, error)
+	// Describe says where scripts come from, for logs and error messages (never credentials).
+	Describe() string
+}
+
+// Local is a repository in a local folder: script NAME is the folder ROOT/NAME.
+type Local struct {
+	root string
+}
+
+var _ Repository = (*Local)(nil)
+
+// NewLocal returns a repository over the folder root, which must exist.
+func NewLocal(root string) (*Local, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("script folder %q: %w", root, err)
+	}
+	abs, err = filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, fmt.Errorf("script folder %q: %w", root, err)
+	}
+	if st, err := os.Stat(abs); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("script folder %q is not a directory", root)
+	}
+	return &Local{root: abs}, nil
+}
+
+// Describe implements Repository.
+func (l *Local) Describe() string { return "local folder " + l.root }
+
+// Resolve implements Repository. The name is validated before it touches the file system, and the resolved
+// folder must lie inside the root even after symlinks are followed.
+func (l *Local) Resolve(ctx context.Context, name string) (Script, error) {
+	if err := contract.ValidateScriptName(name); err != nil {
+		return Script{}, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Join(l.root, name))
+	if err != nil {
+		return Script{}, fmt.Errorf("%w: no script named %q in %s", ErrNotFound, name, l.Describe())
+	}
+	if rel, err := filepath.Rel(l.root, dir); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return Script{}, fmt.Errorf("%w: script %q points outside the repository", ErrNotFound, name)
+	}
+	if st, err := os.Stat(filepath.Join(dir, EntryPoint)); err != nil || !st.Mode().IsRegular() {
+		return Script{}, fmt.Errorf("%w: script folder %q has no %s", ErrNotFound, name, EntryPoint)
+	}
+	version, err := hashDir(ctx, dir)
+	if err != nil {
+		return Script{}, fmt.Errorf("hash script %q: %w", name, err)
+	}
+	return Script{Name: name, Dir: dir, Version: version}, nil
+}
+
+// hashDir hashes the names and contents of the regular files under dir, skipping hidden entries and
+// __pycache__, so the version changes exactly when the script's content does.
+func hashDir(ctx context.Context, dir string) (string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path != dir && (strings.HasPrefix(d.Name(), ".") || d.Name() == "__pycache__") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type().IsRegular() {
+			files = append(files, path)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(files)
+	h := sha256.New()
+	for _, f := range files {
+		rel, _ := filepath.Rel(dir, f)
+		fmt.Fprintf(h, "%s\x00", filepath.ToSlash(rel))
+		fh, err := os.Open(f)
+		if err != nil {
+			return "", err
+		}
+		n, err := io.Copy(h, fh)
+		fh.Close()
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "\x00%d\x00", n)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16], nil
+}

@@ -1,0 +1,447 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/scrapeplatform/platform/shared/contract"
+)
+
+//go:embed runner.py
+var runnerSource string
+
+// Defaults applied by New to zero fields of Config.
+const (
+	DefaultPython         = "python3"
+	DefaultMaxResultBytes = 400 * 1024
+	DefaultMaxOutputBytes = 8 * 1024
+	DefaultKillGrace      = 2 * time.Second
+)
+
+const (
+	// resultEnvelopeBytes is what the result pipe may carry beyond MaxResultBytes: the {"ok":...} envelope,
+	// or a failure document (runner.py caps message and traceback at a few KiB of characters).
+	resultEnvelopeBytes = 64 * 1024
+	// probeTimeout bounds New's question to the interpreter.
+	probeTimeout = 30 * time.Second
+)
+
+// errTimeout and errResultTooLarge are the causes with which Run stops a child itself.
+var (
+	errTimeout        = errors.New("script timeout")
+	errResultTooLarge = errors.New("result too large")
+)
+
+// Config configures a Runner. Zero fields take the defaults above; WorkDir is required.
+type Config struct {
+	// Python is the interpreter (a name on PATH or a path). New resolves it once to the absolute path the
+	// interpreter reports as sys.executable, so pyenv shims cost nothing per run.
+	Python string
+	// WorkDir is the parent folder of the per-run scratch folders (HOME, TMPDIR and cwd of the child). It is
+	// created if missing.
+	WorkDir string
+	// MaxResultBytes caps the script's result as encoded JSON; larger results fail with CodeOutputTooLarge.
+	MaxResultBytes int
+	// MaxOutputBytes is how much of the end of the script's combined stdout and stderr is kept for
+	// Result.OutputTail and error details.
+	MaxOutputBytes int
+	// MemoryLimitBytes is the RLIMIT_AS set in the child before the script is imported; 0 means none.
+	MemoryLimitBytes int64
+	// KillGrace bounds how long Run waits for the child's pipes once the process group has been killed
+	// (cmd.WaitDelay).
+	KillGrace time.Duration
+	// Logger receives the script's output lines and the runner's own warnings. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Job is one run of one script.
+type Job struct {
+	// RequestID identifies the scrape in logs and in the child's SCRAPER_REQUEST_ID.
+	RequestID string
+	// ScriptName names the script in logs and in the child's SCRAPER_SCRIPT_NAME.
+	ScriptName string
+	// ScriptDir is the folder that holds scraper.py, already resolved and validated by the caller.
+	ScriptDir string
+	// Parameters is the JSON object passed to scrape(params); empty or null means {}.
+	Parameters json.RawMessage
+	// Timeout is the script's own time limit.
+	Timeout time.Duration
+}
+
+// Result is the outcome of a run that reached the script.
+type Result struct {
+	// Status is completed, failed or timeout.
+	Status contract.Status
+	// Data is the script's return value as JSON, when Status is completed.
+	Data json.RawMessage
+	// Err says why the run failed or timed out; nil when completed.
+	Err *contract.Error
+	// Duration is the child's wall-clock time, from start to exit.
+	Duration time.Duration
+	// OutputTail is the last MaxOutputBytes of the script's combined stdout and stderr.
+	OutputTail string
+}
+
+// Runner runs scripts. It is safe for concurrent use; each Run starts its own child.
+type Runner struct {
+	cfg    Config
+	python string // absolute path of the interpreter
+	path   string // PATH of the child
+}
+
+// New checks cfg, creates cfg.WorkDir and resolves the interpreter by asking it for sys.executable.
+func New(cfg Config) (*Runner, error) {
+	if cfg.Python == "" {
+		cfg.Python = DefaultPython
+	}
+	if cfg.MaxResultBytes == 0 {
+		cfg.MaxResultBytes = DefaultMaxResultBytes
+	}
+	if cfg.MaxOutputBytes == 0 {
+		cfg.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	if cfg.KillGrace == 0 {
+		cfg.KillGrace = DefaultKillGrace
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	if cfg.WorkDir == "" {
+		errs = append(errs, errors.New("runner: WorkDir is required"))
+	}
+	if cfg.MaxResultBytes < 0 {
+		errs = append(errs, fmt.Errorf("runner: MaxResultBytes must not be negative, got %d", cfg.MaxResultBytes))
+	}
+	if cfg.MaxOutputBytes < 0 {
+		errs = append(errs, fmt.Errorf("runner: MaxOutputBytes must not be negative, got %d", cfg.MaxOutputBytes))
+	}
+	if cfg.MemoryLimitBytes < 0 {
+		errs = append(errs, fmt.Errorf("runner: MemoryLimitBytes must not be negative, got %d", cfg.MemoryLimitBytes))
+	}
+	if cfg.KillGrace < 0 {
+		errs = append(errs, fmt.Errorf("runner: KillGrace must not be negative, got %s", cfg.KillGrace))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	workDir, err := filepath.Abs(cfg.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("runner: work dir: %w", err)
+	}
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		return nil, fmt.Errorf("runner: create work dir: %w", err)
+	}
+	cfg.WorkDir = workDir
+
+	python, err := resolvePython(cfg.Python)
+	if err != nil {
+		return nil, err
+	}
+	return &Runner{
+		cfg:    cfg,
+		python: python,
+		path:   filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
+	}, nil
+}
+
+// resolvePython asks the interpreter where it lives and which version it is.
+func resolvePython(python string) (string, error) {
+	found, err := exec.LookPath(python)
+	if err != nil {
+		return "", fmt.Errorf("runner: find python %q: %w", python, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	// The probe runs with the worker's environment: a pyenv shim needs it to pick a version. It runs no
+	// script code.
+	cmd := exec.CommandContext(ctx, found, "-I", "-c", "import sys; print(sys.executable); print('%d %d' % sys.version_info[:2])")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("runner: ask %s for sys.executable: %w: %s", found, err, strings.TrimSpace(stderr.String()))
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 {
+		return "", fmt.Errorf("runner: unexpected answer from %s: %q", found, out)
+	}
+	executable := strings.TrimSpace(lines[0])
+	if !filepath.IsAbs(executable) {
+		return "", fmt.Errorf("runner: %s reports sys.executable %q, not an absolute path", found, executable)
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(lines[1], "%d %d", &major, &minor); err != nil {
+		return "", fmt.Errorf("runner: unexpected version from %s: %q", found, lines[1])
+	}
+	if major != 3 || minor < 8 {
+		return "", fmt.Errorf("runner: %s is Python %d.%d; scripts need Python 3.8 or later", executable, major, minor)
+	}
+	return executable, nil
+}
+
+// Python returns the absolute path of the interpreter that runs the scripts.
+func (r *Runner) Python() string { return r.python }
+
+// Run runs job once and waits for it.
+//
+// Whatever the script does (return, raise, time out, crash, return something that is not JSON) comes back
+// as a Result and a nil error. The error is non-nil only when the platform could not do its part, or when
+// ctx ended before the script finished; then it wraps ctx.Err() and the child's process group has been
+// killed. Failures to create the scratch folder, the pipes or the process are marked transient
+// (contract.Transiently): another attempt, possibly on another worker, may succeed.
+func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
+	}
+	request, err := encodeRequest(job.Parameters)
+	if err != nil {
+		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
+	}
+	if job.Timeout <= 0 {
+		return Result{}, fmt.Errorf("run script %q: timeout must be positive, got %s", job.ScriptName, job.Timeout)
+	}
+	scriptDir, err := filepath.Abs(job.ScriptDir)
+	if err != nil {
+		return Result{}, fmt.Errorf("run script %q: script dir: %w", job.ScriptName, err)
+	}
+	log := r.cfg.Logger.With("request_id", job.RequestID, "script", job.ScriptName)
+
+	runDir, err := os.MkdirTemp(r.cfg.WorkDir, "run-")
+	if err != nil {
+		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
+	}
+	defer removeRunDir(ctx, log, runDir)
+
+	p, err := newPipes()
+	if err != nil {
+		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
+	}
+	defer p.close()
+
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	runCtx, stopTimer := context.WithTimeoutCause(runCtx, job.Timeout, errTimeout)
+	defer stopTimer()
+
+	cmd := exec.CommandContext(runCtx, r.python, "-I", "-u", "-B", "-c", runnerSource,
+		scriptDir, strconv.FormatInt(r.cfg.MemoryLimitBytes, 10), strconv.Itoa(r.cfg.MaxResultBytes))
+	cmd.Dir = runDir
+	cmd.Env = r.env(job, runDir)
+	cmd.Stdin = p.stdinR
+	cmd.Stdout = p.stdoutW
+	cmd.Stderr = p.stderrW
+	cmd.ExtraFiles = []*os.File{p.resultW} // fd 3
+	cmd.SysProcAttr = sysProcAttr()
+	cmd.WaitDelay = r.cfg.KillGrace
+	g := &group{}
+	cmd.Cancel = func() error { return g.cancel(cmd.Process.Pid, context.Cause(runCtx)) }
+
+	// Pdeathsig fires when the thread that started the child exits, so that thread must outlive the child.
+	runtime.LockOSThread()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		runtime.UnlockOSThread()
+		return Result{}, fmt.Errorf("run script %q: start %s: %w", job.ScriptName, r.python, contract.Transiently(err))
+	}
+	p.closeChildEnds()
+
+	out := newOutput(log, r.cfg.MaxOutputBytes)
+	var (
+		wg       sync.WaitGroup
+		doc      []byte
+		overflow bool
+	)
+	wg.Go(func() { writeRequest(p.stdinW, request) })
+	wg.Go(func() { out.consume(ctx, "stdout", p.stdoutR) })
+	wg.Go(func() { out.consume(ctx, "stderr", p.stderrR) })
+	wg.Go(func() {
+		doc, overflow = readResultDoc(p.resultR, r.cfg.MaxResultBytes+resultEnvelopeBytes)
+		if overflow {
+			stopRun(errResultTooLarge)
+		}
+	})
+
+	// Kill the group the moment the child exits, before reaping it, so no grandchild outlives the run.
+	exited := waitExited(cmd.Process.Pid)
+	if exited {
+		g.exited(cmd.Process.Pid)
+	}
+	_ = cmd.Wait() // the outcome is read from ProcessState; a non-zero exit is not an error here
+	duration := time.Since(start)
+	if !exited {
+		g.exited(cmd.Process.Pid) // best effort where waitid(WNOWAIT) is unavailable
+	}
+	runtime.UnlockOSThread()
+
+	// Give the pipes KillGrace to reach EOF: longer only if something escaped the group and holds them.
+	p.setDeadline(time.Now().Add(r.cfg.KillGrace))
+	wg.Wait()
+	out.finish(ctx)
+
+	res := Result{Duration: duration, OutputTail: out.tail()}
+	cause := g.cause()
+	switch {
+	case cause == nil:
+		// The child exited on its own: read what it left.
+	case errors.Is(cause, errTimeout):
+		res.Status = contract.StatusTimeout
+		res.Err = &contract.Error{
+			Code:    contract.CodeScriptTimeout,
+			Message: fmt.Sprintf("script did not finish within %s and was stopped", job.Timeout),
+			Detail:  res.OutputTail,
+		}
+		return res, nil
+	case errors.Is(cause, errResultTooLarge) && ctx.Err() == nil:
+		res.Status = contract.StatusFailed
+		res.Err = &contract.Error{
+			Code:    contract.CodeOutputTooLarge,
+			Message: fmt.Sprintf("the result is larger than the limit of %d bytes", r.cfg.MaxResultBytes),
+			Detail:  res.OutputTail,
+		}
+		return res, nil
+	default:
+		return res, fmt.Errorf("run script %q: stopped after %s: %w", job.ScriptName, duration.Round(time.Millisecond), ctx.Err())
+	}
+	if overflow {
+		res.Status = contract.StatusFailed
+		res.Err = &contract.Error{
+			Code:    contract.CodeOutputTooLarge,
+			Message: fmt.Sprintf("the result is larger than the limit of %d bytes", r.cfg.MaxResultBytes),
+			Detail:  res.OutputTail,
+		}
+		return res, nil
+	}
+
+	exit := describeExit(cmd.ProcessState)
+	if len(doc) == 0 {
+		return crashed(res, exit), nil
+	}
+	o, err := parseResult(doc, r.cfg.MaxResultBytes)
+	if err != nil {
+		if !cmd.ProcessState.Success() {
+			return crashed(res, exit), nil
+		}
+		res.Status = contract.StatusFailed
+		res.Err = &contract.Error{
+			Code:    contract.CodeInvalidOutput,
+			Message: "the script's result channel held a malformed document: " + err.Error(),
+			Detail:  res.OutputTail,
+		}
+		return res, nil
+	}
+	if o.Err != nil && o.Err.Code == contract.CodeInternal {
+		return res, fmt.Errorf("run script %q: %s", job.ScriptName, o.Err.Message)
+	}
+	res.Status, res.Data, res.Err = o.Status, o.Data, o.Err
+	if res.Err != nil {
+		res.Err.Detail = joinDetail(res.Err.Detail, res.OutputTail)
+	}
+	return res, nil
+}
+
+// env is the child's whole environment: nothing of the worker's own gets through.
+func (r *Runner) env(job Job, runDir string) []string {
+	clean := func(s string) string { return strings.ReplaceAll(s, "\x00", "") }
+	return []string{
+		"PATH=" + r.path,
+		"HOME=" + runDir,
+		"TMPDIR=" + runDir,
+		"LANG=C.UTF-8",
+		"PYTHONUNBUFFERED=1",
+		"PYTHONDONTWRITEBYTECODE=1",
+		"SCRAPER_REQUEST_ID=" + clean(job.RequestID),
+		"SCRAPER_SCRIPT_NAME=" + clean(job.ScriptName),
+	}
+}
+
+// encodeRequest builds the one line the child reads on stdin.
+func encodeRequest(params json.RawMessage) ([]byte, error) {
+	if err := contract.ValidateParameters(params); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.WriteString(`{"parameters":`)
+	trimmed := bytes.TrimSpace(params)
+	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
+		buf.WriteString("{}")
+	} else if err := json.Compact(&buf, trimmed); err != nil { // one line, whatever the caller's formatting
+		return nil, fmt.Errorf("parameters: %w", err)
+	}
+	buf.WriteString("}\n")
+	return buf.Bytes(), nil
+}
+
+// writeRequest hands the request to the child and closes stdin. A child that dies first, or never reads,
+// makes the write fail (EPIPE, or the deadline); either way the outcome is read from the child's exit.
+func writeRequest(w *os.File, request []byte) {
+	_, _ = w.Write(request)
+	_ = w.Close()
+}
+
+// crashed reports a child that exited without a usable result.
+func crashed(res Result, exit string) Result {
+	res.Status = contract.StatusFailed
+	res.Err = &contract.Error{
+		Code:    contract.CodeScriptCrashed,
+		Message: exit,
+		Detail:  res.OutputTail,
+	}
+	return res
+}
+
+// describeExit says how the child ended, for a crash message.
+func describeExit(ps *os.ProcessState) string {
+	if ps == nil {
+		return "the script process ended without a result"
+	}
+	if sig, ok := exitSignal(ps); ok {
+		msg := fmt.Sprintf("the script process was killed by signal %d (%s) before returning a result", int(sig), sig)
+		if isKill(sig) {
+			msg += "; possibly out of memory"
+		}
+		return msg
+	}
+	return fmt.Sprintf("the script process exited with status %d before returning a result", ps.ExitCode())
+}
+
+// joinDetail appends the output tail to a failure's own detail.
+func joinDetail(detail, tail string) string {
+	switch {
+	case tail == "":
+		return detail
+	case detail == "":
+		return tail
+	}
+	return strings.TrimRight(detail, "\n") + "\n\n--- script output (tail) ---\n" + tail
+}
+
+// removeRunDir removes a run's scratch folder, making read-only folders the script left writable first.
+func removeRunDir(ctx context.Context, log *slog.Logger, dir string) {
+	if err := os.RemoveAll(dir); err == nil {
+		return
+	}
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(path, 0o700)
+		}
+		return nil
+	})
+	if err := os.RemoveAll(dir); err != nil {
+		log.WarnContext(ctx, "cannot remove the run's scratch folder", "dir", dir, "error", err)
+	}
+}

@@ -1,0 +1,361 @@
+# Runs one scraping script once, for the scrape worker. doc.go in this folder describes the protocol;
+# this file is embedded in the worker binary and passed to the interpreter with -c.
+#
+#   python -I -u -B -c <this file> <script_dir> <memory_limit_bytes> <max_result_bytes>
+#
+#   stdin   one JSON line {"parameters": {...}}; replaced by /dev/null before the script is imported
+#   fd 3    the result: one JSON document, written once, after which the process exits at once
+#   stdout  the script's own output (print); the worker logs it and never parses it
+#   stderr  likewise
+#
+# Result documents:
+#   {"ok": true, "data": <the value scrape returned>}
+#   {"ok": false, "kind": "exception", "type": "ValueError", "message": "...", "traceback": "..."}
+#   {"ok": false, "kind": "invalid_output", "type": "set", "message": "..."}
+#   {"ok": false, "kind": "too_large", "size": 1234567, "limit": 409600}
+#   {"ok": false, "kind": "setup", "message": "..."}   (the runner itself failed; not the script's fault)
+# A script that exits (sys.exit, os._exit, a signal) writes no document; the worker reports its exit status.
+#
+# Python 3.8+ and the standard library only.
+
+import json
+import os
+import sys
+import traceback
+
+RESULT_FD = 3
+SCRIPT_FILE = "scraper.py"
+MAX_MESSAGE_CHARS = 2048
+MAX_TRACEBACK_CHARS = 4096
+MAX_TYPE_CHARS = 200
+# Bounds on the walk that explains why a result is not JSON-serialisable.
+MAX_EXPLAIN_DEPTH = 200
+MAX_EXPLAIN_NODES = 100000
+
+
+class Failure(Exception):
+    """Ends the run with a failure document instead of a result."""
+
+    def __init__(self, doc):
+        Exception.__init__(self, doc.get("message", ""))
+        self.doc = doc
+
+
+def main(argv):
+    # Move the result channel off fd 3: the copy is non-inheritable (PEP 446), so programs the script
+    # starts do not get it, and a file the script opens cannot land on fd 3 by accident.
+    out = os.dup(RESULT_FD)
+    os.close(RESULT_FD)
+    try:
+        body = run(argv)
+    except Failure as failure:
+        body = encode_doc(failure.doc)
+    except SystemExit as exc:
+        # The script asked to exit. Do what the interpreter would do, but write no result: the worker
+        # reports the exit status.
+        exit_now(exit_status(exc))
+    except BaseException as exc:  # a fault in this runner, not in the script
+        body = encode_doc(setup_doc("runner failed: %s: %s" % (type(exc).__name__, safe_str(exc))))
+    try:
+        write_all(out, body)
+        os.close(out)
+    except OSError:
+        pass  # the worker stopped listening (result too large, or it gave up on us)
+    exit_now(0)
+
+
+def run(argv):
+    try:
+        script_dir = argv[1]
+        memory_limit = int(argv[2])
+        max_result = int(argv[3])
+    except (IndexError, ValueError):
+        raise Failure(setup_doc("usage: runner <script_dir> <memory_limit_bytes> <max_result_bytes>"))
+    params = read_request()
+    detach_stdin()
+    set_limits(memory_limit)
+    enable_faulthandler()
+    scrape = load_scrape(script_dir)
+    value = call(scrape, params, script_dir)
+    return encode_result(value, max_result)
+
+
+def read_request():
+    line = sys.stdin.buffer.readline()
+    try:
+        request = json.loads(line.decode("utf-8"))
+    except ValueError as exc:
+        raise Failure(setup_doc("cannot decode the request on stdin: %s" % exc))
+    params = request.get("parameters") if isinstance(request, dict) else None
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise Failure(setup_doc("parameters must be a JSON object, got %s" % type(params).__name__))
+    return params
+
+
+def detach_stdin():
+    # The request has been read; the script (and anything it starts) reads from /dev/null from now on.
+    fd = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(fd, 0)
+    finally:
+        os.close(fd)
+    sys.stdin = sys.__stdin__ = open(0, "r", closefd=False)
+
+
+def set_limits(memory_limit):
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if memory_limit > 0:
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            if hard != resource.RLIM_INFINITY and hard < memory_limit:
+                memory_limit = hard
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    except (ImportError, ValueError, OSError) as exc:
+        raise Failure(setup_doc("cannot set resource limits: %s" % exc))
+
+
+def enable_faulthandler():
+    # A segfault in a C extension then leaves a Python traceback on stderr, which ends up in the output tail.
+    try:
+        import faulthandler
+
+        faulthandler.enable()
+    except Exception:
+        pass
+
+
+def load_scrape(script_dir):
+    import importlib.util
+
+    path = os.path.join(script_dir, SCRIPT_FILE)
+    sys.path.insert(0, script_dir)
+    try:
+        spec = importlib.util.spec_from_file_location("scraper", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["scraper"] = module
+        spec.loader.exec_module(module)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        raise Failure(exception_doc(exc, script_dir))
+    scrape = getattr(module, "scrape", None)
+    if scrape is None:
+        raise Failure(
+            {
+                "ok": False,
+                "kind": "exception",
+                "type": "AttributeError",
+                "message": "scraper.py defines no scrape(params) function",
+            }
+        )
+    if not callable(scrape):
+        raise Failure(
+            {
+                "ok": False,
+                "kind": "exception",
+                "type": "TypeError",
+                "message": "scrape in scraper.py is a %s, not a function" % type_name(scrape),
+            }
+        )
+    return scrape
+
+
+def call(scrape, params, script_dir):
+    try:
+        value = scrape(params)
+        if is_awaitable(value):
+            import asyncio
+
+            value = asyncio.run(await_value(value))
+        return value
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        raise Failure(exception_doc(exc, script_dir))
+
+
+def is_awaitable(value):
+    import inspect
+
+    return inspect.isawaitable(value)
+
+
+async def await_value(awaitable):
+    return await awaitable
+
+
+def encode_result(value, max_result):
+    try:
+        try:
+            data = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        except UnicodeEncodeError:
+            # A string holds a lone surrogate (e.g. bytes decoded with surrogateescape); escaped, it is
+            # still valid JSON.
+            data = json.dumps(value, allow_nan=False, separators=(",", ":")).encode("ascii")
+    except (TypeError, ValueError, RecursionError, OverflowError) as exc:
+        raise Failure(invalid_output_doc(value, exc))
+    except MemoryError:
+        raise Failure(
+            {
+                "ok": False,
+                "kind": "exception",
+                "type": "MemoryError",
+                "message": "ran out of memory while encoding the result as JSON",
+            }
+        )
+    if len(data) > max_result:
+        raise Failure({"ok": False, "kind": "too_large", "size": len(data), "limit": max_result})
+    return b'{"ok":true,"data":' + data + b"}"
+
+
+def invalid_output_doc(value, exc):
+    found = explain(value)
+    if found is None:
+        return {
+            "ok": False,
+            "kind": "invalid_output",
+            "message": cap("the result cannot be encoded as JSON: %s" % safe_str(exc), MAX_MESSAGE_CHARS),
+        }
+    where, bad_type, problem = found
+    return {
+        "ok": False,
+        "kind": "invalid_output",
+        "type": cap(bad_type, MAX_TYPE_CHARS),
+        "message": cap("the result cannot be encoded as JSON: %s %s" % (where, problem), MAX_MESSAGE_CHARS),
+    }
+
+
+def explain(value):
+    """Finds the first part of value that JSON cannot hold: (where, type name, what is wrong) or None."""
+    budget = [MAX_EXPLAIN_NODES]
+    return explain_at(value, "result", 0, set(), budget)
+
+
+def explain_at(value, where, depth, open_containers, budget):
+    budget[0] -= 1
+    if budget[0] < 0 or depth > MAX_EXPLAIN_DEPTH:
+        return None
+    if value is None or isinstance(value, (str, int)):  # bool is an int
+        return None
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return where, "float", "is %r (JSON has no NaN or Infinity)" % value
+        return None
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in open_containers:
+            return where, type_name(value), "contains itself (a circular reference)"
+        open_containers.add(id(value))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not (key is None or isinstance(key, (str, int, float))):
+                    return where, type_name(key), "has a key of type %s (JSON object keys are strings)" % type_name(key)
+                found = explain_at(item, "%s[%s]" % (where, cap(repr(key), 60)), depth + 1, open_containers, budget)
+                if found is not None:
+                    return found
+        else:
+            for index, item in enumerate(value):
+                found = explain_at(item, "%s[%d]" % (where, index), depth + 1, open_containers, budget)
+                if found is not None:
+                    return found
+        open_containers.discard(id(value))
+        return None
+    return where, type_name(value), "is a %s" % type_name(value)
+
+
+def exception_doc(exc, script_dir):
+    name = type(exc).__name__
+    message = safe_str(exc) or name
+    try:
+        tb = "".join(traceback.format_exception(type(exc), exc, script_frames(exc.__traceback__, script_dir)))
+    except Exception:
+        tb = ""
+    if len(tb) > MAX_TRACEBACK_CHARS:
+        tb = "...\n" + tb[-MAX_TRACEBACK_CHARS:]
+    return {
+        "ok": False,
+        "kind": "exception",
+        "type": cap(name, MAX_TYPE_CHARS),
+        "message": cap(message, MAX_MESSAGE_CHARS),
+        "traceback": tb,
+    }
+
+
+def script_frames(tb, script_dir):
+    """Drops the runner's and importlib's frames from the top of tb, when the script has frames of its own."""
+    prefix = os.path.join(os.path.abspath(script_dir), "")
+    frame = tb
+    while frame is not None:
+        if os.path.abspath(frame.tb_frame.f_code.co_filename).startswith(prefix):
+            return frame
+        frame = frame.tb_next
+    return tb
+
+
+def setup_doc(message):
+    return {"ok": False, "kind": "setup", "message": cap(message, MAX_MESSAGE_CHARS)}
+
+
+def encode_doc(doc):
+    # ASCII only, so that any string (lone surrogates included) yields valid JSON.
+    return json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def write_all(fd, body):
+    view = memoryview(body)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def exit_status(exc):
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        sys.stderr.write("%s\n" % (code,))
+    except Exception:
+        pass
+    return 1
+
+
+def exit_now(status):
+    # os._exit skips atexit handlers and does not wait for non-daemon threads: the run is over once the
+    # result is written, whatever the script left running.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(status)
+
+
+def type_name(value):
+    kind = type(value)
+    module = getattr(kind, "__module__", "")
+    name = getattr(kind, "__qualname__", kind.__name__)
+    if module in ("builtins", "", None):
+        return name
+    return "%s.%s" % (module, name)
+
+
+def safe_str(value):
+    try:
+        return str(value)
+    except Exception:
+        return ""
+
+
+def cap(text, limit):
+    if len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..."
+
+
+if __name__ == "__main__":
+    main(sys.argv)

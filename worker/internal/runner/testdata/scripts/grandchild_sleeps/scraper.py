@@ -1,0 +1,13 @@
+import os
+import subprocess
+import time
+
+
+def scrape(params):
+    child = subprocess.Popen(["sleep", "60"])
+    tmp = params["pid_file"] + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("%d %d" % (os.getpid(), child.pid))
+    os.rename(tmp, params["pid_file"])
+    time.sleep(60)
+    return {"slept": True}

@@ -1,0 +1,6 @@
+import os
+import signal
+
+
+def scrape(params):
+    os.kill(os.getpid(), signal.SIGKILL)

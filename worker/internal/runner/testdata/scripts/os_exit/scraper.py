@@ -1,0 +1,5 @@
+import os
+
+
+def scrape(params):
+    os._exit(7)

@@ -1,0 +1,6 @@
+class QuotaExceeded(Exception):
+    pass
+
+
+def scrape(params):
+    raise QuotaExceeded()

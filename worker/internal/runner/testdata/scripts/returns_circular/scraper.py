@@ -1,0 +1,4 @@
+def scrape(params):
+    data = {"name": "loop"}
+    data["self"] = data
+    return data

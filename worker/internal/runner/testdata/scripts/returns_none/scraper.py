@@ -1,0 +1,2 @@
+def scrape(params):
+    print("nothing to return")

@@ -1,0 +1,5 @@
+import ctypes
+
+
+def scrape(params):
+    return ctypes.string_at(0)

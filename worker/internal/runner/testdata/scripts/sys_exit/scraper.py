@@ -1,0 +1,6 @@
+import sys
+
+
+def scrape(params):
+    print("leaving early")
+    sys.exit(3)

@@ -1,0 +1,69 @@
+package worker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// UnknownScript is the script_name label of requests whose script could not be resolved, so that names
+// sent by callers cannot blow up the metrics' cardinality.
+const UnknownScript = "(unknown)"
+
+// Metrics are the worker's Prometheus metrics. The README's metrics table documents each one.
+type Metrics struct {
+	Requests        *prometheus.CounterVec
+	Duration        *prometheus.HistogramVec
+	ScriptRuntime   *prometheus.HistogramVec
+	Rejected        *prometheus.CounterVec
+	SlotsBusy       prometheus.Gauge
+	Slots           prometheus.Gauge
+	ReplyFailures   prometheus.Counter
+	BrokerConnected *prometheus.GaugeVec
+	Reconnects      *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scraping_requests_total",
+			Help: "Scrape requests handled by this worker, by script and outcome (completed, failed, timeout).",
+		}, []string{"script_name", "status"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "scraping_request_duration_seconds",
+			Help:    "Time from receiving a task to publishing its reply, by script.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 25, 60, 120, 300},
+		}, []string{"script_name"}),
+		ScriptRuntime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "scraping_script_runtime_seconds",
+			Help:    "Wall-clock run time of the script's child process, by script.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 25, 60, 120, 300},
+		}, []string{"script_name"}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scraping_tasks_rejected_total",
+			Help: "Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown or reply failure).",
+		}, []string{"reason"}),
+		SlotsBusy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scraping_worker_slots_busy",
+			Help: "Script slots currently running a task.",
+		}),
+		Slots: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scraping_worker_slots",
+			Help: "Script slots of this worker (WORKER_CONCURRENCY).",
+		}),
+		ReplyFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scraping_reply_publish_failures_total",
+			Help: "Replies that could not be published (the task was requeued or, past its deadline, acked).",
+		}),
+		BrokerConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "scraping_broker_connected",
+			Help: "1 while the named AMQP connection (consume, publish) is up.",
+		}, []string{"connection"}),
+		Reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scraping_broker_connects_total",
+			Help: "AMQP connections established, by connection; more than one means reconnects.",
+		}, []string{"connection"}),
+	}
+	reg.MustRegister(m.Requests, m.Duration, m.ScriptRuntime, m.Rejected, m.SlotsBusy, m.Slots, m.ReplyFailures,
+		m.BrokerConnected, m.Reconnects)
+	return m
+}

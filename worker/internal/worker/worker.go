@@ -1,0 +1,279 @@
+// Package worker turns task deliveries into script runs and replies.
+//
+// For each delivery: parse and validate the request (invalid → dead-letter), drop work whose deadline has
+// passed (dead-letter, so operators see capacity shortfalls), resolve the script, run it in a child process
+// with a timeout bounded by the caller's deadline, publish the reply with a confirm, and only then ack. If
+// the reply cannot be published the task is requeued (or, past its deadline, acked with a log line: nobody
+// is waiting). A run cut short by a forced shutdown is requeued for another worker. Requeues are bounded by
+// the task queue's delivery limit, so a task that always kills its worker ends in the dead-letter queue.
+//
+// Shutdown, in order (see Worker.Shutdown and cmd/worker):
+//  1. stop consuming (the broker cancels our consumer; deliveries already received are nacked with requeue);
+//  2. wait for running scripts, at most the drain timeout;
+//  3. past it, cancel the rest: their process groups are killed and their tasks requeued;
+//  4. close the consume and publish connections (the broker requeues anything still unacked).
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/worker/internal/repository"
+	"github.com/scrapeplatform/platform/worker/internal/runner"
+)
+
+// ScriptRunner runs one script job.
+type ScriptRunner interface {
+	Run(ctx context.Context, job runner.Job) (runner.Result, error)
+}
+
+// ReplyPublisher publishes a reply and waits for the broker's confirm.
+type ReplyPublisher interface {
+	Publish(ctx context.Context, routingKey string, msg amqp.Publishing) error
+}
+
+var (
+	_ ScriptRunner   = (*runner.Runner)(nil)
+	_ ReplyPublisher = (*broker.Publisher)(nil)
+)
+
+// replyMargin is kept free at the end of a request's deadline so the reply can still reach the caller.
+const replyMargin = 250 * time.Millisecond
+
+// Config configures a Worker.
+type Config struct {
+	ID          string
+	Concurrency int
+	Repository  repository.Repository
+	Runner      ScriptRunner
+	Replies     ReplyPublisher
+	Metrics     *Metrics
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Worker handles task deliveries.
+type Worker struct {
+	cfg      Config
+	log      *slog.Logger
+	slots    chan struct{}
+	wg       sync.WaitGroup
+	stopping atomic.Bool
+	// hardCtx is cancelled when the drain timeout runs out: running scripts are killed.
+	hardCtx    context.Context
+	hardCancel context.CancelFunc
+}
+
+// New returns a worker.
+func New(cfg Config) *Worker {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Worker{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		slots:      make(chan struct{}, cfg.Concurrency),
+		hardCtx:    ctx,
+		hardCancel: cancel,
+	}
+	cfg.Metrics.Slots.Set(float64(cfg.Concurrency))
+	return w
+}
+
+// Handle takes one delivery. It returns at once; the task runs in its own goroutine once a slot is free.
+// Prefetch equals the number of slots, so in steady state a slot is always free.
+func (w *Worker) Handle(d amqp.Delivery) {
+	if w.stopping.Load() {
+		w.requeue(d, "worker is shutting down")
+		return
+	}
+	w.wg.Add(1)
+	w.slots <- struct{}{}
+	w.cfg.Metrics.SlotsBusy.Inc()
+	go func() {
+		defer func() {
+			<-w.slots
+			w.cfg.Metrics.SlotsBusy.Dec()
+			w.wg.Done()
+		}()
+		w.process(d)
+	}()
+}
+
+// BeginShutdown makes the worker refuse (requeue) new deliveries.
+func (w *Worker) BeginShutdown() { w.stopping.Store(true) }
+
+// Shutdown waits for running tasks up to drain; past it, it cancels them (killing their process groups and
+// requeueing their tasks) and waits up to grace more. It reports whether everything finished in time.
+func (w *Worker) Shutdown(drain, grace time.Duration) bool {
+	w.BeginShutdown()
+	done := make(chan struct{})
+	go func() { w.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(drain):
+	}
+	w.log.Warn("drain timeout reached; stopping running scripts and requeueing their tasks", "drain_timeout", drain)
+	w.hardCancel()
+	select {
+	case <-done:
+		return true
+	case <-time.After(grace):
+		return false
+	}
+}
+
+func (w *Worker) process(d amqp.Delivery) {
+	received := w.cfg.Now()
+	req, err := contract.ParseRequest(d)
+	if err != nil {
+		w.reject(d, err)
+		return
+	}
+	log := w.log.With("request_id", req.RequestID, "script", req.ScriptName)
+	if d.Redelivered {
+		log.Info("task redelivered")
+	}
+
+	timeout := min(req.Timeout.Duration(), req.Deadline.Sub(received)-replyMargin)
+	if timeout <= 0 {
+		log.Warn("deadline passed before the task started; dead-lettering it", "deadline", req.Deadline)
+		w.cfg.Metrics.Rejected.WithLabelValues("expired").Inc()
+		_ = d.Reject(false)
+		return
+	}
+
+	log.Debug("task started", "timeout_ms", timeout.Milliseconds(), "subject", req.Subject)
+	reply, requeue := w.run(log, req, timeout)
+	if requeue {
+		w.requeue(d, "run interrupted by shutdown")
+		return
+	}
+	reply.Version = contract.Version
+	reply.RequestID = req.RequestID
+	reply.WorkerID = w.cfg.ID
+	w.respond(log, d, req, reply, received)
+}
+
+// run resolves and runs the script. requeue is set when the run was cut short by a forced shutdown.
+func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Duration) (_ *contract.Reply, requeue bool) {
+	ctx := w.hardCtx
+	script, err := w.cfg.Repository.Resolve(ctx, req.ScriptName)
+	if errors.Is(err, repository.ErrNotFound) {
+		return contract.Failed(req, contract.CodeScriptNotFound, fmt.Sprintf("script %q was not found in the script repository", req.ScriptName)), false
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, true
+		}
+		log.Error("resolve script", "error", err)
+		return contract.Failed(req, contract.CodeInternal, fmt.Sprintf("could not load script %q: %v", req.ScriptName, err)), false
+	}
+	log = log.With("script_version", script.Version)
+
+	started := w.cfg.Now()
+	res, err := w.cfg.Runner.Run(ctx, runner.Job{
+		RequestID:  req.RequestID,
+		ScriptName: req.ScriptName,
+		ScriptDir:  script.Dir,
+		Parameters: req.Parameters,
+		Timeout:    timeout,
+	})
+	finished := w.cfg.Now()
+	if err != nil {
+		if contract.Classify(err) == contract.Cancelled && ctx.Err() != nil {
+			log.Warn("script stopped by shutdown; requeueing", "error", err)
+			return nil, true
+		}
+		log.Error("run script", "error", err)
+		return contract.Failed(req, contract.CodeInternal, "the worker could not run the script: "+err.Error()), false
+	}
+	w.cfg.Metrics.ScriptRuntime.WithLabelValues(req.ScriptName).Observe(res.Duration.Seconds())
+	reply := &contract.Reply{
+		Status:        res.Status,
+		Data:          res.Data,
+		Error:         res.Err,
+		ExecutionTime: res.Duration.Seconds(),
+		ScriptVersion: script.Version,
+		StartedAt:     started.UTC(),
+		FinishedAt:    finished.UTC(),
+	}
+	return reply, false
+}
+
+// respond publishes reply and settles the delivery.
+func (w *Worker) respond(log *slog.Logger, d amqp.Delivery, req *contract.Request, reply *contract.Reply, received time.Time) {
+	label := req.ScriptName
+	if reply.Error != nil && reply.Error.Code == contract.CodeScriptNotFound {
+		label = UnknownScript
+	}
+	if d.ReplyTo != "" {
+		msg, err := reply.Publishing(w.cfg.Now())
+		if err == nil {
+			// The reply gets its own short deadline: it must go out even while the worker shuts down.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err = w.cfg.Replies.Publish(ctx, d.ReplyTo, msg)
+			cancel()
+		}
+		if err != nil {
+			w.cfg.Metrics.ReplyFailures.Inc()
+			if w.cfg.Now().Before(req.Deadline) {
+				log.Error("publish reply failed; requeueing the task", "error", err)
+				w.requeue(d, "reply could not be published")
+				return
+			}
+			log.Error("publish reply failed and the caller's deadline has passed; dropping the reply", "error", err)
+		}
+	}
+	if err := d.Ack(false); err != nil {
+		// The channel is gone: the broker requeues the task and another worker will run it again.
+		log.Warn("ack failed; the task will be redelivered", "error", err)
+	}
+	elapsed := w.cfg.Now().Sub(received)
+	w.cfg.Metrics.Requests.WithLabelValues(label, string(reply.Status)).Inc()
+	w.cfg.Metrics.Duration.WithLabelValues(label).Observe(elapsed.Seconds())
+	attrs := []any{"status", reply.Status, "duration_ms", elapsed.Milliseconds(), "execution_time_ms", int64(reply.ExecutionTime * 1000)}
+	if reply.Error != nil {
+		attrs = append(attrs, "error_code", reply.Error.Code, "error", reply.Error.Message)
+	}
+	log.Info("task done", attrs...)
+}
+
+// reject answers an invalid request (when it says where to) and dead-letters it.
+func (w *Worker) reject(d amqp.Delivery, err error) {
+	w.log.Warn("invalid task; dead-lettering it", "error", err, "message_id", d.MessageId, "correlation_id", d.CorrelationId)
+	w.cfg.Metrics.Rejected.WithLabelValues("invalid").Inc()
+	if d.ReplyTo != "" && d.CorrelationId != "" {
+		reply := contract.Failed(&contract.Request{RequestID: d.CorrelationId}, contract.CodeInvalidRequest, "invalid task: "+err.Error())
+		reply.Version = contract.Version
+		reply.WorkerID = w.cfg.ID
+		if msg, perr := reply.Publishing(w.cfg.Now()); perr == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = w.cfg.Replies.Publish(ctx, d.ReplyTo, msg)
+			cancel()
+		}
+	}
+	_ = d.Reject(false)
+}
+
+func (w *Worker) requeue(d amqp.Delivery, why string) {
+	w.cfg.Metrics.Rejected.WithLabelValues("requeued").Inc()
+	w.log.Info("requeueing task", "reason", why, "correlation_id", d.CorrelationId)
+	if err := d.Nack(false, true); err != nil {
+		w.log.Warn("nack failed; the broker requeues the task when the channel closes", "error", err)
+	}
+}

@@ -1,0 +1,222 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/worker/internal/repository"
+	"github.com/scrapeplatform/platform/worker/internal/runner"
+)
+
+// Unit tests with fakes for the broker side; the end-to-end tests in test/ run the real thing.
+
+type ackLog struct {
+	mu     sync.Mutex
+	events []string
+	done   chan struct{}
+}
+
+func newAckLog() *ackLog { return &ackLog{done: make(chan struct{}, 16)} }
+
+func (a *ackLog) record(e string) error {
+	a.mu.Lock()
+	a.events = append(a.events, e)
+	a.mu.Unlock()
+	a.done <- struct{}{}
+	return nil
+}
+func (a *ackLog) Ack(uint64, bool) error { return a.record("ack") }
+func (a *ackLog) Nack(_ uint64, _ bool, requeue bool) error {
+	if requeue {
+		return a.record("requeue")
+	}
+	return a.record("dead-letter")
+}
+func (a *ackLog) Reject(_ uint64, requeue bool) error { return a.Nack(0, false, requeue) }
+
+func (a *ackLog) wait(t *testing.T) string {
+	t.Helper()
+	select {
+	case <-a.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("delivery never settled")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.events[len(a.events)-1]
+}
+
+type fakeRepo struct{}
+
+func (fakeRepo) Describe() string { return "fake" }
+func (fakeRepo) Resolve(_ context.Context, name string) (repository.Script, error) {
+	if name == "missing" {
+		return repository.Script{}, repository.ErrNotFound
+	}
+	return repository.Script{Name: name, Dir: "/nowhere", Version: "v1"}, nil
+}
+
+type fakeRunner struct{ run func(ctx context.Context, job runner.Job) (runner.Result, error) }
+
+func (f fakeRunner) Run(ctx context.Context, job runner.Job) (runner.Result, error) { return f.run(ctx, job) }
+
+type fakePublisher struct {
+	mu      sync.Mutex
+	fail    error
+	replies []contract.Reply
+	order   *[]string
+}
+
+func (p *fakePublisher) Publish(_ context.Context, key string, msg amqp.Publishing) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fail != nil {
+		return p.fail
+	}
+	var r contract.Reply
+	_ = json.Unmarshal(msg.Body, &r)
+	p.replies = append(p.replies, r)
+	return nil
+}
+
+func newWorker(t *testing.T, run func(ctx context.Context, job runner.Job) (runner.Result, error), pub *fakePublisher) (*Worker, *Metrics) {
+	m := NewMetrics(prometheus.NewRegistry())
+	return New(Config{ID: "w-test", Concurrency: 2, Repository: fakeRepo{}, Runner: fakeRunner{run}, Replies: pub,
+		Metrics: m, Logger: slog.New(slog.DiscardHandler)}), m
+}
+
+func delivery(t *testing.T, acks *ackLog, name string, timeout time.Duration, deadline time.Time) amqp.Delivery {
+	req := contract.Request{Version: contract.Version, RequestID: "r-" + name, ScriptName: name,
+		Timeout: contract.SecondsOf(timeout), Deadline: deadline}
+	p, err := req.Publishing(time.Now().Add(-time.Hour)) // publish time in the past so expired requests encode
+	if err != nil {
+		t.Fatal(err)
+	}
+	return amqp.Delivery{Acknowledger: acks, Body: p.Body, CorrelationId: p.CorrelationId, ReplyTo: "amq.rabbitmq.reply-to.x", Type: p.Type}
+}
+
+func ok(context.Context, runner.Job) (runner.Result, error) {
+	return runner.Result{Status: contract.StatusCompleted, Data: json.RawMessage(`{"ok":true}`), Duration: time.Millisecond}, nil
+}
+
+func TestCompletedTaskIsRepliedThenAcked(t *testing.T) {
+	t.Parallel()
+	pub := &fakePublisher{}
+	w, m := newWorker(t, ok, pub)
+	acks := newAckLog()
+	w.Handle(delivery(t, acks, "good", time.Second, time.Now().Add(5*time.Second)))
+	if got := acks.wait(t); got != "ack" {
+		t.Fatalf("settled with %s", got)
+	}
+	if len(pub.replies) != 1 || pub.replies[0].Status != contract.StatusCompleted || pub.replies[0].WorkerID != "w-test" || pub.replies[0].ScriptVersion != "v1" {
+		t.Fatalf("replies %+v", pub.replies)
+	}
+	if v := testutil.ToFloat64(m.Requests.WithLabelValues("good", "completed")); v != 1 {
+		t.Fatalf("scraping_requests_total = %v", v)
+	}
+}
+
+func TestTimeoutIsBoundedByDeadline(t *testing.T) {
+	t.Parallel()
+	var got time.Duration
+	w, _ := newWorker(t, func(_ context.Context, job runner.Job) (runner.Result, error) {
+		got = job.Timeout
+		return ok(nil, job)
+	}, &fakePublisher{})
+	acks := newAckLog()
+	// The caller allows 10 s of script time but will stop waiting in 2 s.
+	w.Handle(delivery(t, acks, "good", 10*time.Second, time.Now().Add(2*time.Second)))
+	acks.wait(t)
+	if got > 2*time.Second-replyMargin || got < time.Second {
+		t.Fatalf("script timeout %v; want just under the 2 s left to the deadline", got)
+	}
+}
+
+func TestUnknownScriptRepliesFailed(t *testing.T) {
+	t.Parallel()
+	pub := &fakePublisher{}
+	w, m := newWorker(t, ok, pub)
+	acks := newAckLog()
+	w.Handle(delivery(t, acks, "missing", time.Second, time.Now().Add(5*time.Second)))
+	if got := acks.wait(t); got != "ack" {
+		t.Fatalf("settled with %s", got)
+	}
+	if r := pub.replies[0]; r.Status != contract.StatusFailed || r.Error.Code != contract.CodeScriptNotFound {
+		t.Fatalf("reply %+v", r)
+	}
+	if v := testutil.ToFloat64(m.Requests.WithLabelValues(UnknownScript, "failed")); v != 1 {
+		t.Fatalf("unknown scripts must share one label, got %v", v)
+	}
+}
+
+func TestExpiredAndInvalidTasksAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	ran := false
+	pub := &fakePublisher{}
+	w, m := newWorker(t, func(ctx context.Context, job runner.Job) (runner.Result, error) { ran = true; return ok(ctx, job) }, pub)
+	acks := newAckLog()
+	w.Handle(delivery(t, acks, "good", time.Second, time.Now().Add(-time.Second)))
+	if got := acks.wait(t); got != "dead-letter" {
+		t.Fatalf("expired task settled with %s", got)
+	}
+	w.Handle(amqp.Delivery{Acknowledger: acks, Body: []byte(`{"version":1,"request_id":"bad","script_name":"../x"}`), CorrelationId: "bad", ReplyTo: "amq.rabbitmq.reply-to.x"})
+	if got := acks.wait(t); got != "dead-letter" {
+		t.Fatalf("invalid task settled with %s", got)
+	}
+	if ran {
+		t.Fatal("a script ran for an expired or invalid task")
+	}
+	if len(pub.replies) != 1 || pub.replies[0].Error.Code != contract.CodeInvalidRequest || pub.replies[0].RequestID != "bad" {
+		t.Fatalf("invalid task should get an invalid_request reply: %+v", pub.replies)
+	}
+	if testutil.ToFloat64(m.Rejected.WithLabelValues("expired")) != 1 || testutil.ToFloat64(m.Rejected.WithLabelValues("invalid")) != 1 {
+		t.Fatal("rejections not counted")
+	}
+}
+
+func TestReplyFailureRequeues(t *testing.T) {
+	t.Parallel()
+	pub := &fakePublisher{fail: errors.New("connection lost")}
+	w, _ := newWorker(t, ok, pub)
+	acks := newAckLog()
+	w.Handle(delivery(t, acks, "good", time.Second, time.Now().Add(5*time.Second)))
+	if got := acks.wait(t); got != "requeue" {
+		t.Fatalf("settled with %s; an unreplied task must go back to the queue", got)
+	}
+}
+
+func TestShutdownRequeuesNewAndKilledWork(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	w, _ := newWorker(t, func(ctx context.Context, job runner.Job) (runner.Result, error) {
+		close(started)
+		<-ctx.Done() // a script that outlives the drain
+		return runner.Result{}, ctx.Err()
+	}, &fakePublisher{})
+	acks := newAckLog()
+	w.Handle(delivery(t, acks, "slow", 30*time.Second, time.Now().Add(40*time.Second)))
+	<-started
+	finished := make(chan bool)
+	go func() { finished <- w.Shutdown(100*time.Millisecond, 5*time.Second) }()
+	if got := acks.wait(t); got != "requeue" {
+		t.Fatalf("killed task settled with %s", got)
+	}
+	if !<-finished {
+		t.Fatal("shutdown did not finish")
+	}
+	// After shutdown began, new deliveries go straight back.
+	w.Handle(delivery(t, acks, "good", time.Second, time.Now().Add(5*time.Second)))
+	if got := acks.wait(t); got != "requeue" {
+		t.Fatalf("delivery during shutdown settled with %s", got)
+	}
+}
