@@ -1,0 +1,91 @@
+// Command gateway-local serves the gateway handler as a plain HTTP server, with /metrics, for local
+// development and the compose stack. It is the same handler the Lambda entry point serves.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/scrapeplatform/platform/functions/gateway"
+	"github.com/scrapeplatform/platform/shared/broker"
+)
+
+func main() {
+	cfg, err := gateway.LoadConfig(os.Getenv, "jwt")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gateway-local: invalid configuration:\n%v\n", err)
+		os.Exit(2)
+	}
+	addr := os.Getenv("GATEWAY_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, addr, log); err != nil {
+		log.Error("gateway stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends, then stops accepting, lets requests in flight finish (bounded), and closes
+// the broker connection.
+func run(ctx context.Context, cfg gateway.Config, addr string, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := gateway.NewMetrics(reg)
+	h, client, err := gateway.Build(cfg, "gateway-local", log, metrics)
+	if err != nil {
+		return err
+	}
+	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
+	brokerDone := make(chan struct{})
+	go func() { _ = client.Run(brokerCtx); close(brokerDone) }()
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/", h)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		stopBroker()
+		return fmt.Errorf("listen on GATEWAY_ADDR %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 10 << 10}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("gateway listening", "addr", ln.Addr().String(), "broker", broker.Redact(cfg.RabbitMQURL), "auth_mode", cfg.AuthMode)
+
+	select {
+	case err := <-errc:
+		stopBroker()
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing requests in flight")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.MaxTimeout+cfg.ReplyGrace+time.Second)
+	defer cancel()
+	err = srv.Shutdown(shutdownCtx)
+	stopBroker()
+	<-brokerDone
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("gateway stopped cleanly")
+	return nil
+}

@@ -1,0 +1,52 @@
+package gateway
+
+import (
+	"time"
+
+	sharedconfig "github.com/scrapeplatform/platform/shared/config"
+	"github.com/scrapeplatform/platform/shared/contract"
+)
+
+// Config is the gateway's configuration. The README's table documents every field's variable.
+type Config struct {
+	RabbitMQURL string
+	TaskQueue   string
+	// AuthMode is "jwt" (verify bearer tokens here) or "apigateway" (trust API Gateway's authorizers).
+	AuthMode    string
+	JWTSecret   string
+	JWTIssuer   string
+	JWTAudience string
+	// DefaultTimeout applies when a request names none; MaxTimeout is the largest accepted.
+	DefaultTimeout time.Duration
+	MaxTimeout     time.Duration
+	// ReplyGrace is added to a request's timeout to get its deadline: time for queueing, start-up and reply.
+	ReplyGrace   time.Duration
+	MaxBodyBytes int64
+	LogLevel     string
+}
+
+// LoadConfig reads the configuration through getenv; defaultAuthMode is "jwt" for the local server and
+// "apigateway" in Lambda. It reports every problem at once.
+func LoadConfig(getenv func(string) string, defaultAuthMode string) (Config, error) {
+	e := sharedconfig.NewEnv(getenv)
+	c := Config{
+		RabbitMQURL:    e.String("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+		TaskQueue:      e.String("RABBITMQ_TASK_QUEUE", "scraping_tasks"),
+		AuthMode:       e.OneOf("AUTH_MODE", defaultAuthMode, "jwt", "apigateway"),
+		JWTSecret:      e.String("JWT_SECRET", ""),
+		JWTIssuer:      e.String("JWT_ISSUER", ""),
+		JWTAudience:    e.String("JWT_AUDIENCE", ""),
+		MaxTimeout:     e.Duration("SCRAPE_MAX_TIMEOUT", 25*time.Second, contract.MinTimeout, contract.MaxTimeout),
+		ReplyGrace:     e.Duration("SCRAPE_REPLY_GRACE", 1500*time.Millisecond, 100*time.Millisecond, time.Minute),
+		MaxBodyBytes:   int64(e.Int("SCRAPE_MAX_BODY_BYTES", 256*1024, 1024, contract.MaxMessageBytes-16*1024)),
+		LogLevel:       e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+	}
+	c.DefaultTimeout = e.Duration("SCRAPE_DEFAULT_TIMEOUT", min(20*time.Second, c.MaxTimeout), contract.MinTimeout, contract.MaxTimeout)
+	if c.DefaultTimeout > c.MaxTimeout {
+		e.Fail("SCRAPE_DEFAULT_TIMEOUT (%s) is larger than SCRAPE_MAX_TIMEOUT (%s)", c.DefaultTimeout, c.MaxTimeout)
+	}
+	if c.AuthMode == "jwt" && len(c.JWTSecret) < 32 {
+		e.Fail("JWT_SECRET must be set to at least 32 characters when AUTH_MODE=jwt (make run creates one in .local/jwt-secret)")
+	}
+	return c, e.Err()
+}

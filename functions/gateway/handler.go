@@ -1,0 +1,389 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/shared/contract"
+)
+
+// Broker is what the handler needs from the message broker.
+type Broker interface {
+	Call(ctx context.Context, msg amqp.Publishing) (amqp.Delivery, error)
+	Connected() bool
+	Inspect(ctx context.Context, queue string) (broker.QueueState, error)
+}
+
+var _ Broker = (*broker.RPCClient)(nil)
+
+// Handler serves the API.
+type Handler struct {
+	cfg     Config
+	broker  Broker
+	authn   Authenticator
+	log     *slog.Logger
+	metrics *Metrics
+	topo    broker.Topology
+	stats   sysStats
+	now     func() time.Time
+	mux     *http.ServeMux
+}
+
+// Options are a Handler's collaborators.
+type Options struct {
+	Broker        Broker
+	Authenticator Authenticator
+	Logger        *slog.Logger
+	// Metrics may be nil (Lambda reports through CloudWatch instead).
+	Metrics *Metrics
+	Now     func() time.Time
+}
+
+// New returns the API handler.
+func New(cfg Config, o Options) *Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{cfg: cfg, broker: o.Broker, authn: o.Authenticator, log: o.Logger, metrics: o.Metrics,
+		topo: broker.NewTopology(cfg.TaskQueue), now: o.Now, mux: http.NewServeMux()}
+	h.mux.HandleFunc("POST /scrape", h.authenticated(h.scrape))
+	h.mux.HandleFunc("GET /status", h.authenticated(h.status))
+	h.mux.HandleFunc("GET /health", h.health)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, contract.CodeNotFound, fmt.Sprintf("no route %s %s; the API has POST /scrape, GET /health and GET /status", r.Method, r.URL.Path), "")
+	})
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		if p := recover(); p != nil {
+			h.log.Error("panic in handler", "panic", p, "path", r.URL.Path)
+			if !rec.wrote {
+				writeError(rec, http.StatusInternalServerError, contract.CodeInternal, "internal error", "")
+			}
+		}
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		h.metrics.observeHTTP(route, rec.status, h.now().Sub(start))
+	}()
+	// Method mismatches on known paths answer 405 with a JSON body instead of the mux's plain text.
+	if allowed := allowedMethod(r.URL.Path); allowed != "" && r.Method != allowed {
+		w.Header().Set("Allow", allowed)
+		writeError(rec, http.StatusMethodNotAllowed, contract.CodeMethodNotAllowed, fmt.Sprintf("%s needs %s, not %s", r.URL.Path, allowed, r.Method), "")
+		return
+	}
+	h.mux.ServeHTTP(rec, r)
+}
+
+func allowedMethod(path string) string {
+	switch path {
+	case "/scrape":
+		return http.MethodPost
+	case "/health", "/status":
+		return http.MethodGet
+	}
+	return ""
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+type principalKey struct{}
+
+func (h *Handler) authenticated(next func(http.ResponseWriter, *http.Request, Principal)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := h.authn.Authenticate(r)
+		if err != nil {
+			h.log.Info("authentication failed", "path", r.URL.Path, "reason", err.Error())
+			writeError(w, http.StatusUnauthorized, contract.CodeUnauthorized, authMessage(err), "")
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), p)
+	}
+}
+
+// scrapeBody is the body of POST /scrape.
+type scrapeBody struct {
+	ScriptName *string          `json:"script_name"`
+	Parameters json.RawMessage  `json:"parameters"`
+	Timeout    *json.RawMessage `json:"timeout"`
+}
+
+// ScrapeResponse is the 200 answer of POST /scrape.
+type ScrapeResponse struct {
+	RequestID     string          `json:"request_id"`
+	Status        contract.Status `json:"status"`
+	Data          json.RawMessage `json:"data"`
+	Error         *string         `json:"error"`
+	ErrorCode     *contract.Code  `json:"error_code"`
+	ErrorType     string          `json:"error_type,omitempty"`
+	ErrorDetail   string          `json:"error_detail,omitempty"`
+	ExecutionTime float64         `json:"execution_time"`
+	TotalTime     float64         `json:"total_time"`
+	WorkerID      string          `json:"worker_id"`
+	ScriptName    string          `json:"script_name"`
+	ScriptVersion string          `json:"script_version,omitempty"`
+}
+
+// requestError is a 4xx found while reading the request.
+type requestError struct {
+	status int
+	code   contract.Code
+	msg    string
+}
+
+func (h *Handler) scrape(w http.ResponseWriter, r *http.Request, p Principal) {
+	start := h.now()
+	id := newRequestID()
+	log := h.log.With("request_id", id, "subject", p.Subject)
+
+	req, rerr := h.readScrape(w, r)
+	if rerr != nil {
+		log.Info("bad scrape request", "status", rerr.status, "error", rerr.msg)
+		writeError(w, rerr.status, rerr.code, rerr.msg, id)
+		return
+	}
+	req.RequestID = id
+	req.Subject = p.Subject
+	req.Deadline = start.Add(req.Timeout.Duration() + h.cfg.ReplyGrace)
+	// In Lambda the invocation's own deadline may come first; answer before it rather than be cut off.
+	if d, ok := r.Context().Deadline(); ok && d.Add(-200*time.Millisecond).Before(req.Deadline) {
+		req.Deadline = d.Add(-200 * time.Millisecond)
+	}
+	log = log.With("script", req.ScriptName)
+
+	msg, err := req.Publishing(h.now())
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, contract.CodeInvalidRequest, err.Error(), id)
+		return
+	}
+	ctx, cancel := context.WithDeadline(r.Context(), req.Deadline)
+	defer cancel()
+	d, err := h.broker.Call(ctx, msg)
+	if err != nil {
+		h.callFailed(w, r, log, id, req, err)
+		return
+	}
+	reply, err := contract.ParseReply(d)
+	if err != nil {
+		log.Error("malformed reply from worker", "error", err)
+		writeError(w, http.StatusBadGateway, contract.CodeInternal, "a worker sent a malformed reply: "+err.Error(), id)
+		return
+	}
+	resp := ScrapeResponse{
+		RequestID: id, Status: reply.Status, Data: reply.Data, ExecutionTime: reply.ExecutionTime,
+		TotalTime: h.now().Sub(start).Seconds(), WorkerID: reply.WorkerID, ScriptName: req.ScriptName,
+		ScriptVersion: reply.ScriptVersion,
+	}
+	if len(resp.Data) == 0 {
+		resp.Data = json.RawMessage("null")
+	}
+	if e := reply.Error; e != nil {
+		resp.Error, resp.ErrorCode, resp.ErrorType, resp.ErrorDetail = &e.Message, &e.Code, e.Type, e.Detail
+	}
+	h.metrics.observeScrape(reply.Status)
+	log.Info("scrape answered", "status", reply.Status, "worker_id", reply.WorkerID, "duration_ms", h.now().Sub(start).Milliseconds())
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (h *Handler) callFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, id string, req contract.Request, err error) {
+	switch {
+	case r.Context().Err() != nil:
+		log.Info("client went away before the reply", "error", err)
+		writeError(w, 499, contract.CodeInternal, "client closed the request", id)
+	case contract.Classify(err) == contract.Transient || errors.Is(err, broker.ErrClosed):
+		log.Error("broker unavailable", "error", err)
+		h.metrics.observeScrape("broker_unavailable")
+		writeError(w, http.StatusServiceUnavailable, contract.CodeBrokerUnavailable, "the task could not be handed to the message broker: "+err.Error(), id)
+	case errors.Is(err, context.DeadlineExceeded):
+		wait := req.Timeout.Duration() + h.cfg.ReplyGrace
+		log.Warn("no worker answered in time", "waited_ms", wait.Milliseconds())
+		h.metrics.observeScrape("no_worker_response")
+		writeError(w, http.StatusGatewayTimeout, contract.CodeNoWorkerResponse,
+			fmt.Sprintf("no worker answered within %.1fs (timeout %gs plus %.1fs grace): workers may be busy, scaling up, or down; GET /status shows the queue", wait.Seconds(), float64(req.Timeout), h.cfg.ReplyGrace.Seconds()), id)
+	default:
+		log.Error("rpc failed", "error", err)
+		writeError(w, http.StatusInternalServerError, contract.CodeInternal, "internal error: "+err.Error(), id)
+	}
+}
+
+// readScrape reads and validates the body of POST /scrape.
+func (h *Handler) readScrape(w http.ResponseWriter, r *http.Request) (contract.Request, *requestError) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return contract.Request{}, &requestError{http.StatusRequestEntityTooLarge, contract.CodePayloadTooLarge,
+				fmt.Sprintf("request body is larger than %d bytes", h.cfg.MaxBodyBytes)}
+		}
+		return contract.Request{}, &requestError{http.StatusBadRequest, contract.CodeInvalidRequest, "could not read the request body: " + err.Error()}
+	}
+	b, derr := decodeScrapeBody(body)
+	if derr != nil {
+		return contract.Request{}, &requestError{http.StatusBadRequest, contract.CodeInvalidRequest, derr.Error()}
+	}
+	req, verr := h.validateScrape(b)
+	if verr != nil {
+		return contract.Request{}, &requestError{http.StatusUnprocessableEntity, contract.CodeInvalidRequest, verr.Error()}
+	}
+	return req, nil
+}
+
+// decodeScrapeBody parses the JSON body strictly: one object, no unknown fields, no trailing data.
+func decodeScrapeBody(body []byte) (scrapeBody, error) {
+	var b scrapeBody
+	if len(bytes.TrimSpace(body)) == 0 {
+		return b, errors.New(`request body is empty; send JSON such as {"script_name": "example_scraper", "parameters": {"url": "https://example.com"}}`)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return b, fmt.Errorf("request body is not valid JSON (at byte %d): %v", se.Offset, err)
+		case errors.As(err, &te) && te.Field != "":
+			return b, fmt.Errorf("field %q must be %s, not a JSON %s", te.Field, jsonKind(te.Field), te.Value)
+		case errors.As(err, &te):
+			return b, fmt.Errorf("request body must be a JSON object, not a JSON %s", te.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return b, fmt.Errorf("unknown field %s; the fields are script_name, parameters and timeout", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return b, errors.New("request body is not valid JSON: it ends too early")
+		}
+		return b, fmt.Errorf("request body is not valid JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return b, errors.New("request body must hold exactly one JSON object; found more data after it")
+	}
+	return b, nil
+}
+
+func jsonKind(field string) string {
+	switch field {
+	case "script_name":
+		return "a string"
+	case "parameters":
+		return "an object"
+	case "timeout":
+		return "a number of seconds"
+	}
+	return "another type"
+}
+
+func (h *Handler) validateScrape(b scrapeBody) (contract.Request, error) {
+	var errs []error
+	req := contract.Request{Version: contract.Version, Parameters: b.Parameters, Timeout: contract.SecondsOf(h.cfg.DefaultTimeout)}
+	if b.ScriptName == nil {
+		errs = append(errs, errors.New("script_name is required"))
+	} else {
+		req.ScriptName = *b.ScriptName
+		if err := contract.ValidateScriptName(req.ScriptName); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := contract.ValidateParameters(b.Parameters); err != nil {
+		errs = append(errs, err)
+	}
+	if len(bytes.TrimSpace(b.Parameters)) == 0 || string(bytes.TrimSpace(b.Parameters)) == "null" {
+		req.Parameters = json.RawMessage("{}")
+	}
+	if b.Timeout != nil && string(*b.Timeout) != "null" {
+		var t float64
+		if err := json.Unmarshal(*b.Timeout, &t); err != nil {
+			errs = append(errs, fmt.Errorf("timeout must be a number of seconds, got %s", *b.Timeout))
+		} else if err := contract.ValidateTimeout(contract.Seconds(t), h.cfg.MaxTimeout); err != nil {
+			errs = append(errs, err)
+		} else {
+			req.Timeout = contract.Seconds(t)
+		}
+	}
+	return req, errors.Join(errs...)
+}
+
+// HealthResponse is the answer of GET /health.
+type HealthResponse struct {
+	Status     string            `json:"status"`
+	Components map[string]string `json:"components"`
+	Timestamp  time.Time         `json:"timestamp"`
+}
+
+func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
+	resp := HealthResponse{Status: "healthy", Components: map[string]string{"rabbitmq": "connected"}, Timestamp: h.now().UTC()}
+	code := http.StatusOK
+	if !h.broker.Connected() {
+		resp.Status, resp.Components["rabbitmq"], code = "unhealthy", "disconnected", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, resp)
+}
+
+// StatusResponse is the answer of GET /status.
+type StatusResponse struct {
+	QueueLength           int       `json:"queue_length"`
+	ActiveWorkers         int       `json:"active_workers"`
+	DeadLetterQueueLength int       `json:"dead_letter_queue_length"`
+	MemoryUsage           float64   `json:"memory_usage"`
+	CPUUsage              float64   `json:"cpu_usage"`
+	TaskQueue             string    `json:"task_queue"`
+	RabbitMQ              string    `json:"rabbitmq"`
+	Timestamp             time.Time `json:"timestamp"`
+}
+
+func (h *Handler) status(w http.ResponseWriter, r *http.Request, _ Principal) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	tasks, err := h.broker.Inspect(ctx, h.topo.TaskQueue)
+	if err != nil {
+		h.log.Error("status: inspect task queue", "error", err)
+		writeError(w, http.StatusServiceUnavailable, contract.CodeBrokerUnavailable, "could not read the queue from the broker: "+err.Error(), "")
+		return
+	}
+	resp := StatusResponse{QueueLength: tasks.Messages, ActiveWorkers: tasks.Consumers, TaskQueue: h.topo.TaskQueue,
+		RabbitMQ: "connected", Timestamp: h.now().UTC()}
+	if dead, err := h.broker.Inspect(ctx, h.topo.DeadLetterQueue); err == nil {
+		resp.DeadLetterQueueLength = dead.Messages
+	}
+	if m, err := h.stats.memoryPercent(); err == nil {
+		resp.MemoryUsage = m
+	}
+	if c, err := h.stats.cpuPercent(); err == nil {
+		resp.CPUUsage = c
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

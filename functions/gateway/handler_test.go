@@ -1,0 +1,310 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/scrapeplatform/platform/shared/auth"
+	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/shared/contract"
+)
+
+const testSecret = "0123456789abcdef0123456789abcdef-test"
+
+// fakeBroker answers calls in-process. Unit tests only: the integration tests use a real RabbitMQ.
+type fakeBroker struct {
+	mu        sync.Mutex
+	calls     []amqp.Publishing
+	answer    func(req contract.Request) (*contract.Reply, error)
+	connected bool
+	state     broker.QueueState
+}
+
+func (f *fakeBroker) Call(ctx context.Context, msg amqp.Publishing) (amqp.Delivery, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, msg)
+	f.mu.Unlock()
+	var req contract.Request
+	if err := json.Unmarshal(msg.Body, &req); err != nil {
+		return amqp.Delivery{}, err
+	}
+	rep, err := f.answer(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			<-ctx.Done()
+			return amqp.Delivery{}, ctx.Err()
+		}
+		return amqp.Delivery{}, err
+	}
+	body, _ := json.Marshal(rep)
+	return amqp.Delivery{CorrelationId: msg.CorrelationId, Body: body}, nil
+}
+
+func (f *fakeBroker) Connected() bool { return f.connected }
+
+func (f *fakeBroker) Inspect(ctx context.Context, queue string) (broker.QueueState, error) {
+	if !f.connected {
+		return broker.QueueState{}, broker.ErrUnavailable
+	}
+	return f.state, nil
+}
+
+func completed(req contract.Request) (*contract.Reply, error) {
+	return &contract.Reply{Version: contract.Version, RequestID: req.RequestID, Status: contract.StatusCompleted,
+		Data: req.Parameters, ExecutionTime: 0.01, WorkerID: "w1", ScriptVersion: "sha256:abc"}, nil
+}
+
+func testConfig() Config {
+	cfg, err := LoadConfig(func(k string) string {
+		if k == "JWT_SECRET" {
+			return testSecret
+		}
+		return ""
+	}, "jwt")
+	if err != nil {
+		panic(err)
+	}
+	return cfg
+}
+
+func newTestHandler(t *testing.T, fb *fakeBroker) *Handler {
+	t.Helper()
+	v, err := auth.NewHS256(auth.HS256Config{Secret: []byte(testSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(testConfig(), Options{Broker: fb, Authenticator: BearerAuth{Verifier: v}, Logger: slog.New(slog.DiscardHandler)})
+}
+
+func token(t *testing.T) string {
+	t.Helper()
+	tok, err := auth.IssueHS256([]byte(testSecret), auth.Claims{Subject: "tester"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func do(t *testing.T, h http.Handler, method, path, body string, headers map[string]string) (*httptest.ResponseRecorder, map[string]any) {
+	t.Helper()
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	for k, v := range headers {
+		r.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	var m map[string]any
+	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("%s %s: content type %q, body %q", method, path, ct, w.Body.String())
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
+		t.Fatalf("%s %s: body is not JSON: %q", method, path, w.Body.String())
+	}
+	return w, m
+}
+
+func TestScrapeValidation(t *testing.T) {
+	t.Parallel()
+	fb := &fakeBroker{answer: completed, connected: true}
+	h := newTestHandler(t, fb)
+	auth := map[string]string{"Authorization": "Bearer " + token(t)}
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		mention    string
+	}{
+		{"empty", ``, 400, "empty"},
+		{"not json", `hello`, 400, "not valid JSON"},
+		{"truncated", `{"script_name": "x"`, 400, "not valid JSON"},
+		{"array", `[1,2]`, 400, "JSON object"},
+		{"unknown field", `{"script_name":"x","scriptname":"y"}`, 400, `"scriptname"`},
+		{"wrong type", `{"script_name": 5}`, 400, `"script_name" must be a string`},
+		{"trailing", `{"script_name":"x"} {}`, 400, "exactly one"},
+		{"missing name", `{"parameters":{}}`, 422, "script_name is required"},
+		{"traversal", `{"script_name":"../etc"}`, 422, "not valid"},
+		{"params array", `{"script_name":"x","parameters":[1]}`, 422, "parameters must be a JSON object"},
+		{"timeout string", `{"script_name":"x","timeout":"5"}`, 422, "timeout must be a number"},
+		{"timeout zero", `{"script_name":"x","timeout":0}`, 422, "between"},
+		{"timeout too long", `{"script_name":"x","timeout":3600}`, 422, "between"},
+		{"too large", `{"script_name":"x","parameters":{"a":"` + strings.Repeat("a", 300*1024) + `"}}`, 413, "larger than"},
+		{"ok", `{"script_name":"echo","parameters":{"a":1},"timeout":2.5}`, 200, ""},
+		{"ok defaults", `{"script_name":"echo"}`, 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, m := do(t, h, "POST", "/scrape", tc.body, auth)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			if tc.status != 200 {
+				if m["error_code"] == nil || !strings.Contains(m["error"].(string), tc.mention) {
+					t.Fatalf("error %q does not mention %q", m["error"], tc.mention)
+				}
+			}
+		})
+	}
+}
+
+func TestScrapeMapsReplyAndBuildsRequest(t *testing.T) {
+	t.Parallel()
+	fb := &fakeBroker{answer: completed, connected: true}
+	h := newTestHandler(t, fb)
+	before := time.Now()
+	w, m := do(t, h, "POST", "/scrape", `{"script_name":"echo","parameters":{"a":1},"timeout":3}`, map[string]string{"Authorization": "Bearer " + token(t)})
+	if w.Code != 200 || m["status"] != "completed" || m["worker_id"] != "w1" || m["script_version"] != "sha256:abc" {
+		t.Fatalf("response %d %v", w.Code, m)
+	}
+	if m["data"].(map[string]any)["a"] != float64(1) || m["error"] != nil || m["error_code"] != nil {
+		t.Fatalf("data/error: %v", m)
+	}
+	msg := fb.calls[0]
+	var req contract.Request
+	_ = json.Unmarshal(msg.Body, &req)
+	if req.RequestID != m["request_id"] || msg.CorrelationId != req.RequestID || req.Subject != "tester" || req.Timeout != 3 {
+		t.Fatalf("request %+v / msg %+v", req, msg)
+	}
+	// Deadline = timeout + grace; expiration is the time left to it.
+	if d := req.Deadline.Sub(before); d < 3*time.Second || d > 3*time.Second+testConfig().ReplyGrace+time.Second {
+		t.Fatalf("deadline %v after start", d)
+	}
+}
+
+func TestScrapeFailureStatuses(t *testing.T) {
+	t.Parallel()
+	hdr := map[string]string{"Authorization": "Bearer " + token(t)}
+	for _, tc := range []struct {
+		name   string
+		answer func(contract.Request) (*contract.Reply, error)
+		status int
+		code   string
+	}{
+		{"script failed is still 200", func(r contract.Request) (*contract.Reply, error) {
+			rep := contract.Failed(&r, contract.CodeScriptError, "boom")
+			rep.Version, rep.Error.Type = contract.Version, "ValueError"
+			return rep, nil
+		}, 200, "script_error"},
+		{"broker down", func(contract.Request) (*contract.Reply, error) { return nil, broker.ErrUnavailable }, 503, "broker_unavailable"},
+		{"no worker", func(contract.Request) (*contract.Reply, error) { return nil, context.DeadlineExceeded }, 504, "no_worker_response"},
+		{"malformed reply", func(r contract.Request) (*contract.Reply, error) {
+			return &contract.Reply{Version: contract.Version, RequestID: r.RequestID, Status: "weird"}, nil
+		}, 502, "internal_error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newTestHandler(t, &fakeBroker{answer: tc.answer, connected: true})
+			w, m := do(t, h, "POST", "/scrape", `{"script_name":"echo","timeout":0.2}`, hdr)
+			if w.Code != tc.status || m["error_code"] != tc.code {
+				t.Fatalf("got %d %v, want %d %s", w.Code, m, tc.status, tc.code)
+			}
+		})
+	}
+}
+
+func TestAuthAndRoutes(t *testing.T) {
+	t.Parallel()
+	fb := &fakeBroker{answer: completed, connected: true, state: broker.QueueState{Messages: 4, Consumers: 2}}
+	h := newTestHandler(t, fb)
+	body := `{"script_name":"echo"}`
+	other, _ := auth.IssueHS256([]byte("another-secret-another-secret-0123456789"), auth.Claims{Subject: "x"}, time.Hour)
+	expired, _ := auth.IssueHS256([]byte(testSecret), auth.Claims{Subject: "x"}, -time.Hour)
+	for _, tc := range []struct {
+		name   string
+		header string
+	}{{"none", ""}, {"not bearer", "Basic dXNlcjpwYXNz"}, {"garbage", "Bearer garbage"}, {"wrong key", "Bearer " + other}, {"expired", "Bearer " + expired}} {
+		w, m := do(t, h, "POST", "/scrape", body, map[string]string{"Authorization": tc.header})
+		if w.Code != 401 || m["error_code"] != "unauthorized" || w.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: got %d %v", tc.name, w.Code, m)
+		}
+	}
+	if len(fb.calls) != 0 {
+		t.Fatal("an unauthenticated request reached the broker")
+	}
+
+	w, m := do(t, h, "GET", "/status", "", map[string]string{"Authorization": "Bearer " + token(t)})
+	if w.Code != 200 || m["queue_length"] != float64(4) || m["active_workers"] != float64(2) {
+		t.Fatalf("status: %d %v", w.Code, m)
+	}
+	for _, k := range []string{"memory_usage", "cpu_usage", "dead_letter_queue_length"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("status lacks %s", k)
+		}
+	}
+	if w, _ := do(t, h, "GET", "/status", "", nil); w.Code != 401 {
+		t.Errorf("status without token: %d", w.Code)
+	}
+	w, m = do(t, h, "GET", "/health", "", nil)
+	if w.Code != 200 || m["status"] != "healthy" || m["components"].(map[string]any)["rabbitmq"] != "connected" {
+		t.Fatalf("health: %d %v", w.Code, m)
+	}
+	if w, m := do(t, h, "GET", "/scrape", "", nil); w.Code != 405 || m["error_code"] != "method_not_allowed" {
+		t.Errorf("GET /scrape: %d %v", w.Code, m)
+	}
+	if w, m := do(t, h, "GET", "/nope", "", nil); w.Code != 404 || m["error_code"] != "not_found" {
+		t.Errorf("GET /nope: %d %v", w.Code, m)
+	}
+
+	fb.connected = false
+	if w, m := do(t, h, "GET", "/health", "", nil); w.Code != 503 || m["status"] != "unhealthy" {
+		t.Errorf("health while disconnected: %d %v", w.Code, m)
+	}
+	if w, m := do(t, h, "GET", "/status", "", map[string]string{"Authorization": "Bearer " + token(t)}); w.Code != 503 || m["error_code"] != "broker_unavailable" {
+		t.Errorf("status while disconnected: %d %v", w.Code, m)
+	}
+}
+
+func TestLoadConfigRequiresSecretInJWTMode(t *testing.T) {
+	t.Parallel()
+	_, err := LoadConfig(func(string) string { return "" }, "jwt")
+	if err == nil || !strings.Contains(err.Error(), "JWT_SECRET") {
+		t.Fatalf("want a JWT_SECRET error, got %v", err)
+	}
+	if _, err := LoadConfig(func(string) string { return "" }, "apigateway"); err != nil {
+		t.Fatalf("apigateway mode needs no secret: %v", err)
+	}
+}
+
+// FuzzDecodeScrapeBody: request bodies are untrusted input; the parser must never panic, and anything it
+// accepts and validates must make a publishable request.
+func FuzzDecodeScrapeBody(f *testing.F) {
+	for _, s := range []string{`{"script_name":"echo","parameters":{"a":[1,2]},"timeout":5}`, `{"script_name":null}`, `{"timeout":1e400}`, `[]`, `{"parameters":"x"}`, "{\"script_name\":\"\\u0000\"}"} {
+		f.Add([]byte(s))
+	}
+	h := New(testConfig(), Options{Broker: &fakeBroker{}, Authenticator: BearerAuth{}})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, err := decodeScrapeBody(body)
+		if err != nil {
+			return
+		}
+		req, err := h.validateScrape(b)
+		if err != nil {
+			return
+		}
+		req.RequestID, req.Deadline = "id", time.Now().Add(time.Minute)
+		if err := req.Validate(); err != nil {
+			t.Fatalf("accepted body %q gives an invalid request: %v", body, err)
+		}
+		if _, err := req.Publishing(time.Now()); err != nil {
+			t.Fatalf("accepted body %q cannot be published: %v", body, err)
+		}
+	})
+}
+
+var _ = io.EOF
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, nil))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }

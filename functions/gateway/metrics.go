@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scrapeplatform/platform/shared/contract"
+)
+
+// Metrics are the local gateway's Prometheus metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	HTTPRequests   *prometheus.CounterVec
+	HTTPDuration   *prometheus.HistogramVec
+	ScrapeOutcomes *prometheus.CounterVec
+	RepliesDropped *prometheus.CounterVec
+	Connected      prometheus.Gauge
+	Connects       prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scraping_gateway_http_requests_total",
+			Help: "HTTP requests answered by the gateway, by route and status code.",
+		}, []string{"route", "code"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "scraping_gateway_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 25, 60},
+		}, []string{"route"}),
+		ScrapeOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scraping_gateway_scrapes_total",
+			Help: "Scrapes seen by the gateway, by outcome (completed, failed, timeout, broker_unavailable, no_worker_response).",
+		}, []string{"outcome"}),
+		RepliesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scraping_rpc_replies_dropped_total",
+			Help: "Replies that matched no waiting request: late (the caller had given up) or unknown.",
+		}, []string{"reason"}),
+		Connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scraping_gateway_broker_connected",
+			Help: "1 while the gateway's AMQP connection is up.",
+		}),
+		Connects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scraping_gateway_broker_connects_total",
+			Help: "AMQP connections the gateway established; more than one means reconnects.",
+		}),
+	}
+	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ScrapeOutcomes, m.RepliesDropped, m.Connected, m.Connects)
+	return m
+}
+
+func (m *Metrics) observeHTTP(route string, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.HTTPRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.HTTPDuration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+func (m *Metrics) observeScrape(outcome contract.Status) {
+	if m == nil {
+		return
+	}
+	m.ScrapeOutcomes.WithLabelValues(string(outcome)).Inc()
+}
+
+// BrokerHooks returns callbacks for broker.RPCConfig's OnConnect, OnDisconnect and OnDrop.
+func (m *Metrics) BrokerHooks() (onConnect func(), onDisconnect func(error), onDrop func(string)) {
+	if m == nil {
+		return nil, nil, nil
+	}
+	return func() { m.Connected.Set(1); m.Connects.Inc() },
+		func(error) { m.Connected.Set(0) },
+		func(reason string) { m.RepliesDropped.WithLabelValues(reason).Inc() }
+}
