@@ -30,16 +30,16 @@ type Config struct {
 func LoadConfig(getenv func(string) string, defaultAuthMode string) (Config, error) {
 	e := sharedconfig.NewEnv(getenv)
 	c := Config{
-		RabbitMQURL:    e.String("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-		TaskQueue:      e.String("RABBITMQ_TASK_QUEUE", "scraping_tasks"),
-		AuthMode:       e.OneOf("AUTH_MODE", defaultAuthMode, "jwt", "apigateway"),
-		JWTSecret:      e.String("JWT_SECRET", ""),
-		JWTIssuer:      e.String("JWT_ISSUER", ""),
-		JWTAudience:    e.String("JWT_AUDIENCE", ""),
-		MaxTimeout:     e.Duration("SCRAPE_MAX_TIMEOUT", 25*time.Second, contract.MinTimeout, contract.MaxTimeout),
-		ReplyGrace:     e.Duration("SCRAPE_REPLY_GRACE", 1500*time.Millisecond, 100*time.Millisecond, time.Minute),
-		MaxBodyBytes:   int64(e.Int("SCRAPE_MAX_BODY_BYTES", 256*1024, 1024, contract.MaxMessageBytes-16*1024)),
-		LogLevel:       e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		RabbitMQURL:  e.String("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+		TaskQueue:    e.String("RABBITMQ_TASK_QUEUE", "scraping_tasks"),
+		AuthMode:     e.OneOf("AUTH_MODE", defaultAuthMode, "jwt", "apigateway"),
+		JWTSecret:    e.String("JWT_SECRET", ""),
+		JWTIssuer:    e.String("JWT_ISSUER", ""),
+		JWTAudience:  e.String("JWT_AUDIENCE", ""),
+		MaxTimeout:   e.Duration("SCRAPE_MAX_TIMEOUT", 25*time.Second, contract.MinTimeout, contract.MaxTimeout),
+		ReplyGrace:   e.Duration("SCRAPE_REPLY_GRACE", 1500*time.Millisecond, 100*time.Millisecond, time.Minute),
+		MaxBodyBytes: int64(e.Int("SCRAPE_MAX_BODY_BYTES", 256*1024, 1024, contract.MaxMessageBytes-16*1024)),
+		LogLevel:     e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 	}
 	c.DefaultTimeout = e.Duration("SCRAPE_DEFAULT_TIMEOUT", min(20*time.Second, c.MaxTimeout), contract.MinTimeout, contract.MaxTimeout)
 	if c.DefaultTimeout > c.MaxTimeout {

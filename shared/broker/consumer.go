@@ -36,10 +36,10 @@ type Consumer struct {
 	log     *slog.Logger
 	session *Session
 
-	mu         sync.Mutex
-	stopped    bool
-	ch         *amqp.Channel
-	deliveries chan amqp.Delivery
+	mu          sync.Mutex
+	stopped     bool
+	ch          *amqp.Channel
+	deliveries  chan amqp.Delivery
 	stopSession context.CancelFunc
 }
 

@@ -42,7 +42,7 @@ func NewTopology(taskQueue string) Topology {
 // TaskQueueArgs are the arguments the task queue is declared with.
 func (t Topology) TaskQueueArgs() amqp.Table {
 	return amqp.Table{
-		amqp.QueueTypeArg:          amqp.QueueTypeQuorum,
+		amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
 		"x-dead-letter-exchange": t.DeadLetterExchange,
 		"x-delivery-limit":       int64(t.DeliveryLimit),
 	}

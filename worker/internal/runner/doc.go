@@ -6,14 +6,18 @@
 //
 // Every run starts a fresh interpreter:
 //
-//	<python> -I -u -B -c <runner.py> <script_dir> <memory_limit_bytes> <max_result_bytes>
+//	<python> -I -S -u -B -c <runner.py> <script_dir> <memory_limit_bytes> <max_result_bytes>
 //
 // runner.py is embedded in the binary and handed over with -c rather than written to disk: a script runs
 // with the worker's uid and could otherwise rewrite the runner that the next customer's script runs under.
 //
 //   - -I (isolated mode) makes the interpreter ignore every PYTHON* variable and the user's site-packages,
-//     and keeps the current directory off sys.path. We do not add -S: it would also drop the interpreter's
-//     own site-packages, and with them every dependency installed for the scripts (a venv included).
+//     and keeps the current directory off sys.path.
+//   - -S skips the site module: the interpreter's own site-packages (and the .pth start-up hooks found
+//     there, which can cost tens of milliseconds per start) stay out. A script sees the standard library
+//     and nothing else, the same on a laptop with packages installed globally as in the worker image;
+//     packages a script needs come from its own requirements.txt, whose environment's site folder is
+//     added explicitly (issue 3), so one script's packages never reach another.
 //   - -u and -B are the flag forms of PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE, which -I makes the
 //     interpreter ignore. The variables are still set, for Python programs the script starts.
 //
@@ -22,6 +26,12 @@
 // calls scrape(params), running it with asyncio.run when it returns an awaitable (async def). It then
 // encodes the value with json.dumps(allow_nan=False), checks its size, writes the result and leaves with
 // os._exit, so neither atexit handlers nor threads the script left running can hold the run open.
+//
+// RLIMIT_AS bounds address space, not resident memory, and per process: every thread stack and every
+// mapping counts, so runtimes that reserve large areas up front (headless browsers, some BLAS builds) need
+// a generous limit, and each process the script starts gets a limit of its own. A script that hits it
+// usually sees MemoryError (reported as script_error); the kernel's OOM killer, if it strikes first, shows
+// as script_crashed with signal 9.
 //
 // # Three channels
 //
@@ -33,7 +43,7 @@
 // {"ok": true, "data": ...} or {"ok": false, "kind": ..., "type": ..., "message": ..., "traceback": ...}.
 // runner.py moves it to a non-inheritable descriptor before importing the script, so programs the script
 // starts do not inherit it. The document is untrusted input (the script runs in the same process and can
-// write to the pipe), so [parseResult] checks everything and the worker stops reading, and kills the
+// write to the pipe), so parseResult checks everything and the worker stops reading, and kills the
 // process group, once the pipe carries more than MaxResultBytes plus a small allowance for the envelope.
 //
 // stdout and stderr are the script's own: print() and logging go there, and nothing a script prints can be

@@ -68,6 +68,9 @@ func parseResult(doc []byte, maxData int) (outcome, error) {
 		if msg == "" {
 			msg = typ
 		}
+		if typ == "ModuleNotFoundError" {
+			msg += " (a script sees only the standard library and the packages its own requirements.txt lists)"
+		}
 		return failed(contract.CodeScriptError, typ, msg, capText(d.Traceback, maxTracebackBytes)), nil
 	case "invalid_output":
 		if msg == "" {

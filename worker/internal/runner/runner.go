@@ -169,7 +169,7 @@ func resolvePython(python string) (string, error) {
 	defer cancel()
 	// The probe runs with the worker's environment: a pyenv shim needs it to pick a version. It runs no
 	// script code.
-	cmd := exec.CommandContext(ctx, found, "-I", "-c", "import sys; print(sys.executable); print('%d %d' % sys.version_info[:2])")
+	cmd := exec.CommandContext(ctx, found, "-I", "-S", "-c", "import sys; print(sys.executable); print('%d %d' % sys.version_info[:2])")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -238,7 +238,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	runCtx, stopTimer := context.WithTimeoutCause(runCtx, job.Timeout, errTimeout)
 	defer stopTimer()
 
-	cmd := exec.CommandContext(runCtx, r.python, "-I", "-u", "-B", "-c", runnerSource,
+	cmd := exec.CommandContext(runCtx, r.python, "-I", "-S", "-u", "-B", "-c", runnerSource,
 		scriptDir, strconv.FormatInt(r.cfg.MemoryLimitBytes, 10), strconv.Itoa(r.cfg.MaxResultBytes))
 	cmd.Dir = runDir
 	cmd.Env = r.env(job, runDir)
@@ -294,57 +294,40 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	out.finish(ctx)
 
 	res := Result{Duration: duration, OutputTail: out.tail()}
-	cause := g.cause()
-	switch {
+	switch cause := g.cause(); {
 	case cause == nil:
 		// The child exited on its own: read what it left.
 	case errors.Is(cause, errTimeout):
-		res.Status = contract.StatusTimeout
-		res.Err = &contract.Error{
-			Code:    contract.CodeScriptTimeout,
-			Message: fmt.Sprintf("script did not finish within %s and was stopped", job.Timeout),
-			Detail:  res.OutputTail,
+		return failure(res, contract.StatusTimeout, contract.CodeScriptTimeout,
+			fmt.Sprintf("script did not finish within %s and was stopped", job.Timeout)), nil
+	case errors.Is(cause, errResultTooLarge):
+		return r.tooLarge(res), nil
+	default: // ctx ended first
+		if err = ctx.Err(); err == nil {
+			err = cause
 		}
-		return res, nil
-	case errors.Is(cause, errResultTooLarge) && ctx.Err() == nil:
-		res.Status = contract.StatusFailed
-		res.Err = &contract.Error{
-			Code:    contract.CodeOutputTooLarge,
-			Message: fmt.Sprintf("the result is larger than the limit of %d bytes", r.cfg.MaxResultBytes),
-			Detail:  res.OutputTail,
-		}
-		return res, nil
-	default:
-		return res, fmt.Errorf("run script %q: stopped after %s: %w", job.ScriptName, duration.Round(time.Millisecond), ctx.Err())
+		return res, fmt.Errorf("run script %q: stopped after %s: %w", job.ScriptName, duration.Round(time.Millisecond), err)
 	}
-	if overflow {
-		res.Status = contract.StatusFailed
-		res.Err = &contract.Error{
-			Code:    contract.CodeOutputTooLarge,
-			Message: fmt.Sprintf("the result is larger than the limit of %d bytes", r.cfg.MaxResultBytes),
-			Detail:  res.OutputTail,
-		}
-		return res, nil
+	if overflow { // written by a process that outlived the child
+		return r.tooLarge(res), nil
 	}
+	return r.interpret(res, doc, cmd.ProcessState, job)
+}
 
-	exit := describeExit(cmd.ProcessState)
+// interpret turns the result document, or its absence, and the child's exit into a Result.
+func (r *Runner) interpret(res Result, doc []byte, ps *os.ProcessState, job Job) (Result, error) {
 	if len(doc) == 0 {
-		return crashed(res, exit), nil
+		return failure(res, contract.StatusFailed, contract.CodeScriptCrashed, describeExit(ps)), nil
 	}
 	o, err := parseResult(doc, r.cfg.MaxResultBytes)
-	if err != nil {
-		if !cmd.ProcessState.Success() {
-			return crashed(res, exit), nil
-		}
-		res.Status = contract.StatusFailed
-		res.Err = &contract.Error{
-			Code:    contract.CodeInvalidOutput,
-			Message: "the script's result channel held a malformed document: " + err.Error(),
-			Detail:  res.OutputTail,
-		}
-		return res, nil
-	}
-	if o.Err != nil && o.Err.Code == contract.CodeInternal {
+	switch {
+	case err != nil && (ps == nil || !ps.Success()):
+		// Most likely killed while writing (the OOM killer, say); the exit says more than the torn document.
+		return failure(res, contract.StatusFailed, contract.CodeScriptCrashed, describeExit(ps)), nil
+	case err != nil:
+		return failure(res, contract.StatusFailed, contract.CodeInvalidOutput,
+			"the script's result channel held a malformed document: "+err.Error()), nil
+	case o.Err != nil && o.Err.Code == contract.CodeInternal:
 		return res, fmt.Errorf("run script %q: %s", job.ScriptName, o.Err.Message)
 	}
 	res.Status, res.Data, res.Err = o.Status, o.Data, o.Err
@@ -352,6 +335,18 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 		res.Err.Detail = joinDetail(res.Err.Detail, res.OutputTail)
 	}
 	return res, nil
+}
+
+func (r *Runner) tooLarge(res Result) Result {
+	return failure(res, contract.StatusFailed, contract.CodeOutputTooLarge,
+		fmt.Sprintf("the result is larger than the limit of %d bytes", r.cfg.MaxResultBytes))
+}
+
+// failure sets res to a failure with the output tail as its detail.
+func failure(res Result, status contract.Status, code contract.Code, message string) Result {
+	res.Status = status
+	res.Err = &contract.Error{Code: code, Message: message, Detail: res.OutputTail}
+	return res
 }
 
 // env is the child's whole environment: nothing of the worker's own gets through.
@@ -391,17 +386,6 @@ func encodeRequest(params json.RawMessage) ([]byte, error) {
 func writeRequest(w *os.File, request []byte) {
 	_, _ = w.Write(request)
 	_ = w.Close()
-}
-
-// crashed reports a child that exited without a usable result.
-func crashed(res Result, exit string) Result {
-	res.Status = contract.StatusFailed
-	res.Err = &contract.Error{
-		Code:    contract.CodeScriptCrashed,
-		Message: exit,
-		Detail:  res.OutputTail,
-	}
-	return res
 }
 
 // describeExit says how the child ended, for a crash message.

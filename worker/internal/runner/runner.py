@@ -1,7 +1,7 @@
 # Runs one scraping script once, for the scrape worker. doc.go in this folder describes the protocol;
 # this file is embedded in the worker binary and passed to the interpreter with -c.
 #
-#   python -I -u -B -c <this file> <script_dir> <memory_limit_bytes> <max_result_bytes>
+#   python -I -S -u -B -c <this file> <script_dir> <memory_limit_bytes> <max_result_bytes>
 #
 #   stdin   one JSON line {"parameters": {...}}; replaced by /dev/null before the script is imported
 #   fd 3    the result: one JSON document, written once, after which the process exits at once
@@ -21,7 +21,6 @@
 import json
 import os
 import sys
-import traceback
 
 RESULT_FD = 3
 SCRIPT_FILE = "scraper.py"
@@ -178,7 +177,13 @@ def call(scrape, params, script_dir):
         raise Failure(exception_doc(exc, script_dir))
 
 
+# Plain results are by far the most common; recognising them saves importing inspect (~5 ms) per run.
+PLAIN_TYPES = (dict, list, str, int, float, bool, type(None), tuple)
+
+
 def is_awaitable(value):
+    if type(value) in PLAIN_TYPES:
+        return False
     import inspect
 
     return inspect.isawaitable(value)
@@ -270,6 +275,8 @@ def exception_doc(exc, script_dir):
     name = type(exc).__name__
     message = safe_str(exc) or name
     try:
+        import traceback  # only on the failure path: it costs ~4 ms to import
+
         tb = "".join(traceback.format_exception(type(exc), exc, script_frames(exc.__traceback__, script_dir)))
     except Exception:
         tb = ""

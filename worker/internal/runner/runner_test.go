@@ -30,7 +30,7 @@ func testPython(t *testing.T) string {
 		return p
 	}
 	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 is not installed")
+		t.Fatal("the runner tests need python3 (or RUNNER_TEST_PYTHON)")
 	}
 	return "python3"
 }
@@ -380,8 +380,14 @@ func TestRunEnvironment(t *testing.T) {
 	if got.Stdin != "" {
 		t.Errorf("the script read %q from stdin, want nothing", got.Stdin)
 	}
-	if got.Flags["isolated"] != 1 || got.Flags["no_site"] != 0 || got.Flags["dont_write_bytecode"] != 1 {
-		t.Errorf("interpreter flags = %v, want isolated, with site, without bytecode", got.Flags)
+	if got.Flags["isolated"] != 1 || got.Flags["no_site"] != 1 || got.Flags["dont_write_bytecode"] != 1 {
+		t.Errorf("interpreter flags = %v, want isolated, without site, without bytecode", got.Flags)
+	}
+	// Without site, no interpreter-wide packages are importable: scripts see the standard library only.
+	for _, p := range got.SysPath {
+		if strings.Contains(p, "site-packages") || strings.Contains(p, "dist-packages") {
+			t.Errorf("sys.path holds %q; scripts must not see the interpreter's packages", p)
+		}
 	}
 }
 
@@ -523,7 +529,7 @@ func liveGroupMembers(t *testing.T, pgid int) []int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		t.Skipf("cannot scan /proc: %v", err)
+		t.Fatalf("cannot scan /proc: %v", err)
 	}
 	var live []int
 	for _, e := range entries {

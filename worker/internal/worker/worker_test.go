@@ -66,15 +66,18 @@ func (fakeRepo) Resolve(_ context.Context, name string) (repository.Script, erro
 	return repository.Script{Name: name, Dir: "/nowhere", Version: "v1"}, nil
 }
 
-type fakeRunner struct{ run func(ctx context.Context, job runner.Job) (runner.Result, error) }
+type fakeRunner struct {
+	run func(ctx context.Context, job runner.Job) (runner.Result, error)
+}
 
-func (f fakeRunner) Run(ctx context.Context, job runner.Job) (runner.Result, error) { return f.run(ctx, job) }
+func (f fakeRunner) Run(ctx context.Context, job runner.Job) (runner.Result, error) {
+	return f.run(ctx, job)
+}
 
 type fakePublisher struct {
 	mu      sync.Mutex
 	fail    error
 	replies []contract.Reply
-	order   *[]string
 }
 
 func (p *fakePublisher) Publish(_ context.Context, key string, msg amqp.Publishing) error {
@@ -131,7 +134,7 @@ func TestTimeoutIsBoundedByDeadline(t *testing.T) {
 	var got time.Duration
 	w, _ := newWorker(t, func(_ context.Context, job runner.Job) (runner.Result, error) {
 		got = job.Timeout
-		return ok(nil, job)
+		return ok(context.Background(), job)
 	}, &fakePublisher{})
 	acks := newAckLog()
 	// The caller allows 10 s of script time but will stop waiting in 2 s.

@@ -1,0 +1,77 @@
+# Distributed scraping platform. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO          ?= go
+BIN         := $(CURDIR)/bin
+TOOLS       := $(CURDIR)/.tools/bin
+STATICCHECK := $(TOOLS)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+MODULES     := $(shell $(GO) list -f '{{.Dir}}' -m)
+PYTHON      ?= python3
+# Interpreter for the scripts' own unit tests; it needs each script's requirements (CI: Debian's python3-bs4).
+SCRIPTS_PYTHON ?= $(PYTHON)
+FUZZTIME    ?= 10s
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build the local binaries into bin/
+	@mkdir -p $(BIN)
+	cd functions && $(GO) build -o $(BIN)/gateway-local ./cmd/gateway-local && $(GO) build -o $(BIN)/devtoken ./cmd/devtoken
+	cd worker && $(GO) build -o $(BIN)/worker ./cmd/worker
+	cd local && $(GO) build -o $(BIN)/localstack ./cmd/localstack
+	cd test && $(GO) build -o $(BIN)/bench ./cmd/bench
+
+.PHONY: lambda
+lambda: ## Build the gateway Lambda (bootstrap, arm64, provided.al2023) into dist/gateway/
+	@mkdir -p dist/gateway
+	cd functions && GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(CURDIR)/dist/gateway/bootstrap ./cmd/gateway
+
+.PHONY: run
+run: build ## Run the whole local stack in the foreground (gateway on 127.0.0.1:8080, two workers); Ctrl-C stops it
+	$(BIN)/localstack -bin $(BIN)
+
+.PHONY: token
+token: ## Print a dev JWT for the local stack (use: TOKEN=$$(make -s token))
+	@cd functions && $(GO) build -o $(BIN)/devtoken ./cmd/devtoken
+	@$(BIN)/devtoken -secret-file $(CURDIR)/.local/jwt-secret
+
+.PHONY: test
+test: lint test-go test-scripts ## Run every check: vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end), script tests
+
+.PHONY: test-go
+test-go: ## Go tests of every module, with the race detector (needs RabbitMQ; see README)
+	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...); done
+
+.PHONY: test-scripts
+test-scripts: ## Unit tests of the example scripts (standard library only)
+	@set -e; for d in scripts/*/; do if ls $$d/test_*.py >/dev/null 2>&1; then echo "== python tests $$d"; (cd $$d && $(SCRIPTS_PYTHON) -m unittest -v 2>&1); fi; done
+
+.PHONY: lint
+lint: $(STATICCHECK) ## go vet, staticcheck and a go mod tidy check in every module
+	@set -e; for m in $(MODULES); do echo "== lint $$m"; (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./... && $(GO) mod tidy -diff); done
+	@test -z "$$(gofmt -l $(MODULES))" || { echo "gofmt needed:"; gofmt -l $(MODULES); exit 1; }
+
+$(STATICCHECK):
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 10s)
+	@set -e; for m in $(MODULES); do (cd $$m && for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; done; done); done
+
+.PHONY: bench
+bench: build ## Benchmark POST /scrape against raw AMQP RPC on the same broker
+	$(BIN)/bench -bin $(BIN)
+
+.PHONY: tidy
+tidy: ## go mod tidy in every module
+	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy); done
+
+.PHONY: clean
+clean: ## Remove build output (keeps .local/, which holds the dev JWT secret)
+	rm -rf $(BIN) dist

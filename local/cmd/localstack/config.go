@@ -1,0 +1,103 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/scrapeplatform/platform/local/stack"
+)
+
+// Defaults of the settings that come from the environment.
+const (
+	defaultRabbitMQURL    = "amqp://guest:guest@127.0.0.1:5672/"
+	defaultRepositoryType = "local"
+	defaultRepositoryDir  = "scripts"
+)
+
+// config is everything run needs, from flags and environment.
+type config struct {
+	binDir          string
+	gatewayAddr     string
+	workers         int
+	metricsBasePort int
+	dataDir         string // absolute
+	composeFile     string
+	readyTimeout    time.Duration
+	stopTimeout     time.Duration
+
+	rabbitMQURL    string
+	jwtSecret      string // "" means: read or create dataDir/jwt-secret
+	repositoryType string
+	repositoryURL  string // absolute for the local repository
+}
+
+// loadConfig parses the flags and reads the environment through getenv.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("localstack", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: localstack [flags]  (what `make run` runs; see local/README.md)")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.binDir, "bin", "bin", "folder holding the gateway-local and worker binaries")
+	fs.StringVar(&c.gatewayAddr, "gateway-addr", or(getenv("GATEWAY_ADDR"), stack.DefaultGatewayAddr), "gateway listen address (default from GATEWAY_ADDR)")
+	fs.IntVar(&c.workers, "workers", stack.DefaultWorkers, "number of workers")
+	fs.IntVar(&c.metricsBasePort, "worker-metrics-base-port", stack.DefaultWorkerMetricsBasePort, "worker i (1-based) serves /healthz and /metrics on 127.0.0.1:(this+i)")
+	fs.StringVar(&c.dataDir, "data", ".local", "folder for local state: the JWT secret, a private RabbitMQ node")
+	fs.StringVar(&c.composeFile, "compose-file", stack.DefaultComposeFile, "compose file used to start RabbitMQ with Docker when rabbitmq-server is not installed")
+	fs.DurationVar(&c.readyTimeout, "ready-timeout", stack.DefaultReadyTimeout, "how long the gateway and workers get to become healthy")
+	fs.DurationVar(&c.stopTimeout, "stop-timeout", 40*time.Second, "how long the gateway and workers get to stop (workers drain) before they are killed")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if c.workers < 1 {
+		return config{}, fmt.Errorf("-workers must be at least 1, got %d", c.workers)
+	}
+	var err error
+	if c.dataDir, err = filepath.Abs(c.dataDir); err != nil {
+		return config{}, err
+	}
+
+	c.rabbitMQURL = or(getenv("RABBITMQ_URL"), defaultRabbitMQURL)
+	c.jwtSecret = getenv("JWT_SECRET")
+	c.repositoryType = or(getenv("SCRIPT_REPOSITORY_TYPE"), defaultRepositoryType)
+	c.repositoryURL = getenv("SCRIPT_REPOSITORY_URL")
+	if c.repositoryType == "local" {
+		// The workers may run from another folder one day: pass a path that
+		// does not depend on it.
+		if c.repositoryURL, err = filepath.Abs(or(c.repositoryURL, defaultRepositoryDir)); err != nil {
+			return config{}, err
+		}
+	}
+	return c, nil
+}
+
+// childEnv is the children's environment: all of this process's (so every
+// setting the user made reaches them), then the values resolved here, which
+// win.
+func (c config) childEnv(environ []string) []string {
+	env := append([]string(nil), environ...)
+	env = append(env,
+		"RABBITMQ_URL="+c.rabbitMQURL,
+		"JWT_SECRET="+c.jwtSecret,
+		"SCRIPT_REPOSITORY_TYPE="+c.repositoryType,
+	)
+	if c.repositoryURL != "" {
+		env = append(env, "SCRIPT_REPOSITORY_URL="+c.repositoryURL)
+	}
+	return env
+}
+
+func or(v, fallback string) string {
+	if v != "" {
+		return v
+	}
+	return fallback
+}

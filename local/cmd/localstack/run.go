@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/scrapeplatform/platform/local/stack"
+)
+
+// run brings the local platform up and keeps it up until ctx ends (main
+// cancels it on SIGINT/SIGTERM) or one of its processes dies.
+//
+// Start-up, in order:
+//  1. make sure a broker answers at RABBITMQ_URL, starting one if needed
+//     (stack.EnsureBroker, private node under <data>/rabbitmq);
+//  2. resolve the JWT secret: JWT_SECRET, else <data>/jwt-secret, created
+//     on first run;
+//  3. start the gateway and the workers and wait until all are healthy;
+//  4. print how to call the gateway.
+//
+// Shutdown, in order (on a signal, or when a process dies):
+//  1. SIGTERM to every process group at once: the gateway stops taking
+//     requests and finishes those in flight while the workers drain;
+//  2. after -stop-timeout (40 s, above the workers' 30 s drain), SIGKILL
+//     to the groups still there; a second Ctrl-C does this at once;
+//  3. stop the broker if step 1 of start-up started it.
+//
+// A signal ends with a nil error (exit 0); a process that died, or a start
+// that failed, with an error (exit 1).
+//
+// Settings come from getenv; the children's environment is this process's
+// whole environment plus the resolved settings (see config.childEnv).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	// Text, not JSON: this is a console for a person, and its lines sit
+	// between the children's (which are JSON).
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "localstack")
+
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+
+	stopBroker, err := stack.EnsureBrokerWith(ctx, stack.BrokerOptions{
+		URL:         cfg.rabbitMQURL,
+		DataDir:     filepath.Join(cfg.dataDir, "rabbitmq"),
+		ComposeFile: cfg.composeFile,
+		Logger:      log,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("interrupted while starting the broker")
+			return nil
+		}
+		return fmt.Errorf("broker: %w", err)
+	}
+	defer func() {
+		if err := stopBroker(); err != nil {
+			log.Warn("stopping the broker", "err", err)
+		}
+	}()
+
+	if cfg.jwtSecret == "" {
+		path := filepath.Join(cfg.dataDir, "jwt-secret")
+		secret, created, err := loadOrCreateSecret(path)
+		if err != nil {
+			return fmt.Errorf("JWT secret: %w", err)
+		}
+		cfg.jwtSecret = secret
+		log.Info("JWT secret", "file", path, "created", created)
+	} else {
+		log.Info("JWT secret from JWT_SECRET")
+	}
+	if cfg.repositoryType == "local" {
+		if fi, err := os.Stat(cfg.repositoryURL); err != nil || !fi.IsDir() {
+			log.Warn("the script folder does not exist; scrapes will fail until it does", "SCRIPT_REPOSITORY_URL", cfg.repositoryURL)
+		}
+	}
+
+	s, err := stack.Start(ctx, stack.Options{
+		BinDir:                cfg.binDir,
+		GatewayAddr:           cfg.gatewayAddr,
+		Workers:               cfg.workers,
+		WorkerMetricsBasePort: cfg.metricsBasePort,
+		Env:                   cfg.childEnv(os.Environ()),
+		Output:                stdout,
+		ReadyTimeout:          cfg.readyTimeout,
+		Logger:                log,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("interrupted while starting")
+			return nil
+		}
+		return err
+	}
+	printUsage(stdout, s, cfg)
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		log.Info("interrupted: stopping (press Ctrl-C again to kill everything now)", "timeout", cfg.stopTimeout)
+	case p := <-s.Exited():
+		// Loud and readable: a plain block, not an escaped log attribute.
+		fmt.Fprintf(stderr, "\n!!! %s DIED UNEXPECTEDLY: stopping the local stack !!!\n%s\n\n", p.Name(), p.ExitReport())
+		log.Error("a process died; stopping the local stack", "process", p.Name(), "err", p.ExitErr())
+		failure = fmt.Errorf("%s died unexpectedly; the stack was stopped", p.Name())
+	}
+
+	force := make(chan os.Signal, 1)
+	signal.Notify(force, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(force)
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-force:
+			log.Warn("second interrupt: killing every process now")
+			for _, p := range s.Processes() {
+				_ = p.Signal(syscall.SIGKILL)
+			}
+		case <-stopped:
+		}
+	}()
+	if err := s.Stop(cfg.stopTimeout); err != nil {
+		log.Warn("the stack did not stop cleanly", "err", err)
+	}
+	close(stopped)
+	return failure
+}
+
+// printUsage tells the person at the terminal how to call the stack.
+func printUsage(w io.Writer, s *stack.Stack, cfg config) {
+	var metrics []string
+	for _, u := range s.WorkerMetricsURLs() {
+		metrics = append(metrics, u+"/metrics")
+	}
+	fmt.Fprintf(w, `
+Local stack ready.
+  gateway   %[1]s   (GET /health, GET /status, POST /scrape)
+  workers   %[2]s
+  broker    %[3]s
+  scripts   %[4]s
+  state     %[5]s
+
+Call it:
+  TOKEN=$(make -s token)
+  curl -s -H "Authorization: Bearer $TOKEN" -d '{"script_name":"example_scraper","parameters":{"url":"https://example.com"}}' %[1]s/scrape
+
+Ctrl-C stops everything.
+
+`, s.GatewayURL(), strings.Join(metrics, " "), redact(cfg.rabbitMQURL), cfg.repositoryType+" "+cfg.repositoryURL, cfg.dataDir)
+}
+
+// redact hides the password of a URL.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}

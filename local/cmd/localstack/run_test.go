@@ -1,0 +1,372 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// fakeBinDir holds stand-ins for gateway-local and worker, built from the
+// stack package's test program.
+var fakeBinDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "localstack-fakes-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// go test puts its own GOROOT/bin first on the test's PATH.
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gw := filepath.Join(dir, "gateway-local")
+	if out, err := exec.Command(goBin, "build", "-o", gw, "../../stack/testdata/fakeproc").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build stand-in binaries: %v: %s\n", err, out)
+		os.Exit(1)
+	}
+	if err := os.Link(gw, filepath.Join(dir, "worker")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fakeBinDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// fakeBroker answers the AMQP liveness probe only (connection.start); the
+// fake gateway and workers never connect. The real-broker paths are tested
+// in the stack package.
+func fakeBroker(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				head := make([]byte, 8)
+				if _, err := c.Read(head); err == nil {
+					_, _ = c.Write([]byte{1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 10, 0xCE})
+				}
+			}()
+		}
+	}()
+	return "amqp://guest:guest@" + ln.Addr().String() + "/"
+}
+
+// freeBase returns base such that base+1..base+n are free ports.
+func freeBase(t *testing.T, n int) int {
+	t.Helper()
+	for base := 31000 + os.Getpid()%2000; base < 60000; base += n + 7 {
+		ok := true
+		for p := base + 1; p <= base+n && ok; p++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free ports")
+	return 0
+}
+
+type runResult struct {
+	stdout, stderr *syncBuffer
+	done           chan error
+	cancel         context.CancelFunc
+}
+
+// startRun runs run in the background in a fresh working folder.
+func startRun(t *testing.T, env map[string]string, args ...string) *runResult {
+	t.Helper()
+	t.Chdir(t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runResult{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
+	getenv := func(k string) string { return env[k] }
+	go func() { r.done <- run(ctx, args, getenv, r.stdout, r.stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(30 * time.Second):
+			t.Error("run did not return")
+		}
+	})
+	return r
+}
+
+func (r *runResult) waitFor(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for !strings.Contains(r.stdout.String(), want) {
+		select {
+		case err := <-r.done:
+			t.Fatalf("run returned %v before printing %q\nstdout:\n%s\nstderr:\n%s", err, want, r.stdout, r.stderr)
+		case <-deadline:
+			t.Fatalf("no %q in stdout:\n%s\nstderr:\n%s", want, r.stdout, r.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (r *runResult) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err // for the cleanup
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("run did not return\nstderr:\n%s", r.stderr)
+		return nil
+	}
+}
+
+func pidsIn(s string) []int {
+	var pids []int
+	for _, m := range regexp.MustCompile(`starting pid (\d+)`).FindAllStringSubmatch(s, -1) {
+		n, _ := strconv.Atoi(m[1])
+		pids = append(pids, n)
+	}
+	return pids
+}
+
+// alive reports whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+}
+
+func assertAllGone(t *testing.T, pids []int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range pids {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Errorf("process %d is still running", pid)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func childEnvOf(t *testing.T, url string) []string {
+	t.Helper()
+	resp, err := http.Get(url + "/env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var env []string
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// The normal session: start, print how to call it, pass the settings on,
+// stop on a signal with exit 0 and nothing left running.
+func TestRunStartsTheStackAndStopsOnSignal(t *testing.T) {
+	t.Setenv("LOCALSTACK_TEST_MARKER", "from-the-user")
+	broker := fakeBroker(t)
+	base := freeBase(t, 3)
+	gateway := "127.0.0.1:" + strconv.Itoa(base+1)
+	r := startRun(t, map[string]string{"RABBITMQ_URL": broker},
+		"-bin", fakeBinDir, "-gateway-addr", gateway, "-workers", "2", "-worker-metrics-base-port", strconv.Itoa(base+1))
+	r.waitFor(t, "Ctrl-C stops everything")
+
+	out := r.stdout.String()
+	for _, want := range []string{
+		"TOKEN=$(make -s token)",
+		`curl -s -H "Authorization: Bearer $TOKEN" -d '{"script_name":"example_scraper","parameters":{"url":"https://example.com"}}' http://` + gateway + "/scrape",
+		"[gateway] gateway listening on",
+		"[worker-2] worker-2 listening on 127.0.0.1:" + strconv.Itoa(base+3),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+
+	wd, _ := os.Getwd()
+	secret, err := os.ReadFile(filepath.Join(wd, ".local", "jwt-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(wd, ".local", "jwt-secret")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("jwt-secret mode %v, want 0600", fi.Mode().Perm())
+	}
+	if !regexp.MustCompile(`^[0-9a-f]{64}\n$`).Match(secret) {
+		t.Errorf("jwt-secret = %q, want 64 hex digits", secret)
+	}
+	for _, url := range []string{"http://" + gateway, "http://127.0.0.1:" + strconv.Itoa(base+2)} {
+		env := childEnvOf(t, url)
+		for _, want := range []string{
+			"RABBITMQ_URL=" + broker,
+			"JWT_SECRET=" + strings.TrimSpace(string(secret)),
+			"SCRIPT_REPOSITORY_TYPE=local",
+			"SCRIPT_REPOSITORY_URL=" + filepath.Join(wd, "scripts"),
+			"LOCALSTACK_TEST_MARKER=from-the-user",
+		} {
+			if !slices.Contains(env, want) {
+				t.Errorf("%s environment lacks %s", url, want)
+			}
+		}
+	}
+
+	r.cancel() // what main does on SIGINT/SIGTERM
+	if err := r.wait(t); err != nil {
+		t.Fatalf("run = %v, want nil after a signal", err)
+	}
+	pids := pidsIn(r.stdout.String())
+	if len(pids) != 3 {
+		t.Errorf("saw %d processes start, want 3", len(pids))
+	}
+	assertAllGone(t, pids)
+	if !strings.Contains(r.stdout.String(), "[worker-1] worker-1 got terminated, draining") {
+		t.Errorf("worker-1 was not asked to drain:\n%s", r.stdout)
+	}
+}
+
+func TestRunHonoursJWTSecretAndRepositorySettings(t *testing.T) {
+	base := freeBase(t, 2)
+	r := startRun(t, map[string]string{
+		"RABBITMQ_URL":           fakeBroker(t),
+		"JWT_SECRET":             "from-env",
+		"SCRIPT_REPOSITORY_TYPE": "s3",
+		"GATEWAY_ADDR":           "127.0.0.1:" + strconv.Itoa(base+1),
+	}, "-bin", fakeBinDir, "-workers", "1", "-worker-metrics-base-port", strconv.Itoa(base+1))
+	r.waitFor(t, "Ctrl-C stops everything")
+	env := childEnvOf(t, "http://127.0.0.1:"+strconv.Itoa(base+1))
+	for _, want := range []string{"JWT_SECRET=from-env", "SCRIPT_REPOSITORY_TYPE=s3"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("gateway environment lacks %s", want)
+		}
+	}
+	if _, err := os.Stat(".local/jwt-secret"); err == nil {
+		t.Error("a secret file was written although JWT_SECRET is set")
+	}
+	r.cancel()
+	if err := r.wait(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A child that dies takes the stack down with an error that says which and
+// why.
+func TestRunFailsWhenAProcessDies(t *testing.T) {
+	t.Setenv("FAKE_TARGET", "worker-2")
+	t.Setenv("FAKE_CRASH_AFTER", "1s")
+	base := freeBase(t, 3)
+	r := startRun(t, map[string]string{"RABBITMQ_URL": fakeBroker(t)},
+		"-bin", fakeBinDir, "-gateway-addr", "127.0.0.1:"+strconv.Itoa(base+1), "-worker-metrics-base-port", strconv.Itoa(base+1))
+	err := r.wait(t)
+	if err == nil || !strings.Contains(err.Error(), "worker-2 died unexpectedly") {
+		t.Fatalf("run = %v", err)
+	}
+	logs := r.stderr.String()
+	for _, want := range []string{"worker-2 DIED UNEXPECTEDLY", "exit status 3", "panic: something went badly wrong"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, logs)
+		}
+	}
+	assertAllGone(t, pidsIn(r.stdout.String()))
+}
+
+func TestRunReportsAFailedStart(t *testing.T) {
+	r := startRun(t, map[string]string{"RABBITMQ_URL": fakeBroker(t)}, "-bin", "no-such-bin")
+	err := r.wait(t)
+	if err == nil || !strings.Contains(err.Error(), "make build") {
+		t.Fatalf("run = %v", err)
+	}
+}
+
+func TestRunRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"-workers", "0"}, {"-nope"}, {"extra"}} {
+		err := run(t.Context(), args, func(string) string { return "" }, &syncBuffer{}, &syncBuffer{})
+		if err == nil {
+			t.Errorf("run(%q) succeeded", args)
+		}
+	}
+}
+
+func TestLoadOrCreateSecret(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "jwt-secret")
+	s1, created, err := loadOrCreateSecret(path)
+	if err != nil || !created || len(s1) != 64 {
+		t.Fatalf("first call: %q, %v, %v", s1, created, err)
+	}
+	s2, created, err := loadOrCreateSecret(path)
+	if err != nil || created || s2 != s1 {
+		t.Fatalf("second call: %q, %v, %v; want the same secret", s2, created, err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, created, err := loadOrCreateSecret(empty); err != nil || !created || len(s) != 64 {
+		t.Errorf("empty file: %q, %v, %v", s, created, err)
+	}
+	kept := filepath.Join(dir, "kept")
+	if err := os.WriteFile(kept, []byte("  mine \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, _, err := loadOrCreateSecret(kept); err != nil || s != "mine" {
+		t.Errorf("existing file: %q, %v", s, err)
+	}
+}

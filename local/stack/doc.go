@@ -1,0 +1,57 @@
+// Package stack runs the platform on one machine: a RabbitMQ broker, the
+// local gateway and a few workers, as `make run` and the end-to-end tests
+// need them.
+//
+// # Processes
+//
+// StartProcess runs one binary as a supervised Process:
+//
+//   - in its own process group (its pid is the group id), so Signal and Stop
+//     reach everything it spawned — a worker's scripts included — and a
+//     terminal's Ctrl-C reaches only the supervisor, which then stops the
+//     children in order; on Linux the kernel also sends the child SIGTERM
+//     should the supervisor die without stopping it;
+//   - with stdout and stderr merged into one pipe and copied line by line to
+//     a shared writer, each line prefixed "[name] ", never interleaved with
+//     another process's line; the last 20 lines are kept for error messages;
+//   - reaped by a goroutine that, once the process has exited, SIGKILLs what
+//     is left of its group, so a crash leaves no orphans.
+//
+// Stop(timeout) is the one shutdown path: SIGTERM to the group, wait up to
+// timeout, SIGKILL to the group, wait until reaped. Cancelling the context
+// given to StartProcess does the same with DefaultStopGrace.
+//
+// # The stack
+//
+// Start checks the binaries and the listen addresses, starts the gateway
+// (GATEWAY_ADDR) and the workers (WORKER_ID=worker-N, WORKER_METRICS_ADDR on
+// consecutive loopback ports), then polls GET /health and GET /healthz until
+// each answers 200. Any failure stops what was started and names the process
+// that failed, with its last output. Every child gets Options.Env plus its
+// own variables, which win.
+//
+// Stack.Stop is ordered as the workers need it: SIGTERM to every group at
+// once — the gateway stops taking requests and finishes those in flight
+// while each worker stops consuming and drains its running scrapes — then,
+// after the timeout, SIGKILL to the groups still there. Stack.Exited reports
+// a process that dies on its own, which for a local stack is a failure.
+//
+// # The broker
+//
+// EnsureBroker makes sure an AMQP 0-9-1 broker answers at RABBITMQ_URL (a
+// protocol-header handshake, no credentials sent). If none does and the URL
+// points at this machine, it starts one: a private RabbitMQ node when
+// rabbitmq-server is installed, else the compose file's rabbitmq service
+// when a Docker engine answers; otherwise its error says what to install.
+//
+// The private node shares nothing with a system RabbitMQ on the same
+// machine: its node name (NodeName), AMQP port, distribution port, config
+// and env files, plugins file, database, logs and Erlang cookie (its own
+// HOME) are all its own, under the data folder. It is started from the real
+// rabbitmq-server script, not from Debian's wrapper, which would switch to
+// the rabbitmq user. Its stop runs `rabbitmqctl -n NODE stop`, then stops
+// its process group like any Process, and ends the Erlang port mapper (epmd)
+// only if the node had to start it and no other node uses it.
+//
+// The package is for Unix (Linux and macOS): it relies on process groups.
+package stack

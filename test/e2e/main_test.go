@@ -1,0 +1,52 @@
+// Package e2e runs the platform as a user does: the gateway and workers as separate processes built from
+// this tree, a real RabbitMQ, real Python scripts, and plain HTTP from the outside.
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// binDir holds gateway-local and worker, built once for the whole package (or taken from E2E_BIN_DIR).
+var binDir string
+
+func TestMain(m *testing.M) {
+	code, err := buildAndRun(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func buildAndRun(m *testing.M) (int, error) {
+	if dir := os.Getenv("E2E_BIN_DIR"); dir != "" {
+		binDir = dir
+		return m.Run(), nil
+	}
+	dir, err := os.MkdirTemp("", "e2e-bin-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		return 0, err
+	}
+	for _, b := range []struct{ module, pkg, out string }{
+		{"functions", "./cmd/gateway-local", "gateway-local"},
+		{"worker", "./cmd/worker", "worker"},
+	} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
+		cmd.Dir = filepath.Join(root, b.module)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return 0, fmt.Errorf("build %s: %w", b.out, err)
+		}
+	}
+	return m.Run(), nil
+}

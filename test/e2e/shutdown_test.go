@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scrapeplatform/platform/local/stack"
+)
+
+// TestWorkerDrainsOnSIGTERM: a worker that gets SIGTERM while a script runs finishes it (within the drain
+// timeout), replies, and exits cleanly.
+func TestWorkerDrainsOnSIGTERM(t *testing.T) {
+	e := start(t, 1)
+	w := e.stack.Processes()[1]
+	var r response
+	done := make(chan struct{})
+	go func() { r = e.scrape(t, "sleeper", map[string]any{"seconds": 2}, 10); close(done) }()
+	waitForLog(t, e, `"msg":"task started"`, `"script":"sleeper"`)
+	time.Sleep(300 * time.Millisecond) // let the script get going
+	if err := w.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if r.Code != 200 || r.Body["status"] != "completed" {
+		t.Fatalf("scrape during drain: %d %s", r.Code, r.Raw)
+	}
+	select {
+	case <-w.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("worker did not exit after draining")
+	}
+	if err := w.ExitErr(); err != nil {
+		t.Fatalf("worker exit: %v", err)
+	}
+}
+
+// TestUnfinishedWorkIsRequeued: a worker whose drain timeout runs out kills its script and requeues the
+// task; another worker picks it up and the caller still gets its answer. Nothing is lost.
+func TestUnfinishedWorkIsRequeued(t *testing.T) {
+	e := start(t, 1, "WORKER_DRAIN_TIMEOUT=500ms")
+	first := e.stack.Processes()[1]
+	var r response
+	done := make(chan struct{})
+	go func() { r = e.scrape(t, "sleeper", map[string]any{"seconds": 3}, 15); close(done) }()
+	waitForLog(t, e, `"msg":"task started"`, `"script":"sleeper"`)
+	if err := first.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-first.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("first worker did not exit")
+	}
+	// A replacement worker takes the requeued task.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	env := append(append([]string{}, e.baseEnv...), "WORKER_ID=replacement", fmt.Sprintf("WORKER_METRICS_ADDR=%s", freeAddr(t)))
+	p, err := stack.StartProcess(ctx, "replacement", filepath.Join(binDir, "worker"), nil, env, e.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(30 * time.Second) })
+	<-done
+	if r.Code != 200 || r.Body["status"] != "completed" || r.Body["worker_id"] != "replacement" {
+		t.Fatalf("requeued scrape: %d %s", r.Code, r.Raw)
+	}
+}
+
+// waitForLog waits until one line of the stack's output contains every needle.
+func waitForLog(t *testing.T, e *env, needles ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, line := range strings.Split(e.out.String(), "\n") {
+			all := true
+			for _, n := range needles {
+				all = all && strings.Contains(line, n)
+			}
+			if all {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with all of %q", needles)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

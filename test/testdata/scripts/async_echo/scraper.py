@@ -1,0 +1,6 @@
+import asyncio
+
+
+async def scrape(params):
+    await asyncio.sleep(0.01)
+    return {"async": True, "echo": params}

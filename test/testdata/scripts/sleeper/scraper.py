@@ -1,0 +1,13 @@
+import subprocess
+import time
+
+
+def scrape(params):
+    """Sleeps params["seconds"]. With params["pid_file"], first starts a grandchild `sleep 600` and writes
+    its pid there, so a test can check that a timeout kills the whole process group."""
+    if params.get("pid_file"):
+        child = subprocess.Popen(["sleep", "600"])
+        with open(params["pid_file"], "w") as f:
+            f.write(str(child.pid))
+    time.sleep(float(params.get("seconds", 60)))
+    return {"slept": params.get("seconds", 60)}
