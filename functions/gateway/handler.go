@@ -309,7 +309,8 @@ func jsonKind(field string) string {
 
 func (h *Handler) validateScrape(b scrapeBody) (contract.Request, error) {
 	var errs []error
-	req := contract.Request{Version: contract.Version, Parameters: b.Parameters, Timeout: contract.SecondsOf(h.cfg.DefaultTimeout)}
+	req := contract.Request{Version: contract.Version, Parameters: b.Parameters, Timeout: contract.SecondsOf(h.cfg.DefaultTimeout),
+		TimeoutDefaulted: b.Timeout == nil || string(*b.Timeout) == "null"}
 	if b.ScriptName == nil {
 		errs = append(errs, errors.New("script_name is required"))
 	} else {

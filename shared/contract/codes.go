@@ -37,6 +37,10 @@ const (
 	CodeOutputTooLarge Code = "output_too_large"
 	// CodeDependencyInstallFailed: the script's requirements could not be installed.
 	CodeDependencyInstallFailed Code = "dependency_install_failed"
+	// CodeDependenciesInstalling: the script's requirements are still being installed; retry shortly.
+	CodeDependenciesInstalling Code = "dependencies_installing"
+	// CodeInvalidManifest: the script's manifest.json is malformed or out of range.
+	CodeInvalidManifest Code = "invalid_manifest"
 	// CodeDeadlineExceeded: the request's deadline passed before a worker could start it.
 	CodeDeadlineExceeded Code = "deadline_exceeded"
 	// CodeWorkerShuttingDown: the worker stopped before the script finished and could not hand it on.

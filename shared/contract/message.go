@@ -46,6 +46,8 @@ type Request struct {
 	Parameters json.RawMessage `json:"parameters"`
 	// Timeout bounds the script's own run time, in seconds.
 	Timeout Seconds `json:"timeout"`
+	// TimeoutDefaulted says the caller named no timeout, so a script's manifest may choose a shorter one.
+	TimeoutDefaulted bool `json:"timeout_defaulted,omitempty"`
 	// Deadline is when the caller stops waiting; work that cannot finish by then is not started.
 	Deadline time.Time `json:"deadline"`
 	// Subject is the authenticated caller (JWT sub or IAM principal), for logs and audit.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/worker/internal/config"
+	"github.com/scrapeplatform/platform/worker/internal/envcache"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
 	"github.com/scrapeplatform/platform/worker/internal/worker"
@@ -27,14 +28,15 @@ import (
 
 func main() {
 	cfg, err := config.Load(os.Getenv)
-	if err != nil {
+	execCfg, execErr := config.LoadExec(os.Getenv, cfg.WorkDir, cfg.Concurrency)
+	if err = errors.Join(err, execErr); err != nil {
 		fmt.Fprintf(os.Stderr, "worker: invalid configuration:\n%v\n", err)
 		os.Exit(2)
 	}
 	log := newLogger(cfg.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, log); err != nil {
+	if err := run(ctx, cfg, execCfg, log); err != nil {
 		log.Error("worker stopped", "error", err)
 		os.Exit(1)
 	}
@@ -47,7 +49,7 @@ func newLogger(level string) *slog.Logger {
 }
 
 // run starts the worker and blocks until ctx ends, then shuts down in the documented order.
-func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+func run(ctx context.Context, cfg config.Config, execCfg config.Exec, log *slog.Logger) error {
 	log = log.With("worker_id", cfg.WorkerID)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -63,9 +65,26 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		MaxResultBytes:   cfg.MaxResultBytes,
 		MemoryLimitBytes: cfg.MemoryLimitBytes,
 		Logger:           log,
+		Warm: runner.WarmConfig{
+			MaxRequests: execCfg.WarmMaxRequests, IdleTimeout: execCfg.WarmIdleTimeout, MaxIdle: execCfg.WarmMaxIdle,
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("script runner: %w", err)
+	}
+	defer run.Close()
+	metrics.WatchRunner(reg, run.WarmStats)
+	envs, err := envcache.New(envcache.Config{
+		Root: execCfg.EnvCacheDir, Python: run.Python(), MaxBytes: execCfg.EnvCacheMaxBytes,
+		BuildTimeout: execCfg.EnvBuildTimeout, Logger: log,
+		OnBuild: func(outcome string, d time.Duration) {
+			metrics.EnvBuilds.WithLabelValues(outcome).Inc()
+			metrics.EnvBuildDuration.Observe(d.Seconds())
+		},
+		OnHit: metrics.EnvCacheHits.Inc,
+	})
+	if err != nil {
+		return fmt.Errorf("environment cache: %w", err)
 	}
 	topo := broker.NewTopology(cfg.TaskQueue)
 	hooks := func(name string) (func(), func(error)) {
@@ -88,7 +107,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	})
 	w := worker.New(worker.Config{
 		ID: cfg.WorkerID, Concurrency: cfg.Concurrency, Repository: repo, Runner: run, Replies: publisher,
-		Metrics: metrics, Logger: log,
+		Environments: envs, Isolation: execCfg.Isolation, Metrics: metrics, Logger: log,
 	})
 
 	pubCtx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))

@@ -31,3 +31,21 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadExec(t *testing.T) {
+	t.Parallel()
+	c, err := LoadExec(func(string) string { return "" }, "/w", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.EnvCacheDir != "/w/envs" || c.Isolation != "warm" || c.WarmMaxIdle != 8 || c.EnvCacheMaxBytes != 5120<<20 {
+		t.Fatalf("defaults: %+v", c)
+	}
+	env := map[string]string{"SCRIPT_ISOLATION": "vm", "WARM_RUNNER_MAX_REQUESTS": "0", "ENV_BUILD_TIMEOUT": "1s"}
+	_, err = LoadExec(func(k string) string { return env[k] }, "/w", 4)
+	for k := range env {
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("error does not name %s: %v", k, err)
+		}
+	}
+}

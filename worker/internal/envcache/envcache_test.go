@@ -233,7 +233,15 @@ func TestEvictionKeepsLeasedEnvironments(t *testing.T) {
 	if _, err := f.cache.Get(ctx, requirements(t, "conflictpkg==1.0\nconflictpkg\n")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(l1.Dir); !os.IsNotExist(err) {
-		t.Fatal("least recently used environment not evicted")
+	// Eviction runs after the waiting caller has its environment, so wait for it.
+	end := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(l1.Dir); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("least recently used environment not evicted")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

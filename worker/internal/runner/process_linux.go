@@ -3,6 +3,7 @@
 package runner
 
 import (
+	"os"
 	"syscall"
 	"unsafe"
 )
@@ -31,4 +32,22 @@ func waitExited(pid int) bool {
 			return false
 		}
 	}
+}
+
+// pending reports how many bytes wait unread in the given pipes (FIONREAD).
+func pending(files ...*os.File) int {
+	total := 0
+	for _, f := range files {
+		rc, err := f.SyscallConn() // unlike Fd, keeps the file non-blocking, so its deadlines still work
+		if err != nil {
+			continue
+		}
+		_ = rc.Control(func(fd uintptr) {
+			var n int32
+			if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n))); errno == 0 {
+				total += int(n)
+			}
+		})
+	}
+	return total
 }

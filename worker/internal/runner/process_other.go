@@ -2,7 +2,10 @@
 
 package runner
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // sysProcAttr puts the child in its own process group. PR_SET_PDEATHSIG is Linux-only.
 func sysProcAttr() *syscall.SysProcAttr {
@@ -12,3 +15,5 @@ func sysProcAttr() *syscall.SysProcAttr {
 // waitExited is not implemented outside Linux: the group is killed after the child is reaped, which leaves
 // a tiny window in which its pgid could have been recycled.
 func waitExited(int) bool { return false }
+
+func pending(...*os.File) int { return 0 }

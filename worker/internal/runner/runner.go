@@ -65,6 +65,8 @@ type Config struct {
 	KillGrace time.Duration
 	// Logger receives the script's output lines and the runner's own warnings. Nil discards them.
 	Logger *slog.Logger
+	// Warm bounds the pool of warm runners used by jobs with Warm set.
+	Warm WarmConfig
 }
 
 // Job is one run of one script.
@@ -79,6 +81,16 @@ type Job struct {
 	Parameters json.RawMessage
 	// Timeout is the script's own time limit.
 	Timeout time.Duration
+	// Version identifies the script's content; warm runners are kept per version.
+	Version string
+	// Python, when set, is the interpreter of the script's own environment (a venv's bin/python). It runs
+	// with its site module, which adds only the venv's packages; the worker's interpreter runs with -S.
+	Python string
+	// MemoryLimitBytes overrides Config.MemoryLimitBytes when positive.
+	MemoryLimitBytes int64
+	// Warm runs the job on a long-lived runner that imported the script once (see warm.go) instead of a
+	// fresh process.
+	Warm bool
 }
 
 // Result is the outcome of a run that reached the script.
@@ -100,6 +112,7 @@ type Runner struct {
 	cfg    Config
 	python string // absolute path of the interpreter
 	path   string // PATH of the child
+	warm   warmPool
 }
 
 // New checks cfg, creates cfg.WorkDir and resolves the interpreter by asking it for sys.executable.
@@ -152,10 +165,12 @@ func New(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Warm.defaults()
 	return &Runner{
 		cfg:    cfg,
 		python: python,
 		path:   filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
+		warm:   warmPool{cfg: cfg.Warm, stopGC: make(chan struct{})},
 	}, nil
 }
 
@@ -220,6 +235,18 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 		return Result{}, fmt.Errorf("run script %q: script dir: %w", job.ScriptName, err)
 	}
 	log := r.cfg.Logger.With("request_id", job.RequestID, "script", job.ScriptName)
+	job.ScriptDir = scriptDir
+	python := r.python
+	if job.Python != "" {
+		python = job.Python
+	}
+	if job.Warm {
+		frame, err := encodeWarmRequest(job.RequestID, request)
+		if err != nil {
+			return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
+		}
+		return r.runWarm(ctx, job, python, frame, log)
+	}
 
 	runDir, err := os.MkdirTemp(r.cfg.WorkDir, "run-")
 	if err != nil {
@@ -238,8 +265,9 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	runCtx, stopTimer := context.WithTimeoutCause(runCtx, job.Timeout, errTimeout)
 	defer stopTimer()
 
-	cmd := exec.CommandContext(runCtx, r.python, "-I", "-S", "-u", "-B", "-c", runnerSource,
-		scriptDir, strconv.FormatInt(r.cfg.MemoryLimitBytes, 10), strconv.Itoa(r.cfg.MaxResultBytes))
+	args := append(r.interpreterArgs(job), "-c", runnerSource,
+		scriptDir, strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes))
+	cmd := exec.CommandContext(runCtx, python, args...)
 	cmd.Dir = runDir
 	cmd.Env = r.env(job, runDir)
 	cmd.Stdin = p.stdinR
@@ -256,7 +284,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		runtime.UnlockOSThread()
-		return Result{}, fmt.Errorf("run script %q: start %s: %w", job.ScriptName, r.python, contract.Transiently(err))
+		return Result{}, fmt.Errorf("run script %q: start %s: %w", job.ScriptName, python, contract.Transiently(err))
 	}
 	p.closeChildEnds()
 
@@ -362,6 +390,32 @@ func (r *Runner) env(job Job, runDir string) []string {
 		"SCRAPER_REQUEST_ID=" + clean(job.RequestID),
 		"SCRAPER_SCRIPT_NAME=" + clean(job.ScriptName),
 	}
+}
+
+// interpreterArgs are the interpreter flags: isolated, unbuffered, no bytecode files, and, for the worker's
+// own interpreter, no site module (see doc.go).
+func (r *Runner) interpreterArgs(job Job) []string {
+	if job.Python != "" {
+		return []string{"-I", "-u", "-B"}
+	}
+	return []string{"-I", "-S", "-u", "-B"}
+}
+
+func (r *Runner) memoryLimit(job Job) int64 {
+	if job.MemoryLimitBytes > 0 {
+		return job.MemoryLimitBytes
+	}
+	return r.cfg.MemoryLimitBytes
+}
+
+// encodeWarmRequest builds a warm runner's request frame body from the single-run request line.
+func encodeWarmRequest(requestID string, line []byte) ([]byte, error) {
+	id, err := json.Marshal(requestID)
+	if err != nil {
+		return nil, err
+	}
+	body := bytes.TrimSuffix(line, []byte("\n")) // {"parameters":...}
+	return append(append([]byte(`{"request_id":`), id...), append([]byte(","), body[1:]...)...), nil
 }
 
 // encodeRequest builds the one line the child reads on stdin.

@@ -23,6 +23,8 @@ import os
 import sys
 
 RESULT_FD = 3
+REQUEST_FD = 4  # serve mode only
+MAX_REQUEST_BYTES = 16 << 20
 SCRIPT_FILE = "scraper.py"
 MAX_MESSAGE_CHARS = 2048
 MAX_TRACEBACK_CHARS = 4096
@@ -61,6 +63,99 @@ def main(argv):
     except OSError:
         pass  # the worker stopped listening (result too large, or it gave up on us)
     exit_now(0)
+
+
+def serve(argv):
+    """Warm mode: import the script once, then answer requests one at a time.
+
+    python -I [-S] -u -B -c <this file> --serve <script_dir> <memory_limit_bytes> <max_result_bytes>
+
+    Frames on fd 4 (requests) and fd 3 (answers) are a 4-byte big-endian length and a JSON document. The
+    first answer, before any request, is {"ready": true} or a failure document (the script could not be
+    imported). Each request {"request_id": ..., "parameters": {...}} gets one result document as in single
+    mode. EOF on fd 4 ends the process. The worker recycles the process after a failure, a timeout (it kills
+    the group), N requests, or idleness.
+    """
+    out = os.dup(RESULT_FD)
+    os.close(RESULT_FD)
+    inp = os.dup(REQUEST_FD)
+    os.close(REQUEST_FD)
+    try:
+        try:
+            script_dir = argv[2]
+            memory_limit = int(argv[3])
+            max_result = int(argv[4])
+        except (IndexError, ValueError):
+            raise Failure(setup_doc("usage: runner --serve <script_dir> <memory_limit_bytes> <max_result_bytes>"))
+        detach_stdin()
+        set_limits(memory_limit)
+        enable_faulthandler()
+        scrape = load_scrape(script_dir)
+        ready = b'{"ready":true}'
+    except Failure as failure:
+        ready = encode_doc(failure.doc)
+        scrape = None
+    except SystemExit as exc:
+        exit_now(exit_status(exc))
+    except BaseException as exc:
+        ready = encode_doc(setup_doc("runner failed: %s: %s" % (type(exc).__name__, safe_str(exc))))
+        scrape = None
+    if not write_frame(out, ready) or scrape is None:
+        exit_now(0)
+    while True:
+        frame = read_frame(inp)
+        if frame is None:
+            exit_now(0)
+        try:
+            request = json.loads(frame.decode("utf-8"))
+            params = request.get("parameters") or {}
+            if not isinstance(params, dict):
+                raise Failure(setup_doc("parameters must be a JSON object"))
+            os.environ["SCRAPER_REQUEST_ID"] = str(request.get("request_id", ""))
+            body = encode_result(call(scrape, params, script_dir), max_result)
+        except Failure as failure:
+            body = encode_doc(failure.doc)
+        except SystemExit as exc:
+            exit_now(exit_status(exc))
+        except BaseException as exc:
+            body = encode_doc(setup_doc("runner failed: %s: %s" % (type(exc).__name__, safe_str(exc))))
+        # Output printed during the request goes out before its answer, so the worker can attribute it.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+        if not write_frame(out, body):
+            exit_now(0)
+
+
+def write_frame(fd, body):
+    try:
+        write_all(fd, len(body).to_bytes(4, "big") + body)
+        return True
+    except OSError:
+        return False  # the worker stopped listening
+
+
+def read_frame(fd):
+    header = read_exact(fd, 4)
+    if header is None:
+        return None
+    size = int.from_bytes(header, "big")
+    if size > MAX_REQUEST_BYTES:
+        return None
+    return read_exact(fd, size)
+
+
+def read_exact(fd, n):
+    chunks = []
+    while n > 0:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
 
 
 def run(argv):
@@ -365,4 +460,7 @@ def cap(text, limit):
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        serve(sys.argv)
+    else:
+        main(sys.argv)

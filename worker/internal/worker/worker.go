@@ -19,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +29,8 @@ import (
 
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/worker/internal/envcache"
+	"github.com/scrapeplatform/platform/worker/internal/manifest"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
 )
@@ -49,12 +53,23 @@ var (
 // replyMargin is kept free at the end of a request's deadline so the reply can still reach the caller.
 const replyMargin = 250 * time.Millisecond
 
+// Environments provides a script's dependency environment from its requirements.txt.
+type Environments interface {
+	Get(ctx context.Context, requirementsFile string) (*envcache.Lease, error)
+}
+
+var _ Environments = (*envcache.Cache)(nil)
+
 // Config configures a Worker.
 type Config struct {
 	ID          string
 	Concurrency int
 	Repository  repository.Repository
 	Runner      ScriptRunner
+	// Environments builds environments for scripts with a requirements.txt; nil refuses such scripts.
+	Environments Environments
+	// Isolation is the default for scripts whose manifest names none: manifest.Warm or manifest.Process.
+	Isolation string
 	Replies     ReplyPublisher
 	Metrics     *Metrics
 	Logger      *slog.Logger
@@ -71,6 +86,9 @@ type Worker struct {
 	// hardCtx is cancelled when the drain timeout runs out: running scripts are killed.
 	hardCtx    context.Context
 	hardCancel context.CancelFunc
+
+	limitsMu sync.Mutex
+	limits   map[string]chan struct{} // per-script concurrency caps from manifests
 }
 
 // New returns a worker.
@@ -158,7 +176,7 @@ func (w *Worker) process(d amqp.Delivery) {
 	}
 
 	log.Debug("task started", "timeout_ms", timeout.Milliseconds(), "subject", req.Subject)
-	reply, requeue := w.run(log, req, timeout)
+	reply, requeue := w.run(log, req, timeout, req.Deadline.Add(-replyMargin))
 	if requeue {
 		w.requeue(d, "run interrupted by shutdown")
 		return
@@ -170,7 +188,7 @@ func (w *Worker) process(d amqp.Delivery) {
 }
 
 // run resolves and runs the script. requeue is set when the run was cut short by a forced shutdown.
-func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Duration) (_ *contract.Reply, requeue bool) {
+func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Duration, deadline time.Time) (_ *contract.Reply, requeue bool) {
 	ctx := w.hardCtx
 	script, err := w.cfg.Repository.Resolve(ctx, req.ScriptName)
 	if errors.Is(err, repository.ErrNotFound) {
@@ -185,14 +203,56 @@ func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Durat
 	}
 	log = log.With("script_version", script.Version)
 
+	man, err := manifest.Load(script.Dir)
+	if err != nil {
+		return contract.Failed(req, contract.CodeInvalidManifest, fmt.Sprintf("script %q has a bad manifest: %v", req.ScriptName, err)), false
+	}
+	if req.TimeoutDefaulted && man.Timeout > 0 {
+		timeout = min(timeout, time.Duration(man.Timeout*float64(time.Second)))
+	}
+	isolation := man.Isolation
+	if _, err := os.Stat(filepath.Join(script.Dir, manifest.File)); err != nil && w.cfg.Isolation != "" {
+		isolation = w.cfg.Isolation // no manifest: the worker's default
+	}
+	job := runner.Job{
+		RequestID:        req.RequestID,
+		ScriptName:       req.ScriptName,
+		ScriptDir:        script.Dir,
+		Parameters:       req.Parameters,
+		Timeout:          timeout,
+		Version:          script.Version,
+		MemoryLimitBytes: int64(man.MemoryLimitMB) << 20,
+		Warm:             isolation == manifest.Warm,
+	}
+
+	// Everything before the script starts waits no longer than the caller's deadline.
+	waitCtx, cancelWait := context.WithDeadline(ctx, deadline)
+	defer cancelWait()
+	if reqFile := filepath.Join(script.Dir, "requirements.txt"); fileExists(reqFile) {
+		lease, reply := w.environment(waitCtx, log, req, reqFile)
+		if reply != nil {
+			return reply, ctx.Err() != nil
+		}
+		defer lease.Release()
+		job.Python = lease.Python
+	}
+	release, ok := w.acquireScriptSlot(waitCtx, req.ScriptName, man.Concurrency)
+	if !ok {
+		if ctx.Err() != nil {
+			return nil, true
+		}
+		return contract.Failed(req, contract.CodeScriptTimeout, fmt.Sprintf("script %q allows %d concurrent runs per worker and none became free before the deadline", req.ScriptName, man.Concurrency)), false
+	}
+	defer release()
+	if left := time.Until(deadline); left < job.Timeout {
+		job.Timeout = left // time spent waiting for the environment or a slot comes off the script's share
+	}
+	if job.Timeout <= 0 {
+		return contract.Failed(req, contract.CodeScriptTimeout, "no time was left to run the script before the caller's deadline"), false
+	}
+
 	started := w.cfg.Now()
-	res, err := w.cfg.Runner.Run(ctx, runner.Job{
-		RequestID:  req.RequestID,
-		ScriptName: req.ScriptName,
-		ScriptDir:  script.Dir,
-		Parameters: req.Parameters,
-		Timeout:    timeout,
-	})
+	res, err := w.cfg.Runner.Run(ctx, job)
 	finished := w.cfg.Now()
 	if err != nil {
 		if contract.Classify(err) == contract.Cancelled && ctx.Err() != nil {
@@ -213,6 +273,58 @@ func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Durat
 		FinishedAt:    finished.UTC(),
 	}
 	return reply, false
+}
+
+// environment returns a lease on the script's dependency environment, or the reply that explains why
+// there is none.
+func (w *Worker) environment(ctx context.Context, log *slog.Logger, req *contract.Request, reqFile string) (*envcache.Lease, *contract.Reply) {
+	if w.cfg.Environments == nil {
+		return nil, contract.Failed(req, contract.CodeDependencyInstallFailed, "this worker cannot install script dependencies (no environment cache configured)")
+	}
+	lease, err := w.cfg.Environments.Get(ctx, reqFile)
+	if err == nil {
+		return lease, nil
+	}
+	var ie *envcache.InstallError
+	switch {
+	case errors.As(err, &ie):
+		log.Warn("script dependencies could not be installed", "error", ie.Reason)
+		reply := contract.Failed(req, contract.CodeDependencyInstallFailed, fmt.Sprintf("the requirements of script %q could not be installed: %s", req.ScriptName, ie.Reason))
+		reply.Error.Detail = ie.Output
+		return nil, reply
+	case ctx.Err() != nil:
+		return nil, contract.Failed(req, contract.CodeDependenciesInstalling, fmt.Sprintf("the dependencies of script %q are still being installed on this worker; retry in a moment", req.ScriptName))
+	}
+	log.Error("script environment", "error", err)
+	return nil, contract.Failed(req, contract.CodeInternal, fmt.Sprintf("could not prepare the environment of script %q: %v", req.ScriptName, err))
+}
+
+// acquireScriptSlot enforces a manifest's per-script concurrency cap. It reports false when ctx ends first.
+func (w *Worker) acquireScriptSlot(ctx context.Context, script string, limit int) (release func(), ok bool) {
+	if limit <= 0 {
+		return func() {}, true
+	}
+	w.limitsMu.Lock()
+	if w.limits == nil {
+		w.limits = map[string]chan struct{}{}
+	}
+	sem, found := w.limits[script]
+	if !found || cap(sem) != limit {
+		sem = make(chan struct{}, limit) // a changed cap takes effect for new runs
+		w.limits[script] = sem
+	}
+	w.limitsMu.Unlock()
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, true
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }
 
 // respond publishes reply and settles the delivery.

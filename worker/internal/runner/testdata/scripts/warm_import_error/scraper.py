@@ -1,0 +1,5 @@
+raise RuntimeError("cannot initialise: missing configuration")
+
+
+def scrape(params):
+    return {}

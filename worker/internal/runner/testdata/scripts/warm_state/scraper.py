@@ -1,0 +1,17 @@
+import os
+import time
+
+LOADS = 1  # module body runs once per process
+CALLS = 0
+
+
+def scrape(params):
+    global CALLS
+    CALLS += 1
+    if params.get("print"):
+        print(params["print"])
+    if params.get("raise"):
+        raise ValueError("asked to raise")
+    if params.get("sleep"):
+        time.sleep(params["sleep"])
+    return {"pid": os.getpid(), "calls": CALLS, "loads": LOADS, "request_id": os.environ.get("SCRAPER_REQUEST_ID")}

@@ -1,0 +1,491 @@
+package runner
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/scrapeplatform/platform/shared/contract"
+)
+
+// Warm runners: long-lived children that import a script once and serve one request at a time, framed over
+// fds 4 (requests) and 3 (answers). A pool keeps idle ones per (script, version, interpreter). A runner is
+// discarded after a failure or a timeout (its process group is killed: never reused), after MaxRequests,
+// after IdleTimeout without work, and when a newer version of its script runs. The worker's Close kills
+// them all; the kernel kills them too if the worker dies (Pdeathsig).
+
+// WarmConfig bounds the warm pool. Zero fields take the defaults.
+type WarmConfig struct {
+	// MaxRequests is how many requests one runner serves before it is replaced (default 100).
+	MaxRequests int
+	// IdleTimeout is how long an idle runner is kept (default 60 s).
+	IdleTimeout time.Duration
+	// MaxIdle bounds idle runners across all scripts (default 8); the least recently used go first.
+	MaxIdle int
+}
+
+func (c *WarmConfig) defaults() {
+	if c.MaxRequests <= 0 {
+		c.MaxRequests = 100
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = time.Minute
+	}
+	if c.MaxIdle <= 0 {
+		c.MaxIdle = 8
+	}
+}
+
+// WarmStats counts the pool's work, for metrics.
+type WarmStats struct {
+	Started, Reused, Recycled int64
+	Idle                      int
+}
+
+type warmPool struct {
+	cfg    WarmConfig
+	mu     sync.Mutex
+	idle   []*warmProc // most recently used last
+	closed bool
+	stats  WarmStats
+	stopGC chan struct{}
+	gcOnce sync.Once
+}
+
+func warmKey(python string, job Job) string {
+	return python + "\x00" + job.ScriptDir + "\x00" + job.Version + "\x00" + strconv.FormatInt(job.MemoryLimitBytes, 10)
+}
+
+// take returns an idle runner for key, discarding idle runners of older versions of the same script.
+func (p *warmPool) take(key, script string) *warmProc {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var found *warmProc
+	kept := p.idle[:0]
+	for _, w := range p.idle {
+		switch {
+		case w.key == key && found == nil:
+			found = w
+		case w.key != key && w.script == script:
+			w.kill("a newer version of the script runs")
+			p.stats.Recycled++
+		default:
+			kept = append(kept, w)
+		}
+	}
+	p.idle = kept
+	if found != nil {
+		p.stats.Reused++
+	}
+	return found
+}
+
+// put keeps w for reuse, or kills it when the pool is closed or full.
+func (p *warmPool) put(w *warmProc) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		w.kill("worker stopping")
+		return
+	}
+	w.lastUsed = time.Now()
+	p.idle = append(p.idle, w)
+	for len(p.idle) > p.cfg.MaxIdle {
+		p.idle[0].kill("too many idle runners")
+		p.stats.Recycled++
+		p.idle = p.idle[1:]
+	}
+}
+
+// reap kills runners idle for longer than IdleTimeout, and dead ones.
+func (p *warmPool) reap() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := p.idle[:0]
+	for _, w := range p.idle {
+		select {
+		case <-w.exited:
+			p.stats.Recycled++
+			continue
+		default:
+		}
+		if time.Since(w.lastUsed) > p.cfg.IdleTimeout {
+			w.kill("idle")
+			p.stats.Recycled++
+			continue
+		}
+		kept = append(kept, w)
+	}
+	p.idle = kept
+}
+
+func (p *warmPool) startGC() {
+	p.gcOnce.Do(func() {
+		go func() {
+			t := time.NewTicker(min(p.cfg.IdleTimeout/2, 5*time.Second))
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					p.reap()
+				case <-p.stopGC:
+					return
+				}
+			}
+		}()
+	})
+}
+
+// Close kills every warm runner; later warm runs start and discard their own.
+func (r *Runner) Close() {
+	p := &r.warm
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	close(p.stopGC)
+	for _, w := range p.idle {
+		w.kill("worker stopping")
+	}
+	p.idle = nil
+}
+
+// WarmStats returns the pool's counters.
+func (r *Runner) WarmStats() WarmStats {
+	p := &r.warm
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	s.Idle = len(p.idle)
+	return s
+}
+
+// warmProc is one warm runner process.
+type warmProc struct {
+	key, script string
+	pid         int
+	reqW        *os.File
+	res         *bufio.Reader
+	resF        *os.File
+	runDir      string
+	out         *outputRouter
+	outR        []*os.File // stdout and stderr read ends
+	consumers   sync.WaitGroup
+	group       *group
+	exited      chan struct{} // closed once the process has exited and been reaped
+	state       *os.ProcessState
+	served      int
+	lastUsed    time.Time
+	killOnce    sync.Once
+	log         *slog.Logger
+}
+
+func (w *warmProc) kill(why string) {
+	w.killOnce.Do(func() {
+		w.log.Debug("stopping warm runner", "reason", why, "pid", w.pid, "served", w.served)
+		_ = w.group.cancel(w.pid, errors.New(why))
+		_ = w.reqW.Close()
+	})
+}
+
+// runWarm runs job on a warm runner, starting one if none is idle.
+func (r *Runner) runWarm(ctx context.Context, job Job, python string, request []byte, log *slog.Logger) (Result, error) {
+	r.warm.startGC()
+	key := warmKey(python, job)
+	deadline := time.Now().Add(job.Timeout)
+	w := r.warm.take(key, job.ScriptDir)
+	if w == nil {
+		var res *Result
+		var err error
+		w, res, err = r.startWarm(ctx, job, python, key, deadline, log)
+		if err != nil || res != nil {
+			if res != nil {
+				return *res, nil
+			}
+			return Result{}, err
+		}
+		r.warm.mu.Lock()
+		r.warm.stats.Started++
+		r.warm.mu.Unlock()
+	}
+	res, reusable, err := r.serveWarm(ctx, w, job, request, deadline, log)
+	w.served++
+	if reusable && w.served < r.warm.cfg.MaxRequests {
+		r.warm.put(w)
+	} else {
+		w.kill("recycled")
+		r.warm.mu.Lock()
+		r.warm.stats.Recycled++
+		r.warm.mu.Unlock()
+	}
+	return res, err
+}
+
+// startWarm starts a runner and waits for its ready frame. A script that cannot be imported comes back as
+// a Result (and the runner is gone).
+func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, deadline time.Time, log *slog.Logger) (*warmProc, *Result, error) {
+	runDir, err := os.MkdirTemp(r.cfg.WorkDir, "warm-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
+	}
+	p, err := newPipes()
+	if err != nil {
+		_ = os.RemoveAll(runDir)
+		return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
+	}
+	reqR, reqW, err := os.Pipe()
+	if err != nil {
+		p.close()
+		_ = os.RemoveAll(runDir)
+		return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
+	}
+	scriptDir, _ := filepath.Abs(job.ScriptDir)
+	args := append(r.interpreterArgs(job), "-c", runnerSource, "--serve", scriptDir,
+		strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes))
+	cmd := exec.Command(python, args...)
+	cmd.Dir = runDir
+	cmd.Env = r.env(job, runDir)
+	cmd.Stdin = p.stdinR
+	cmd.Stdout = p.stdoutW
+	cmd.Stderr = p.stderrW
+	cmd.ExtraFiles = []*os.File{p.resultW, reqR} // fds 3 and 4
+	cmd.SysProcAttr = sysProcAttr()
+
+	w := &warmProc{
+		key: key, script: job.ScriptDir, reqW: reqW, resF: p.resultR, res: bufio.NewReader(p.resultR),
+		runDir: runDir, group: &group{}, exited: make(chan struct{}), log: r.cfg.Logger.With("script", job.ScriptName),
+	}
+	w.out = newOutputRouter(w.log, r.cfg.MaxOutputBytes)
+
+	// The thread that starts the child must outlive it (Pdeathsig), so a goroutine locked to its thread
+	// starts, waits for and reaps the runner, and ends the thread with it.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with this goroutine
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		w.pid = cmd.Process.Pid
+		started <- nil
+		if waitExited(w.pid) {
+			w.group.exited(w.pid)
+		}
+		_ = cmd.Wait()
+		w.group.exited(w.pid)
+		w.state = cmd.ProcessState
+		closeAll(p.stdinW, reqW)
+		// Leave the pipes KillGrace to drain what escaped processes still hold, then let go.
+		p.setDeadline(time.Now().Add(r.cfg.KillGrace))
+		close(w.exited)
+		w.consumers.Wait()
+		closeAll(p.stdoutR, p.stderrR, p.resultR)
+		removeRunDir(context.Background(), w.log, runDir)
+	}()
+	if err := <-started; err != nil {
+		p.close()
+		closeAll(reqR, reqW)
+		_ = os.RemoveAll(runDir)
+		return nil, nil, fmt.Errorf("run script %q: start %s: %w", job.ScriptName, python, contract.Transiently(err))
+	}
+	closeAll(p.stdinR, p.stdoutW, p.stderrW, p.resultW, reqR)
+	_ = p.stdinW.Close() // the runner reads nothing on stdin
+	w.outR = []*os.File{p.stdoutR, p.stderrR}
+	w.consumers.Add(2)
+	go func() { defer w.consumers.Done(); w.out.consume("stdout", p.stdoutR) }()
+	go func() { defer w.consumers.Done(); w.out.consume("stderr", p.stderrR) }()
+
+	w.out.begin(log)
+	doc, res, err := r.readFrame(ctx, w, deadline, job)
+	if err != nil || res != nil {
+		w.kill("failed to start")
+		w.out.end(ctx)
+		return nil, res, err
+	}
+	if string(doc) != `{"ready":true}` {
+		w.kill("script failed to load")
+		<-w.exited
+		w.out.end(ctx)
+		out, perr := r.interpret(Result{OutputTail: w.out.lastTail()}, doc, w.state, job)
+		return nil, &out, perr
+	}
+	return w, nil, nil
+}
+
+// serveWarm sends one request and reads its answer. reusable says whether the runner may serve again.
+func (r *Runner) serveWarm(ctx context.Context, w *warmProc, job Job, request []byte, deadline time.Time, log *slog.Logger) (Result, bool, error) {
+	w.out.begin(log)
+	start := time.Now()
+	frame := make([]byte, 4+len(request))
+	binary.BigEndian.PutUint32(frame, uint32(len(request)))
+	copy(frame[4:], request)
+	_ = w.reqW.SetWriteDeadline(deadline)
+	if _, err := w.reqW.Write(frame); err != nil {
+		<-w.exited
+		w.out.end(ctx)
+		res := failure(Result{Duration: time.Since(start), OutputTail: w.out.lastTail()}, contract.StatusFailed,
+			contract.CodeScriptCrashed, describeExit(w.state))
+		return res, false, nil
+	}
+	doc, res, err := r.readFrame(ctx, w, deadline, job)
+	duration := time.Since(start)
+	w.drainOutput()
+	w.out.end(ctx)
+	if err != nil {
+		return Result{Duration: duration, OutputTail: w.out.lastTail()}, false, err
+	}
+	if res != nil {
+		res.Duration = duration
+		return *res, false, nil
+	}
+	out, err := r.interpret(Result{Duration: duration, OutputTail: w.out.lastTail()}, doc, w.state, job)
+	return out, err == nil && out.Status == contract.StatusCompleted, err
+}
+
+// readFrame reads one answer frame before the deadline. It returns a Result instead for a timeout, an
+// oversized answer or a runner that died, and an error when ctx ended first; in all three the runner is
+// killed.
+func (r *Runner) readFrame(ctx context.Context, w *warmProc, deadline time.Time, job Job) ([]byte, *Result, error) {
+	type frame struct {
+		doc []byte
+		err error
+	}
+	got := make(chan frame, 1)
+	_ = w.resF.SetReadDeadline(deadline)
+	go func() {
+		var header [4]byte
+		if _, err := io.ReadFull(w.res, header[:]); err != nil {
+			got <- frame{err: err}
+			return
+		}
+		n := int(binary.BigEndian.Uint32(header[:]))
+		if n > r.cfg.MaxResultBytes+resultEnvelopeBytes {
+			got <- frame{err: errResultTooLarge}
+			return
+		}
+		doc := make([]byte, n)
+		if _, err := io.ReadFull(w.res, doc); err != nil {
+			got <- frame{err: err}
+			return
+		}
+		got <- frame{doc: doc}
+	}()
+	select {
+	case f := <-got:
+		switch {
+		case f.err == nil:
+			return f.doc, nil, nil
+		case errors.Is(f.err, errResultTooLarge):
+			w.kill("result too large")
+			res := r.tooLarge(Result{OutputTail: w.out.currentTail()})
+			return nil, &res, nil
+		case errors.Is(f.err, os.ErrDeadlineExceeded):
+			w.kill("timeout")
+			res := failure(Result{OutputTail: w.out.currentTail()}, contract.StatusTimeout, contract.CodeScriptTimeout,
+				fmt.Sprintf("script did not finish within %s and was stopped", job.Timeout))
+			return nil, &res, nil
+		default: // EOF: the runner died
+			<-w.exited
+			res := failure(Result{OutputTail: w.out.currentTail()}, contract.StatusFailed, contract.CodeScriptCrashed, describeExit(w.state))
+			return nil, &res, nil
+		}
+	case <-ctx.Done():
+		w.kill("cancelled")
+		<-got
+		return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, ctx.Err())
+	}
+}
+
+// outputRouter consumes a warm runner's stdout and stderr for its whole life and attributes each line to
+// the request running at the time (or to the script, between requests).
+type outputRouter struct {
+	base    *slog.Logger
+	tailCap int
+	mu      sync.Mutex
+	cur     *output
+	last    *output // the most recent finished request's output, for its tail
+}
+
+func newOutputRouter(base *slog.Logger, tailCap int) *outputRouter {
+	return &outputRouter{base: base, tailCap: tailCap, cur: newOutput(base, tailCap)}
+}
+
+func (o *outputRouter) begin(log *slog.Logger) {
+	o.mu.Lock()
+	o.cur = newOutput(log, o.tailCap)
+	o.mu.Unlock()
+}
+
+func (o *outputRouter) end(ctx context.Context) {
+	o.mu.Lock()
+	cur := o.cur
+	o.cur = newOutput(o.base, o.tailCap)
+	o.mu.Unlock()
+	cur.finish(ctx)
+	o.mu.Lock()
+	o.last = cur
+	o.mu.Unlock()
+}
+
+// currentTail is the output tail of the request running now; lastTail that of the one that just ended.
+func (o *outputRouter) currentTail() string {
+	o.mu.Lock()
+	cur := o.cur
+	o.mu.Unlock()
+	return cur.tail()
+}
+
+func (o *outputRouter) lastTail() string {
+	o.mu.Lock()
+	last := o.last
+	o.mu.Unlock()
+	if last == nil {
+		return ""
+	}
+	return last.tail()
+}
+
+func (o *outputRouter) consume(stream string, r io.Reader) {
+	br := bufio.NewReaderSize(r, readBufferBytes)
+	continued := false
+	for {
+		fragment, err := br.ReadSlice('\n')
+		if len(fragment) > 0 {
+			o.mu.Lock()
+			cur := o.cur
+			o.mu.Unlock()
+			cur.add(context.Background(), stream, fragment, continued)
+			continued = fragment[len(fragment)-1] != '\n'
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return
+		}
+	}
+}
+
+// drainOutput waits, briefly, until the runner's stdout and stderr pipes hold no unread bytes, so lines the
+// script printed before answering are attributed to its request rather than to the next one.
+func (w *warmProc) drainOutput() {
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if pending(w.outR...) == 0 {
+			w.out.mu.Lock() // an add in progress holds no lock, but takes one per line: let it finish
+			w.out.mu.Unlock()
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

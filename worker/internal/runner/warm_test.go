@@ -1,0 +1,166 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scrapeplatform/platform/shared/contract"
+)
+
+type warmAnswer struct {
+	PID       int    `json:"pid"`
+	Calls     int    `json:"calls"`
+	Loads     int    `json:"loads"`
+	RequestID string `json:"request_id"`
+}
+
+func warmJob(t *testing.T, params string, id int) Job {
+	j := job(t, "warm_state", params, 5*time.Second)
+	j.Warm = true
+	j.Version = "v1"
+	j.RequestID = fmt.Sprintf("warm-%d", id)
+	return j
+}
+
+func runWarm(t *testing.T, r *Runner, j Job) (Result, warmAnswer) {
+	t.Helper()
+	res := mustRun(t, r, j)
+	var a warmAnswer
+	if res.Status == contract.StatusCompleted {
+		if err := json.Unmarshal(res.Data, &a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return res, a
+}
+
+func TestWarmRunnerServesManyRequestsFromOneImport(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, nil)
+	t.Cleanup(r.Close)
+	_, first := runWarm(t, r, warmJob(t, `{}`, 1))
+	_, second := runWarm(t, r, warmJob(t, `{"print":"hello from request 2"}`, 2))
+	if first.PID == 0 || second.PID != first.PID {
+		t.Fatalf("requests ran in processes %d and %d; want one warm process", first.PID, second.PID)
+	}
+	if second.Calls != 2 || second.Loads != 1 {
+		t.Fatalf("calls=%d loads=%d; the script must be imported once and called twice", second.Calls, second.Loads)
+	}
+	if second.RequestID != "warm-2" {
+		t.Fatalf("the script sees SCRAPER_REQUEST_ID=%q", second.RequestID)
+	}
+	if s := r.WarmStats(); s.Started != 1 || s.Reused != 1 || s.Idle != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	if !isLive(first.PID) {
+		t.Fatal("idle warm runner is not alive")
+	}
+	r.Close()
+	waitGone(t, first.PID)
+}
+
+func TestWarmRunnerOutputIsAttributedToItsRequest(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, nil)
+	t.Cleanup(r.Close)
+	runWarm(t, r, warmJob(t, `{}`, 1))
+	res := mustRun(t, r, warmJob(t, `{"print":"line of request two","raise":true}`, 2))
+	if res.Err == nil || !strings.Contains(res.Err.Detail, "line of request two") {
+		t.Fatalf("the failing request's output tail does not hold its own line: %+v", res.Err)
+	}
+}
+
+func TestWarmRunnerIsRecycledAfterFailureAndTimeout(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, nil)
+	t.Cleanup(r.Close)
+	_, a := runWarm(t, r, warmJob(t, `{}`, 1))
+	res, _ := runWarm(t, r, warmJob(t, `{"raise":true}`, 2))
+	if res.Status != contract.StatusFailed || res.Err.Type != "ValueError" {
+		t.Fatalf("raise: %+v", res)
+	}
+	waitGone(t, a.PID) // a runner that failed is not reused
+	_, b := runWarm(t, r, warmJob(t, `{}`, 3))
+	if b.PID == a.PID || b.Loads != 1 || b.Calls != 1 {
+		t.Fatalf("after a failure a fresh runner must serve: %+v vs pid %d", b, a.PID)
+	}
+
+	j := warmJob(t, `{"sleep":30}`, 4)
+	j.Timeout = 300 * time.Millisecond
+	res, _ = runWarm(t, r, j)
+	if res.Status != contract.StatusTimeout || res.Err.Code != contract.CodeScriptTimeout {
+		t.Fatalf("timeout: %+v", res)
+	}
+	waitGone(t, b.PID) // a timed-out runner is killed with its group, never reused
+	_, c := runWarm(t, r, warmJob(t, `{}`, 5))
+	if c.PID == b.PID || c.Calls != 1 {
+		t.Fatalf("after a timeout a fresh runner must serve: %+v", c)
+	}
+}
+
+func TestWarmRunnerLimitsAndVersions(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, func(c *Config) { c.Warm = WarmConfig{MaxRequests: 2, IdleTimeout: 300 * time.Millisecond} })
+	t.Cleanup(r.Close)
+	_, a1 := runWarm(t, r, warmJob(t, `{}`, 1))
+	_, a2 := runWarm(t, r, warmJob(t, `{}`, 2))
+	if a2.PID != a1.PID {
+		t.Fatal("second request not served warm")
+	}
+	waitGone(t, a1.PID) // MaxRequests reached
+	_, b := runWarm(t, r, warmJob(t, `{}`, 3))
+	j := warmJob(t, `{}`, 4)
+	j.Version = "v2"
+	_, c := runWarm(t, r, j)
+	if c.PID == b.PID {
+		t.Fatal("a new script version reused the old version's runner")
+	}
+	waitGone(t, b.PID) // the old version's idle runner is discarded
+	waitGone(t, c.PID) // and an idle runner goes after IdleTimeout
+}
+
+func TestWarmRunnerImportFailure(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, nil)
+	t.Cleanup(r.Close)
+	j := job(t, "warm_import_error", `{}`, 5*time.Second)
+	j.Warm = true
+	res := mustRun(t, r, j)
+	if res.Status != contract.StatusFailed || res.Err.Code != contract.CodeScriptError || res.Err.Type != "RuntimeError" ||
+		!strings.Contains(res.Err.Message, "missing configuration") {
+		t.Fatalf("import failure: %+v", res.Err)
+	}
+	if s := r.WarmStats(); s.Idle != 0 {
+		t.Fatalf("a runner that could not import its script is pooled: %+v", s)
+	}
+}
+
+func TestWarmRunnerContextCancelled(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, nil)
+	t.Cleanup(r.Close)
+	_, a := runWarm(t, r, warmJob(t, `{}`, 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(200 * time.Millisecond); cancel() }()
+	_, err := r.Run(ctx, warmJob(t, `{"sleep":30}`, 2))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	waitGone(t, a.PID)
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	end := time.Now().Add(5 * time.Second)
+	for isLive(pid) {
+		if time.Now().After(end) {
+			t.Fatalf("process %d still alive", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
