@@ -70,10 +70,10 @@ type Config struct {
 	Environments Environments
 	// Isolation is the default for scripts whose manifest names none: manifest.Warm or manifest.Process.
 	Isolation string
-	Replies     ReplyPublisher
-	Metrics     *Metrics
-	Logger      *slog.Logger
-	Now         func() time.Time
+	Replies   ReplyPublisher
+	Metrics   *Metrics
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Worker handles task deliveries.
