@@ -65,8 +65,10 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 10s)
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; done; done); done
 
 .PHONY: bench
-bench: build ## Benchmark POST /scrape against raw AMQP RPC on the same broker
+bench: build ## Benchmark POST /scrape against raw AMQP RPC; cold vs warm runs; uncached vs cached environments
 	$(BIN)/bench -bin $(BIN)
+	cd worker && $(GO) test -run '^$$' -bench ColdVsWarm -benchtime 200x ./internal/runner/
+	cd worker && $(GO) test -run '^$$' -bench FirstRequestEnvironment -benchtime 3x ./internal/envcache/
 
 .PHONY: tidy
 tidy: ## go mod tidy in every module
