@@ -48,7 +48,8 @@ type RPCClient struct {
 	pending map[string]chan result // by correlation id
 	late    map[string]time.Time   // correlation ids whose caller gave up, to tell late from unknown replies
 
-	dropped atomic.Int64
+	dropped  atomic.Int64
+	lastUsed atomic.Int64 // unix nanos of the last successful call or check
 }
 
 type result struct {
@@ -200,6 +201,9 @@ func (c *RPCClient) Call(ctx context.Context, msg amqp.Publishing) (amqp.Deliver
 
 	select {
 	case r := <-wait:
+		if r.err == nil {
+			c.lastUsed.Store(time.Now().UnixNano())
+		}
 		return r.d, r.err
 	case <-ctx.Done():
 		c.forget(msg.CorrelationId, true)
@@ -274,4 +278,39 @@ func (c *RPCClient) Inspect(ctx context.Context, queue string) (QueueState, erro
 	case <-ctx.Done():
 		return QueueState{}, fmt.Errorf("inspect queue %q: %w", queue, ctx.Err())
 	}
+}
+
+// CheckIdle verifies the connection with a broker round trip when it has been idle for longer than maxIdle,
+// and redials at once when the check fails. A Lambda execution environment is frozen between invocations:
+// heartbeats stop, the broker may drop the connection, and the client cannot notice until it uses it. Call
+// this at the start of an invocation so a dead connection costs a quick redial instead of a failed call.
+func (c *RPCClient) CheckIdle(ctx context.Context, maxIdle, timeout time.Duration) {
+	last := c.lastUsed.Load()
+	if last != 0 && time.Since(time.Unix(0, last)) < maxIdle {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, _, err := c.session.Channel(cctx, timeout)
+	if err != nil {
+		return // not connected: Call waits for the redial
+	}
+	ok := make(chan bool, 1)
+	go func() {
+		ch, err := conn.Channel() // a full round trip to the broker
+		if err == nil {
+			_ = ch.Close()
+		}
+		ok <- err == nil
+	}()
+	select {
+	case good := <-ok:
+		if good {
+			c.lastUsed.Store(time.Now().UnixNano())
+			return
+		}
+	case <-cctx.Done():
+	}
+	c.log.Warn("idle broker connection did not answer; redialling", "idle_for", time.Since(time.Unix(0, last)).Round(time.Second))
+	c.session.Reset()
 }

@@ -44,6 +44,7 @@ type Session struct {
 	ch    *amqp.Channel
 	ready chan struct{} // closed while a channel is up; replaced when it goes down
 	done  chan struct{} // closed when Run returns
+	kick  chan struct{} // a caller is waiting: cut the backoff short
 }
 
 // NewSession returns a session; call Run to bring it up.
@@ -66,6 +67,7 @@ func NewSession(cfg SessionConfig) *Session {
 		log:   log.With("connection", cfg.Name),
 		ready: make(chan struct{}),
 		done:  make(chan struct{}),
+		kick:  make(chan struct{}, 1),
 	}
 }
 
@@ -87,6 +89,9 @@ func (s *Session) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(jitter(delay)):
+		case <-s.kick:
+			// Someone needs the connection now (a Lambda invocation after a broker restart, say): try at
+			// once rather than sleeping out the backoff; the backoff still grows if this attempt fails.
 		}
 		delay = min(delay*2, s.cfg.MaxBackoff)
 	}
@@ -98,7 +103,7 @@ func (s *Session) serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.CloseDeadline(time.Now().Add(2 * time.Second)) }()
 	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	ch, err := conn.Channel()
 	if err != nil {
@@ -156,6 +161,10 @@ func (s *Session) Channel(ctx context.Context, wait time.Duration) (*amqp.Connec
 	if ch != nil && !ch.IsClosed() {
 		return conn, ch, nil
 	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
@@ -184,7 +193,8 @@ func (s *Session) Reset() {
 	conn := s.conn
 	s.mu.Unlock()
 	if conn != nil {
-		_ = conn.Close()
+		// A connection being reset may be dead on the other side: do not wait for the broker's close-ok.
+		_ = conn.CloseDeadline(time.Now().Add(500 * time.Millisecond))
 	}
 }
 
