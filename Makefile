@@ -30,6 +30,11 @@ lambda: ## Build the gateway Lambda (bootstrap, arm64, provided.al2023) into dis
 	@mkdir -p dist/gateway
 	cd functions && GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(CURDIR)/dist/gateway/bootstrap ./cmd/gateway
 
+.PHONY: lambda-queuedepth
+lambda-queuedepth: ## Build the queue-depth Lambda (bootstrap, arm64, provided.al2023) into dist/queuedepth/
+	@mkdir -p dist/queuedepth
+	cd functions && GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(CURDIR)/dist/queuedepth/bootstrap ./cmd/queuedepth
+
 .PHONY: run
 run: build ## Run the whole local stack in the foreground (gateway on 127.0.0.1:8080, two workers); Ctrl-C stops it
 	$(BIN)/localstack -bin $(BIN)

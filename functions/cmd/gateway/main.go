@@ -8,16 +8,32 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
+	"github.com/scrapeplatform/platform/functions/brokersecret"
 	"github.com/scrapeplatform/platform/functions/gateway"
 )
 
+// machinePrefix is where API Gateway's IAM-authorized routes for machine clients live (/iam/scrape, …);
+// they reach the same handler with the prefix removed.
+const machinePrefix = "/iam"
+
 func main() {
-	cfg, err := gateway.LoadConfig(os.Getenv, "apigateway")
+	// In AWS the broker password comes from Secrets Manager (RABBITMQ_SECRET_ARN + RABBITMQ_ENDPOINT), read
+	// once per execution environment during init; locally RABBITMQ_URL is used as it is.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	getenv, err := brokersecret.Getenv(ctx, os.Getenv, brokersecret.NewClient)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gateway: broker credentials: %v\n", err)
+		os.Exit(2)
+	}
+	cfg, err := gateway.LoadConfig(getenv, "apigateway")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "gateway: invalid configuration:\n%v\n", err)
 		os.Exit(2)
@@ -32,5 +48,13 @@ func main() {
 	}
 	// One connection per execution environment, dialled during init and kept across invocations.
 	go func() { _ = client.Run(context.Background()) }()
-	lambda.Start(httpadapter.NewV2(h).ProxyWithContext)
+	lambda.Start(httpadapter.NewV2(routes(h)).ProxyWithContext)
+}
+
+// routes serves h at / (JWT-authorized routes) and under machinePrefix (IAM-authorized routes).
+func routes(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.Handle(machinePrefix+"/", http.StripPrefix(machinePrefix, h))
+	return mux
 }
