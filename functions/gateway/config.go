@@ -23,12 +23,24 @@ type Config struct {
 	ReplyGrace   time.Duration
 	MaxBodyBytes int64
 	LogLevel     string
+	// IdleCheck: before a call, a connection idle for longer than this is verified with a broker round trip
+	// and redialled if dead (a thawed Lambda's connection may be). 0 disables the check.
+	IdleCheck time.Duration
+	// EMFNamespace, when set, makes Build record metrics as CloudWatch EMF lines on stdout.
+	EMFNamespace string
+	// Stage names the deployment stage in EMF metrics.
+	Stage string
 }
 
 // LoadConfig reads the configuration through getenv; defaultAuthMode is "jwt" for the local server and
 // "apigateway" in Lambda. It reports every problem at once.
 func LoadConfig(getenv func(string) string, defaultAuthMode string) (Config, error) {
 	e := sharedconfig.NewEnv(getenv)
+	// Lambda (apigateway mode) gets the defaults that suit a frozen-and-thawed process without /metrics.
+	idleDefault, emfDefault := time.Duration(0), ""
+	if defaultAuthMode == "apigateway" {
+		idleDefault, emfDefault = 15*time.Second, "ScrapingPlatform"
+	}
 	c := Config{
 		RabbitMQURL:  e.String("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
 		TaskQueue:    e.String("RABBITMQ_TASK_QUEUE", "scraping_tasks"),
@@ -40,6 +52,9 @@ func LoadConfig(getenv func(string) string, defaultAuthMode string) (Config, err
 		ReplyGrace:   e.Duration("SCRAPE_REPLY_GRACE", 1500*time.Millisecond, 100*time.Millisecond, time.Minute),
 		MaxBodyBytes: int64(e.Int("SCRAPE_MAX_BODY_BYTES", 256*1024, 1024, contract.MaxMessageBytes-16*1024)),
 		LogLevel:     e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		IdleCheck:    e.Duration("RABBITMQ_IDLE_CHECK", idleDefault, 0, time.Hour),
+		EMFNamespace: e.String("METRICS_EMF_NAMESPACE", emfDefault),
+		Stage:        e.String("STAGE", "local"),
 	}
 	c.DefaultTimeout = e.Duration("SCRAPE_DEFAULT_TIMEOUT", min(20*time.Second, c.MaxTimeout), contract.MinTimeout, contract.MaxTimeout)
 	if c.DefaultTimeout > c.MaxTimeout {

@@ -27,17 +27,25 @@ type Broker interface {
 
 var _ Broker = (*broker.RPCClient)(nil)
 
+// idleChecker is implemented by brokers that can verify an idle connection before use (see
+// broker.RPCClient.CheckIdle); the handler uses it when Config.IdleCheck is set, as in Lambda.
+type idleChecker interface {
+	CheckIdle(ctx context.Context, maxIdle, timeout time.Duration)
+}
+
+var _ idleChecker = (*broker.RPCClient)(nil)
+
 // Handler serves the API.
 type Handler struct {
-	cfg     Config
-	broker  Broker
-	authn   Authenticator
-	log     *slog.Logger
-	metrics *Metrics
-	topo    broker.Topology
-	stats   sysStats
-	now     func() time.Time
-	mux     *http.ServeMux
+	cfg    Config
+	broker Broker
+	authn  Authenticator
+	log    *slog.Logger
+	rec    Recorder
+	topo   broker.Topology
+	stats  sysStats
+	now    func() time.Time
+	mux    *http.ServeMux
 }
 
 // Options are a Handler's collaborators.
@@ -45,9 +53,9 @@ type Options struct {
 	Broker        Broker
 	Authenticator Authenticator
 	Logger        *slog.Logger
-	// Metrics may be nil (Lambda reports through CloudWatch instead).
-	Metrics *Metrics
-	Now     func() time.Time
+	// Recorder receives metrics; nil records nothing.
+	Recorder Recorder
+	Now      func() time.Time
 }
 
 // New returns the API handler.
@@ -58,7 +66,10 @@ func New(cfg Config, o Options) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{cfg: cfg, broker: o.Broker, authn: o.Authenticator, log: o.Logger, metrics: o.Metrics,
+	if o.Recorder == nil {
+		o.Recorder = nopRecorder{}
+	}
+	h := &Handler{cfg: cfg, broker: o.Broker, authn: o.Authenticator, log: o.Logger, rec: o.Recorder,
 		topo: broker.NewTopology(cfg.TaskQueue), now: o.Now, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /scrape", h.authenticated(h.scrape))
 	h.mux.HandleFunc("GET /status", h.authenticated(h.status))
@@ -84,7 +95,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if route == "" {
 			route = "unmatched"
 		}
-		h.metrics.observeHTTP(route, rec.status, h.now().Sub(start))
+		h.rec.ObserveHTTP(route, rec.status, h.now().Sub(start))
 	}()
 	// Method mismatches on known paths answer 405 with a JSON body instead of the mux's plain text.
 	if allowed := allowedMethod(r.URL.Path); allowed != "" && r.Method != allowed {
@@ -194,6 +205,9 @@ func (h *Handler) scrape(w http.ResponseWriter, r *http.Request, p Principal) {
 	}
 	ctx, cancel := context.WithDeadline(r.Context(), req.Deadline)
 	defer cancel()
+	if c, ok := h.broker.(idleChecker); ok && h.cfg.IdleCheck > 0 {
+		c.CheckIdle(ctx, h.cfg.IdleCheck, time.Second)
+	}
 	d, err := h.broker.Call(ctx, msg)
 	if err != nil {
 		h.callFailed(w, r, log, id, req, err)
@@ -216,7 +230,7 @@ func (h *Handler) scrape(w http.ResponseWriter, r *http.Request, p Principal) {
 	if e := reply.Error; e != nil {
 		resp.Error, resp.ErrorCode, resp.ErrorType, resp.ErrorDetail = &e.Message, &e.Code, e.Type, e.Detail
 	}
-	h.metrics.observeScrape(reply.Status)
+	h.rec.ObserveScrape(reply.Status, h.now().Sub(start))
 	log.Info("scrape answered", "status", reply.Status, "worker_id", reply.WorkerID, "duration_ms", h.now().Sub(start).Milliseconds())
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -228,12 +242,12 @@ func (h *Handler) callFailed(w http.ResponseWriter, r *http.Request, log *slog.L
 		writeError(w, 499, contract.CodeInternal, "client closed the request", id)
 	case contract.Classify(err) == contract.Transient || errors.Is(err, broker.ErrClosed):
 		log.Error("broker unavailable", "error", err)
-		h.metrics.observeScrape("broker_unavailable")
+		h.rec.ObserveScrape("broker_unavailable", 0)
 		writeError(w, http.StatusServiceUnavailable, contract.CodeBrokerUnavailable, "the task could not be handed to the message broker: "+err.Error(), id)
 	case errors.Is(err, context.DeadlineExceeded):
 		wait := req.Timeout.Duration() + h.cfg.ReplyGrace
 		log.Warn("no worker answered in time", "waited_ms", wait.Milliseconds())
-		h.metrics.observeScrape("no_worker_response")
+		h.rec.ObserveScrape("no_worker_response", 0)
 		writeError(w, http.StatusGatewayTimeout, contract.CodeNoWorkerResponse,
 			fmt.Sprintf("no worker answered within %.1fs (timeout %gs plus %.1fs grace): workers may be busy, scaling up, or down; GET /status shows the queue", wait.Seconds(), float64(req.Timeout), h.cfg.ReplyGrace.Seconds()), id)
 	default:

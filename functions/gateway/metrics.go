@@ -52,20 +52,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) observeHTTP(route string, code int, d time.Duration) {
-	if m == nil {
-		return
-	}
+// ObserveHTTP implements Recorder.
+func (m *Metrics) ObserveHTTP(route string, code int, d time.Duration) {
 	m.HTTPRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 	m.HTTPDuration.WithLabelValues(route).Observe(d.Seconds())
 }
 
-func (m *Metrics) observeScrape(outcome contract.Status) {
-	if m == nil {
-		return
-	}
+// ObserveScrape implements Recorder.
+func (m *Metrics) ObserveScrape(outcome contract.Status, _ time.Duration) {
 	m.ScrapeOutcomes.WithLabelValues(string(outcome)).Inc()
 }
+
+// ReplyDropped implements Recorder.
+func (m *Metrics) ReplyDropped(reason string) { m.RepliesDropped.WithLabelValues(reason).Inc() }
 
 // BrokerHooks returns callbacks for broker.RPCConfig's OnConnect, OnDisconnect and OnDrop.
 func (m *Metrics) BrokerHooks() (onConnect func(), onDisconnect func(error), onDrop func(string)) {
@@ -74,5 +73,5 @@ func (m *Metrics) BrokerHooks() (onConnect func(), onDisconnect func(error), onD
 	}
 	return func() { m.Connected.Set(1); m.Connects.Inc() },
 		func(error) { m.Connected.Set(0) },
-		func(reason string) { m.RepliesDropped.WithLabelValues(reason).Inc() }
+		m.ReplyDropped
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
@@ -24,11 +25,20 @@ func Build(cfg Config, name string, log *slog.Logger, metrics *Metrics) (*Handle
 	default:
 		return nil, nil, fmt.Errorf("unknown AUTH_MODE %q", cfg.AuthMode)
 	}
-	onConnect, onDisconnect, onDrop := metrics.BrokerHooks()
+	var rec Recorder = nopRecorder{}
+	var onConnect func()
+	var onDisconnect func(error)
+	switch {
+	case metrics != nil:
+		rec = metrics
+		onConnect, onDisconnect, _ = metrics.BrokerHooks()
+	case cfg.EMFNamespace != "":
+		rec = NewEMF(os.Stdout, cfg.EMFNamespace, cfg.Stage)
+	}
 	client := broker.NewRPCClient(broker.RPCConfig{
 		URL: cfg.RabbitMQURL, Name: name, Topology: broker.NewTopology(cfg.TaskQueue), Logger: log,
-		OnConnect: onConnect, OnDisconnect: onDisconnect, OnDrop: onDrop,
+		OnConnect: onConnect, OnDisconnect: onDisconnect, OnDrop: rec.ReplyDropped,
 	})
-	h := New(cfg, Options{Broker: client, Authenticator: authn, Logger: log, Metrics: metrics})
+	h := New(cfg, Options{Broker: client, Authenticator: authn, Logger: log, Recorder: rec})
 	return h, client, nil
 }
