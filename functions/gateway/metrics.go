@@ -49,6 +49,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ScrapeOutcomes, m.RepliesDropped, m.Connected, m.Connects)
+	// Every known label value exists from the start at 0, so rates and alert ratios have a series to work on
+	// before the first event of its kind (a series that appears at 1 hides its first increase from rate()).
+	for _, o := range []contract.Status{contract.StatusCompleted, contract.StatusFailed, contract.StatusTimeout, "broker_unavailable", "no_worker_response"} {
+		m.ScrapeOutcomes.WithLabelValues(string(o))
+	}
+	for _, r := range []string{"late", "unknown"} {
+		m.RepliesDropped.WithLabelValues(r)
+	}
 	return m
 }
 

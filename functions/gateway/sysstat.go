@@ -11,8 +11,10 @@ import (
 )
 
 // sysStats reports system-wide memory and CPU usage in percent, from /proc. CPU usage is measured between
-// two samples of /proc/stat: the previous call's (when recent) or one taken 100 ms earlier.
+// two samples of /proc/stat: the previous call's (when more recent than window, default 10 s) or one taken
+// 100 ms earlier.
 type sysStats struct {
+	window   time.Duration
 	mu       sync.Mutex
 	lastIdle uint64
 	lastAll  uint64
@@ -69,7 +71,11 @@ func readCPU() (idle, all uint64, err error) {
 func (s *sysStats) cpuPercent() (float64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if time.Since(s.lastAt) > 10*time.Second {
+	window := s.window
+	if window <= 0 {
+		window = 10 * time.Second
+	}
+	if time.Since(s.lastAt) > window {
 		idle, all, err := readCPU()
 		if err != nil {
 			return 0, err

@@ -43,6 +43,9 @@ func main() {
 	}
 }
 
+// statusMetricsTimeout bounds the broker round trips of one /metrics scrape (two passive declares).
+const statusMetricsTimeout = time.Second
+
 // run serves until ctx ends, then stops accepting, lets requests in flight finish (bounded), and closes
 // the broker connection.
 func run(ctx context.Context, cfg gateway.Config, addr string, log *slog.Logger) error {
@@ -53,6 +56,8 @@ func run(ctx context.Context, cfg gateway.Config, addr string, log *slog.Logger)
 	if err != nil {
 		return err
 	}
+	// GET /status's numbers as gauges: queue length, active workers, dead letters, system CPU and memory.
+	reg.MustRegister(gateway.NewStatusCollector(client, cfg.TaskQueue, statusMetricsTimeout, log))
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	brokerDone := make(chan struct{})
 	go func() { _ = client.Run(brokerCtx); close(brokerDone) }()

@@ -84,6 +84,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.EnvBuilds, m.EnvBuildDuration, m.EnvCacheHits)
 	reg.MustRegister(m.Requests, m.Duration, m.ScriptRuntime, m.Rejected, m.SlotsBusy, m.Slots, m.ReplyFailures,
 		m.BrokerConnected, m.Reconnects)
+	// Known label values exist from the start at 0, so rate() sees the first event of each kind and alert
+	// ratios have a denominator before anything happened.
+	for _, r := range []string{"invalid", "expired", "requeued"} {
+		m.Rejected.WithLabelValues(r)
+	}
+	for _, o := range []string{"ok", "failed"} {
+		m.EnvBuilds.WithLabelValues(o)
+	}
 	return m
 }
 
