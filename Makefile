@@ -7,11 +7,17 @@ BIN         := $(CURDIR)/bin
 TOOLS       := $(CURDIR)/.tools/bin
 STATICCHECK := $(TOOLS)/staticcheck
 STATICCHECK_VERSION := v0.8.2
+# The S3-compatible server the S3 repository's tests run against (posix backend, on loopback).
+VERSITYGW   := $(TOOLS)/versitygw
+VERSITYGW_VERSION := v1.8.0
 MODULES     := $(shell $(GO) list -f '{{.Dir}}' -m)
 PYTHON      ?= python3
 # Interpreter for the scripts' own unit tests; it needs each script's requirements (CI: Debian's python3-bs4).
 SCRIPTS_PYTHON ?= $(PYTHON)
 FUZZTIME    ?= 10s
+# Attempts to shrink each new interesting input; the default (60s) would spend a short FUZZTIME shrinking
+# the first archive-sized input a target finds.
+FUZZMINIMIZE ?= 200x
 
 .PHONY: help
 help: ## Show this help
@@ -48,7 +54,7 @@ token: ## Print a dev JWT for the local stack (use: TOKEN=$$(make -s token))
 test: lint test-go test-scripts ## Run every check: vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end), script tests
 
 .PHONY: test-go
-test-go: ## Go tests of every module, with the race detector (needs RabbitMQ; see README)
+test-go: $(VERSITYGW) ## Go tests of every module, with the race detector (needs RabbitMQ; see README)
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...); done
 
 .PHONY: test-scripts
@@ -63,11 +69,17 @@ lint: $(STATICCHECK) ## go vet, staticcheck and a go mod tidy check in every mod
 $(STATICCHECK):
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+.PHONY: versitygw
+versitygw: $(VERSITYGW) ## Install versitygw (the S3-compatible server of the S3 tests) into .tools/bin
+
+$(VERSITYGW):
+	GOBIN=$(TOOLS) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 10s)
 	@set -e; for m in $(MODULES); do (cd $$m && for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; done; done); done
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg; done; done); done
 
 .PHONY: bench
 bench: build ## Benchmark POST /scrape against raw AMQP RPC; cold vs warm runs; uncached vs cached environments

@@ -21,7 +21,6 @@ import (
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/worker/internal/config"
 	"github.com/scrapeplatform/platform/worker/internal/envcache"
-	"github.com/scrapeplatform/platform/worker/internal/repository"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
 	"github.com/scrapeplatform/platform/worker/internal/worker"
 )
@@ -55,7 +54,7 @@ func run(ctx context.Context, cfg config.Config, execCfg config.Exec, log *slog.
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := worker.NewMetrics(reg)
 
-	repo, err := repository.NewLocal(cfg.RepositoryURL)
+	repo, err := openRepository(ctx, cfg, reg, log)
 	if err != nil {
 		return fmt.Errorf("script repository: %w", err)
 	}

@@ -27,6 +27,8 @@ type Config struct {
 	MemoryLimitBytes int64
 	DrainTimeout     time.Duration
 	LogLevel         string
+	// ScriptSource: the s3, git and http repositories and their cache (scripts.go).
+	ScriptSource
 }
 
 // Load reads the configuration through getenv and reports every problem at once.
@@ -38,8 +40,8 @@ func Load(getenv func(string) string) (Config, error) {
 		WorkerID:         e.String("WORKER_ID", defaultWorkerID()),
 		Concurrency:      e.Int("WORKER_CONCURRENCY", runtime.NumCPU(), 1, 256),
 		MetricsAddr:      e.String("WORKER_METRICS_ADDR", ":9100"),
-		RepositoryType:   e.OneOf("SCRIPT_REPOSITORY_TYPE", "local", "local"),
-		RepositoryURL:    e.String("SCRIPT_REPOSITORY_URL", "./scripts"),
+		RepositoryType:   e.OneOf("SCRIPT_REPOSITORY_TYPE", "local", repositoryTypes...),
+		RepositoryURL:    e.String("SCRIPT_REPOSITORY_URL", ""),
 		Python:           e.String("WORKER_PYTHON", "python3"),
 		MaxResultBytes:   e.Int("SCRIPT_MAX_RESULT_BYTES", 400*1024, 1024, 450*1024),
 		MemoryLimitBytes: int64(e.Int("SCRIPT_MEMORY_LIMIT_MB", 1024, 0, 1<<20)) << 20,
@@ -47,6 +49,10 @@ func Load(getenv func(string) string) (Config, error) {
 		LogLevel:         e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 	}
 	c.WorkDir = e.String("WORKER_WORK_DIR", filepath.Join(os.TempDir(), "scrape-worker-"+c.WorkerID))
+	if c.RepositoryType == "local" && c.RepositoryURL == "" {
+		c.RepositoryURL = "./scripts"
+	}
+	loadScripts(e, &c)
 	return c, e.Err()
 }
 

@@ -1,6 +1,3 @@
-// Package repository resolves script names to script folders on local disk. Every repository type (local
-// folder now; S3, git and HTTP to come) hands the worker the same thing: a folder holding scraper.py and a
-// version string that identifies its exact content.
 package repository
 
 import (
@@ -36,10 +33,21 @@ type Script struct {
 
 // Repository resolves script names.
 type Repository interface {
+	// Resolve returns the script called name. An invalid or unknown name is ErrNotFound.
 	Resolve(ctx context.Context, name string) (Script, error)
 	// Describe says where scripts come from, for logs and error messages (never credentials).
 	Describe() string
 }
+
+// Refresher is implemented by repositories that cache (s3, git, http).
+type Refresher interface {
+	// Invalidate makes the next Resolve of name, or of every script when name is "", ask the remote
+	// whatever the cache's TTL says.
+	Invalidate(name string)
+}
+
+// validName checks a script name before any lookup: no path traversal, absolute paths or hidden files.
+func validName(name string) error { return contract.ValidateScriptName(name) }
 
 // Local is a repository in a local folder: script NAME is the folder ROOT/NAME.
 type Local struct {
@@ -70,7 +78,7 @@ func (l *Local) Describe() string { return "local folder " + l.root }
 // Resolve implements Repository. The name is validated before it touches the file system, and the resolved
 // folder must lie inside the root even after symlinks are followed.
 func (l *Local) Resolve(ctx context.Context, name string) (Script, error) {
-	if err := contract.ValidateScriptName(name); err != nil {
+	if err := validName(name); err != nil {
 		return Script{}, fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	dir, err := filepath.EvalSymlinks(filepath.Join(l.root, name))
@@ -98,7 +106,7 @@ func hashDir(ctx context.Context, dir string) (string, error) {
 		if err != nil {
 			return err
 		}
-		if path != dir && (strings.HasPrefix(d.Name(), ".") || d.Name() == "__pycache__") {
+		if path != dir && Ignored(d.Name()) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
