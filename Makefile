@@ -27,7 +27,7 @@ help: ## Show this help
 build: ## Build the local binaries into bin/
 	@mkdir -p $(BIN)
 	cd functions && $(GO) build -o $(BIN)/gateway-local ./cmd/gateway-local && $(GO) build -o $(BIN)/devtoken ./cmd/devtoken
-	cd worker && $(GO) build -o $(BIN)/worker ./cmd/worker
+	cd worker && $(GO) build -o $(BIN)/worker ./cmd/worker && $(GO) build -o $(BIN)/scrapectl ./cmd/scrapectl
 	cd local && $(GO) build -o $(BIN)/localstack ./cmd/localstack
 	cd test && $(GO) build -o $(BIN)/bench ./cmd/bench
 
@@ -74,6 +74,11 @@ versitygw: $(VERSITYGW) ## Install versitygw (the S3-compatible server of the S3
 
 $(VERSITYGW):
 	GOBIN=$(TOOLS) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+.PHONY: scrapectl
+scrapectl: ## Build scrapectl (publishes scripts to the S3 repository) into bin/
+	@mkdir -p $(BIN)
+	cd worker && $(GO) build -o $(BIN)/scrapectl ./cmd/scrapectl
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 10s)

@@ -32,14 +32,14 @@ type S3Config struct {
 	// Endpoint overrides the S3 endpoint (an S3-compatible server such as versitygw or MinIO); addressing
 	// is then path-style.
 	Endpoint string
-	// HTTPClient replaces the SDK's HTTP client (scrapectl counts upload progress with it); nil keeps it.
-	HTTPClient aws.HTTPClient
+	// WrapHTTPClient, when set, wraps the SDK's HTTP client (scrapectl counts upload progress with it).
+	WrapHTTPClient func(aws.HTTPClient) aws.HTTPClient
 }
 
 // DefaultS3Prefix is S3_PREFIX's default.
 const DefaultS3Prefix = "scripts/"
 
-// NormalizePrefix returns prefix with a trailing "/" (unless empty); an unset prefix is DefaultS3Prefix.
+// NormalizePrefix returns prefix without a leading "/" and with a trailing one (unless it is empty).
 func NormalizePrefix(prefix string) string {
 	prefix = strings.TrimPrefix(prefix, "/")
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
@@ -83,8 +83,8 @@ func NewS3Client(ctx context.Context, cfg S3Config) (*s3.Client, error) {
 		return nil, errors.New("s3: no region: set S3_REGION (or AWS_REGION)")
 	}
 	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		if cfg.HTTPClient != nil {
-			o.HTTPClient = cfg.HTTPClient
+		if cfg.WrapHTTPClient != nil {
+			o.HTTPClient = cfg.WrapHTTPClient(o.HTTPClient)
 		}
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)

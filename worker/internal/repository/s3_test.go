@@ -20,8 +20,14 @@ import (
 
 // countingClient counts the S3 requests by method.
 type countingClient struct {
+	next   aws.HTTPClient
 	mu     sync.Mutex
 	counts map[string]int
+}
+
+func (c *countingClient) wrap(next aws.HTTPClient) aws.HTTPClient {
+	c.next = next
+	return c
 }
 
 func (c *countingClient) Do(r *http.Request) (*http.Response, error) {
@@ -31,7 +37,7 @@ func (c *countingClient) Do(r *http.Request) (*http.Response, error) {
 	}
 	c.counts[r.Method]++
 	c.mu.Unlock()
-	return http.DefaultClient.Do(r)
+	return c.next.Do(r)
 }
 
 func (c *countingClient) get(method string) int {
@@ -55,12 +61,16 @@ func putBundle(t *testing.T, c *s3.Client, bucket, key string, data []byte, meta
 	return out
 }
 
-func openS3(t *testing.T, srv *s3test.Server, bucket string, ttl time.Duration, client aws.HTTPClient) *Remote {
+func openS3(t *testing.T, srv *s3test.Server, bucket string, ttl time.Duration, client *countingClient) *Remote {
 	t.Helper()
+	var wrap func(aws.HTTPClient) aws.HTTPClient
+	if client != nil {
+		wrap = client.wrap
+	}
 	repo, err := Open(context.Background(), Options{
 		Type: TypeS3,
 		S3: S3Config{Bucket: bucket, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-			Endpoint: srv.Endpoint, Prefix: "scripts", HTTPClient: client},
+			Endpoint: srv.Endpoint, Prefix: "scripts", WrapHTTPClient: wrap},
 		Cache: CacheOptions{Dir: t.TempDir(), TTL: ttl, FetchTimeout: 20 * time.Second, Limits: testLimits, Logger: testLogger(t)},
 	})
 	if err != nil {
