@@ -6,7 +6,7 @@
 //
 // Every run starts a fresh interpreter:
 //
-//	<python> -I -S -u -B -c <runner.py> <script_dir> <memory_limit_bytes> <max_result_bytes>
+//	<python> -I -S -u -B -c <runner.py> <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>
 //
 // runner.py is embedded in the binary and handed over with -c rather than written to disk: a script runs
 // with the worker's uid and could otherwise rewrite the runner that the next customer's script runs under.
@@ -22,7 +22,7 @@
 //     interpreter ignore. The variables are still set, for Python programs the script starts.
 //
 // runner.py reads the request, drops stdin, sets resource limits (RLIMIT_CORE = 0 and, when configured,
-// RLIMIT_AS), enables faulthandler, puts the script's folder first on sys.path, imports scraper.py and
+// RLIMIT_AS and RLIMIT_NPROC), enables faulthandler, puts the script's folder first on sys.path, imports scraper.py and
 // calls scrape(params), running it with asyncio.run when it returns an awaitable (async def). It then
 // encodes the value with json.dumps(allow_nan=False), checks its size, writes the result and leaves with
 // os._exit, so neither atexit handlers nor threads the script left running can hold the run open.
@@ -54,8 +54,9 @@
 //
 // # The process group
 //
-// The child starts in its own process group (Setpgid), so its pgid is its pid and everything it starts
-// belongs to the group unless it deliberately leaves (setsid). The group is killed with SIGKILL:
+// The child starts as the leader of its own session (Setsid), so its session and process group ids are its
+// pid and everything it starts belongs to the group unless it deliberately leaves (setpgid, setsid; see
+// Containment for what happens then). The group is killed with SIGKILL:
 //
 //   - when the job's timeout passes, the caller's ctx ends, or the result pipe overflows (cmd.Cancel);
 //   - right after the child exits on its own, so subprocesses it left behind die with it.
@@ -71,6 +72,44 @@
 // After the group is killed the readers get EOF; a process that escaped the group cannot hold them for
 // longer than KillGrace, after which read deadlines end them. cmd.WaitDelay is set to KillGrace too.
 //
+// # Containment
+//
+// A process group holds only processes that stay in it. Config.Containment decides how the rest are caught:
+//
+//   - pidns (chosen by "auto" when the worker may create PID namespaces: root or CAP_SYS_ADMIN): the child
+//     is started with CLONE_NEWPID. runner.py, finding itself PID 1, forks; the parent stays behind as the
+//     namespace's init (no descriptors, no signal handlers, reaps orphans) and mirrors the runner's exit
+//     (death by signal N as status 128+N). No process can leave a PID namespace, and when its init ends
+//     (the runner finished, the group was killed, or the worker died and Pdeathsig fired) the kernel kills
+//     every process in it: setsid and double-fork escapees, daemons and fork bombs included. Scripts see
+//     small pids and cannot signal or ptrace anything outside their namespace (the worker included).
+//   - session (the fallback; no privileges needed): the worker becomes a child subreaper
+//     (PR_SET_CHILD_SUBREAPER), so an orphaned descendant is handed to the worker instead of init. When a
+//     run ends, every process still in its session (setpgid escapees) is killed, pinned by a pidfd so a
+//     recycled pid is never hit; and every child of the worker in a session other than the worker's that
+//     is not a run leader (a setsid or double-fork escapee whose parent died) is killed and reaped,
+//     repeatedly until none is left. A background sweep does the same every second, so such a process
+//     dies within a second even while its run goes on. Run leaders are registered process-wide, under the
+//     lock the sweeps take, so no sweep mistakes another run's leader for an escapee. What this mode cannot
+//     do: if the worker itself is SIGKILLed, Pdeathsig kills each run's leader but not its descendants
+//     (inside a container, the container's PID namespace dies with the worker and takes them along).
+//     Orphans in the worker's own session (a double fork by pip or git) are neither killed nor reaped.
+//
+// Config.MaxProcesses becomes RLIMIT_NPROC = (tasks the script's user runs now) + MaxProcesses: the kernel
+// counts every process and thread of the user, so a fork bomb stops there with EAGAIN, which the failure
+// message names. The kernel exempts root: a root worker must run scripts as another user (Config.RunAs,
+// SCRIPT_RUN_AS) for the limit to hold. RunAs starts the child with that uid and gid and no supplementary
+// groups; its run folder is chowned to it and the work dir made traversable (0711). The scripts, the
+// interpreter and the environments must be readable by that user.
+//
+// # Secrets
+//
+// [ProtectProcess], called early by the worker, zeroes the worker's original environment block (what
+// /proc/<pid>/environ shows) and marks the worker non-dumpable, so a process of the same user can read none
+// of its /proc files nor ptrace it. With RunAs the scripts run as another user and cannot read the worker's
+// files (mode 0600 credentials, its HOME) either; without it, anything the worker's user may read, a script
+// may read too.
+//
 // # The environment
 //
 // The worker's own environment holds broker and cloud credentials, so the child gets an explicit minimal
@@ -79,14 +118,18 @@
 // the run), LANG=C.UTF-8, PYTHONUNBUFFERED=1, PYTHONDONTWRITEBYTECODE=1, SCRAPER_REQUEST_ID and
 // SCRAPER_SCRIPT_NAME.
 //
-// This is hygiene, not a sandbox: the script runs with the worker's uid, so it can read the worker's
-// /proc/<pid>/environ, signal other processes of that uid, and leave the group with setsid. Untrusted
-// scripts need a separate uid, a container or a VM around the worker as well.
+// When Config.ProxyURL is set, http_proxy, https_proxy, HTTP_PROXY and HTTPS_PROXY name the worker's egress
+// proxy (see package egress), and no_proxy is not set, so loopback and private addresses go through the
+// proxy too, which refuses them. A client that ignores these variables, or a raw socket, bypasses the proxy:
+// it protects scripts from callers who choose URLs (SSRF), not the platform from a hostile script.
+//
+// The minimal environment is hygiene, not a sandbox on its own; see Containment and Secrets for the rest,
+// and the worker's README for what holds where.
 //
 // The interpreter is resolved once, in [New], to sys.executable as the interpreter reports it (a pyenv
 // shim costs a bash script per start otherwise). Symlinks in that path are deliberately not resolved: a
 // venv's bin/python is a symlink, and resolving it would leave the venv.
 //
-// The package needs Linux for its guarantees; other Unix systems build it without waitid and
-// PR_SET_PDEATHSIG.
+// The package needs Linux for its guarantees; other Unix systems build it without waitid, PR_SET_PDEATHSIG,
+// PID namespaces, the subreaper sweep and ProtectProcess.
 package runner

@@ -8,11 +8,29 @@ import (
 	"unsafe"
 )
 
-const pidSelector = 1 // P_PID
+const (
+	pidSelector = 1 // P_PID
+	cloneNewPID = syscall.CLONE_NEWPID
+)
 
-// sysProcAttr puts the child in its own process group and has the kernel kill it if the worker dies.
-func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+// sysProcAttr starts the child as the leader of its own session (so its process group and session ids are
+// its pid), has the kernel kill it if the worker dies, and applies the containment New chose: a PID
+// namespace of its own, another user.
+func sysProcAttr(c containment) *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Credential: c.cred}
+	if c.pidns {
+		a.Cloneflags = cloneNewPID
+	}
+	return a
+}
+
+// probeAttr are the attributes New's probe starts the interpreter with.
+func probeAttr(pidns bool, cred *syscall.Credential) (*syscall.SysProcAttr, error) {
+	a := &syscall.SysProcAttr{Credential: cred}
+	if pidns {
+		a.Cloneflags = cloneNewPID
+	}
+	return a, nil
 }
 
 // waitExited blocks until the child pid has exited, without reaping it: until cmd.Wait reaps it, the

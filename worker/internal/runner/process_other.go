@@ -7,9 +7,17 @@ import (
 	"syscall"
 )
 
-// sysProcAttr puts the child in its own process group. PR_SET_PDEATHSIG is Linux-only.
-func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true}
+// sysProcAttr starts the child as the leader of its own session. PID namespaces and PR_SET_PDEATHSIG are
+// Linux-only.
+func sysProcAttr(c containment) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setsid: true, Credential: c.cred}
+}
+
+func probeAttr(pidns bool, cred *syscall.Credential) (*syscall.SysProcAttr, error) {
+	if pidns {
+		return nil, errNoPIDNamespace
+	}
+	return &syscall.SysProcAttr{Credential: cred}, nil
 }
 
 // waitExited is not implemented outside Linux: the group is killed after the child is reaped, which leaves

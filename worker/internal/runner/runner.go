@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/contract"
@@ -67,6 +68,19 @@ type Config struct {
 	Logger *slog.Logger
 	// Warm bounds the pool of warm runners used by jobs with Warm set.
 	Warm WarmConfig
+	// Containment is ContainAuto (the default), ContainPIDNamespace or ContainSession: how a run's processes
+	// are kept together and ended (doc.go, "Containment").
+	Containment string
+	// RunAs, when set, runs scripts as this user and group. The worker needs root (or CAP_SETUID and
+	// CAP_SETGID), and the scripts, the interpreter and the environments must be readable by that user.
+	RunAs *Credential
+	// MaxProcesses bounds the processes and threads a script may start, as RLIMIT_NPROC over what its user
+	// already runs; 0 means DefaultMaxProcesses, negative no limit. The kernel does not apply it to root, so
+	// scripts that run as root (a root worker without RunAs) are not limited.
+	MaxProcesses int
+	// ProxyURL, when set, is the egress proxy scripts get as http_proxy, https_proxy and their upper-case
+	// forms (see the egress package).
+	ProxyURL string
 }
 
 // Job is one run of one script.
@@ -109,10 +123,11 @@ type Result struct {
 
 // Runner runs scripts. It is safe for concurrent use; each Run starts its own child.
 type Runner struct {
-	cfg    Config
-	python string // absolute path of the interpreter
-	path   string // PATH of the child
-	warm   warmPool
+	cfg     Config
+	python  string // absolute path of the interpreter
+	path    string // PATH of the child
+	warm    warmPool
+	contain containment
 }
 
 // New checks cfg, creates cfg.WorkDir and resolves the interpreter by asking it for sys.executable.
@@ -131,6 +146,12 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Containment == "" {
+		cfg.Containment = ContainAuto
+	}
+	if cfg.MaxProcesses == 0 {
+		cfg.MaxProcesses = DefaultMaxProcesses
 	}
 	var errs []error
 	if cfg.WorkDir == "" {
@@ -165,13 +186,60 @@ func New(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	contain, err := chooseContainment(cfg, python)
+	if err != nil {
+		return nil, err
+	}
+	if !contain.pidns {
+		if err := enableSweeping(cfg.Logger); err != nil {
+			cfg.Logger.Warn("processes that escape a script's session are not swept", "error", err)
+		}
+	}
+	if cfg.RunAs != nil {
+		// The scripts' user must reach its run folders, which are its own (0700) inside.
+		if err := os.Chmod(workDir, 0o711); err != nil {
+			return nil, fmt.Errorf("runner: work dir: %w", err)
+		}
+	}
+	if contain.nprocUID < 0 && cfg.MaxProcesses > 0 {
+		cfg.Logger.Warn("scripts run as root: the process limit (SCRIPT_MAX_PROCESSES) cannot be enforced; run scripts as another user (SCRIPT_RUN_AS)")
+	}
+	cfg.Logger.Debug("script containment", "pid_namespace", contain.pidns, "run_as", cfg.RunAs != nil, "process_limit", contain.nprocUID >= 0)
 	cfg.Warm.defaults()
 	return &Runner{
-		cfg:    cfg,
-		python: python,
-		path:   filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
-		warm:   warmPool{cfg: cfg.Warm, stopGC: make(chan struct{})},
+		cfg:     cfg,
+		python:  python,
+		path:    filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
+		warm:    warmPool{cfg: cfg.Warm, stopGC: make(chan struct{})},
+		contain: contain,
 	}, nil
+}
+
+// PIDNamespace reports whether each run gets a PID namespace of its own (see doc.go).
+func (r *Runner) PIDNamespace() bool { return r.contain.pidns }
+
+// ProcessLimit reports whether MaxProcesses is enforced.
+func (r *Runner) ProcessLimit() bool { return r.contain.nprocUID >= 0 }
+
+// processLimit is the RLIMIT_NPROC for a child starting now, or 0 for none.
+func (r *Runner) processLimit() int {
+	if r.contain.nprocUID < 0 {
+		return 0
+	}
+	return tasksOf(r.contain.nprocUID) + r.cfg.MaxProcesses
+}
+
+// newRunDir creates a run's scratch folder, owned by the scripts' user.
+func (r *Runner) newRunDir(prefix string) (string, error) {
+	dir, err := os.MkdirTemp(r.cfg.WorkDir, prefix)
+	if err != nil || r.cfg.RunAs == nil {
+		return dir, err
+	}
+	if err := os.Chown(dir, int(r.cfg.RunAs.UID), int(r.cfg.RunAs.GID)); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
 }
 
 // resolvePython asks the interpreter where it lives and which version it is.
@@ -248,7 +316,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 		return r.runWarm(ctx, job, python, frame, log)
 	}
 
-	runDir, err := os.MkdirTemp(r.cfg.WorkDir, "run-")
+	runDir, err := r.newRunDir("run-")
 	if err != nil {
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
 	}
@@ -266,7 +334,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	defer stopTimer()
 
 	args := append(r.interpreterArgs(job), "-c", runnerSource,
-		scriptDir, strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes))
+		scriptDir, strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes), strconv.Itoa(r.processLimit()))
 	cmd := exec.CommandContext(runCtx, python, args...)
 	cmd.Dir = runDir
 	cmd.Env = r.env(job, runDir)
@@ -274,7 +342,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	cmd.Stdout = p.stdoutW
 	cmd.Stderr = p.stderrW
 	cmd.ExtraFiles = []*os.File{p.resultW} // fd 3
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = sysProcAttr(r.contain)
 	cmd.WaitDelay = r.cfg.KillGrace
 	g := &group{}
 	cmd.Cancel = func() error { return g.cancel(cmd.Process.Pid, context.Cause(runCtx)) }
@@ -282,7 +350,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	// Pdeathsig fires when the thread that started the child exits, so that thread must outlive the child.
 	runtime.LockOSThread()
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := startChild(cmd); err != nil {
 		runtime.UnlockOSThread()
 		return Result{}, fmt.Errorf("run script %q: start %s: %w", job.ScriptName, python, contract.Transiently(err))
 	}
@@ -315,6 +383,8 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 		g.exited(cmd.Process.Pid) // best effort where waitid(WNOWAIT) is unavailable
 	}
 	runtime.UnlockOSThread()
+	forgetChild(cmd.Process.Pid)
+	r.sweep(log, cmd.Process.Pid)
 
 	// Give the pipes KillGrace to reach EOF: longer only if something escaped the group and holds them.
 	p.setDeadline(time.Now().Add(r.cfg.KillGrace))
@@ -345,13 +415,13 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 // interpret turns the result document, or its absence, and the child's exit into a Result.
 func (r *Runner) interpret(res Result, doc []byte, ps *os.ProcessState, job Job) (Result, error) {
 	if len(doc) == 0 {
-		return failure(res, contract.StatusFailed, contract.CodeScriptCrashed, describeExit(ps)), nil
+		return failure(res, contract.StatusFailed, contract.CodeScriptCrashed, r.describeExit(ps)), nil
 	}
 	o, err := parseResult(doc, r.cfg.MaxResultBytes)
 	switch {
 	case err != nil && (ps == nil || !ps.Success()):
 		// Most likely killed while writing (the OOM killer, say); the exit says more than the torn document.
-		return failure(res, contract.StatusFailed, contract.CodeScriptCrashed, describeExit(ps)), nil
+		return failure(res, contract.StatusFailed, contract.CodeScriptCrashed, r.describeExit(ps)), nil
 	case err != nil:
 		return failure(res, contract.StatusFailed, contract.CodeInvalidOutput,
 			"the script's result channel held a malformed document: "+err.Error()), nil
@@ -380,7 +450,7 @@ func failure(res Result, status contract.Status, code contract.Code, message str
 // env is the child's whole environment: nothing of the worker's own gets through.
 func (r *Runner) env(job Job, runDir string) []string {
 	clean := func(s string) string { return strings.ReplaceAll(s, "\x00", "") }
-	return []string{
+	env := []string{
 		"PATH=" + r.path,
 		"HOME=" + runDir,
 		"TMPDIR=" + runDir,
@@ -389,6 +459,22 @@ func (r *Runner) env(job Job, runDir string) []string {
 		"PYTHONDONTWRITEBYTECODE=1",
 		"SCRAPER_REQUEST_ID=" + clean(job.RequestID),
 		"SCRAPER_SCRIPT_NAME=" + clean(job.ScriptName),
+	}
+	if p := clean(r.cfg.ProxyURL); p != "" {
+		// Both spellings: Python's urllib and requests read either; curl and Go read the lower-case http_proxy.
+		// No no_proxy: loopback and private addresses must go through the proxy too, which refuses them.
+		env = append(env, "http_proxy="+p, "https_proxy="+p, "HTTP_PROXY="+p, "HTTPS_PROXY="+p)
+	}
+	return env
+}
+
+// sweep ends what a finished run left in its session and what escaped it (session mode; doc.go).
+func (r *Runner) sweep(log *slog.Logger, leader int) {
+	if r.contain.pidns {
+		return // the kernel killed everything in the run's PID namespace with its init
+	}
+	if n := sweep(leader, sweepBound); n > 0 {
+		log.Warn("killed processes the script left outside its process group", "processes", n)
 	}
 }
 
@@ -443,11 +529,17 @@ func writeRequest(w *os.File, request []byte) {
 }
 
 // describeExit says how the child ended, for a crash message.
-func describeExit(ps *os.ProcessState) string {
+func (r *Runner) describeExit(ps *os.ProcessState) string {
 	if ps == nil {
 		return "the script process ended without a result"
 	}
-	if sig, ok := exitSignal(ps); ok {
+	sig, ok := exitSignal(ps)
+	if code := ps.ExitCode(); !ok && r.contain.pidns && code > 128 && code <= 128+64 {
+		// runner.py's init, which cannot die of a signal sent from its own namespace, reports the runner's
+		// death by signal N as status 128+N, as shells do.
+		sig, ok = syscall.Signal(code-128), true
+	}
+	if ok {
 		msg := fmt.Sprintf("the script process was killed by signal %d (%s) before returning a result", int(sig), sig)
 		if isKill(sig) {
 			msg += "; possibly out of memory"

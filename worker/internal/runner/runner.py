@@ -1,7 +1,11 @@
 # Runs one scraping script once, for the scrape worker. doc.go in this folder describes the protocol;
 # this file is embedded in the worker binary and passed to the interpreter with -c.
 #
-#   python -I -S -u -B -c <this file> <script_dir> <memory_limit_bytes> <max_result_bytes>
+#   python -I -S -u -B -c <this file> <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>
+#
+# Started as PID 1 of a PID namespace of its own (the worker's pidns containment), the process forks first:
+# the parent stays behind as the namespace's init (it reaps orphans and, when the runner ends, leaves, which
+# makes the kernel kill everything left in the namespace) and the child does the work.
 #
 #   stdin   one JSON line {"parameters": {...}}; replaced by /dev/null before the script is imported
 #   fd 3    the result: one JSON document, written once, after which the process exits at once
@@ -18,6 +22,7 @@
 #
 # Python 3.8+ and the standard library only.
 
+import errno
 import json
 import os
 import sys
@@ -43,6 +48,8 @@ class Failure(Exception):
 
 
 def main(argv):
+    if os.getpid() == 1:
+        become_init()
     # Move the result channel off fd 3: the copy is non-inheritable (PEP 446), so programs the script
     # starts do not get it, and a file the script opens cannot land on fd 3 by accident.
     out = os.dup(RESULT_FD)
@@ -68,7 +75,7 @@ def main(argv):
 def serve(argv):
     """Warm mode: import the script once, then answer requests one at a time.
 
-    python -I [-S] -u -B -c <this file> --serve <script_dir> <memory_limit_bytes> <max_result_bytes>
+    python -I [-S] -u -B -c <this file> --serve <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>
 
     Frames on fd 4 (requests) and fd 3 (answers) are a 4-byte big-endian length and a JSON document. The
     first answer, before any request, is {"ready": true} or a failure document (the script could not be
@@ -76,6 +83,8 @@ def serve(argv):
     mode. EOF on fd 4 ends the process. The worker recycles the process after a failure, a timeout (it kills
     the group), N requests, or idleness.
     """
+    if os.getpid() == 1:
+        become_init()
     out = os.dup(RESULT_FD)
     os.close(RESULT_FD)
     inp = os.dup(REQUEST_FD)
@@ -85,10 +94,11 @@ def serve(argv):
             script_dir = argv[2]
             memory_limit = int(argv[3])
             max_result = int(argv[4])
+            max_processes = int(argv[5])
         except (IndexError, ValueError):
-            raise Failure(setup_doc("usage: runner --serve <script_dir> <memory_limit_bytes> <max_result_bytes>"))
+            raise Failure(setup_doc("usage: runner --serve <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>"))
         detach_stdin()
-        set_limits(memory_limit)
+        set_limits(memory_limit, max_processes)
         enable_faulthandler()
         scrape = load_scrape(script_dir)
         ready = b'{"ready":true}'
@@ -163,11 +173,12 @@ def run(argv):
         script_dir = argv[1]
         memory_limit = int(argv[2])
         max_result = int(argv[3])
+        max_processes = int(argv[4])
     except (IndexError, ValueError):
-        raise Failure(setup_doc("usage: runner <script_dir> <memory_limit_bytes> <max_result_bytes>"))
+        raise Failure(setup_doc("usage: runner <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>"))
     params = read_request()
     detach_stdin()
-    set_limits(memory_limit)
+    set_limits(memory_limit, max_processes)
     enable_faulthandler()
     scrape = load_scrape(script_dir)
     value = call(scrape, params, script_dir)
@@ -198,18 +209,69 @@ def detach_stdin():
     sys.stdin = sys.__stdin__ = open(0, "r", closefd=False)
 
 
-def set_limits(memory_limit):
+# The limits in force, for clearer messages when the script runs into one.
+LIMITS = {"memory": 0, "processes": 0}
+
+
+def set_limits(memory_limit, max_processes):
     try:
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if memory_limit > 0:
-            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-            if hard != resource.RLIM_INFINITY and hard < memory_limit:
-                memory_limit = hard
+            memory_limit = lower_to_hard(resource, resource.RLIMIT_AS, memory_limit)
             resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+            LIMITS["memory"] = memory_limit
+        if max_processes > 0:
+            # Counts every process and thread of this user, the worker's included when it shares the user.
+            max_processes = lower_to_hard(resource, resource.RLIMIT_NPROC, max_processes)
+            resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
+            LIMITS["processes"] = max_processes
     except (ImportError, ValueError, OSError) as exc:
         raise Failure(setup_doc("cannot set resource limits: %s" % exc))
+
+
+def lower_to_hard(resource, which, value):
+    soft, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY and hard < value:
+        return hard
+    return value
+
+
+def become_init():
+    """Forks; the child returns and runs the script, the parent is the PID namespace's init until it ends.
+
+    The init holds none of the run's descriptors, has no signal handlers (so nothing in the namespace can
+    signal it), reaps every orphan, and when the child ends leaves with the child's status (128+N for a
+    signal, as shells report it). Its exit makes the kernel kill whatever is left in the namespace:
+    daemons, setsid escapees and fork bombs alike.
+    """
+    import signal
+
+    child = os.fork()
+    if child == 0:
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    for fd in range(0, 5):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            if os.WIFSIGNALED(status):
+                os._exit(128 + os.WTERMSIG(status))
+            os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
 def enable_faulthandler():
@@ -369,6 +431,13 @@ def explain_at(value, where, depth, open_containers, budget):
 def exception_doc(exc, script_dir):
     name = type(exc).__name__
     message = safe_str(exc) or name
+    if isinstance(exc, MemoryError) and LIMITS["memory"]:
+        message = "the script ran out of memory: it may use at most %d MiB of address space" % (LIMITS["memory"] >> 20)
+    elif isinstance(exc, BlockingIOError) and LIMITS["processes"] and getattr(exc, "errno", None) == errno.EAGAIN:
+        message = "%s (the script reached its limit of %d processes and threads for its user)" % (
+            message,
+            LIMITS["processes"],
+        )
     try:
         import traceback  # only on the failure path: it costs ~4 ms to import
 

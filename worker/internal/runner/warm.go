@@ -237,7 +237,7 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, request []
 // startWarm starts a runner and waits for its ready frame. A script that cannot be imported comes back as
 // a Result (and the runner is gone).
 func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, deadline time.Time, log *slog.Logger) (*warmProc, *Result, error) {
-	runDir, err := os.MkdirTemp(r.cfg.WorkDir, "warm-")
+	runDir, err := r.newRunDir("warm-")
 	if err != nil {
 		return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
 	}
@@ -254,7 +254,7 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	}
 	scriptDir, _ := filepath.Abs(job.ScriptDir)
 	args := append(r.interpreterArgs(job), "-c", runnerSource, "--serve", scriptDir,
-		strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes))
+		strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes), strconv.Itoa(r.processLimit()))
 	cmd := exec.Command(python, args...)
 	cmd.Dir = runDir
 	cmd.Env = r.env(job, runDir)
@@ -262,7 +262,7 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	cmd.Stdout = p.stdoutW
 	cmd.Stderr = p.stderrW
 	cmd.ExtraFiles = []*os.File{p.resultW, reqR} // fds 3 and 4
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = sysProcAttr(r.contain)
 
 	w := &warmProc{
 		key: key, script: job.ScriptDir, reqW: reqW, resF: p.resultR, res: bufio.NewReader(p.resultR),
@@ -275,7 +275,7 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with this goroutine
-		if err := cmd.Start(); err != nil {
+		if err := startChild(cmd); err != nil {
 			started <- err
 			return
 		}
@@ -287,6 +287,8 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 		_ = cmd.Wait()
 		w.group.exited(w.pid)
 		w.state = cmd.ProcessState
+		forgetChild(w.pid)
+		r.sweep(w.log, w.pid)
 		closeAll(p.stdinW, reqW)
 		// Leave the pipes KillGrace to drain what escaped processes still hold, then let go.
 		p.setDeadline(time.Now().Add(r.cfg.KillGrace))
@@ -337,7 +339,7 @@ func (r *Runner) serveWarm(ctx context.Context, w *warmProc, job Job, request []
 		<-w.exited
 		w.out.end(ctx)
 		res := failure(Result{Duration: time.Since(start), OutputTail: w.out.lastTail()}, contract.StatusFailed,
-			contract.CodeScriptCrashed, describeExit(w.state))
+			contract.CodeScriptCrashed, r.describeExit(w.state))
 		return res, false, nil
 	}
 	doc, res, err := r.readFrame(ctx, w, deadline, job)
@@ -399,7 +401,7 @@ func (r *Runner) readFrame(ctx context.Context, w *warmProc, deadline time.Time,
 			return nil, &res, nil
 		default: // EOF: the runner died
 			<-w.exited
-			res := failure(Result{OutputTail: w.out.currentTail()}, contract.StatusFailed, contract.CodeScriptCrashed, describeExit(w.state))
+			res := failure(Result{OutputTail: w.out.currentTail()}, contract.StatusFailed, contract.CodeScriptCrashed, r.describeExit(w.state))
 			return nil, &res, nil
 		}
 	case <-ctx.Done():

@@ -2,12 +2,14 @@ import os
 import subprocess
 import time
 
+import hostpids
+
 
 def scrape(params):
     child = subprocess.Popen(["sleep", "60"])
     tmp = params["pid_file"] + ".tmp"
     with open(tmp, "w") as f:
-        f.write("%d %d" % (os.getpid(), child.pid))
+        f.write("%d %d" % (hostpids.self_pgid(), hostpids.of_child(child.pid)))
     os.rename(tmp, params["pid_file"])
     time.sleep(60)
     return {"slept": True}

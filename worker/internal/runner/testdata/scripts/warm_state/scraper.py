@@ -1,6 +1,8 @@
 import os
 import time
 
+import hostpids
+
 LOADS = 1  # module body runs once per process
 CALLS = 0
 
@@ -14,4 +16,4 @@ def scrape(params):
         raise ValueError("asked to raise")
     if params.get("sleep"):
         time.sleep(params["sleep"])
-    return {"pid": os.getpid(), "calls": CALLS, "loads": LOADS, "request_id": os.environ.get("SCRAPER_REQUEST_ID")}
+    return {"pid": hostpids.self_pid(), "calls": CALLS, "loads": LOADS, "request_id": os.environ.get("SCRAPER_REQUEST_ID")}
