@@ -10,6 +10,8 @@ STATICCHECK_VERSION := v0.8.2
 # The S3-compatible server the S3 repository's tests run against (posix backend, on loopback).
 VERSITYGW   := $(TOOLS)/versitygw
 VERSITYGW_VERSION := v1.8.0
+RIE         := $(TOOLS)/aws-lambda-rie
+RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 MODULES     := $(shell $(GO) list -f '{{.Dir}}' -m)
 PYTHON      ?= python3
 # Interpreter for the scripts' own unit tests; it needs each script's requirements (CI: Debian's python3-bs4).
@@ -54,7 +56,7 @@ token: ## Print a dev JWT for the local stack (use: TOKEN=$$(make -s token))
 test: lint test-go test-scripts ## Run every check: vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end), script tests
 
 .PHONY: test-go
-test-go: $(VERSITYGW) ## Go tests of every module, with the race detector (needs RabbitMQ; see README)
+test-go: $(VERSITYGW) $(RIE) ## Go tests of every module, with the race detector (needs RabbitMQ; see README)
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...); done
 
 .PHONY: test-scripts
@@ -71,6 +73,12 @@ $(STATICCHECK):
 
 .PHONY: versitygw
 versitygw: $(VERSITYGW) ## Install versitygw (the S3-compatible server of the S3 tests) into .tools/bin
+
+.PHONY: rie
+rie: $(RIE) ## Install the AWS Lambda runtime interface emulator (runs the bootstrap in tests) into .tools/bin
+
+$(RIE):
+	GOBIN=$(TOOLS) $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
 
 $(VERSITYGW):
 	GOBIN=$(TOOLS) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)

@@ -1,0 +1,265 @@
+// Package lambda runs the gateway's real Lambda entry point — the bootstrap binary that `make lambda` builds
+// for provided.al2023 — under the AWS Lambda runtime interface emulator, with API Gateway v2 events, a real
+// RabbitMQ and a real worker process.
+package lambda
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scrapeplatform/platform/local/stack"
+)
+
+// logs collects the output of the processes a test starts.
+type logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logs) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.Write(p) }
+func (l *logs) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.String() }
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// build compiles a main package of a module into dir.
+func build(t *testing.T, dir, module, pkg, out string, env ...string) string {
+	t.Helper()
+	path := filepath.Join(dir, out)
+	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", path, pkg)
+	cmd.Dir = filepath.Join(repoRoot(t), module)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, out)
+	}
+	return path
+}
+
+func rie(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("AWS_LAMBDA_RIE"); p != "" {
+		return p
+	}
+	p := filepath.Join(repoRoot(t), ".tools", "bin", "aws-lambda-rie")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("this test needs the Lambda runtime interface emulator at %s (make rie installs it) or $AWS_LAMBDA_RIE", p)
+	}
+	return p
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// event loads an API Gateway v2 fixture and sets its body.
+func event(t *testing.T, fixture, body string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "functions", "gateway", "testdata", fixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		ev["body"], ev["isBase64Encoded"] = body, false
+	}
+	b, _ := json.Marshal(ev)
+	return b
+}
+
+type proxyResponse struct {
+	StatusCode int               `json:"statusCode"`
+	Headers    map[string]string `json:"headers"`
+	Body       string            `json:"body"`
+}
+
+// invoke sends one event to the emulator and decodes the API Gateway proxy response and its JSON body.
+func invoke(t *testing.T, addr string, ev []byte) (proxyResponse, map[string]any) {
+	t.Helper()
+	client := &http.Client{Timeout: 60 * time.Second}
+	resp, err := client.Post("http://"+addr+"/2015-03-31/functions/function/invocations", "application/json", bytes.NewReader(ev))
+	if err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var pr proxyResponse
+	if err := json.Unmarshal(raw, &pr); err != nil || pr.StatusCode == 0 {
+		t.Fatalf("emulator answered %d %q, not an API Gateway proxy response", resp.StatusCode, raw)
+	}
+	var body map[string]any
+	if err := json.Unmarshal([]byte(pr.Body), &body); err != nil {
+		t.Fatalf("proxy response body is not JSON: %q", pr.Body)
+	}
+	return pr, body
+}
+
+func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
+	bin := t.TempDir()
+	bootstrap := build(t, bin, "functions", "./cmd/gateway", "bootstrap", "CGO_ENABLED=0")
+	worker := build(t, bin, "worker", "./cmd/worker", "worker")
+	out := &logs{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("process output:\n%s", out.String())
+		}
+	})
+
+	// A private broker of the test's own, so restarting it disturbs nothing else on this machine.
+	amqpPort := freePort(t)
+	brokerURL := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", amqpPort)
+	dataDir := filepath.Join(t.TempDir(), "rabbitmq")
+	startBroker := func() func() error {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		stop, err := stack.EnsureBrokerWith(ctx, stack.BrokerOptions{URL: brokerURL, DataDir: dataDir, ReadyTimeout: 60 * time.Second,
+			Logger: slog.New(slog.NewTextHandler(out, nil))})
+		if err != nil {
+			t.Fatalf("start private broker: %v", err)
+		}
+		return stop
+	}
+	t0 := time.Now()
+	stopBroker := startBroker()
+	t.Logf("private broker up in %s", time.Since(t0).Round(time.Millisecond))
+	t.Cleanup(func() { t0 := time.Now(); _ = stopBroker(); t.Logf("broker stopped in %s", time.Since(t0).Round(time.Millisecond)) })
+
+	queue := "lambda-test"
+	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "RABBITMQ_URL=" + brokerURL, "RABBITMQ_TASK_QUEUE=" + queue}
+	ctx := context.Background()
+	workerEnv := append(append([]string{}, base...), "WORKER_ID=lambda-test-worker",
+		fmt.Sprintf("WORKER_METRICS_ADDR=127.0.0.1:%d", freePort(t)),
+		"SCRIPT_REPOSITORY_URL="+filepath.Join(repoRoot(t), "test", "testdata", "scripts"),
+		"WORKER_WORK_DIR="+t.TempDir(), "WORKER_CONCURRENCY=2")
+	w, err := stack.StartProcess(ctx, "worker", worker, nil, workerEnv, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { t0 := time.Now(); _ = w.Stop(30 * time.Second); t.Logf("worker stopped in %s", time.Since(t0).Round(time.Millisecond)) })
+
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	rieEnv := append(append([]string{}, base...), "STAGE=test", "AWS_LAMBDA_FUNCTION_TIMEOUT=30")
+	started := time.Now()
+	emu, err := stack.StartProcess(ctx, "rie", rie(t), []string{
+		"--runtime-interface-emulator-address", addr,
+		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		bootstrap,
+	}, rieEnv, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { t0 := time.Now(); _ = emu.Stop(10 * time.Second); t.Logf("emulator stopped in %s", time.Since(t0).Round(time.Millisecond)) })
+	waitListening(t, addr)
+
+	// First invocation: cold start (the emulator starts bootstrap on demand), broker dial, a real scrape.
+	scrape := event(t, "apigw-v2-scrape-jwt.json", `{"script_name":"echo","parameters":{"q":"cold"},"timeout":10}`)
+	pr, body := invoke(t, addr, scrape)
+	coldStart := time.Since(started)
+	if pr.StatusCode != 200 || body["status"] != "completed" || body["worker_id"] != "lambda-test-worker" {
+		t.Fatalf("first scrape: %d %v", pr.StatusCode, body)
+	}
+	if echo := body["data"].(map[string]any)["echo"].(map[string]any); echo["q"] != "cold" {
+		t.Fatalf("data %v", body["data"])
+	}
+	st, _ := os.Stat(bootstrap)
+	t.Logf("cold start (emulator start to first answered scrape, broker dial included): %s; bootstrap size %.1f MiB (%s/%s)",
+		coldStart.Round(time.Millisecond), float64(st.Size())/(1<<20), goEnv(t, "GOOS"), goEnv(t, "GOARCH"))
+	warmStart := time.Now()
+	pr, body = invoke(t, addr, scrape)
+	if pr.StatusCode != 200 || body["status"] != "completed" {
+		t.Fatalf("second scrape: %d %v", pr.StatusCode, body)
+	}
+	t.Logf("warm invocation: %s", time.Since(warmStart).Round(time.Millisecond))
+
+	// Auth comes from the authorizer context: a forged bearer header without it is refused.
+	pr, body = invoke(t, addr, event(t, "apigw-v2-scrape-noauth.json", ""))
+	if pr.StatusCode != 401 || body["error_code"] != "unauthorized" {
+		t.Fatalf("no authorizer context: %d %v", pr.StatusCode, body)
+	}
+	pr, body = invoke(t, addr, event(t, "apigw-v2-health.json", ""))
+	if pr.StatusCode != 200 || body["status"] != "healthy" {
+		t.Fatalf("health: %d %v", pr.StatusCode, body)
+	}
+
+	// The broker restarts between two invocations: the next invocation must redial and succeed.
+	t0 = time.Now()
+	if err := stopBroker(); err != nil {
+		t.Fatalf("stop broker: %v", err)
+	}
+	t.Logf("broker stopped in %s", time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
+	stopBroker = startBroker()
+	t.Logf("broker restarted in %s", time.Since(t0).Round(time.Millisecond))
+	restarted := time.Now()
+	pr, body = invoke(t, addr, event(t, "apigw-v2-scrape-jwt.json", `{"script_name":"echo","parameters":{"q":"after restart"},"timeout":15}`))
+	if pr.StatusCode != 200 || body["status"] != "completed" {
+		t.Fatalf("scrape after broker restart: %d %v", pr.StatusCode, body)
+	}
+	t.Logf("first invocation after the broker restart answered in %s", time.Since(restarted).Round(time.Millisecond))
+
+	// Metrics left the function as CloudWatch EMF lines.
+	emf := 0
+	sc := bufio.NewScanner(strings.NewReader(out.String()))
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.Index(line, `{"Outcome"`); i >= 0 || strings.Contains(line, `"CloudWatchMetrics"`) && strings.Contains(line, `"Scrapes":1`) {
+			emf++
+		}
+	}
+	if emf < 3 {
+		t.Fatalf("want an EMF line per scrape (3), found %d", emf)
+	}
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	end := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("emulator not listening on %s", addr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func goEnv(t *testing.T, k string) string {
+	out, err := exec.Command("go", "env", k).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
