@@ -77,6 +77,8 @@ func start(t *testing.T, workers int, extraEnv ...string) *env {
 		"WORKER_CONCURRENCY=3",
 		"WORKER_WORK_DIR=" + t.TempDir(),
 		"LOG_LEVEL=debug",
+		// The tests' own sites run on loopback, which the worker's egress proxy refuses by default.
+		"EGRESS_ALLOW=127.0.0.1",
 	}
 	base = append(base, extraEnv...)
 	out := &logBuffer{}

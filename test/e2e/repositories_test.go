@@ -77,7 +77,8 @@ func assertNotFound(t *testing.T, e *env) {
 	}
 }
 
-// TestRepositoryS3 publishes with scrapectl to a versioned bucket; the worker reports the VersionId.
+// TestRepositoryS3 publishes with scrapectl to a versioned bucket; both workers (sharing WORKER_WORK_DIR,
+// each with its own cache) report the VersionId.
 func TestRepositoryS3(t *testing.T) {
 	srv := startVersitygw(t)
 	srv.createBucket(t, "e2e-scripts")
@@ -86,10 +87,12 @@ func TestRepositoryS3(t *testing.T) {
 	env := srv.env("e2e-scripts")
 	v1 := scrapectlPush(t, env, dir)
 
-	e := start(t, 1, append(env, "SCRIPT_REPOSITORY_TYPE=s3", "SCRIPT_CACHE_TTL=1s")...)
-	rev, version := scrapeRevision(t, e)
-	if rev != 1 || version != v1 {
-		t.Fatalf("first run: revision %d version %s, want 1 and %s", rev, version, v1)
+	e := start(t, 2, append(env, "SCRIPT_REPOSITORY_TYPE=s3", "SCRIPT_CACHE_TTL=1s")...)
+	for range 4 {
+		rev, version := scrapeRevision(t, e)
+		if rev != 1 || version != v1 {
+			t.Fatalf("first runs: revision %d version %s, want 1 and %s", rev, version, v1)
+		}
 	}
 	assertNotFound(t, e)
 

@@ -52,7 +52,8 @@ func loadScripts(e *sharedconfig.Env, c *Config) {
 			Prefix:    e.String("S3_PREFIX", "scripts/"),
 			Endpoint:  e.String("S3_ENDPOINT_URL", ""),
 		},
-		ScriptCacheDir:     e.String("SCRIPT_CACHE_DIR", filepath.Join(c.WorkDir, "scripts")),
+		// Per worker: workers that share a WORKER_WORK_DIR (make run, the e2e suite) must not share a cache.
+		ScriptCacheDir:     e.String("SCRIPT_CACHE_DIR", filepath.Join(c.WorkDir, "scripts", c.WorkerID)),
 		ScriptCacheTTL:     e.Duration("SCRIPT_CACHE_TTL", 30*time.Second, 0, 24*time.Hour),
 		ScriptFetchTimeout: e.Duration("SCRIPT_FETCH_TIMEOUT", time.Minute, time.Second, 30*time.Minute),
 		ScriptMaxBytes:     int64(e.Int("SCRIPT_MAX_SIZE_MB", 64, 1, 4096)) << 20,

@@ -8,11 +8,11 @@ import (
 
 func TestLoadScriptSourceDefaults(t *testing.T) {
 	t.Parallel()
-	c, err := Load(func(k string) string { return map[string]string{"WORKER_WORK_DIR": "/w"}[k] })
+	c, err := Load(func(k string) string { return map[string]string{"WORKER_WORK_DIR": "/w", "WORKER_ID": "w1"}[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ScriptCacheDir != "/w/scripts" || c.ScriptCacheTTL != 30*time.Second || c.ScriptFetchTimeout != time.Minute ||
+	if c.ScriptCacheDir != "/w/scripts/w1" || c.ScriptCacheTTL != 30*time.Second || c.ScriptFetchTimeout != time.Minute ||
 		c.ScriptMaxBytes != 64<<20 || c.ScriptMaxFiles != 1000 || c.S3.Prefix != "scripts/" || c.RepositoryRef != "HEAD" {
 		t.Fatalf("defaults: %+v", c.ScriptSource)
 	}
