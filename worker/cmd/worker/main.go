@@ -28,14 +28,16 @@ import (
 func main() {
 	cfg, err := config.Load(os.Getenv)
 	execCfg, execErr := config.LoadExec(os.Getenv, cfg.WorkDir, cfg.Concurrency)
-	if err = errors.Join(err, execErr); err != nil {
+	sec, secErr := config.LoadSecurity(os.Getenv)
+	if err = errors.Join(err, execErr, secErr); err != nil {
 		fmt.Fprintf(os.Stderr, "worker: invalid configuration:\n%v\n", err)
 		os.Exit(2)
 	}
 	log := newLogger(cfg.LogLevel)
+	protectSecrets(sec, log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, execCfg, log); err != nil {
+	if err := run(ctx, cfg, execCfg, sec, log); err != nil {
 		log.Error("worker stopped", "error", err)
 		os.Exit(1)
 	}
@@ -48,7 +50,7 @@ func newLogger(level string) *slog.Logger {
 }
 
 // run starts the worker and blocks until ctx ends, then shuts down in the documented order.
-func run(ctx context.Context, cfg config.Config, execCfg config.Exec, log *slog.Logger) error {
+func run(ctx context.Context, cfg config.Config, execCfg config.Exec, sec config.Security, log *slog.Logger) error {
 	log = log.With("worker_id", cfg.WorkerID)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -58,7 +60,7 @@ func run(ctx context.Context, cfg config.Config, execCfg config.Exec, log *slog.
 	if err != nil {
 		return fmt.Errorf("script repository: %w", err)
 	}
-	run, err := runner.New(runner.Config{
+	runCfg := runner.Config{
 		Python:           cfg.Python,
 		WorkDir:          cfg.WorkDir,
 		MaxResultBytes:   cfg.MaxResultBytes,
@@ -67,7 +69,13 @@ func run(ctx context.Context, cfg config.Config, execCfg config.Exec, log *slog.
 		Warm: runner.WarmConfig{
 			MaxRequests: execCfg.WarmMaxRequests, IdleTimeout: execCfg.WarmIdleTimeout, MaxIdle: execCfg.WarmMaxIdle,
 		},
-	})
+	}
+	stopEgress, err := secureRunner(&runCfg, sec, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopEgress()
+	run, err := runner.New(runCfg)
 	if err != nil {
 		return fmt.Errorf("script runner: %w", err)
 	}

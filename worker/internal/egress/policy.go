@@ -1,0 +1,216 @@
+package egress
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// denied lists the address ranges scripts may not reach unless an operator allows them. Each range is
+// named in the refusal, so a script's author sees why.
+var denied = []struct {
+	prefix netip.Prefix
+	why    string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "'this network' (0.0.0.0/8)"},
+	{netip.MustParsePrefix("10.0.0.0/8"), "a private network (10.0.0.0/8)"},
+	{netip.MustParsePrefix("100.64.0.0/10"), "carrier-grade NAT space (100.64.0.0/10)"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback (127.0.0.0/8)"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local, where cloud metadata and credential endpoints live (169.254.0.0/16)"},
+	{netip.MustParsePrefix("172.16.0.0/12"), "a private network (172.16.0.0/12)"},
+	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignments (192.0.0.0/24)"},
+	{netip.MustParsePrefix("192.0.2.0/24"), "documentation space (192.0.2.0/24)"},
+	{netip.MustParsePrefix("192.168.0.0/16"), "a private network (192.168.0.0/16)"},
+	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking space (198.18.0.0/15)"},
+	{netip.MustParsePrefix("198.51.100.0/24"), "documentation space (198.51.100.0/24)"},
+	{netip.MustParsePrefix("203.0.113.0/24"), "documentation space (203.0.113.0/24)"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast (224.0.0.0/4)"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved space and broadcast (240.0.0.0/4)"},
+	{netip.MustParsePrefix("::/128"), "the unspecified address (::)"},
+	{netip.MustParsePrefix("::1/128"), "loopback (::1)"},
+	{netip.MustParsePrefix("::/96"), "IPv4-compatible IPv6 (::/96)"},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "local-use NAT64 (64:ff9b:1::/48)"},
+	{netip.MustParsePrefix("100::/64"), "the discard prefix (100::/64)"},
+	{netip.MustParsePrefix("2001:db8::/32"), "documentation space (2001:db8::/32)"},
+	{netip.MustParsePrefix("fc00::/7"), "unique local addresses, where the EC2 IPv6 metadata endpoint lives (fc00::/7)"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local (fe80::/10)"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast (ff00::/8)"},
+}
+
+// Policy decides which destinations scripts may reach: any public address, and nothing in the denied ranges
+// unless an allow rule names it.
+type Policy struct {
+	allow []rule
+}
+
+// rule is one EGRESS_ALLOW entry: a host name (exact, or ".suffix" for its subdomains), an address or a
+// range, optionally with a port.
+type rule struct {
+	name   string // lower case, without a trailing dot; starts with "." for a suffix
+	prefix netip.Prefix
+	port   int // 0: any
+	text   string
+}
+
+// ParsePolicy reads an allow list: entries separated by commas or spaces, each a host name
+// ("internal.example.com"), a domain suffix (".corp.example.com"), an address ("10.1.2.3", "fd00::1") or a
+// range ("10.0.0.0/8"), optionally followed by a port ("10.1.2.3:8080", "[fd00::1]:443",
+// "internal.example.com:443"). An empty list allows public addresses only.
+func ParsePolicy(allow string) (Policy, error) {
+	var p Policy
+	var errs []error
+	for _, entry := range strings.FieldsFunc(allow, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
+		r, err := parseRule(entry)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p.allow = append(p.allow, r)
+	}
+	return p, errors.Join(errs...)
+}
+
+func parseRule(entry string) (rule, error) {
+	r := rule{text: entry}
+	host := entry
+	if h, port, err := net.SplitHostPort(entry); err == nil {
+		n, perr := strconv.Atoi(port)
+		if perr != nil || n < 1 || n > 65535 {
+			return r, fmt.Errorf("EGRESS_ALLOW entry %q: bad port %q", entry, port)
+		}
+		host, r.port = h, n
+	}
+	if pfx, err := netip.ParsePrefix(host); err == nil {
+		r.prefix = pfx.Masked()
+		return r, nil
+	}
+	if addr, err := netip.ParseAddr(host); err == nil {
+		addr = addr.Unmap()
+		r.prefix = netip.PrefixFrom(addr, addr.BitLen())
+		return r, nil
+	}
+	name := strings.TrimSuffix(strings.ToLower(host), ".")
+	if name == "" || name == "." || strings.ContainsAny(name, "/[]:@ ") {
+		return r, fmt.Errorf("EGRESS_ALLOW entry %q is not a host name, address or range", entry)
+	}
+	r.name = name
+	return r, nil
+}
+
+// String lists the allow rules.
+func (p Policy) String() string {
+	texts := make([]string, len(p.allow))
+	for i, r := range p.allow {
+		texts[i] = r.text
+	}
+	return strings.Join(texts, ",")
+}
+
+// allowsName reports whether an allow rule names host (already lower case, no trailing dot) at port.
+func (p Policy) allowsName(host string, port int) bool {
+	for _, r := range p.allow {
+		if r.name == "" || (r.port != 0 && r.port != port) {
+			continue
+		}
+		if host == r.name || (strings.HasPrefix(r.name, ".") && strings.HasSuffix(host, r.name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// check reports why addr:port may not be reached, or nil.
+func (p Policy) check(addr netip.Addr, port int) error {
+	addr = addr.Unmap()
+	for _, r := range p.allow {
+		if r.prefix.IsValid() && r.prefix.Contains(addr) && (r.port == 0 || r.port == port) {
+			return nil
+		}
+	}
+	if embedded, ok := embeddedIPv4(addr); ok {
+		if err := p.check(embedded, port); err != nil {
+			return fmt.Errorf("%s embeds %s: %w", addr, embedded, err)
+		}
+	}
+	for _, d := range denied {
+		if d.prefix.Contains(addr) {
+			return &RefusedError{Addr: addr, Why: d.why}
+		}
+	}
+	return nil
+}
+
+// embeddedIPv4 returns the IPv4 address inside NAT64 (64:ff9b::/96) and 6to4 (2002::/16) addresses.
+func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
+	if !a.Is6() {
+		return netip.Addr{}, false
+	}
+	b := a.As16()
+	switch {
+	case netip.MustParsePrefix("64:ff9b::/96").Contains(a):
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
+	case netip.MustParsePrefix("2002::/16").Contains(a):
+		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), true
+	}
+	return netip.Addr{}, false
+}
+
+// RefusedError says which protected range an address lies in.
+type RefusedError struct {
+	Addr netip.Addr
+	Why  string
+}
+
+func (e *RefusedError) Error() string { return fmt.Sprintf("%s is %s", e.Addr, e.Why) }
+
+// parseNumericHost reads host as an IPv4 address in any form inet_aton accepts, which URL parsers and C
+// resolvers honour: "2852039166", "0xA9FEA9FE", "0251.0376.0251.0376", "169.254.43518". It reports false
+// for anything else (names, canonical addresses, IPv6).
+func parseNumericHost(host string) (netip.Addr, bool) {
+	parts := strings.Split(host, ".")
+	if len(parts) > 4 || host == "" {
+		return netip.Addr{}, false
+	}
+	vals := make([]uint64, len(parts))
+	for i, part := range parts {
+		v, ok := parseInetAtonPart(part)
+		if !ok {
+			return netip.Addr{}, false
+		}
+		vals[i] = v
+	}
+	// All parts but the last are single bytes; the last fills the remaining bytes.
+	var out uint64
+	for i, v := range vals[:len(vals)-1] {
+		if v > 0xff {
+			return netip.Addr{}, false
+		}
+		out |= v << (8 * (3 - i))
+	}
+	last := vals[len(vals)-1]
+	if last >= 1<<(8*(5-len(vals))) {
+		return netip.Addr{}, false
+	}
+	out |= last
+	return netip.AddrFrom4([4]byte{byte(out >> 24), byte(out >> 16), byte(out >> 8), byte(out)}), true
+}
+
+func parseInetAtonPart(s string) (uint64, bool) {
+	base := 10
+	switch {
+	case s == "":
+		return 0, false
+	case strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X"):
+		base, s = 16, s[2:]
+		if s == "" {
+			return 0, true // "0x" is 0 to inet_aton
+		}
+	case len(s) > 1 && s[0] == '0':
+		base, s = 8, s[1:]
+	}
+	v, err := strconv.ParseUint(s, base, 32)
+	return v, err == nil
+}
