@@ -69,6 +69,7 @@ func newGitSource(cfg GitConfig, cacheDir string, ttl time.Duration, now func() 
 	if cfg.Ref == "" {
 		cfg.Ref = "HEAD"
 	}
+	cfg.URL = absoluteGitURL(cfg.URL)
 	if strings.HasPrefix(cfg.Ref, "-") || strings.ContainsAny(cfg.Ref, " \t\n:^~?*[\\") {
 		return nil, fmt.Errorf("git: %q is not a valid ref", cfg.Ref)
 	}
@@ -113,6 +114,20 @@ func newGitSource(cfg GitConfig, cacheDir string, ttl time.Duration, now func() 
 		}
 	}
 	return g, nil
+}
+
+var scpLike = regexp.MustCompile(`^[^/]*:`)
+
+// absoluteGitURL makes a relative local path absolute: git runs inside the mirror, where a relative path
+// would mean something else. URLs (scheme://) and scp-like addresses (host:path) are kept.
+func absoluteGitURL(u string) string {
+	if strings.Contains(u, "://") || scpLike.MatchString(u) || filepath.IsAbs(u) {
+		return u
+	}
+	if abs, err := filepath.Abs(u); err == nil {
+		return abs
+	}
+	return u
 }
 
 func (g *gitSource) describe() string {

@@ -189,3 +189,20 @@ func TestGitRefValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestAbsoluteGitURL(t *testing.T) {
+	t.Parallel()
+	wd, _ := os.Getwd()
+	for in, want := range map[string]string{
+		"https://host/org/r.git":   "https://host/org/r.git",
+		"git@github.com:org/r.git": "git@github.com:org/r.git",
+		"file:///srv/r.git":        "file:///srv/r.git",
+		"/srv/r.git":               "/srv/r.git",
+		"repos/r.git":              filepath.Join(wd, "repos/r.git"),
+		"./r.git":                  filepath.Join(wd, "r.git"),
+	} {
+		if got := absoluteGitURL(in); got != want {
+			t.Errorf("absoluteGitURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
