@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,8 +75,10 @@ func New(cfg Config, o Options) *Handler {
 	h.mux.HandleFunc("POST /scrape", h.authenticated(h.scrape))
 	h.mux.HandleFunc("GET /status", h.authenticated(h.status))
 	h.mux.HandleFunc("GET /health", h.health)
+	h.mux.HandleFunc("GET /openapi.json", serveStatic("application/json", openAPIDocument))
+	h.mux.HandleFunc("GET /docs", serveStatic("text/html; charset=utf-8", docsPage))
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, contract.CodeNotFound, fmt.Sprintf("no route %s %s; the API has POST /scrape, GET /health and GET /status", r.Method, r.URL.Path), "")
+		writeError(w, http.StatusNotFound, contract.CodeNotFound, fmt.Sprintf("no route %s %s; the API has POST /scrape, GET /health and GET /status (documented at GET /docs)", r.Method, r.URL.Path), "")
 	})
 	return h
 }
@@ -110,7 +113,7 @@ func allowedMethod(path string) string {
 	switch path {
 	case "/scrape":
 		return http.MethodPost
-	case "/health", "/status":
+	case "/health", "/status", "/openapi.json", "/docs":
 		return http.MethodGet
 	}
 	return ""
@@ -401,4 +404,20 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, _ Principal) {
 		resp.CPUUsage = c
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// The API's OpenAPI document and a browsable page that renders it (no external scripts: it works offline).
+var (
+	//go:embed openapi.json
+	openAPIDocument []byte
+	//go:embed docs.html
+	docsPage []byte
+)
+
+func serveStatic(contentType string, body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(body)
+	}
 }

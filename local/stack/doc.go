@@ -53,5 +53,13 @@
 // its process group like any Process, and ends the Erlang port mapper (epmd)
 // only if the node had to start it and no other node uses it.
 //
+// # Nodes for fault tests
+//
+// StartNode starts a private node that a test owns outright: Stop (graceful), Halt (the VM exits at
+// once, as in a crash) and Start again on the same data, and Ctl to run rabbitmqctl against it (policies,
+// memory alarms, queue leaders). Nodes started with the same Erlang cookie form a cluster with
+// JoinCluster; StartCluster starts several at once and joins them. Each node has its own port, node name,
+// data folder and distribution port, so a test's cluster never touches the machine's own broker.
+//
 // The package is for Unix (Linux and macOS): it relies on process groups.
 package stack

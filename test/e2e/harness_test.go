@@ -142,6 +142,7 @@ func (e *env) do(t *testing.T, method, path, body, token string) response {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	checkAgainstSpec(t, method, e.url+path, []byte(body), resp.Header, resp.StatusCode, raw)
 	r := response{Code: resp.StatusCode, Raw: string(raw)}
 	if err := json.Unmarshal(raw, &r.Body); err != nil {
 		t.Fatalf("%s %s: %d, body is not JSON: %q", method, path, resp.StatusCode, raw)
