@@ -151,7 +151,11 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	t0 := time.Now()
 	stopBroker := startBroker()
 	t.Logf("private broker up in %s", time.Since(t0).Round(time.Millisecond))
-	t.Cleanup(func() { t0 := time.Now(); _ = stopBroker(); t.Logf("broker stopped in %s", time.Since(t0).Round(time.Millisecond)) })
+	t.Cleanup(func() {
+		t0 := time.Now()
+		_ = stopBroker()
+		t.Logf("broker stopped in %s", time.Since(t0).Round(time.Millisecond))
+	})
 
 	queue := "lambda-test"
 	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "RABBITMQ_URL=" + brokerURL, "RABBITMQ_TASK_QUEUE=" + queue}
@@ -164,7 +168,11 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { t0 := time.Now(); _ = w.Stop(30 * time.Second); t.Logf("worker stopped in %s", time.Since(t0).Round(time.Millisecond)) })
+	t.Cleanup(func() {
+		t0 := time.Now()
+		_ = w.Stop(30 * time.Second)
+		t.Logf("worker stopped in %s", time.Since(t0).Round(time.Millisecond))
+	})
 
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	rieEnv := append(append([]string{}, base...), "STAGE=test", "AWS_LAMBDA_FUNCTION_TIMEOUT=30")
@@ -177,7 +185,11 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { t0 := time.Now(); _ = emu.Stop(10 * time.Second); t.Logf("emulator stopped in %s", time.Since(t0).Round(time.Millisecond)) })
+	t.Cleanup(func() {
+		t0 := time.Now()
+		_ = emu.Stop(10 * time.Second)
+		t.Logf("emulator stopped in %s", time.Since(t0).Round(time.Millisecond))
+	})
 	waitListening(t, addr)
 
 	// First invocation: cold start (the emulator starts bootstrap on demand), broker dial, a real scrape.
