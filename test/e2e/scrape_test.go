@@ -154,14 +154,12 @@ func TestStack(t *testing.T) {
 		if strings.Contains(r.Raw, "progress line") {
 			t.Fatal("script output leaked into the result")
 		}
+		// One request_id ties the gateway's log line, the worker's, and the script's own output together.
 		id := r.Body["request_id"].(string)
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(e.out.String(), "a warning on stderr") || !strings.Contains(e.out.String(), id) {
-			if time.Now().After(deadline) {
-				t.Fatal("script output with its request_id is not in the worker's logs")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		idField := `"request_id":"` + id + `"`
+		waitForLog(t, e, "[gateway]", idField, `"msg":"scrape answered"`)
+		waitForLog(t, e, "[worker-", idField, `"msg":"task done"`)
+		waitForLog(t, e, "[worker-", idField, `"msg":"script output"`, `"stream":"stderr"`, "a warning on stderr")
 	})
 
 	t.Run("authentication", func(t *testing.T) {
