@@ -1,0 +1,67 @@
+// Command infra is the CDK app of the scraping platform. The CDK CLI runs it (cdk.json: "cd infra && go
+// run ."); the stage comes from the context: `cdk synth -c stage=dev`, or `-c stage=all` for every stage.
+// Stage settings live in cdk.json's "stages" context (see package stage and infra/README.md).
+//
+// Artifacts default to the repository's build output (make lambda, make lambda-queuedepth); the context
+// keys gatewayCode, queueDepthCode and repoRoot override them (the tests point them at their own builds).
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/scrapeplatform/platform/infra/platform"
+	"github.com/scrapeplatform/platform/infra/stage"
+)
+
+func main() {
+	defer jsii.Close()
+	app := awscdk.NewApp(nil)
+	if err := build(app); err != nil {
+		fmt.Fprintf(os.Stderr, "infra: %v\n", err)
+		os.Exit(1)
+	}
+	app.Synth(nil)
+}
+
+// build adds the selected stages' stacks and the cdk-nag checks to app.
+func build(app awscdk.App) error {
+	all, err := stage.Parse(app.Node().TryGetContext(jsii.String("stages")))
+	if err != nil {
+		return err
+	}
+	name, _ := app.Node().TryGetContext(jsii.String("stage")).(string)
+	if name == "" {
+		return fmt.Errorf("no stage selected: pass -c stage=<name> (or all)")
+	}
+	selected, err := stage.Select(all, name)
+	if err != nil {
+		return err
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		return err
+	}
+	path := func(key, def string) string {
+		if v, ok := app.Node().TryGetContext(jsii.String(key)).(string); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	art := platform.Artifacts{
+		GatewayCode:    path("gatewayCode", filepath.Join(root, "dist", "gateway")),
+		QueueDepthCode: path("queueDepthCode", filepath.Join(root, "dist", "queuedepth")),
+		RepoRoot:       path("repoRoot", root),
+	}
+	for _, s := range selected {
+		if _, err := platform.New(app, s, art); err != nil {
+			return err
+		}
+	}
+	platform.Check(app)
+	return nil
+}

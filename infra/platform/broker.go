@@ -1,0 +1,96 @@
+package platform
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsamazonmq"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+
+	"github.com/scrapeplatform/platform/infra/stage"
+)
+
+// BrokerUser is the Amazon MQ user CloudFormation creates (an administrator: the management API needs it).
+const BrokerUser = "scraper"
+
+type broker struct {
+	name   string
+	broker awsamazonmq.CfnBroker
+	secret awssecretsmanager.Secret
+	sg     awsec2.SecurityGroup
+	// amqpEndpoint is amqps://<host>:5671, managementURL https://<host> (CloudFormation tokens).
+	amqpEndpoint  *string
+	managementURL *string
+}
+
+func newBroker(st awscdk.Stack, s stage.Settings, net *network) *broker {
+	name := "scraping-" + s.Name
+	// Amazon MQ passwords: 12-250 characters without , : = — alphanumeric only, so the password can sit
+	// in an amqps:// URL without escaping in any client.
+	secret := awssecretsmanager.NewSecret(st, jsii.String("BrokerSecret"), &awssecretsmanager.SecretProps{
+		Description: jsii.String("Amazon MQ user of " + name + ": {\"username\", \"password\"}"),
+		GenerateSecretString: &awssecretsmanager.SecretStringGenerator{
+			SecretStringTemplate: jsii.String(`{"username":"` + BrokerUser + `"}`),
+			GenerateStringKey:    jsii.String("password"),
+			PasswordLength:       jsii.Number(32),
+			ExcludePunctuation:   jsii.Bool(true),
+		},
+		RemovalPolicy: removalPolicy(s),
+	})
+	cdknag.NagSuppressions_AddResourceSuppressions(secret, &[]*cdknag.NagPackSuppression{{
+		Id: jsii.String("AwsSolutions-SMG4"),
+		Reason: jsii.String("Secrets Manager cannot rotate an Amazon MQ for RabbitMQ user by itself (there is no managed rotation " +
+			"function for it); rotation is the documented runbook in README.md (Operations, rotating secrets): update the user " +
+			"through the Amazon MQ API, then the secret; the Lambdas read the secret at start and every minute."),
+	}}, jsii.Bool(false))
+
+	sg := securityGroup(st, "BrokerSecurityGroup", "Amazon MQ broker: AMQPS 5671 from the gateway Lambda and the workers, HTTPS 443 from the queue-depth Lambda", net.vpc, false)
+
+	subnets := net.vpc.SelectSubnets(net.internal).SubnetIds
+	if !s.Broker.Cluster() {
+		first := (*subnets)[0]
+		subnets = &[]*string{first}
+	}
+	b := awsamazonmq.NewCfnBroker(st, jsii.String("Broker"), &awsamazonmq.CfnBrokerProps{
+		BrokerName:              jsii.String(name),
+		EngineType:              jsii.String("RABBITMQ"),
+		EngineVersion:           jsii.String(s.Broker.EngineVersion),
+		HostInstanceType:        jsii.String(s.Broker.InstanceType),
+		DeploymentMode:          jsii.String(s.Broker.DeploymentMode),
+		PubliclyAccessible:      jsii.Bool(false),
+		AutoMinorVersionUpgrade: jsii.Bool(true),
+		AuthenticationStrategy:  jsii.String("SIMPLE"),
+		SubnetIds:               subnets,
+		SecurityGroups:          jsii.Strings(*sg.SecurityGroupId()),
+		Users: &[]*awsamazonmq.CfnBroker_UserProperty{{
+			// Dynamic references: CloudFormation resolves them at deploy time; the template holds no secret.
+			Username: secret.SecretValueFromJson(jsii.String("username")).UnsafeUnwrap(),
+			Password: secret.SecretValueFromJson(jsii.String("password")).UnsafeUnwrap(),
+		}},
+		Logs: &awsamazonmq.CfnBroker_LogListProperty{General: jsii.Bool(true)},
+		MaintenanceWindowStartTime: &awsamazonmq.CfnBroker_MaintenanceWindowProperty{
+			DayOfWeek: jsii.String(s.Broker.MaintenanceWindow.DayOfWeek),
+			TimeOfDay: jsii.String(s.Broker.MaintenanceWindow.TimeOfDay),
+			TimeZone:  jsii.String(s.Broker.MaintenanceWindow.TimeZone),
+		},
+	})
+	// AmqpEndpoints[0] is "amqps://b-….mq.<region>.on.aws:5671"; the management API (the web console) is
+	// HTTPS on port 443 of the same host: "https:" + "//b-….on.aws" (the second ':'-separated field).
+	amqp := awscdk.Fn_Select(jsii.Number(0), b.AttrAmqpEndpoints())
+	mgmt := awscdk.Fn_Join(jsii.String(""), &[]*string{
+		jsii.String("https:"),
+		awscdk.Fn_Select(jsii.Number(1), awscdk.Fn_Split(jsii.String(":"), amqp, nil)),
+	})
+	return &broker{name: name, broker: b, secret: secret, sg: sg, amqpEndpoint: amqp, managementURL: mgmt}
+}
+
+// allowAMQPS lets peer reach the broker on 5671.
+func (b *broker) allowAMQPS(peer awsec2.ISecurityGroup, who string) {
+	b.sg.AddIngressRule(peer, awsec2.Port_Tcp(jsii.Number(5671)), jsii.String("AMQPS from "+who), jsii.Bool(false))
+}
+
+// allowManagement lets peer reach the management API on 443.
+func (b *broker) allowManagement(peer awsec2.ISecurityGroup, who string) {
+	b.sg.AddIngressRule(peer, awsec2.Port_Tcp(jsii.Number(443)), jsii.String("management API from "+who), jsii.Bool(false))
+}

@@ -1,0 +1,616 @@
+package platform
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// TestTemplatesPassCloudFormationValidation: the CDK validates every template against CloudFormation's
+// schema and rules (cdk.json turns violations into errors); the report must list none.
+func TestTemplatesPassCloudFormationValidation(t *testing.T) {
+	a := synth(t)
+	raw, err := os.ReadFile(filepath.Join(a.outdir, "validation-report.json"))
+	if os.IsNotExist(err) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report struct {
+		PluginReports []struct {
+			PluginName string `json:"pluginName"`
+			Violations []struct {
+				RuleName    string `json:"ruleName"`
+				Description string `json:"description"`
+			} `json:"violations"`
+		} `json:"pluginReports"`
+	}
+	if err := json.Unmarshal(raw, &report); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range report.PluginReports {
+		for _, v := range p.Violations {
+			t.Errorf("%s %s: %s", p.PluginName, v.RuleName, v.Description)
+		}
+	}
+}
+
+// TestResourceCounts pins what each stage provisions.
+func TestResourceCounts(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		grafana := 0
+		if s.settings.Observability.Grafana {
+			grafana = 1
+		}
+		azs := len(s.settings.AvailabilityZones)
+		for typ, n := range map[string]int{
+			"AWS::Lambda::Function":                       2, // gateway + queue depth, and no helper Lambdas
+			"AWS::AmazonMQ::Broker":                       1,
+			"AWS::S3::Bucket":                             2, // scripts + their access logs
+			"AWS::ApiGatewayV2::Api":                      1,
+			"AWS::ApiGatewayV2::Route":                    6,
+			"AWS::ApiGatewayV2::Authorizer":               1, // JWT; IAM routes need none
+			"AWS::ApiGatewayV2::Stage":                    1,
+			"AWS::ECS::Cluster":                           1,
+			"AWS::ECS::Service":                           1,
+			"AWS::ECS::TaskDefinition":                    1,
+			"AWS::ApplicationAutoScaling::ScalableTarget": 1,
+			"AWS::ApplicationAutoScaling::ScalingPolicy":  2,
+			"AWS::CloudWatch::Dashboard":                  1,
+			"AWS::CloudWatch::Alarm":                      12, // 11 paging + the scale-from-zero alarm
+			"AWS::SNS::Topic":                             1,
+			"AWS::APS::Workspace":                         1,
+			"AWS::Grafana::Workspace":                     grafana,
+			"AWS::EC2::VPC":                               1,
+			"AWS::EC2::Subnet":                            3 * azs,
+			"AWS::EC2::NatGateway":                        s.settings.Network.NATGateways,
+			"AWS::EC2::VPCEndpoint":                       8,
+			"AWS::EC2::FlowLog":                           1,
+			"AWS::Events::Rule":                           1,
+			"AWS::SecretsManager::Secret":                 1,
+			"AWS::Logs::MetricFilter":                     1,
+		} {
+			check(t, typ, func() { s.template.ResourceCountIs(jsii.String(typ), jsii.Number(n)) })
+		}
+	})
+}
+
+func TestLambdas(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		check(t, "every Lambda is provided.al2023 on arm64 in the VPC", func() {
+			s.template.AllResourcesProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+				"Runtime":       "provided.al2023",
+				"Architectures": []any{"arm64"},
+				"Handler":       "bootstrap",
+				"VpcConfig":     assertions.Match_ObjectLike(&map[string]any{"SubnetIds": assertions.Match_AnyValue()}),
+			})
+		})
+		check(t, "gateway", func() {
+			s.template.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+				"ReservedConcurrentExecutions": s.settings.API.GatewayReservedConcurrency,
+				"Timeout":                      29,
+				"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
+					"AUTH_MODE":           "apigateway",
+					"RABBITMQ_TASK_QUEUE": TaskQueue,
+					"SCRAPE_MAX_TIMEOUT":  fmt.Sprintf("%ds", s.settings.API.ScrapeMaxTimeoutSeconds),
+					"RABBITMQ_SECRET_ARN": assertions.Match_AnyValue(),
+					"RABBITMQ_ENDPOINT":   assertions.Match_AnyValue(),
+				})},
+			})
+		})
+		check(t, "queue depth", func() {
+			s.template.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+				"ReservedConcurrentExecutions": 1,
+				"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
+					"STAGE":                   s.settings.Name,
+					"METRIC_NAMESPACE":        MetricNamespace,
+					"RABBITMQ_MANAGEMENT_URL": assertions.Match_AnyValue(),
+					"ECS_CLUSTER":             assertions.Match_AnyValue(),
+					"ECS_SERVICE":             assertions.Match_AnyValue(),
+				})},
+			})
+			s.template.HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": "rate(1 minute)"})
+		})
+		// The broker password reaches no Lambda as plain text: no RABBITMQ_URL, no dynamic reference.
+		for id, fn := range s.resources("AWS::Lambda::Function") {
+			env := compact(props(fn)["Environment"])
+			if strings.Contains(env, "RABBITMQ_URL") || strings.Contains(env, "resolve:secretsmanager") || strings.Contains(env, "password") {
+				t.Errorf("%s: environment exposes broker credentials: %s", id, env)
+			}
+		}
+	})
+}
+
+func TestAPIRoutesAreAllAuthorized(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		keys := map[string]string{}
+		for id, r := range s.resources("AWS::ApiGatewayV2::Route") {
+			p := props(r)
+			key, _ := p["RouteKey"].(string)
+			auth, _ := p["AuthorizationType"].(string)
+			keys[key] = auth
+			if auth != "JWT" && auth != "AWS_IAM" {
+				t.Errorf("route %s (%s) has authorization %q", key, id, auth)
+			}
+			if auth == "JWT" && p["AuthorizerId"] == nil {
+				t.Errorf("JWT route %s has no authorizer", key)
+			}
+			if strings.HasPrefix(key, "ANY") || strings.Contains(key, "$default") || strings.Contains(key, "{proxy") {
+				t.Errorf("catch-all route %s: the API serves exactly the handler's routes", key)
+			}
+		}
+		want := map[string]string{
+			"POST /scrape": "JWT", "GET /status": "JWT", "GET /health": "JWT",
+			"POST /iam/scrape": "AWS_IAM", "GET /iam/status": "AWS_IAM", "GET /iam/health": "AWS_IAM",
+		}
+		for k, v := range want {
+			if keys[k] != v {
+				t.Errorf("route %s: authorization %q, want %q", k, keys[k], v)
+			}
+		}
+		check(t, "JWT authorizer from the stage settings", func() {
+			s.template.HasResourceProperties(jsii.String("AWS::ApiGatewayV2::Authorizer"), map[string]any{
+				"AuthorizerType": "JWT",
+				"IdentitySource": []any{"$request.header.Authorization"},
+				"JwtConfiguration": map[string]any{
+					"Issuer":   s.settings.API.JWTIssuer,
+					"Audience": toAny(s.settings.API.JWTAudiences),
+				},
+			})
+		})
+		check(t, "$default stage with throttling and JSON access logs", func() {
+			s.template.HasResourceProperties(jsii.String("AWS::ApiGatewayV2::Stage"), map[string]any{
+				"StageName":  "$default",
+				"AutoDeploy": true,
+				"DefaultRouteSettings": map[string]any{
+					"ThrottlingRateLimit":  s.settings.API.ThrottleRateLimit,
+					"ThrottlingBurstLimit": s.settings.API.ThrottleBurstLimit,
+				},
+				"AccessLogSettings": map[string]any{
+					"DestinationArn": assertions.Match_AnyValue(),
+					"Format":         assertions.Match_StringLikeRegexp(jsii.String(`"requestId":"\$context.requestId"`)),
+				},
+			})
+		})
+		check(t, "Lambda proxy integration, payload 2.0, under API Gateway's 30 s", func() {
+			s.template.HasResourceProperties(jsii.String("AWS::ApiGatewayV2::Integration"), map[string]any{
+				"IntegrationType":      "AWS_PROXY",
+				"PayloadFormatVersion": "2.0",
+				"TimeoutInMillis":      29000,
+			})
+		})
+	})
+}
+
+func TestBroker(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		_, b := s.one(t, "AWS::AmazonMQ::Broker")
+		p := props(b)
+		wantMode, wantSubnets := "SINGLE_INSTANCE", 1
+		if s.settings.Name == "prod" {
+			wantMode, wantSubnets = "CLUSTER_MULTI_AZ", 3
+		}
+		if s.settings.Name == "dev" && p["DeploymentMode"] != "SINGLE_INSTANCE" {
+			t.Errorf("dev broker is %v, want a single instance", p["DeploymentMode"])
+		}
+		if p["DeploymentMode"] != wantMode {
+			t.Errorf("deployment mode %v, want %s", p["DeploymentMode"], wantMode)
+		}
+		if n := len(p["SubnetIds"].([]any)); n != wantSubnets {
+			t.Errorf("%d subnets, want %d", n, wantSubnets)
+		}
+		for k, v := range map[string]any{"EngineType": "RABBITMQ", "PubliclyAccessible": false, "AutoMinorVersionUpgrade": true,
+			"EngineVersion": s.settings.Broker.EngineVersion, "HostInstanceType": s.settings.Broker.InstanceType} {
+			if p[k] != v {
+				t.Errorf("%s = %v, want %v", k, p[k], v)
+			}
+		}
+		if !contains(p["Logs"], `"General":true`) {
+			t.Errorf("general logs are off: %s", compact(p["Logs"]))
+		}
+		if !contains(p["MaintenanceWindowStartTime"], s.settings.Broker.MaintenanceWindow.DayOfWeek, s.settings.Broker.MaintenanceWindow.TimeOfDay) {
+			t.Errorf("maintenance window %s", compact(p["MaintenanceWindowStartTime"]))
+		}
+		users := compact(p["Users"])
+		if !strings.Contains(users, "{{resolve:secretsmanager:") || strings.Count(users, "resolve:secretsmanager") != 2 {
+			t.Errorf("broker user is not taken from Secrets Manager by dynamic reference: %s", users)
+		}
+		check(t, "generated password", func() {
+			s.template.HasResourceProperties(jsii.String("AWS::SecretsManager::Secret"), map[string]any{
+				"GenerateSecretString": assertions.Match_ObjectLike(&map[string]any{
+					"GenerateStringKey": "password", "PasswordLength": 32, "ExcludePunctuation": true,
+				}),
+			})
+		})
+
+		// AMQPS and the management API only, from the three security groups that need them; no CIDR.
+		sgID := ref(p["SecurityGroups"].([]any)[0])
+		var ports []string
+		for _, r := range s.resources("AWS::EC2::SecurityGroupIngress") {
+			ip := props(r)
+			if ref(ip["GroupId"]) != sgID {
+				continue
+			}
+			if ip["CidrIp"] != nil || ip["SourceSecurityGroupId"] == nil {
+				t.Errorf("broker ingress not from a security group: %s", compact(ip))
+			}
+			ports = append(ports, fmt.Sprint(ip["FromPort"], "-", ip["ToPort"]))
+		}
+		slices.Sort(ports)
+		if want := []string{"443-443", "5671-5671", "5671-5671"}; !slices.Equal(ports, want) {
+			t.Errorf("broker ingress ports %v, want %v (AMQPS from gateway and workers, HTTPS from queue depth)", ports, want)
+		}
+		sg := s.resources("AWS::EC2::SecurityGroup")[sgID]
+		if ingress := props(sg)["SecurityGroupIngress"]; ingress != nil {
+			t.Errorf("broker security group has inline ingress %s", compact(ingress))
+		}
+	})
+}
+
+func TestScriptsBucket(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		check(t, "versioned, encrypted, private, logged", func() {
+			s.template.HasResourceProperties(jsii.String("AWS::S3::Bucket"), map[string]any{
+				"VersioningConfiguration": map[string]any{"Status": "Enabled"},
+				"BucketEncryption":        assertions.Match_AnyValue(),
+				"PublicAccessBlockConfiguration": map[string]any{
+					"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
+				},
+				"LoggingConfiguration": assertions.Match_ObjectLike(&map[string]any{"DestinationBucketName": assertions.Match_AnyValue()}),
+			})
+		})
+		check(t, "every bucket blocks public access", func() {
+			s.template.AllResourcesProperties(jsii.String("AWS::S3::Bucket"), map[string]any{
+				"PublicAccessBlockConfiguration": map[string]any{
+					"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
+				},
+			})
+		})
+		for id, pol := range s.resources("AWS::S3::BucketPolicy") {
+			doc := compact(props(pol)["PolicyDocument"])
+			if !strings.Contains(doc, `"aws:SecureTransport":"false"`) || !strings.Contains(doc, `"Effect":"Deny"`) {
+				t.Errorf("%s does not enforce TLS: %s", id, doc)
+			}
+		}
+		// The scripts bucket's policy refuses the workers every write.
+		var deniesWorkers bool
+		for _, pol := range s.resources("AWS::S3::BucketPolicy") {
+			doc := compact(props(pol)["PolicyDocument"])
+			if strings.Contains(doc, `"Sid":"WorkersReadOnly"`) && strings.Contains(doc, "s3:PutObject*") && strings.Contains(doc, "s3:DeleteObject*") && strings.Contains(doc, "WorkerTaskTaskRole") {
+				deniesWorkers = true
+			}
+		}
+		if !deniesWorkers {
+			t.Error("no bucket policy statement denies the worker task role writes")
+		}
+	})
+}
+
+func TestWorkers(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		w := s.settings.Workers
+		check(t, "service: FARGATE and FARGATE_SPOT, private subnets, circuit breaker", func() {
+			s.template.HasResourceProperties(jsii.String("AWS::ECS::Service"), map[string]any{
+				"CapacityProviderStrategy": []any{
+					map[string]any{"CapacityProvider": "FARGATE", "Base": w.OnDemandBase, "Weight": w.OnDemandWeight},
+					map[string]any{"CapacityProvider": "FARGATE_SPOT", "Weight": w.SpotWeight},
+				},
+				"NetworkConfiguration": map[string]any{"AwsvpcConfiguration": assertions.Match_ObjectLike(&map[string]any{"AssignPublicIp": "DISABLED"})},
+				"DeploymentConfiguration": assertions.Match_ObjectLike(&map[string]any{
+					"DeploymentCircuitBreaker": map[string]any{"Enable": true, "Rollback": true},
+				}),
+			})
+			s.template.HasResourceProperties(jsii.String("AWS::ECS::ClusterCapacityProviderAssociations"), map[string]any{
+				"CapacityProviders": assertions.Match_ArrayWith(&[]any{"FARGATE", "FARGATE_SPOT"}),
+			})
+		})
+		_, td := s.one(t, "AWS::ECS::TaskDefinition")
+		p := props(td)
+		if !contains(p["RuntimePlatform"], `"CpuArchitecture":"X86_64"`) {
+			t.Errorf("task is not x86_64 (Fargate Spot needs it): %s", compact(p["RuntimePlatform"]))
+		}
+		if p["Cpu"] != fmt.Sprint(w.CPU) || p["Memory"] != fmt.Sprint(w.MemoryMiB) {
+			t.Errorf("task size %v/%v, want %d/%d", p["Cpu"], p["Memory"], w.CPU, w.MemoryMiB)
+		}
+		containers := map[string]map[string]any{}
+		for _, c := range p["ContainerDefinitions"].([]any) {
+			cd := c.(map[string]any)
+			containers[cd["Name"].(string)] = cd
+		}
+		worker, adot := containers["worker"], containers["adot-collector"]
+		if worker == nil || adot == nil || len(containers) != 2 {
+			t.Fatalf("containers %v, want worker and adot-collector", slices.Collect(mapsKeys(containers)))
+		}
+		env := map[string]string{}
+		for _, e := range worker["Environment"].([]any) {
+			kv := e.(map[string]any)
+			if v, ok := kv["Value"].(string); ok {
+				env[kv["Name"].(string)] = v
+			} else {
+				env[kv["Name"].(string)] = "<token>"
+			}
+		}
+		for k, v := range map[string]string{
+			"SCRIPT_REPOSITORY_TYPE": "s3", "S3_PREFIX": ScriptsPrefix, "S3_REGION": s.settings.Region, "S3_BUCKET_NAME": "<token>",
+			"RABBITMQ_ENDPOINT": "<token>", "RABBITMQ_TASK_QUEUE": TaskQueue, "WORKER_METRICS_ADDR": ":9100",
+			"WORKER_CONCURRENCY": fmt.Sprint(w.Concurrency), "WORKER_DRAIN_TIMEOUT": fmt.Sprintf("%ds", w.DrainTimeoutSeconds),
+		} {
+			if env[k] != v {
+				t.Errorf("worker %s = %q, want %q", k, env[k], v)
+			}
+		}
+		if _, ok := env["RABBITMQ_URL"]; ok {
+			t.Error("worker environment carries RABBITMQ_URL (with the password)")
+		}
+		if !contains(worker["Secrets"], "RABBITMQ_USERNAME", "RABBITMQ_PASSWORD", ":password::", ":username::") {
+			t.Errorf("broker credentials are not injected from Secrets Manager: %s", compact(worker["Secrets"]))
+		}
+		// stopTimeout must outlast the worker's drain (WORKER_DRAIN_TIMEOUT) and stay within ECS's 120 s.
+		stop := int(worker["StopTimeout"].(float64))
+		if stop <= w.DrainTimeoutSeconds || stop > 120 {
+			t.Errorf("stopTimeout %d s for a %d s drain", stop, w.DrainTimeoutSeconds)
+		}
+		if worker["Essential"] != true || !contains(worker["HealthCheck"], "/healthz") || !contains(worker["LogConfiguration"], `"awslogs"`) {
+			t.Errorf("worker container: essential %v, health check %s, logs %s", worker["Essential"], compact(worker["HealthCheck"]), compact(worker["LogConfiguration"]))
+		}
+		if adot["Essential"] != false || !contains(adot["Environment"], "AOT_CONFIG_CONTENT", "remote_write", "127.0.0.1:9100") ||
+			!strings.HasPrefix(adot["Image"].(string), "public.ecr.aws/aws-observability/aws-otel-collector:") {
+			t.Errorf("ADOT sidecar: %s", compact(adot))
+		}
+
+		// Task role: read the scripts, remote-write metrics; nothing else.
+		for id, pol := range s.resources("AWS::IAM::Policy") {
+			if !contains(props(pol)["Roles"], "WorkerTaskTaskRole") {
+				continue
+			}
+			var actions []string
+			for _, st := range props(pol)["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+				switch a := st.(map[string]any)["Action"].(type) {
+				case string:
+					actions = append(actions, a)
+				case []any:
+					for _, x := range a {
+						actions = append(actions, x.(string))
+					}
+				}
+			}
+			slices.Sort(actions)
+			if want := []string{"aps:RemoteWrite", "s3:GetBucket*", "s3:GetObject*", "s3:List*"}; !slices.Equal(actions, want) {
+				t.Errorf("%s: task role actions %v, want %v", id, actions, want)
+			}
+		}
+	})
+}
+
+func TestScaling(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		w := s.settings.Workers
+		check(t, "scalable target", func() {
+			s.template.HasResourceProperties(jsii.String("AWS::ApplicationAutoScaling::ScalableTarget"), map[string]any{
+				"ServiceNamespace": "ecs", "ScalableDimension": "ecs:service:DesiredCount",
+				"MinCapacity": w.MinTasks, "MaxCapacity": w.MaxTasks,
+			})
+		})
+		check(t, "target tracking on backlog per task", func() {
+			s.template.HasResourceProperties(jsii.String("AWS::ApplicationAutoScaling::ScalingPolicy"), map[string]any{
+				"PolicyType": "TargetTrackingScaling",
+				"TargetTrackingScalingPolicyConfiguration": assertions.Match_ObjectLike(&map[string]any{
+					"TargetValue": w.BacklogPerTaskTarget,
+					"CustomizedMetricSpecification": map[string]any{
+						"Namespace": MetricNamespace, "MetricName": "BacklogPerTask", "Statistic": "Average",
+						"Dimensions": assertions.Match_ArrayWith(&[]any{map[string]any{"Name": "Stage", "Value": s.settings.Name}}),
+					},
+				}),
+			})
+		})
+		check(t, "step policy scales up from zero", func() {
+			s.template.HasResourceProperties(jsii.String("AWS::ApplicationAutoScaling::ScalingPolicy"), map[string]any{
+				"PolicyType": "StepScaling",
+				"StepScalingPolicyConfiguration": assertions.Match_ObjectLike(&map[string]any{
+					"AdjustmentType":  "ChangeInCapacity",
+					"StepAdjustments": []any{map[string]any{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}},
+				}),
+			})
+		})
+		// The step policy's alarm fires on "messages wait and no task is wanted".
+		var found bool
+		for _, al := range s.resources("AWS::CloudWatch::Alarm") {
+			p := props(al)
+			if contains(p["AlarmActions"], "ScaleFromZero") {
+				found = true
+				if !contains(p["Metrics"], "IF(desired < 1 AND ready >= 1, 1, 0)", "DesiredTasks", "ReadyMessages") || p["Threshold"] != 1.0 {
+					t.Errorf("scale-from-zero alarm: %s", compact(p))
+				}
+			}
+		}
+		if !found {
+			t.Error("no alarm triggers the scale-from-zero step policy")
+		}
+	})
+}
+
+func TestAlarmsNotifyTheTopic(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		topicID, topic := s.one(t, "AWS::SNS::Topic")
+		if props(topic)["KmsMasterKeyId"] == nil {
+			t.Error("alarm topic is not encrypted")
+		}
+		descriptions := map[string]bool{}
+		paging := 0
+		for id, al := range s.resources("AWS::CloudWatch::Alarm") {
+			p := props(al)
+			if contains(p["AlarmActions"], "ScaleFromZero") {
+				continue
+			}
+			paging++
+			descriptions[p["AlarmDescription"].(string)] = true
+			if !contains(p["AlarmActions"], topicID) || !contains(p["OKActions"], topicID) {
+				t.Errorf("alarm %s does not notify the topic: %s", id, compact(p["AlarmActions"]))
+			}
+		}
+		if paging != 11 {
+			t.Errorf("%d paging alarms, want 11", paging)
+		}
+		for _, about := range []string{"5xx", "gateway Lambda failed", "reserved concurrency", "queue-depth", "dead-letter", "Backlog per task",
+			"no worker task", "memory", "memory or disk alarm", "connections"} {
+			var ok bool
+			for d := range descriptions {
+				ok = ok || strings.Contains(d, about)
+			}
+			if !ok {
+				t.Errorf("no alarm about %q", about)
+			}
+		}
+		subs := s.resources("AWS::SNS::Subscription")
+		if len(subs) != len(s.settings.Observability.AlarmEmails) {
+			t.Errorf("%d subscriptions for %d alarm e-mails", len(subs), len(s.settings.Observability.AlarmEmails))
+		}
+	})
+}
+
+func TestDashboardShowsTheSystem(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		_, d := s.one(t, "AWS::CloudWatch::Dashboard")
+		body := compact(props(d)["DashboardBody"])
+		for _, m := range []string{
+			`\"Count\"`, `\"5xx\"`, `\"Latency\"`, // API
+			`\"Errors\"`, `\"Throttles\"`, `\"Duration\"`, // Lambda
+			`\"ConnectionCount\"`, `\"ChannelCount\"`, "BrokerMemoryUsedPercent", // broker
+			"ReadyMessages", "UnackedMessages", "DeadLetterMessages", "BacklogPerTask", "RunningTasks", // queue, workers
+			ScrapeOutcomeMetric, // scrape outcomes
+		} {
+			if !strings.Contains(body, m) {
+				t.Errorf("dashboard lacks %s", m)
+			}
+		}
+	})
+}
+
+func TestNetwork(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		var services []string
+		for _, ep := range s.resources("AWS::EC2::VPCEndpoint") {
+			p := props(ep)
+			name := compact(p["ServiceName"])
+			for _, svc := range []string{"s3", "secretsmanager", "ecr.api", "ecr.dkr", "logs", "monitoring", "ecs", "aps-workspaces"} {
+				if strings.Contains(name, "."+svc+`"`) {
+					services = append(services, svc)
+				}
+			}
+			if p["VpcEndpointType"] == "Interface" && p["PrivateDnsEnabled"] != true {
+				t.Errorf("endpoint %s without private DNS", name)
+			}
+		}
+		slices.Sort(services)
+		if want := []string{"aps-workspaces", "ecr.api", "ecr.dkr", "ecs", "logs", "monitoring", "s3", "secretsmanager"}; !slices.Equal(services, want) {
+			t.Errorf("VPC endpoints %v, want %v", services, want)
+		}
+		// Only the NAT gateways' subnets are public, and nothing launches with a public IP.
+		for id, sn := range s.resources("AWS::EC2::Subnet") {
+			if props(sn)["MapPublicIpOnLaunch"] == true {
+				t.Errorf("subnet %s maps public IPs", id)
+			}
+		}
+	})
+}
+
+func TestObservability(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		grafanas := s.resources("AWS::Grafana::Workspace")
+		if !s.settings.Observability.Grafana {
+			return
+		}
+		for _, g := range grafanas {
+			p := props(g)
+			if !slices.Equal(toStrings(p["DataSources"]), []string{"PROMETHEUS", "CLOUDWATCH"}) || p["PermissionType"] != "CUSTOMER_MANAGED" || p["RoleArn"] == nil {
+				t.Errorf("Grafana workspace %s", compact(p))
+			}
+		}
+		var readsPrometheus, readsCloudWatch bool
+		for _, pol := range s.resources("AWS::IAM::Policy") {
+			if !contains(props(pol)["Roles"], "GrafanaRole") {
+				continue
+			}
+			readsPrometheus = contains(pol, "aps:QueryMetrics")
+			readsCloudWatch = contains(pol, "cloudwatch:GetMetricData", "logs:StartQuery")
+		}
+		if !readsPrometheus || !readsCloudWatch {
+			t.Errorf("Grafana role reads Prometheus %v, CloudWatch %v", readsPrometheus, readsCloudWatch)
+		}
+	})
+}
+
+// TestNagSuppressionsCarryReasons: every suppression in the templates names its rule and explains itself
+// in a sentence of its own (not a shared boilerplate).
+func TestNagSuppressionsCarryReasons(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		count := 0
+		for id, r := range s.json["Resources"].(map[string]any) {
+			md, _ := r.(map[string]any)["Metadata"].(map[string]any)
+			nag, _ := md["cdk_nag"].(map[string]any)
+			rules, _ := nag["rules_to_suppress"].([]any)
+			for _, x := range rules {
+				rule := x.(map[string]any)
+				count++
+				ruleID, _ := rule["id"].(string)
+				reason, _ := rule["reason"].(string)
+				if !strings.HasPrefix(ruleID, "AwsSolutions-") && ruleID != "CdkNagValidationFailure" {
+					t.Errorf("%s: suppression of %q", id, ruleID)
+				}
+				// cdk-nag stores a reason with non-ASCII characters base64-encoded, unreadable in the template.
+				if len(reason) < 80 || !strings.Contains(reason, " ") {
+					t.Errorf("%s: suppression of %s needs a readable reason of a sentence or more (plain ASCII): %q", id, ruleID, reason)
+				}
+			}
+		}
+		if count == 0 {
+			t.Error("no suppressions found in the template metadata (did the check stop reading them?)")
+		}
+	})
+}
+
+// ref returns the logical id a {"Ref": id} or {"Fn::GetAtt": [id, attr]} points at.
+func ref(v any) string {
+	m, _ := v.(map[string]any)
+	if r, ok := m["Ref"].(string); ok {
+		return r
+	}
+	if ga, ok := m["Fn::GetAtt"].([]any); ok && len(ga) > 0 {
+		return ga[0].(string)
+	}
+	return ""
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+func toStrings(v any) []string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, x.(string))
+	}
+	return out
+}
+
+func mapsKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package platform
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapplicationautoscaling"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/scrapeplatform/platform/infra/stage"
+)
+
+// queueMetric is one of the queue-depth Lambda's metrics (dimensions Stage, Queue).
+func queueMetric(s stage.Settings, name, statistic string) awscloudwatch.Metric {
+	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+		Namespace:     jsii.String(MetricNamespace),
+		MetricName:    jsii.String(name),
+		DimensionsMap: &map[string]*string{"Stage": jsii.String(s.Name), "Queue": jsii.String(TaskQueue)},
+		Statistic:     jsii.String(statistic),
+		Period:        awscdk.Duration_Minutes(jsii.Number(1)),
+	})
+}
+
+// brokerMetric is one of the queue-depth Lambda's broker metrics (dimension Stage).
+func brokerMetric(s stage.Settings, name, statistic string) awscloudwatch.Metric {
+	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+		Namespace:     jsii.String(MetricNamespace),
+		MetricName:    jsii.String(name),
+		DimensionsMap: &map[string]*string{"Stage": jsii.String(s.Name)},
+		Statistic:     jsii.String(statistic),
+		Period:        awscdk.Duration_Minutes(jsii.Number(1)),
+	})
+}
+
+// newScaling scales the worker service on backlog per task:
+//
+//   - target tracking holds BacklogPerTask ((ready + unacked) / running tasks, published every minute by
+//     the queue-depth Lambda) at the stage's target, scaling out fast and in slowly;
+//   - target tracking cannot leave zero tasks (its formula multiplies the current capacity), so a step
+//     policy adds a task whenever messages wait and the service wants no task at all.
+func newScaling(st awscdk.Stack, s stage.Settings, w *workers, obs *alerting) {
+	target := awsapplicationautoscaling.NewScalableTarget(st, jsii.String("WorkerScaling"), &awsapplicationautoscaling.ScalableTargetProps{
+		ServiceNamespace:  awsapplicationautoscaling.ServiceNamespace_ECS,
+		ScalableDimension: jsii.String("ecs:service:DesiredCount"),
+		ResourceId: awscdk.Fn_Join(jsii.String("/"), &[]*string{
+			jsii.String("service"), w.cluster.ClusterName(), w.service.ServiceName(),
+		}),
+		MinCapacity: jsii.Number(s.Workers.MinTasks),
+		MaxCapacity: jsii.Number(s.Workers.MaxTasks),
+		// Application Auto Scaling's service-linked role for ECS, as the ECS L2 uses.
+		Role: awsiam.Role_FromRoleArn(st, jsii.String("EcsScalingRole"), awscdk.Arn_Format(&awscdk.ArnComponents{
+			Service:      jsii.String("iam"),
+			Region:       jsii.String(""),
+			Resource:     jsii.String("role/aws-service-role/ecs.application-autoscaling.amazonaws.com"),
+			ResourceName: jsii.String("AWSServiceRoleForApplicationAutoScaling_ECSService"),
+		}, st), nil),
+	})
+	target.Node().AddDependency(w.service)
+
+	target.ScaleToTrackMetric(jsii.String("BacklogPerTaskTracking"), &awsapplicationautoscaling.BasicTargetTrackingScalingPolicyProps{
+		TargetValue:      jsii.Number(s.Workers.BacklogPerTaskTarget),
+		CustomMetric:     queueMetric(s, "BacklogPerTask", "Average"),
+		ScaleOutCooldown: awscdk.Duration_Seconds(jsii.Number(60)),
+		// Slow scale-in: a task that is stopped drains first (stopTimeout), and load comes in bursts.
+		ScaleInCooldown: awscdk.Duration_Seconds(jsii.Number(300)),
+	})
+
+	fromZero := awsapplicationautoscaling.NewStepScalingAction(st, jsii.String("ScaleFromZero"), &awsapplicationautoscaling.StepScalingActionProps{
+		ScalingTarget:         target,
+		AdjustmentType:        awsapplicationautoscaling.AdjustmentType_CHANGE_IN_CAPACITY,
+		MetricAggregationType: awsapplicationautoscaling.MetricAggregationType_MAXIMUM,
+		Cooldown:              awscdk.Duration_Seconds(jsii.Number(120)),
+	})
+	fromZero.AddAdjustment(&awsapplicationautoscaling.AdjustmentTier{Adjustment: jsii.Number(1), LowerBound: jsii.Number(0)})
+	waiting := awscloudwatch.NewAlarm(st, jsii.String("BacklogWithoutWorkers"), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String("Messages wait and the worker service wants no task: the step policy starts one (target tracking cannot scale from zero)."),
+		Metric: awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+			Expression: jsii.String("IF(desired < 1 AND ready >= 1, 1, 0)"),
+			UsingMetrics: &map[string]awscloudwatch.IMetric{
+				"desired": queueMetric(s, "DesiredTasks", "Maximum"),
+				"ready":   queueMetric(s, "ReadyMessages", "Maximum"),
+			},
+			Label:  jsii.String("backlog with no task wanted"),
+			Period: awscdk.Duration_Minutes(jsii.Number(1)),
+		}),
+		Threshold:          jsii.Number(1),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	waiting.AddAlarmAction(awscloudwatchactions.NewApplicationScalingAction(fromZero))
+	obs.scaleFromZero = waiting
+}

@@ -1,0 +1,118 @@
+package platform
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/scrapeplatform/platform/infra/stage"
+)
+
+// Artifacts are the built things the stack packages, by path.
+type Artifacts struct {
+	// GatewayCode and QueueDepthCode are folders holding a `bootstrap` for provided.al2023 on arm64
+	// (make lambda, make lambda-queuedepth).
+	GatewayCode    string
+	QueueDepthCode string
+	// RepoRoot is the worker image's Docker build context; the Dockerfile is worker/Dockerfile in it.
+	RepoRoot string
+}
+
+// Validate checks that the artifacts exist, so a missing build fails synthesis with a clear message
+// instead of packaging an empty folder.
+func (a Artifacts) Validate() error {
+	for _, dir := range []struct{ name, path, build string }{
+		{"gateway Lambda", a.GatewayCode, "make lambda"},
+		{"queue-depth Lambda", a.QueueDepthCode, "make lambda-queuedepth"},
+	} {
+		fi, err := os.Stat(filepath.Join(dir.path, "bootstrap"))
+		if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("the %s needs an executable %s (run %s first)", dir.name, filepath.Join(dir.path, "bootstrap"), dir.build)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(a.RepoRoot, WorkerDockerfile)); err != nil {
+		return fmt.Errorf("worker image: %w", err)
+	}
+	return nil
+}
+
+// StackName is the CloudFormation stack of a stage.
+func StackName(stageName string) string { return "ScrapingPlatform-" + stageName }
+
+// Names used across the stack.
+const (
+	// MetricNamespace holds the queue-depth and scrape-outcome metrics.
+	MetricNamespace = "ScrapingPlatform"
+	// TaskQueue is RABBITMQ_TASK_QUEUE everywhere.
+	TaskQueue = "scraping_tasks"
+	// DeadLetterQueue is the name shared/broker's topology gives the task queue's dead letters.
+	DeadLetterQueue = TaskQueue + ".dead"
+	// WorkerDockerfile is the worker's Dockerfile, relative to Artifacts.RepoRoot.
+	WorkerDockerfile = "worker/Dockerfile"
+)
+
+// Platform is the synthesized stage, with handles tests and callers may want.
+type Platform struct {
+	Stack    awscdk.Stack
+	Settings stage.Settings
+}
+
+// New adds the stack of one stage to scope.
+func New(scope constructs.Construct, s stage.Settings, art Artifacts) (*Platform, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if err := art.Validate(); err != nil {
+		return nil, err
+	}
+	account := s.Account
+	if account == "" {
+		account = os.Getenv("CDK_DEFAULT_ACCOUNT")
+	}
+	var env *awscdk.Environment
+	if account != "" {
+		env = &awscdk.Environment{Account: jsii.String(account), Region: jsii.String(s.Region)}
+	} else {
+		env = &awscdk.Environment{Region: jsii.String(s.Region)}
+	}
+	st := awscdk.NewStack(scope, jsii.String(StackName(s.Name)), &awscdk.StackProps{
+		Env:                   env,
+		Description:           jsii.String(fmt.Sprintf("Scraping platform, stage %s: API Gateway + Lambda, Amazon MQ for RabbitMQ, Fargate workers", s.Name)),
+		TerminationProtection: jsii.Bool(s.TerminationProtection),
+	})
+	awscdk.Tags_Of(st).Add(jsii.String("Project"), jsii.String("scrapeplatform"), nil)
+	awscdk.Tags_Of(st).Add(jsii.String("Stage"), jsii.String(s.Name), nil)
+
+	net := newNetwork(st, s)
+	brk := newBroker(st, s, net)
+	scripts := newScriptsBucket(st)
+	obs := newAlerting(st, s)
+	prom := newPrometheus(st, s)
+	workers := newWorkers(st, s, net, brk, scripts, prom, art)
+	api := newAPI(st, s, net, brk, art)
+	depth := newQueueDepth(st, s, net, brk, workers, art)
+	newScaling(st, s, workers, obs)
+	newDashboardAndAlarms(st, s, obs, brk, api, workers, depth)
+	if s.Observability.Grafana {
+		newGrafana(st, s, prom)
+	}
+
+	out := func(id, value, desc string) {
+		awscdk.NewCfnOutput(st, jsii.String(id), &awscdk.CfnOutputProps{Value: jsii.String(value), Description: jsii.String(desc)})
+	}
+	out("Stage", s.Name, "stage name")
+	out("Region", s.Region, "region of the stack")
+	out("ApiUrl", *api.url, "base URL of the HTTP API (JWT routes at /, IAM routes at /iam/)")
+	out("ScriptsBucketName", *scripts.bucket.BucketName(), "bucket the workers read scripts from (prefix scripts/)")
+	out("BrokerSecretArn", *brk.secret.SecretArn(), "Secrets Manager secret with the broker user's credentials")
+	out("ClusterName", *workers.cluster.ClusterName(), "ECS cluster of the workers")
+	out("WorkerServiceName", *workers.service.ServiceName(), "ECS service of the workers")
+	out("DashboardName", *obs.dashboardName, "CloudWatch dashboard")
+	out("AlarmTopicArn", *obs.topic.TopicArn(), "SNS topic the alarms notify")
+	out("PrometheusEndpoint", *prom.workspace.AttrPrometheusEndpoint(), "Amazon Managed Service for Prometheus workspace endpoint")
+	return &Platform{Stack: st, Settings: s}, nil
+}
