@@ -101,6 +101,7 @@ func newGitSource(cfg GitConfig, cacheDir string, ttl time.Duration, now func() 
 		"GIT_ASKPASS=true",
 		"SSH_ASKPASS=true",
 		"GIT_SSH_COMMAND=ssh -o BatchMode=yes",
+		"GIT_LITERAL_PATHSPECS=1",
 		"GIT_CONFIG_COUNT=2",
 		"GIT_CONFIG_KEY_0=remote.origin.url",
 		"GIT_CONFIG_VALUE_0=" + cfg.URL,
