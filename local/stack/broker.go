@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,30 @@ type BrokerOptions struct {
 	ReadyTimeout time.Duration
 	// Logger receives progress messages. Nil discards them.
 	Logger *slog.Logger
+	// PrometheusPort, when above 0, has a private node run the
+	// rabbitmq_prometheus plugin on 127.0.0.1:PrometheusPort (a system node
+	// may already hold the default port, 15692).
+	PrometheusPort int
+}
+
+// Where a Broker came from.
+const (
+	BrokerFound   = "found"   // it answered already and is left alone
+	BrokerPrivate = "private" // a private RabbitMQ node was started
+	BrokerDocker  = "docker"  // the compose file's service was started
+)
+
+// Broker is the broker RunBroker found or started.
+type Broker struct {
+	// Origin is BrokerFound, BrokerPrivate or BrokerDocker.
+	Origin string
+	// PrometheusAddr is where its rabbitmq_prometheus endpoint answers, or
+	// would when the plugin is enabled: host:15692 for a broker found or run
+	// by Docker, 127.0.0.1:PrometheusPort for a private node ("" without).
+	PrometheusAddr string
+	// Stop stops a broker that was started; for one found it does nothing.
+	// It is safe to call more than once.
+	Stop func() error
 }
 
 // EnsureBroker makes sure an AMQP broker answers at url. If one answers, it
@@ -60,6 +85,16 @@ func EnsureBroker(ctx context.Context, url, dataDir string, log *slog.Logger) (s
 
 // EnsureBrokerWith is EnsureBroker with every option.
 func EnsureBrokerWith(ctx context.Context, o BrokerOptions) (stop func() error, err error) {
+	b, err := RunBroker(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return b.Stop, nil
+}
+
+// RunBroker is EnsureBrokerWith, telling where the broker came from and where
+// its Prometheus endpoint is.
+func RunBroker(ctx context.Context, o BrokerOptions) (Broker, error) {
 	if o.ComposeFile == "" {
 		o.ComposeFile = DefaultComposeFile
 	}
@@ -74,40 +109,52 @@ func EnsureBrokerWith(ctx context.Context, o BrokerOptions) (stop func() error, 
 	}
 	target, err := parseBrokerURL(o.URL)
 	if err != nil {
-		return nil, err
+		return Broker{}, err
 	}
-	noop := func() error { return nil }
+	defaultMetrics := net.JoinHostPort(target.host, strconv.Itoa(DefaultRabbitMQPrometheusPort))
 
 	err = probeAMQP(ctx, target.addr, target.tls, brokerProbeTimeout)
 	switch {
 	case err == nil:
 		o.Logger.Info("using the AMQP broker that answers", "addr", target.addr)
-		return noop, nil
+		return Broker{Origin: BrokerFound, PrometheusAddr: defaultMetrics, Stop: func() error { return nil }}, nil
 	case errors.Is(err, errNotAMQP):
-		return nil, fmt.Errorf("%s accepts connections but is not an AMQP 0-9-1 broker (%v): free the port or point RABBITMQ_URL at a RabbitMQ broker", target.addr, err)
+		return Broker{}, fmt.Errorf("%s accepts connections but is not an AMQP 0-9-1 broker (%v): free the port or point RABBITMQ_URL at a RabbitMQ broker", target.addr, err)
 	case ctx.Err() != nil:
-		return nil, ctx.Err()
+		return Broker{}, ctx.Err()
 	}
 	if !isLoopbackHost(target.host) {
-		return nil, fmt.Errorf("no AMQP broker answers at %s (%v); it is not on this machine, so it cannot be started here: start it, or point RABBITMQ_URL at a broker that runs", target.addr, err)
+		return Broker{}, fmt.Errorf("no AMQP broker answers at %s (%v); it is not on this machine, so it cannot be started here: start it, or point RABBITMQ_URL at a broker that runs", target.addr, err)
 	}
 	if target.tls {
-		return nil, fmt.Errorf("no AMQP broker answers at %s (%v); a local broker is started for amqp:// URLs only: use amqp://guest:guest@%s/", target.addr, err, target.addr)
+		return Broker{}, fmt.Errorf("no AMQP broker answers at %s (%v); a local broker is started for amqp:// URLs only: use amqp://guest:guest@%s/", target.addr, err, target.addr)
 	}
 
 	if server, err := exec.LookPath("rabbitmq-server"); err == nil {
 		if o.DataDir == "" {
-			return nil, errors.New("starting a private RabbitMQ node needs a data folder")
+			return Broker{}, errors.New("starting a private RabbitMQ node needs a data folder")
 		}
-		return startRabbitMQNode(ctx, server, target, o)
+		stop, err := startRabbitMQNode(ctx, server, target, o)
+		if err != nil {
+			return Broker{}, err
+		}
+		b := Broker{Origin: BrokerPrivate, Stop: stop}
+		if o.PrometheusPort > 0 {
+			b.PrometheusAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(o.PrometheusPort))
+		}
+		return b, nil
 	}
 	docker, dockerErr := exec.LookPath("docker")
 	if dockerErr == nil {
 		if dockerErr = dockerEngineAnswers(ctx, docker); dockerErr == nil {
-			return startComposeBroker(ctx, docker, target, o)
+			stop, err := startComposeBroker(ctx, docker, target, o)
+			if err != nil {
+				return Broker{}, err
+			}
+			return Broker{Origin: BrokerDocker, PrometheusAddr: defaultMetrics, Stop: stop}, nil
 		}
 	}
-	return nil, installHint(target, o.ComposeFile, dockerErr)
+	return Broker{}, installHint(target, o.ComposeFile, dockerErr)
 }
 
 // brokerTarget is the part of an AMQP URL EnsureBroker needs.

@@ -3,7 +3,9 @@ package stack
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -255,11 +257,30 @@ func TestEnsureBrokerStartsAPrivateNode(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	stop, err := EnsureBroker(ctx, url, dataDir, testLogger(t))
+	metricsPort := freePortRange(t, 1) + 1
+	b, err := RunBroker(ctx, BrokerOptions{URL: url, DataDir: dataDir, Logger: testLogger(t), PrometheusPort: metricsPort})
 	if err != nil {
 		t.Fatal(err)
 	}
+	stop := b.Stop
 	t.Cleanup(func() { _ = stop() })
+	if b.Origin != BrokerPrivate || b.PrometheusAddr != "127.0.0.1:"+strconv.Itoa(metricsPort) {
+		t.Errorf("RunBroker = %+v", b)
+	}
+	// Its rabbitmq_prometheus plugin answers on the port asked for (it may start just after AMQP).
+	var metrics string
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if resp, err := http.Get("http://" + b.PrometheusAddr + "/metrics"); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if metrics = string(body); resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+	}
+	if !strings.Contains(metrics, "rabbitmq_identity_info") {
+		t.Errorf("no rabbitmq_prometheus metrics at %s: %.200q", b.PrometheusAddr, metrics)
+	}
 	node := NodeName(port)
 	if pids := processesWith(node); len(pids) == 0 {
 		t.Errorf("no process runs node %s", node)

@@ -1,6 +1,6 @@
 // Package stack runs the platform on one machine: a RabbitMQ broker, the
-// local gateway and a few workers, as `make run` and the end-to-end tests
-// need them.
+// local gateway, a few workers and Prometheus, as `make run` and the
+// end-to-end and observability tests need them.
 //
 // # Processes
 //
@@ -60,6 +60,21 @@
 // memory alarms, queue leaders). Nodes started with the same Erlang cookie form a cluster with
 // JoinCluster; StartCluster starts several at once and joins them. Each node has its own port, node name,
 // data folder and distribution port, so a test's cluster never touches the machine's own broker.
+//
+// With BrokerOptions.PrometheusPort set, a private node also runs the
+// rabbitmq_prometheus plugin on that loopback port (RunBroker reports where),
+// so that the node is scraped like any other.
+//
+// # Prometheus
+//
+// PrometheusConfig renders a Prometheus configuration for the stack's
+// processes with the job names the dashboards and alert rules rely on
+// (gateway, worker, rabbitmq, rabbitmq_queues; local/prometheus/prometheus.yml
+// uses the same for compose). StartPrometheus runs Prometheus on it as a
+// supervised Process with its own database and listen address, never a
+// system service's, and Reload rewrites the file and reloads it (to add or
+// remove targets). `make run` uses it when prometheus is installed; so does
+// test/observability.
 //
 // The package is for Unix (Linux and macOS): it relies on process groups.
 package stack

@@ -47,7 +47,9 @@ var plainCredential = regexp.MustCompile(`^[A-Za-z0-9._~-]+$`)
 //     Erlang cookie;
 //   - the server script is run directly, not through Debian's
 //     /usr/sbin wrapper, which would switch to the rabbitmq user and its home;
-//   - its console output goes to o.DataDir/log/console.log.
+//   - its console output goes to o.DataDir/log/console.log;
+//   - with o.PrometheusPort, it runs rabbitmq_prometheus on that loopback
+//     port, and no plugin otherwise.
 //
 // The user and password of the URL become the node's default user on its
 // first boot (an existing database keeps the users it has).
@@ -70,7 +72,7 @@ func startRabbitMQNode(ctx context.Context, serverPath string, t brokerTarget, o
 		}
 	}
 	node := NodeName(t.port)
-	files, err := writeNodeFiles(dataDir, t)
+	files, err := writeNodeFiles(dataDir, t, o.PrometheusPort)
 	if err != nil {
 		return nil, fmt.Errorf("prepare RabbitMQ data folder: %w", err)
 	}
@@ -175,7 +177,7 @@ func rabbitmqScripts(onPath string) (server, ctl string, err error) {
 // nodeFiles are the configuration files written for a private node.
 type nodeFiles struct{ envConf, conf, plugins string }
 
-func writeNodeFiles(dataDir string, t brokerTarget) (nodeFiles, error) {
+func writeNodeFiles(dataDir string, t brokerTarget, prometheusPort int) (nodeFiles, error) {
 	for _, d := range []string{"home", "mnesia", "log"} {
 		if err := os.MkdirAll(filepath.Join(dataDir, d), 0o700); err != nil {
 			return nodeFiles{}, err
@@ -193,12 +195,18 @@ func writeNodeFiles(dataDir string, t brokerTarget) (nodeFiles, error) {
 	if t.vhost != "/" {
 		conf += "default_vhost = " + t.vhost + "\n"
 	}
+	// No plugins by default: the management plugin would want port 15672.
+	plugins := "[].\n"
+	if prometheusPort > 0 {
+		// rabbitmq_prometheus on its own loopback port (a system node may hold 15692).
+		plugins = "[rabbitmq_prometheus].\n"
+		conf += "prometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = " + strconv.Itoa(prometheusPort) + "\n"
+	}
 	writes := []struct{ path, body string }{
 		// Keeps /etc/rabbitmq/rabbitmq-env.conf (and its NODENAME) out.
 		{f.envConf, "# Private node of the local stack: its settings come from the environment.\n"},
 		{f.conf, conf},
-		// No plugins: the management plugin would want port 15672.
-		{f.plugins, "[].\n"},
+		{f.plugins, plugins},
 	}
 	for _, w := range writes {
 		if err := os.WriteFile(w.path, []byte(w.body), 0o600); err != nil {

@@ -12,9 +12,11 @@ import (
 
 // Defaults of the settings that come from the environment.
 const (
-	defaultRabbitMQURL    = "amqp://guest:guest@127.0.0.1:5672/"
-	defaultRepositoryType = "local"
-	defaultRepositoryDir  = "scripts"
+	defaultRabbitMQURL     = "amqp://guest:guest@127.0.0.1:5672/"
+	defaultRepositoryType  = "local"
+	defaultRepositoryDir   = "scripts"
+	defaultPrometheusAddr  = "127.0.0.1:9090"
+	defaultPrometheusRules = "local/prometheus/alerts.yml"
 )
 
 // config is everything run needs, from flags and environment.
@@ -27,6 +29,11 @@ type config struct {
 	composeFile     string
 	readyTimeout    time.Duration
 	stopTimeout     time.Duration
+
+	prometheusAddr     string // "" when -prometheus-addr is off
+	prometheusRules    string // absolute
+	prometheusInterval time.Duration
+	rabbitMQMetrics    string // RABBITMQ_PROMETHEUS_ADDR; "" means: where the broker's plugin answers
 
 	rabbitMQURL    string
 	jwtSecret      string // "" means: read or create dataDir/jwt-secret
@@ -51,6 +58,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.composeFile, "compose-file", stack.DefaultComposeFile, "compose file used to start RabbitMQ with Docker when rabbitmq-server is not installed")
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", stack.DefaultReadyTimeout, "how long the gateway and workers get to become healthy")
 	fs.DurationVar(&c.stopTimeout, "stop-timeout", 40*time.Second, "how long the gateway and workers get to stop (workers drain) before they are killed")
+	fs.StringVar(&c.prometheusAddr, "prometheus-addr", or(getenv("PROMETHEUS_ADDR"), defaultPrometheusAddr), "listen address of the Prometheus started when `prometheus` is installed; \"off\" starts none")
+	fs.StringVar(&c.prometheusRules, "prometheus-rules", defaultPrometheusRules, "alert rules Prometheus loads")
+	fs.DurationVar(&c.prometheusInterval, "prometheus-interval", 5*time.Second, "Prometheus scrape and rule evaluation interval")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -64,6 +74,16 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	if c.dataDir, err = filepath.Abs(c.dataDir); err != nil {
 		return config{}, err
 	}
+	if c.prometheusAddr == "off" {
+		c.prometheusAddr = ""
+	}
+	if c.prometheusRules, err = filepath.Abs(c.prometheusRules); err != nil {
+		return config{}, err
+	}
+	if c.prometheusInterval < time.Second {
+		return config{}, fmt.Errorf("-prometheus-interval must be at least 1s, got %s", c.prometheusInterval)
+	}
+	c.rabbitMQMetrics = getenv("RABBITMQ_PROMETHEUS_ADDR")
 
 	c.rabbitMQURL = or(getenv("RABBITMQ_URL"), defaultRabbitMQURL)
 	c.jwtSecret = getenv("JWT_SECRET")

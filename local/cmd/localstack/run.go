@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/scrapeplatform/platform/local/stack"
 )
@@ -24,14 +27,17 @@ import (
 //  2. resolve the JWT secret: JWT_SECRET, else <data>/jwt-secret, created
 //     on first run;
 //  3. start the gateway and the workers and wait until all are healthy;
-//  4. print how to call the gateway.
+//  4. when `prometheus` is installed, start it on them (config written to
+//     <data>/prometheus with the processes' real ports, rules from
+//     local/prometheus/alerts.yml);
+//  5. print how to call the gateway.
 //
 // Shutdown, in order (on a signal, or when a process dies):
 //  1. SIGTERM to every process group at once: the gateway stops taking
 //     requests and finishes those in flight while the workers drain;
 //  2. after -stop-timeout (40 s, above the workers' 30 s drain), SIGKILL
 //     to the groups still there; a second Ctrl-C does this at once;
-//  3. stop the broker if step 1 of start-up started it.
+//  3. stop Prometheus, then the broker if step 1 of start-up started it.
 //
 // A signal ends with a nil error (exit 0); a process that died, or a start
 // that failed, with an error (exit 1).
@@ -51,11 +57,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("create data folder: %w", err)
 	}
 
-	stopBroker, err := stack.EnsureBrokerWith(ctx, stack.BrokerOptions{
-		URL:         cfg.rabbitMQURL,
-		DataDir:     filepath.Join(cfg.dataDir, "rabbitmq"),
-		ComposeFile: cfg.composeFile,
-		Logger:      log,
+	brk, err := stack.RunBroker(ctx, stack.BrokerOptions{
+		URL:            cfg.rabbitMQURL,
+		DataDir:        filepath.Join(cfg.dataDir, "rabbitmq"),
+		ComposeFile:    cfg.composeFile,
+		Logger:         log,
+		PrometheusPort: rabbitMQPrometheusPort(),
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -65,10 +72,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("broker: %w", err)
 	}
 	defer func() {
-		if err := stopBroker(); err != nil {
+		if err := brk.Stop(); err != nil {
 			log.Warn("stopping the broker", "err", err)
 		}
 	}()
+	if cfg.rabbitMQMetrics == "" {
+		cfg.rabbitMQMetrics = brk.PrometheusAddr
+	}
 
 	if cfg.jwtSecret == "" {
 		path := filepath.Join(cfg.dataDir, "jwt-secret")
@@ -104,7 +114,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
-	printUsage(stdout, s, cfg)
+	prom := startPrometheus(ctx, s, cfg, stdout, log)
+	if prom != nil {
+		defer func() {
+			if err := prom.Stop(10 * time.Second); err != nil {
+				log.Warn("stopping prometheus", "err", err)
+			}
+		}()
+	}
+	printUsage(stdout, s, prom, cfg)
 
 	var failure error
 	select {
@@ -138,19 +156,89 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return failure
 }
 
+// rabbitMQPrometheusPort is the port of a private node's rabbitmq_prometheus
+// plugin: the usual 15692 when free (a system node may hold it), else any.
+func rabbitMQPrometheusPort() int {
+	if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(stack.DefaultRabbitMQPrometheusPort))); err == nil {
+		ln.Close()
+		return stack.DefaultRabbitMQPrometheusPort
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startPrometheus starts Prometheus on the stack's processes and the
+// broker's rabbitmq_prometheus endpoint when it is installed and wanted. It
+// returns nil, after saying why, when it does not run: the stack works
+// without it.
+func startPrometheus(ctx context.Context, s *stack.Stack, cfg config, out io.Writer, log *slog.Logger) *stack.Prometheus {
+	if cfg.prometheusAddr == "" {
+		return nil
+	}
+	bin, err := stack.LookPrometheus()
+	if err != nil {
+		log.Info("not starting Prometheus (the dashboards' queries and alerts need it)", "reason", err)
+		return nil
+	}
+	if _, err := os.Stat(cfg.prometheusRules); err != nil {
+		log.Warn("alert rules not found; Prometheus runs without them", "err", err)
+		cfg.prometheusRules = ""
+	}
+	pc := stack.PrometheusConfig{
+		ScrapeInterval: cfg.prometheusInterval,
+		Gateways:       []string{hostPort(s.GatewayURL())},
+	}
+	for _, u := range s.WorkerMetricsURLs() {
+		pc.Workers = append(pc.Workers, hostPort(u))
+	}
+	if cfg.rabbitMQMetrics != "" {
+		pc.RabbitMQ = []string{cfg.rabbitMQMetrics}
+	}
+	if cfg.prometheusRules != "" {
+		pc.RuleFiles = []string{cfg.prometheusRules}
+	}
+	prom, err := stack.StartPrometheus(ctx, stack.PrometheusOptions{
+		Binary: bin, Addr: cfg.prometheusAddr, Dir: filepath.Join(cfg.dataDir, "prometheus"),
+		Config: pc, Output: out,
+	})
+	if err != nil {
+		log.Warn("Prometheus did not start; the stack runs without it", "err", err)
+		return nil
+	}
+	log.Info("prometheus ready", "url", prom.URL(), "config", prom.ConfigFile())
+	return prom
+}
+
+// hostPort returns the host:port of a base URL.
+func hostPort(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Host
+	}
+	return raw
+}
+
 // printUsage tells the person at the terminal how to call the stack.
-func printUsage(w io.Writer, s *stack.Stack, cfg config) {
+func printUsage(w io.Writer, s *stack.Stack, prom *stack.Prometheus, cfg config) {
 	var metrics []string
 	for _, u := range s.WorkerMetricsURLs() {
 		metrics = append(metrics, u+"/metrics")
 	}
+	promLine := "not running (install it: apt-get install prometheus / brew install prometheus)"
+	if prom != nil {
+		promLine = prom.URL() + "   (alerts: " + prom.URL() + "/alerts; RabbitMQ's metrics from " + or(cfg.rabbitMQMetrics, "nowhere") + ")"
+	}
 	fmt.Fprintf(w, `
 Local stack ready.
-  gateway   %[1]s   (GET /health, GET /status, POST /scrape)
-  workers   %[2]s
-  broker    %[3]s
-  scripts   %[4]s
-  state     %[5]s
+  gateway     %[1]s   (GET /health, GET /status, POST /scrape, GET /metrics)
+  workers     %[2]s
+  broker      %[3]s
+  scripts     %[4]s
+  prometheus  %[6]s
+  state       %[5]s
 
 Call it:
   TOKEN=$(make -s token)
@@ -158,7 +246,7 @@ Call it:
 
 Ctrl-C stops everything.
 
-`, s.GatewayURL(), strings.Join(metrics, " "), redact(cfg.rabbitMQURL), cfg.repositoryType+" "+cfg.repositoryURL, cfg.dataDir)
+`, s.GatewayURL(), strings.Join(metrics, " "), redact(cfg.rabbitMQURL), cfg.repositoryType+" "+cfg.repositoryURL, cfg.dataDir, promLine)
 }
 
 // redact hides the password of a URL.

@@ -129,7 +129,12 @@ func startRun(t *testing.T, env map[string]string, args ...string) *runResult {
 	t.Chdir(t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runResult{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
-	getenv := func(k string) string { return env[k] }
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok || k != "PROMETHEUS_ADDR" {
+			return v
+		}
+		return "off" // Prometheus only where a test asks for it
+	}
 	go func() { r.done <- run(ctx, args, getenv, r.stdout, r.stderr) }()
 	t.Cleanup(func() {
 		cancel()
@@ -302,6 +307,93 @@ func TestRunHonoursJWTSecretAndRepositorySettings(t *testing.T) {
 	r.cancel()
 	if err := r.wait(t); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// With prometheus installed, run starts it on the processes' real addresses
+// with the alert rules, prints its URL, and stops it at the end.
+func TestRunStartsPrometheus(t *testing.T) {
+	if _, err := exec.LookPath("prometheus"); err != nil {
+		t.Fatalf("this test needs Prometheus (Debian: apt-get install prometheus; .ci/run installs it): %v", err)
+	}
+	rules, err := filepath.Abs("../../prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := freeBase(t, 3)
+	gateway := "127.0.0.1:" + strconv.Itoa(base+1)
+	promAddr := "127.0.0.1:" + strconv.Itoa(base+3)
+	r := startRun(t, map[string]string{"RABBITMQ_URL": fakeBroker(t), "PROMETHEUS_ADDR": promAddr, "RABBITMQ_PROMETHEUS_ADDR": "127.0.0.1:1"},
+		"-bin", fakeBinDir, "-gateway-addr", gateway, "-workers", "1", "-worker-metrics-base-port", strconv.Itoa(base+1),
+		"-prometheus-rules", rules, "-prometheus-interval", "1s")
+	r.waitFor(t, "Ctrl-C stops everything")
+	if want := "prometheus  http://" + promAddr; !strings.Contains(r.stdout.String(), want) {
+		t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+	}
+
+	var targets struct {
+		Data struct {
+			ActiveTargets []struct {
+				ScrapeURL string `json:"scrapeUrl"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	var urls []string
+	// Targets appear once service discovery has run, a moment after start.
+	for end := time.Now().Add(15 * time.Second); len(urls) < 4 && time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		getJSON(t, "http://"+promAddr+"/api/v1/targets", &targets)
+		urls = urls[:0]
+		for _, tg := range targets.Data.ActiveTargets {
+			urls = append(urls, tg.ScrapeURL)
+		}
+	}
+	slices.Sort(urls)
+	want := []string{
+		"http://127.0.0.1:1/metrics",
+		"http://127.0.0.1:1/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count",
+		"http://" + gateway + "/metrics",
+		"http://127.0.0.1:" + strconv.Itoa(base+2) + "/metrics",
+	}
+	slices.Sort(want)
+	if !slices.Equal(urls, want) {
+		t.Errorf("scrape URLs %q, want %q", urls, want)
+	}
+	var rulesResp struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct {
+					Name string `json:"name"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	getJSON(t, "http://"+promAddr+"/api/v1/rules", &rulesResp)
+	if len(rulesResp.Data.Groups) != 1 || len(rulesResp.Data.Groups[0].Rules) < 5 {
+		t.Errorf("rules loaded: %+v", rulesResp.Data.Groups)
+	}
+
+	r.cancel()
+	if err := r.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", promAddr, time.Second); err == nil {
+		c.Close()
+		t.Error("prometheus still listens after the stack stopped")
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
 }
 
