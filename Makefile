@@ -59,6 +59,10 @@ test: lint test-go test-scripts ## Run every check: vet, staticcheck, tidy check
 test-go: $(VERSITYGW) $(RIE) ## Go tests of every module, with the race detector (needs RabbitMQ; see README)
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...); done
 
+.PHONY: test-observability
+test-observability: ## Dashboards and alerts against a real Prometheus; compose file and Dockerfiles (part of make test)
+	cd test && $(GO) test -race -count=1 -timeout 10m ./observability/ ./container/
+
 .PHONY: test-scripts
 test-scripts: ## Unit tests of the example scripts (standard library only)
 	@set -e; for d in scripts/*/; do if ls $$d/test_*.py >/dev/null 2>&1; then echo "== python tests $$d"; (cd $$d && $(SCRIPTS_PYTHON) -m unittest -v 2>&1); fi; done

@@ -19,6 +19,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/test/rabbitmqtest"
 )
 
 const secret = "e2e-secret-e2e-secret-e2e-secret-0123"
@@ -57,7 +58,7 @@ func (l *logBuffer) String() string {
 // test fixtures in one script folder.
 func start(t *testing.T, workers int, extraEnv ...string) *env {
 	t.Helper()
-	amqpURL := brokertest.URL(t)
+	amqpURL := rabbitmqtest.URL(t) // the local broker, or a container where only Docker is available
 	queue := brokertest.Name("e2e")
 	topo := broker.NewTopology(queue)
 	brokertest.DeleteQueues(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/scrapeplatform/platform/test/rabbitmqtest"
 )
 
 // binDir holds gateway-local and worker, built once for the whole package (or taken from E2E_BIN_DIR).
@@ -16,6 +18,9 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	code, err := buildAndRun(m)
+	if terr := rabbitmqtest.Terminate(); terr != nil {
+		fmt.Fprintln(os.Stderr, "e2e: remove the RabbitMQ container:", terr)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)

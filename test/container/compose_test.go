@@ -1,0 +1,415 @@
+package container
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"gopkg.in/yaml.v3"
+)
+
+const composeFile = "local/compose.yaml"
+
+// loadCompose reads local/compose.yaml with compose-go, as `docker compose` does: interpolation with the
+// environment (defaults for whatever is unset), schema validation, normalization, paths resolved against
+// the file's folder.
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	dir := filepath.Join(repoRoot, filepath.Dir(composeFile))
+	b, err := os.ReadFile(filepath.Join(repoRoot, composeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only variables a user would set; none of the compose file's settings come from this test's machine.
+	env := types.NewMapping(nil)
+	p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  dir,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(repoRoot, composeFile), Content: b}},
+		Environment: env,
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", composeFile, err)
+	}
+	return p
+}
+
+// The topology issue 5 asks for, and what makes each part work.
+func TestComposeTopology(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	svc := func(name string) types.ServiceConfig {
+		t.Helper()
+		s, ok := p.Services[name]
+		if !ok {
+			t.Fatalf("%s has no service %q", composeFile, name)
+		}
+		return s
+	}
+	for _, name := range []string{"rabbitmq", "rabbitmq-2", "rabbitmq-3", "s3", "s3-seed", "gateway", "worker", "prometheus", "grafana"} {
+		svc(name)
+	}
+
+	for name, s := range p.Services {
+		// Images: pinned; built ones come from a Dockerfile of this repository.
+		if s.Build != nil {
+			df := filepath.Join(s.Build.Context, s.Build.Dockerfile)
+			if _, err := os.Stat(df); err != nil {
+				t.Errorf("%s: Dockerfile %s: %v", name, df, err)
+			}
+			if s.Build.Context != repoRoot {
+				t.Errorf("%s: build context %s, want the repository root (the Dockerfiles copy shared/)", name, s.Build.Context)
+			}
+		} else if !pinned(s.Image) {
+			t.Errorf("%s: image %q is not pinned to a version", name, s.Image)
+		}
+		// Health: every long-running service has a health check, here or in its image.
+		oneShot := s.Restart == types.RestartPolicyNo
+		if !oneShot && s.HealthCheck == nil && !imageHasHealthcheck(t, s) {
+			t.Errorf("%s: no health check", name)
+		}
+		// Published ports stay on loopback.
+		for _, port := range s.Ports {
+			if port.Published != "" && port.HostIP != "127.0.0.1" {
+				t.Errorf("%s: port %s is published on %q, not 127.0.0.1", name, port.Published, port.HostIP)
+			}
+		}
+		// Bind mounts point at files of the repository.
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeBind {
+				if _, err := os.Stat(v.Source); err != nil {
+					t.Errorf("%s: bind mount source %s: %v", name, v.Source, err)
+				}
+			}
+		}
+		// service_healthy waits on something that has a health check.
+		for dep, d := range s.DependsOn {
+			switch d.Condition {
+			case types.ServiceConditionHealthy:
+				if ds := p.Services[dep]; ds.HealthCheck == nil && !imageHasHealthcheck(t, ds) {
+					t.Errorf("%s waits for %s to be healthy, which has no health check", name, dep)
+				}
+			case types.ServiceConditionCompletedSuccessfully:
+				if p.Services[dep].Restart != types.RestartPolicyNo {
+					t.Errorf("%s waits for %s to complete, which restarts", name, dep)
+				}
+			}
+		}
+	}
+
+	// Workers scale: no fixed name, no fixed host port, several replicas by default.
+	w := svc("worker")
+	if w.ContainerName != "" || slices.ContainsFunc(w.Ports, func(p types.ServicePortConfig) bool { return p.Published != "" }) {
+		t.Error("worker: container_name or a published port would stop `--scale worker=3`")
+	}
+	if w.Deploy == nil || w.Deploy.Replicas == nil || *w.Deploy.Replicas < 2 {
+		t.Error("worker: want deploy.replicas of 2 or more")
+	}
+	if w.DependsOn["s3-seed"].Condition != types.ServiceConditionCompletedSuccessfully {
+		t.Error("worker: must wait for s3-seed to have published the scripts")
+	}
+	for _, name := range []string{"gateway", "worker"} {
+		if svc(name).DependsOn["rabbitmq"].Condition != types.ServiceConditionHealthy {
+			t.Errorf("%s: must wait for a healthy rabbitmq", name)
+		}
+	}
+}
+
+// imageHasHealthcheck reports whether a built service's Dockerfile has a HEALTHCHECK (compose uses it).
+func imageHasHealthcheck(t *testing.T, s types.ServiceConfig) bool {
+	t.Helper()
+	if s.Build == nil {
+		return false
+	}
+	rel, err := filepath.Rel(repoRoot, filepath.Join(s.Build.Context, s.Build.Dockerfile))
+	if err != nil {
+		return false
+	}
+	p := parseDockerfile(t, rel)
+	final := p.stages[len(p.stages)-1]
+	return slices.ContainsFunc(final.Commands, func(c instructions.Command) bool {
+		h, ok := c.(*instructions.HealthCheckCommand)
+		return ok && len(h.Health.Test) > 0 && h.Health.Test[0] != "NONE"
+	})
+}
+
+// The RabbitMQ cluster: three nodes that know each other, share a cookie, and run the management and
+// Prometheus plugins.
+func TestComposeRabbitMQCluster(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	conf, err := os.ReadFile(filepath.Join(repoRoot, "local/rabbitmq/rabbitmq.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := regexp.MustCompile(`(?m)^cluster_formation\.classic_config\.nodes\.\d+\s*=\s*rabbit@(\S+)\s*$`).FindAllStringSubmatch(string(conf), -1)
+	var peerHosts []string
+	for _, m := range peers {
+		peerHosts = append(peerHosts, m[1])
+	}
+	plugins, err := os.ReadFile(filepath.Join(repoRoot, "local/rabbitmq/enabled_plugins"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pl := range []string{"rabbitmq_management", "rabbitmq_prometheus"} {
+		if !strings.Contains(string(plugins), pl) {
+			t.Errorf("enabled_plugins lacks %s", pl)
+		}
+	}
+	var nodes []string
+	cookie := ""
+	for name, s := range p.Services {
+		if !strings.HasPrefix(s.Image, "rabbitmq:") {
+			continue
+		}
+		nodes = append(nodes, name)
+		if !strings.Contains(s.Image, "management") {
+			t.Errorf("%s: image %s lacks the management plugin", name, s.Image)
+		}
+		if !slices.Contains(peerHosts, s.Hostname) {
+			t.Errorf("%s: hostname %q is not among rabbitmq.conf's cluster nodes %q", name, s.Hostname, peerHosts)
+		}
+		args := deref(s.Environment["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"])
+		if cookie == "" {
+			cookie = args
+		}
+		if args == "" || args != cookie || deref(s.Environment["RABBITMQ_CTL_ERL_ARGS"]) != args {
+			t.Errorf("%s: the nodes and their CLI tools must share one Erlang cookie", name)
+		}
+		mounts := map[string]string{}
+		for _, v := range s.Volumes {
+			mounts[v.Target] = v.Source
+		}
+		if mounts["/etc/rabbitmq/enabled_plugins"] == "" || !strings.HasPrefix(mounts["/etc/rabbitmq/conf.d/20-scraping.conf"], filepath.Join(repoRoot, "local/rabbitmq")) {
+			t.Errorf("%s: must mount local/rabbitmq's rabbitmq.conf and enabled_plugins", name)
+		}
+		if mounts["/var/lib/rabbitmq"] == "" {
+			t.Errorf("%s: no volume for its data", name)
+		}
+	}
+	if len(nodes) != 3 || len(peerHosts) != 3 {
+		t.Errorf("want a 3-node cluster: services %q, rabbitmq.conf peers %q", nodes, peerHosts)
+	}
+}
+
+// The gateway and the workers get only variables they know, pointing at services that exist.
+func TestComposeApplicationSettings(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	for name, readme := range map[string]string{"gateway": "functions/README.md", "worker": "worker/README.md"} {
+		vars := readmeVariables(t, readme)
+		for k := range p.Services[name].Environment {
+			if !slices.Contains(vars, k) {
+				t.Errorf("%s: %s is not in %s's configuration table", name, k, readme)
+			}
+		}
+	}
+	env := func(svc, key string) string { return deref(p.Services[svc].Environment[key]) }
+
+	// Both reach the broker's first node.
+	for _, name := range []string{"gateway", "worker"} {
+		u, err := url.Parse(env(name, "RABBITMQ_URL"))
+		if err != nil || u.Hostname() != "rabbitmq" || u.Port() != "5672" {
+			t.Errorf("%s: RABBITMQ_URL %q does not point at the rabbitmq service", name, env(name, "RABBITMQ_URL"))
+		}
+	}
+	// The gateway listens where it publishes its port and where Prometheus scrapes it.
+	if _, port, _ := net.SplitHostPort(env("gateway", "GATEWAY_ADDR")); port != "8080" {
+		t.Errorf("gateway: GATEWAY_ADDR %q, want :8080", env("gateway", "GATEWAY_ADDR"))
+	}
+	if len(env("gateway", "JWT_SECRET")) < 32 {
+		t.Error("gateway: the default JWT_SECRET must be at least 32 characters")
+	}
+	// Workers read the scripts the seed job published, from the S3 server, with its credentials.
+	if env("worker", "SCRIPT_REPOSITORY_TYPE") != "s3" {
+		t.Error("worker: SCRIPT_REPOSITORY_TYPE must be s3 (scripts come from the seeded S3 server)")
+	}
+	for _, k := range []string{"S3_BUCKET_NAME", "S3_PREFIX", "S3_ENDPOINT_URL", "S3_REGION"} {
+		if env("worker", k) == "" || env("worker", k) != env("s3-seed", k) {
+			t.Errorf("%s: worker %q and s3-seed %q differ", k, env("worker", k), env("s3-seed", k))
+		}
+	}
+	if env("worker", "S3_ACCESS_KEY") != env("s3", "ROOT_ACCESS_KEY") || env("worker", "S3_SECRET_KEY") != env("s3", "ROOT_SECRET_KEY") ||
+		env("s3-seed", "AWS_ACCESS_KEY_ID") != env("s3", "ROOT_ACCESS_KEY") {
+		t.Error("the workers' and the seed job's S3 credentials must be the S3 server's")
+	}
+	if u, err := url.Parse(env("worker", "S3_ENDPOINT_URL")); err != nil || u.Hostname() != "s3" ||
+		!slices.Contains([]string(p.Services["s3"].Command), ":"+u.Port()) {
+		t.Errorf("worker: S3_ENDPOINT_URL %q does not point at the s3 service's port (%q)", env("worker", "S3_ENDPOINT_URL"), p.Services["s3"].Command)
+	}
+	seedScript := ""
+	scriptsMounted := false
+	for _, v := range p.Services["s3-seed"].Volumes {
+		if v.Target == "/seed.sh" {
+			seedScript = v.Source
+		}
+		scriptsMounted = scriptsMounted || (v.Target == "/scripts" && v.Source == filepath.Join(repoRoot, "scripts"))
+	}
+	if seedScript == "" || !scriptsMounted {
+		t.Error("s3-seed: must mount its seed script and the repository's scripts/")
+	}
+}
+
+// Prometheus scrapes the services where they listen, with the rule file test/observability provokes;
+// Grafana gets the datasource and the dashboards test/observability evaluates.
+func TestComposeMonitoring(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	mountOf := func(svc, target string) string {
+		for _, v := range p.Services[svc].Volumes {
+			if v.Target == target {
+				return v.Source
+			}
+		}
+		t.Errorf("%s: nothing mounted at %s", svc, target)
+		return ""
+	}
+	if got := mountOf("prometheus", "/etc/prometheus"); got != filepath.Join(repoRoot, "local/prometheus") {
+		t.Errorf("prometheus: /etc/prometheus is %s, want local/prometheus", got)
+	}
+	var cfg struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+			DNSSDConfigs []struct {
+				Names []string `yaml:"names"`
+				Port  int      `yaml:"port"`
+			} `yaml:"dns_sd_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML(t, "local/prometheus/prometheus.yml", &cfg)
+	// Where each service serves its metrics inside the compose network.
+	metricsPort := map[string]string{"gateway": "8080", "worker": "9100"}
+	if _, port, _ := net.SplitHostPort(deref(p.Services["worker"].Environment["WORKER_METRICS_ADDR"])); port != metricsPort["worker"] {
+		t.Errorf("worker: WORKER_METRICS_ADDR port %q, Prometheus scrapes %s", port, metricsPort["worker"])
+	}
+	hostnames := map[string]string{}
+	for name, s := range p.Services {
+		hostnames[name] = name
+		if s.Hostname != "" {
+			hostnames[s.Hostname] = name
+		}
+		if strings.HasPrefix(s.Image, "rabbitmq:") {
+			metricsPort[name] = "15692"
+		}
+	}
+	scraped := map[string]bool{}
+	for _, sc := range cfg.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			for _, target := range st.Targets {
+				host, port, _ := net.SplitHostPort(target)
+				svc, ok := hostnames[host]
+				if !ok || metricsPort[svc] != port {
+					t.Errorf("job %s: target %s is no service's metrics port", sc.JobName, target)
+				}
+				scraped[svc] = true
+			}
+		}
+		for _, d := range sc.DNSSDConfigs {
+			for _, n := range d.Names {
+				if svc, ok := hostnames[n]; !ok || metricsPort[svc] != strconv.Itoa(d.Port) {
+					t.Errorf("job %s: DNS name %s:%d is no service's metrics port", sc.JobName, n, d.Port)
+				}
+				scraped[n] = true
+			}
+		}
+	}
+	for svc := range metricsPort {
+		if !scraped[svc] {
+			t.Errorf("Prometheus does not scrape %s", svc)
+		}
+	}
+
+	// Grafana: provisioning from local/grafana, dashboards where the provider looks, datasource = the
+	// prometheus service.
+	if got := mountOf("grafana", "/etc/grafana/provisioning"); got != filepath.Join(repoRoot, "local/grafana/provisioning") {
+		t.Errorf("grafana: provisioning is %s", got)
+	}
+	var providers struct {
+		Providers []struct {
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	readYAML(t, "local/grafana/provisioning/dashboards/scraping.yaml", &providers)
+	if len(providers.Providers) != 1 || mountOf("grafana", providers.Providers[0].Options.Path) != filepath.Join(repoRoot, "local/grafana/dashboards") {
+		t.Errorf("grafana: the dashboard provider's path does not hold local/grafana/dashboards: %+v", providers)
+	}
+	var ds struct {
+		Datasources []struct {
+			Type string `yaml:"type"`
+			URL  string `yaml:"url"`
+		} `yaml:"datasources"`
+	}
+	readYAML(t, "local/grafana/provisioning/datasources/prometheus.yaml", &ds)
+	if len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" || ds.Datasources[0].URL != "http://prometheus:9090" {
+		t.Errorf("grafana: datasource %+v, want the prometheus service", ds.Datasources)
+	}
+	if home := deref(p.Services["grafana"].Environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]); home != "" {
+		rel := strings.TrimPrefix(home, providers.Providers[0].Options.Path)
+		if _, err := os.Stat(filepath.Join(repoRoot, "local/grafana/dashboards", rel)); err != nil {
+			t.Errorf("grafana: home dashboard %s: %v", home, err)
+		}
+	}
+}
+
+// readmeVariables returns the variable names in the first column of a README's configuration table.
+func readmeVariables(t *testing.T, readme string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, readme))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(b)
+	if i := strings.Index(section, "## Configuration"); i >= 0 {
+		section = section[i:]
+		if j := strings.Index(section[3:], "\n## "); j >= 0 {
+			section = section[:j+3]
+		}
+	}
+	var vars []string
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		first := strings.SplitN(line, "|", 3)[1]
+		for _, m := range regexp.MustCompile("`([A-Z][A-Z0-9_]*)`").FindAllStringSubmatch(first, -1) {
+			vars = append(vars, m[1])
+		}
+	}
+	if len(vars) == 0 {
+		t.Fatalf("%s: no configuration table", readme)
+	}
+	return vars
+}
+
+func readYAML(t *testing.T, rel string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", rel, err)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

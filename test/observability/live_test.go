@@ -1,0 +1,483 @@
+package observability
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/scrapeplatform/platform/local/stack"
+	"github.com/scrapeplatform/platform/shared/auth"
+	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/wheeltest"
+	"github.com/scrapeplatform/platform/test/rabbitmqtest"
+)
+
+const (
+	jwtSecret = "observability-secret-observability-0123"
+	// interval is the test Prometheus's scrape and rule evaluation interval.
+	interval = time.Second
+	// testFor replaces every alert's `for:`: long enough to go through pending, short enough to wait for.
+	testFor = "2s"
+	// alertTimeout bounds the wait for one provoked alert to fire.
+	alertTimeout = 45 * time.Second
+)
+
+// TestDashboardsAndAlertsAgainstPrometheus is the proof that the dashboards and alerts work: the real
+// processes, the real broker and its rabbitmq_prometheus endpoint, a real Prometheus loading the real rule
+// file (only `for:` shortened), traffic, then every panel query evaluated and every alert provoked.
+func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
+	rules, rulesDoc := loadRules(t)
+	brk := rabbitmqtest.Get(t)
+	s := startStack(t, brk.URL, 2)
+	promDir := t.TempDir()
+	testRules := writeRulesWithFor(t, rulesDoc, promDir, testFor)
+	promtool(t, "rules", testRules)
+
+	cfg := stack.PrometheusConfig{
+		ScrapeInterval: interval,
+		Gateways:       []string{hostPort(s.gatewayURL)},
+		Workers:        mapSlice(s.stack.WorkerMetricsURLs(), hostPort),
+		RabbitMQ:       []string{brk.PrometheusAddr},
+		RuleFiles:      []string{testRules},
+	}
+	promOut := &logBuffer{}
+	prom, err := stack.StartPrometheus(t.Context(), stack.PrometheusOptions{
+		Addr: freeAddr(t), Dir: filepath.Join(promDir, "server"), Config: cfg, Output: promOut,
+	})
+	if err != nil {
+		t.Fatalf("start prometheus: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := prom.Stop(10 * time.Second); err != nil {
+			t.Errorf("stop prometheus: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("prometheus output:\n%s", promOut.String())
+		}
+	})
+	promtool(t, "config", prom.ConfigFile())
+	api := newPromAPI(prom.URL())
+
+	// Every target answers, RabbitMQ's own endpoint included.
+	wantUp := 1 + len(cfg.Workers) + 2*len(cfg.RabbitMQ)
+	api.waitQuery(t, "up", 30*time.Second, func(ss []sample) bool {
+		n := 0
+		for _, x := range ss {
+			if x.Value == 1 {
+				n++
+			}
+		}
+		if len(ss) == wantUp && n < wantUp && strings.Contains(fmt.Sprint(ss), `job="rabbitmq"} 0`) {
+			t.Logf("RabbitMQ's Prometheus endpoint at %s does not answer: enable the plugin (rabbitmq-plugins enable rabbitmq_prometheus; .ci/run does)", brk.PrometheusAddr)
+		}
+		return n == wantUp
+	})
+
+	// Traffic of every kind the dashboards show: completed scripts (plain, async, with requirements: one
+	// environment build, then a cache hit), failures (an exception, an unknown script), bad requests,
+	// /status and /health.
+	//
+	// Series labelled by script appear with their first request. Prometheus computes rates from increases
+	// between samples, so one request per script comes first, and the rest once Prometheus has seen those
+	// series (as in production, where the first request of a script is never part of a rate).
+	completed, failed := 0, 0
+	scrape := func(script, status string) {
+		s.mustScrape(t, script, map[string]any{"n": completed + failed}, status)
+		if status == "completed" {
+			completed++
+		} else {
+			failed++
+		}
+	}
+	// (Failures stay below the 20% of ScrapeErrorRatioHigh here.)
+	warm := []string{"echo", "async_echo", "dep_v1"}
+	for _, script := range warm {
+		scrape(script, "completed")
+	}
+	api.waitQuery(t, "count(scraping_requests_total) >= "+strconv.Itoa(len(warm)), 20*time.Second, nonEmpty)
+	time.Sleep(2 * interval)
+	for range 8 {
+		scrape("echo", "completed")
+	}
+	scrape("async_echo", "completed")
+	scrape("dep_v1", "completed") // the environment is built: a cache hit
+	scrape("raiser", "failed")
+	scrape("no_such_script", "failed")
+	s.request(t, "POST", "/scrape", `{"script_name": "../etc"}`, s.token, http.StatusUnprocessableEntity)
+	s.request(t, "POST", "/scrape", `{}`, "", http.StatusUnauthorized)
+	s.request(t, "GET", "/status", "", s.token, http.StatusOK)
+	s.request(t, "GET", "/health", "", "", http.StatusOK)
+	// Wait until Prometheus has scraped all of it, on both sides.
+	total := strconv.Itoa(completed + failed)
+	api.waitQuery(t, "sum(scraping_gateway_scrapes_total) >= "+total+" and sum(scraping_requests_total) >= "+total, 20*time.Second, nonEmpty)
+
+	t.Run("every panel query returns data", func(t *testing.T) {
+		checkDashboards(t, api, map[string]string{"queue": s.queue})
+	})
+
+	// Nothing fires while all is well.
+	if firing := firingAlerts(t, api); len(firing) > 0 {
+		t.Fatalf("alerts fire on a healthy stack: %+v", firing)
+	}
+	fired := map[string]bool{}
+	expect := func(name string, labels map[string]string) {
+		t.Helper()
+		a := api.waitFiring(t, name, labels, alertTimeout)
+		t.Logf("%s fires: %v (value %s)", name, a.Labels, a.Value)
+		fired[name] = true
+	}
+
+	// A malformed task: the worker dead-letters it.
+	publishRaw(t, brk.URL, s.queue, []byte("this is not a task"))
+	expect("DeadLetterQueueNotEmpty", map[string]string{"job": stack.JobGateway})
+
+	// Scripts failing: the error ratio passes 20%.
+	for range 3 * (completed + failed) / 2 {
+		s.mustScrape(t, "raiser", nil, "failed")
+	}
+	expect("ScrapeErrorRatioHigh", map[string]string{"job": stack.JobGateway})
+
+	// Every worker stops: nobody consumes, and callers' tasks wait in the queue (they get 504 later).
+	var wg sync.WaitGroup
+	for _, p := range s.stack.Processes()[1:] {
+		wg.Go(func() {
+			if err := p.Stop(30 * time.Second); err != nil {
+				t.Errorf("stop %s: %v", p.Name(), err)
+			}
+		})
+	}
+	wg.Wait()
+	expect("NoWorkers", map[string]string{"job": stack.JobGateway})
+	for i := range 3 {
+		wg.Go(func() {
+			body := fmt.Sprintf(`{"script_name":"echo","parameters":{"waiting":%d},"timeout":10}`, i)
+			s.request(t, "POST", "/scrape", body, s.token, http.StatusGatewayTimeout)
+		})
+	}
+	expect("QueueBackingUp", map[string]string{"job": stack.JobGateway})
+
+	// A RabbitMQ node that does not answer (a port where nothing listens: the shared broker stays up for
+	// the other suites), and a gateway whose broker does not answer.
+	deadNode := freeAddr(t)
+	deadGateway := startCutOffGateway(t, freeAddr(t))
+	cfg.RabbitMQ = append(cfg.RabbitMQ, deadNode)
+	cfg.Gateways = append(cfg.Gateways, deadGateway)
+	if err := prom.Reload(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	expect("RabbitMQDown", map[string]string{"instance": deadNode})
+	expect("BrokerUnreachable", map[string]string{"instance": deadGateway})
+	for _, a := range firingAlerts(t, api) {
+		if a.Labels["alertname"] == "RabbitMQDown" && a.Labels["instance"] != deadNode {
+			t.Errorf("RabbitMQDown fires for the broker that runs: %v", a.Labels)
+		}
+		if a.Labels["alertname"] == "BrokerUnreachable" && a.Labels["instance"] != deadGateway {
+			t.Errorf("BrokerUnreachable fires for a connected process: %v", a.Labels)
+		}
+	}
+
+	// Every alert of the rule file was provoked: a new rule needs its scenario here.
+	for _, r := range rules {
+		if !fired[r.Name] {
+			t.Errorf("alert %s was never provoked: add its scenario to this test", r.Name)
+		}
+	}
+	wg.Wait() // the callers whose tasks nobody took have had their 504
+}
+
+// checkDashboards evaluates every panel query of every dashboard now and fails for each that returns
+// nothing, or nothing but NaN.
+func checkDashboards(t *testing.T, api *promAPI, vars map[string]string) {
+	n := 0
+	for _, d := range loadDashboards(t) {
+		for _, v := range d.Templating.List {
+			m := labelValuesQuery.FindStringSubmatch(v.Definition)
+			if m == nil {
+				t.Errorf("%s: variable %s: unsupported query %q", d.file, v.Name, v.Definition)
+				continue
+			}
+			vals, err := api.labelValues(t.Context(), m[2], m[1])
+			if err != nil || !slices.Contains(vals, vars[v.Name]) {
+				t.Errorf("%s: variable %s (%s) does not offer %q: %v %v", d.file, v.Name, v.Definition, vars[v.Name], vals, err)
+			}
+		}
+		for _, q := range d.queries() {
+			n++
+			expr, err := interpolate(q.expr, vars)
+			if err != nil {
+				t.Errorf("%s: %v", q, err)
+				continue
+			}
+			samples, err := api.query(t.Context(), expr)
+			switch {
+			case err != nil:
+				t.Errorf("%s: %s: %v", q, expr, err)
+			case len(samples) == 0:
+				t.Errorf("%s: no data: %s", q, expr)
+			case !finite(samples):
+				t.Errorf("%s: only NaN/Inf: %s = %v", q, expr, samples)
+			}
+		}
+	}
+	t.Logf("%d panel queries evaluated", n)
+}
+
+func firingAlerts(t *testing.T, api *promAPI) []alert {
+	t.Helper()
+	all, err := api.alerts(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []alert
+	for _, a := range all {
+		if a.State == "firing" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func nonEmpty(s []sample) bool { return len(s) > 0 }
+
+// liveStack is the gateway and workers under test.
+type liveStack struct {
+	stack      *stack.Stack
+	gatewayURL string
+	token      string
+	queue      string
+	env        []string
+	out        *logBuffer
+}
+
+// startStack starts a gateway and n workers on a queue of their own, with the repository's scripts and
+// the test fixtures, and a wheel folder for the scripts with requirements.
+func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
+	t.Helper()
+	queue := brokertest.Name("obs")
+	topo := broker.NewTopology(queue)
+	brokertest.DeleteQueues(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
+	scripts := t.TempDir()
+	copyTree(t, filepath.Join(repoRoot, "scripts"), scripts)
+	copyTree(t, filepath.Join(repoRoot, "test/testdata/scripts"), scripts)
+	wheels := t.TempDir()
+	wheeltest.Build(t, wheels, "conflictpkg", "1.0", "")
+
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.Getenv("HOME"),
+		"RABBITMQ_URL=" + amqpURL,
+		"RABBITMQ_TASK_QUEUE=" + queue,
+		"JWT_SECRET=" + jwtSecret,
+		"SCRIPT_REPOSITORY_TYPE=local",
+		"SCRIPT_REPOSITORY_URL=" + scripts,
+		"WORKER_CONCURRENCY=2",
+		"WORKER_WORK_DIR=" + t.TempDir(),
+		"WORKER_DRAIN_TIMEOUT=10s",
+		"PIP_NO_INDEX=1",
+		"PIP_FIND_LINKS=" + wheels,
+		"LOG_LEVEL=info",
+	}
+	out := &logBuffer{}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	s, err := stack.Start(ctx, stack.Options{
+		BinDir: binDir, GatewayAddr: freeAddr(t), Workers: workers, WorkerMetricsBasePort: freePortRange(t, workers),
+		Env: env, Output: out, ReadyTimeout: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("start stack: %v\n%s", err, out.String())
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(40 * time.Second); err != nil {
+			t.Errorf("stop stack: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("process output:\n%s", tail(out.String(), 30000))
+		}
+	})
+	tok, err := auth.IssueHS256([]byte(jwtSecret), auth.Claims{Subject: "observability"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &liveStack{stack: s, gatewayURL: s.GatewayURL(), token: tok, queue: queue, env: env, out: out}
+}
+
+// startCutOffGateway runs one more gateway whose broker address has nothing listening, serving on addr,
+// and returns addr once its /metrics answers (its /health says unhealthy, rightly).
+func startCutOffGateway(t *testing.T, addr string) string {
+	t.Helper()
+	env := []string{"PATH=" + os.Getenv("PATH"), "JWT_SECRET=" + jwtSecret, "GATEWAY_ADDR=" + addr,
+		"RABBITMQ_URL=amqp://guest:guest@" + freeAddr(t) + "/"}
+	out := &logBuffer{}
+	p, err := stack.StartProcess(t.Context(), "gateway-cut-off", filepath.Join(binDir, stack.GatewayBinary), nil, env, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(10 * time.Second) })
+	if err := stack.WaitReady(t.Context(), p, "http://"+addr+"/metrics", 15*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	return addr
+}
+
+// mustScrape posts a scrape and fails unless it answers 200 with the given status.
+func (s *liveStack) mustScrape(t *testing.T, script string, params map[string]any, status string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"script_name": script, "parameters": params, "timeout": 20})
+	raw := s.request(t, "POST", "/scrape", string(body), s.token, http.StatusOK)
+	var r struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil || r.Status != status {
+		t.Fatalf("scrape %s: status %q, want %q: %s", script, r.Status, status, raw)
+	}
+}
+
+// request sends one request to the gateway and fails (from any goroutine: t.Errorf) unless it answers
+// want.
+func (s *liveStack) request(t *testing.T, method, path, body, token string, want int) []byte {
+	req, err := http.NewRequestWithContext(context.WithoutCancel(t.Context()), method, s.gatewayURL+path, strings.NewReader(body))
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, path, err)
+		return nil
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Errorf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, raw)
+	}
+	return raw
+}
+
+// publishRaw puts body on the task queue as a task would arrive, bypassing the gateway.
+func publishRaw(t *testing.T, url, queue string, body []byte) {
+	t.Helper()
+	_, ch := brokertest.Channel(t, url)
+	if err := ch.PublishWithContext(t.Context(), "", queue, true, false, amqp.Publishing{
+		ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body,
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// logBuffer collects processes' output for failure reports.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+func hostPort(base string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
+}
+
+func mapSlice(in []string, f func(string) string) []string {
+	out := make([]string, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
+}
+
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			if d.Name() == "__pycache__" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// freePortRange finds a base port such that base+1..base+n are free.
+func freePortRange(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		ok := true
+		for i := 1; i <= n; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port range")
+	return 0
+}

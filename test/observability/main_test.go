@@ -1,0 +1,67 @@
+// Package observability checks the platform's dashboards and alert rules for real: it runs the gateway and
+// workers as processes against a real RabbitMQ (whose own rabbitmq_prometheus endpoint is scraped too),
+// starts a real Prometheus on them with the alert rules of local/prometheus, sends traffic, evaluates every
+// query of every panel in local/grafana/dashboards through Prometheus's HTTP API, and provokes every alert
+// until Prometheus reports it firing. promtool checks every configuration and rule file.
+//
+// Needs: RabbitMQ with the rabbitmq_prometheus plugin (.ci/run enables it), Prometheus and promtool
+// (Debian's prometheus package; .ci/run installs it), Python 3. Missing pieces fail the tests, never skip.
+package observability
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/scrapeplatform/platform/test/rabbitmqtest"
+)
+
+// binDir holds gateway-local and worker, built once for the package (or taken from E2E_BIN_DIR).
+var binDir string
+
+// repoRoot is the repository root, for local/, scripts/ and the modules.
+var repoRoot string
+
+func TestMain(m *testing.M) {
+	code, err := buildAndRun(m)
+	if terr := rabbitmqtest.Terminate(); terr != nil {
+		fmt.Fprintln(os.Stderr, "observability: remove the RabbitMQ container:", terr)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "observability:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func buildAndRun(m *testing.M) (int, error) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		return 0, err
+	}
+	repoRoot = root
+	if dir := os.Getenv("E2E_BIN_DIR"); dir != "" {
+		binDir = dir
+		return m.Run(), nil
+	}
+	dir, err := os.MkdirTemp("", "observability-bin-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	for _, b := range []struct{ module, pkg, out string }{
+		{"functions", "./cmd/gateway-local", "gateway-local"},
+		{"worker", "./cmd/worker", "worker"},
+	} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
+		cmd.Dir = filepath.Join(root, b.module)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return 0, fmt.Errorf("build %s: %w", b.out, err)
+		}
+	}
+	return m.Run(), nil
+}
