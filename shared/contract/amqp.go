@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"strconv"
 	"time"
 
@@ -78,6 +79,11 @@ func (rep *Reply) Publishing(now time.Time) (amqp.Publishing, error) {
 func ParseRequest(d amqp.Delivery) (*Request, error) {
 	if d.Type != "" && d.Type != RequestType {
 		return nil, fmt.Errorf("message type %q is not %q", d.Type, RequestType)
+	}
+	if d.ContentType != "" {
+		if mt, _, err := mime.ParseMediaType(d.ContentType); err != nil || mt != ContentType {
+			return nil, fmt.Errorf("content type %q is not %q", truncate(d.ContentType, 80), ContentType)
+		}
 	}
 	if len(d.Body) > MaxMessageBytes {
 		return nil, fmt.Errorf("request is %d bytes; the limit is %d", len(d.Body), MaxMessageBytes)

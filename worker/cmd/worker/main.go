@@ -115,6 +115,7 @@ func run(ctx context.Context, cfg config.Config, execCfg config.Exec, sec config
 	w := worker.New(worker.Config{
 		ID: cfg.WorkerID, Concurrency: cfg.Concurrency, Repository: repo, Runner: run, Replies: publisher,
 		Environments: envs, Isolation: execCfg.Isolation, Metrics: metrics, Logger: log,
+		DeadLetterQueue: topo.DeadLetterQueue, // invalid and expired tasks go there with the reason
 	})
 
 	pubCtx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))

@@ -71,9 +71,13 @@ type Config struct {
 	// Isolation is the default for scripts whose manifest names none: manifest.Warm or manifest.Process.
 	Isolation string
 	Replies   ReplyPublisher
-	Metrics   *Metrics
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// DeadLetterQueue, when set, receives invalid and expired tasks with the reason in their headers
+	// (x-scrape-rejected-reason), published through Replies; without it they are rejected and the broker
+	// dead-letters them without one.
+	DeadLetterQueue string
+	Metrics         *Metrics
+	Logger          *slog.Logger
+	Now             func() time.Time
 }
 
 // Worker handles task deliveries.
@@ -171,7 +175,7 @@ func (w *Worker) process(d amqp.Delivery) {
 	if timeout <= 0 {
 		log.Warn("deadline passed before the task started; dead-lettering it", "deadline", req.Deadline)
 		w.cfg.Metrics.Rejected.WithLabelValues("expired").Inc()
-		_ = d.Reject(false)
+		w.deadLetter(d, fmt.Sprintf("expired: the caller's deadline %s passed before a worker could start the task", req.Deadline.UTC().Format(time.RFC3339)))
 		return
 	}
 
@@ -351,13 +355,13 @@ func (w *Worker) respond(log *slog.Logger, d amqp.Delivery, req *contract.Reques
 			log.Error("publish reply failed and the caller's deadline has passed; dropping the reply", "error", err)
 		}
 	}
+	elapsed := w.cfg.Now().Sub(received)
+	w.cfg.Metrics.Requests.WithLabelValues(label, string(reply.Status)).Inc()
+	w.cfg.Metrics.Duration.WithLabelValues(label).Observe(elapsed.Seconds())
 	if err := d.Ack(false); err != nil {
 		// The channel is gone: the broker requeues the task and another worker will run it again.
 		log.Warn("ack failed; the task will be redelivered", "error", err)
 	}
-	elapsed := w.cfg.Now().Sub(received)
-	w.cfg.Metrics.Requests.WithLabelValues(label, string(reply.Status)).Inc()
-	w.cfg.Metrics.Duration.WithLabelValues(label).Observe(elapsed.Seconds())
 	attrs := []any{"status", reply.Status, "duration_ms", elapsed.Milliseconds(), "execution_time_ms", int64(reply.ExecutionTime * 1000)}
 	if reply.Error != nil {
 		attrs = append(attrs, "error_code", reply.Error.Code, "error", reply.Error.Message)
@@ -378,6 +382,40 @@ func (w *Worker) reject(d amqp.Delivery, err error) {
 			_ = w.cfg.Replies.Publish(ctx, d.ReplyTo, msg)
 			cancel()
 		}
+	}
+	w.deadLetter(d, "invalid: "+err.Error())
+}
+
+// deadLetter moves d to the dead-letter queue with the reason in its headers, then acks it. Without a
+// dead-letter queue, or when that publish fails, it rejects d and the broker dead-letters it (its x-death
+// header then says "rejected", without the reason). A crash between the publish and the ack leaves a
+// second copy, never none.
+func (w *Worker) deadLetter(d amqp.Delivery, reason string) {
+	if w.cfg.DeadLetterQueue != "" {
+		headers := amqp.Table{}
+		for k, v := range d.Headers {
+			headers[k] = v
+		}
+		if len(reason) > 1024 {
+			reason = reason[:1024] + "…"
+		}
+		headers["x-scrape-rejected-reason"] = reason
+		headers["x-scrape-rejected-by"] = w.cfg.ID
+		headers["x-scrape-rejected-at"] = w.cfg.Now().UTC().Format(time.RFC3339Nano)
+		headers["x-scrape-source-queue"] = d.RoutingKey
+		msg := amqp.Publishing{Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
+			DeliveryMode: amqp.Persistent, CorrelationId: d.CorrelationId, ReplyTo: d.ReplyTo, MessageId: d.MessageId,
+			Timestamp: d.Timestamp, Type: d.Type, AppId: d.AppId, Body: d.Body} // no expiration: dead letters are kept
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := w.cfg.Replies.Publish(ctx, w.cfg.DeadLetterQueue, msg)
+		cancel()
+		if err == nil {
+			if err := d.Ack(false); err != nil {
+				w.log.Warn("ack of a dead-lettered task failed; it will be dead-lettered again", "error", err)
+			}
+			return
+		}
+		w.log.Warn("could not publish to the dead-letter queue; rejecting the task instead", "error", err)
 	}
 	_ = d.Reject(false)
 }
