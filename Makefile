@@ -111,3 +111,52 @@ tidy: ## go mod tidy in every module
 .PHONY: clean
 clean: ## Remove build output (keeps .local/, which holds the dev JWT secret)
 	rm -rf $(BIN) dist
+
+# --- Deploy: the CDK Go app in infra/ (README.md, "Deploy"). STAGE picks a stage of cdk.json. -------------
+STAGE        ?= dev
+CDK_DIR      := $(CURDIR)/.tools/cdk
+CDK          := $(CDK_DIR)/node_modules/.bin/cdk
+# CDK_APP=cdk.out deploys a cloud assembly synthesized before (the pipeline's build job) as it is.
+CDK_APP      ?=
+# never in CI; locally the CLI asks before widening IAM or security groups.
+CDK_APPROVAL ?= broadening
+OUTPUTS      := $(CURDIR)/dist/outputs-$(STAGE).json
+
+# The CLI version is pinned by infra/package.json + package-lock.json; it is installed outside the Go
+# modules (gofmt and `go ./...` would otherwise walk its node_modules).
+$(CDK): infra/package.json infra/package-lock.json
+	@mkdir -p $(CDK_DIR)
+	cp infra/package.json infra/package-lock.json $(CDK_DIR)/
+	cd $(CDK_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: cdk
+cdk: $(CDK) ## Install the pinned AWS CDK CLI into .tools/cdk (make synth/deploy do it when needed)
+
+.PHONY: synth
+synth: lambda lambda-queuedepth $(CDK) ## Synthesize every stage into cdk.out/ (cdk-nag or CloudFormation findings fail it)
+	$(CDK) synth -c stage=all --quiet --output $(CURDIR)/cdk.out
+
+.PHONY: diff
+diff: lambda lambda-queuedepth $(CDK) ## Show what deploying a stage would change (make diff STAGE=dev; AWS credentials)
+	$(CDK) diff -c stage=$(STAGE) ScrapingPlatform-$(STAGE)
+
+.PHONY: deploy
+deploy: $(if $(CDK_APP),,lambda lambda-queuedepth) $(CDK) scrapectl ## Deploy a stage (make deploy STAGE=dev; AWS credentials), publish scripts/, then smoke-check it
+	@mkdir -p $(dir $(OUTPUTS))
+	$(CDK) deploy $(if $(CDK_APP),--app $(CDK_APP),-c stage=$(STAGE)) --require-approval $(CDK_APPROVAL) \
+	  --outputs-file $(OUTPUTS) ScrapingPlatform-$(STAGE)
+	$(MAKE) --no-print-directory publish-scripts STAGE=$(STAGE)
+	$(MAKE) --no-print-directory smoke STAGE=$(STAGE)
+
+.PHONY: publish-scripts
+publish-scripts: scrapectl ## Publish every script of scripts/ to a deployed stage's bucket (make publish-scripts STAGE=dev)
+	@set -e; out() { cd infra && $(GO) run ./cmd/smoke -outputs $(OUTPUTS) -stack ScrapingPlatform-$(STAGE) -print $$1; }; \
+	bucket=$$(out ScriptsBucketName); region=$$(out Region); \
+	for d in scripts/*/; do \
+	  S3_BUCKET_NAME=$$bucket S3_REGION=$$region S3_PREFIX=scripts/ $(BIN)/scrapectl scripts push --progress never $$d; \
+	done
+
+.PHONY: smoke
+smoke: ## Smoke-check a deployed stage: authorizers, /health, one real scrape (make smoke STAGE=dev SMOKE_JWT=…)
+	cd infra && $(GO) run ./cmd/smoke -outputs $(OUTPUTS) -stack ScrapingPlatform-$(STAGE)

@@ -1,0 +1,234 @@
+// Package smoke checks a deployed stage from the outside, the way its clients use it, and fails the deploy
+// when the stage is not healthy:
+//
+//  1. GET /health without credentials is refused (401): the JWT authorizer is in front of the API.
+//  2. GET /iam/health, SigV4-signed with the deployer's AWS credentials, says "healthy" (the gateway
+//     Lambda reached the broker).
+//  3. POST /iam/scrape (SigV4) runs a real script on a real worker and completes. Workers may be
+//     scaling up from zero, so 503/504 answers are retried until the deadline.
+//  4. With a JWT (SMOKE_JWT, issued by the stage's identity provider): POST /scrape and GET /status
+//     answer through the JWT authorizer.
+package smoke
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+)
+
+// Config says what to check.
+type Config struct {
+	// APIURL is the stage's API base URL (the stack output ApiUrl).
+	APIURL string
+	Region string
+	// JWT is a bearer token for the user routes; empty skips them unless RequireJWT.
+	JWT        string
+	RequireJWT bool
+	// Script and Params are the scrape to run; Params is a JSON object.
+	Script string
+	Params json.RawMessage
+	// Timeout bounds the whole check; Interval is the pause between retries.
+	Timeout  time.Duration
+	Interval time.Duration
+}
+
+// Checker runs the checks.
+type Checker struct {
+	HTTP        *http.Client
+	Credentials aws.CredentialsProvider
+	Log         io.Writer
+	// Now is the signing clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Run performs every check; the first failure ends it.
+func (c *Checker) Run(ctx context.Context, cfg Config) error {
+	if cfg.RequireJWT && cfg.JWT == "" {
+		return errors.New("no JWT for the user routes: set SMOKE_JWT to a token from the stage's issuer (or SMOKE_REQUIRE_JWT=0 to check the IAM routes only)")
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	base := strings.TrimRight(cfg.APIURL, "/")
+
+	// 1. The authorizer refuses anonymous callers.
+	resp, err := c.do(ctx, http.MethodGet, base+"/health", nil, auth{})
+	if err != nil {
+		return fmt.Errorf("GET /health without credentials: %w", err)
+	}
+	if resp.status != http.StatusUnauthorized {
+		return fmt.Errorf("GET /health without credentials answered %d, want 401: the JWT authorizer is not in front of the API", resp.status)
+	}
+	c.logf("ok   GET /health without credentials: 401")
+
+	iam := auth{sigv4: true, region: cfg.Region}
+	// 2. Health through IAM, retried while the first execution environments connect.
+	if err := c.retry(ctx, cfg, "GET /iam/health", func() (bool, error) {
+		r, err := c.do(ctx, http.MethodGet, base+"/iam/health", nil, iam)
+		if err != nil {
+			return true, err
+		}
+		var h struct {
+			Status     string            `json:"status"`
+			Components map[string]string `json:"components"`
+		}
+		_ = json.Unmarshal(r.body, &h)
+		if r.status == http.StatusOK && h.Status == "healthy" {
+			c.logf("ok   GET /iam/health: healthy %v", h.Components)
+			return false, nil
+		}
+		return r.status == http.StatusServiceUnavailable || r.status >= 500, fmt.Errorf("answered %d %s", r.status, snippet(r.body))
+	}); err != nil {
+		return err
+	}
+
+	// 3. A real scrape through the IAM route.
+	body, err := json.Marshal(map[string]any{"script_name": cfg.Script, "parameters": cfg.Params, "timeout": 20})
+	if err != nil {
+		return err
+	}
+	if err := c.scrape(ctx, cfg, "POST /iam/scrape", base+"/iam/scrape", body, iam); err != nil {
+		return err
+	}
+
+	// 4. The user routes through the JWT authorizer.
+	if cfg.JWT == "" {
+		c.logf("skip POST /scrape and GET /status: no SMOKE_JWT")
+		return nil
+	}
+	bearer := auth{bearer: cfg.JWT}
+	if err := c.scrape(ctx, cfg, "POST /scrape", base+"/scrape", body, bearer); err != nil {
+		return err
+	}
+	r, err := c.do(ctx, http.MethodGet, base+"/status", nil, bearer)
+	if err != nil {
+		return fmt.Errorf("GET /status: %w", err)
+	}
+	if r.status != http.StatusOK {
+		return fmt.Errorf("GET /status with the JWT answered %d %s", r.status, snippet(r.body))
+	}
+	c.logf("ok   GET /status: %s", snippet(r.body))
+	return nil
+}
+
+// scrape posts body until it completes; 503/504 (broker reconnecting, workers scaling up) are retried,
+// anything else ends the check.
+func (c *Checker) scrape(ctx context.Context, cfg Config, what, url string, body []byte, a auth) error {
+	return c.retry(ctx, cfg, what, func() (bool, error) {
+		r, err := c.do(ctx, http.MethodPost, url, body, a)
+		if err != nil {
+			return true, err
+		}
+		var reply struct {
+			Status    string `json:"status"`
+			ErrorCode string `json:"error_code"`
+			Error     any    `json:"error"`
+			WorkerID  string `json:"worker_id"`
+		}
+		_ = json.Unmarshal(r.body, &reply)
+		switch {
+		case r.status == http.StatusOK && reply.Status == "completed":
+			c.logf("ok   %s: completed by %s", what, reply.WorkerID)
+			return false, nil
+		case r.status == http.StatusServiceUnavailable || r.status == http.StatusGatewayTimeout:
+			return true, fmt.Errorf("answered %d (broker or workers not ready yet)", r.status)
+		case r.status == http.StatusOK && reply.Status == "timeout":
+			return true, fmt.Errorf("the script timed out: %v", reply.Error)
+		default:
+			return false, fmt.Errorf("answered %d %s", r.status, snippet(r.body))
+		}
+	})
+}
+
+// retry calls f until it succeeds, returns a permanent error, or ctx ends.
+func (c *Checker) retry(ctx context.Context, cfg Config, what string, f func() (retry bool, err error)) error {
+	for attempt := 1; ; attempt++ {
+		again, err := f()
+		if err == nil {
+			return nil
+		}
+		if !again {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		c.logf("wait %s (attempt %d): %v", what, attempt, err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: not healthy within %s; last: %w", what, cfg.Timeout, err)
+		case <-time.After(cfg.Interval):
+		}
+	}
+}
+
+type auth struct {
+	sigv4  bool
+	region string
+	bearer string
+}
+
+type response struct {
+	status int
+	body   []byte
+}
+
+func (c *Checker) do(ctx context.Context, method, url string, body []byte, a auth) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return response{}, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	switch {
+	case a.bearer != "":
+		req.Header.Set("Authorization", "Bearer "+a.bearer)
+	case a.sigv4:
+		if err := c.sign(ctx, req, body, a.region); err != nil {
+			return response{}, err
+		}
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return response{status: resp.StatusCode, body: b}, err
+}
+
+// sign adds a SigV4 signature for API Gateway (service execute-api).
+func (c *Checker) sign(ctx context.Context, req *http.Request, body []byte, region string) error {
+	creds, err := c.Credentials.Retrieve(ctx)
+	if err != nil {
+		return fmt.Errorf("AWS credentials for SigV4: %w", err)
+	}
+	sum := sha256.Sum256(body)
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	return v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "execute-api", region, now())
+}
+
+func (c *Checker) logf(format string, args ...any) {
+	if c.Log != nil {
+		fmt.Fprintf(c.Log, format+"\n", args...)
+	}
+}
+
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
