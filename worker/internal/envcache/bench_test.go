@@ -69,7 +69,7 @@ func BenchmarkFirstRequestEnvironment(b *testing.B) {
 		cached += time.Since(start)
 	}
 	n := time.Duration(b.N)
-	b.ReportMetric(float64((uncached/n).Milliseconds()), "uncached-ms")
+	b.ReportMetric(float64((uncached / n).Milliseconds()), "uncached-ms")
 	b.ReportMetric(float64((cached/n).Microseconds())/1000, "cached-ms")
 	b.ReportMetric(float64(uncached)/float64(cached), "uncached/cached")
 }

@@ -93,11 +93,11 @@ type Cache struct {
 	failed   map[string]failure
 	leases   map[string]int
 	verified map[string]bool
+	bg       sync.WaitGroup // builds and evictions in flight
 }
 
 type build struct {
 	done chan struct{}
-	env  Env
 	err  error
 }
 
@@ -147,12 +147,38 @@ func New(cfg Config) (*Cache, error) {
 	return c, nil
 }
 
+// Wait blocks until builds and evictions in flight have finished (for shutdown and tests).
+func (c *Cache) Wait() { c.bg.Wait() }
+
 // Key returns the cache key of a requirements file for this cache's interpreter.
 func (c *Cache) Key(requirements []byte) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "envcache/v1\n%s\n", c.identity)
 	h.Write(normalize(requirements))
 	return hex.EncodeToString(h.Sum(nil))[:24]
+}
+
+// CheckRequirements refuses what a script's requirements.txt must not do: pip options on their own line
+// (--index-url, --extra-index-url, --find-links, --trusted-host, -e, -r, -c, ...) would let a script bundle
+// point the worker's pip at another index, at local paths, or at other files, overriding what the operator
+// set through PIP_* variables. Per-requirement options after a requirement (--hash=...) stay allowed.
+func CheckRequirements(req []byte) error {
+	if len(req) > 256<<10 {
+		return fmt.Errorf("requirements.txt is larger than 256 KiB")
+	}
+	for i, line := range strings.Split(strings.ReplaceAll(string(req), "\r\n", "\n"), "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		if strings.HasPrefix(t, "-") {
+			return fmt.Errorf("requirements.txt line %d: pip options (%q) are not allowed; index and proxy settings come from the worker's PIP_* settings", i+1, strings.Fields(t)[0])
+		}
+		if strings.HasPrefix(t, ".") || strings.HasPrefix(t, "/") || strings.HasPrefix(t, "file:") {
+			return fmt.Errorf("requirements.txt line %d: local paths are not allowed", i+1)
+		}
+	}
+	return nil
 }
 
 // normalize makes cosmetic differences (line endings, trailing spaces, blank lines) not change the key.
@@ -175,6 +201,9 @@ func (c *Cache) Get(ctx context.Context, requirementsFile string) (*Lease, error
 	req, err := os.ReadFile(requirementsFile)
 	if err != nil {
 		return nil, fmt.Errorf("read requirements: %w", err)
+	}
+	if err := CheckRequirements(req); err != nil {
+		return nil, &InstallError{Reason: err.Error()}
 	}
 	key := c.Key(req)
 	for attempt := 0; ; attempt++ {
@@ -250,7 +279,8 @@ func (c *Cache) await(ctx context.Context, key, requirementsFile string) error {
 	if !ok {
 		b = &build{done: make(chan struct{})}
 		c.building[key] = b
-		go c.run(key, requirementsFile, b)
+		c.bg.Add(1)
+		go func() { defer c.bg.Done(); c.run(key, requirementsFile, b) }()
 	}
 	c.mu.Unlock()
 	select {
@@ -279,6 +309,9 @@ func (c *Cache) run(key, requirementsFile string, b *build) {
 		c.verified[key] = true
 	}
 	c.mu.Unlock()
+	if c.cfg.OnBuild != nil {
+		c.cfg.OnBuild(outcome, time.Since(start))
+	}
 	b.err = err
 	close(b.done)
 	if err != nil {
@@ -286,9 +319,6 @@ func (c *Cache) run(key, requirementsFile string, b *build) {
 	} else {
 		log.Info("script environment ready", "duration_ms", time.Since(start).Milliseconds())
 		c.evict(key)
-	}
-	if c.cfg.OnBuild != nil {
-		c.cfg.OnBuild(outcome, time.Since(start))
 	}
 }
 

@@ -59,6 +59,7 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(c.Wait) // before the temporary folders go
 	f.cache = c
 	return f
 }
@@ -243,5 +244,24 @@ func TestEvictionKeepsLeasedEnvironments(t *testing.T) {
 			t.Fatal("least recently used environment not evicted")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRequirementsMayNotCarryPipOptions(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	for _, bad := range []string{"--index-url http://evil.invalid/simple\nconflictpkg==1.0\n", "-e git+https://x\n", "-r ../../secrets.txt\n",
+		"  --extra-index-url=http://x\n", "./localpkg\n", "/abs/path\n", "file:///etc\n"} {
+		_, err := f.cache.Get(context.Background(), requirements(t, bad))
+		var ie *InstallError
+		if !errors.As(err, &ie) || !strings.Contains(ie.Reason, "not allowed") {
+			t.Errorf("%q: want a refusal, got %v", bad, err)
+		}
+	}
+	if f.builds.Load() != 0 {
+		t.Fatal("pip ran for a refused requirements file")
+	}
+	if err := CheckRequirements([]byte("# comment\nconflictpkg==1.0 --hash=sha256:abc\n\n")); err != nil {
+		t.Fatalf("per-requirement options must stay allowed: %v", err)
 	}
 }

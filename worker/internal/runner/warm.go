@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/contract"
@@ -206,7 +207,7 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, request []
 	r.warm.startGC()
 	key := warmKey(python, job)
 	deadline := time.Now().Add(job.Timeout)
-	w := r.warm.take(key, job.ScriptDir)
+	w := r.warm.take(key, job.ScriptName)
 	if w == nil {
 		var res *Result
 		var err error
@@ -265,7 +266,7 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	cmd.SysProcAttr = sysProcAttr(r.contain)
 
 	w := &warmProc{
-		key: key, script: job.ScriptDir, reqW: reqW, resF: p.resultR, res: bufio.NewReader(p.resultR),
+		key: key, script: job.ScriptName, reqW: reqW, resF: p.resultR, res: bufio.NewReader(p.resultR),
 		runDir: runDir, group: &group{}, exited: make(chan struct{}), log: r.cfg.Logger.With("script", job.ScriptName),
 	}
 	w.out = newOutputRouter(w.log, r.cfg.MaxOutputBytes)
@@ -419,6 +420,7 @@ type outputRouter struct {
 	mu      sync.Mutex
 	cur     *output
 	last    *output // the most recent finished request's output, for its tail
+	adding  atomic.Int32
 }
 
 func newOutputRouter(base *slog.Logger, tailCap int) *outputRouter {
@@ -466,10 +468,12 @@ func (o *outputRouter) consume(stream string, r io.Reader) {
 	for {
 		fragment, err := br.ReadSlice('\n')
 		if len(fragment) > 0 {
+			o.adding.Add(1)
 			o.mu.Lock()
 			cur := o.cur
 			o.mu.Unlock()
 			cur.add(context.Background(), stream, fragment, continued)
+			o.adding.Add(-1)
 			continued = fragment[len(fragment)-1] != '\n'
 		}
 		if err != nil && err != bufio.ErrBufferFull {
@@ -483,9 +487,7 @@ func (o *outputRouter) consume(stream string, r io.Reader) {
 func (w *warmProc) drainOutput() {
 	deadline := time.Now().Add(50 * time.Millisecond)
 	for time.Now().Before(deadline) {
-		if pending(w.outR...) == 0 {
-			w.out.mu.Lock() // an add in progress holds no lock, but takes one per line: let it finish
-			w.out.mu.Unlock()
+		if pending(w.outR...) == 0 && w.out.adding.Load() == 0 {
 			return
 		}
 		time.Sleep(time.Millisecond)
