@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+	"unicode/utf8"
 )
 
 // Version is the schema version of the request and reply documents this package writes.
@@ -20,6 +21,9 @@ const (
 	// SCRAPE_MAX_TIMEOUT) but never widen them.
 	MinTimeout = 100 * time.Millisecond
 	MaxTimeout = 15 * time.Minute
+	// MaxParameterDepth bounds how deeply objects and arrays nest in a request's parameters (the
+	// parameters object itself is depth 1).
+	MaxParameterDepth = 64
 )
 
 var scriptNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -120,7 +124,9 @@ func ValidateTimeout(t Seconds, max time.Duration) error {
 	return nil
 }
 
-// ValidateParameters reports whether raw is absent, null or a JSON object.
+// ValidateParameters reports whether raw is absent, null or a JSON object in valid UTF-8, nested at most
+// MaxParameterDepth deep (scripts decode it with Python's json, which gives up on deep nesting and on
+// invalid UTF-8).
 func ValidateParameters(raw json.RawMessage) error {
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
@@ -129,7 +135,40 @@ func ValidateParameters(raw json.RawMessage) error {
 	if trimmed[0] != '{' || !json.Valid(trimmed) {
 		return errors.New("parameters must be a JSON object")
 	}
+	if !utf8.Valid(trimmed) {
+		return errors.New("parameters must be valid UTF-8")
+	}
+	if d := jsonDepth(trimmed); d > MaxParameterDepth {
+		return fmt.Errorf("parameters are nested %d deep; the limit is %d", d, MaxParameterDepth)
+	}
 	return nil
+}
+
+// jsonDepth returns the deepest nesting of objects and arrays in doc, which must be valid JSON.
+func jsonDepth(doc []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range doc {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			switch c {
+			case '\\':
+				escaped = true
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // Validate checks every field of r and reports every problem at once.
