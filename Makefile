@@ -44,7 +44,7 @@ lambda-queuedepth: ## Build the queue-depth Lambda (bootstrap, arm64, provided.a
 	cd functions && GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(CURDIR)/dist/queuedepth/bootstrap ./cmd/queuedepth
 
 .PHONY: run
-run: build ## Run the whole local stack in the foreground (gateway on 127.0.0.1:8080, two workers); Ctrl-C stops it
+run: build $(VERSITYGW) ## Run the whole local stack in the foreground (broker, S3 server, gateway on 127.0.0.1:8080, two workers, Prometheus); Ctrl-C stops it
 	$(BIN)/localstack -bin $(BIN)
 
 .PHONY: token

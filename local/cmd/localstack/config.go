@@ -12,9 +12,13 @@ import (
 
 // Defaults of the settings that come from the environment.
 const (
-	defaultRabbitMQURL     = "amqp://guest:guest@127.0.0.1:5672/"
-	defaultRepositoryType  = "local"
-	defaultRepositoryDir   = "scripts"
+	defaultRabbitMQURL   = "amqp://guest:guest@127.0.0.1:5672/"
+	defaultRepositoryDir = "scripts"
+	defaultS3Addr        = "127.0.0.1:7070"
+	defaultS3Bucket      = "scraping-scripts"
+	// The local S3 server listens on loopback only; its keys are not secrets.
+	localS3AccessKey       = "scraping-local"
+	localS3SecretKey       = "scraping-local-secret-key"
 	defaultPrometheusAddr  = "127.0.0.1:9090"
 	defaultPrometheusRules = "local/prometheus/alerts.yml"
 )
@@ -37,8 +41,12 @@ type config struct {
 
 	rabbitMQURL    string
 	jwtSecret      string // "" means: read or create dataDir/jwt-secret
-	repositoryType string
+	repositoryType string // "" until resolved: s3 with a local S3 server when versitygw is installed, else local
 	repositoryURL  string // absolute for the local repository
+	scriptsDir     string // absolute: the folder published to a local S3 server
+	localS3        bool   // run versitygw and publish scriptsDir to it
+	s3Addr         string
+	versitygw      string // VERSITYGW
 }
 
 // loadConfig parses the flags and reads the environment through getenv.
@@ -61,6 +69,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.prometheusAddr, "prometheus-addr", or(getenv("PROMETHEUS_ADDR"), defaultPrometheusAddr), "listen address of the Prometheus started when `prometheus` is installed; \"off\" starts none")
 	fs.StringVar(&c.prometheusRules, "prometheus-rules", defaultPrometheusRules, "alert rules Prometheus loads")
 	fs.DurationVar(&c.prometheusInterval, "prometheus-interval", 5*time.Second, "Prometheus scrape and rule evaluation interval")
+	fs.StringVar(&c.s3Addr, "s3-addr", defaultS3Addr, "listen address of the local S3-compatible server (versitygw), when the workers read scripts from one")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -87,22 +96,35 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 
 	c.rabbitMQURL = or(getenv("RABBITMQ_URL"), defaultRabbitMQURL)
 	c.jwtSecret = getenv("JWT_SECRET")
-	c.repositoryType = or(getenv("SCRIPT_REPOSITORY_TYPE"), defaultRepositoryType)
+	c.repositoryType = getenv("SCRIPT_REPOSITORY_TYPE")
 	c.repositoryURL = getenv("SCRIPT_REPOSITORY_URL")
-	if c.repositoryType == "local" {
+	c.versitygw = getenv("VERSITYGW")
+	if c.repositoryType == "" || c.repositoryType == "local" {
 		// The workers may run from another folder one day: pass a path that
-		// does not depend on it.
-		if c.repositoryURL, err = filepath.Abs(or(c.repositoryURL, defaultRepositoryDir)); err != nil {
+		// does not depend on it. (It is also what a local S3 server gets.)
+		if c.scriptsDir, err = filepath.Abs(or(c.repositoryURL, defaultRepositoryDir)); err != nil {
+			return config{}, err
+		}
+	}
+	// s3 without a bucket or endpoint of the user's: the S3 server is ours.
+	if c.repositoryType == "s3" && getenv("S3_BUCKET_NAME") == "" && getenv("S3_ENDPOINT_URL") == "" {
+		c.localS3 = true
+		if c.scriptsDir, err = filepath.Abs(defaultRepositoryDir); err != nil {
 			return config{}, err
 		}
 	}
 	return c, nil
 }
 
+// useLocalFolder settles on the local folder repository.
+func (c *config) useLocalFolder() {
+	c.repositoryType, c.repositoryURL, c.localS3 = "local", c.scriptsDir, false
+}
+
 // childEnv is the children's environment: all of this process's (so every
 // setting the user made reaches them), then the values resolved here, which
-// win.
-func (c config) childEnv(environ []string) []string {
+// win (extra last: a local S3 server's variables).
+func (c config) childEnv(environ []string, extra ...string) []string {
 	env := append([]string(nil), environ...)
 	env = append(env,
 		"RABBITMQ_URL="+c.rabbitMQURL,
@@ -112,7 +134,7 @@ func (c config) childEnv(environ []string) []string {
 	if c.repositoryURL != "" {
 		env = append(env, "SCRIPT_REPOSITORY_URL="+c.repositoryURL)
 	}
-	return env
+	return append(env, extra...)
 }
 
 func or(v, fallback string) string {

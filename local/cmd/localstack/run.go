@@ -26,18 +26,22 @@ import (
 //     (stack.EnsureBroker, private node under <data>/rabbitmq);
 //  2. resolve the JWT secret: JWT_SECRET, else <data>/jwt-secret, created
 //     on first run;
-//  3. start the gateway and the workers and wait until all are healthy;
-//  4. when `prometheus` is installed, start it on them (config written to
+//  3. settle the scripts: a local S3 server (versitygw) with scripts/
+//     published to it by scrapectl, when versitygw is installed and the
+//     repository is not set otherwise; else the folder itself;
+//  4. start the gateway and the workers and wait until all are healthy;
+//  5. when `prometheus` is installed, start it on them (config written to
 //     <data>/prometheus with the processes' real ports, rules from
 //     local/prometheus/alerts.yml);
-//  5. print how to call the gateway.
+//  6. print how to call the gateway.
 //
 // Shutdown, in order (on a signal, or when a process dies):
 //  1. SIGTERM to every process group at once: the gateway stops taking
 //     requests and finishes those in flight while the workers drain;
 //  2. after -stop-timeout (40 s, above the workers' 30 s drain), SIGKILL
 //     to the groups still there; a second Ctrl-C does this at once;
-//  3. stop Prometheus, then the broker if step 1 of start-up started it.
+//  3. stop Prometheus, the S3 server, then the broker if step 1 of start-up
+//     started it.
 //
 // A signal ends with a nil error (exit 0); a process that died, or a start
 // that failed, with an error (exit 1).
@@ -91,6 +95,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	} else {
 		log.Info("JWT secret from JWT_SECRET")
 	}
+	s3, err := startScriptServer(ctx, &cfg, stdout, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("interrupted while starting the S3 server")
+			return nil
+		}
+		return err
+	}
+	var s3Env []string
+	if s3 != nil {
+		s3Env = s3.Env()
+		defer func() {
+			if err := s3.Stop(10 * time.Second); err != nil {
+				log.Warn("stopping the S3 server", "err", err)
+			}
+		}()
+	}
 	if cfg.repositoryType == "local" {
 		if fi, err := os.Stat(cfg.repositoryURL); err != nil || !fi.IsDir() {
 			log.Warn("the script folder does not exist; scrapes will fail until it does", "SCRIPT_REPOSITORY_URL", cfg.repositoryURL)
@@ -102,7 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		GatewayAddr:           cfg.gatewayAddr,
 		Workers:               cfg.workers,
 		WorkerMetricsBasePort: cfg.metricsBasePort,
-		Env:                   cfg.childEnv(os.Environ()),
+		Env:                   cfg.childEnv(os.Environ(), s3Env...),
 		Output:                stdout,
 		ReadyTimeout:          cfg.readyTimeout,
 		Logger:                log,
@@ -122,7 +143,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}()
 	}
-	printUsage(stdout, s, prom, cfg)
+	printUsage(stdout, s, prom, s3, cfg)
 
 	var failure error
 	select {
@@ -154,6 +175,54 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	close(stopped)
 	return failure
+}
+
+// startScriptServer settles where the workers read scripts from. With
+// SCRIPT_REPOSITORY_TYPE=s3 and no bucket or endpoint of the user's, or with
+// no SCRIPT_REPOSITORY_TYPE at all while versitygw is installed, it starts a
+// local S3-compatible server (versitygw, objects under <data>/s3) and
+// publishes the script folders to it with scrapectl — the deployed topology.
+// Without versitygw (and no explicit s3) the workers read the folder itself.
+func startScriptServer(ctx context.Context, cfg *config, out io.Writer, log *slog.Logger) (*stack.S3Server, error) {
+	explicit := cfg.localS3
+	if !explicit && cfg.repositoryType != "" {
+		return nil, nil
+	}
+	fallback := func(reason string, err error) (*stack.S3Server, error) {
+		if explicit {
+			return nil, fmt.Errorf("local S3 server: %w", err)
+		}
+		log.Info("the workers read scripts from the folder: "+reason, "folder", cfg.scriptsDir, "reason", err)
+		cfg.useLocalFolder()
+		return nil, nil
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	bin, err := stack.LookVersityGW(cfg.versitygw, root)
+	if err != nil {
+		return fallback("no S3 server (make versitygw installs one)", err)
+	}
+	scrapectl := filepath.Join(cfg.binDir, "scrapectl")
+	if _, err := os.Stat(scrapectl); err != nil {
+		return fallback("scrapectl, which publishes them, is not built (make build)", err)
+	}
+	srv, err := stack.StartS3(ctx, stack.S3Options{
+		Binary: bin, Addr: cfg.s3Addr, Dir: filepath.Join(cfg.dataDir, "s3"), Bucket: defaultS3Bucket,
+		AccessKey: localS3AccessKey, SecretKey: localS3SecretKey, Region: "us-east-1", Output: out,
+	})
+	if err != nil {
+		return fallback("the S3 server did not start", err)
+	}
+	names, err := srv.PublishScripts(ctx, scrapectl, cfg.scriptsDir)
+	if err != nil {
+		_ = srv.Stop(10 * time.Second)
+		return nil, fmt.Errorf("publish scripts to the local S3 server: %w", err)
+	}
+	cfg.repositoryType, cfg.repositoryURL = "s3", ""
+	log.Info("scripts published to the local S3 server", "endpoint", srv.Endpoint(), "bucket", defaultS3Bucket, "scripts", strings.Join(names, ","))
+	return srv, nil
 }
 
 // rabbitMQPrometheusPort is the port of a private node's rabbitmq_prometheus
@@ -222,7 +291,7 @@ func hostPort(raw string) string {
 }
 
 // printUsage tells the person at the terminal how to call the stack.
-func printUsage(w io.Writer, s *stack.Stack, prom *stack.Prometheus, cfg config) {
+func printUsage(w io.Writer, s *stack.Stack, prom *stack.Prometheus, s3 *stack.S3Server, cfg config) {
 	var metrics []string
 	for _, u := range s.WorkerMetricsURLs() {
 		metrics = append(metrics, u+"/metrics")
@@ -230,6 +299,14 @@ func printUsage(w io.Writer, s *stack.Stack, prom *stack.Prometheus, cfg config)
 	promLine := "not running (install it: apt-get install prometheus / brew install prometheus)"
 	if prom != nil {
 		promLine = prom.URL() + "   (alerts: " + prom.URL() + "/alerts; RabbitMQ's metrics from " + or(cfg.rabbitMQMetrics, "nowhere") + ")"
+	}
+	scripts := cfg.repositoryType + " " + cfg.repositoryURL
+	republish := ""
+	if s3 != nil {
+		scripts = "s3://" + defaultS3Bucket + "/scripts/ on " + s3.Endpoint() + " (versitygw), published from " + cfg.scriptsDir
+		republish = "After editing a script, publish it again (workers pick it up within SCRIPT_CACHE_TTL, 30 s):\n  " +
+			strings.Join(s3.Env()[1:], " ") + " " + filepath.Join(cfg.binDir, "scrapectl") + " scripts push scripts/NAME\n" +
+			"(or run with SCRIPT_REPOSITORY_TYPE=local to read the folder directly)\n\n"
 	}
 	fmt.Fprintf(w, `
 Local stack ready.
@@ -244,9 +321,9 @@ Call it:
   TOKEN=$(make -s token)
   curl -s -H "Authorization: Bearer $TOKEN" -d '{"script_name":"example_scraper","parameters":{"url":"https://example.com"}}' %[1]s/scrape
 
-Ctrl-C stops everything.
+%[7]sCtrl-C stops everything.
 
-`, s.GatewayURL(), strings.Join(metrics, " "), redact(cfg.rabbitMQURL), cfg.repositoryType+" "+cfg.repositoryURL, cfg.dataDir, promLine)
+`, s.GatewayURL(), strings.Join(metrics, " "), redact(cfg.rabbitMQURL), scripts, cfg.dataDir, promLine, republish)
 }
 
 // redact hides the password of a URL.

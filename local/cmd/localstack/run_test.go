@@ -45,6 +45,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// The real scrapectl publishes scripts to the local S3 server.
+	build := exec.Command(goBin, "build", "-o", filepath.Join(dir, "scrapectl"), "./cmd/scrapectl")
+	build.Dir = "../../../worker"
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build scrapectl: %v: %s\n", err, out)
+		os.Exit(1)
+	}
 	fakeBinDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -130,10 +137,16 @@ func startRun(t *testing.T, env map[string]string, args ...string) *runResult {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runResult{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
 	getenv := func(k string) string {
-		if v, ok := env[k]; ok || k != "PROMETHEUS_ADDR" {
+		if v, ok := env[k]; ok {
 			return v
 		}
-		return "off" // Prometheus only where a test asks for it
+		switch k {
+		case "PROMETHEUS_ADDR":
+			return "off" // Prometheus only where a test asks for it
+		case "VERSITYGW":
+			return "/nonexistent/versitygw" // a local S3 server only where a test asks for it
+		}
+		return ""
 	}
 	go func() { r.done <- run(ctx, args, getenv, r.stdout, r.stderr) }()
 	t.Cleanup(func() {
@@ -292,6 +305,7 @@ func TestRunHonoursJWTSecretAndRepositorySettings(t *testing.T) {
 		"RABBITMQ_URL":           fakeBroker(t),
 		"JWT_SECRET":             "from-env",
 		"SCRIPT_REPOSITORY_TYPE": "s3",
+		"S3_BUCKET_NAME":         "the-users-bucket", // the user's S3: no local server
 		"GATEWAY_ADDR":           "127.0.0.1:" + strconv.Itoa(base+1),
 	}, "-bin", fakeBinDir, "-workers", "1", "-worker-metrics-base-port", strconv.Itoa(base+1))
 	r.waitFor(t, "Ctrl-C stops everything")
@@ -394,6 +408,63 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// With versitygw installed, the workers read scripts from a local S3 server
+// to which run has published the script folders with scrapectl.
+func TestRunPublishesScriptsToALocalS3Server(t *testing.T) {
+	versitygw, err := filepath.Abs("../../../.tools/bin/versitygw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(versitygw); err != nil {
+		t.Fatalf("this test needs versitygw: run `make versitygw` (make test does): %v", err)
+	}
+	scripts := t.TempDir()
+	for _, name := range []string{"hello", "other"} {
+		if err := os.MkdirAll(filepath.Join(scripts, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(scripts, name, "scraper.py"), []byte("def scrape(params):\n    return {}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(scripts, "not_a_script"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := freeBase(t, 3)
+	gateway := "127.0.0.1:" + strconv.Itoa(base+1)
+	s3Addr := "127.0.0.1:" + strconv.Itoa(base+3)
+	r := startRun(t, map[string]string{"RABBITMQ_URL": fakeBroker(t), "VERSITYGW": versitygw, "SCRIPT_REPOSITORY_URL": scripts},
+		"-bin", fakeBinDir, "-gateway-addr", gateway, "-workers", "1", "-worker-metrics-base-port", strconv.Itoa(base+1), "-s3-addr", s3Addr)
+	r.waitFor(t, "Ctrl-C stops everything")
+	if want := "scripts     s3://scraping-scripts/scripts/ on http://" + s3Addr; !strings.Contains(r.stdout.String(), want) {
+		t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+	}
+	env := childEnvOf(t, "http://127.0.0.1:"+strconv.Itoa(base+2))
+	for _, want := range []string{"SCRIPT_REPOSITORY_TYPE=s3", "S3_BUCKET_NAME=scraping-scripts", "S3_ENDPOINT_URL=http://" + s3Addr,
+		"S3_ACCESS_KEY=" + localS3AccessKey, "S3_SECRET_KEY=" + localS3SecretKey, "S3_PREFIX=scripts/"} {
+		if i := slices.Index(env, want); i < 0 || slices.ContainsFunc(env[i+1:], func(kv string) bool {
+			return strings.HasPrefix(kv, strings.SplitN(want, "=", 2)[0]+"=")
+		}) {
+			t.Errorf("worker environment lacks %s (as its last word)", want)
+		}
+	}
+	wd, _ := os.Getwd()
+	for name, want := range map[string]bool{"hello": true, "other": true, "not_a_script": false} {
+		_, err := os.Stat(filepath.Join(wd, ".local", "s3", "scraping-scripts", "scripts", name+".tar.gz"))
+		if (err == nil) != want {
+			t.Errorf("bundle of %s published: %v, want %v", name, err == nil, want)
+		}
+	}
+	r.cancel()
+	if err := r.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", s3Addr, time.Second); err == nil {
+		c.Close()
+		t.Error("the S3 server still listens after the stack stopped")
 	}
 }
 
