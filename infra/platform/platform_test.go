@@ -614,3 +614,21 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 		}
 	}
 }
+
+// TestOutputs: the outputs make smoke and make publish-scripts read, and the ARN to grant machine clients.
+func TestOutputs(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		outputs, _ := s.json["Outputs"].(map[string]any)
+		for _, name := range []string{"ApiUrl", "Region", "ScriptsBucketName", "ApiIamRoutesArn", "DashboardName", "BrokerSecretArn"} {
+			if _, ok := outputs[name]; !ok {
+				t.Errorf("no output %s", name)
+			}
+		}
+		if r := outputs["Region"].(map[string]any)["Value"]; r != s.settings.Region {
+			t.Errorf("Region output %v, want %s", r, s.settings.Region)
+		}
+		if arn := compact(outputs["ApiIamRoutesArn"]); !strings.Contains(arn, ":execute-api:") || !strings.Contains(arn, "/*/*/iam/*") {
+			t.Errorf("ApiIamRoutesArn %s", arn)
+		}
+	})
+}

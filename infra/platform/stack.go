@@ -107,6 +107,9 @@ func New(scope constructs.Construct, s stage.Settings, art Artifacts) (*Platform
 	out("Stage", s.Name, "stage name")
 	out("Region", s.Region, "region of the stack")
 	out("ApiUrl", *api.url, "base URL of the HTTP API (JWT routes at /, IAM routes at /iam/)")
+	out("ApiIamRoutesArn", *awscdk.Fn_Join(jsii.String(""), &[]*string{
+		jsii.String("arn:"), st.Partition(), jsii.String(":execute-api:"), st.Region(), jsii.String(":"), st.Account(), jsii.String(":"), api.apiID, jsii.String("/*/*" + MachinePrefix + "/*"),
+	}), "resource to grant machine clients execute-api:Invoke on (the IAM-authorized routes)")
 	out("ScriptsBucketName", *scripts.bucket.BucketName(), "bucket the workers read scripts from (prefix scripts/)")
 	out("BrokerSecretArn", *brk.secret.SecretArn(), "Secrets Manager secret with the broker user's credentials")
 	out("ClusterName", *workers.cluster.ClusterName(), "ECS cluster of the workers")
