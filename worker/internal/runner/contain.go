@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -95,6 +94,3 @@ func probe(python string, pidns bool, cred *syscall.Credential) error {
 	}
 	return nil
 }
-
-// errNoPIDNamespace is what probe reports where PID namespaces do not exist.
-var errNoPIDNamespace = errors.New("PID namespaces exist on Linux only")

@@ -3,6 +3,7 @@
 package runner
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -25,3 +26,6 @@ func probeAttr(pidns bool, cred *syscall.Credential) (*syscall.SysProcAttr, erro
 func waitExited(int) bool { return false }
 
 func pending(...*os.File) int { return 0 }
+
+// errNoPIDNamespace is what probe reports where PID namespaces do not exist.
+var errNoPIDNamespace = errors.New("PID namespaces exist on Linux only")
