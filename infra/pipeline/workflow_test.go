@@ -132,12 +132,14 @@ func TestPipeline(t *testing.T) {
 	if !strings.Contains(runs(build), "make synth") {
 		t.Error("build does not run make synth")
 	}
+	// The assembly travels as a tarball: an artifact of loose files loses the executable bit of the
+	// Lambdas' bootstrap.
 	var uploads bool
 	for _, s := range build.Steps {
-		uploads = uploads || strings.HasPrefix(s.Uses, "actions/upload-artifact@") && s.With["name"] == "cloud-assembly"
+		uploads = uploads || strings.HasPrefix(s.Uses, "actions/upload-artifact@") && s.With["name"] == "cloud-assembly" && s.With["path"] == "cloud-assembly.tar.gz"
 	}
-	if !uploads {
-		t.Error("build does not upload the cloud assembly")
+	if !uploads || !strings.Contains(runs(build), "tar -czf cloud-assembly.tar.gz cdk.out") {
+		t.Error("build does not upload the cloud assembly as a tarball")
 	}
 
 	// dev -> staging -> prod, each through the reusable deploy workflow with OIDC.
@@ -203,6 +205,9 @@ func TestDeployWorkflow(t *testing.T) {
 			t.Errorf("deploy job: downloads the assembly %v, assumes the role through OIDC %v", downloads, assumesRole)
 		}
 		r := runs(j)
+		if !strings.Contains(r, "tar -xzf cloud-assembly.tar.gz") {
+			t.Error("deploy job does not unpack the assembly tarball")
+		}
 		if !strings.Contains(r, "make deploy") || !strings.Contains(r, "CDK_APP=cdk.out") {
 			t.Errorf("deploy job runs %q, want make deploy from the downloaded assembly", r)
 		}

@@ -426,7 +426,7 @@ func TestScaling(t *testing.T) {
 			p := props(al)
 			if contains(p["AlarmActions"], "ScaleFromZero") {
 				found = true
-				if !contains(p["Metrics"], "IF(desired < 1 AND ready >= 1, 1, 0)", "DesiredTasks", "ReadyMessages") || p["Threshold"] != 1.0 {
+				if !contains(p["Metrics"], ScaleFromZeroExpression, "DesiredTasks", "ReadyMessages", "DeadLetterMessages") || p["Threshold"] != 1.0 {
 					t.Errorf("scale-from-zero alarm: %s", compact(p))
 				}
 			}

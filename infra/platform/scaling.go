@@ -33,12 +33,16 @@ func brokerMetric(s stage.Settings, name, statistic string) awscloudwatch.Metric
 	})
 }
 
+// ScaleFromZeroExpression is the metric math of the scale-from-zero alarm: 1 when the service wants no task
+// while tasks wait or have just expired into the dead-letter queue.
+const ScaleFromZeroExpression = "IF(desired < 1 AND (ready >= 1 OR DIFF(dead) > 0), 1, 0)"
+
 // newScaling scales the worker service on backlog per task:
 //
 //   - target tracking holds BacklogPerTask ((ready + unacked) / running tasks, published every minute by
 //     the queue-depth Lambda) at the stage's target, scaling out fast and in slowly;
 //   - target tracking cannot leave zero tasks (its formula multiplies the current capacity), so a step
-//     policy adds a task whenever messages wait and the service wants no task at all.
+//     policy adds a task whenever tasks wait (or expired waiting) and the service wants no task at all.
 func newScaling(st awscdk.Stack, s stage.Settings, w *workers, obs *alerting) {
 	target := awsapplicationautoscaling.NewScalableTarget(st, jsii.String("WorkerScaling"), &awsapplicationautoscaling.ScalableTargetProps{
 		ServiceNamespace:  awsapplicationautoscaling.ServiceNamespace_ECS,
@@ -73,13 +77,17 @@ func newScaling(st awscdk.Stack, s stage.Settings, w *workers, obs *alerting) {
 		Cooldown:              awscdk.Duration_Seconds(jsii.Number(120)),
 	})
 	fromZero.AddAdjustment(&awsapplicationautoscaling.AdjustmentTier{Adjustment: jsii.Number(1), LowerBound: jsii.Number(0)})
+	// A task waits at most its caller's deadline (~26 s, the message's expiration) and then expires into
+	// the dead-letter queue, so a once-a-minute sample of the ready count can miss a lone request; the
+	// dead-letter queue keeps the evidence, and its growth counts as demand too.
 	waiting := awscloudwatch.NewAlarm(st, jsii.String("BacklogWithoutWorkers"), &awscloudwatch.AlarmProps{
-		AlarmDescription: jsii.String("Messages wait and the worker service wants no task: the step policy starts one (target tracking cannot scale from zero)."),
+		AlarmDescription: jsii.String("Tasks wait (or expired waiting) and the worker service wants no task: the step policy starts one (target tracking cannot scale from zero)."),
 		Metric: awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
-			Expression: jsii.String("IF(desired < 1 AND ready >= 1, 1, 0)"),
+			Expression: jsii.String(ScaleFromZeroExpression),
 			UsingMetrics: &map[string]awscloudwatch.IMetric{
 				"desired": queueMetric(s, "DesiredTasks", "Maximum"),
 				"ready":   queueMetric(s, "ReadyMessages", "Maximum"),
+				"dead":    queueMetric(s, "DeadLetterMessages", "Maximum"),
 			},
 			Label:  jsii.String("backlog with no task wanted"),
 			Period: awscdk.Duration_Minutes(jsii.Number(1)),
