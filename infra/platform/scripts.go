@@ -4,10 +4,10 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/jsii-runtime-go"
-	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 )
 
-// ScriptsPrefix is S3_PREFIX: where the workers find scripts/<name>/scraper.py in the bucket.
+// ScriptsPrefix is S3_PREFIX: the workers find script NAME in the object <prefix>NAME.tar.gz (a bundle
+// scrapectl publishes).
 const ScriptsPrefix = "scripts/"
 
 type scriptsBucket struct {
@@ -19,14 +19,10 @@ func newScriptsBucket(st awscdk.Stack) *scriptsBucket {
 		Encryption:        awss3.BucketEncryption_S3_MANAGED,
 		BlockPublicAccess: awss3.BlockPublicAccess_BLOCK_ALL(),
 		EnforceSSL:        jsii.Bool(true),
-		ObjectOwnership:   awss3.ObjectOwnership_BUCKET_OWNER_PREFERRED,
+		ObjectOwnership:   awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
 		LifecycleRules:    &[]*awss3.LifecycleRule{{Expiration: awscdk.Duration_Days(jsii.Number(365))}},
 		RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
 	})
-	cdknag.NagSuppressions_AddResourceSuppressions(logs, &[]*cdknag.NagPackSuppression{{
-		Id:     jsii.String("AwsSolutions-S1"),
-		Reason: jsii.String("This bucket is the server access log target of the scripts bucket; logging it into itself would loop, and into another bucket would only move the question."),
-	}}, jsii.Bool(false))
 
 	// Versioned, so every published script version stays recoverable (README: backup and recovery); old
 	// versions expire after a year.
