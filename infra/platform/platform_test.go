@@ -291,6 +291,14 @@ func TestScriptsBucket(t *testing.T) {
 		if !deniesWorkers {
 			t.Error("no bucket policy statement denies the worker task role writes")
 		}
+		// Server access logs are delivered by the logging service, under a policy scoped to the scripts bucket.
+		var logDelivery bool
+		for _, pol := range s.resources("AWS::S3::BucketPolicy") {
+			logDelivery = logDelivery || contains(props(pol)["PolicyDocument"], `"Service":"logging.s3.amazonaws.com"`, "ScriptsBucket", "/scripts-bucket/*")
+		}
+		if !logDelivery {
+			t.Error("the access-log bucket does not admit the S3 logging service for the scripts bucket")
+		}
 	})
 }
 
