@@ -238,14 +238,28 @@ func (h *Handler) scrape(w http.ResponseWriter, r *http.Request, p Principal) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// Retry-After of the answers that ask the caller to come back: a full queue drains within seconds; a broker
+// that is down or blocked is back within a few.
+const (
+	retryAfterQueueFull   = "2"
+	retryAfterUnavailable = "5"
+)
+
 func (h *Handler) callFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, id string, req contract.Request, err error) {
 	switch {
 	case r.Context().Err() != nil:
 		log.Info("client went away before the reply", "error", err)
 		writeError(w, 499, contract.CodeInternal, "client closed the request", id)
+	case errors.Is(err, broker.ErrNacked):
+		// The broker refused the task: the queue is over its bound (max-length policy, reject-publish).
+		log.Warn("task queue full", "error", err)
+		h.rec.ObserveScrape("queue_full", 0)
+		w.Header().Set("Retry-After", retryAfterQueueFull)
+		writeError(w, http.StatusTooManyRequests, contract.CodeQueueFull, "the task queue is full: workers are behind; retry in a few seconds", id)
 	case contract.Classify(err) == contract.Transient || errors.Is(err, broker.ErrClosed):
 		log.Error("broker unavailable", "error", err)
 		h.rec.ObserveScrape("broker_unavailable", 0)
+		w.Header().Set("Retry-After", retryAfterUnavailable)
 		writeError(w, http.StatusServiceUnavailable, contract.CodeBrokerUnavailable, "the task could not be handed to the message broker: "+err.Error(), id)
 	case errors.Is(err, context.DeadlineExceeded):
 		wait := req.Timeout.Duration() + h.cfg.ReplyGrace

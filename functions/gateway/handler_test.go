@@ -194,6 +194,7 @@ func TestScrapeFailureStatuses(t *testing.T) {
 			return rep, nil
 		}, 200, "script_error"},
 		{"broker down", func(contract.Request) (*contract.Reply, error) { return nil, broker.ErrUnavailable }, 503, "broker_unavailable"},
+		{"queue full", func(contract.Request) (*contract.Reply, error) { return nil, broker.ErrNacked }, 429, "queue_full"},
 		{"no worker", func(contract.Request) (*contract.Reply, error) { return nil, context.DeadlineExceeded }, 504, "no_worker_response"},
 		{"malformed reply", func(r contract.Request) (*contract.Reply, error) {
 			return &contract.Reply{Version: contract.Version, RequestID: r.RequestID, Status: "weird"}, nil
@@ -205,6 +206,9 @@ func TestScrapeFailureStatuses(t *testing.T) {
 			w, m := do(t, h, "POST", "/scrape", `{"script_name":"echo","timeout":0.2}`, hdr)
 			if w.Code != tc.status || m["error_code"] != tc.code {
 				t.Fatalf("got %d %v, want %d %s", w.Code, m, tc.status, tc.code)
+			}
+			if (w.Code == 429 || w.Code == 503) && w.Header().Get("Retry-After") == "" {
+				t.Errorf("%d without Retry-After", w.Code)
 			}
 		})
 	}

@@ -33,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"route"}),
 		ScrapeOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scraping_gateway_scrapes_total",
-			Help: "Scrapes seen by the gateway, by outcome (completed, failed, timeout, broker_unavailable, no_worker_response).",
+			Help: "Scrapes seen by the gateway, by outcome (completed, failed, timeout, broker_unavailable, no_worker_response, queue_full).",
 		}, []string{"outcome"}),
 		RepliesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scraping_rpc_replies_dropped_total",
@@ -51,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ScrapeOutcomes, m.RepliesDropped, m.Connected, m.Connects)
 	// Every known label value exists from the start at 0, so rates and alert ratios have a series to work on
 	// before the first event of its kind (a series that appears at 1 hides its first increase from rate()).
-	for _, o := range []contract.Status{contract.StatusCompleted, contract.StatusFailed, contract.StatusTimeout, "broker_unavailable", "no_worker_response"} {
+	for _, o := range []contract.Status{contract.StatusCompleted, contract.StatusFailed, contract.StatusTimeout, "broker_unavailable", "no_worker_response", "queue_full"} {
 		m.ScrapeOutcomes.WithLabelValues(string(o))
 	}
 	for _, r := range []string{"late", "unknown"} {

@@ -53,8 +53,8 @@ scraping_queue_length 7
 func TestMetricsKnownLabelsStartAtZero(t *testing.T) {
 	t.Parallel()
 	m := NewMetrics(prometheus.NewRegistry())
-	if n := testutil.CollectAndCount(m.ScrapeOutcomes); n != 5 {
-		t.Fatalf("scrape outcomes: %d series, want 5 (every outcome at 0)", n)
+	if n := testutil.CollectAndCount(m.ScrapeOutcomes); n != 6 {
+		t.Fatalf("scrape outcomes: %d series, want 6 (every outcome at 0)", n)
 	}
 	if n := testutil.CollectAndCount(m.RepliesDropped); n != 2 {
 		t.Fatalf("replies dropped: %d series, want 2 (late, unknown)", n)

@@ -12,7 +12,9 @@
 //   - [RPCClient]: the gateway's side of an RPC over direct reply-to. Publishes are persistent, mandatory and
 //     confirmed; many calls share one channel, each waiting only for its own confirm (a window of in-flight
 //     publishes bounds them). Replies are matched by correlation id; unknown and late replies are dropped and
-//     counted; no call waits past its context's deadline.
+//     counted; no call waits past its context's deadline. While the broker blocks publishers (a memory or
+//     disk alarm, connection.blocked) calls fail at once with ErrBlocked, and a reject-publish overflow
+//     (the queue over a max-length policy) comes back as ErrNacked.
 //   - [Consumer]: the worker's side: prefetch, manual acks, consumption that resumes after a reconnect, and a
 //     Stop that cancels consumption while leaving the channel open so in-flight work can still be acked.
 //   - [Publisher]: confirmed publishes on a session of their own (the worker publishes replies on a

@@ -14,6 +14,8 @@ var (
 	ErrNacked = contract.Transiently(errors.New("broker did not accept the message (nack)"))
 	// ErrUnroutable: a mandatory message matched no queue.
 	ErrUnroutable = contract.Transiently(errors.New("message could not be routed to any queue"))
+	// ErrBlocked: the broker blocks publishers (a memory or disk alarm); nothing is published until it clears.
+	ErrBlocked = contract.Transiently(errors.New("the broker refuses new messages for now (memory or disk alarm)"))
 	// ErrConnectionLost: the connection dropped while the call was in flight.
 	ErrConnectionLost = contract.Transiently(errors.New("connection to the broker was lost"))
 	// ErrClosed: the component was closed.

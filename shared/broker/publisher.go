@@ -100,10 +100,14 @@ func publishConfirmed(ctx context.Context, s *Session, ch *amqp.Channel, log *sl
 	}
 	cctx, cancel := context.WithTimeout(ctx, confirmTimeout)
 	defer cancel()
-	ok, err := dc.WaitContext(cctx)
+	ok, err := waitConfirm(cctx, s, dc)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return ctx.Err()
+	case err != nil && s.Blocked():
+		// A blocked connection is alive: redialling would only lose the block. The message may still be
+		// enqueued once the alarm clears (its expiration bounds how late).
+		return fmt.Errorf("%w: the broker blocked the connection before confirming", ErrBlocked)
 	case err != nil:
 		log.Error("no publisher confirm in time; resetting connection", "timeout", confirmTimeout)
 		s.Reset()
@@ -114,4 +118,22 @@ func publishConfirmed(ctx context.Context, s *Session, ch *amqp.Channel, log *sl
 		return ErrNacked
 	}
 	return nil
+}
+
+// waitConfirm waits for dc like dc.WaitContext, but gives up as soon as the broker blocks the session: a
+// memory or disk alarm holds confirms back until it clears.
+func waitConfirm(ctx context.Context, s *Session, dc *amqp.DeferredConfirmation) (bool, error) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		ok, err := dc.WaitContext(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			return ok, nil
+		case ctx.Err() != nil:
+			return false, ctx.Err()
+		case s.Blocked():
+			return false, ErrBlocked
+		}
+	}
 }

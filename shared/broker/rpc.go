@@ -181,6 +181,10 @@ func (c *RPCClient) Call(ctx context.Context, msg amqp.Publishing) (amqp.Deliver
 	if err != nil {
 		return amqp.Delivery{}, err
 	}
+	if c.session.Blocked() {
+		// A resource alarm: fail at once rather than have every caller wait for a confirm that cannot come.
+		return amqp.Delivery{}, ErrBlocked
+	}
 
 	select {
 	case c.window <- struct{}{}:

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -45,6 +46,9 @@ type Session struct {
 	ready chan struct{} // closed while a channel is up; replaced when it goes down
 	done  chan struct{} // closed when Run returns
 	kick  chan struct{} // a caller is waiting: cut the backoff short
+	// blocked is set while the broker blocks the connection's publishes (connection.blocked: a memory or
+	// disk alarm).
+	blocked atomic.Bool
 }
 
 // NewSession returns a session; call Run to bring it up.
@@ -105,6 +109,15 @@ func (s *Session) serve(ctx context.Context) error {
 	}
 	defer func() { _ = conn.CloseDeadline(time.Now().Add(2 * time.Second)) }()
 	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	s.blocked.Store(false)
+	blocks := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	go func() {
+		for b := range blocks { // closed with the connection
+			s.blocked.Store(b.Active)
+			s.log.Warn("broker flow control", "blocked", b.Active, "reason", b.Reason)
+		}
+		s.blocked.Store(false)
+	}()
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("open channel: %w", err)
@@ -178,6 +191,10 @@ func (s *Session) Channel(ctx context.Context, wait time.Duration) (*amqp.Connec
 		return nil, nil, ErrUnavailable
 	}
 }
+
+// Blocked reports whether the broker blocks this session's publishes for now (a resource alarm). The
+// connection is alive; publishes wait until the alarm clears.
+func (s *Session) Blocked() bool { return s.blocked.Load() }
 
 // Connected reports whether the session currently has a usable channel.
 func (s *Session) Connected() bool {

@@ -22,6 +22,8 @@ const (
 	CodeBrokerUnavailable Code = "broker_unavailable"
 	// CodeNoWorkerResponse: no worker answered before the request's deadline.
 	CodeNoWorkerResponse Code = "no_worker_response"
+	// CodeQueueFull: the task queue is over its bound (a max-length policy with reject-publish); retry later.
+	CodeQueueFull Code = "queue_full"
 
 	// CodeScriptNotFound: the script repository has no script of that name.
 	CodeScriptNotFound Code = "script_not_found"
