@@ -6,8 +6,8 @@
 //     Lambda reached the broker).
 //  3. POST /iam/scrape (SigV4) runs a real script on a real worker and completes. Workers may be
 //     scaling up from zero, so 503/504 answers are retried until the deadline.
-//  4. With a JWT (SMOKE_JWT, issued by the stage's identity provider): POST /scrape and GET /status
-//     answer through the JWT authorizer.
+//  4. With a JWT (SMOKE_JWT, issued by the stage's identity provider): GET /health, POST /scrape and
+//     GET /status answer through the JWT authorizer.
 package smoke
 
 import (
@@ -103,14 +103,22 @@ func (c *Checker) Run(ctx context.Context, cfg Config) error {
 
 	// 4. The user routes through the JWT authorizer.
 	if cfg.JWT == "" {
-		c.logf("skip POST /scrape and GET /status: no SMOKE_JWT")
+		c.logf("skip GET /health, POST /scrape and GET /status with a JWT: no SMOKE_JWT")
 		return nil
 	}
 	bearer := auth{bearer: cfg.JWT}
+	r, err := c.do(ctx, http.MethodGet, base+"/health", nil, bearer)
+	if err != nil {
+		return fmt.Errorf("GET /health: %w", err)
+	}
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"healthy"`) {
+		return fmt.Errorf("GET /health with the JWT answered %d %s", r.status, snippet(r.body))
+	}
+	c.logf("ok   GET /health with the JWT: healthy")
 	if err := c.scrape(ctx, cfg, "POST /scrape", base+"/scrape", body, bearer); err != nil {
 		return err
 	}
-	r, err := c.do(ctx, http.MethodGet, base+"/status", nil, bearer)
+	r, err = c.do(ctx, http.MethodGet, base+"/status", nil, bearer)
 	if err != nil {
 		return fmt.Errorf("GET /status: %w", err)
 	}

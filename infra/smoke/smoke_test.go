@@ -147,7 +147,7 @@ func TestHealthyStage(t *testing.T) {
 	if api.badSignature != 0 {
 		t.Fatalf("%d requests with a bad signature", api.badSignature)
 	}
-	want := []string{"GET /health", "GET /iam/health", "GET /iam/health", "POST /iam/scrape", "POST /iam/scrape", "POST /iam/scrape", "POST /scrape", "GET /status"}
+	want := []string{"GET /health", "GET /iam/health", "GET /iam/health", "POST /iam/scrape", "POST /iam/scrape", "POST /iam/scrape", "GET /health", "POST /scrape", "GET /status"}
 	if strings.Join(api.calls, ",") != strings.Join(want, ",") {
 		t.Fatalf("calls %v, want %v", api.calls, want)
 	}
@@ -175,7 +175,7 @@ func TestFailures(t *testing.T) {
 		{"JWT required", &fakeAPI{health: healthy, scrapes: []reply{{200, completed}}}, Config{RequireJWT: true},
 			"set SMOKE_JWT"},
 		{"JWT refused", &fakeAPI{health: healthy, scrapes: []reply{{200, completed}}}, Config{JWT: "expired-token", RequireJWT: true},
-			"POST /scrape: answered 401"},
+			"GET /health with the JWT answered 401"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
