@@ -264,8 +264,9 @@ type liveStack struct {
 	out        *logBuffer
 }
 
-// startStack starts a gateway and n workers on a queue of their own, with the repository's scripts and
-// the test fixtures, and a wheel folder for the scripts with requirements.
+// startStack starts a gateway and n workers on a queue of their own, reading the repository's scripts and
+// the test fixtures from an S3-compatible server (published with scrapectl, as deployed), with a wheel
+// folder for the scripts with requirements.
 func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 	t.Helper()
 	queue := brokertest.Name("obs")
@@ -276,6 +277,7 @@ func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 	copyTree(t, filepath.Join(repoRoot, "test/testdata/scripts"), scripts)
 	wheels := t.TempDir()
 	wheeltest.Build(t, wheels, "conflictpkg", "1.0", "")
+	s3 := startS3(t, scripts)
 
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -283,8 +285,6 @@ func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 		"RABBITMQ_URL=" + amqpURL,
 		"RABBITMQ_TASK_QUEUE=" + queue,
 		"JWT_SECRET=" + jwtSecret,
-		"SCRIPT_REPOSITORY_TYPE=local",
-		"SCRIPT_REPOSITORY_URL=" + scripts,
 		"WORKER_CONCURRENCY=2",
 		"WORKER_WORK_DIR=" + t.TempDir(),
 		"WORKER_DRAIN_TIMEOUT=10s",
@@ -292,6 +292,7 @@ func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 		"PIP_FIND_LINKS=" + wheels,
 		"LOG_LEVEL=info",
 	}
+	env = append(env, s3.Env()...)
 	out := &logBuffer{}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -315,6 +316,32 @@ func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 		t.Fatal(err)
 	}
 	return &liveStack{stack: s, gatewayURL: s.GatewayURL(), token: tok, queue: queue, env: env, out: out}
+}
+
+// startS3 runs versitygw until the test ends and publishes every script folder of dir to it.
+func startS3(t *testing.T, dir string) *stack.S3Server {
+	t.Helper()
+	bin, err := stack.LookVersityGW(os.Getenv("VERSITYGW"), repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &logBuffer{}
+	s3, err := stack.StartS3(t.Context(), stack.S3Options{
+		Binary: bin, Addr: freeAddr(t), Dir: t.TempDir(), Bucket: "obs-scripts",
+		AccessKey: "observability", SecretKey: "observability-secret-key", Output: out,
+	})
+	if err != nil {
+		t.Fatalf("start the S3 server: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s3.Stop(10 * time.Second); err != nil {
+			t.Errorf("stop the S3 server: %v", err)
+		}
+	})
+	if _, err := s3.PublishScripts(t.Context(), filepath.Join(binDir, "scrapectl"), dir); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	return s3
 }
 
 // startCutOffGateway runs one more gateway whose broker address has nothing listening, serving on addr,

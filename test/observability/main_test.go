@@ -4,8 +4,12 @@
 // query of every panel in local/grafana/dashboards through Prometheus's HTTP API, and provokes every alert
 // until Prometheus reports it firing. promtool checks every configuration and rule file.
 //
+// The workers read their scripts from an S3-compatible server (versitygw) to which scrapectl published
+// them, as deployed.
+//
 // Needs: RabbitMQ with the rabbitmq_prometheus plugin (.ci/run enables it), Prometheus and promtool
-// (Debian's prometheus package; .ci/run installs it), Python 3. Missing pieces fail the tests, never skip.
+// (Debian's prometheus package; .ci/run installs it), versitygw (`make versitygw`; make test installs it),
+// Python 3. Missing pieces fail the tests, never skip.
 package observability
 
 import (
@@ -18,7 +22,7 @@ import (
 	"github.com/scrapeplatform/platform/test/rabbitmqtest"
 )
 
-// binDir holds gateway-local and worker, built once for the package (or taken from E2E_BIN_DIR).
+// binDir holds gateway-local, worker and scrapectl, built once for the package (or taken from E2E_BIN_DIR).
 var binDir string
 
 // repoRoot is the repository root, for local/, scripts/ and the modules.
@@ -55,6 +59,7 @@ func buildAndRun(m *testing.M) (int, error) {
 	for _, b := range []struct{ module, pkg, out string }{
 		{"functions", "./cmd/gateway-local", "gateway-local"},
 		{"worker", "./cmd/worker", "worker"},
+		{"worker", "./cmd/scrapectl", "scrapectl"},
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
 		cmd.Dir = filepath.Join(root, b.module)
