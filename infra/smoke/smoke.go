@@ -129,8 +129,8 @@ func (c *Checker) Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// scrape posts body until it completes; 503/504 (broker reconnecting, workers scaling up) are retried,
-// anything else ends the check.
+// scrape posts body until it completes; 503/504 (broker reconnecting, workers scaling up) and 429 (queue
+// full) are retried, anything else ends the check.
 func (c *Checker) scrape(ctx context.Context, cfg Config, what, url string, body []byte, a auth) error {
 	return c.retry(ctx, cfg, what, func() (bool, error) {
 		r, err := c.do(ctx, http.MethodPost, url, body, a)
@@ -148,8 +148,8 @@ func (c *Checker) scrape(ctx context.Context, cfg Config, what, url string, body
 		case r.status == http.StatusOK && reply.Status == "completed":
 			c.logf("ok   %s: completed by %s", what, reply.WorkerID)
 			return false, nil
-		case r.status == http.StatusServiceUnavailable || r.status == http.StatusGatewayTimeout:
-			return true, fmt.Errorf("answered %d (broker or workers not ready yet)", r.status)
+		case r.status == http.StatusServiceUnavailable || r.status == http.StatusGatewayTimeout || r.status == http.StatusTooManyRequests:
+			return true, fmt.Errorf("answered %d (broker or workers not ready yet, or the queue is full)", r.status)
 		case r.status == http.StatusOK && reply.Status == "timeout":
 			return true, fmt.Errorf("the script timed out: %v", reply.Error)
 		default:

@@ -138,7 +138,7 @@ const completed = `{"request_id":"r1","status":"completed","data":{"title":"Exam
 func TestHealthyStage(t *testing.T) {
 	api := &fakeAPI{t: t,
 		health:  []reply{{503, `{"status":"unhealthy","components":{"rabbitmq":"disconnected"}}`}, {200, `{"status":"healthy","components":{"rabbitmq":"connected"}}`}},
-		scrapes: []reply{{504, `{"error_code":"no_worker_response"}`}, {504, `{"error_code":"no_worker_response"}`}, {200, completed}},
+		scrapes: []reply{{504, `{"error_code":"no_worker_response"}`}, {429, `{"error_code":"queue_full"}`}, {200, completed}},
 	}
 	log, err := run(t, api, Config{JWT: "good-token", RequireJWT: true})
 	if err != nil {
@@ -171,7 +171,7 @@ func TestFailures(t *testing.T) {
 		{"unknown script fails at once", &fakeAPI{health: healthy, scrapes: []reply{{200, `{"status":"failed","error_code":"script_not_found"}`}}}, Config{},
 			"POST /iam/scrape: answered 200 {\"status\":\"failed\",\"error_code\":\"script_not_found\"}"},
 		{"no worker ever", &fakeAPI{health: healthy, scrapes: []reply{{504, `{"error_code":"no_worker_response"}`}}}, Config{Timeout: 300 * time.Millisecond},
-			"POST /iam/scrape: not healthy within 300ms; last: answered 504"},
+			"POST /iam/scrape: not healthy within 300ms"},
 		{"JWT required", &fakeAPI{health: healthy, scrapes: []reply{{200, completed}}}, Config{RequireJWT: true},
 			"set SMOKE_JWT"},
 		{"JWT refused", &fakeAPI{health: healthy, scrapes: []reply{{200, completed}}}, Config{JWT: "expired-token", RequireJWT: true},
