@@ -5,17 +5,21 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"gopkg.in/yaml.v3"
+
+	"github.com/scrapeplatform/platform/local/stack"
 )
 
 const composeFile = "local/compose.yaml"
@@ -65,9 +69,13 @@ func TestComposeTopology(t *testing.T) {
 			df := filepath.Join(s.Build.Context, s.Build.Dockerfile)
 			if _, err := os.Stat(df); err != nil {
 				t.Errorf("%s: Dockerfile %s: %v", name, df, err)
+				continue
 			}
 			if s.Build.Context != repoRoot {
 				t.Errorf("%s: build context %s, want the repository root (the Dockerfiles copy shared/)", name, s.Build.Context)
+			}
+			if _, ok := targetStage(t, s); !ok {
+				t.Errorf("%s: %s has no stage %q", name, s.Build.Dockerfile, s.Build.Target)
 			}
 		} else if !pinned(s.Image) {
 			t.Errorf("%s: image %q is not pinned to a version", name, s.Image)
@@ -124,19 +132,33 @@ func TestComposeTopology(t *testing.T) {
 	}
 }
 
-// imageHasHealthcheck reports whether a built service's Dockerfile has a HEALTHCHECK (compose uses it).
+// targetStage returns the stage a built service's image comes from: build.target, else the last one.
+func targetStage(t *testing.T, s types.ServiceConfig) (instructions.Stage, bool) {
+	t.Helper()
+	rel, err := filepath.Rel(repoRoot, filepath.Join(s.Build.Context, s.Build.Dockerfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := parseDockerfile(t, rel)
+	if s.Build.Target == "" {
+		return p.stages[len(p.stages)-1], true
+	}
+	for _, st := range p.stages {
+		if strings.EqualFold(st.Name, s.Build.Target) {
+			return st, true
+		}
+	}
+	return instructions.Stage{}, false
+}
+
+// imageHasHealthcheck reports whether a built service's image has a HEALTHCHECK (compose uses it).
 func imageHasHealthcheck(t *testing.T, s types.ServiceConfig) bool {
 	t.Helper()
 	if s.Build == nil {
 		return false
 	}
-	rel, err := filepath.Rel(repoRoot, filepath.Join(s.Build.Context, s.Build.Dockerfile))
-	if err != nil {
-		return false
-	}
-	p := parseDockerfile(t, rel)
-	final := p.stages[len(p.stages)-1]
-	return slices.ContainsFunc(final.Commands, func(c instructions.Command) bool {
+	final, ok := targetStage(t, s)
+	return ok && slices.ContainsFunc(final.Commands, func(c instructions.Command) bool {
 		h, ok := c.(*instructions.HealthCheckCommand)
 		return ok && len(h.Health.Test) > 0 && h.Health.Test[0] != "NONE"
 	})
@@ -233,18 +255,24 @@ func TestComposeApplicationSettings(t *testing.T) {
 	if env("worker", "SCRIPT_REPOSITORY_TYPE") != "s3" {
 		t.Error("worker: SCRIPT_REPOSITORY_TYPE must be s3 (scripts come from the seeded S3 server)")
 	}
-	for _, k := range []string{"S3_BUCKET_NAME", "S3_PREFIX", "S3_ENDPOINT_URL", "S3_REGION"} {
+	// scrapectl (s3-seed) publishes where the workers read, with the same variables.
+	for _, k := range []string{"S3_BUCKET_NAME", "S3_PREFIX", "S3_ENDPOINT_URL", "S3_REGION", "S3_ACCESS_KEY", "S3_SECRET_KEY"} {
 		if env("worker", k) == "" || env("worker", k) != env("s3-seed", k) {
 			t.Errorf("%s: worker %q and s3-seed %q differ", k, env("worker", k), env("s3-seed", k))
 		}
 	}
-	if env("worker", "S3_ACCESS_KEY") != env("s3", "ROOT_ACCESS_KEY") || env("worker", "S3_SECRET_KEY") != env("s3", "ROOT_SECRET_KEY") ||
-		env("s3-seed", "AWS_ACCESS_KEY_ID") != env("s3", "ROOT_ACCESS_KEY") {
+	if env("worker", "S3_ACCESS_KEY") != env("s3", "ROOT_ACCESS_KEY") || env("worker", "S3_SECRET_KEY") != env("s3", "ROOT_SECRET_KEY") {
 		t.Error("the workers' and the seed job's S3 credentials must be the S3 server's")
 	}
+	if env("s3", "S3_BUCKET_NAME") != env("worker", "S3_BUCKET_NAME") {
+		t.Errorf("the s3 service creates bucket %q, the workers read %q", env("s3", "S3_BUCKET_NAME"), env("worker", "S3_BUCKET_NAME"))
+	}
 	if u, err := url.Parse(env("worker", "S3_ENDPOINT_URL")); err != nil || u.Hostname() != "s3" ||
-		!slices.Contains([]string(p.Services["s3"].Command), ":"+u.Port()) {
+		!strings.Contains(strings.Join(p.Services["s3"].Command, " "), "--port :"+u.Port()) {
 		t.Errorf("worker: S3_ENDPOINT_URL %q does not point at the s3 service's port (%q)", env("worker", "S3_ENDPOINT_URL"), p.Services["s3"].Command)
+	}
+	if b := p.Services["s3-seed"].Build; b == nil || !strings.HasSuffix(b.Dockerfile, "worker/Dockerfile") || b.Target != "scrapectl" {
+		t.Error("s3-seed: must run scrapectl, built from worker/Dockerfile's scrapectl stage")
 	}
 	seedScript := ""
 	scriptsMounted := false
@@ -412,4 +440,71 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// The s3-seed job's script, run here as compose runs it — with the real scrapectl, against a real versitygw
+// whose bucket is a folder, as the s3 service makes it — publishes every script of scripts/.
+func TestComposeSeedScriptPublishesTheScripts(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	env := func(svc, key string) string { return deref(p.Services[svc].Environment[key]) }
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "scrapectl"), "./cmd/scrapectl")
+	build.Dir = filepath.Join(repoRoot, "worker")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build scrapectl: %v\n%s", err, out)
+	}
+	vgw, err := stack.LookVersityGW(os.Getenv("VERSITYGW"), repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	s3, err := stack.StartS3(t.Context(), stack.S3Options{
+		Binary: vgw, Addr: freeAddr(t), Dir: data, Bucket: env("s3", "S3_BUCKET_NAME"),
+		AccessKey: env("s3", "ROOT_ACCESS_KEY"), SecretKey: env("s3", "ROOT_SECRET_KEY"), Region: env("s3-seed", "S3_REGION"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s3.Stop(10 * time.Second) })
+
+	var script string
+	for _, v := range p.Services["s3-seed"].Volumes {
+		if v.Target == "/seed.sh" {
+			script = v.Source
+		}
+	}
+	cmd := exec.Command("/bin/sh", script)
+	cmd.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "SCRIPTS_DIR=" + filepath.Join(repoRoot, "scripts")}
+	for k, v := range p.Services["s3-seed"].Environment {
+		if k == "S3_ENDPOINT_URL" {
+			cmd.Env = append(cmd.Env, k+"="+s3.Endpoint()) // the s3 service, here
+		} else {
+			cmd.Env = append(cmd.Env, k+"="+deref(v))
+		}
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("seed.sh: %v\n%s", err, out)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(repoRoot, "scripts", "*", "scraper.py"))
+	if len(dirs) == 0 {
+		t.Fatal("no scripts in scripts/")
+	}
+	for _, d := range dirs {
+		name := filepath.Base(filepath.Dir(d))
+		obj := filepath.Join(data, env("s3", "S3_BUCKET_NAME"), env("s3-seed", "S3_PREFIX")+name+".tar.gz")
+		if _, err := os.Stat(obj); err != nil {
+			t.Errorf("%s was not published: %v", name, err)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -1,8 +1,9 @@
 // Package container validates what Docker users get — local/compose.yaml and the images' Dockerfiles —
 // without a Docker engine: the files are read by the parsers Docker itself uses (compose-spec/compose-go
 // and BuildKit's Dockerfile parser, instructions and linter), checked against the rules below and against
-// the rest of the repository (ports, variable names, paths, rules and dashboards), and the Dockerfiles'
-// Go builds are run as they run in the image (GOWORK=off, CGO_ENABLED=0).
+// the rest of the repository (ports, variable names, paths, rules and dashboards), the Dockerfiles' Go
+// builds are run as they run in the image (GOWORK=off, CGO_ENABLED=0), and the seed job's script runs
+// against a real versitygw.
 package container
 
 import (
@@ -41,7 +42,7 @@ type image struct {
 
 var images = []image{
 	{dockerfile: "functions/Dockerfile", module: "functions", packages: []string{"./cmd/gateway-local", "./cmd/devtoken"}},
-	{dockerfile: "worker/Dockerfile", module: "worker", packages: []string{"./cmd/worker"}, python: true},
+	{dockerfile: "worker/Dockerfile", module: "worker", packages: []string{"./cmd/worker", "./cmd/scrapectl"}, python: true},
 }
 
 // parsedDockerfile is a Dockerfile read by BuildKit.
