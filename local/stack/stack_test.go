@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -127,6 +130,10 @@ func TestStackStartFailureNamesTheProcessAndItsOutput(t *testing.T) {
 	t.Parallel()
 	out := &syncBuffer{}
 	o := stackOptions(t, out, "FAKE_TARGET=worker-2", "FAKE_EXIT_EARLY=3")
+	// The supervisor's own log names every process it started, whether or not it got to print anything
+	// before worker-2's failure stopped it.
+	logs := &syncBuffer{}
+	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	_, err := Start(t.Context(), o)
 	if err == nil {
 		t.Fatal("Start succeeded")
@@ -140,10 +147,15 @@ func TestStackStartFailureNamesTheProcessAndItsOutput(t *testing.T) {
 		t.Errorf("error blames processes that did not fail:\n%v", err)
 	}
 	// What had started is stopped.
-	waitGone(t, pidsIn(out.String())...)
-	if n := len(pidsIn(out.String())); n != 3 {
-		t.Errorf("saw %d processes start, want 3:\n%s", n, out)
+	var started []int
+	for _, m := range regexp.MustCompile(`msg=started process=\S+ pid=(\d+)`).FindAllStringSubmatch(logs.String(), -1) {
+		pid, _ := strconv.Atoi(m[1])
+		started = append(started, pid)
 	}
+	if len(started) != 3 {
+		t.Errorf("saw %d processes start, want 3:\n%s", len(started), logs)
+	}
+	waitGone(t, started...)
 }
 
 func TestStackReadyTimeout(t *testing.T) {
