@@ -223,10 +223,10 @@ func TestValidateParametersBounds(t *testing.T) {
 	t.Parallel()
 	nest := func(n int) string { return `{"a":` + strings.Repeat("[", n-1) + strings.Repeat("]", n-1) + `}` }
 	for raw, ok := range map[string]bool{
-		nest(MaxParameterDepth):                    true,
-		nest(MaxParameterDepth + 1):                false,
+		nest(MaxParameterDepth):     true,
+		nest(MaxParameterDepth + 1): false,
 		`{"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}`: true, // brackets in a string do not nest
-		`{"a":"\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"}`: true,
+		`{"a":"\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"}`:  true,
 		"{\"a\":\"\xff\"}": false, // invalid UTF-8
 		`{"a":"\ud800"}`:   true,  // an escaped lone surrogate is valid JSON and ASCII
 		`{"a":"ü"}`:        true,
