@@ -1,0 +1,549 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/scrapeplatform/platform/local/stack"
+	"github.com/scrapeplatform/platform/shared/auth"
+	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/shared/brokertest"
+)
+
+// Secrets the processes get; no script may ever see them.
+const (
+	secret          = "faults-jwt-secret-faults-jwt-secret-0123"
+	awsSecretKey    = "FAULTSawsSecretKeyThatMustNotLeak0000000"
+	awsRelativeURI  = "/v2/credentials/faults-task-role-00000000"
+	fileSecret      = "FAULTSsecretInTheWorkersCredentialsFile"
+	sandboxUID      = 65534
+	sandboxIdentity = "65534:65534"
+)
+
+// options describe a stack.
+type options struct {
+	amqpURL    string   // "" = the shared broker at RABBITMQ_URL (with queues of the test's own)
+	workers    int      // workers started with the gateway
+	noGateway  bool     // start workers only
+	env        []string // for every process
+	gatewayEnv []string
+	workerEnv  []string
+}
+
+// env is one running stack.
+type env struct {
+	t          *testing.T
+	amqpURL    string
+	queue      string
+	topo       broker.Topology
+	base       string // a folder other users can traverse: the scripts' user works in it
+	scripts    string
+	pidDir     string // writable by the scripts' user
+	home       string // the worker's HOME, holding a credentials file only the worker's user may read
+	gatewayURL string
+	gateway    *stack.Process
+	out        *logBuffer
+	token      string
+	client     *http.Client
+	baseEnv    []string
+	workerEnv  []string
+
+	mu      sync.Mutex
+	workers []*workerProc
+}
+
+type workerProc struct {
+	id         string
+	proc       *stack.Process
+	metricsURL string
+}
+
+// logBuffer keeps every process's output, for assertions and for the log of a failed test.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// start brings up a gateway and o.workers workers on a queue of their own.
+func start(t *testing.T, o options) *env {
+	t.Helper()
+	amqpURL := o.amqpURL
+	queue := brokertest.Name("faults")
+	topo := broker.NewTopology(queue)
+	if amqpURL == "" {
+		amqpURL = brokertest.URL(t)
+		brokertest.DeleteQueues(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
+	}
+	base := reachableDir(t)
+	scripts := filepath.Join(base, "scripts")
+	copyTree(t, "../testdata/scripts", scripts)
+	copyTree(t, "testdata/scripts", scripts)
+	pidDir := filepath.Join(base, "pids")
+	home := filepath.Join(base, "home")
+	for _, d := range []string{pidDir, filepath.Join(home, ".aws")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(pidDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(home, ".aws", "credentials")
+	if err := os.WriteFile(creds, []byte("[default]\naws_secret_access_key = "+fileSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	baseEnv := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + home,
+		"RABBITMQ_URL=" + amqpURL,
+		"RABBITMQ_TASK_QUEUE=" + queue,
+		"JWT_SECRET=" + secret,
+		"AWS_SECRET_ACCESS_KEY=" + awsSecretKey,
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=" + awsRelativeURI,
+		"LOG_LEVEL=debug",
+	}
+	baseEnv = append(baseEnv, o.env...)
+	workerEnv := []string{
+		"SCRIPT_REPOSITORY_TYPE=local",
+		"SCRIPT_REPOSITORY_URL=" + scripts,
+		"WORKER_CONCURRENCY=3",
+		"SCRIPT_MAX_PROCESSES=64",
+		"SCRIPT_MEMORY_LIMIT_MB=256",
+	}
+	if os.Getuid() == 0 {
+		// A root worker runs scripts as another user; its interpreter must be one that user can run.
+		workerEnv = append(workerEnv, "SCRIPT_RUN_AS="+sandboxIdentity, "WORKER_PYTHON="+sandboxPython(t))
+	}
+	workerEnv = append(workerEnv, o.workerEnv...)
+
+	e := &env{t: t, amqpURL: amqpURL, queue: queue, topo: topo, base: base, scripts: scripts, pidDir: pidDir,
+		home: home, out: &logBuffer{}, baseEnv: baseEnv, workerEnv: workerEnv,
+		client: &http.Client{Timeout: 90 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	t.Cleanup(func() {
+		e.mu.Lock()
+		workers := append([]*workerProc(nil), e.workers...)
+		e.mu.Unlock()
+		for _, w := range workers {
+			_ = w.proc.Stop(40 * time.Second)
+		}
+		if e.gateway != nil {
+			_ = e.gateway.Stop(20 * time.Second)
+		}
+		e.client.CloseIdleConnections()
+		if t.Failed() {
+			t.Logf("process output (tail):\n%s", tail(e.out.String(), 40000))
+		}
+	})
+	tok, err := auth.IssueHS256([]byte(secret), auth.Claims{Subject: "faults"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.token = tok
+
+	if !o.noGateway {
+		e.startGateway(t, o.gatewayEnv...)
+	}
+	for i := 1; i <= o.workers; i++ {
+		e.addWorker(t, fmt.Sprintf("worker-%d", i))
+	}
+	return e
+}
+
+func (e *env) startGateway(t *testing.T, extra ...string) {
+	t.Helper()
+	addr := freeAddr(t)
+	environ := append(append(append([]string{}, e.baseEnv...), extra...), "GATEWAY_ADDR="+addr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := stack.StartProcess(context.WithoutCancel(ctx), "gateway", filepath.Join(binDir, "gateway-local"), nil, environ, e.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.gateway, e.gatewayURL = p, "http://"+addr
+	if err := stack.WaitReady(ctx, p, e.gatewayURL+"/health", 30*time.Second); err != nil {
+		t.Fatalf("gateway: %v\n%s", err, tail(e.out.String(), 5000))
+	}
+}
+
+// addWorker starts one more worker and waits until it is healthy.
+func (e *env) addWorker(t *testing.T, id string, extra ...string) *workerProc {
+	t.Helper()
+	addr := freeAddr(t)
+	environ := append(append([]string{}, e.baseEnv...), e.workerEnv...)
+	environ = append(environ, extra...)
+	environ = append(environ, "WORKER_ID="+id, "WORKER_METRICS_ADDR="+addr, "WORKER_WORK_DIR="+filepath.Join(e.base, "work-"+id))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := stack.StartProcess(context.WithoutCancel(ctx), id, filepath.Join(binDir, "worker"), nil, environ, e.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &workerProc{id: id, proc: p, metricsURL: "http://" + addr + "/metrics"}
+	e.mu.Lock()
+	e.workers = append(e.workers, w)
+	e.mu.Unlock()
+	if err := stack.WaitReady(ctx, p, "http://"+addr+"/healthz", 30*time.Second); err != nil {
+		t.Fatalf("%s: %v\n%s", id, err, tail(e.out.String(), 5000))
+	}
+	return w
+}
+
+// result is one HTTP answer; err is set when there was none.
+type result struct {
+	code    int
+	body    map[string]any
+	raw     string
+	header  http.Header
+	start   time.Time
+	latency time.Duration
+	err     error
+}
+
+func (r result) status() string {
+	if s, ok := r.body["status"].(string); ok {
+		return s
+	}
+	return ""
+}
+
+func (r result) errorCode() string {
+	if s, ok := r.body["error_code"].(string); ok {
+		return s
+	}
+	return ""
+}
+
+// do sends one request. It never fails the test itself, so it may run in any goroutine.
+func (e *env) do(method, path, body, token string, header ...string) result {
+	req, err := http.NewRequest(method, e.gatewayURL+path, strings.NewReader(body))
+	if err != nil {
+		return result{err: err}
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	r := result{start: time.Now()}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		r.err, r.latency = err, time.Since(r.start)
+		return r
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r.latency = time.Since(r.start)
+	r.code, r.raw, r.header = resp.StatusCode, string(raw), resp.Header
+	_ = json.Unmarshal(raw, &r.body)
+	return r
+}
+
+// scrape posts one scrape.
+func (e *env) scrape(script string, params any, timeout float64) result {
+	body := map[string]any{"script_name": script, "parameters": params}
+	if timeout > 0 {
+		body["timeout"] = timeout
+	}
+	b, _ := json.Marshal(body)
+	return e.do("POST", "/scrape", string(b), e.token)
+}
+
+// metric reads one sample from a Prometheus text endpoint: the first line that starts with series (a name,
+// optionally with some of its labels, e.g. `scraping_rpc_replies_dropped_total{reason="late"}`).
+func metric(t *testing.T, url, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	name, labels, _ := strings.Cut(strings.TrimSuffix(series, "}"), "{")
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		if labels != "" && !strings.Contains(line, labels) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		return v
+	}
+	return 0
+}
+
+// queueDepth asks the broker for a queue's ready messages without declaring it.
+func queueDepth(t *testing.T, url, queue string) int {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		t.Fatalf("inspect %s: %v", queue, err)
+	}
+	return q.Messages
+}
+
+// waitForLog waits until one line of the output contains every needle, and returns it.
+func (e *env) waitForLog(t *testing.T, timeout time.Duration, needles ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if line := e.findLog(needles...); line != "" {
+			return line
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with all of %q", needles)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) findLog(needles ...string) string {
+	for _, line := range strings.Split(e.out.String(), "\n") {
+		all := true
+		for _, n := range needles {
+			all = all && strings.Contains(line, n)
+		}
+		if all {
+			return line
+		}
+	}
+	return ""
+}
+
+func (e *env) countLog(needles ...string) int {
+	n := 0
+	for _, line := range strings.Split(e.out.String(), "\n") {
+		all := true
+		for _, needle := range needles {
+			all = all && strings.Contains(line, needle)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+// stats summarises latencies.
+type stats struct {
+	n             int
+	p50, p99, max time.Duration
+}
+
+func summarise(ds []time.Duration) stats {
+	if len(ds) == 0 {
+		return stats{}
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return stats{n: len(s), p50: s[len(s)/2], p99: s[(len(s)*99)/100], max: s[len(s)-1]}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
+
+// reachableDir returns a fresh folder under the system temp dir that other users can traverse and read
+// (the scripts' user reads the scripts and works below it).
+func reachableDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "faults-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
+// sandboxPython returns an interpreter the scripts' user can run (the one on PATH may live in root's home).
+func sandboxPython(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("FAULTS_SANDBOX_PYTHON"), "/usr/bin/python3", "/usr/local/bin/python3"} {
+		if p == "" {
+			continue
+		}
+		cmd := exec.Command("setpriv", "--reuid="+strconv.Itoa(sandboxUID), "--regid="+strconv.Itoa(sandboxUID), "--clear-groups", p, "-c", "import sys; assert sys.version_info >= (3, 8)")
+		if err := cmd.Run(); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("the worker runs as root here, so it runs scripts as uid %d, and needs a python3 (3.8+) that user can run: none found (set FAULTS_SANDBOX_PYTHON)", sandboxUID)
+	return ""
+}
+
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			if d.Name() == "__pycache__" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func freePort(t *testing.T) int {
+	_, p, _ := net.SplitHostPort(freeAddr(t))
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+// alive reports whether pid runs (a zombie has exited).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && len(b) > i+2 && b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+// waitDead waits up to timeout for every pid to be gone and returns those still alive.
+func waitDead(pids []int, timeout time.Duration) []int {
+	deadline := time.Now().Add(timeout)
+	for {
+		var live []int
+		for _, p := range pids {
+			if p > 1 && alive(p) {
+				live = append(live, p)
+			}
+		}
+		if len(live) == 0 || time.Now().After(deadline) {
+			return live
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// readPidDir reads every pid the long_job fixture recorded under dir.
+func readPidDir(t *testing.T, dir string) (runs int, pids []int) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "run-") || strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs++
+		for _, f := range strings.Fields(string(b)) {
+			n, _ := strconv.Atoi(f)
+			pids = append(pids, n)
+		}
+	}
+	return runs, pids
+}
+
+// privateNode starts a private RabbitMQ node for one test (never the machine's shared broker).
+func privateNode(t *testing.T) *stack.Node {
+	t.Helper()
+	if _, err := exec.LookPath("rabbitmq-server"); err != nil {
+		t.Fatal("this fault test starts a private RabbitMQ node and needs rabbitmq-server installed (apt-get install rabbitmq-server; .ci/run does)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", freePort(t))
+	n, err := stack.StartNode(ctx, stack.BrokerOptions{URL: url, DataDir: t.TempDir(), Logger: testLogger(t)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Stop() })
+	return n
+}
+
+// testLogger routes a slog handler to t.Log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,4 @@
+def scrape(params):
+    n = 0
+    while True:
+        n += 1

@@ -1,0 +1,2 @@
+def scrape(params):
+    return {"tags": {"a", "b"}}
