@@ -20,6 +20,11 @@ FUZZTIME    ?= 10s
 # Attempts to shrink each new interesting input; the default (60s) would spend a short FUZZTIME shrinking
 # the first archive-sized input a target finds.
 FUZZMINIMIZE ?= 200x
+# `make test` runs the fuzz targets for untrusted input briefly (module:package:target); their seed corpora in
+# testdata/fuzz/ also run on every plain `go test`.
+FUZZ_CI_TIME ?= 4s
+FUZZ_CI_TARGETS := shared:./contract:FuzzParseRequest shared:./contract:FuzzParseReply \
+  functions:./gateway:FuzzDecodeScrapeBody worker:./internal/runner:FuzzParseResult shared:./auth:FuzzVerify
 
 .PHONY: help
 help: ## Show this help
@@ -53,7 +58,7 @@ token: ## Print a dev JWT for the local stack (use: TOKEN=$$(make -s token))
 	@$(BIN)/devtoken -secret-file $(CURDIR)/.local/jwt-secret
 
 .PHONY: test
-test: lint test-go test-scripts ## Run every check: vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end), script tests
+test: lint test-go test-scripts fuzz-ci ## Run every check: vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end, faults), script tests, brief fuzzing
 
 .PHONY: test-go
 test-go: $(VERSITYGW) $(RIE) ## Go tests of every module, with the race detector (needs RabbitMQ; see README)
@@ -97,6 +102,11 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 10s)
 	@set -e; for m in $(MODULES); do (cd $$m && for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg; done; done); done
+
+.PHONY: fuzz-ci
+fuzz-ci: ## Fuzz the parsers of untrusted input (requests, replies, script output, JWTs) for FUZZ_CI_TIME each (default 4s)
+	@set -e; for t in $(FUZZ_CI_TARGETS); do IFS=: read -r m p f <<< "$$t"; echo "== fuzz $$m $$p $$f"; \
+	  (cd $$m && $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_CI_TIME) -fuzzminimizetime $(FUZZMINIMIZE) $$p); done
 
 .PHONY: bench
 bench: build ## Benchmark POST /scrape against raw AMQP RPC; cold vs warm runs; uncached vs cached environments
