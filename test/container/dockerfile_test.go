@@ -168,6 +168,13 @@ func TestDockerfiles(t *testing.T) {
 				if !strings.Contains(base, "python") && !installs {
 					t.Errorf("the runtime image (%s) has no Python for the scripts", base)
 				}
+				// SCRIPT_REPOSITORY_TYPE=git runs the git command line in the worker.
+				if !slices.ContainsFunc(final.Commands, func(c instructions.Command) bool {
+					r, ok := c.(*instructions.RunCommand)
+					return ok && strings.Contains(strings.Join(r.CmdLine, " "), "install") && strings.Contains(strings.Join(r.CmdLine, " "), " git")
+				}) {
+					t.Error("the worker's runtime image does not install git (needed by the git script repository)")
+				}
 			}
 			// The build stages compile without the workspace, as they must in the image.
 			goworkOff := false
