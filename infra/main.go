@@ -3,7 +3,8 @@
 // Stage settings live in cdk.json's "stages" context (see package stage and infra/README.md).
 //
 // Artifacts default to the repository's build output (make lambda, make lambda-queuedepth); the context
-// keys gatewayCode, queueDepthCode and repoRoot override them (the tests point them at their own builds).
+// keys gatewayCode, queueDepthCode and repoRoot override them (paths relative to the repository root; the
+// tests point them at their own builds).
 package main
 
 import (
@@ -20,16 +21,28 @@ import (
 
 func main() {
 	defer jsii.Close()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "infra: %v\n", err)
+		os.Exit(1)
+	}
+	// The CLI runs this program in infra/ (cdk.json: "cd infra && go run .") but names its files
+	// (CDK_OUTDIR, CDK_ERROR_FILE, CDK_PERF_COUNTERS_FILE) relative to the repository root, where it reads
+	// them back: work from there, or the CLI would read a stale assembly.
+	if err := os.Chdir(root); err != nil {
+		fmt.Fprintf(os.Stderr, "infra: %v\n", err)
+		os.Exit(1)
+	}
 	app := awscdk.NewApp(nil)
-	if err := build(app); err != nil {
+	if err := build(app, root); err != nil {
 		fmt.Fprintf(os.Stderr, "infra: %v\n", err)
 		os.Exit(1)
 	}
 	app.Synth(nil)
 }
 
-// build adds the selected stages' stacks and the cdk-nag checks to app.
-func build(app awscdk.App) error {
+// build adds the selected stages' stacks and the cdk-nag checks to app; root is the repository.
+func build(app awscdk.App, root string) error {
 	all, err := stage.Parse(app.Node().TryGetContext(jsii.String("stages")))
 	if err != nil {
 		return err
@@ -39,10 +52,6 @@ func build(app awscdk.App) error {
 		return fmt.Errorf("no stage selected: pass -c stage=<name> (or all)")
 	}
 	selected, err := stage.Select(all, name)
-	if err != nil {
-		return err
-	}
-	root, err := filepath.Abs("..")
 	if err != nil {
 		return err
 	}
