@@ -1,17 +1,14 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/scrapeplatform/platform/test/testkit"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,25 +30,7 @@ type env struct {
 	amqpURL string
 	scripts string
 	baseEnv []string
-	out     *logBuffer
-}
-
-// logBuffer keeps every process's output for assertions and shows it in the test log on failure.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+	out     *testkit.LogBuffer
 }
 
 // start brings up a gateway and n workers on a queue of their own, with the repository's scripts plus the
@@ -64,8 +43,8 @@ func start(t *testing.T, workers int, extraEnv ...string) *env {
 	brokertest.DeleteQueues(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
 
 	scripts := t.TempDir()
-	copyTree(t, "../../scripts", scripts)
-	copyTree(t, "../testdata/scripts", scripts)
+	testkit.CopyTree(t, "../../scripts", scripts)
+	testkit.CopyTree(t, "../testdata/scripts", scripts)
 
 	base := []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -82,14 +61,14 @@ func start(t *testing.T, workers int, extraEnv ...string) *env {
 		"EGRESS_ALLOW=127.0.0.1",
 	}
 	base = append(base, extraEnv...)
-	out := &logBuffer{}
+	out := &testkit.LogBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := stack.Start(ctx, stack.Options{
 		BinDir:                binDir,
-		GatewayAddr:           freeAddr(t),
+		GatewayAddr:           testkit.FreeAddr(t),
 		Workers:               workers,
-		WorkerMetricsBasePort: freePortRange(t, workers+1),
+		WorkerMetricsBasePort: testkit.FreePortRange(t, workers+1),
 		Env:                   base,
 		Output:                out,
 		ReadyTimeout:          30 * time.Second,
@@ -159,68 +138,6 @@ func (e *env) scrape(t *testing.T, script string, params any, timeout float64) r
 	}
 	b, _ := json.Marshal(body)
 	return e.do(t, "POST", "/scrape", string(b), e.token)
-}
-
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			if d.Name() == "__pycache__" {
-				return filepath.SkipDir
-			}
-			return os.MkdirAll(target, 0o755)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// freePortRange finds a base port such that base+1..base+n are free.
-func freePortRange(t *testing.T, n int) int {
-	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		ok := true
-		for i := 1; i <= n; i++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
 }
 
 func processAlive(pid int) bool {

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"github.com/scrapeplatform/platform/test/testkit"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -198,8 +199,8 @@ func startVersitygw(t *testing.T) *s3Server {
 		}
 	}
 	s := &s3Server{region: "us-east-1", access: "e2eaccess", secret: "e2e-secret-key-0123456789"}
-	addr := freeAddr(t)
-	out := &logBuffer{}
+	addr := testkit.FreeAddr(t)
+	out := &testkit.LogBuffer{}
 	cmd := exec.Command(bin, "--access", s.access, "--secret", s.secret, "--region", s.region, "--port", addr, "--quiet",
 		"posix", "--versioning-dir", versions, data)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}

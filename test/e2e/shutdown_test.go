@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/scrapeplatform/platform/test/testkit"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -59,7 +60,7 @@ func TestUnfinishedWorkIsRequeued(t *testing.T) {
 	// A replacement worker takes the requeued task.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	env := append(append([]string{}, e.baseEnv...), "WORKER_ID=replacement", fmt.Sprintf("WORKER_METRICS_ADDR=%s", freeAddr(t)))
+	env := append(append([]string{}, e.baseEnv...), "WORKER_ID=replacement", fmt.Sprintf("WORKER_METRICS_ADDR=%s", testkit.FreeAddr(t)))
 	p, err := stack.StartProcess(ctx, "replacement", filepath.Join(binDir, "worker"), nil, env, e.out)
 	if err != nil {
 		t.Fatal(err)

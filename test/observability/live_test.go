@@ -1,12 +1,11 @@
 package observability
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/scrapeplatform/platform/test/testkit"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,9 +54,9 @@ func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
 		RabbitMQ:       []string{brk.PrometheusAddr},
 		RuleFiles:      []string{testRules},
 	}
-	promOut := &logBuffer{}
+	promOut := &testkit.LogBuffer{}
 	prom, err := stack.StartPrometheus(t.Context(), stack.PrometheusOptions{
-		Addr: freeAddr(t), Dir: filepath.Join(promDir, "server"), Config: cfg, Output: promOut,
+		Addr: testkit.FreeAddr(t), Dir: filepath.Join(promDir, "server"), Config: cfg, Output: promOut,
 	})
 	if err != nil {
 		t.Fatalf("start prometheus: %v", err)
@@ -173,8 +172,8 @@ func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
 
 	// A RabbitMQ node that does not answer (a port where nothing listens: the shared broker stays up for
 	// the other suites), and a gateway whose broker does not answer.
-	deadNode := freeAddr(t)
-	deadGateway := startCutOffGateway(t, freeAddr(t))
+	deadNode := testkit.FreeAddr(t)
+	deadGateway := startCutOffGateway(t, testkit.FreeAddr(t))
 	cfg.RabbitMQ = append(cfg.RabbitMQ, deadNode)
 	cfg.Gateways = append(cfg.Gateways, deadGateway)
 	if err := prom.Reload(t.Context(), cfg); err != nil {
@@ -261,7 +260,7 @@ type liveStack struct {
 	token      string
 	queue      string
 	env        []string
-	out        *logBuffer
+	out        *testkit.LogBuffer
 }
 
 // startStack starts a gateway and n workers on a queue of their own, reading the repository's scripts and
@@ -273,8 +272,8 @@ func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 	topo := broker.NewTopology(queue)
 	brokertest.DeleteQueues(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
 	scripts := t.TempDir()
-	copyTree(t, filepath.Join(repoRoot, "scripts"), scripts)
-	copyTree(t, filepath.Join(repoRoot, "test/testdata/scripts"), scripts)
+	testkit.CopyTree(t, filepath.Join(repoRoot, "scripts"), scripts)
+	testkit.CopyTree(t, filepath.Join(repoRoot, "test/testdata/scripts"), scripts)
 	wheels := t.TempDir()
 	wheeltest.Build(t, wheels, "conflictpkg", "1.0", "")
 	s3 := startS3(t, scripts)
@@ -293,11 +292,11 @@ func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 		"LOG_LEVEL=info",
 	}
 	env = append(env, s3.Env()...)
-	out := &logBuffer{}
+	out := &testkit.LogBuffer{}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	s, err := stack.Start(ctx, stack.Options{
-		BinDir: binDir, GatewayAddr: freeAddr(t), Workers: workers, WorkerMetricsBasePort: freePortRange(t, workers),
+		BinDir: binDir, GatewayAddr: testkit.FreeAddr(t), Workers: workers, WorkerMetricsBasePort: testkit.FreePortRange(t, workers),
 		Env: env, Output: out, ReadyTimeout: 30 * time.Second,
 	})
 	if err != nil {
@@ -325,9 +324,9 @@ func startS3(t *testing.T, dir string) *stack.S3Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &logBuffer{}
+	out := &testkit.LogBuffer{}
 	s3, err := stack.StartS3(t.Context(), stack.S3Options{
-		Binary: bin, Addr: freeAddr(t), Dir: t.TempDir(), Bucket: "obs-scripts",
+		Binary: bin, Addr: testkit.FreeAddr(t), Dir: t.TempDir(), Bucket: "obs-scripts",
 		AccessKey: "observability", SecretKey: "observability-secret-key", Output: out,
 	})
 	if err != nil {
@@ -349,8 +348,8 @@ func startS3(t *testing.T, dir string) *stack.S3Server {
 func startCutOffGateway(t *testing.T, addr string) string {
 	t.Helper()
 	env := []string{"PATH=" + os.Getenv("PATH"), "JWT_SECRET=" + jwtSecret, "GATEWAY_ADDR=" + addr,
-		"RABBITMQ_URL=amqp://guest:guest@" + freeAddr(t) + "/"}
-	out := &logBuffer{}
+		"RABBITMQ_URL=amqp://guest:guest@" + testkit.FreeAddr(t) + "/"}
+	out := &testkit.LogBuffer{}
 	p, err := stack.StartProcess(t.Context(), "gateway-cut-off", filepath.Join(binDir, stack.GatewayBinary), nil, env, out)
 	if err != nil {
 		t.Fatal(err)
@@ -410,24 +409,6 @@ func publishRaw(t *testing.T, url, queue string, body []byte) {
 	}
 }
 
-// logBuffer collects processes' output for failure reports.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 func tail(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -445,66 +426,4 @@ func mapSlice(in []string, f func(string) string) []string {
 		out[i] = f(v)
 	}
 	return out
-}
-
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			if d.Name() == "__pycache__" {
-				return filepath.SkipDir
-			}
-			return os.MkdirAll(target, 0o755)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// freePortRange finds a base port such that base+1..base+n are free.
-func freePortRange(t *testing.T, n int) int {
-	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		ok := true
-		for i := 1; i <= n; i++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
 }

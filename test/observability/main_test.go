@@ -14,8 +14,8 @@ package observability
 
 import (
 	"fmt"
+	"github.com/scrapeplatform/platform/test/testkit"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -56,17 +56,8 @@ func buildAndRun(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	binDir = dir
-	for _, b := range []struct{ module, pkg, out string }{
-		{"functions", "./cmd/gateway-local", "gateway-local"},
-		{"worker", "./cmd/worker", "worker"},
-		{"worker", "./cmd/scrapectl", "scrapectl"},
-	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
-		cmd.Dir = filepath.Join(root, b.module)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return 0, fmt.Errorf("build %s: %w", b.out, err)
-		}
+	if err := testkit.Build(dir, testkit.Gateway, testkit.Worker, testkit.Binary{Module: "worker", Pkg: "./cmd/scrapectl", Out: "scrapectl"}); err != nil {
+		return 0, err
 	}
 	return m.Run(), nil
 }
