@@ -15,29 +15,29 @@ var denied = []struct {
 	prefix netip.Prefix
 	why    string
 }{
-	{netip.MustParsePrefix("0.0.0.0/8"), "'this network' (0.0.0.0/8)"},
-	{netip.MustParsePrefix("10.0.0.0/8"), "a private network (10.0.0.0/8)"},
-	{netip.MustParsePrefix("100.64.0.0/10"), "carrier-grade NAT space (100.64.0.0/10)"},
-	{netip.MustParsePrefix("127.0.0.0/8"), "loopback (127.0.0.0/8)"},
-	{netip.MustParsePrefix("169.254.0.0/16"), "link-local, where cloud metadata and credential endpoints live (169.254.0.0/16)"},
-	{netip.MustParsePrefix("172.16.0.0/12"), "a private network (172.16.0.0/12)"},
-	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignments (192.0.0.0/24)"},
-	{netip.MustParsePrefix("192.0.2.0/24"), "documentation space (192.0.2.0/24)"},
-	{netip.MustParsePrefix("192.168.0.0/16"), "a private network (192.168.0.0/16)"},
-	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking space (198.18.0.0/15)"},
-	{netip.MustParsePrefix("198.51.100.0/24"), "documentation space (198.51.100.0/24)"},
-	{netip.MustParsePrefix("203.0.113.0/24"), "documentation space (203.0.113.0/24)"},
-	{netip.MustParsePrefix("224.0.0.0/4"), "multicast (224.0.0.0/4)"},
-	{netip.MustParsePrefix("240.0.0.0/4"), "reserved space and broadcast (240.0.0.0/4)"},
-	{netip.MustParsePrefix("::/128"), "the unspecified address (::)"},
-	{netip.MustParsePrefix("::1/128"), "loopback (::1)"},
-	{netip.MustParsePrefix("::/96"), "IPv4-compatible IPv6 (::/96)"},
-	{netip.MustParsePrefix("64:ff9b:1::/48"), "local-use NAT64 (64:ff9b:1::/48)"},
-	{netip.MustParsePrefix("100::/64"), "the discard prefix (100::/64)"},
-	{netip.MustParsePrefix("2001:db8::/32"), "documentation space (2001:db8::/32)"},
-	{netip.MustParsePrefix("fc00::/7"), "unique local addresses, where the EC2 IPv6 metadata endpoint lives (fc00::/7)"},
-	{netip.MustParsePrefix("fe80::/10"), "link-local (fe80::/10)"},
-	{netip.MustParsePrefix("ff00::/8"), "multicast (ff00::/8)"},
+	{netip.MustParsePrefix("0.0.0.0/8"), "the 'this network' range (0.0.0.0/8)"},
+	{netip.MustParsePrefix("10.0.0.0/8"), "a private range (10.0.0.0/8)"},
+	{netip.MustParsePrefix("100.64.0.0/10"), "the carrier-grade NAT range (100.64.0.0/10)"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "the loopback range (127.0.0.0/8)"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "the link-local range, home of cloud metadata and credential endpoints (169.254.0.0/16)"},
+	{netip.MustParsePrefix("172.16.0.0/12"), "a private range (172.16.0.0/12)"},
+	{netip.MustParsePrefix("192.0.0.0/24"), "the IETF protocol assignments (192.0.0.0/24)"},
+	{netip.MustParsePrefix("192.0.2.0/24"), "a documentation range (192.0.2.0/24)"},
+	{netip.MustParsePrefix("192.168.0.0/16"), "a private range (192.168.0.0/16)"},
+	{netip.MustParsePrefix("198.18.0.0/15"), "the benchmarking range (198.18.0.0/15)"},
+	{netip.MustParsePrefix("198.51.100.0/24"), "a documentation range (198.51.100.0/24)"},
+	{netip.MustParsePrefix("203.0.113.0/24"), "a documentation range (203.0.113.0/24)"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "the multicast range (224.0.0.0/4)"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "the reserved and broadcast range (240.0.0.0/4)"},
+	{netip.MustParsePrefix("::/128"), "the unspecified address (::/128)"},
+	{netip.MustParsePrefix("::1/128"), "the loopback address (::1/128)"},
+	{netip.MustParsePrefix("::/96"), "the IPv4-compatible range (::/96)"},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "the local-use NAT64 range (64:ff9b:1::/48)"},
+	{netip.MustParsePrefix("100::/64"), "the discard range (100::/64)"},
+	{netip.MustParsePrefix("2001:db8::/32"), "a documentation range (2001:db8::/32)"},
+	{netip.MustParsePrefix("fc00::/7"), "the unique local range, home of the EC2 IPv6 metadata endpoint (fc00::/7)"},
+	{netip.MustParsePrefix("fe80::/10"), "the link-local range (fe80::/10)"},
+	{netip.MustParsePrefix("ff00::/8"), "the multicast range (ff00::/8)"},
 }
 
 // Policy decides which destinations scripts may reach: any public address, and nothing in the denied ranges
@@ -132,7 +132,7 @@ func (p Policy) check(addr netip.Addr, port int) error {
 	}
 	if embedded, ok := embeddedIPv4(addr); ok {
 		if err := p.check(embedded, port); err != nil {
-			return fmt.Errorf("%s embeds %s: %w", addr, embedded, err)
+			return fmt.Errorf("%s embeds %s, and %w", addr, embedded, err)
 		}
 	}
 	for _, d := range denied {
@@ -164,7 +164,7 @@ type RefusedError struct {
 	Why  string
 }
 
-func (e *RefusedError) Error() string { return fmt.Sprintf("%s is %s", e.Addr, e.Why) }
+func (e *RefusedError) Error() string { return fmt.Sprintf("%s lies in %s", e.Addr, e.Why) }
 
 // parseNumericHost reads host as an IPv4 address in any form inet_aton accepts, which URL parsers and C
 // resolvers honour: "2852039166", "0xA9FEA9FE", "0251.0376.0251.0376", "169.254.43518". It reports false

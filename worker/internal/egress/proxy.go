@@ -301,7 +301,7 @@ func (p *Proxy) resolve(ctx context.Context, host string, port int) ([]netip.Add
 	if a, ok := parseNumericHost(name); ok {
 		// 2852039166, 0251.0376.0251.0376 and the like: an address, however it is spelled.
 		if err := p.cfg.Policy.check(a, port); err != nil {
-			return nil, &refusal{host: host, reason: "private", err: fmt.Errorf("%q is the address %s: %w", host, a, err)}
+			return nil, &refusal{host: host, reason: "private", err: fmt.Errorf("%q is the address %s, and %w", host, a, err)}
 		}
 		return []netip.Addr{a}, nil
 	}
@@ -322,7 +322,7 @@ func (p *Proxy) resolve(ctx context.Context, host string, port int) ([]netip.Add
 	}
 	for _, a := range addrs {
 		if err := p.cfg.Policy.check(a, port); err != nil {
-			return nil, &refusal{host: host, reason: "private", err: fmt.Errorf("%q resolves to %w", host, err)}
+			return nil, &refusal{host: host, reason: "private", err: fmt.Errorf("%q resolves to %s, and %w", host, a, err)}
 		}
 	}
 	return addrs, nil
