@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/scrapeplatform/platform/test/testkit"
 	"io"
 	"log/slog"
 	"net"
@@ -59,7 +60,7 @@ type env struct {
 	home       string // the worker's HOME, holding a credentials file only the worker's user may read
 	gatewayURL string
 	gateway    *stack.Process
-	out        *logBuffer
+	out        *testkit.LogBuffer
 	token      string
 	client     *http.Client
 	baseEnv    []string
@@ -75,24 +76,6 @@ type workerProc struct {
 	metricsURL string
 }
 
-// logBuffer keeps every process's output, for assertions and for the log of a failed test.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // start brings up a gateway and o.workers workers on a queue of their own.
 func start(t *testing.T, o options) *env {
 	t.Helper()
@@ -105,8 +88,8 @@ func start(t *testing.T, o options) *env {
 	}
 	base := reachableDir(t)
 	scripts := filepath.Join(base, "scripts")
-	copyTree(t, "../testdata/scripts", scripts)
-	copyTree(t, "testdata/scripts", scripts)
+	testkit.CopyTree(t, "../testdata/scripts", scripts)
+	testkit.CopyTree(t, "testdata/scripts", scripts)
 	pidDir := filepath.Join(base, "pids")
 	home := filepath.Join(base, "home")
 	for _, d := range []string{pidDir, filepath.Join(home, ".aws")} {
@@ -150,7 +133,7 @@ func start(t *testing.T, o options) *env {
 	workerEnv = append(workerEnv, o.workerEnv...)
 
 	e := &env{t: t, amqpURL: amqpURL, queue: queue, topo: topo, base: base, scripts: scripts, pidDir: pidDir,
-		home: home, out: &logBuffer{}, baseEnv: baseEnv, workerEnv: workerEnv,
+		home: home, out: &testkit.LogBuffer{}, baseEnv: baseEnv, workerEnv: workerEnv,
 		client: &http.Client{Timeout: 90 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	t.Cleanup(func() {
 		e.mu.Lock()
@@ -184,7 +167,7 @@ func start(t *testing.T, o options) *env {
 
 func (e *env) startGateway(t *testing.T, extra ...string) {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	environ := append(append(append([]string{}, e.baseEnv...), extra...), "GATEWAY_ADDR="+addr)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -201,7 +184,7 @@ func (e *env) startGateway(t *testing.T, extra ...string) {
 // addWorker starts one more worker and waits until it is healthy.
 func (e *env) addWorker(t *testing.T, id string, extra ...string) *workerProc {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	environ := append(append([]string{}, e.baseEnv...), e.workerEnv...)
 	environ = append(environ, extra...)
 	environ = append(environ, "WORKER_ID="+id, "WORKER_METRICS_ADDR="+addr, "WORKER_WORK_DIR="+filepath.Join(e.base, "work-"+id))
@@ -420,43 +403,8 @@ func sandboxPython(t *testing.T) string {
 	return ""
 }
 
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			if d.Name() == "__pycache__" {
-				return filepath.SkipDir
-			}
-			return os.MkdirAll(target, 0o755)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func freePort(t *testing.T) int {
-	_, p, _ := net.SplitHostPort(freeAddr(t))
+	_, p, _ := net.SplitHostPort(testkit.FreeAddr(t))
 	n, _ := strconv.Atoi(p)
 	return n
 }

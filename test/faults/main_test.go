@@ -14,9 +14,8 @@ package faults
 
 import (
 	"fmt"
+	"github.com/scrapeplatform/platform/test/testkit"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -47,20 +46,8 @@ func buildAndRun(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	binDir = dir
-	root, err := filepath.Abs("../..")
-	if err != nil {
+	if err := testkit.Build(dir, testkit.Gateway, testkit.Worker); err != nil {
 		return 0, err
-	}
-	for _, b := range []struct{ module, pkg, out string }{
-		{"functions", "./cmd/gateway-local", "gateway-local"},
-		{"worker", "./cmd/worker", "worker"},
-	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
-		cmd.Dir = filepath.Join(root, b.module)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return 0, fmt.Errorf("build %s: %w", b.out, err)
-		}
 	}
 	return m.Run(), nil
 }

@@ -3,6 +3,7 @@ package faults
 import (
 	"context"
 	"fmt"
+	"github.com/scrapeplatform/platform/test/testkit"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,7 +46,7 @@ func TestNonRootWorker(t *testing.T) {
 		wrapper = []string{setpriv, "--reuid=" + strconv.Itoa(sandboxUID), "--regid=" + strconv.Itoa(sandboxUID), "--clear-groups", "--"}
 		environ = append(environ, "WORKER_PYTHON="+sandboxPython(t))
 	}
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	environ = append(environ, "HOME="+home, "WORKER_ID="+id, "WORKER_METRICS_ADDR="+addr, "WORKER_WORK_DIR="+work)
 	bin := filepath.Join(binDir, "worker")
 	args := []string{}
