@@ -33,7 +33,7 @@ type Manifest struct {
 	// Timeout is the script's default timeout in seconds, used when the caller names none. It can only
 	// shorten what the caller's deadline allows.
 	Timeout float64 `json:"timeout,omitempty"`
-	// Isolation is "warm" (default) or "process".
+	// Isolation is "warm" or "process"; empty means the worker's default (SCRIPT_ISOLATION).
 	Isolation string `json:"isolation,omitempty"`
 	// MemoryLimitMB overrides the worker's SCRIPT_MEMORY_LIMIT_MB for this script.
 	MemoryLimitMB int `json:"memory_limit_mb,omitempty"`
@@ -45,7 +45,7 @@ type Manifest struct {
 func Load(dir string) (Manifest, error) {
 	f, err := os.Open(filepath.Join(dir, File))
 	if errors.Is(err, os.ErrNotExist) {
-		return Manifest{Isolation: Warm}, nil
+		return Manifest{}, nil
 	}
 	if err != nil {
 		return Manifest{}, fmt.Errorf("read %s: %w", File, err)
@@ -73,10 +73,7 @@ func Parse(b []byte) (Manifest, error) {
 		return Manifest{}, fmt.Errorf("%s holds more than one JSON value", File)
 	}
 	var errs []error
-	if m.Isolation == "" {
-		m.Isolation = Warm
-	}
-	if m.Isolation != Warm && m.Isolation != Process {
+	if m.Isolation != "" && m.Isolation != Warm && m.Isolation != Process {
 		errs = append(errs, fmt.Errorf("isolation must be %q or %q, got %q", Warm, Process, m.Isolation))
 	}
 	if m.Timeout < 0 || m.Timeout > 900 || m.Timeout != m.Timeout {

@@ -14,7 +14,7 @@ func TestParse(t *testing.T) {
 		ok   bool
 		want Manifest
 	}{
-		{`{}`, true, Manifest{Isolation: Warm}},
+		{`{}`, true, Manifest{}},
 		{`{"description":"d","timeout":12.5,"isolation":"process","memory_limit_mb":256,"concurrency":2}`, true,
 			Manifest{Description: "d", Timeout: 12.5, Isolation: Process, MemoryLimitMB: 256, Concurrency: 2}},
 		{`{"isolation":"container"}`, false, Manifest{}},
@@ -37,7 +37,7 @@ func TestParse(t *testing.T) {
 func TestLoadMissingGivesDefaults(t *testing.T) {
 	t.Parallel()
 	m, err := Load(t.TempDir())
-	if err != nil || m.Isolation != Warm {
+	if err != nil || m != (Manifest{}) {
 		t.Fatalf("%+v %v", m, err)
 	}
 	dir := t.TempDir()
@@ -58,7 +58,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if (m.Isolation != Warm && m.Isolation != Process) || m.Timeout < 0 || m.Timeout > 900 || m.Concurrency < 0 || m.MemoryLimitMB < 0 {
+		if (m.Isolation != "" && m.Isolation != Warm && m.Isolation != Process) || m.Timeout < 0 || m.Timeout > 900 || m.Concurrency < 0 || m.MemoryLimitMB < 0 {
 			t.Fatalf("accepted out-of-range manifest %+v", m)
 		}
 	})

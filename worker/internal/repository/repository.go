@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/scrapeplatform/platform/shared/contract"
 )
@@ -52,7 +53,13 @@ func validName(name string) error { return contract.ValidateScriptName(name) }
 // Local is a repository in a local folder: script NAME is the folder ROOT/NAME.
 type Local struct {
 	root string
+
+	mu       sync.Mutex
+	versions map[string]localVersion // by script folder
 }
+
+// localVersion remembers a folder's content hash with the stat fingerprint it was computed for.
+type localVersion struct{ stamp, version string }
 
 var _ Repository = (*Local)(nil)
 
@@ -91,16 +98,52 @@ func (l *Local) Resolve(ctx context.Context, name string) (Script, error) {
 	if st, err := os.Stat(filepath.Join(dir, EntryPoint)); err != nil || !st.Mode().IsRegular() {
 		return Script{}, fmt.Errorf("%w: script folder %q has no %s", ErrNotFound, name, EntryPoint)
 	}
-	version, err := hashDir(ctx, dir)
+	version, err := l.version(ctx, dir)
 	if err != nil {
 		return Script{}, fmt.Errorf("hash script %q: %w", name, err)
 	}
 	return Script{Name: name, Dir: dir, Version: version}, nil
 }
 
-// hashDir hashes the names and contents of the regular files under dir, skipping hidden entries and
-// __pycache__, so the version changes exactly when the script's content does.
-func hashDir(ctx context.Context, dir string) (string, error) {
+// version returns the content hash of dir, recomputed only when the files' names, sizes or modification
+// times change: every task stats the folder, but only a changed script is read and hashed again. (A
+// same-size rewrite within one tick of the file system's clock would go unnoticed; on the file systems we
+// run on that tick is a nanosecond.)
+func (l *Local) version(ctx context.Context, dir string) (string, error) {
+	files, err := scriptFiles(ctx, dir)
+	if err != nil {
+		return "", err
+	}
+	var stamp strings.Builder
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&stamp, "%s\x00%d\x00%d\x00", f, st.Size(), st.ModTime().UnixNano())
+	}
+	l.mu.Lock()
+	cached, ok := l.versions[dir]
+	l.mu.Unlock()
+	if ok && cached.stamp == stamp.String() {
+		return cached.version, nil
+	}
+	version, err := hashFiles(dir, files)
+	if err != nil {
+		return "", err
+	}
+	l.mu.Lock()
+	if l.versions == nil {
+		l.versions = map[string]localVersion{}
+	}
+	l.versions[dir] = localVersion{stamp: stamp.String(), version: version}
+	l.mu.Unlock()
+	return version, nil
+}
+
+// scriptFiles lists the regular files under dir that make up a script, sorted: hidden entries and
+// __pycache__ are left out, so the version changes exactly when the script's content does.
+func scriptFiles(ctx context.Context, dir string) ([]string, error) {
 	var files []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -118,9 +161,14 @@ func hashDir(ctx context.Context, dir string) (string, error) {
 		return ctx.Err()
 	})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	sort.Strings(files)
+	return files, nil
+}
+
+// hashFiles hashes the names and contents of files (under dir).
+func hashFiles(dir string, files []string) (string, error) {
 	h := sha256.New()
 	for _, f := range files {
 		rel, _ := filepath.Rel(dir, f)

@@ -215,8 +215,11 @@ func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Durat
 		timeout = min(timeout, time.Duration(man.Timeout*float64(time.Second)))
 	}
 	isolation := man.Isolation
-	if _, err := os.Stat(filepath.Join(script.Dir, manifest.File)); err != nil && w.cfg.Isolation != "" {
-		isolation = w.cfg.Isolation // no manifest: the worker's default
+	if isolation == "" {
+		isolation = w.cfg.Isolation // the manifest does not say: the worker's default
+	}
+	if isolation == "" {
+		isolation = manifest.Warm
 	}
 	job := runner.Job{
 		RequestID:        req.RequestID,
