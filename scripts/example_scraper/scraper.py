@@ -112,6 +112,11 @@ def _fetch(url, timeout):
     try:
         response = opener.open(request, timeout=timeout)
     except urllib.error.HTTPError as err:
+        refused = err.headers.get("X-Egress-Refused") if err.headers is not None else None
+        if refused:
+            # Not the site's answer: the worker's egress proxy would not connect (private, loopback or
+            # metadata addresses are refused unless the operator allows them with EGRESS_ALLOW).
+            raise PermissionError("the worker's egress proxy refused to fetch %s: %s" % (url, refused))
         # An error status is still a page: urllib raises it, and the error doubles as the response.
         body = b""
         if err.fp is not None:

@@ -60,6 +60,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if self.path == "/refused":
+            # What the worker's egress proxy answers for an address it will not connect to.
+            body = b"egress refused: 127.0.0.1 is a loopback address"
+            self.send_response(403)
+            self.send_header("X-Egress-Refused", "127.0.0.1 is a loopback address")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.path == "/slow":
             time.sleep(1.5)
         status, content_type, body = routes.get(self.path, (404, "text/plain", b"not found"))
@@ -156,6 +165,12 @@ class ScrapeTest(unittest.TestCase):
         self.assertEqual(r["url"], self.base + "/missing")
         self.assertEqual(r["title"], "Not Found")
         self.assertEqual(r["headings"], [{"level": 1, "text": "No such page"}])
+
+    def test_egress_refusal_is_an_error_not_a_page(self):
+        with self.assertRaises(PermissionError) as ctx:
+            self.scrape("/refused")
+        self.assertIn("egress proxy refused", str(ctx.exception))
+        self.assertIn("loopback", str(ctx.exception))
 
     def test_500_is_data(self):
         r = self.scrape("/error")
