@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -302,8 +301,6 @@ func FuzzDecodeScrapeBody(f *testing.F) {
 		}
 	})
 }
-
-var _ = io.EOF
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, nil))

@@ -46,7 +46,7 @@ func newFixture(t *testing.T, ready, unacked, dead int) fixture {
 	t.Helper()
 	amqpURL := brokertest.URL(t)
 	topo := broker.NewTopology(brokertest.Name("queuedepth"))
-	brokertest.Cleanup(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
+	brokertest.DeleteQueues(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
 	_, ch := brokertest.Channel(t, amqpURL)
 	if err := topo.Declare(ch); err != nil {
 		t.Fatal(err)

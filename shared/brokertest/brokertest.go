@@ -56,11 +56,6 @@ func Channel(t testing.TB, url string) (*amqp.Connection, *amqp.Channel) {
 	return conn, ch
 }
 
-// Cleanup deletes the topology's queues and exchange when the test ends.
-func Cleanup(t testing.TB, url string, queues []string, exchanges []string) {
-	DeleteQueues(t, url, queues, exchanges)
-}
-
 // DeleteQueues deletes the named queues and exchanges at cleanup.
 func DeleteQueues(t testing.TB, url string, queues []string, exchanges []string) {
 	t.Helper()

@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"github.com/scrapeplatform/platform/test/testkit"
 	"net"
 	"net/url"
 	"os"
@@ -460,7 +461,7 @@ func TestComposeSeedScriptPublishesTheScripts(t *testing.T) {
 	}
 	data := t.TempDir()
 	s3, err := stack.StartS3(t.Context(), stack.S3Options{
-		Binary: vgw, Addr: freeAddr(t), Dir: data, Bucket: env("s3", "S3_BUCKET_NAME"),
+		Binary: vgw, Addr: testkit.FreeAddr(t), Dir: data, Bucket: env("s3", "S3_BUCKET_NAME"),
 		AccessKey: env("s3", "ROOT_ACCESS_KEY"), SecretKey: env("s3", "ROOT_SECRET_KEY"), Region: env("s3-seed", "S3_REGION"),
 	})
 	if err != nil {
@@ -497,14 +498,4 @@ func TestComposeSeedScriptPublishesTheScripts(t *testing.T) {
 			t.Errorf("%s was not published: %v", name, err)
 		}
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -3,6 +3,7 @@ package faults
 import (
 	"context"
 	"fmt"
+	"github.com/scrapeplatform/platform/test/testkit"
 	"net/http"
 	"regexp"
 	"sort"
@@ -350,7 +351,7 @@ func TestClusterNodeLost(t *testing.T) {
 	defer cancel()
 	var opts []stack.BrokerOptions
 	for i := range 3 {
-		opts = append(opts, stack.BrokerOptions{URL: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", freePort(t)),
+		opts = append(opts, stack.BrokerOptions{URL: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", testkit.FreePort(t)),
 			DataDir: t.TempDir() + "/" + strconv.Itoa(i), Logger: testLogger(t)})
 	}
 	formed := time.Now()

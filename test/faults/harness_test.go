@@ -8,7 +8,6 @@ import (
 	"github.com/scrapeplatform/platform/test/testkit"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -403,12 +402,6 @@ func sandboxPython(t *testing.T) string {
 	return ""
 }
 
-func freePort(t *testing.T) int {
-	_, p, _ := net.SplitHostPort(testkit.FreeAddr(t))
-	n, _ := strconv.Atoi(p)
-	return n
-}
-
 func tail(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -475,7 +468,7 @@ func privateNode(t *testing.T) *stack.Node {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", freePort(t))
+	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", testkit.FreePort(t))
 	n, err := stack.StartNode(ctx, stack.BrokerOptions{URL: url, DataDir: t.TempDir(), Logger: testLogger(t)}, "")
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/scrapeplatform/platform/test/testkit"
 	"io"
 	"log/slog"
 	"net"
@@ -17,25 +18,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/scrapeplatform/platform/local/stack"
 )
 
-// logs collects the output of the processes a test starts.
-type logs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logs) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.Write(p) }
-func (l *logs) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.String() }
-
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs("../..")
+	root, err := testkit.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,16 +56,6 @@ func rie(t *testing.T) string {
 		t.Fatalf("this test needs the Lambda runtime interface emulator at %s (make rie installs it) or $AWS_LAMBDA_RIE", p)
 	}
 	return p
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // event loads an API Gateway v2 fixture and sets its body.
@@ -126,7 +107,7 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	bin := t.TempDir()
 	bootstrap := build(t, bin, "functions", "./cmd/gateway", "bootstrap", "CGO_ENABLED=0")
 	worker := build(t, bin, "worker", "./cmd/worker", "worker")
-	out := &logs{}
+	out := &testkit.LogBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("process output:\n%s", out.String())
@@ -134,7 +115,7 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	})
 
 	// A private broker of the test's own, so restarting it disturbs nothing else on this machine.
-	amqpPort := freePort(t)
+	amqpPort := testkit.FreePort(t)
 	brokerURL := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", amqpPort)
 	dataDir := filepath.Join(t.TempDir(), "rabbitmq")
 	startBroker := func() func() error {
@@ -161,7 +142,7 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "RABBITMQ_URL=" + brokerURL, "RABBITMQ_TASK_QUEUE=" + queue}
 	ctx := context.Background()
 	workerEnv := append(append([]string{}, base...), "WORKER_ID=lambda-test-worker",
-		fmt.Sprintf("WORKER_METRICS_ADDR=127.0.0.1:%d", freePort(t)),
+		fmt.Sprintf("WORKER_METRICS_ADDR=127.0.0.1:%d", testkit.FreePort(t)),
 		"SCRIPT_REPOSITORY_URL="+filepath.Join(repoRoot(t), "test", "testdata", "scripts"),
 		"WORKER_WORK_DIR="+t.TempDir(), "WORKER_CONCURRENCY=2")
 	w, err := stack.StartProcess(ctx, "worker", worker, nil, workerEnv, out)
@@ -174,12 +155,12 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 		t.Logf("worker stopped in %s", time.Since(t0).Round(time.Millisecond))
 	})
 
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	rieEnv := append(append([]string{}, base...), "STAGE=test", "AWS_LAMBDA_FUNCTION_TIMEOUT=30")
 	started := time.Now()
 	emu, err := stack.StartProcess(ctx, "rie", rie(t), []string{
 		"--runtime-interface-emulator-address", addr,
-		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t)),
 		bootstrap,
 	}, rieEnv, out)
 	if err != nil {
@@ -243,7 +224,7 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	sc := bufio.NewScanner(strings.NewReader(out.String()))
 	for sc.Scan() {
 		line := sc.Text()
-		if i := strings.Index(line, `{"Outcome"`); i >= 0 || strings.Contains(line, `"CloudWatchMetrics"`) && strings.Contains(line, `"Scrapes":1`) {
+		if strings.Contains(line, `"CloudWatchMetrics"`) && strings.Contains(line, `"Scrapes":1`) {
 			emf++
 		}
 	}

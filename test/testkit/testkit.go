@@ -80,6 +80,12 @@ func FreeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	return FreePortRange(t, 0)
+}
+
 // FreePortRange finds a base port such that base+1..base+n are free.
 func FreePortRange(t testing.TB, n int) int {
 	t.Helper()
