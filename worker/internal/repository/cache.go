@@ -72,7 +72,12 @@ type CacheOptions struct {
 	Metrics *Metrics
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
+	// LockWait is how long opening waits for a folder locked by another process (0: DefaultLockWait).
+	LockWait time.Duration
 }
+
+// DefaultLockWait covers a worker restarted while its previous process is still exiting.
+const DefaultLockWait = 5 * time.Second
 
 // notFoundTTL is how long "no such script" is remembered, so a flood of requests for an unknown name does
 // not become a flood of requests to the remote, while a newly published script shows up quickly.
@@ -155,6 +160,9 @@ func newRemote(opts CacheOptions) (*Remote, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.LockWait <= 0 {
+		opts.LockWait = DefaultLockWait
+	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("script cache %q: %w", opts.Dir, err)
@@ -163,7 +171,7 @@ func newRemote(opts CacheOptions) (*Remote, error) {
 		return nil, fmt.Errorf("script cache: %w", err)
 	}
 	opts.Dir = dir
-	lock, err := lockDir(dir)
+	lock, err := lockDir(dir, opts.LockWait)
 	if err != nil {
 		return nil, fmt.Errorf("script cache %s: %w", dir, err)
 	}

@@ -443,7 +443,7 @@ func TestCacheSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second process cannot use the same cache folder.
-	if _, err := newRemote(CacheOptions{Dir: s.dir}); err == nil || !strings.Contains(err.Error(), "in use") {
+	if _, err := newRemote(CacheOptions{Dir: s.dir, LockWait: 50 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second open: %v", err)
 	}
 	s.repo.Close()

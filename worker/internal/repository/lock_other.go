@@ -2,11 +2,14 @@
 
 package repository
 
-import "io"
+import (
+	"io"
+	"time"
+)
 
 type noLock struct{}
 
 func (noLock) Close() error { return nil }
 
 // lockDir does nothing where flock(2) does not exist: one worker per cache folder is then up to the operator.
-func lockDir(string) (io.Closer, error) { return noLock{}, nil }
+func lockDir(string, time.Duration) (io.Closer, error) { return noLock{}, nil }
