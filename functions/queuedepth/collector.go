@@ -108,6 +108,18 @@ func (c *Collector) measureBroker(ctx context.Context, mgmt *Management, s *Samp
 	} else {
 		s.SetNodes(nodes)
 	}
+	if c.Config.MaxLength > 0 {
+		want := QueueBoundPolicy(c.Config.TaskQueue, c.Config.MaxLength)
+		changed, err := mgmt.EnsurePolicy(ctx, c.Config.VHost, c.Config.PolicyName, want)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case changed:
+			// A first run, or someone changed or removed the policy by hand: say so, once.
+			c.Log.Warn("task queue bound (re)applied", "policy", c.Config.PolicyName, "queue", c.Config.TaskQueue,
+				"max_length", c.Config.MaxLength, "overflow", "reject-publish")
+		}
+	}
 	return errs
 }
 

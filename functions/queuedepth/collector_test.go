@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/scrapeplatform/platform/shared/brokertest"
 )
 
 // fakeCloudWatch records PutMetricData calls.
@@ -188,4 +193,74 @@ func TestCollectorPublishesWhatItCouldMeasure(t *testing.T) {
 			t.Fatalf("sample = %+v", s)
 		}
 	})
+}
+
+// TestCollectorKeepsTheQueueBounded: with a max length set, a run puts the bound policy on the real broker
+// (publishes past the bound are then nacked), puts it back after someone changed it, and otherwise leaves
+// it alone.
+func TestCollectorKeepsTheQueueBounded(t *testing.T) {
+	t.Parallel()
+	base := managementURL(t)
+	fx := newFixture(t, 0, 0, 0)
+	c := newCollector(t, base, fx, &fakeECS{cluster: "scraping-dev", service: "worker", running: 1, desired: 1}, &fakeCloudWatch{})
+	c.Config.MaxLength = 3
+	c.Config.PolicyName = fx.topo.TaskQueue + "-bound"
+	m, err := NewManagement(base, "guest", "guest", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	t.Cleanup(func() {
+		_, _ = m.do(ctx, http.MethodDelete, "/api/policies/%2F/"+url.PathEscape(c.Config.PolicyName), nil)
+	})
+
+	if _, err := c.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The broker now refuses publishes past 3 messages. A quorum queue applies a new policy a moment
+	// later, so publish one message at a time until one is refused.
+	_, ch := brokertest.Channel(t, brokertest.URL(t))
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
+	accepted := 0
+	eventually(t, func() error {
+		if err := ch.PublishWithContext(ctx, "", fx.topo.TaskQueue, true, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		if (<-confirms).Ack {
+			accepted++
+			return fmt.Errorf("publish %d accepted", accepted)
+		}
+		return nil
+	})
+	if accepted < 3 {
+		t.Fatalf("only %d publishes accepted before the first refusal, want at least the bound (3)", accepted)
+	}
+
+	// An operator changes the bound by hand: the next run restores it, the one after writes nothing.
+	hand := QueueBoundPolicy(fx.topo.TaskQueue, 1000)
+	if changed, err := m.EnsurePolicy(ctx, "/", c.Config.PolicyName, hand); err != nil || !changed {
+		t.Fatalf("changing the policy by hand: changed=%v err=%v", changed, err)
+	}
+	if _, err := c.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := QueueBoundPolicy(fx.topo.TaskQueue, 3)
+	if changed, err := m.EnsurePolicy(ctx, "/", c.Config.PolicyName, want); err != nil || changed {
+		t.Fatalf("after the run the policy should already be the bound: changed=%v err=%v", changed, err)
+	}
+	body, err := m.get(ctx, "/api/policies/%2F/"+url.PathEscape(c.Config.PolicyName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(body), `"max-length":3`) || !strings.Contains(string(body), `"overflow":"reject-publish"`) {
+		t.Fatalf("policy on the broker: %s", body)
+	}
+
+	// A policy the broker refuses (an invalid pattern) is an error with the broker's reason.
+	if _, err := m.EnsurePolicy(ctx, "/", fx.topo.TaskQueue+"-bad", Policy{Pattern: "(", ApplyTo: "queues", Definition: map[string]any{"max-length": 3}}); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("invalid pattern: error = %v, want the broker's 400", err)
+	}
 }

@@ -26,6 +26,11 @@ type Config struct {
 	// Namespace and Stage place the metrics: namespace Namespace, dimension Stage (and Queue).
 	Namespace string
 	Stage     string
+	// MaxLength, when above zero, is the task queue's bound: each run makes sure the policy PolicyName
+	// (default "<TaskQueue>-bound") limits the queue to MaxLength messages with overflow reject-publish.
+	// Zero leaves the broker's policies alone.
+	MaxLength  int64
+	PolicyName string
 	// Timeout bounds each management API request.
 	Timeout  time.Duration
 	LogLevel string
@@ -49,6 +54,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		LogLevel:      e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 	}
 	c.DeadLetterQueue = e.String("RABBITMQ_DEAD_LETTER_QUEUE", c.TaskQueue+".dead")
+	c.MaxLength = int64(e.Int("TASK_QUEUE_MAX_LENGTH", 0, 0, 10_000_000))
+	c.PolicyName = e.String("TASK_QUEUE_POLICY", c.TaskQueue+"-bound")
 	if u, err := url.Parse(c.ManagementURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		e.Fail("RABBITMQ_MANAGEMENT_URL must be an http(s) URL such as https://b-1234.mq.eu-west-1.on.aws, got %q", c.ManagementURL)
 	} else if u.User != nil {

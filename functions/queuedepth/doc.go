@@ -20,6 +20,13 @@
 // a task that is starting or draining still counts for capacity; the count is read in the same run, so
 // the metric needs no metric math and target tracking can use it directly.
 //
+// With TASK_QUEUE_MAX_LENGTH set, each run also keeps the task queue bounded: it makes sure the policy
+// "<task queue>-bound" says max-length TASK_QUEUE_MAX_LENGTH with overflow reject-publish (read, and written
+// only when missing or different), so a stalled fleet makes callers get 429 at once instead of piling up.
+// A policy rather than queue arguments, because RabbitMQ refuses a redeclaration with different arguments;
+// re-applied every minute, because Amazon MQ has no CloudFormation resource for policies and a broker
+// replaced or restored from nothing must get its bound back without anyone remembering to.
+//
 // A failure of one source does not stop the others: what was measured is published, and the run returns
 // the joined error so the Lambda's Errors metric (and its alarm) shows it. Missing datapoints make target
 // tracking hold still rather than scale on stale numbers.

@@ -1,6 +1,7 @@
 package queuedepth
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -115,18 +117,86 @@ func (m *Management) Nodes(ctx context.Context) ([]NodeStats, error) {
 	return DecodeNodes(body)
 }
 
+// Policy is a RabbitMQ policy as the management API holds it (GET/PUT /api/policies/{vhost}/{name}).
+type Policy struct {
+	Pattern    string         `json:"pattern"`
+	ApplyTo    string         `json:"apply-to"`
+	Priority   int            `json:"priority"`
+	Definition map[string]any `json:"definition"`
+}
+
+// QueueBoundPolicy is the policy that bounds queue (a name, matched exactly) to maxLength messages and has the
+// broker refuse publishes past it (reject-publish: the publisher gets a nack, the gateway answers 429).
+func QueueBoundPolicy(queue string, maxLength int64) Policy {
+	return Policy{
+		Pattern:    "^" + regexp.QuoteMeta(queue) + "$",
+		ApplyTo:    "queues",
+		Definition: map[string]any{"max-length": maxLength, "overflow": "reject-publish"},
+	}
+}
+
+// same reports whether two policies have the same effect. Definitions are compared through JSON, since the
+// management API answers numbers as JSON numbers (float64 after decoding).
+func (p Policy) same(o Policy) bool {
+	a, errA := json.Marshal(p.Definition)
+	b, errB := json.Marshal(o.Definition)
+	return errA == nil && errB == nil && p.Pattern == o.Pattern && p.ApplyTo == o.ApplyTo && p.Priority == o.Priority && string(a) == string(b)
+}
+
+// EnsurePolicy makes the policy name in vhost be want: it reads the current one and writes want only when it
+// is missing or differs, so that running it every minute changes nothing on the broker in the steady state.
+// changed reports whether it wrote.
+func (m *Management) EnsurePolicy(ctx context.Context, vhost, name string, want Policy) (changed bool, err error) {
+	path := "/api/policies/" + url.PathEscape(vhost) + "/" + url.PathEscape(name)
+	body, err := m.get(ctx, path)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return false, fmt.Errorf("policy %q: %w", name, err)
+	default:
+		var have Policy
+		if err := json.Unmarshal(body, &have); err != nil {
+			return false, fmt.Errorf("policy %q: decode: %w", name, err)
+		}
+		if have.same(want) {
+			return false, nil
+		}
+	}
+	payload, err := json.Marshal(want)
+	if err != nil {
+		return false, err
+	}
+	if _, err := m.do(ctx, http.MethodPut, path, payload); err != nil {
+		return false, fmt.Errorf("set policy %q: %w", name, err)
+	}
+	return true, nil
+}
+
 // get fetches base+path (path already escaped) and returns the body of a 200 answer.
 func (m *Management) get(ctx context.Context, path string) ([]byte, error) {
+	return m.do(ctx, http.MethodGet, path, nil)
+}
+
+// do sends method base+path (path already escaped) with an optional JSON payload and returns the body of a
+// 2xx answer.
+func (m *Management) do(ctx context.Context, method, path string, payload []byte) ([]byte, error) {
 	u, err := url.Parse(m.base.String() + path)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	var reqBody io.Reader
+	if payload != nil {
+		reqBody = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), reqBody)
 	if err != nil {
 		return nil, err
 	}
 	req.SetBasicAuth(m.user, m.pass)
 	req.Header.Set("Accept", "application/json")
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := m.http.Do(req)
 	if err != nil {
 		return nil, err
@@ -137,12 +207,16 @@ func (m *Management) get(ctx context.Context, path string) ([]byte, error) {
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
 	switch {
-	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return body, nil
 	case resp.StatusCode == http.StatusNotFound:
 		return nil, ErrNotFound
 	case resp.StatusCode == http.StatusUnauthorized:
 		return nil, errors.New("management API refused the credentials (401)")
+	case resp.StatusCode == http.StatusForbidden:
+		return nil, errors.New("management API forbids this to the broker user (403); setting policies needs the policymaker or administrator tag")
+	case resp.StatusCode == http.StatusBadRequest:
+		return nil, fmt.Errorf("management API refused the request (400): %s", strings.TrimSpace(string(body)))
 	default:
 		return nil, fmt.Errorf("management API answered %s", resp.Status)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -115,6 +116,7 @@ func TestLambdas(t *testing.T) {
 					"RABBITMQ_MANAGEMENT_URL": assertions.Match_AnyValue(),
 					"ECS_CLUSTER":             assertions.Match_AnyValue(),
 					"ECS_SERVICE":             assertions.Match_AnyValue(),
+					"TASK_QUEUE_MAX_LENGTH":   strconv.Itoa(s.settings.Broker.TaskQueueMaxLength),
 				})},
 			})
 			s.template.HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": "rate(1 minute)"})

@@ -1,6 +1,8 @@
 package platform
 
 import (
+	"strconv"
+
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
@@ -49,6 +51,9 @@ func newQueueDepth(st awscdk.Stack, s stage.Settings, net *network, brk *broker,
 			"METRIC_NAMESPACE":        jsii.String(MetricNamespace),
 			"STAGE":                   jsii.String(s.Name),
 			"LOG_LEVEL":               jsii.String("info"),
+			// Backpressure: the Lambda keeps the task queue's bound on the broker as a policy (Amazon MQ has
+			// no CloudFormation resource for RabbitMQ policies).
+			"TASK_QUEUE_MAX_LENGTH": jsii.String(strconv.Itoa(s.Broker.TaskQueueMaxLength)),
 		},
 	})
 	brk.secret.GrantRead(fn, nil)

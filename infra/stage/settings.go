@@ -52,6 +52,9 @@ type Broker struct {
 	// DeploymentMode is SINGLE_INSTANCE or CLUSTER_MULTI_AZ (three nodes in three AZs).
 	DeploymentMode    string            `json:"deploymentMode"`
 	MaintenanceWindow MaintenanceWindow `json:"maintenanceWindow"`
+	// TaskQueueMaxLength bounds the task queue (backpressure: past it the gateway answers 429). The queue-depth
+	// Lambda keeps it on the broker as a reject-publish policy; 0 leaves the broker's policies to the operator.
+	TaskQueueMaxLength int `json:"taskQueueMaxLength"`
 }
 
 // MaintenanceWindow is when Amazon MQ may patch and restart the broker.
@@ -211,6 +214,9 @@ func (s Settings) Validate() error {
 	}
 	if b.MaintenanceWindow.TimeZone == "" {
 		fail("broker.maintenanceWindow.timeZone is required (e.g. UTC)")
+	}
+	if b.TaskQueueMaxLength != 0 && (b.TaskQueueMaxLength < 10 || b.TaskQueueMaxLength > 10_000_000) {
+		fail("broker.taskQueueMaxLength must be 0 (policies managed by hand) or 10-10000000, got %d", b.TaskQueueMaxLength)
 	}
 
 	// API.

@@ -38,6 +38,11 @@ func TestCDKJSONStagesAreValid(t *testing.T) {
 	if all["dev"].Broker.Cluster() || !all["prod"].Broker.Cluster() {
 		t.Errorf("dev cluster=%v, prod cluster=%v", all["dev"].Broker.Cluster(), all["prod"].Broker.Cluster())
 	}
+	for name, s := range all {
+		if s.Broker.TaskQueueMaxLength == 0 {
+			t.Errorf("%s: the task queue is unbounded (broker.taskQueueMaxLength 0): callers pile up behind a stalled fleet", name)
+		}
+	}
 	if !all["prod"].TerminationProtection || !all["prod"].RetainData {
 		t.Error("prod must be termination-protected and keep its data")
 	}
@@ -94,6 +99,7 @@ func TestValidationRefusesBadSettings(t *testing.T) {
 		{"alarm e-mail", set("observability.alarmEmails", []any{"ops at example.com"}), "not an e-mail address"},
 		{"account", set("account", "12345"), "12-digit"},
 		{"min above max", set("workers.minTasks", 9), "minTasks <= maxTasks"},
+		{"queue bound", set("broker.taskQueueMaxLength", 5), "taskQueueMaxLength must be 0"},
 		{"no capacity provider weight", func(dev map[string]any) {
 			set("workers.spotWeight", 0)(dev)
 			set("workers.onDemandWeight", 0)(dev)
