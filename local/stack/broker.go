@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,33 @@ type BrokerOptions struct {
 	// rabbitmq_prometheus plugin on 127.0.0.1:PrometheusPort (a system node
 	// may already hold the default port, 15692).
 	PrometheusPort int
+	// Policies are set (rabbitmqctl set_policy, in the URL's vhost) on a
+	// broker this package starts; a broker found running is left alone.
+	Policies []Policy
+}
+
+// Policy is a RabbitMQ queue policy.
+type Policy struct {
+	Name, Pattern string
+	// Definition is the policy's JSON definition, e.g.
+	// {"max-length":1000,"overflow":"reject-publish"}.
+	Definition string
+}
+
+// QueueBound is the policy that bounds queue to maxLength messages and has
+// the broker refuse publishes past it (the gateway then answers 429): what
+// the queue-depth Lambda keeps on Amazon MQ.
+func QueueBound(queue string, maxLength int) Policy {
+	return Policy{
+		Name:       queue + "-bound",
+		Pattern:    "^" + regexp.QuoteMeta(queue) + "$",
+		Definition: fmt.Sprintf(`{"max-length":%d,"overflow":"reject-publish"}`, maxLength),
+	}
+}
+
+// setPolicyArgs are rabbitmqctl's arguments that set p in vhost.
+func (p Policy) setPolicyArgs(vhost string) []string {
+	return []string{"set_policy", "-p", vhost, "--apply-to", "queues", p.Name, p.Pattern, p.Definition}
 }
 
 // Where a Broker came from.
@@ -117,6 +145,10 @@ func RunBroker(ctx context.Context, o BrokerOptions) (Broker, error) {
 	switch {
 	case err == nil:
 		o.Logger.Info("using the AMQP broker that answers", "addr", target.addr)
+		for _, p := range o.Policies {
+			o.Logger.Info("a broker found running is left as it is: set the policy yourself if you want it", "policy", p.Name,
+				"command", fmt.Sprintf("rabbitmqctl set_policy -p %s --apply-to queues %s '%s' '%s'", target.vhost, p.Name, p.Pattern, p.Definition))
+		}
 		return Broker{Origin: BrokerFound, PrometheusAddr: defaultMetrics, Stop: func() error { return nil }}, nil
 	case errors.Is(err, errNotAMQP):
 		return Broker{}, fmt.Errorf("%s accepts connections but is not an AMQP 0-9-1 broker (%v): free the port or point RABBITMQ_URL at a RabbitMQ broker", target.addr, err)
@@ -249,6 +281,12 @@ func startComposeBroker(ctx context.Context, docker string, t brokerTarget, o Br
 	if err := waitAMQP(ctx, t, o.ReadyTimeout, nil); err != nil {
 		_ = stop()
 		return nil, fmt.Errorf("docker compose started %s, but: %w (see: docker compose -f %s logs %s)", o.ComposeService, err, o.ComposeFile, o.ComposeService)
+	}
+	for _, p := range o.Policies {
+		if err := compose(ctx, append([]string{"exec", "-T", o.ComposeService, "rabbitmqctl"}, p.setPolicyArgs(t.vhost)...)...); err != nil {
+			_ = stop()
+			return nil, fmt.Errorf("policy %s: %w", p.Name, err)
+		}
 	}
 	o.Logger.Info("RabbitMQ runs in Docker", "addr", t.addr, "compose_file", o.ComposeFile)
 	return stop, nil

@@ -226,7 +226,7 @@ case "$*" in *" up "*) : > ` + marker + ` ;; esac
 
 	stop, err := EnsureBrokerWith(t.Context(), BrokerOptions{
 		URL: "amqp://guest:guest@" + addr + "/", DataDir: dir, ComposeFile: compose,
-		ReadyTimeout: 10 * time.Second, Logger: testLogger(t),
+		ReadyTimeout: 10 * time.Second, Logger: testLogger(t), Policies: []Policy{QueueBound("jobs", 7)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +238,9 @@ case "$*" in *" up "*) : > ` + marker + ` ;; esac
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(argLog)
-	want := "info\ncompose -f " + compose + " up -d rabbitmq\ncompose -f " + compose + " stop rabbitmq\n"
+	want := "info\ncompose -f " + compose + " up -d rabbitmq\n" +
+		"compose -f " + compose + ` exec -T rabbitmq rabbitmqctl set_policy -p / --apply-to queues jobs-bound ^jobs$ {"max-length":7,"overflow":"reject-publish"}` + "\n" +
+		"compose -f " + compose + " stop rabbitmq\n"
 	if string(got) != want {
 		t.Errorf("docker was run as:\n%s\nwant:\n%s", got, want)
 	}
@@ -258,7 +260,8 @@ func TestEnsureBrokerStartsAPrivateNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	metricsPort := freePortRange(t, 1) + 1
-	b, err := RunBroker(ctx, BrokerOptions{URL: url, DataDir: dataDir, Logger: testLogger(t), PrometheusPort: metricsPort})
+	b, err := RunBroker(ctx, BrokerOptions{URL: url, DataDir: dataDir, Logger: testLogger(t), PrometheusPort: metricsPort,
+		Policies: []Policy{QueueBound("ensure-broker-bounded", 2)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,6 +318,25 @@ func TestEnsureBrokerStartsAPrivateNode(t *testing.T) {
 	}
 	if string(msg.Body) != "hello" {
 		t.Errorf("got %q", msg.Body)
+	}
+	// The policy asked for is on the node: its queue takes 2 messages, then refuses publishes (a quorum
+	// queue learns it is full from the publish that fills it, so one more may get in).
+	if _, err := ch.QueueDeclare("ensure-broker-bounded", true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
+	var acks []bool
+	for range 5 {
+		if err := ch.PublishWithContext(ctx, "", "ensure-broker-bounded", false, false, amqp.Publishing{Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, (<-confirms).Ack)
+	}
+	if !acks[0] || !acks[1] || acks[3] || acks[4] {
+		t.Errorf("publishes into the bounded queue confirmed as %v, want the first 2 acked and the last 2 nacked", acks)
 	}
 	conn.Close()
 

@@ -146,6 +146,17 @@ func startRabbitMQNode(ctx context.Context, serverPath string, t brokerTarget, o
 		return nil, fmt.Errorf("private RabbitMQ node %s: %w\n  (logs: %s)", node, err, filepath.Join(dataDir, "log"))
 	}
 	log.Info("private RabbitMQ node accepts AMQP", "addr", t.addr, "pid", p.Pid())
+	for _, pol := range o.Policies {
+		if ctl == "" {
+			_ = stop()
+			return nil, fmt.Errorf("policy %s: rabbitmqctl was not found next to %s", pol.Name, serverPath)
+		}
+		if err := runCtl(ctl, env, node, pol.setPolicyArgs(t.vhost)...); err != nil {
+			_ = stop()
+			return nil, fmt.Errorf("private RabbitMQ node %s: policy %s: %w", node, pol.Name, err)
+		}
+		log.Info("policy set", "policy", pol.Name, "pattern", pol.Pattern, "definition", pol.Definition)
+	}
 	return stop, nil
 }
 

@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"encoding/json"
 	"github.com/scrapeplatform/platform/test/testkit"
 	"net"
 	"net/url"
@@ -191,8 +192,8 @@ func TestComposeRabbitMQCluster(t *testing.T) {
 	var nodes []string
 	cookie := ""
 	for name, s := range p.Services {
-		if !strings.HasPrefix(s.Image, "rabbitmq:") {
-			continue
+		if !strings.HasPrefix(s.Image, "rabbitmq:") || s.Restart == types.RestartPolicyNo {
+			continue // not a node (the one-shot rabbitmq-policy job uses the image for rabbitmqctl)
 		}
 		nodes = append(nodes, name)
 		if !strings.Contains(s.Image, "management") {
@@ -221,6 +222,51 @@ func TestComposeRabbitMQCluster(t *testing.T) {
 	}
 	if len(nodes) != 3 || len(peerHosts) != 3 {
 		t.Errorf("want a 3-node cluster: services %q, rabbitmq.conf peers %q", nodes, peerHosts)
+	}
+}
+
+// The rabbitmq-policy job bounds exactly the task queue the gateway and workers use, with reject-publish
+// (what makes the gateway answer 429), on the first node, with the nodes' cookie; the bound can be set.
+func TestComposeBoundsTheTaskQueue(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	job, ok := p.Services["rabbitmq-policy"]
+	if !ok {
+		t.Fatal("no rabbitmq-policy service")
+	}
+	node := p.Services["rabbitmq"]
+	if job.Restart != types.RestartPolicyNo || job.DependsOn["rabbitmq"].Condition != types.ServiceConditionHealthy {
+		t.Error("rabbitmq-policy: must run once, after the first node is healthy")
+	}
+	if job.Image != node.Image || deref(job.Environment["RABBITMQ_CTL_ERL_ARGS"]) != deref(node.Environment["RABBITMQ_CTL_ERL_ARGS"]) {
+		t.Error("rabbitmq-policy: must use the nodes' image and Erlang cookie")
+	}
+	cmd := []string(job.Command)
+	i := slices.Index(cmd, "set_policy")
+	if len(cmd) == 0 || cmd[0] != "rabbitmqctl" || i < 0 || len(cmd) < i+3 {
+		t.Fatalf("rabbitmq-policy: command %q is not rabbitmqctl set_policy", cmd)
+	}
+	if n := slices.Index(cmd, "--node"); n < 0 || cmd[n+1] != "rabbit@"+node.Hostname {
+		t.Errorf("rabbitmq-policy: command %q does not name node rabbit@%s", cmd, node.Hostname)
+	}
+	if a := slices.Index(cmd, "--apply-to"); a < 0 || cmd[a+1] != "queues" {
+		t.Errorf("rabbitmq-policy: command %q does not apply to queues only", cmd)
+	}
+	args := cmd[len(cmd)-3:] // name, pattern, definition
+	pattern, err := regexp.Compile(args[1])
+	if err != nil {
+		t.Fatalf("rabbitmq-policy: pattern %q: %v", args[1], err)
+	}
+	queue := deref(p.Services["gateway"].Environment["RABBITMQ_TASK_QUEUE"])
+	if queue == "" || !pattern.MatchString(queue) || pattern.MatchString(queue+".dead") || pattern.MatchString("x"+queue) {
+		t.Errorf("rabbitmq-policy: pattern %q must match exactly the task queue %q", args[1], queue)
+	}
+	var def map[string]any
+	if err := json.Unmarshal([]byte(args[2]), &def); err != nil {
+		t.Fatalf("rabbitmq-policy: definition %q: %v", args[2], err)
+	}
+	if def["overflow"] != "reject-publish" || def["max-length"] != float64(1000) {
+		t.Errorf("rabbitmq-policy: definition %v, want max-length 1000 (the default) and overflow reject-publish", def)
 	}
 }
 
@@ -330,7 +376,7 @@ func TestComposeMonitoring(t *testing.T) {
 		if s.Hostname != "" {
 			hostnames[s.Hostname] = name
 		}
-		if strings.HasPrefix(s.Image, "rabbitmq:") {
+		if strings.HasPrefix(s.Image, "rabbitmq:") && s.Restart != types.RestartPolicyNo { // a node, not a one-shot job
 			metricsPort[name] = "15692"
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/scrapeplatform/platform/local/stack"
@@ -21,6 +22,8 @@ const (
 	localS3SecretKey       = "scraping-local-secret-key"
 	defaultPrometheusAddr  = "127.0.0.1:9090"
 	defaultPrometheusRules = "local/prometheus/alerts.yml"
+	// defaultQueueMaxLength bounds the task queue of a broker started here, as the stages' settings do in AWS.
+	defaultQueueMaxLength = 1000
 )
 
 // config is everything run needs, from flags and environment.
@@ -40,6 +43,8 @@ type config struct {
 	rabbitMQMetrics    string // RABBITMQ_PROMETHEUS_ADDR; "" means: where the broker's plugin answers
 
 	rabbitMQURL    string
+	taskQueue      string // RABBITMQ_TASK_QUEUE
+	queueMaxLength int    // TASK_QUEUE_MAX_LENGTH: the bound set on a broker started here; 0 sets none
 	jwtSecret      string // "" means: read or create dataDir/jwt-secret
 	repositoryType string // "" until resolved: s3 with a local S3 server when versitygw is installed, else local
 	repositoryURL  string // absolute for the local repository
@@ -95,6 +100,13 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	c.rabbitMQMetrics = getenv("RABBITMQ_PROMETHEUS_ADDR")
 
 	c.rabbitMQURL = or(getenv("RABBITMQ_URL"), defaultRabbitMQURL)
+	c.taskQueue = or(getenv("RABBITMQ_TASK_QUEUE"), "scraping_tasks")
+	c.queueMaxLength = defaultQueueMaxLength
+	if v := getenv("TASK_QUEUE_MAX_LENGTH"); v != "" {
+		if c.queueMaxLength, err = strconv.Atoi(v); err != nil || c.queueMaxLength < 0 {
+			return config{}, fmt.Errorf("TASK_QUEUE_MAX_LENGTH must be a whole number of messages (0: no bound), got %q", v)
+		}
+	}
 	c.jwtSecret = getenv("JWT_SECRET")
 	c.repositoryType = getenv("SCRIPT_REPOSITORY_TYPE")
 	c.repositoryURL = getenv("SCRIPT_REPOSITORY_URL")

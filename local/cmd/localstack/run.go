@@ -61,12 +61,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("create data folder: %w", err)
 	}
 
+	var policies []stack.Policy
+	if cfg.queueMaxLength > 0 {
+		policies = append(policies, stack.QueueBound(cfg.taskQueue, cfg.queueMaxLength))
+	}
 	brk, err := stack.RunBroker(ctx, stack.BrokerOptions{
 		URL:            cfg.rabbitMQURL,
 		DataDir:        filepath.Join(cfg.dataDir, "rabbitmq"),
 		ComposeFile:    cfg.composeFile,
 		Logger:         log,
 		PrometheusPort: rabbitMQPrometheusPort(),
+		Policies:       policies,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -533,3 +533,18 @@ func TestLoadOrCreateSecret(t *testing.T) {
 		t.Errorf("existing file: %q, %v", s, err)
 	}
 }
+
+func TestRunRejectsABadQueueBound(t *testing.T) {
+	for _, v := range []string{"-1", "many", "1e3"} {
+		env := func(k string) string {
+			if k == "TASK_QUEUE_MAX_LENGTH" {
+				return v
+			}
+			return ""
+		}
+		err := run(t.Context(), nil, env, &syncBuffer{}, &syncBuffer{})
+		if err == nil || !strings.Contains(err.Error(), "TASK_QUEUE_MAX_LENGTH") {
+			t.Errorf("TASK_QUEUE_MAX_LENGTH=%q: run = %v", v, err)
+		}
+	}
+}
