@@ -287,7 +287,17 @@ func TestBackpressure(t *testing.T) {
 			1+len(fill)+len(over), len(accepted), len(accepted)-1, len(refused), refused[0].header.Get("Retry-After"), len(over)),
 		fmt.Sprintf("429 latency p50 %s, max %s", ms(s.p50), ms(s.max)))
 
-	// The memory alarm: RabbitMQ blocks every publishing connection.
+	// The memory alarm: RabbitMQ blocks every publishing connection. A scrape accepted just before it
+	// finishes during the alarm: its worker cannot publish the reply until the alarm clears.
+	startedBefore := e.countLog(`"msg":"task started"`, `"script":"sleeper"`)
+	var caught result
+	var caughtWG sync.WaitGroup
+	caughtWG.Go(func() { caught = e.scrape("sleeper", map[string]any{"seconds": 2, "caught": "by the alarm"}, 25) })
+	for end := time.Now().Add(10 * time.Second); e.countLog(`"msg":"task started"`, `"script":"sleeper"`) == startedBefore; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the scrape to be caught by the alarm never started")
+		}
+	}
 	if _, err := node.Ctl(ctx, "set_vm_memory_high_watermark", "0.0000001"); err != nil {
 		t.Fatal(err)
 	}
@@ -297,10 +307,25 @@ func TestBackpressure(t *testing.T) {
 		blocked = append(blocked, e.scrape("echo", map[string]any{"alarm": i}, 10))
 	}
 	b := count(t, blocked, 10*time.Second+grace+3*time.Second)
+	if h := e.do("GET", "/health", "", ""); h.code != 503 || !strings.Contains(h.raw, `"rabbitmq":"blocked"`) {
+		t.Errorf("health during the memory alarm: %d %s; want 503 with rabbitmq blocked", h.code, h.raw)
+	}
+	// Hold the alarm until the caught scrape's worker has tried to reply and failed at least once.
+	e.waitForLog(t, 20*time.Second, `"msg":"publish reply failed`)
+	time.Sleep(time.Second)
 	if _, err := node.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
 		t.Fatal(err)
 	}
 	cleared := time.Now()
+	caughtWG.Wait()
+	// Its reply went out when the alarm cleared: the caller got its result, and the script ran once (the
+	// task was held, not requeued to run again and count against the delivery limit).
+	if caught.code != 200 || caught.status() != "completed" {
+		t.Errorf("scrape caught by the alarm: %d %s %v; want its result once the alarm cleared", caught.code, caught.raw, caught.err)
+	}
+	if runs := e.countLog(`"msg":"task started"`, `"script":"sleeper"`) - startedBefore; runs != 1 {
+		t.Errorf("the scrape caught by the alarm ran %d times, want once", runs)
+	}
 	var again result
 	var servedAfter time.Duration
 	for time.Since(cleared) < 30*time.Second {
@@ -313,12 +338,16 @@ func TestBackpressure(t *testing.T) {
 	if again.code != 200 || again.status() != "completed" {
 		t.Errorf("after the alarm cleared: %d %s", again.code, again.raw)
 	}
+	if h := e.do("GET", "/health", "", ""); h.code != 200 || !strings.Contains(h.raw, `"rabbitmq":"connected"`) {
+		t.Errorf("health after the memory alarm: %d %s", h.code, h.raw)
+	}
 	if b.unavailable != len(blocked) || b.retryAfter != len(blocked) {
 		t.Errorf("during the memory alarm: %s; want every one 503 with Retry-After", b)
 	}
 	bs := summarise(b.latencies)
-	report(t, "backpressure: broker memory alarm (publishers blocked)", "503 with Retry-After quickly; serves again when the alarm clears",
-		fmt.Sprintf("%d/%d got 503 with Retry-After %q; served again %s after the alarm cleared", b.unavailable, len(blocked), blocked[len(blocked)-1].header.Get("Retry-After"), ms(servedAfter)),
+	report(t, "backpressure: broker memory alarm (publishers blocked)", "503 with Retry-After quickly; serves again when the alarm clears; a scrape accepted before it is answered after it, run once",
+		fmt.Sprintf("%d/%d got 503 with Retry-After %q; served again %s after the alarm cleared; the 2 s scrape caught by it answered %d %s after %s, run once",
+			b.unavailable, len(blocked), blocked[len(blocked)-1].header.Get("Retry-After"), ms(servedAfter), caught.code, caught.status(), ms(caught.latency)),
 		fmt.Sprintf("503 latency: first %s, p50 %s, max %s (alarm raised %s before the first call)", ms(blocked[0].latency), ms(bs.p50), ms(bs.max), ms(blocked[0].start.Sub(alarmed))))
 }
 

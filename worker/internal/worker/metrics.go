@@ -45,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"script_name"}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scraping_tasks_rejected_total",
-			Help: "Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown or reply failure).",
+			Help: "Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown).",
 		}, []string{"reason"}),
 		SlotsBusy: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "scraping_worker_slots_busy",
@@ -57,7 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		ReplyFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scraping_reply_publish_failures_total",
-			Help: "Replies that could not be published (the task was requeued or, past its deadline, acked).",
+			Help: "Replies that could not be published before the caller's deadline (retried until then; then dropped and the task acked).",
 		}),
 		BrokerConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "scraping_broker_connected",

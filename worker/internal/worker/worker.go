@@ -2,9 +2,10 @@
 //
 // For each delivery: parse and validate the request (invalid → dead-letter), drop work whose deadline has
 // passed (dead-letter, so operators see capacity shortfalls), resolve the script, run it in a child process
-// with a timeout bounded by the caller's deadline, publish the reply with a confirm, and only then ack. If
-// the reply cannot be published the task is requeued (or, past its deadline, acked with a log line: nobody
-// is waiting). A run cut short by a forced shutdown is requeued for another worker. Requeues are bounded by
+// with a timeout bounded by the caller's deadline, publish the reply with a confirm, and only then ack. A
+// reply that cannot be published is retried until the caller's deadline (a broker alarm or a redial passes),
+// then dropped and the task acked: nobody is waiting. A run cut short by a forced shutdown is requeued for
+// another worker. Requeues are bounded by
 // the task queue's delivery limit, so a task that always kills its worker ends in the dead-letter queue.
 //
 // Shutdown, in order (see Worker.Shutdown and cmd/worker):
@@ -343,19 +344,13 @@ func (w *Worker) respond(log *slog.Logger, d amqp.Delivery, req *contract.Reques
 	if d.ReplyTo != "" {
 		msg, err := reply.Publishing(w.cfg.Now())
 		if err == nil {
-			// The reply gets its own short deadline: it must go out even while the worker shuts down.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err = w.cfg.Replies.Publish(ctx, d.ReplyTo, msg)
-			cancel()
+			err = w.publishReply(log, d.ReplyTo, msg, req.Deadline)
 		}
 		if err != nil {
+			// Nobody waits any more: running the script again elsewhere would only produce another reply
+			// that nobody reads, so the task is acked, not requeued.
 			w.cfg.Metrics.ReplyFailures.Inc()
-			if w.cfg.Now().Before(req.Deadline) {
-				log.Error("publish reply failed; requeueing the task", "error", err)
-				w.requeue(d, "reply could not be published")
-				return
-			}
-			log.Error("publish reply failed and the caller's deadline has passed; dropping the reply", "error", err)
+			log.Error("reply not published before the caller's deadline; dropping it", "error", err)
 		}
 	}
 	elapsed := w.cfg.Now().Sub(received)
@@ -370,6 +365,45 @@ func (w *Worker) respond(log *slog.Logger, d amqp.Delivery, req *contract.Reques
 		attrs = append(attrs, "error_code", reply.Error.Code, "error", reply.Error.Message)
 	}
 	log.Info("task done", attrs...)
+}
+
+// Reply publishing retries: the first wait, the longest wait, and how long one attempt may take.
+const (
+	replyRetryFirst   = 50 * time.Millisecond
+	replyRetryMax     = time.Second
+	replyAttemptLimit = 5 * time.Second
+)
+
+// publishReply publishes a reply to the caller, retrying failures until the caller's deadline. A reply that
+// cannot go out right now almost always means the broker is refusing publishes for a while (a memory or disk
+// alarm) or the publish connection is being redialled; both pass. Requeueing the task instead would run the
+// script again and count a delivery against the queue's limit each time, so a long alarm would dead-letter
+// valid tasks while their callers still waited; holding the finished reply and its unacked task does not.
+func (w *Worker) publishReply(log *slog.Logger, replyTo string, msg amqp.Publishing, deadline time.Time) error {
+	wait := replyRetryFirst
+	for attempt := 1; ; attempt++ {
+		left := deadline.Sub(w.cfg.Now())
+		// Each attempt gets its own bound (the first even past the deadline: a reply that is only a little
+		// late may still be read), independent of the worker's shutdown.
+		ctx, cancel := context.WithTimeout(context.Background(), max(min(replyAttemptLimit, left), replyRetryFirst))
+		err := w.cfg.Replies.Publish(ctx, replyTo, msg)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				log.Info("reply published after retrying", "attempts", attempt)
+			}
+			return nil
+		}
+		left = deadline.Sub(w.cfg.Now())
+		if left <= 0 {
+			return fmt.Errorf("after %d attempts: %w", attempt, err)
+		}
+		if attempt == 1 {
+			log.Warn("publish reply failed; retrying until the caller's deadline", "error", err, "deadline_in_ms", left.Milliseconds())
+		}
+		time.Sleep(min(wait, left))
+		wait = min(2*wait, replyRetryMax)
+	}
 }
 
 // reject answers an invalid request (when it says where to) and dead-letters it.

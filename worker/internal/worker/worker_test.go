@@ -75,15 +75,19 @@ func (f fakeRunner) Run(ctx context.Context, job runner.Job) (runner.Result, err
 }
 
 type fakePublisher struct {
-	mu      sync.Mutex
-	fail    error
-	replies []contract.Reply
+	mu   sync.Mutex
+	fail error
+	// failures, when above zero, is how many publishes fail with fail before they succeed (0: all fail).
+	failures int
+	attempts int
+	replies  []contract.Reply
 }
 
 func (p *fakePublisher) Publish(_ context.Context, key string, msg amqp.Publishing) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.fail != nil {
+	p.attempts++
+	if p.fail != nil && (p.failures == 0 || p.attempts <= p.failures) {
 		return p.fail
 	}
 	var r contract.Reply
@@ -187,14 +191,47 @@ func TestExpiredAndInvalidTasksAreDeadLettered(t *testing.T) {
 	}
 }
 
-func TestReplyFailureRequeues(t *testing.T) {
+// A reply the broker refuses for a while (a memory alarm) is retried, not requeued: the task is acked once
+// the reply is out, and the script runs once.
+func TestReplyFailureIsRetriedUntilItGoesOut(t *testing.T) {
+	t.Parallel()
+	pub := &fakePublisher{fail: errors.New("the broker refuses new messages for now"), failures: 4}
+	runs := 0
+	w, m := newWorker(t, func(ctx context.Context, job runner.Job) (runner.Result, error) {
+		runs++
+		return ok(ctx, job)
+	}, pub)
+	acks := newAckLog()
+	w.Handle(delivery(t, acks, "good", time.Second, time.Now().Add(20*time.Second)))
+	if got := acks.wait(t); got != "ack" {
+		t.Fatalf("settled with %s, want ack after the reply went out", got)
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if pub.attempts != 5 || len(pub.replies) != 1 || pub.replies[0].Status != contract.StatusCompleted || runs != 1 {
+		t.Fatalf("%d publish attempts, replies %+v, %d runs; want 5 attempts, one completed reply, one run", pub.attempts, pub.replies, runs)
+	}
+	if got := testutil.ToFloat64(m.ReplyFailures); got != 0 {
+		t.Fatalf("reply failures = %v for a reply that went out", got)
+	}
+}
+
+// A reply that cannot go out before the caller's deadline is dropped and its task acked: nobody waits, and
+// requeueing would only run the script again for nobody.
+func TestReplyFailurePastTheDeadlineIsDropped(t *testing.T) {
 	t.Parallel()
 	pub := &fakePublisher{fail: errors.New("connection lost")}
-	w, _ := newWorker(t, ok, pub)
+	w, m := newWorker(t, ok, pub)
 	acks := newAckLog()
-	w.Handle(delivery(t, acks, "good", time.Second, time.Now().Add(5*time.Second)))
-	if got := acks.wait(t); got != "requeue" {
-		t.Fatalf("settled with %s; an unreplied task must go back to the queue", got)
+	w.Handle(delivery(t, acks, "good", time.Second, time.Now().Add(1500*time.Millisecond)))
+	if got := acks.wait(t); got != "ack" {
+		t.Fatalf("settled with %s, want ack (the caller's deadline has passed)", got)
+	}
+	pub.mu.Lock()
+	attempts := pub.attempts
+	pub.mu.Unlock()
+	if attempts < 2 || testutil.ToFloat64(m.ReplyFailures) != 1 {
+		t.Fatalf("%d attempts, %v failures counted; want retries, then one failure", attempts, testutil.ToFloat64(m.ReplyFailures))
 	}
 }
 
