@@ -23,6 +23,8 @@ import (
 type Broker interface {
 	Call(ctx context.Context, msg amqp.Publishing) (amqp.Delivery, error)
 	Connected() bool
+	// Blocked reports a broker resource alarm: connected, but refusing new messages.
+	Blocked() bool
 	Inspect(ctx context.Context, queue string) (broker.QueueState, error)
 }
 
@@ -379,8 +381,12 @@ type HealthResponse struct {
 func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
 	resp := HealthResponse{Status: "healthy", Components: map[string]string{"rabbitmq": "connected"}, Timestamp: h.now().UTC()}
 	code := http.StatusOK
-	if !h.broker.Connected() {
+	switch {
+	case !h.broker.Connected():
 		resp.Status, resp.Components["rabbitmq"], code = "unhealthy", "disconnected", http.StatusServiceUnavailable
+	case h.broker.Blocked():
+		// A memory or disk alarm: scrapes are answered 503 until it clears.
+		resp.Status, resp.Components["rabbitmq"], code = "unhealthy", "blocked", http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, resp)
 }

@@ -27,6 +27,7 @@ type fakeBroker struct {
 	calls     []amqp.Publishing
 	answer    func(req contract.Request) (*contract.Reply, error)
 	connected bool
+	blocked   bool
 	state     broker.QueueState
 }
 
@@ -51,6 +52,8 @@ func (f *fakeBroker) Call(ctx context.Context, msg amqp.Publishing) (amqp.Delive
 }
 
 func (f *fakeBroker) Connected() bool { return f.connected }
+
+func (f *fakeBroker) Blocked() bool { return f.blocked }
 
 func (f *fakeBroker) Inspect(ctx context.Context, queue string) (broker.QueueState, error) {
 	if !f.connected {
@@ -256,8 +259,13 @@ func TestAuthAndRoutes(t *testing.T) {
 		t.Errorf("GET /nope: %d %v", w.Code, m)
 	}
 
+	fb.blocked = true
+	if w, m := do(t, h, "GET", "/health", "", nil); w.Code != 503 || m["status"] != "unhealthy" || m["components"].(map[string]any)["rabbitmq"] != "blocked" {
+		t.Errorf("health while the broker blocks publishers: %d %v", w.Code, m)
+	}
+	fb.blocked = false
 	fb.connected = false
-	if w, m := do(t, h, "GET", "/health", "", nil); w.Code != 503 || m["status"] != "unhealthy" {
+	if w, m := do(t, h, "GET", "/health", "", nil); w.Code != 503 || m["status"] != "unhealthy" || m["components"].(map[string]any)["rabbitmq"] != "disconnected" {
 		t.Errorf("health while disconnected: %d %v", w.Code, m)
 	}
 	if w, m := do(t, h, "GET", "/status", "", map[string]string{"Authorization": "Bearer " + token(t)}); w.Code != 503 || m["error_code"] != "broker_unavailable" {

@@ -96,6 +96,10 @@ func (c *RPCClient) Run(ctx context.Context) error { return c.session.Run(ctx) }
 // Connected reports whether the client has a usable channel.
 func (c *RPCClient) Connected() bool { return c.session.Connected() }
 
+// Blocked reports whether the broker blocks the client's publishes for now (a memory or disk alarm); calls
+// then fail at once with ErrBlocked.
+func (c *RPCClient) Blocked() bool { return c.session.Blocked() }
+
 // Dropped is the number of replies dropped so far because no call was waiting for them.
 func (c *RPCClient) Dropped() int64 { return c.dropped.Load() }
 
