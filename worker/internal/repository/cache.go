@@ -252,7 +252,7 @@ func (r *Remote) notFound(name string) error {
 }
 
 func (r *Remote) script(name string, c *copyState) Script {
-	return Script{Name: name, Dir: filepath.Join(r.opts.Dir, name, c.Dir), Version: c.Remote.Version}
+	return Script{Name: name, Dir: filepath.Join(r.opts.Dir, name, c.Dir), Version: c.Remote.Version, Content: c.Dir}
 }
 
 // refresh runs one check of the remote for name and hands the outcome to every caller waiting on f. It

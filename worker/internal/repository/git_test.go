@@ -119,7 +119,8 @@ func TestGitRepository(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(second.Version, "git:"+c2+":") || second.Dir == first.Dir || !strings.Contains(readScript(t, second), "return 2") {
+	if !strings.HasPrefix(second.Version, "git:"+c2+":") || second.Dir == first.Dir || second.Content == first.Content ||
+		!strings.Contains(readScript(t, second), "return 2") {
 		t.Fatalf("second: %+v (commit %s)", second, c2)
 	}
 
@@ -130,7 +131,7 @@ func TestGitRepository(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(third.Version, "git:"+c3+":") || third.Dir != second.Dir ||
+	if !strings.HasPrefix(third.Version, "git:"+c3+":") || third.Dir != second.Dir || third.Content != second.Content ||
 		strings.TrimPrefix(third.Version, "git:"+c3) != strings.TrimPrefix(second.Version, "git:"+c2) {
 		t.Fatalf("third: %+v, second: %+v", third, second)
 	}

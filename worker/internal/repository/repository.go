@@ -30,6 +30,10 @@ type Script struct {
 	Dir string
 	// Version identifies the script's content (for the local type: a hash of its files).
 	Version string
+	// Content is the same for the same files, whatever the version says: a new git commit, or an S3
+	// upload, that leaves the script's files as they were changes Version but not Content. Warm runners
+	// are kept per content, so such a change does not restart them.
+	Content string
 }
 
 // Repository resolves script names.
@@ -102,7 +106,7 @@ func (l *Local) Resolve(ctx context.Context, name string) (Script, error) {
 	if err != nil {
 		return Script{}, fmt.Errorf("hash script %q: %w", name, err)
 	}
-	return Script{Name: name, Dir: dir, Version: version}, nil
+	return Script{Name: name, Dir: dir, Version: version, Content: version}, nil
 }
 
 // version returns the content hash of dir, recomputed only when the files' names, sizes or modification

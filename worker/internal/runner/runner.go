@@ -95,8 +95,11 @@ type Job struct {
 	Parameters json.RawMessage
 	// Timeout is the script's own time limit.
 	Timeout time.Duration
-	// Version identifies the script's content; warm runners are kept per version.
+	// Version identifies the script's content, for logs.
 	Version string
+	// Content identifies the script folder's files (repository.Script.Content); warm runners are kept per
+	// content, so a new version with the same files keeps them. Empty means Version.
+	Content string
 	// Python, when set, is the interpreter of the script's own environment (a venv's bin/python). It runs
 	// with its site module, which adds only the venv's packages; the worker's interpreter runs with -S.
 	Python string

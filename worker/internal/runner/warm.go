@@ -65,7 +65,11 @@ type warmPool struct {
 }
 
 func warmKey(python string, job Job) string {
-	return python + "\x00" + job.ScriptDir + "\x00" + job.Version + "\x00" + strconv.FormatInt(job.MemoryLimitBytes, 10)
+	content := job.Content
+	if content == "" {
+		content = job.Version
+	}
+	return python + "\x00" + job.ScriptDir + "\x00" + content + "\x00" + strconv.FormatInt(job.MemoryLimitBytes, 10)
 }
 
 // take returns an idle runner for key, discarding idle runners of older versions of the same script.

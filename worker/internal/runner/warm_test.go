@@ -122,6 +122,23 @@ func TestWarmRunnerLimitsAndVersions(t *testing.T) {
 	}
 	waitGone(t, b.PID) // the old version's idle runner is discarded
 	waitGone(t, c.PID) // and an idle runner goes after IdleTimeout
+
+	// A new version with the same files (a git commit elsewhere in the repository, an identical upload)
+	// keeps its runner: runners are kept per content.
+	j = warmJob(t, `{}`, 5)
+	j.Version, j.Content = "git:c1:tree", "files-a"
+	_, d := runWarm(t, r, j)
+	j = warmJob(t, `{}`, 6)
+	j.Version, j.Content = "git:c2:tree", "files-a"
+	_, e := runWarm(t, r, j)
+	if e.PID != d.PID {
+		t.Fatal("a new version with the same content did not reuse the warm runner")
+	}
+	j = warmJob(t, `{}`, 7)
+	j.Version, j.Content = "git:c3:tree2", "files-b"
+	if _, f := runWarm(t, r, j); f.PID == d.PID {
+		t.Fatal("changed content reused the old content's runner")
+	}
 }
 
 func TestWarmRunnerImportFailure(t *testing.T) {

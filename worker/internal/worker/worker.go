@@ -229,6 +229,7 @@ func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Durat
 		Parameters:       req.Parameters,
 		Timeout:          timeout,
 		Version:          script.Version,
+		Content:          script.Content,
 		MemoryLimitBytes: int64(man.MemoryLimitMB) << 20,
 		Warm:             isolation == manifest.Warm,
 	}
