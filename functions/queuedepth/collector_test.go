@@ -19,6 +19,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/testlog"
 )
 
 // fakeCloudWatch records PutMetricData calls.
@@ -72,16 +73,7 @@ func (f *fakeECS) DescribeServices(_ context.Context, in *ecs.DescribeServicesIn
 	return &ecs.DescribeServicesOutput{Services: []ecstypes.Service{{RunningCount: f.running, DesiredCount: f.desired}}}, nil
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, nil))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
+func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelInfo) }
 
 func newCollector(t *testing.T, base string, fx fixture, ecsClient ServiceDescriber, cw MetricPutter) *Collector {
 	cfg := Config{ManagementURL: base, Username: "guest", Password: "guest", VHost: "/", TaskQueue: fx.topo.TaskQueue,

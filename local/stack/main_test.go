@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/testlog"
 )
 
 // fakeBinDir holds the stand-in gateway-local and worker built by TestMain.
@@ -72,18 +74,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// testLogger routes slog to t.Log.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tLogWriter struct{ t *testing.T }
-
-func (w tLogWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelDebug) }
 
 var (
 	portsMu    sync.Mutex

@@ -15,6 +15,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/shared/testlog"
 )
 
 type setup struct {
@@ -31,13 +32,7 @@ func newSetup(t *testing.T) *setup {
 	return &setup{url: url, topo: topo}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelDebug) }
 
 func (s *setup) client(t *testing.T, mod func(*broker.RPCConfig)) *broker.RPCClient {
 	t.Helper()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,12 +18,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scrapeplatform/platform/test/testkit"
+
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/scrapeplatform/platform/local/stack"
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/testlog"
 )
 
 // Secrets the processes get; no script may ever see them.
@@ -477,14 +479,4 @@ func privateNode(t *testing.T) *stack.Node {
 	return n
 }
 
-// testLogger routes a slog handler to t.Log.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
+func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelInfo) }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/shared/testlog"
 )
 
 // testPython is the interpreter the tests use: $RUNNER_TEST_PYTHON (e.g. a Python 3.8 build, to check the
@@ -35,17 +36,7 @@ func testPython(t *testing.T) string {
 	return "python3"
 }
 
-// testWriter routes a slog handler's output to t.Log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelDebug) }
 
 // newTestRunner builds a Runner with a private WorkDir; edit may change the Config first.
 func newTestRunner(t *testing.T, edit func(*Config)) *Runner {
