@@ -31,7 +31,7 @@ func LoadExec(getenv func(string) string, workDir string, concurrency int) (Exec
 		EnvCacheMaxBytes: int64(e.Int("ENV_CACHE_MAX_MB", 5120, 0, 1<<22)) << 20,
 		EnvBuildTimeout:  e.Duration("ENV_BUILD_TIMEOUT", 10*time.Minute, 10*time.Second, 2*time.Hour),
 		Isolation:        e.OneOf("SCRIPT_ISOLATION", "warm", "warm", "process"),
-		WarmMaxRequests:  e.Int("WARM_RUNNER_MAX_REQUESTS", 100, 1, 1_000_000),
+		WarmMaxRequests:  e.Int("WARM_RUNNER_MAX_REQUESTS", 1000, 1, 1_000_000),
 		WarmIdleTimeout:  e.Duration("WARM_RUNNER_IDLE_TIMEOUT", 60*time.Second, time.Second, 24*time.Hour),
 		WarmMaxIdle:      e.Int("WARM_RUNNER_MAX_IDLE", 2*concurrency, 0, 4096),
 	}

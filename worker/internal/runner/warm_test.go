@@ -141,6 +141,48 @@ func TestWarmRunnerLimitsAndVersions(t *testing.T) {
 	}
 }
 
+// A runner retired after MaxRequests is succeeded in the background: the next request finds a warm runner
+// (started before it arrived) instead of paying for a start.
+func TestRetiredRunnerIsSucceededInTheBackground(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, func(c *Config) { c.Warm = WarmConfig{MaxRequests: 2} })
+	t.Cleanup(r.Close)
+	_, a1 := runWarm(t, r, warmJob(t, `{}`, 1))
+	runWarm(t, r, warmJob(t, `{}`, 2)) // the second and last request of a1
+	waitGone(t, a1.PID)
+	deadline := time.Now().Add(10 * time.Second)
+	for s := r.WarmStats(); s.Prestarted != 1 || s.Idle != 1; s = r.WarmStats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no successor started in the background: %+v", s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := r.WarmStats()
+	_, b := runWarm(t, r, warmJob(t, `{}`, 3))
+	after := r.WarmStats()
+	if b.PID == a1.PID || b.Calls != 1 || b.Loads != 1 || b.RequestID != "warm-3" {
+		t.Fatalf("successor answered %+v", b)
+	}
+	if after.Started != before.Started || after.Reused != before.Reused+1 {
+		t.Fatalf("the request after the retirement started a runner instead of using the successor: before %+v, after %+v", before, after)
+	}
+}
+
+// A runner that failed is not succeeded in the background (the failure may be the script's import).
+func TestFailedRunnerIsNotSucceeded(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, nil)
+	t.Cleanup(r.Close)
+	if res, _ := runWarm(t, r, warmJob(t, `{"raise":true}`, 1)); res.Status != contract.StatusFailed {
+		t.Fatalf("status %s", res.Status)
+	}
+	_, b := runWarm(t, r, warmJob(t, `{}`, 2))
+	time.Sleep(500 * time.Millisecond)
+	if s := r.WarmStats(); s.Prestarted != 0 || s.Started != 2 || b.Loads != 1 || b.Calls != 1 {
+		t.Fatalf("a failed runner was replaced in the background: %+v, then %+v", s, b)
+	}
+}
+
 func TestWarmRunnerImportFailure(t *testing.T) {
 	t.Parallel()
 	r := newTestRunner(t, nil)
