@@ -109,7 +109,7 @@ func (c *Collector) measureBroker(ctx context.Context, mgmt *Management, s *Samp
 		s.SetNodes(nodes)
 	}
 	if c.Config.MaxLength > 0 {
-		want := QueueBoundPolicy(c.Config.TaskQueue, c.Config.MaxLength)
+		want := QueueBoundPolicy(c.Config.TaskQueue, c.Config.MaxLength, c.Config.PolicyApplyTo, c.Config.PolicyPriority)
 		changed, err := mgmt.EnsurePolicy(ctx, c.Config.VHost, c.Config.PolicyName, want)
 		switch {
 		case err != nil:

@@ -2,6 +2,7 @@ package queuedepth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -197,6 +198,7 @@ func TestCollectorKeepsTheQueueBounded(t *testing.T) {
 	c := newCollector(t, base, fx, &fakeECS{cluster: "scraping-dev", service: "worker", running: 1, desired: 1}, &fakeCloudWatch{})
 	c.Config.MaxLength = 3
 	c.Config.PolicyName = fx.topo.TaskQueue + "-bound"
+	c.Config.PolicyApplyTo, c.Config.PolicyPriority = "queues", 10
 	m, err := NewManagement(base, "guest", "guest", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -231,15 +233,18 @@ func TestCollectorKeepsTheQueueBounded(t *testing.T) {
 		t.Fatalf("only %d publishes accepted before the first refusal, want at least the bound (3)", accepted)
 	}
 
-	// An operator changes the bound by hand: the next run restores it, the one after writes nothing.
-	hand := QueueBoundPolicy(fx.topo.TaskQueue, 1000)
+	// An operator changes the bound and the priority by hand, and merges a key of their own into the
+	// policy: the next run restores the bound and the priority and keeps their key; the one after writes
+	// nothing.
+	hand := QueueBoundPolicy(fx.topo.TaskQueue, 1000, "queues", 0)
+	hand.Definition["delivery-limit"] = 5
 	if changed, err := m.EnsurePolicy(ctx, "/", c.Config.PolicyName, hand); err != nil || !changed {
 		t.Fatalf("changing the policy by hand: changed=%v err=%v", changed, err)
 	}
 	if _, err := c.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	want := QueueBoundPolicy(fx.topo.TaskQueue, 3)
+	want := QueueBoundPolicy(fx.topo.TaskQueue, 3, "queues", 10)
 	if changed, err := m.EnsurePolicy(ctx, "/", c.Config.PolicyName, want); err != nil || changed {
 		t.Fatalf("after the run the policy should already be the bound: changed=%v err=%v", changed, err)
 	}
@@ -247,8 +252,13 @@ func TestCollectorKeepsTheQueueBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(body), `"max-length":3`) || !strings.Contains(string(body), `"overflow":"reject-publish"`) {
-		t.Fatalf("policy on the broker: %s", body)
+	var got Policy
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Priority != 10 || got.Definition["max-length"] != float64(3) || got.Definition["overflow"] != "reject-publish" ||
+		got.Definition["delivery-limit"] != float64(5) {
+		t.Fatalf("policy on the broker: %s; want the bound (3, reject-publish, priority 10) with the operator's delivery-limit kept", body)
 	}
 
 	// A policy the broker refuses (an invalid pattern) is an error with the broker's reason.

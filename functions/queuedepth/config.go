@@ -31,6 +31,9 @@ type Config struct {
 	// Zero leaves the broker's policies alone.
 	MaxLength  int64
 	PolicyName string
+	// PolicyApplyTo and PolicyPriority place that policy among the broker's others (see QueueBoundPolicy).
+	PolicyApplyTo  string
+	PolicyPriority int
 	// Timeout bounds each management API request.
 	Timeout  time.Duration
 	LogLevel string
@@ -56,6 +59,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	c.DeadLetterQueue = e.String("RABBITMQ_DEAD_LETTER_QUEUE", c.TaskQueue+".dead")
 	c.MaxLength = int64(e.Int("TASK_QUEUE_MAX_LENGTH", 0, 0, 10_000_000))
 	c.PolicyName = e.String("TASK_QUEUE_POLICY", c.TaskQueue+"-bound")
+	c.PolicyApplyTo = e.OneOf("TASK_QUEUE_POLICY_APPLY_TO", "queues", "queues", "quorum_queues")
+	c.PolicyPriority = e.Int("TASK_QUEUE_POLICY_PRIORITY", 10, 0, 1000)
 	if u, err := url.Parse(c.ManagementURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		e.Fail("RABBITMQ_MANAGEMENT_URL must be an http(s) URL such as https://b-1234.mq.eu-west-1.on.aws, got %q", c.ManagementURL)
 	} else if u.User != nil {

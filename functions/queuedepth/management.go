@@ -125,44 +125,63 @@ type Policy struct {
 	Definition map[string]any `json:"definition"`
 }
 
-// QueueBoundPolicy is the policy that bounds queue (a name, matched exactly) to maxLength messages and has the
-// broker refuse publishes past it (reject-publish: the publisher gets a nack, the gateway answers 429).
-func QueueBoundPolicy(queue string, maxLength int64) Policy {
+// QueueBoundPolicy is the policy that bounds queue (a name, matched exactly) to maxLength ready messages and
+// has the broker refuse publishes past it (reject-publish: the publisher gets a nack, the gateway answers
+// 429). applyTo is "queues", or "quorum_queues" where the broker knows it (RabbitMQ 3.12 and later; Amazon
+// MQ asks for it on quorum-queue policies). priority must beat the policies that also match the queue:
+// Amazon MQ's defaults have priority 0 (single instance) or 1 (cluster), and only the highest applies.
+func QueueBoundPolicy(queue string, maxLength int64, applyTo string, priority int) Policy {
 	return Policy{
 		Pattern:    "^" + regexp.QuoteMeta(queue) + "$",
-		ApplyTo:    "queues",
+		ApplyTo:    applyTo,
+		Priority:   priority,
 		Definition: map[string]any{"max-length": maxLength, "overflow": "reject-publish"},
 	}
 }
 
-// same reports whether two policies have the same effect. Definitions are compared through JSON, since the
-// management API answers numbers as JSON numbers (float64 after decoding).
-func (p Policy) same(o Policy) bool {
-	a, errA := json.Marshal(p.Definition)
-	b, errB := json.Marshal(o.Definition)
-	return errA == nil && errB == nil && p.Pattern == o.Pattern && p.ApplyTo == o.ApplyTo && p.Priority == o.Priority && string(a) == string(b)
+// merge returns have with want's pattern, apply-to, priority and definition keys, keeping the definition
+// keys of have that want does not set (merged in by an operator, or added by Amazon MQ); ok reports that
+// have already says all of that.
+func merge(have, want Policy) (merged Policy, ok bool) {
+	merged = Policy{Pattern: want.Pattern, ApplyTo: want.ApplyTo, Priority: want.Priority, Definition: map[string]any{}}
+	ok = have.Pattern == want.Pattern && have.ApplyTo == want.ApplyTo && have.Priority == want.Priority
+	for k, v := range have.Definition {
+		merged.Definition[k] = v
+	}
+	for k, v := range want.Definition {
+		// Through JSON: the management API answers numbers as JSON numbers (float64 after decoding).
+		a, errA := json.Marshal(v)
+		b, errB := json.Marshal(have.Definition[k])
+		if errA != nil || errB != nil || string(a) != string(b) {
+			ok = false
+		}
+		merged.Definition[k] = v
+	}
+	return merged, ok
 }
 
-// EnsurePolicy makes the policy name in vhost be want: it reads the current one and writes want only when it
-// is missing or differs, so that running it every minute changes nothing on the broker in the steady state.
-// changed reports whether it wrote.
+// EnsurePolicy makes the policy name in vhost say what want says: it reads the current one and writes only
+// when it is missing or differs in want's pattern, apply-to, priority or definition keys, keeping other
+// definition keys it holds. Running it every minute therefore changes nothing on the broker in the steady
+// state, and does not fight someone who merged more keys into the policy. changed reports whether it wrote.
 func (m *Management) EnsurePolicy(ctx context.Context, vhost, name string, want Policy) (changed bool, err error) {
 	path := "/api/policies/" + url.PathEscape(vhost) + "/" + url.PathEscape(name)
 	body, err := m.get(ctx, path)
+	var have Policy
 	switch {
 	case errors.Is(err, ErrNotFound):
 	case err != nil:
 		return false, fmt.Errorf("policy %q: %w", name, err)
 	default:
-		var have Policy
 		if err := json.Unmarshal(body, &have); err != nil {
 			return false, fmt.Errorf("policy %q: decode: %w", name, err)
 		}
-		if have.same(want) {
-			return false, nil
-		}
 	}
-	payload, err := json.Marshal(want)
+	merged, ok := merge(have, want)
+	if ok {
+		return false, nil
+	}
+	payload, err := json.Marshal(merged)
 	if err != nil {
 		return false, err
 	}

@@ -111,12 +111,13 @@ func TestLambdas(t *testing.T) {
 			s.template.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
 				"ReservedConcurrentExecutions": 1,
 				"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
-					"STAGE":                   s.settings.Name,
-					"METRIC_NAMESPACE":        MetricNamespace,
-					"RABBITMQ_MANAGEMENT_URL": assertions.Match_AnyValue(),
-					"ECS_CLUSTER":             assertions.Match_AnyValue(),
-					"ECS_SERVICE":             assertions.Match_AnyValue(),
-					"TASK_QUEUE_MAX_LENGTH":   strconv.Itoa(s.settings.Broker.TaskQueueMaxLength),
+					"STAGE":                      s.settings.Name,
+					"METRIC_NAMESPACE":           MetricNamespace,
+					"RABBITMQ_MANAGEMENT_URL":    assertions.Match_AnyValue(),
+					"ECS_CLUSTER":                assertions.Match_AnyValue(),
+					"ECS_SERVICE":                assertions.Match_AnyValue(),
+					"TASK_QUEUE_MAX_LENGTH":      strconv.Itoa(s.settings.Broker.TaskQueueMaxLength),
+					"TASK_QUEUE_POLICY_APPLY_TO": "quorum_queues",
 				})},
 			})
 			s.template.HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": "rate(1 minute)"})

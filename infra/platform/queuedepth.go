@@ -54,6 +54,8 @@ func newQueueDepth(st awscdk.Stack, s stage.Settings, net *network, brk *broker,
 			// Backpressure: the Lambda keeps the task queue's bound on the broker as a policy (Amazon MQ has
 			// no CloudFormation resource for RabbitMQ policies).
 			"TASK_QUEUE_MAX_LENGTH": jsii.String(strconv.Itoa(s.Broker.TaskQueueMaxLength)),
+			// Amazon MQ asks for quorum-queue policies to apply to quorum_queues only (3.13 and 4.x know it).
+			"TASK_QUEUE_POLICY_APPLY_TO": jsii.String("quorum_queues"),
 		},
 	})
 	brk.secret.GrantRead(fn, nil)

@@ -53,6 +53,8 @@ type BrokerOptions struct {
 // Policy is a RabbitMQ queue policy.
 type Policy struct {
 	Name, Pattern string
+	// Priority decides which policy applies where several match a queue (only the highest does).
+	Priority int
 	// Definition is the policy's JSON definition, e.g.
 	// {"max-length":1000,"overflow":"reject-publish"}.
 	Definition string
@@ -65,13 +67,14 @@ func QueueBound(queue string, maxLength int) Policy {
 	return Policy{
 		Name:       queue + "-bound",
 		Pattern:    "^" + regexp.QuoteMeta(queue) + "$",
+		Priority:   10,
 		Definition: fmt.Sprintf(`{"max-length":%d,"overflow":"reject-publish"}`, maxLength),
 	}
 }
 
 // setPolicyArgs are rabbitmqctl's arguments that set p in vhost.
 func (p Policy) setPolicyArgs(vhost string) []string {
-	return []string{"set_policy", "-p", vhost, "--apply-to", "queues", p.Name, p.Pattern, p.Definition}
+	return []string{"set_policy", "-p", vhost, "--apply-to", "queues", "--priority", strconv.Itoa(p.Priority), p.Name, p.Pattern, p.Definition}
 }
 
 // Where a Broker came from.
@@ -147,7 +150,7 @@ func RunBroker(ctx context.Context, o BrokerOptions) (Broker, error) {
 		o.Logger.Info("using the AMQP broker that answers", "addr", target.addr)
 		for _, p := range o.Policies {
 			o.Logger.Info("a broker found running is left as it is: set the policy yourself if you want it", "policy", p.Name,
-				"command", fmt.Sprintf("rabbitmqctl set_policy -p %s --apply-to queues %s '%s' '%s'", target.vhost, p.Name, p.Pattern, p.Definition))
+				"command", fmt.Sprintf("rabbitmqctl set_policy -p %s --apply-to queues --priority %d %s '%s' '%s'", target.vhost, p.Priority, p.Name, p.Pattern, p.Definition))
 		}
 		return Broker{Origin: BrokerFound, PrometheusAddr: defaultMetrics, Stop: func() error { return nil }}, nil
 	case errors.Is(err, errNotAMQP):

@@ -239,7 +239,7 @@ case "$*" in *" up "*) : > ` + marker + ` ;; esac
 	}
 	got, _ := os.ReadFile(argLog)
 	want := "info\ncompose -f " + compose + " up -d rabbitmq\n" +
-		"compose -f " + compose + ` exec -T rabbitmq rabbitmqctl set_policy -p / --apply-to queues jobs-bound ^jobs$ {"max-length":7,"overflow":"reject-publish"}` + "\n" +
+		"compose -f " + compose + ` exec -T rabbitmq rabbitmqctl set_policy -p / --apply-to queues --priority 10 jobs-bound ^jobs$ {"max-length":7,"overflow":"reject-publish"}` + "\n" +
 		"compose -f " + compose + " stop rabbitmq\n"
 	if string(got) != want {
 		t.Errorf("docker was run as:\n%s\nwant:\n%s", got, want)
