@@ -5,8 +5,8 @@
 // with a timeout bounded by the caller's deadline, publish the reply with a confirm, and only then ack. A
 // reply that cannot be published is retried until the caller's deadline (a broker alarm or a redial passes),
 // then dropped and the task acked: nobody is waiting. A run cut short by a forced shutdown is requeued for
-// another worker. Requeues are bounded by
-// the task queue's delivery limit, so a task that always kills its worker ends in the dead-letter queue.
+// another worker. Requeues are bounded by the task queue's delivery limit, so a task that always kills its
+// worker ends in the dead-letter queue.
 //
 // Shutdown, in order (see Worker.Shutdown and cmd/worker):
 //  1. stop consuming (the broker cancels our consumer; deliveries already received are nacked with requeue);
@@ -344,14 +344,17 @@ func (w *Worker) respond(log *slog.Logger, d amqp.Delivery, req *contract.Reques
 	}
 	if d.ReplyTo != "" {
 		msg, err := reply.Publishing(w.cfg.Now())
-		if err == nil {
-			err = w.publishReply(log, d.ReplyTo, msg, req.Deadline)
-		}
-		if err != nil {
-			// Nobody waits any more: running the script again elsewhere would only produce another reply
-			// that nobody reads, so the task is acked, not requeued.
+		switch {
+		case err != nil:
 			w.cfg.Metrics.ReplyFailures.Inc()
-			log.Error("reply not published before the caller's deadline; dropping it", "error", err)
+			log.Error("reply could not be encoded; dropping it", "error", err)
+		default:
+			if err := w.publishReply(log, d.ReplyTo, msg, req.Deadline); err != nil {
+				// Nobody waits any more: running the script again elsewhere would only produce another
+				// reply that nobody reads, so the task is acked, not requeued.
+				w.cfg.Metrics.ReplyFailures.Inc()
+				log.Error("reply not published before the caller's deadline; dropping it", "error", err)
+			}
 		}
 	}
 	elapsed := w.cfg.Now().Sub(received)
