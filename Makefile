@@ -23,7 +23,7 @@ FUZZMINIMIZE ?= 200x
 # `make test` runs the fuzz targets for untrusted input briefly (module:package:target); their seed corpora in
 # testdata/fuzz/ also run on every plain `go test`.
 FUZZ_CI_TIME ?= 4s
-FUZZ_CI_TARGETS := shared:./contract:FuzzParseRequest shared:./contract:FuzzParseReply \
+FUZZ_CI_TARGETS := shared:./auth:FuzzParseJWKS shared:./contract:FuzzParseRequest shared:./contract:FuzzParseReply \
   functions:./gateway:FuzzDecodeScrapeBody worker:./internal/runner:FuzzParseResult shared:./auth:FuzzVerify
 
 .PHONY: help

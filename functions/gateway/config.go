@@ -12,8 +12,11 @@ type Config struct {
 	RabbitMQURL string
 	TaskQueue   string
 	// AuthMode is "jwt" (verify bearer tokens here) or "apigateway" (trust API Gateway's authorizers).
-	AuthMode    string
-	JWTSecret   string
+	AuthMode  string
+	JWTSecret string
+	// JWTJWKSURL, when set, has AUTH_MODE=jwt verify RS256/ES256 tokens with the identity provider's keys
+	// instead of an HS256 secret; JWTIssuer and JWTAudience are then required.
+	JWTJWKSURL  string
 	JWTIssuer   string
 	JWTAudience string
 	// DefaultTimeout applies when a request names none; MaxTimeout is the largest accepted.
@@ -46,6 +49,7 @@ func LoadConfig(getenv func(string) string, defaultAuthMode string) (Config, err
 		TaskQueue:    e.String("RABBITMQ_TASK_QUEUE", "scraping_tasks"),
 		AuthMode:     e.OneOf("AUTH_MODE", defaultAuthMode, "jwt", "apigateway"),
 		JWTSecret:    e.String("JWT_SECRET", ""),
+		JWTJWKSURL:   e.String("JWT_JWKS_URL", ""),
 		JWTIssuer:    e.String("JWT_ISSUER", ""),
 		JWTAudience:  e.String("JWT_AUDIENCE", ""),
 		MaxTimeout:   e.Duration("SCRAPE_MAX_TIMEOUT", 25*time.Second, contract.MinTimeout, contract.MaxTimeout),
@@ -60,8 +64,16 @@ func LoadConfig(getenv func(string) string, defaultAuthMode string) (Config, err
 	if c.DefaultTimeout > c.MaxTimeout {
 		e.Fail("SCRAPE_DEFAULT_TIMEOUT (%s) is larger than SCRAPE_MAX_TIMEOUT (%s)", c.DefaultTimeout, c.MaxTimeout)
 	}
-	if c.AuthMode == "jwt" && len(c.JWTSecret) < 32 {
-		e.Fail("JWT_SECRET must be set to at least 32 characters when AUTH_MODE=jwt (make run creates one in .local/jwt-secret)")
+	switch {
+	case c.AuthMode != "jwt":
+	case c.JWTJWKSURL != "" && c.JWTSecret != "":
+		e.Fail("set JWT_SECRET (HS256 tokens) or JWT_JWKS_URL (an identity provider's RS256/ES256 tokens), not both")
+	case c.JWTJWKSURL != "":
+		if c.JWTIssuer == "" || c.JWTAudience == "" {
+			e.Fail("JWT_JWKS_URL needs JWT_ISSUER and JWT_AUDIENCE: the issuer and audience of the tokens to accept")
+		}
+	case len(c.JWTSecret) < 32:
+		e.Fail("JWT_SECRET must be set to at least 32 characters when AUTH_MODE=jwt (make run creates one in .local/jwt-secret), or set JWT_JWKS_URL")
 	}
 	return c, e.Err()
 }

@@ -15,6 +15,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
 )
@@ -144,6 +145,14 @@ type principalKey struct{}
 func (h *Handler) authenticated(next func(http.ResponseWriter, *http.Request, Principal)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := h.authn.Authenticate(r)
+		if errors.Is(err, auth.ErrKeysUnavailable) {
+			// Not the caller's fault: the token may be fine, the keys to check it are out of reach.
+			h.log.Error("cannot verify tokens: identity provider keys unavailable", "path", r.URL.Path, "error", err)
+			w.Header().Set("Retry-After", retryAfterUnavailable)
+			writeError(w, http.StatusServiceUnavailable, contract.CodeAuthUnavailable,
+				"cannot check credentials right now: the identity provider's signing keys are unavailable; retry later", "")
+			return
+		}
 		if err != nil {
 			h.log.Info("authentication failed", "path", r.URL.Path, "reason", err.Error())
 			writeError(w, http.StatusUnauthorized, contract.CodeUnauthorized, authMessage(err), "")

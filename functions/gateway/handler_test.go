@@ -283,6 +283,41 @@ func TestLoadConfigRequiresSecretInJWTMode(t *testing.T) {
 	if _, err := LoadConfig(func(string) string { return "" }, "apigateway"); err != nil {
 		t.Fatalf("apigateway mode needs no secret: %v", err)
 	}
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+	jwks := "https://idp.example.com/.well-known/jwks.json"
+	if c, err := LoadConfig(env("JWT_JWKS_URL", jwks, "JWT_ISSUER", "https://idp.example.com/", "JWT_AUDIENCE", "api"), "jwt"); err != nil || c.JWTJWKSURL != jwks {
+		t.Fatalf("a JWKS instead of a secret: %+v %v", c, err)
+	}
+	for want, e := range map[string]func(string) string{
+		"not both":                    env("JWT_JWKS_URL", jwks, "JWT_SECRET", strings.Repeat("s", 32), "JWT_ISSUER", "i", "JWT_AUDIENCE", "a"),
+		"JWT_ISSUER and JWT_AUDIENCE": env("JWT_JWKS_URL", jwks, "JWT_ISSUER", "https://idp.example.com/"),
+	} {
+		if _, err := LoadConfig(e, "jwt"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want an error about %q, got %v", want, err)
+		}
+	}
+}
+
+// A verifier that cannot reach the identity provider's keys makes a 503 with Retry-After, not a 401: the
+// caller's token may be fine.
+func TestUnavailableKeysAre503(t *testing.T) {
+	t.Parallel()
+	v, err := auth.NewJWKS(auth.JWKSConfig{URL: "http://127.0.0.1:1/jwks.json", Issuer: "https://idp.test/", Audience: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(testConfig(), Options{Broker: &fakeBroker{connected: true}, Authenticator: BearerAuth{Verifier: v}})
+	tok := "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ4In0.c2ln"
+	w, m := do(t, h, "POST", "/scrape", `{"script_name":"echo"}`, map[string]string{"Authorization": "Bearer " + tok})
+	if w.Code != 503 || m["error_code"] != "auth_unavailable" || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("%d %v Retry-After %q", w.Code, m, w.Header().Get("Retry-After"))
+	}
 }
 
 // FuzzDecodeScrapeBody: request bodies are untrusted input; the parser must never panic, and anything it

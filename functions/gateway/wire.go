@@ -15,7 +15,13 @@ func Build(cfg Config, name string, log *slog.Logger, metrics *Metrics) (*Handle
 	var authn Authenticator
 	switch cfg.AuthMode {
 	case "jwt":
-		v, err := auth.NewHS256(auth.HS256Config{Secret: []byte(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+		var v auth.Verifier
+		var err error
+		if cfg.JWTJWKSURL != "" {
+			v, err = auth.NewJWKS(auth.JWKSConfig{URL: cfg.JWTJWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+		} else {
+			v, err = auth.NewHS256(auth.HS256Config{Secret: []byte(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("JWT verifier: %w", err)
 		}

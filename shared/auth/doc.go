@@ -25,6 +25,18 @@
 //   - sub is present and not empty;
 //   - the header carries no "crit" parameter, since no JWS extension is understood (RFC 7515 §4.1.11).
 //
+// # What JWKSVerifier accepts
+//
+// [JWKSVerifier] checks an identity provider's tokens with the public keys it publishes as a JSON Web Key Set,
+// as API Gateway's JWT authorizer does in AWS, so the local gateway can take the same tokens. The rules are
+// HS256Verifier's, with issuer and audience required, plus: alg is RS256/384/512 or ES256/384 and fits the
+// key the header's kid names (an RSA key signs RS*, a P-256 key ES256, a P-384 key ES384, a key that names its
+// alg only that one); HMAC algorithms and "none" are refused and symmetric keys in the set ignored, so the
+// public set can never become a signing secret; RSA keys under 2048 bits are ignored. Keys are fetched on
+// first use, kept for an hour, fetched again early for an unknown kid (at most every 30 s), and kept through a
+// provider outage. When no keys can be had, Verify returns [ErrKeysUnavailable], which is not an invalid
+// token (the gateway answers 503).
+//
 // # Errors
 //
 // Every rejection from Verify wraps [ErrInvalidToken]. Its message names the reason in words a client may see

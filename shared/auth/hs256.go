@@ -101,6 +101,12 @@ func checkSecret(secret []byte) error {
 // Verify checks token and returns its claims. ctx is unused: verification is local computation. Any error
 // wraps ErrInvalidToken and carries a reason safe to show the client.
 func (v *HS256Verifier) Verify(_ context.Context, token string) (Claims, error) {
+	return verify(token, v.parser, v.key, v.classify)
+}
+
+// verify is Verify's common part: the size rules before any decoding, parsing with parser and keyFunc, the
+// rules the parser does not know (crit, sub), and classify for the parser's own rejections.
+func verify(token string, parser *jwt.Parser, keyFunc jwt.Keyfunc, classify func(*jwt.Token, *wireClaims, error) error) (Claims, error) {
 	if token == "" {
 		return Claims{}, invalid(reasonEmpty, nil)
 	}
@@ -108,9 +114,9 @@ func (v *HS256Verifier) Verify(_ context.Context, token string) (Claims, error) 
 		return Claims{}, invalid(reasonTooLarge, nil)
 	}
 	var wc wireClaims
-	parsed, err := v.parser.ParseWithClaims(token, &wc, v.key)
+	parsed, err := parser.ParseWithClaims(token, &wc, keyFunc)
 	if err != nil {
-		return Claims{}, v.classify(parsed, &wc, err)
+		return Claims{}, classify(parsed, &wc, err)
 	}
 	if _, ok := parsed.Header["crit"]; ok {
 		return Claims{}, invalid(reasonCrit, nil)
@@ -132,24 +138,29 @@ func (v *HS256Verifier) key(t *jwt.Token) (any, error) {
 
 var errUnexpectedAlg = errors.New("unexpected signing algorithm")
 
-// classify turns a jwt parse error into a client-safe reason. Malformed input is reported first, then the
-// algorithm, the signature, and the claims; when several claims fail, the first of missing, expired,
-// not-yet-valid, issued-later, issuer, audience is named.
+// classify turns a jwt parse error into a client-safe reason (see classify).
 func (v *HS256Verifier) classify(t *jwt.Token, wc *wireClaims, err error) error {
+	return classify(t, wc, err, func(alg string) bool { return alg == algHS256 }, v.issuer, v.audience)
+}
+
+// classify turns a jwt parse error into a client-safe reason. Malformed input is reported first, then the
+// algorithm (algOK says which the verifier accepts), the signature, and the claims; when several claims fail,
+// the first of missing, expired, not-yet-valid, issued-later, issuer, audience is named.
+func classify(t *jwt.Token, wc *wireClaims, err error, algOK func(string) bool, issuer, audience string) error {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return invalid(reasonMalformed, err)
 	case t == nil:
 		return invalid(reasonMalformed, err)
 	}
-	if alg, _ := t.Header["alg"].(string); alg != algHS256 || errors.Is(err, errUnexpectedAlg) {
+	if alg, _ := t.Header["alg"].(string); !algOK(alg) || errors.Is(err, errUnexpectedAlg) {
 		return invalid(reasonAlgorithm, err)
 	}
 	switch {
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return invalid(reasonSignature, err)
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return invalid("missing "+v.missingClaim(wc)+" claim", err)
+		return invalid("missing "+missingClaim(wc, issuer, audience)+" claim", err)
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return invalid(reasonExpired, err)
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
@@ -166,15 +177,15 @@ func (v *HS256Verifier) classify(t *jwt.Token, wc *wireClaims, err error) error 
 }
 
 // missingClaim names the required claims absent from wc; the parser only reports that one is missing.
-func (v *HS256Verifier) missingClaim(wc *wireClaims) string {
+func missingClaim(wc *wireClaims, issuer, audience string) string {
 	var missing []string
 	if wc.ExpiresAt == nil {
 		missing = append(missing, "exp")
 	}
-	if v.issuer != "" && wc.Issuer == "" {
+	if issuer != "" && wc.Issuer == "" {
 		missing = append(missing, "iss")
 	}
-	if v.audience != "" && (len(wc.Audience) == 0 || len(wc.Audience) == 1 && wc.Audience[0] == "") {
+	if audience != "" && (len(wc.Audience) == 0 || len(wc.Audience) == 1 && wc.Audience[0] == "") {
 		missing = append(missing, "aud")
 	}
 	if len(missing) == 0 {

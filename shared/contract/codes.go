@@ -24,6 +24,9 @@ const (
 	CodeNoWorkerResponse Code = "no_worker_response"
 	// CodeQueueFull: the task queue is over its bound (a max-length policy with reject-publish); retry later.
 	CodeQueueFull Code = "queue_full"
+	// CodeAuthUnavailable: the identity provider's signing keys (JWKS) cannot be fetched, so the token cannot
+	// be checked now; retry later.
+	CodeAuthUnavailable Code = "auth_unavailable"
 
 	// CodeScriptNotFound: the script repository has no script of that name.
 	CodeScriptNotFound Code = "script_not_found"

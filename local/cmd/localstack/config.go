@@ -46,6 +46,7 @@ type config struct {
 	taskQueue      string // RABBITMQ_TASK_QUEUE
 	queueMaxLength int    // TASK_QUEUE_MAX_LENGTH: the bound set on a broker started here; 0 sets none
 	jwtSecret      string // "" means: read or create dataDir/jwt-secret
+	jwksURL        string // JWT_JWKS_URL: the gateway checks an identity provider's tokens; no secret then
 	repositoryType string // "" until resolved: s3 with a local S3 server when versitygw is installed, else local
 	repositoryURL  string // absolute for the local repository
 	scriptsDir     string // absolute: the folder published to a local S3 server
@@ -108,6 +109,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	c.jwtSecret = getenv("JWT_SECRET")
+	c.jwksURL = getenv("JWT_JWKS_URL")
 	c.repositoryType = getenv("SCRIPT_REPOSITORY_TYPE")
 	c.repositoryURL = getenv("SCRIPT_REPOSITORY_URL")
 	c.versitygw = getenv("VERSITYGW")

@@ -89,7 +89,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cfg.rabbitMQMetrics = brk.PrometheusAddr
 	}
 
-	if cfg.jwtSecret == "" {
+	if cfg.jwksURL != "" {
+		log.Info("JWT: the gateway checks the identity provider's tokens", "jwks_url", cfg.jwksURL)
+	} else if cfg.jwtSecret == "" {
 		path := filepath.Join(cfg.dataDir, "jwt-secret")
 		secret, created, err := loadOrCreateSecret(path)
 		if err != nil {
