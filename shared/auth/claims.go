@@ -39,6 +39,8 @@ type wireClaims struct {
 	jwt.RegisteredClaims
 	Scope scopeList `json:"scope,omitempty"`
 	Scp   scopeList `json:"scp,omitempty"`
+	// ClientID is Cognito's access-token claim naming the app client; such tokens carry no "aud".
+	ClientID string `json:"client_id,omitempty"`
 }
 
 func (w *wireClaims) claims() Claims {

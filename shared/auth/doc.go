@@ -29,7 +29,8 @@
 //
 // [JWKSVerifier] checks an identity provider's tokens with the public keys it publishes as a JSON Web Key Set,
 // as API Gateway's JWT authorizer does in AWS, so the local gateway can take the same tokens. The rules are
-// HS256Verifier's, with issuer and audience required, plus: alg is RS256/384/512 or ES256/384 and fits the
+// HS256Verifier's, with issuer and audience required (the audience may also be the client_id of a token
+// without aud, as in Cognito access tokens: API Gateway's rule), plus: alg is RS256/384/512 or ES256/384 and fits the
 // key the header's kid names (an RSA key signs RS*, a P-256 key ES256, a P-384 key ES384, a key that names its
 // alg only that one); HMAC algorithms and "none" are refused and symmetric keys in the set ignored, so the
 // public set can never become a signing secret; RSA keys under 2048 bits are ignored. Keys are fetched on

@@ -101,12 +101,14 @@ func checkSecret(secret []byte) error {
 // Verify checks token and returns its claims. ctx is unused: verification is local computation. Any error
 // wraps ErrInvalidToken and carries a reason safe to show the client.
 func (v *HS256Verifier) Verify(_ context.Context, token string) (Claims, error) {
-	return verify(token, v.parser, v.key, v.classify)
+	return verify(token, v.parser, v.key, v.classify, nil)
 }
 
 // verify is Verify's common part: the size rules before any decoding, parsing with parser and keyFunc, the
-// rules the parser does not know (crit, sub), and classify for the parser's own rejections.
-func verify(token string, parser *jwt.Parser, keyFunc jwt.Keyfunc, classify func(*jwt.Token, *wireClaims, error) error) (Claims, error) {
+// rules the parser does not know (crit, sub), and classify for the parser's own rejections. inspect, when
+// not nil, sees the claims of a token that passed all of that.
+func verify(token string, parser *jwt.Parser, keyFunc jwt.Keyfunc, classify func(*jwt.Token, *wireClaims, error) error,
+	inspect func(*wireClaims)) (Claims, error) {
 	if token == "" {
 		return Claims{}, invalid(reasonEmpty, nil)
 	}
@@ -123,6 +125,9 @@ func verify(token string, parser *jwt.Parser, keyFunc jwt.Keyfunc, classify func
 	}
 	if wc.Subject == "" {
 		return Claims{}, invalid("missing sub claim", nil)
+	}
+	if inspect != nil {
+		inspect(&wc)
 	}
 	return wc.claims(), nil
 }

@@ -52,7 +52,8 @@ type JWKSConfig struct {
 	URL string
 	// Issuer must equal the token's "iss" (required: a key set alone does not say whose tokens to accept).
 	Issuer string
-	// Audience must be one of the token's "aud" values (required, as API Gateway's JWT authorizer asks).
+	// Audience must be one of the token's "aud" values, or, in a token without "aud", its "client_id"
+	// (Cognito access tokens): the rule of API Gateway's JWT authorizer. Required, as the authorizer asks.
 	Audience string
 	// Leeway is the clock skew tolerated on exp, nbf and iat. Zero means DefaultLeeway; negative is an error.
 	Leeway time.Duration
@@ -126,7 +127,7 @@ func NewJWKS(cfg JWKSConfig) (*JWKSVerifier, error) {
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithTimeFunc(cfg.Now),
 		jwt.WithIssuer(cfg.Issuer),
-		jwt.WithAudience(cfg.Audience),
+		// The audience is checked in Verify: the library knows no client_id.
 	)}, nil
 }
 
@@ -148,7 +149,8 @@ var (
 // be had.
 func (v *JWKSVerifier) Verify(ctx context.Context, token string) (Claims, error) {
 	keyFunc := func(t *jwt.Token) (any, error) { return v.key(ctx, t) }
-	return verify(token, v.parser, keyFunc, func(t *jwt.Token, wc *wireClaims, err error) error {
+	var audOK bool
+	claims, err := verify(token, v.parser, keyFunc, func(t *jwt.Token, wc *wireClaims, err error) error {
 		switch {
 		case errors.Is(err, ErrKeysUnavailable):
 			return err
@@ -157,8 +159,25 @@ func (v *JWKSVerifier) Verify(ctx context.Context, token string) (Claims, error)
 		case errors.Is(err, errUnknownKey):
 			return invalid("unknown signing key", err)
 		}
-		return classify(t, wc, err, func(alg string) bool { return slices.Contains(jwksAlgs, alg) }, v.cfg.Issuer, v.cfg.Audience)
-	})
+		return classify(t, wc, err, func(alg string) bool { return slices.Contains(jwksAlgs, alg) }, v.cfg.Issuer, "")
+	}, func(wc *wireClaims) { audOK = audienceOK(wc, v.cfg.Audience) })
+	if err != nil {
+		return Claims{}, err
+	}
+	if !audOK {
+		return Claims{}, invalid(reasonAudience, nil)
+	}
+	return claims, nil
+}
+
+// audienceOK applies API Gateway's JWT authorizer rule: one of "aud" is the audience, or, when the token has
+// no "aud", its "client_id" is.
+func audienceOK(wc *wireClaims, audience string) bool {
+	aud := slices.DeleteFunc(slices.Clone([]string(wc.Audience)), func(s string) bool { return s == "" })
+	if len(aud) > 0 {
+		return slices.Contains(aud, audience)
+	}
+	return wc.ClientID != "" && wc.ClientID == audience
 }
 
 // key finds the public key for t, refusing one that does not fit t's algorithm.

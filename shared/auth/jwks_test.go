@@ -133,6 +133,8 @@ func TestJWKSVerifiesProviderTokens(t *testing.T) {
 	for name, tok := range map[string]string{
 		"RS256": sign(t, jwt.SigningMethodRS256, "r1", rsaKey1, validClaims()),
 		"ES256": sign(t, jwt.SigningMethodES256, "e1", ecKey256, validClaims()),
+		// A Cognito access token has no aud; API Gateway's authorizer then matches client_id.
+		"client_id, no aud": sign(t, jwt.SigningMethodRS256, "r1", rsaKey1, with(without(validClaims(), "aud"), "client_id", testAudience)),
 	} {
 		c, err := v.Verify(ctx, tok)
 		if err != nil || c.Subject != "user-1" || !c.HasScope("scrape:run") {
@@ -161,6 +163,9 @@ func TestJWKSVerifiesProviderTokens(t *testing.T) {
 		"expired":                      {sign(t, jwt.SigningMethodRS256, "r1", rsaKey1, with(validClaims(), "exp", testNow.Add(-time.Hour).Unix())), "expired"},
 		"wrong issuer":                 {sign(t, jwt.SigningMethodRS256, "r1", rsaKey1, with(validClaims(), "iss", "https://evil.test")), "wrong issuer"},
 		"wrong audience":               {sign(t, jwt.SigningMethodRS256, "r1", rsaKey1, with(validClaims(), "aud", "other")), "wrong audience"},
+		"aud wrong, client_id right":   {sign(t, jwt.SigningMethodRS256, "r1", rsaKey1, with(with(validClaims(), "aud", "other"), "client_id", testAudience)), "wrong audience"},
+		"no aud, other client_id":      {sign(t, jwt.SigningMethodRS256, "r1", rsaKey1, with(without(validClaims(), "aud"), "client_id", "other")), "wrong audience"},
+		"neither aud nor client_id":    {sign(t, jwt.SigningMethodRS256, "r1", rsaKey1, without(validClaims(), "aud")), "wrong audience"},
 		"no issuer":                    {sign(t, jwt.SigningMethodRS256, "r1", rsaKey1, without(validClaims(), "iss")), "missing iss claim"},
 		"no subject":                   {sign(t, jwt.SigningMethodRS256, "r1", rsaKey1, without(validClaims(), "sub")), "missing sub claim"},
 	}
