@@ -380,7 +380,8 @@ const (
 
 // publishReply publishes a reply to the caller, retrying failures until the caller's deadline. A reply that
 // cannot go out right now almost always means the broker is refusing publishes for a while (a memory or disk
-// alarm) or the publish connection is being redialled; both pass. Requeueing the task instead would run the
+// alarm) or the publish connection is being redialled; both pass. A reply the broker cannot route (the
+// caller's direct reply-to channel is gone) is given up at once: it holds a slot for nobody. Requeueing the task instead would run the
 // script again and count a delivery against the queue's limit each time, so a long alarm would dead-letter
 // valid tasks while their callers still waited; holding the finished reply and its unacked task does not.
 func (w *Worker) publishReply(log *slog.Logger, replyTo string, msg amqp.Publishing, deadline time.Time) error {
@@ -397,6 +398,11 @@ func (w *Worker) publishReply(log *slog.Logger, replyTo string, msg amqp.Publish
 				log.Info("reply published after retrying", "attempts", attempt)
 			}
 			return nil
+		}
+		if errors.Is(err, broker.ErrUnroutable) || errors.Is(err, broker.ErrClosed) {
+			// The caller's reply address is gone (its channel closed: a broker restart, a gateway that
+			// stopped), or the worker is closing: no later attempt can deliver this reply.
+			return fmt.Errorf("after %d attempts: %w", attempt, err)
 		}
 		left = deadline.Sub(w.cfg.Now())
 		if left <= 0 {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
@@ -213,6 +214,25 @@ func TestReplyFailureIsRetriedUntilItGoesOut(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.ReplyFailures); got != 0 {
 		t.Fatalf("reply failures = %v for a reply that went out", got)
+	}
+}
+
+// A reply the broker cannot route (the caller's reply channel is gone) is given up at once, not retried
+// until the deadline: the slot is free for the next task.
+func TestUnroutableReplyIsNotRetried(t *testing.T) {
+	t.Parallel()
+	pub := &fakePublisher{fail: broker.ErrUnroutable}
+	w, m := newWorker(t, ok, pub)
+	acks := newAckLog()
+	w.Handle(delivery(t, acks, "good", time.Second, time.Now().Add(20*time.Second)))
+	if got := acks.wait(t); got != "ack" {
+		t.Fatalf("settled with %s, want ack", got)
+	}
+	pub.mu.Lock()
+	attempts := pub.attempts
+	pub.mu.Unlock()
+	if attempts != 1 || testutil.ToFloat64(m.ReplyFailures) != 1 {
+		t.Fatalf("%d attempts, %v failures; want one attempt, one failure", attempts, testutil.ToFloat64(m.ReplyFailures))
 	}
 }
 
