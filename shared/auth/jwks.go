@@ -254,7 +254,9 @@ func (v *JWKSVerifier) refresh(ctx context.Context, asked time.Time) {
 	if done {
 		return
 	}
-	keys, err := v.fetch(ctx)
+	// Not cancelled with the request that asked: its caller hanging up must not count as a failed fetch
+	// for everyone else (the client's timeout still bounds it).
+	keys, err := v.fetch(context.WithoutCancel(ctx))
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.triedAt = v.cfg.Now()
