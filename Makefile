@@ -53,9 +53,9 @@ run: build $(VERSITYGW) ## Run the whole local stack in the foreground (broker, 
 	$(BIN)/localstack -bin $(BIN)
 
 .PHONY: token
-token: ## Print a dev JWT for the local stack (use: TOKEN=$$(make -s token))
+token: ## Print a dev JWT for the local stack (use: TOKEN=$$(make -s token); SCOPE="a b" adds scopes)
 	@cd functions && $(GO) build -o $(BIN)/devtoken ./cmd/devtoken
-	@$(BIN)/devtoken -secret-file $(CURDIR)/.local/jwt-secret
+	@$(BIN)/devtoken -secret-file $(CURDIR)/.local/jwt-secret -scope "$(SCOPE)"
 
 .PHONY: test
 test: lint test-go test-scripts fuzz-ci ## Run every check: vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end, faults), script tests, brief fuzzing

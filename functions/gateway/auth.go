@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 
@@ -26,7 +28,13 @@ type Authenticator interface {
 // BearerAuth verifies "Authorization: Bearer <JWT>" itself. It is the local mode.
 type BearerAuth struct {
 	Verifier auth.Verifier
+	// Scopes, when set, are required as API Gateway's route authorization scopes are in AWS: the token must
+	// grant at least one of them, or the answer is 403.
+	Scopes []string
 }
+
+// ErrInsufficientScope: the token verified but grants none of the required scopes.
+var ErrInsufficientScope = errors.New("the token grants none of the scopes this API requires")
 
 var (
 	_ Authenticator = BearerAuth{}
@@ -42,6 +50,9 @@ func (a BearerAuth) Authenticate(r *http.Request) (Principal, error) {
 	claims, err := a.Verifier.Verify(r.Context(), token)
 	if err != nil {
 		return Principal{}, err
+	}
+	if len(a.Scopes) > 0 && !slices.ContainsFunc(a.Scopes, claims.HasScope) {
+		return Principal{}, fmt.Errorf("%w (one of: %s)", ErrInsufficientScope, strings.Join(a.Scopes, ", "))
 	}
 	return Principal{Subject: claims.Subject, Method: "jwt"}, nil
 }

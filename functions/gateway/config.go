@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"strings"
 	"time"
 
 	sharedconfig "github.com/scrapeplatform/platform/shared/config"
@@ -19,6 +20,9 @@ type Config struct {
 	JWTJWKSURL  string
 	JWTIssuer   string
 	JWTAudience string
+	// JWTScopes, when set, are required on /scrape and /status (one of them), like the stage's jwtScopes on
+	// API Gateway's routes.
+	JWTScopes []string
 	// DefaultTimeout applies when a request names none; MaxTimeout is the largest accepted.
 	DefaultTimeout time.Duration
 	MaxTimeout     time.Duration
@@ -50,6 +54,7 @@ func LoadConfig(getenv func(string) string, defaultAuthMode string) (Config, err
 		AuthMode:     e.OneOf("AUTH_MODE", defaultAuthMode, "jwt", "apigateway"),
 		JWTSecret:    e.String("JWT_SECRET", ""),
 		JWTJWKSURL:   e.String("JWT_JWKS_URL", ""),
+		JWTScopes:    strings.FieldsFunc(e.String("JWT_SCOPES", ""), func(r rune) bool { return r == ',' || r == ' ' }),
 		JWTIssuer:    e.String("JWT_ISSUER", ""),
 		JWTAudience:  e.String("JWT_AUDIENCE", ""),
 		MaxTimeout:   e.Duration("SCRAPE_MAX_TIMEOUT", 25*time.Second, contract.MinTimeout, contract.MaxTimeout),

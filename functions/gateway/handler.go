@@ -153,6 +153,11 @@ func (h *Handler) authenticated(next func(http.ResponseWriter, *http.Request, Pr
 				"cannot check credentials right now: the identity provider's signing keys are unavailable; retry later", "")
 			return
 		}
+		if errors.Is(err, ErrInsufficientScope) {
+			h.log.Info("authorization failed", "path", r.URL.Path, "reason", err.Error())
+			writeError(w, http.StatusForbidden, contract.CodeForbidden, "forbidden: "+err.Error(), "")
+			return
+		}
 		if err != nil {
 			h.log.Info("authentication failed", "path", r.URL.Path, "reason", err.Error())
 			writeError(w, http.StatusUnauthorized, contract.CodeUnauthorized, authMessage(err), "")

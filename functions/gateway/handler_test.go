@@ -304,6 +304,41 @@ func TestLoadConfigRequiresSecretInJWTMode(t *testing.T) {
 	}
 }
 
+// With required scopes, a valid token without any of them is 403 forbidden; one of them is enough.
+func TestScopesAreRequiredWhenSet(t *testing.T) {
+	t.Parallel()
+	v, err := auth.NewHS256(auth.HS256Config{Secret: []byte(testSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := &fakeBroker{connected: true, answer: func(req contract.Request) (*contract.Reply, error) {
+		return &contract.Reply{Version: contract.Version, RequestID: req.RequestID, Status: contract.StatusCompleted, WorkerID: "w"}, nil
+	}}
+	h := New(testConfig(), Options{Broker: fb, Authenticator: BearerAuth{Verifier: v, Scopes: []string{"scrape:run", "scrape:admin"}}})
+	bearer := func(scopes ...string) map[string]string {
+		tok, err := auth.IssueHS256([]byte(testSecret), auth.Claims{Subject: "s", Scopes: scopes}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string]string{"Authorization": "Bearer " + tok}
+	}
+	for _, path := range []string{"/scrape", "/status"} {
+		method, body := "POST", `{"script_name":"echo"}`
+		if path == "/status" {
+			method, body = "GET", ""
+		}
+		for name, hdr := range map[string]map[string]string{"no scope": bearer(), "another scope": bearer("status:read")} {
+			w, m := do(t, h, method, path, body, hdr)
+			if w.Code != 403 || m["error_code"] != "forbidden" || !strings.Contains(m["error"].(string), "scrape:run") {
+				t.Errorf("%s %s, %s: %d %v", method, path, name, w.Code, m)
+			}
+		}
+		if w, m := do(t, h, method, path, body, bearer("other", "scrape:admin")); w.Code != 200 {
+			t.Errorf("%s %s with a required scope: %d %v", method, path, w.Code, m)
+		}
+	}
+}
+
 // A verifier that cannot reach the identity provider's keys makes a 503 with Retry-After, not a 401: the
 // caller's token may be fine.
 func TestUnavailableKeysAre503(t *testing.T) {

@@ -25,7 +25,7 @@ func Build(cfg Config, name string, log *slog.Logger, metrics *Metrics) (*Handle
 		if err != nil {
 			return nil, nil, fmt.Errorf("JWT verifier: %w", err)
 		}
-		authn = BearerAuth{Verifier: v}
+		authn = BearerAuth{Verifier: v, Scopes: cfg.JWTScopes}
 	case "apigateway":
 		authn = APIGatewayAuth{}
 	default:

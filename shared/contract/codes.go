@@ -24,6 +24,8 @@ const (
 	CodeNoWorkerResponse Code = "no_worker_response"
 	// CodeQueueFull: the task queue is over its bound (a max-length policy with reject-publish); retry later.
 	CodeQueueFull Code = "queue_full"
+	// CodeForbidden: the token is valid but grants none of the scopes the route requires.
+	CodeForbidden Code = "forbidden"
 	// CodeAuthUnavailable: the identity provider's signing keys (JWKS) cannot be fetched, so the token cannot
 	// be checked now; retry later.
 	CodeAuthUnavailable Code = "auth_unavailable"
