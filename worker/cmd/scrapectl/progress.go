@@ -28,6 +28,9 @@ type progress struct {
 	mu   sync.Mutex
 	sent int64
 	last time.Time
+	// done is set by finish: the HTTP transport may still read (and count) the body after the response
+	// came back, and must not draw after the final line.
+	done bool
 }
 
 func newProgress(w io.Writer, mode string, total int64) *progress {
@@ -92,7 +95,12 @@ func (p *progress) draw(force bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !force && time.Since(p.last) < 100*time.Millisecond && p.sent < p.total {
+	p.drawLocked(force)
+}
+
+// drawLocked redraws the line (p.mu held).
+func (p *progress) drawLocked(force bool) {
+	if p.done || !force && time.Since(p.last) < 100*time.Millisecond && p.sent < p.total {
 		return
 	}
 	p.last = time.Now()
@@ -110,11 +118,12 @@ func (p *progress) finish(ok bool) {
 	if !p.on {
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if ok {
-		p.mu.Lock()
 		p.sent = p.total
-		p.mu.Unlock()
 	}
-	p.draw(true)
+	p.drawLocked(true)
 	fmt.Fprintln(p.w)
+	p.done = true
 }
