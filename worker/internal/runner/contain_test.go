@@ -253,7 +253,12 @@ func TestProtectProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 		exe = filepath.Join(reachableTempDir(t), "helper.test")
-		if err := os.WriteFile(exe, b, 0o755); err != nil {
+		// Hold off forks while the copy is open for writing: a child forked by a parallel test would keep
+		// the writable descriptor until its exec, and exec'ing the copy then fails with "text file busy".
+		syscall.ForkLock.RLock()
+		err = os.WriteFile(exe, b, 0o755)
+		syscall.ForkLock.RUnlock()
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
