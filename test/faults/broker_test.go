@@ -3,8 +3,9 @@ package faults
 import (
 	"context"
 	"fmt"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/scrapeplatform/platform/local/stack"
 	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/test/testkit"
 )
 
 // load runs callers goroutines that scrape echo until stop is closed or max requests were sent, pausing
@@ -288,11 +290,13 @@ func TestBackpressure(t *testing.T) {
 		fmt.Sprintf("429 latency p50 %s, max %s", ms(s.p50), ms(s.max)))
 
 	// The memory alarm: RabbitMQ blocks every publishing connection. A scrape accepted just before it
-	// finishes during the alarm: its worker cannot publish the reply until the alarm clears.
+	// finishes during the alarm (the test releases it once the alarm is in force): its worker cannot publish
+	// the reply until the alarm clears.
+	release := filepath.Join(reachableDir(t), "release")
 	startedBefore := e.countLog(`"msg":"task started"`, `"script":"sleeper"`)
 	var caught result
 	var caughtWG sync.WaitGroup
-	caughtWG.Go(func() { caught = e.scrape("sleeper", map[string]any{"seconds": 2, "caught": "by the alarm"}, 25) })
+	caughtWG.Go(func() { caught = e.scrape("sleeper", map[string]any{"seconds": 20, "until_file": release}, 25) })
 	for end := time.Now().Add(10 * time.Second); e.countLog(`"msg":"task started"`, `"script":"sleeper"`) == startedBefore; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatal("the scrape to be caught by the alarm never started")
@@ -310,6 +314,10 @@ func TestBackpressure(t *testing.T) {
 	if h := e.do("GET", "/health", "", ""); h.code != 503 || !strings.Contains(h.raw, `"rabbitmq":"blocked"`) {
 		t.Errorf("health during the memory alarm: %d %s; want 503 with rabbitmq blocked", h.code, h.raw)
 	}
+	// The alarm is in force (the gateway was refused): let the caught script finish.
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// Hold the alarm until the caught scrape's worker has tried to reply and failed at least once.
 	e.waitForLog(t, 20*time.Second, `"msg":"publish reply failed`)
 	time.Sleep(time.Second)
@@ -320,7 +328,7 @@ func TestBackpressure(t *testing.T) {
 	caughtWG.Wait()
 	// Its reply went out when the alarm cleared: the caller got its result, and the script ran once (the
 	// task was held, not requeued to run again and count against the delivery limit).
-	if caught.code != 200 || caught.status() != "completed" {
+	if caught.code != 200 || caught.status() != "completed" || !strings.Contains(caught.raw, `"released":true`) {
 		t.Errorf("scrape caught by the alarm: %d %s %v; want its result once the alarm cleared", caught.code, caught.raw, caught.err)
 	}
 	if runs := e.countLog(`"msg":"task started"`, `"script":"sleeper"`) - startedBefore; runs != 1 {
@@ -346,7 +354,7 @@ func TestBackpressure(t *testing.T) {
 	}
 	bs := summarise(b.latencies)
 	report(t, "backpressure: broker memory alarm (publishers blocked)", "503 with Retry-After quickly; serves again when the alarm clears; a scrape accepted before it is answered after it, run once",
-		fmt.Sprintf("%d/%d got 503 with Retry-After %q; served again %s after the alarm cleared; the 2 s scrape caught by it answered %d %s after %s, run once",
+		fmt.Sprintf("%d/%d got 503 with Retry-After %q; served again %s after the alarm cleared; the scrape caught by it answered %d %s after %s, run once",
 			b.unavailable, len(blocked), blocked[len(blocked)-1].header.Get("Retry-After"), ms(servedAfter), caught.code, caught.status(), ms(caught.latency)),
 		fmt.Sprintf("503 latency: first %s, p50 %s, max %s (alarm raised %s before the first call)", ms(blocked[0].latency), ms(bs.p50), ms(bs.max), ms(blocked[0].start.Sub(alarmed))))
 }

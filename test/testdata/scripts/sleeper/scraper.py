@@ -1,3 +1,4 @@
+import os
 import subprocess
 import time
 
@@ -6,10 +7,18 @@ import hostpids
 
 def scrape(params):
     """Sleeps params["seconds"]. With params["pid_file"], first starts a grandchild `sleep 600` and writes
-    its pid (as the worker sees it) there, so a test can check that a timeout kills the whole process group."""
+    its pid (as the worker sees it) there, so a test can check that a timeout kills the whole process group.
+    With params["until_file"], it returns as soon as that file exists (at the latest after "seconds"), so a
+    test can decide when the script finishes."""
     if params.get("pid_file"):
         child = subprocess.Popen(["sleep", "600"])
         with open(params["pid_file"], "w") as f:
             f.write(str(hostpids.of_child(child.pid)))
-    time.sleep(float(params.get("seconds", 60)))
+    seconds = float(params.get("seconds", 60))
+    if params.get("until_file"):
+        deadline = time.monotonic() + seconds
+        while not os.path.exists(params["until_file"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return {"released": os.path.exists(params["until_file"])}
+    time.sleep(seconds)
     return {"slept": params.get("seconds", 60)}
