@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/scrapeplatform/platform/shared/broker"
 	sharedconfig "github.com/scrapeplatform/platform/shared/config"
 )
 
@@ -58,9 +59,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	c.DeadLetterQueue = e.String("RABBITMQ_DEAD_LETTER_QUEUE", c.TaskQueue+".dead")
 	c.MaxLength = int64(e.Int("TASK_QUEUE_MAX_LENGTH", 0, 0, 10_000_000))
-	c.PolicyName = e.String("TASK_QUEUE_POLICY", c.TaskQueue+"-bound")
+	defaultName, _, _ := broker.NewTopology(c.TaskQueue).BoundPolicy(0)
+	c.PolicyName = e.String("TASK_QUEUE_POLICY", defaultName)
 	c.PolicyApplyTo = e.OneOf("TASK_QUEUE_POLICY_APPLY_TO", "queues", "queues", "quorum_queues")
-	c.PolicyPriority = e.Int("TASK_QUEUE_POLICY_PRIORITY", 10, 0, 1000)
+	c.PolicyPriority = e.Int("TASK_QUEUE_POLICY_PRIORITY", broker.BoundPolicyPriority, 0, 1000)
 	if u, err := url.Parse(c.ManagementURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		e.Fail("RABBITMQ_MANAGEMENT_URL must be an http(s) URL such as https://b-1234.mq.eu-west-1.on.aws, got %q", c.ManagementURL)
 	} else if u.User != nil {

@@ -9,9 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/broker"
 )
 
 // maxResponseBytes caps what is read of one management API answer.
@@ -125,18 +126,13 @@ type Policy struct {
 	Definition map[string]any `json:"definition"`
 }
 
-// QueueBoundPolicy is the policy that bounds queue (a name, matched exactly) to maxLength ready messages and
-// has the broker refuse publishes past it (reject-publish: the publisher gets a nack, the gateway answers
-// 429). applyTo is "queues", or "quorum_queues" where the broker knows it (RabbitMQ 3.12 and later; Amazon
-// MQ asks for it on quorum-queue policies). priority must beat the policies that also match the queue:
-// Amazon MQ's defaults have priority 0 (single instance) or 1 (cluster), and only the highest applies.
+// QueueBoundPolicy is the task queue's bound (broker.Topology.BoundPolicy) as a management API policy.
+// applyTo is "queues", or "quorum_queues" where the broker knows it (RabbitMQ 3.12 and later; Amazon MQ asks
+// for it on quorum-queue policies). priority must beat the policies that also match the queue (see
+// broker.BoundPolicyPriority).
 func QueueBoundPolicy(queue string, maxLength int64, applyTo string, priority int) Policy {
-	return Policy{
-		Pattern:    "^" + regexp.QuoteMeta(queue) + "$",
-		ApplyTo:    applyTo,
-		Priority:   priority,
-		Definition: map[string]any{"max-length": maxLength, "overflow": "reject-publish"},
-	}
+	_, pattern, definition := broker.NewTopology(queue).BoundPolicy(maxLength)
+	return Policy{Pattern: pattern, ApplyTo: applyTo, Priority: priority, Definition: definition}
 }
 
 // merge returns have with want's pattern, apply-to, priority and definition keys, keeping the definition

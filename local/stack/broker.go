@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,11 +10,12 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/broker"
 )
 
 // Defaults for BrokerOptions.
@@ -60,16 +62,12 @@ type Policy struct {
 	Definition string
 }
 
-// QueueBound is the policy that bounds queue to maxLength messages and has
-// the broker refuse publishes past it (the gateway then answers 429): what
+// QueueBound is the task queue's bound (broker.Topology.BoundPolicy), what
 // the queue-depth Lambda keeps on Amazon MQ.
 func QueueBound(queue string, maxLength int) Policy {
-	return Policy{
-		Name:       queue + "-bound",
-		Pattern:    "^" + regexp.QuoteMeta(queue) + "$",
-		Priority:   10,
-		Definition: fmt.Sprintf(`{"max-length":%d,"overflow":"reject-publish"}`, maxLength),
-	}
+	name, pattern, definition := broker.NewTopology(queue).BoundPolicy(int64(maxLength))
+	def, _ := json.Marshal(definition) // a map of a number and a string: cannot fail
+	return Policy{Name: name, Pattern: pattern, Priority: broker.BoundPolicyPriority, Definition: string(def)}
 }
 
 // setPolicyArgs are rabbitmqctl's arguments that set p in vhost.

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"regexp"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -74,4 +75,17 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 		return fmt.Errorf("declare queue %q: %w", t.TaskQueue, err)
 	}
 	return nil
+}
+
+// BoundPolicyPriority is the priority of the task queue's bound policy: above Amazon MQ's default policies
+// (0 on a single instance, 1 on a cluster), since only the highest-priority policy matching a queue applies.
+const BoundPolicyPriority = 10
+
+// BoundPolicy describes the policy that bounds the task queue to maxLength ready messages and has the broker
+// refuse publishes past it (reject-publish: the gateway gets a nack and answers 429 queue_full). A policy and
+// not a queue argument, since RabbitMQ refuses a redeclaration with other arguments. The queue-depth Lambda
+// keeps it on Amazon MQ; the local stack sets it on a broker it starts.
+func (t Topology) BoundPolicy(maxLength int64) (name, pattern string, definition map[string]any) {
+	return t.TaskQueue + "-bound", "^" + regexp.QuoteMeta(t.TaskQueue) + "$",
+		map[string]any{"max-length": maxLength, "overflow": "reject-publish"}
 }
