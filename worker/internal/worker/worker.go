@@ -94,6 +94,47 @@ type Worker struct {
 
 	limitsMu sync.Mutex
 	limits   map[string]chan struct{} // per-script concurrency caps from manifests
+
+	layoutsMu sync.Mutex
+	layouts   map[string]layout // by script folder and content: what the folder holds besides scraper.py
+}
+
+// layout is what a script folder's manifest and requirements say. Equal content means an equal layout, so
+// it is read from disk once per content rather than on every task.
+type layout struct {
+	manifest    manifest.Manifest
+	manifestErr error
+	reqFile     string // "" without requirements.txt
+}
+
+// maxLayouts bounds the layout memo; past it the memo starts over (old contents are rarely asked again).
+const maxLayouts = 1024
+
+// layoutOf returns the layout of script, read from its folder on the first task of its content.
+func (w *Worker) layoutOf(script repository.Script) layout {
+	key := script.Dir + "\x00" + script.Content
+	if script.Content != "" {
+		w.layoutsMu.Lock()
+		l, ok := w.layouts[key]
+		w.layoutsMu.Unlock()
+		if ok {
+			return l
+		}
+	}
+	var l layout
+	l.manifest, l.manifestErr = manifest.Load(script.Dir)
+	if reqFile := filepath.Join(script.Dir, "requirements.txt"); fileExists(reqFile) {
+		l.reqFile = reqFile
+	}
+	if script.Content != "" {
+		w.layoutsMu.Lock()
+		if w.layouts == nil || len(w.layouts) >= maxLayouts {
+			w.layouts = map[string]layout{}
+		}
+		w.layouts[key] = l
+		w.layoutsMu.Unlock()
+	}
+	return l
 }
 
 // New returns a worker.
@@ -208,9 +249,10 @@ func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Durat
 	}
 	log = log.With("script_version", script.Version)
 
-	man, err := manifest.Load(script.Dir)
-	if err != nil {
-		return contract.Failed(req, contract.CodeInvalidManifest, fmt.Sprintf("script %q has a bad manifest: %v", req.ScriptName, err)), false
+	lay := w.layoutOf(script)
+	man := lay.manifest
+	if lay.manifestErr != nil {
+		return contract.Failed(req, contract.CodeInvalidManifest, fmt.Sprintf("script %q has a bad manifest: %v", req.ScriptName, lay.manifestErr)), false
 	}
 	if req.TimeoutDefaulted && man.Timeout > 0 {
 		timeout = min(timeout, time.Duration(man.Timeout*float64(time.Second)))
@@ -237,8 +279,8 @@ func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Durat
 	// Everything before the script starts waits no longer than the caller's deadline.
 	waitCtx, cancelWait := context.WithDeadline(ctx, deadline)
 	defer cancelWait()
-	if reqFile := filepath.Join(script.Dir, "requirements.txt"); fileExists(reqFile) {
-		lease, reply := w.environment(waitCtx, log, req, reqFile)
+	if lay.reqFile != "" {
+		lease, reply := w.environment(waitCtx, log, req, lay.reqFile)
 		if reply != nil {
 			return reply, ctx.Err() != nil
 		}
