@@ -104,6 +104,7 @@ func invoke(t *testing.T, addr string, ev []byte) (proxyResponse, map[string]any
 }
 
 func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
+	emulator := rie(t) // before anything starts: without it there is nothing to test
 	bin := t.TempDir()
 	bootstrap := build(t, bin, "functions", "./cmd/gateway", "bootstrap", "CGO_ENABLED=0")
 	worker := build(t, bin, "worker", "./cmd/worker", "worker")
@@ -158,7 +159,7 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	rieEnv := append(append([]string{}, base...), "STAGE=test", "AWS_LAMBDA_FUNCTION_TIMEOUT=30")
 	started := time.Now()
-	emu, err := stack.StartProcess(ctx, "rie", rie(t), []string{
+	emu, err := stack.StartProcess(ctx, "rie", emulator, []string{
 		"--runtime-interface-emulator-address", addr,
 		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t)),
 		bootstrap,
@@ -219,17 +220,33 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	}
 	t.Logf("first invocation after the broker restart answered in %s", time.Since(restarted).Round(time.Millisecond))
 
-	// Metrics left the function as CloudWatch EMF lines.
-	emf := 0
-	sc := bufio.NewScanner(strings.NewReader(out.String()))
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.Contains(line, `"CloudWatchMetrics"`) && strings.Contains(line, `"Scrapes":1`) {
-			emf++
-		}
+	// Metrics left the function as CloudWatch EMF lines. The bootstrap wrote them before it answered, but they
+	// reach this test through the emulator's output and a copying goroutine, so they may trail the answer.
+	isScrapeEMF := func(line string) bool {
+		return strings.Contains(line, `"CloudWatchMetrics"`) && strings.Contains(line, `"Scrapes":1`)
 	}
-	if emf < 3 {
-		t.Fatalf("want an EMF line per scrape (3), found %d", emf)
+	if got := waitLines(out, isScrapeEMF, 3, 30*time.Second); got < 3 {
+		t.Fatalf("want an EMF line per scrape (3), found %d", got)
+	}
+}
+
+// waitLines counts the lines of out that match, until there are want of them or wait has passed, and returns
+// the last count.
+func waitLines(out *testkit.LogBuffer, match func(string) bool, want int, wait time.Duration) int {
+	end := time.Now().Add(wait)
+	for {
+		n := 0
+		sc := bufio.NewScanner(strings.NewReader(out.String()))
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		for sc.Scan() {
+			if match(sc.Text()) {
+				n++
+			}
+		}
+		if n >= want || time.Now().After(end) {
+			return n
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
