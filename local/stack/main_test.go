@@ -81,6 +81,18 @@ var (
 	portsTaken = map[int]bool{}
 )
 
+// Ports handed out by freePortRange: base+1..base+n all lie in
+// [freePortsLow, freePortsHigh]. The range stays below the kernel's ephemeral
+// ports (Linux default 32768-60999), from which every outgoing connection and
+// every ":0" listener of the tests running alongside takes its port, so none
+// of those can take a port between our check and the child's bind. The
+// cmd/localstack tests, which run in parallel with these, use ports above
+// freePortsHigh.
+const (
+	freePortsLow  = 10001
+	freePortsHigh = 23999
+)
+
 // freePortRange returns base such that base+1..base+n are free loopback
 // ports not handed to another test of this run.
 func freePortRange(t *testing.T, n int) int {
@@ -88,7 +100,7 @@ func freePortRange(t *testing.T, n int) int {
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	for range 200 {
-		base := 20000 + rand.IntN(20000)
+		base := freePortsLow - 1 + rand.IntN(freePortsHigh-freePortsLow+2-n)
 		ok := true
 		for p := base + 1; p <= base+n && ok; p++ {
 			if portsTaken[p] {
@@ -134,10 +146,11 @@ func gone(pid int) bool {
 	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
 }
 
-// waitGone fails the test unless every pid is gone within a few seconds.
+// waitGone fails the test unless every pid is gone soon (the deadline only
+// guards against a hang).
 func waitGone(t *testing.T, pids ...int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for _, pid := range pids {
 		for !gone(pid) {
 			if time.Now().After(deadline) {
@@ -162,7 +175,7 @@ func pidsIn(output string) []int {
 // waitOutput waits until the output contains want.
 func waitOutput(t *testing.T, out fmt.Stringer, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(out.String(), want) {
 		if time.Now().After(deadline) {
 			t.Fatalf("output never contained %q; got:\n%s", want, out)

@@ -39,6 +39,23 @@ func startStack(t *testing.T, o Options) *Stack {
 	return s
 }
 
+// crashFake makes the stand-in serving baseURL print a panic line and exit
+// with status 3 (testdata/fakeproc, POST /crash).
+func crashFake(t *testing.T, baseURL string) {
+	t.Helper()
+	resp, err := http.Post(baseURL+"/crash", "", nil)
+	if err != nil {
+		// The process may exit before the answer is read; what it did is
+		// checked by the caller.
+		t.Logf("POST %s/crash: %v", baseURL, err)
+		return
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST %s/crash: %s", baseURL, resp.Status)
+	}
+}
+
 func get(t *testing.T, url string) (int, []byte) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -162,12 +179,14 @@ func TestStackReadyTimeout(t *testing.T) {
 	t.Parallel()
 	out := &syncBuffer{}
 	o := stackOptions(t, out, "FAKE_TARGET=gateway", "FAKE_NEVER_READY=1")
-	o.ReadyTimeout = time.Second
+	// Long enough for the gateway to start and answer 503 at least once
+	// (which the error quotes) however loaded the machine is.
+	o.ReadyTimeout = 10 * time.Second
 	_, err := Start(t.Context(), o)
 	if err == nil {
 		t.Fatal("Start succeeded")
 	}
-	for _, want := range []string{"gateway", "not ready within 1s", "503", "last output of gateway"} {
+	for _, want := range []string{"gateway", "not ready within 10s", "503", "last output of gateway"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
@@ -214,7 +233,11 @@ func TestStackMissingBinary(t *testing.T) {
 
 func TestStackReportsAProcessThatDies(t *testing.T) {
 	t.Parallel()
-	s := startStack(t, stackOptions(t, &syncBuffer{}, "FAKE_TARGET=worker-1", "FAKE_CRASH_AFTER=500ms"))
+	s := startStack(t, stackOptions(t, &syncBuffer{}))
+	// Crash worker-1 only now that the whole stack is ready: a timer started
+	// with the process could fire before the others answer their health
+	// checks, and Start would fail instead.
+	crashFake(t, s.WorkerMetricsURLs()[0])
 	select {
 	case p := <-s.Exited():
 		if p.Name() != "worker-1" || p.ExitErr() == nil {
@@ -223,7 +246,7 @@ func TestStackReportsAProcessThatDies(t *testing.T) {
 		if !strings.Contains(describeExit(p), "panic: something went badly wrong") {
 			t.Errorf("describeExit lacks the last output:\n%s", describeExit(p))
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("the crash was not reported")
 	}
 	if err := s.Stop(5 * time.Second); err != nil {
@@ -236,7 +259,9 @@ func TestStackStopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	out := &syncBuffer{}
 	s := startStack(t, stackOptions(t, out, "FAKE_TARGET=worker-1", "FAKE_IGNORE_TERM=1", "FAKE_SPAWN_CHILD=1"))
 	waitOutput(t, out, "child pid")
-	err := s.Stop(500 * time.Millisecond)
+	// Long enough for the gateway and worker-2 to exit on SIGTERM on a
+	// loaded machine; worker-1 ignores it and is killed when it runs out.
+	err := s.Stop(5 * time.Second)
 	if err == nil || !strings.Contains(err.Error(), "worker-1") || !strings.Contains(err.Error(), "killed its process group") {
 		t.Fatalf("Stop = %v", err)
 	}

@@ -103,10 +103,15 @@ func fakeBroker(t *testing.T) string {
 	return "amqp://guest:guest@" + ln.Addr().String() + "/"
 }
 
-// freeBase returns base such that base+1..base+n are free ports.
+// freeBase returns base such that base+1..base+n are free ports. They lie in
+// 24000-32767: below the kernel's ephemeral ports (Linux default 32768-60999),
+// which outgoing connections and ":0" listeners take theirs from, so nothing
+// running alongside grabs one between this check and the child's bind; and
+// above the ports the stack package's tests, which run in parallel with these,
+// hand out (10001-23999).
 func freeBase(t *testing.T, n int) int {
 	t.Helper()
-	for base := 31000 + os.Getpid()%2000; base < 60000; base += n + 7 {
+	for base := 24000 + os.Getpid()%2000; base+n < 32768; base += n + 7 {
 		ok := true
 		for p := base + 1; p <= base+n && ok; p++ {
 			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
@@ -210,7 +215,7 @@ func alive(pid int) bool {
 
 func assertAllGone(t *testing.T, pids []int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for _, pid := range pids {
 		for alive(pid) {
 			if time.Now().After(deadline) {
@@ -247,16 +252,15 @@ func TestRunStartsTheStackAndStopsOnSignal(t *testing.T) {
 		"-bin", fakeBinDir, "-gateway-addr", gateway, "-workers", "2", "-worker-metrics-base-port", strconv.Itoa(base+1))
 	r.waitFor(t, "Ctrl-C stops everything")
 
-	out := r.stdout.String()
+	// The children's lines are copied from their pipes by goroutines and may
+	// come after the banner: wait for each.
 	for _, want := range []string{
 		"TOKEN=$(make -s token)",
 		`curl -s -H "Authorization: Bearer $TOKEN" -d '{"script_name":"example_scraper","parameters":{"url":"https://example.com"}}' http://` + gateway + "/scrape",
 		"[gateway] gateway listening on",
 		"[worker-2] worker-2 listening on 127.0.0.1:" + strconv.Itoa(base+3),
 	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("stdout lacks %q:\n%s", want, out)
-		}
+		r.waitFor(t, want)
 	}
 
 	wd, _ := os.Getwd()
@@ -471,11 +475,20 @@ func TestRunPublishesScriptsToALocalS3Server(t *testing.T) {
 // A child that dies takes the stack down with an error that says which and
 // why.
 func TestRunFailsWhenAProcessDies(t *testing.T) {
-	t.Setenv("FAKE_TARGET", "worker-2")
-	t.Setenv("FAKE_CRASH_AFTER", "1s")
 	base := freeBase(t, 3)
 	r := startRun(t, map[string]string{"RABBITMQ_URL": fakeBroker(t)},
 		"-bin", fakeBinDir, "-gateway-addr", "127.0.0.1:"+strconv.Itoa(base+1), "-worker-metrics-base-port", strconv.Itoa(base+1))
+	// Crash worker-2 (metrics on base+3) once the stack is up; a crash timer
+	// started with the process could fire before the others are ready.
+	r.waitFor(t, "Ctrl-C stops everything")
+	if resp, err := http.Post("http://127.0.0.1:"+strconv.Itoa(base+3)+"/crash", "", nil); err != nil {
+		t.Logf("POST /crash: %v", err) // it may exit before the answer is read
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST /crash: %s", resp.Status)
+		}
+	}
 	err := r.wait(t)
 	if err == nil || !strings.Contains(err.Error(), "worker-2 died unexpectedly") {
 		t.Fatalf("run = %v", err)
