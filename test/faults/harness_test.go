@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -460,6 +462,30 @@ func readPidDir(t *testing.T, dir string) (runs int, pids []int) {
 		}
 	}
 	return runs, pids
+}
+
+// runsIn counts the runs the gated_sleeper fixture recorded in its started_file (one line each).
+func runsIn(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
+}
+
+// waitRuns waits until the gated_sleeper fixture recorded at least one run in its started_file; what names
+// the task for the failure message.
+func waitRuns(t *testing.T, path string, timeout time.Duration, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); runsIn(t, path) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never started (nothing in %s after %s)", what, path, timeout)
+		}
+	}
 }
 
 // privateNode starts a private RabbitMQ node for one test (never the machine's shared broker).

@@ -1,7 +1,7 @@
 // Package faults is the fault and abuse suite: it breaks the platform on purpose (brokers that restart or
 // lose a node, workers killed or stopped mid-job, poison messages, stray replies, full queues, hostile
-// scripts and hostile callers) and checks that every caller still gets a clear answer within its own
-// timeout and nothing is lost.
+// scripts and hostile callers) and checks that every caller still gets a clear answer and nothing is lost.
+// How long anything took is reported, never asserted.
 //
 // Everything runs on this machine and on loopback. Faults that disturb RabbitMQ itself (restarts, lost
 // cluster nodes, policies, memory alarms) use private nodes that the tests start on free ports with their

@@ -63,7 +63,7 @@ func TestNonRootWorker(t *testing.T) {
 	if err := stack.WaitReady(ctx, p, "http://"+addr+"/healthz", 30*time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, tail(e.out.String(), 5000))
 	}
-	e.waitForLog(t, 5*time.Second, `"msg":"script containment"`, `"worker_id":"`+id+`"`, `"pid_namespace":false`)
+	e.waitForLog(t, 30*time.Second, `"msg":"script containment"`, `"worker_id":"`+id+`"`, `"pid_namespace":false`)
 
 	// The escapee dies at the timeout (session sweep).
 	pidFile := filepath.Join(e.pidDir, "nonroot-escapee")
@@ -77,7 +77,7 @@ func TestNonRootWorker(t *testing.T) {
 	}
 	var group, escapee int
 	fmt.Sscanf(string(b), "%d %d", &group, &escapee)
-	if live := waitDead([]int{escapee}, 5*time.Second); len(live) > 0 {
+	if live := waitDead([]int{escapee}, 15*time.Second); len(live) > 0 {
 		t.Errorf("the setsid escapee %d survived its run", escapee)
 	}
 
