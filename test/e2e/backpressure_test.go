@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -79,7 +81,7 @@ func TestFullQueueIs429(t *testing.T) {
 		body       map[string]any
 	}
 	post := func(params map[string]any) answer {
-		b, _ := json.Marshal(map[string]any{"script_name": "sleeper", "parameters": params, "timeout": 15})
+		b, _ := json.Marshal(map[string]any{"script_name": "sleeper", "parameters": params, "timeout": maxTimeout})
 		req, _ := http.NewRequest("POST", e.url+"/scrape", bytes.NewReader(b))
 		req.Header.Set("Authorization", "Bearer "+e.token)
 		req.Header.Set("Content-Type", "application/json")
@@ -96,17 +98,39 @@ func TestFullQueueIs429(t *testing.T) {
 		return a
 	}
 
-	// The only slot runs a 3 s scrape; then five more arrive, 200 ms apart, into a queue bounded at 1. (Should
-	// the worker not have taken the first task yet, it is the one at the bound: the counts below hold too.)
+	// The only slot runs a scrape that lasts until the test releases it; once the worker has started it, five
+	// more arrive, 200 ms apart, into a queue bounded at 1. Nothing leaves the queue while the slot is held,
+	// so what is accepted depends only on the bound, not on the machine's speed.
 	var wg sync.WaitGroup
 	answers := make([]answer, 6)
-	wg.Go(func() { answers[0] = post(map[string]any{"seconds": 3}) })
-	time.Sleep(500 * time.Millisecond) // the worker takes it (the management API's counters lag by seconds)
+	release := filepath.Join(t.TempDir(), "release")
+	wg.Go(func() { answers[0] = post(map[string]any{"seconds": 20, "until_file": release}) })
+	waitForLog(t, e, `"msg":"task started"`, `"script":"sleeper"`)
+	var answered atomic.Int32 // fills answered while the slot is held: refused, or an error
 	for i := 1; i < len(answers); i++ {
-		wg.Go(func() { answers[i] = post(map[string]any{"seconds": 0.05, "n": i}) })
+		wg.Go(func() {
+			answers[i] = post(map[string]any{"seconds": 0.05, "n": i})
+			answered.Add(1)
+		})
 		time.Sleep(200 * time.Millisecond)
 	}
+	// Release the slot once every fill is settled: answered, or waiting in the queue (/status counts the
+	// ready messages with a passive declare, which does not lag like the management API's counters).
+	queued := 0
+	waitFor("every fill to be refused or queued", func() bool {
+		r := e.do(t, "GET", "/status", "", e.token)
+		n, _ := r.Body["queue_length"].(float64)
+		queued = int(n)
+		return int(answered.Load())+queued >= len(answers)-1
+	})
+	t.Logf("while the slot was held: %d fills answered, %d queued", answered.Load(), queued)
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	wg.Wait()
+	if data, _ := answers[0].body["data"].(map[string]any); data["released"] != true {
+		t.Errorf("the running scrape was not released by the test: %v", answers[0].body)
+	}
 	full, completed := 0, 0
 	for i, a := range answers {
 		switch {

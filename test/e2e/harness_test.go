@@ -21,6 +21,10 @@ import (
 
 const secret = "e2e-secret-e2e-secret-e2e-secret-0123"
 
+// maxTimeout is the largest timeout the gateway accepts (SCRAPE_MAX_TIMEOUT, 25 s by default, which the stack
+// keeps): for requests whose work (an environment build, say) takes however long a loaded machine needs.
+const maxTimeout = 25
+
 // env is one running stack and what a test needs to talk to it.
 type env struct {
 	stack   *stack.Stack

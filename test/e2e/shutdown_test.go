@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/scrapeplatform/platform/test/testkit"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -20,15 +21,27 @@ func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 	w := e.stack.Processes()[1]
 	var r response
 	done := make(chan struct{})
-	go func() { r = e.scrape(t, "sleeper", map[string]any{"seconds": 2}, 10); close(done) }()
+	// The script runs until the test creates release (at the latest 20 s), so it is still running whatever
+	// the machine's speed when the worker starts draining.
+	release := filepath.Join(t.TempDir(), "release")
+	go func() {
+		r = e.scrape(t, "sleeper", map[string]any{"seconds": 20, "until_file": release}, maxTimeout)
+		close(done)
+	}()
 	waitForLog(t, e, `"msg":"task started"`, `"script":"sleeper"`)
-	time.Sleep(300 * time.Millisecond) // let the script get going
 	if err := w.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitForLog(t, e, `"msg":"shutting down: draining running scripts"`)
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	<-done
 	if r.Code != 200 || r.Body["status"] != "completed" {
 		t.Fatalf("scrape during drain: %d %s", r.Code, r.Raw)
+	}
+	if data, _ := r.Body["data"].(map[string]any); data["released"] != true {
+		t.Fatalf("the script was not released by the test but ran out its 20 s: %s", r.Raw)
 	}
 	select {
 	case <-w.Done():

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -121,9 +122,11 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "rabbitmq")
 	startBroker := func() func() error {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		// Hang guards only: a node's boot has taken well over half a minute on a loaded CI machine (the
+		// "private broker up in" and "broker restarted in" figures below).
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
-		stop, err := stack.EnsureBrokerWith(ctx, stack.BrokerOptions{URL: brokerURL, DataDir: dataDir, ReadyTimeout: 60 * time.Second,
+		stop, err := stack.EnsureBrokerWith(ctx, stack.BrokerOptions{URL: brokerURL, DataDir: dataDir, ReadyTimeout: 3 * time.Minute,
 			Logger: slog.New(slog.NewTextHandler(out, nil))})
 		if err != nil {
 			t.Fatalf("start private broker: %v", err)
@@ -142,8 +145,9 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	queue := "lambda-test"
 	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "RABBITMQ_URL=" + brokerURL, "RABBITMQ_TASK_QUEUE=" + queue}
 	ctx := context.Background()
+	workerMetrics := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	workerEnv := append(append([]string{}, base...), "WORKER_ID=lambda-test-worker",
-		fmt.Sprintf("WORKER_METRICS_ADDR=127.0.0.1:%d", testkit.FreePort(t)),
+		"WORKER_METRICS_ADDR="+workerMetrics,
 		"SCRIPT_REPOSITORY_URL="+filepath.Join(repoRoot(t), "test", "testdata", "scripts"),
 		"WORKER_WORK_DIR="+t.TempDir(), "WORKER_CONCURRENCY=2")
 	w, err := stack.StartProcess(ctx, "worker", worker, nil, workerEnv, out)
@@ -155,6 +159,9 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 		_ = w.Stop(30 * time.Second)
 		t.Logf("worker stopped in %s", time.Since(t0).Round(time.Millisecond))
 	})
+
+	// The worker consumes before the first invocation, so the cold start measures the function, not the worker.
+	workerConnects := waitWorkerConnected(t, workerMetrics, nil)
 
 	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	rieEnv := append(append([]string{}, base...), "STAGE=test", "AWS_LAMBDA_FUNCTION_TIMEOUT=30")
@@ -213,8 +220,13 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	t0 = time.Now()
 	stopBroker = startBroker()
 	t.Logf("broker restarted in %s", time.Since(t0).Round(time.Millisecond))
+	// The worker redials with a backoff of up to 10 s; what is under test is the function's redial, so the
+	// invocation waits until the worker has new connections (and then allows the longest timeout, 25 s).
+	t0 = time.Now()
+	waitWorkerConnected(t, workerMetrics, workerConnects)
+	t.Logf("worker reconnected %s after the broker restart", time.Since(t0).Round(time.Millisecond))
 	restarted := time.Now()
-	pr, body = invoke(t, addr, event(t, "apigw-v2-scrape-jwt.json", `{"script_name":"echo","parameters":{"q":"after restart"},"timeout":15}`))
+	pr, body = invoke(t, addr, event(t, "apigw-v2-scrape-jwt.json", `{"script_name":"echo","parameters":{"q":"after restart"},"timeout":25}`))
 	if pr.StatusCode != 200 || body["status"] != "completed" {
 		t.Fatalf("scrape after broker restart: %d %v", pr.StatusCode, body)
 	}
@@ -248,6 +260,69 @@ func waitLines(out *testkit.LogBuffer, match func(string) bool, want int, wait t
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// workerConnections are the worker's AMQP connections (consume, publish) as its /metrics reports them.
+var workerConnections = []string{"consume", "publish"}
+
+// waitWorkerConnected polls the worker's /metrics at addr until each of its broker connections is up
+// (scraping_broker_connected 1) and, when before is given, has been established anew since (its
+// scraping_broker_connects_total passed the count in before). It returns the connection counts.
+func waitWorkerConnected(t *testing.T, addr string, before map[string]float64) map[string]float64 {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	end := time.Now().Add(60 * time.Second)
+	var last string
+	for {
+		connected, connects, err := workerBrokerMetrics(client, "http://"+addr+"/metrics")
+		if err == nil {
+			ok := true
+			for _, c := range workerConnections {
+				ok = ok && connected[c] == 1 && connects[c] > before[c]
+			}
+			if ok {
+				return connects
+			}
+			last = fmt.Sprintf("connected %v, connects %v (before %v)", connected, connects, before)
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the worker's broker connections are not up: %s", last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// workerBrokerMetrics reads scraping_broker_connected and scraping_broker_connects_total by connection.
+func workerBrokerMetrics(client *http.Client, url string) (connected, connects map[string]float64, err error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	connected, connects = map[string]float64{}, map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		for name, into := range map[string]map[string]float64{"scraping_broker_connected": connected, "scraping_broker_connects_total": connects} {
+			for _, c := range workerConnections {
+				prefix := name + `{connection="` + c + `"} `
+				if v, ok := strings.CutPrefix(line, prefix); ok {
+					f, perr := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					if perr != nil {
+						return nil, nil, fmt.Errorf("%s: %v", line, perr)
+					}
+					into[c] = f
+				}
+			}
+		}
+	}
+	return connected, connects, sc.Err()
 }
 
 func waitListening(t *testing.T, addr string) {
