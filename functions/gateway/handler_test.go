@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ const testSecret = "0123456789abcdef0123456789abcdef-test"
 type fakeBroker struct {
 	mu        sync.Mutex
 	calls     []amqp.Publishing
+	deadlines []time.Time // of the contexts Call was given (zero: none)
 	answer    func(req contract.Request) (*contract.Reply, error)
 	connected bool
 	blocked   bool
@@ -33,8 +35,10 @@ type fakeBroker struct {
 }
 
 func (f *fakeBroker) Call(ctx context.Context, msg amqp.Publishing) (amqp.Delivery, error) {
+	deadline, _ := ctx.Deadline()
 	f.mu.Lock()
 	f.calls = append(f.calls, msg)
+	f.deadlines = append(f.deadlines, deadline)
 	f.mu.Unlock()
 	var req contract.Request
 	if err := json.Unmarshal(msg.Body, &req); err != nil {
@@ -162,7 +166,8 @@ func TestScrapeMapsReplyAndBuildsRequest(t *testing.T) {
 	t.Parallel()
 	fb := &fakeBroker{answer: completed, connected: true}
 	h := newTestHandler(t, fb)
-	before := time.Now()
+	now := time.Now()
+	h.now = func() time.Time { return now } // a stopped clock: the deadline arithmetic is exact
 	w, m := do(t, h, "POST", "/scrape", `{"script_name":"echo","parameters":{"a":1},"timeout":3}`, map[string]string{"Authorization": "Bearer " + token(t)})
 	if w.Code != 200 || m["status"] != "completed" || m["worker_id"] != "w1" || m["script_version"] != "sha256:abc" {
 		t.Fatalf("response %d %v", w.Code, m)
@@ -176,10 +181,18 @@ func TestScrapeMapsReplyAndBuildsRequest(t *testing.T) {
 	if req.RequestID != m["request_id"] || msg.CorrelationId != req.RequestID || req.Subject != "tester" || req.Timeout != 3 {
 		t.Fatalf("request %+v / msg %+v", req, msg)
 	}
-	// Deadline = timeout + grace; expiration is the time left to it.
-	if d := req.Deadline.Sub(before); d < 3*time.Second || d > 3*time.Second+testConfig().ReplyGrace+time.Second {
-		t.Fatalf("deadline %v after start", d)
+	// Deadline = timeout + grace; expiration is the time left to it; the call waits until it and no longer.
+	want := now.Add(3*time.Second + testConfig().ReplyGrace)
+	if !req.Deadline.Equal(want) {
+		t.Fatalf("deadline %v after start, want %v", req.Deadline.Sub(now), want.Sub(now))
 	}
+	if wantExp := strconv.FormatInt(want.Sub(now).Milliseconds(), 10); msg.Expiration != wantExp {
+		t.Fatalf("expiration %q ms, want %s", msg.Expiration, wantExp)
+	}
+	if got := fb.deadlines[0]; !got.Equal(want) {
+		t.Fatalf("the call's context has deadline %v after start, want %v", got.Sub(now), want.Sub(now))
+	}
+	t.Logf("deadline %v after start; the request took %v", req.Deadline.Sub(now), time.Since(now).Round(time.Millisecond))
 }
 
 func TestScrapeFailureStatuses(t *testing.T) {

@@ -119,41 +119,39 @@ func TestPoisonMessageEndsInDeadLetterQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Requeue it every time, as a worker that crashes on it would; after DeliveryLimit+1 deliveries the
-	// broker must dead-letter it instead of looping forever.
+	// broker must dead-letter it instead of looping forever. Keep nacking until the dead-letter queue holds
+	// it: a pause in the redeliveries says nothing about where the message went.
 	deliveries := 0
 	timeout := time.After(20 * time.Second)
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	var dead amqp.Delivery
 loop:
 	for {
 		select {
 		case d := <-ds:
 			deliveries++
 			_ = d.Nack(false, true)
-		case <-time.After(500 * time.Millisecond):
-			break loop
+		case <-poll.C:
+			d, ok, err := ch.Get(s.topo.DeadLetterQueue, true)
+			if err != nil {
+				t.Fatalf("get from %s: %v", s.topo.DeadLetterQueue, err)
+			}
+			if ok {
+				dead = d
+				break loop
+			}
 		case <-timeout:
-			t.Fatal("message still being redelivered after 20 s")
+			t.Fatalf("poison message not in %s after 20 s (%d deliveries so far)", s.topo.DeadLetterQueue, deliveries)
 		}
 	}
+	// Every delivery was nacked by this loop before the broker could dead-letter the message, so the count
+	// is complete.
 	if deliveries > s.topo.DeliveryLimit+1 {
 		t.Fatalf("delivered %d times; limit is %d", deliveries, s.topo.DeliveryLimit)
 	}
-	d, ok, err := waitGet(ch, s.topo.DeadLetterQueue, 5*time.Second)
-	if err != nil || !ok {
-		t.Fatalf("poison message not in %s: ok=%v err=%v", s.topo.DeadLetterQueue, ok, err)
-	}
-	if string(d.Body) != "poison" {
-		t.Fatalf("dead letter body %q", d.Body)
-	}
-}
-
-func waitGet(ch *amqp.Channel, q string, within time.Duration) (amqp.Delivery, bool, error) {
-	end := time.Now().Add(within)
-	for {
-		d, ok, err := ch.Get(q, true)
-		if ok || err != nil || time.Now().After(end) {
-			return d, ok, err
-		}
-		time.Sleep(50 * time.Millisecond)
+	if string(dead.Body) != "poison" {
+		t.Fatalf("dead letter body %q", dead.Body)
 	}
 }
 
@@ -194,36 +192,59 @@ func TestRPCNeverWaitsPastDeadlineAndCountsLateReply(t *testing.T) {
 	t.Parallel()
 	s := newSetup(t)
 	release := make(chan struct{})
+	received := make(chan string, 1)
 	s.responder(t, func(d amqp.Delivery) (amqp.Publishing, bool) {
+		received <- d.CorrelationId
 		<-release // answer only after the caller gave up
 		return echo(d)
 	})
 	c := s.client(t, nil)
+	waitFor(t, c.Connected, "client to connect")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// The call gives up soon; the message itself lives long, so the responder gets it however slow the
+	// machine is.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_, err := c.Call(ctx, request("slow", time.Now().Add(300*time.Millisecond)))
+	_, err := c.Call(ctx, request("slow", time.Now().Add(30*time.Second)))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want deadline exceeded, got %v", err)
 	}
+	waitReceived(t, received, "slow")
 	close(release)
 	waitFor(t, func() bool { return s.drops.Load() == 1 }, "late reply to be dropped and counted")
+}
+
+// waitReceived waits for the responder to report that it received the request with correlation id id.
+func waitReceived(t *testing.T, received <-chan string, id string) {
+	t.Helper()
+	select {
+	case got := <-received:
+		if got != id {
+			t.Fatalf("responder received %q, want %q", got, id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("responder never received request %q", id)
+	}
 }
 
 func TestRPCDropsUnknownReplies(t *testing.T) {
 	t.Parallel()
 	s := newSetup(t)
+	received := make(chan string, 1)
 	s.responder(t, func(d amqp.Delivery) (amqp.Publishing, bool) {
-		// A stray reply with a correlation id nobody waits for, then the real one.
+		received <- d.CorrelationId
+		// A stray reply with a correlation id nobody waits for, and none for the real request.
 		return amqp.Publishing{CorrelationId: "stray", Body: []byte("x")}, true
 	})
 	c := s.client(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	waitFor(t, c.Connected, "client to connect")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_, err := c.Call(ctx, request("real", time.Now().Add(time.Second)))
+	_, err := c.Call(ctx, request("real", time.Now().Add(30*time.Second)))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want deadline exceeded, got %v", err)
 	}
+	waitReceived(t, received, "real")
 	waitFor(t, func() bool { return s.drops.Load() == 1 }, "unknown reply to be counted")
 	if c.Dropped() != 1 {
 		t.Fatalf("Dropped() = %d", c.Dropped())

@@ -105,7 +105,9 @@ func TestWarmRunnerIsRecycledAfterFailureAndTimeout(t *testing.T) {
 
 func TestWarmRunnerLimitsAndVersions(t *testing.T) {
 	t.Parallel()
-	r := newTestRunner(t, func(c *Config) { c.Warm = WarmConfig{MaxRequests: 2, IdleTimeout: 300 * time.Millisecond} })
+	// An idle timeout far beyond any pause between two requests, so only the limits under test end a runner
+	// (TestWarmRunnerIdleTimeout covers the idle timeout).
+	r := newTestRunner(t, func(c *Config) { c.Warm = WarmConfig{MaxRequests: 2, IdleTimeout: 10 * time.Minute} })
 	t.Cleanup(r.Close)
 	_, a1 := runWarm(t, r, warmJob(t, `{}`, 1))
 	_, a2 := runWarm(t, r, warmJob(t, `{}`, 2))
@@ -121,7 +123,6 @@ func TestWarmRunnerLimitsAndVersions(t *testing.T) {
 		t.Fatal("a new script version reused the old version's runner")
 	}
 	waitGone(t, b.PID) // the old version's idle runner is discarded
-	waitGone(t, c.PID) // and an idle runner goes after IdleTimeout
 
 	// A new version with the same files (a git commit elsewhere in the repository, an identical upload)
 	// keeps its runner: runners are kept per content.
@@ -139,6 +140,25 @@ func TestWarmRunnerLimitsAndVersions(t *testing.T) {
 	if _, f := runWarm(t, r, j); f.PID == d.PID {
 		t.Fatal("changed content reused the old content's runner")
 	}
+}
+
+func TestWarmRunnerIdleTimeout(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, func(c *Config) { c.Warm = WarmConfig{IdleTimeout: 300 * time.Millisecond} })
+	t.Cleanup(r.Close)
+	_, a := runWarm(t, r, warmJob(t, `{}`, 1))
+	if a.PID == 0 {
+		t.Fatal("no warm runner answered")
+	}
+	// Nothing else ends the runner: no further request, no new version, the pool is not closed.
+	deadline := time.Now().Add(20 * time.Second)
+	for s := r.WarmStats(); s.Idle != 0 || s.Recycled != 1; s = r.WarmStats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the idle runner was not discarded after its idle timeout: %+v", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitGone(t, a.PID)
 }
 
 // A runner retired after MaxRequests is succeeded in the background: the next request finds a warm runner
@@ -205,7 +225,15 @@ func TestWarmRunnerContextCancelled(t *testing.T) {
 	t.Cleanup(r.Close)
 	_, a := runWarm(t, r, warmJob(t, `{}`, 1))
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { time.Sleep(200 * time.Millisecond); cancel() }()
+	defer cancel()
+	go func() {
+		// Cancel once the request has taken the idle runner (cancelled before, Run would not touch it).
+		for ctx.Err() == nil && r.WarmStats().Reused == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+		cancel()
+	}()
 	_, err := r.Run(ctx, warmJob(t, `{"sleep":30}`, 2))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v", err)

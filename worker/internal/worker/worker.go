@@ -295,7 +295,7 @@ func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Durat
 		return contract.Failed(req, contract.CodeScriptTimeout, fmt.Sprintf("script %q allows %d concurrent runs per worker and none became free before the deadline", req.ScriptName, man.Concurrency)), false
 	}
 	defer release()
-	if left := time.Until(deadline); left < job.Timeout {
+	if left := deadline.Sub(w.cfg.Now()); left < job.Timeout {
 		job.Timeout = left // time spent waiting for the environment or a slot comes off the script's share
 	}
 	if job.Timeout <= 0 {

@@ -141,12 +141,14 @@ func TestTimeoutIsBoundedByDeadline(t *testing.T) {
 		got = job.Timeout
 		return ok(context.Background(), job)
 	}, &fakePublisher{})
+	now := time.Now()
+	w.cfg.Now = func() time.Time { return now } // a stopped clock: the time left to the deadline is exact
 	acks := newAckLog()
 	// The caller allows 10 s of script time but will stop waiting in 2 s.
-	w.Handle(delivery(t, acks, "good", 10*time.Second, time.Now().Add(2*time.Second)))
+	w.Handle(delivery(t, acks, "good", 10*time.Second, now.Add(2*time.Second)))
 	acks.wait(t)
-	if got > 2*time.Second-replyMargin || got < time.Second {
-		t.Fatalf("script timeout %v; want just under the 2 s left to the deadline", got)
+	if want := 2*time.Second - replyMargin; got != want {
+		t.Fatalf("script timeout %v; want %v, the 2 s left to the deadline less the reply margin", got, want)
 	}
 }
 
