@@ -160,6 +160,7 @@ func TestRPCRoundTrip(t *testing.T) {
 	s := newSetup(t)
 	s.responder(t, echo)
 	c := s.client(t, nil)
+	waitFor(t, c.Connected, "client to connect") // the calls below measure nothing about dialling
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -305,6 +306,7 @@ func TestRPCRecoversAfterConnectionLoss(t *testing.T) {
 		cfg.Name = name
 		cfg.OnConnect = func() { connects.Add(1) }
 	})
+	waitFor(t, c.Connected, "client to connect")
 	call := func(id string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -98,6 +98,7 @@ func TestRPCCheckIdleRedialsAHalfOpenConnection(t *testing.T) {
 		cfg.URL = proxied.String()
 		cfg.OnConnect = func() { connects.Add(1) }
 	})
+	waitFor(t, c.Connected, "client to connect")
 	call := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
