@@ -276,8 +276,13 @@ func TestBrokerRestartUnderLoad(t *testing.T) {
 func TestBackpressure(t *testing.T) {
 	t.Parallel()
 	node := privateNode(t)
-	e := start(t, options{amqpURL: node.URL(), workers: 1, workerEnv: []string{"WORKER_CONCURRENCY=1"}})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// The scrapes that hold the worker's slot wait for the test to release them, and between their start
+	// and their release come rabbitmqctl calls, each an Erlang VM start (tens of seconds on a loaded
+	// machine): they get a timeout well beyond the gateway's default maximum.
+	const holdTimeout, holdSeconds = 80, 75
+	e := start(t, options{amqpURL: node.URL(), workers: 1, workerEnv: []string{"WORKER_CONCURRENCY=1"},
+		gatewayEnv: []string{fmt.Sprintf("SCRAPE_MAX_TIMEOUT=%ds", holdTimeout)}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // a hang guard for rabbitmqctl
 	defer cancel()
 	const maxLength = 3
 	if _, err := node.Ctl(ctx, "set_policy", "--apply-to", "queues", "faults-backpressure", "^"+regexp.QuoteMeta(e.queue)+"$",
@@ -297,7 +302,7 @@ func TestBackpressure(t *testing.T) {
 	var wg sync.WaitGroup
 	var first result
 	wg.Go(func() {
-		first = e.scrape("gated_sleeper", map[string]any{"seconds": 20, "until_file": releaseFirst, "started_file": firstStarted}, 25)
+		first = e.scrape("gated_sleeper", map[string]any{"seconds": holdSeconds, "until_file": releaseFirst, "started_file": firstStarted}, holdTimeout)
 	})
 	waitRuns(t, firstStarted, 30*time.Second, "the task that holds the worker's slot")
 	fill := make([]result, maxLength+3)
@@ -380,9 +385,10 @@ func TestBackpressure(t *testing.T) {
 	var caught result
 	var caughtWG sync.WaitGroup
 	caughtWG.Go(func() {
-		caught = e.scrape("gated_sleeper", map[string]any{"seconds": 20, "until_file": release, "started_file": caughtStarted}, 25)
+		caught = e.scrape("gated_sleeper", map[string]any{"seconds": holdSeconds, "until_file": release, "started_file": caughtStarted}, holdTimeout)
 	})
 	waitRuns(t, caughtStarted, 30*time.Second, "the scrape to be caught by the alarm")
+	caughtAt := time.Now()
 	if _, err := node.Ctl(ctx, "set_vm_memory_high_watermark", "0.0000001"); err != nil {
 		t.Fatal(err)
 	}
@@ -418,11 +424,14 @@ func TestBackpressure(t *testing.T) {
 		t.Errorf("health during the memory alarm: %d %s; want 503 with rabbitmq blocked", h.code, h.raw)
 	}
 	// The alarm is in force (the gateway was refused): let the caught script finish.
+	if since := time.Since(caughtAt); since > holdSeconds*time.Second {
+		t.Fatalf("the scrape to be caught started %s ago, longer than it waits for its release (%d s): raising the alarm took too long for this test to mean anything", ms(since), holdSeconds)
+	}
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// Hold the alarm until the caught scrape's worker has tried to reply and failed at least once.
-	e.waitForLog(t, 20*time.Second, `"msg":"publish reply failed`, `"script":"gated_sleeper"`)
+	e.waitForLog(t, 60*time.Second, `"msg":"publish reply failed`, `"script":"gated_sleeper"`)
 	time.Sleep(time.Second)
 	if _, err := node.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
 		t.Fatal(err)
