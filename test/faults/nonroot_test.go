@@ -67,7 +67,7 @@ func TestNonRootWorker(t *testing.T) {
 
 	// The escapee dies at the timeout (session sweep).
 	pidFile := filepath.Join(e.pidDir, "nonroot-escapee")
-	r := e.scrape("escapes_and_sleeps", map[string]any{"pid_file": pidFile}, 2)
+	r := e.scrape("escapes_and_sleeps", map[string]any{"pid_file": pidFile}, escapeeTimeout)
 	if r.code != 200 || r.status() != "timeout" {
 		t.Fatalf("escapee: %d %s %v", r.code, r.raw, r.err)
 	}

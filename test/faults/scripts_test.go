@@ -19,6 +19,10 @@ const grace = 1500 * time.Millisecond
 // TestHostileScripts runs scripts that misbehave through the whole stack: each must end with a clear reply
 // within its caller's timeout, leave nothing running, and neither read the worker's secrets nor reach
 // protected addresses.
+// escapeeTimeout is the timeout of the setsid-escapee runs: long enough for the script to start its
+// escapee and record its pid on a loaded machine (it sleeps 60 s, so the timeout still ends it).
+const escapeeTimeout = 8.0
+
 func TestHostileScripts(t *testing.T) {
 	t.Parallel()
 	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -51,7 +55,7 @@ func TestHostileScripts(t *testing.T) {
 		t.Run("setsid escapee", func(t *testing.T) {
 			t.Parallel()
 			pidFile := filepath.Join(e.pidDir, "escapee")
-			r := e.scrape("escapes_and_sleeps", map[string]any{"pid_file": pidFile}, 2)
+			r := e.scrape("escapes_and_sleeps", map[string]any{"pid_file": pidFile}, escapeeTimeout)
 			if r.err != nil || r.code != 200 || r.status() != "timeout" {
 				t.Fatalf("got %d %s %v", r.code, r.raw, r.err)
 			}
