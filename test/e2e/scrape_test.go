@@ -106,7 +106,10 @@ func TestStack(t *testing.T) {
 	t.Run("timeout kills the script and its children", func(t *testing.T) {
 		pidFile := filepath.Join(t.TempDir(), "grandchild.pid")
 		start := time.Now()
-		r := e.scrape(t, "sleeper", map[string]any{"seconds": 60, "pid_file": pidFile}, 1)
+		// 8 s: time for the script to start its grandchild and record its pid on a loaded machine; it sleeps
+		// 60 s, so only the timeout ends it.
+		const timeout = 8
+		r := e.scrape(t, "sleeper", map[string]any{"seconds": 60, "pid_file": pidFile}, timeout)
 		elapsed := time.Since(start)
 		// The contract: an answer within timeout + the gateway's reply grace. The gateway enforces it itself:
 		// past that deadline it answers 504 no_worker_response, which this status check refuses. How long the
@@ -114,7 +117,7 @@ func TestStack(t *testing.T) {
 		if r.Code != 200 || r.Body["status"] != "timeout" || r.Body["error_code"] != "script_timeout" {
 			t.Fatalf("got %d %s", r.Code, r.Raw)
 		}
-		t.Logf("timeout answer (timeout 1 s) took %v", elapsed.Round(time.Millisecond))
+		t.Logf("timeout answer (timeout %d s) took %v", timeout, elapsed.Round(time.Millisecond))
 		b, err := os.ReadFile(pidFile)
 		if err != nil {
 			t.Fatalf("script never wrote its grandchild's pid: %v", err)
