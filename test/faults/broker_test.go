@@ -302,7 +302,7 @@ func TestBackpressure(t *testing.T) {
 	var wg sync.WaitGroup
 	var first result
 	wg.Go(func() {
-		first = e.scrape("gated_sleeper", map[string]any{"seconds": holdSeconds, "until_file": releaseFirst, "started_file": firstStarted}, holdTimeout)
+		first = e.scrape("sleeper", map[string]any{"seconds": holdSeconds, "until_file": releaseFirst, "started_file": firstStarted}, holdTimeout)
 	})
 	waitRuns(t, firstStarted, 30*time.Second, "the task that holds the worker's slot")
 	fill := make([]result, maxLength+3)
@@ -385,7 +385,7 @@ func TestBackpressure(t *testing.T) {
 	var caught result
 	var caughtWG sync.WaitGroup
 	caughtWG.Go(func() {
-		caught = e.scrape("gated_sleeper", map[string]any{"seconds": holdSeconds, "until_file": release, "started_file": caughtStarted}, holdTimeout)
+		caught = e.scrape("sleeper", map[string]any{"seconds": holdSeconds, "until_file": release, "started_file": caughtStarted}, holdTimeout)
 	})
 	waitRuns(t, caughtStarted, 30*time.Second, "the scrape to be caught by the alarm")
 	caughtAt := time.Now()
@@ -431,7 +431,7 @@ func TestBackpressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Hold the alarm until the caught scrape's worker has tried to reply and failed at least once.
-	e.waitForLog(t, 60*time.Second, `"msg":"publish reply failed`, `"script":"gated_sleeper"`)
+	e.waitForLog(t, 60*time.Second, `"msg":"publish reply failed`, `"script":"sleeper"`)
 	time.Sleep(time.Second)
 	if _, err := node.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
 		t.Fatal(err)

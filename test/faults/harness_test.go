@@ -269,32 +269,15 @@ func (e *env) scrape(script string, params any, timeout float64) result {
 	return e.do("POST", "/scrape", string(b), e.token)
 }
 
-// metric reads one sample from a Prometheus text endpoint: the first line that starts with series (a name,
-// optionally with some of its labels, e.g. `scraping_rpc_replies_dropped_total{reason="late"}`).
+// metric is testkit.Metric for a test: 0 when the endpoint has no such series, a failed test when it cannot
+// be read.
 func metric(t *testing.T, url, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(url)
+	v, _, err := testkit.Metric(url, series)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	name, labels, _ := strings.Cut(strings.TrimSuffix(series, "}"), "{")
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		if labels != "" && !strings.Contains(line, labels) {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		return v
-	}
-	return 0
+	return v
 }
 
 // queueDepth asks the broker for a queue's ready messages without declaring it.
@@ -464,7 +447,7 @@ func readPidDir(t *testing.T, dir string) (runs int, pids []int) {
 	return runs, pids
 }
 
-// runsIn counts the runs the gated_sleeper fixture recorded in its started_file (one line each).
+// runsIn counts the runs the sleeper fixture recorded in its started_file (one line each).
 func runsIn(t *testing.T, path string) int {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -477,7 +460,7 @@ func runsIn(t *testing.T, path string) int {
 	return strings.Count(string(b), "\n")
 }
 
-// waitRuns waits until the gated_sleeper fixture recorded at least one run in its started_file; what names
+// waitRuns waits until the sleeper fixture recorded at least one run in its started_file; what names
 // the task for the failure message.
 func waitRuns(t *testing.T, path string, timeout time.Duration, what string) {
 	t.Helper()

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -262,7 +261,7 @@ func waitLines(out *testkit.LogBuffer, match func(string) bool, want int, wait t
 	}
 }
 
-// workerConnections are the worker's AMQP connections (consume, publish) as its /metrics reports them.
+// workerConnections are the worker's AMQP connections (consume, publish) as its /metrics labels them.
 var workerConnections = []string{"consume", "publish"}
 
 // waitWorkerConnected polls the worker's /metrics at addr until each of its broker connections is up
@@ -270,59 +269,31 @@ var workerConnections = []string{"consume", "publish"}
 // scraping_broker_connects_total passed the count in before). It returns the connection counts.
 func waitWorkerConnected(t *testing.T, addr string, before map[string]float64) map[string]float64 {
 	t.Helper()
-	client := &http.Client{Timeout: 5 * time.Second}
+	url := "http://" + addr + "/metrics"
 	end := time.Now().Add(60 * time.Second)
-	var last string
 	for {
-		connected, connects, err := workerBrokerMetrics(client, "http://"+addr+"/metrics")
-		if err == nil {
-			ok := true
-			for _, c := range workerConnections {
-				ok = ok && connected[c] == 1 && connects[c] > before[c]
+		connects, last := map[string]float64{}, ""
+		for _, c := range workerConnections {
+			label := `{connection="` + c + `"}`
+			up, _, err := testkit.Metric(url, "scraping_broker_connected"+label)
+			if err == nil {
+				connects[c], _, err = testkit.Metric(url, "scraping_broker_connects_total"+label)
 			}
-			if ok {
-				return connects
+			switch {
+			case err != nil:
+				last = err.Error()
+			case up != 1 || connects[c] <= before[c]:
+				last = fmt.Sprintf("%s: connected %v, connects %v (before %v)", c, up, connects[c], before[c])
 			}
-			last = fmt.Sprintf("connected %v, connects %v (before %v)", connected, connects, before)
-		} else {
-			last = err.Error()
+		}
+		if last == "" {
+			return connects
 		}
 		if time.Now().After(end) {
 			t.Fatalf("the worker's broker connections are not up: %s", last)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// workerBrokerMetrics reads scraping_broker_connected and scraping_broker_connects_total by connection.
-func workerBrokerMetrics(client *http.Client, url string) (connected, connects map[string]float64, err error) {
-	resp, err := client.Get(url)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	connected, connects = map[string]float64{}, map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		for name, into := range map[string]map[string]float64{"scraping_broker_connected": connected, "scraping_broker_connects_total": connects} {
-			for _, c := range workerConnections {
-				prefix := name + `{connection="` + c + `"} `
-				if v, ok := strings.CutPrefix(line, prefix); ok {
-					f, perr := strconv.ParseFloat(strings.TrimSpace(v), 64)
-					if perr != nil {
-						return nil, nil, fmt.Errorf("%s: %v", line, perr)
-					}
-					into[c] = f
-				}
-			}
-		}
-	}
-	return connected, connects, sc.Err()
 }
 
 func waitListening(t *testing.T, addr string) {
