@@ -30,32 +30,38 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	// go test puts its own GOROOT/bin first on the test's PATH.
-	goBin, err := exec.LookPath("go")
-	if err != nil {
+	if err := buildFakes(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	gw := filepath.Join(dir, "gateway-local")
-	if out, err := exec.Command(goBin, "build", "-o", gw, "../../stack/testdata/fakeproc").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build stand-in binaries: %v: %s\n", err, out)
-		os.Exit(1)
-	}
-	if err := os.Link(gw, filepath.Join(dir, "worker")); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	// The real scrapectl publishes scripts to the local S3 server.
-	build := exec.Command(goBin, "build", "-o", filepath.Join(dir, "scrapectl"), "./cmd/scrapectl")
-	build.Dir = "../../../worker"
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build scrapectl: %v: %s\n", err, out)
+		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	fakeBinDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// buildFakes builds the stand-ins for gateway-local and worker, and the real scrapectl, into dir.
+func buildFakes(dir string) error {
+	// go test puts its own GOROOT/bin first on the test's PATH.
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return err
+	}
+	gw := filepath.Join(dir, "gateway-local")
+	if out, err := exec.Command(goBin, "build", "-o", gw, "../../stack/testdata/fakeproc").CombinedOutput(); err != nil {
+		return fmt.Errorf("build stand-in binaries: %w: %s", err, out)
+	}
+	if err := os.Link(gw, filepath.Join(dir, "worker")); err != nil {
+		return err
+	}
+	// The real scrapectl publishes scripts to the local S3 server.
+	build := exec.Command(goBin, "build", "-o", filepath.Join(dir, "scrapectl"), "./cmd/scrapectl")
+	build.Dir = "../../../worker"
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build scrapectl: %w: %s", err, out)
+	}
+	return nil
 }
 
 type syncBuffer struct {
