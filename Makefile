@@ -29,7 +29,7 @@ FUZZ_CI_TARGETS := shared:./auth:FuzzParseJWKS shared:./contract:FuzzParseReques
 .PHONY: help
 help: ## Show this help
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z_-]+:.*## / {n++; name[n] = $$1; text[n] = $$2; if (length($$1) > w) w = length($$1)} \
-	  END {for (i = 1; i <= n; i++) printf "  %-*s  %s\n", w, name[i], text[i]}' $(MAKEFILE_LIST)
+	  END {fmt = "  %-" w "s  %s\n"; for (i = 1; i <= n; i++) printf fmt, name[i], text[i]}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build the local binaries into bin/
@@ -92,7 +92,7 @@ test-scripts: ## Unit tests of the example scripts (standard library only)
 .PHONY: lint
 lint: $(STATICCHECK) ## go vet, staticcheck and a go mod tidy check in every module (all run; failures listed at the end), gofmt
 	@fmt=$$(gofmt -l $(MODULES)); [ -z "$$fmt" ] || { echo "gofmt needed:"; echo "$$fmt"; }; \
-	$(call run-each,lint,r=0; $(GO) vet ./... || r=1; $(STATICCHECK) ./... || r=1; $(GO) mod tidy -diff || r=1; exit $$r) || exit 1; \
+	$(call run-each,lint,r=0; $(GO) vet ./... || r=1; $(STATICCHECK) ./... || r=1; $(GO) mod tidy -diff || r=1; exit $$r); \
 	[ -z "$$fmt" ] || { echo "lint failed: gofmt needed (above)"; exit 1; }
 
 $(STATICCHECK):
