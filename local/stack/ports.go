@@ -5,15 +5,19 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"syscall"
 )
 
 // AddrFree reports whether nothing listens on the TCP address addr: it binds
 // it and lets it go at once. A nil error means free (until someone else binds
-// it); the error of a taken address names it.
+// it); the error names the address, "taken" when something listens on it.
 func AddrFree(addr string) error {
 	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s is taken: something listens on it", addr)
+	}
 	if err != nil {
-		return fmt.Errorf("%s is taken: %w", addr, err)
+		return fmt.Errorf("%s cannot be listened on: %w", addr, err)
 	}
 	return ln.Close()
 }

@@ -25,6 +25,7 @@ import (
 // Every taken address is reported in one error.
 func settlePorts(cfg *config, log *slog.Logger) error {
 	var taken []error
+	var moves []func() // logged only when the stack goes ahead
 	if err := stack.AddrFree(cfg.gatewayAddr); err != nil {
 		taken = append(taken, fmt.Errorf("gateway: %w; set GATEWAY_ADDR (or -gateway-addr) to a free address%s",
 			err, suggestAddr(cfg.gatewayAddr, " such as GATEWAY_ADDR=")))
@@ -37,7 +38,10 @@ func settlePorts(cfg *config, log *slog.Logger) error {
 				return
 			}
 			if moved {
-				log.Info(what+": its default address is taken (another stack?); using a free port", "taken", *addr, "addr", free)
+				from := *addr
+				moves = append(moves, func() {
+					log.Info(what+": its default address is taken (another stack?); using a free port", "taken", from, "addr", free)
+				})
 				*addr = free
 			}
 			return
@@ -66,13 +70,18 @@ func settlePorts(cfg *config, log *slog.Logger) error {
 		case err != nil:
 			taken = append(taken, fmt.Errorf("worker metrics: %w", err))
 		case moved:
-			log.Info("worker metrics: the default ports are taken (another stack?); using free ones",
-				"taken", fmt.Sprintf("127.0.0.1:%d..%d", first, last), "ports", fmt.Sprintf("127.0.0.1:%d..%d", base+1, base+cfg.workers))
+			moves = append(moves, func() {
+				log.Info("worker metrics: the default ports are taken (another stack?); using free ones",
+					"taken", fmt.Sprintf("127.0.0.1:%d..%d", first, last), "ports", fmt.Sprintf("127.0.0.1:%d..%d", base+1, base+cfg.workers))
+			})
 			cfg.metricsBasePort = base
 		}
 	}
 	if len(taken) > 0 {
 		return fmt.Errorf("addresses in use (is another stack running?):\n%w", errors.Join(taken...))
+	}
+	for _, m := range moves {
+		m()
 	}
 	return nil
 }
