@@ -28,7 +28,8 @@ FUZZ_CI_TARGETS := shared:./auth:FuzzParseJWKS shared:./contract:FuzzParseReques
 
 .PHONY: help
 help: ## Show this help
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z_-]+:.*## / {n++; name[n] = $$1; text[n] = $$2; if (length($$1) > w) w = length($$1)} \
+	  END {fmt = "  %-" w "s  %s\n"; for (i = 1; i <= n; i++) printf fmt, name[i], text[i]}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build the local binaries into bin/
@@ -53,16 +54,32 @@ run: build $(VERSITYGW) ## Run the whole local stack in the foreground (broker, 
 	$(BIN)/localstack -bin $(BIN)
 
 .PHONY: token
-token: ## Print a dev JWT for the local stack (use: TOKEN=$$(make -s token); SCOPE="a b" adds scopes)
+token: ## Print a dev JWT for the local stack: TOKEN=$(make -s token) (SCOPE="a b" adds scopes)
 	@cd functions && $(GO) build -o $(BIN)/devtoken ./cmd/devtoken
 	@$(BIN)/devtoken -secret-file $(CURDIR)/.local/jwt-secret -scope "$(SCOPE)"
 
 .PHONY: test
-test: lint test-go test-scripts fuzz-ci ## Run every check: vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end, faults), script tests, brief fuzzing
+test: ## Run every check: prerequisites, vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end, faults), script tests, brief fuzzing
+	@# The tools make installs itself come first; if that fails (offline), prereq lists them with the rest.
+	@$(MAKE) --no-print-directory $(VERSITYGW) $(RIE) || echo "make test: installing versitygw or aws-lambda-rie failed (above)"
+	@$(MAKE) --no-print-directory prereq
+	@$(MAKE) --no-print-directory lint test-go test-scripts fuzz-ci
+
+.PHONY: prereq
+prereq: ## Check what make test needs (broker and its plugins, rabbitmq-server, prometheus, chromium, python3 with bs4, git, versitygw, rie) and list all that is missing
+	@mkdir -p $(BIN) && cd test && $(GO) build -o $(BIN)/prereq ./cmd/prereq
+	@SCRIPTS_PYTHON="$(SCRIPTS_PYTHON)" VERSITYGW="$(VERSITYGW)" AWS_LAMBDA_RIE="$${AWS_LAMBDA_RIE:-$(RIE)}" $(BIN)/prereq
+
+# run-each LABEL, COMMAND runs COMMAND in every module, all of them even when some fail, then lists the
+# modules that failed and fails itself if any did.
+define run-each
+	failed=""; for m in $(MODULES); do echo "== $(1) $$m"; (cd $$m && $(2)) || failed="$$failed $$m"; done; \
+	if [ -n "$$failed" ]; then echo "$(1) failed in:$$failed"; exit 1; fi
+endef
 
 .PHONY: test-go
-test-go: $(VERSITYGW) $(RIE) ## Go tests of every module, with the race detector (needs RabbitMQ; see README)
-	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...); done
+test-go: $(VERSITYGW) $(RIE) ## Go tests of every module, with the race detector (needs RabbitMQ; see README); every module runs, failures are listed at the end
+	@$(call run-each,go test,$(GO) test -race -count=1 -timeout 15m ./...)
 
 .PHONY: test-observability
 test-observability: ## Dashboards and alerts against a real Prometheus; compose file and Dockerfiles (part of make test)
@@ -73,9 +90,10 @@ test-scripts: ## Unit tests of the example scripts (standard library only)
 	@set -e; for d in scripts/*/; do if ls $$d/test_*.py >/dev/null 2>&1; then echo "== python tests $$d"; (cd $$d && $(SCRIPTS_PYTHON) -m unittest -v 2>&1); fi; done
 
 .PHONY: lint
-lint: $(STATICCHECK) ## go vet, staticcheck and a go mod tidy check in every module
-	@set -e; for m in $(MODULES); do echo "== lint $$m"; (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./... && $(GO) mod tidy -diff); done
-	@test -z "$$(gofmt -l $(MODULES))" || { echo "gofmt needed:"; gofmt -l $(MODULES); exit 1; }
+lint: $(STATICCHECK) ## go vet, staticcheck and a go mod tidy check in every module (all run; failures listed at the end), gofmt
+	@fmt=$$(gofmt -l $(MODULES)); [ -z "$$fmt" ] || { echo "gofmt needed:"; echo "$$fmt"; }; \
+	$(call run-each,lint,r=0; $(GO) vet ./... || r=1; $(STATICCHECK) ./... || r=1; $(GO) mod tidy -diff || r=1; exit $$r); \
+	[ -z "$$fmt" ] || { echo "lint failed: gofmt needed (above)"; exit 1; }
 
 $(STATICCHECK):
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
@@ -119,8 +137,8 @@ tidy: ## go mod tidy in every module
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy); done
 
 .PHONY: clean
-clean: ## Remove build output (keeps .local/, which holds the dev JWT secret)
-	rm -rf $(BIN) dist
+clean: ## Remove build output: bin/, dist/, cdk.out/ (keeps .local/, which holds the dev JWT secret, and .tools/)
+	rm -rf $(BIN) dist cdk.out
 
 # --- Deploy: the CDK Go app in infra/ (README.md, "Deploy"). STAGE picks a stage of cdk.json. -------------
 STAGE        ?= dev

@@ -76,5 +76,14 @@
 // remove targets). `make run` uses it when prometheus is installed; so does
 // test/observability.
 //
+// # Ports
+//
+// Start, StartS3 and StartPrometheus refuse an address something already
+// listens on (a server there would answer the health check of a process that
+// failed to bind). AddrFree, FreeAddr and FreePortRange let a caller settle
+// its addresses first: `make run` keeps the gateway's and the ones the user
+// chose, and moves taken defaults to free ports, so that a second stack on
+// the machine runs beside the first.
+//
 // The package is for Unix (Linux and macOS): it relies on process groups.
 package stack

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -53,6 +55,12 @@ type config struct {
 	localS3        bool   // run versitygw and publish scriptsDir to it
 	s3Addr         string
 	versitygw      string // VERSITYGW
+	workDir        string // WORKER_WORK_DIR for the workers: the user's, else one of this stack's own
+
+	// Ports the user chose (a flag or variable): when one is taken, run
+	// stops and says so; a default one that is taken is replaced by a free
+	// one (settlePorts), so a second stack on this machine just runs.
+	s3AddrChosen, prometheusAddrChosen, metricsBaseChosen bool
 }
 
 // loadConfig parses the flags and reads the environment through getenv.
@@ -81,6 +89,19 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "s3-addr":
+			c.s3AddrChosen = true
+		case "prometheus-addr":
+			c.prometheusAddrChosen = true
+		case "worker-metrics-base-port":
+			c.metricsBaseChosen = true
+		}
+	})
+	if getenv("PROMETHEUS_ADDR") != "" {
+		c.prometheusAddrChosen = true
 	}
 	if c.workers < 1 {
 		return config{}, fmt.Errorf("-workers must be at least 1, got %d", c.workers)
@@ -113,6 +134,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	c.repositoryType = getenv("SCRIPT_REPOSITORY_TYPE")
 	c.repositoryURL = getenv("SCRIPT_REPOSITORY_URL")
 	c.versitygw = getenv("VERSITYGW")
+	if c.workDir = getenv("WORKER_WORK_DIR"); c.workDir == "" {
+		c.workDir = stackWorkDir(or(getenv("TMPDIR"), os.TempDir()), c.gatewayAddr)
+	}
 	if c.repositoryType == "" || c.repositoryType == "local" {
 		// The workers may run from another folder one day: pass a path that
 		// does not depend on it. (It is also what a local S3 server gets.)
@@ -128,6 +152,18 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	return c, nil
+}
+
+// stackWorkDir is the workers' scratch folder of the stack whose gateway
+// listens on gatewayAddr: one per gateway port, which no two running stacks
+// share, so two stacks never share (and lock each other out of) a script
+// cache, which the worker's own default, named by WORKER_ID alone, would.
+func stackWorkDir(tmp, gatewayAddr string) string {
+	_, port, err := net.SplitHostPort(gatewayAddr)
+	if err != nil || port == "" {
+		port = "gateway"
+	}
+	return filepath.Join(tmp, "scrape-local-"+port)
 }
 
 // useLocalFolder settles on the local folder repository.
@@ -147,6 +183,9 @@ func (c config) childEnv(environ []string, extra ...string) []string {
 	)
 	if c.repositoryURL != "" {
 		env = append(env, "SCRIPT_REPOSITORY_URL="+c.repositoryURL)
+	}
+	if c.workDir != "" {
+		env = append(env, "WORKER_WORK_DIR="+c.workDir)
 	}
 	return append(env, extra...)
 }

@@ -22,6 +22,9 @@ import (
 // cancels it on SIGINT/SIGTERM) or one of its processes dies.
 //
 // Start-up, in order:
+//  0. check that the addresses it will listen on are free (settlePorts):
+//     the gateway's and those the user chose must be; default ones that are
+//     taken (a second stack on this machine) move to free ports;
 //  1. make sure a broker answers at RABBITMQ_URL, starting one if needed
 //     (stack.EnsureBroker, private node under <data>/rabbitmq);
 //  2. resolve the JWT secret: JWT_SECRET, else <data>/jwt-secret, created
@@ -59,6 +62,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
+	}
+	if err := settlePorts(&cfg, log); err != nil {
+		return err
 	}
 
 	var policies []stack.Policy

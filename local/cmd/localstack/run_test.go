@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scrapeplatform/platform/local/stack"
 )
 
 // fakeBinDir holds stand-ins for gateway-local and worker, built from the
@@ -30,32 +33,38 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	// go test puts its own GOROOT/bin first on the test's PATH.
-	goBin, err := exec.LookPath("go")
-	if err != nil {
+	if err := buildFakes(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	gw := filepath.Join(dir, "gateway-local")
-	if out, err := exec.Command(goBin, "build", "-o", gw, "../../stack/testdata/fakeproc").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build stand-in binaries: %v: %s\n", err, out)
-		os.Exit(1)
-	}
-	if err := os.Link(gw, filepath.Join(dir, "worker")); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	// The real scrapectl publishes scripts to the local S3 server.
-	build := exec.Command(goBin, "build", "-o", filepath.Join(dir, "scrapectl"), "./cmd/scrapectl")
-	build.Dir = "../../../worker"
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build scrapectl: %v: %s\n", err, out)
+		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	fakeBinDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// buildFakes builds the stand-ins for gateway-local and worker, and the real scrapectl, into dir.
+func buildFakes(dir string) error {
+	// go test puts its own GOROOT/bin first on the test's PATH.
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return err
+	}
+	gw := filepath.Join(dir, "gateway-local")
+	if out, err := exec.Command(goBin, "build", "-o", gw, "../../stack/testdata/fakeproc").CombinedOutput(); err != nil {
+		return fmt.Errorf("build stand-in binaries: %w: %s", err, out)
+	}
+	if err := os.Link(gw, filepath.Join(dir, "worker")); err != nil {
+		return err
+	}
+	// The real scrapectl publishes scripts to the local S3 server.
+	build := exec.Command(goBin, "build", "-o", filepath.Join(dir, "scrapectl"), "./cmd/scrapectl")
+	build.Dir = "../../../worker"
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build scrapectl: %w: %s", err, out)
+	}
+	return nil
 }
 
 type syncBuffer struct {
@@ -503,7 +512,8 @@ func TestRunFailsWhenAProcessDies(t *testing.T) {
 }
 
 func TestRunReportsAFailedStart(t *testing.T) {
-	r := startRun(t, map[string]string{"RABBITMQ_URL": fakeBroker(t)}, "-bin", "no-such-bin")
+	// A free gateway address: the default one may be in use on this machine.
+	r := startRun(t, map[string]string{"RABBITMQ_URL": fakeBroker(t)}, "-bin", "no-such-bin", "-gateway-addr", freeAddrOutside(t))
 	err := r.wait(t)
 	if err == nil || !strings.Contains(err.Error(), "make build") {
 		t.Fatalf("run = %v", err)
@@ -559,5 +569,123 @@ func TestRunRejectsABadQueueBound(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "TASK_QUEUE_MAX_LENGTH") {
 			t.Errorf("TASK_QUEUE_MAX_LENGTH=%q: run = %v", v, err)
 		}
+	}
+}
+
+// listenOn holds addr until the test ends; false when something else
+// already holds it (taken either way).
+func listenOn(t *testing.T, addr string) bool {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	t.Cleanup(func() { ln.Close() })
+	return true
+}
+
+// A second stack on this machine: its taken default ports move to free ones;
+// the ones the user chose, and the gateway's, are reported all at once.
+func TestSettlePorts(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	base := freeBase(t, 5)
+	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(base+i) }
+	for i := 1; i <= 5; i++ {
+		listenOn(t, addr(i))
+	}
+	cfg := config{gatewayAddr: freeAddrOutside(t), s3Addr: addr(1), prometheusAddr: addr(2), metricsBasePort: base + 2, workers: 2}
+	if err := settlePorts(&cfg, log); err != nil {
+		t.Fatalf("default ports taken: %v, want them moved", err)
+	}
+	if cfg.s3Addr == addr(1) || cfg.prometheusAddr == addr(2) || cfg.metricsBasePort == base+2 {
+		t.Errorf("taken defaults not moved: s3 %s, prometheus %s, worker metrics base %d", cfg.s3Addr, cfg.prometheusAddr, cfg.metricsBasePort)
+	}
+	for _, a := range []string{cfg.s3Addr, cfg.prometheusAddr, "127.0.0.1:" + strconv.Itoa(cfg.metricsBasePort+1), "127.0.0.1:" + strconv.Itoa(cfg.metricsBasePort+2)} {
+		if err := stack.AddrFree(a); err != nil {
+			t.Errorf("moved to a taken address: %v", err)
+		}
+	}
+
+	cfg = config{gatewayAddr: addr(5), s3Addr: addr(1), prometheusAddr: addr(2), metricsBasePort: base + 2, workers: 2,
+		s3AddrChosen: true, prometheusAddrChosen: true, metricsBaseChosen: true}
+	err := settlePorts(&cfg, log)
+	if err == nil {
+		t.Fatal("chosen ports taken: no error")
+	}
+	for _, want := range []string{
+		"is another stack running?",
+		"gateway: " + addr(5) + " is taken", "set GATEWAY_ADDR (or -gateway-addr) to a free address such as GATEWAY_ADDR=127.0.0.1:",
+		"S3 server: " + addr(1) + " is taken", "set -s3-addr",
+		"Prometheus: " + addr(2) + " is taken", "set PROMETHEUS_ADDR",
+		"worker metrics (ports " + strconv.Itoa(base+3) + ".." + strconv.Itoa(base+4) + "): " + addr(3) + " is taken",
+		"set -worker-metrics-base-port",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+
+	// Prometheus off and scripts from the user's S3: their ports do not matter.
+	cfg = config{gatewayAddr: freeAddrOutside(t), s3Addr: addr(1), repositoryType: "s3", metricsBasePort: base + 5, workers: 1,
+		s3AddrChosen: true, metricsBaseChosen: true}
+	if err := settlePorts(&cfg, log); err != nil {
+		t.Errorf("unused ports checked: %v", err)
+	}
+}
+
+// freeAddrOutside returns a free loopback address that freeBase does not hand
+// out (the system picks it).
+func freeAddrOutside(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Two stacks on one machine: the second, with its own GATEWAY_ADDR, runs
+// beside the first, its workers on free metrics ports when the defaults are
+// taken and with a scratch folder of their own; with the first's gateway
+// address it stops at once, before starting anything, and says why.
+func TestRunSecondStackOnOneMachine(t *testing.T) {
+	broker := fakeBroker(t)
+	base := freeBase(t, 3)
+	first := "127.0.0.1:" + strconv.Itoa(base+1)
+	r1 := startRun(t, map[string]string{"RABBITMQ_URL": broker, "GATEWAY_ADDR": first},
+		"-bin", fakeBinDir, "-workers", "1", "-worker-metrics-base-port", strconv.Itoa(base+1))
+	r1.waitFor(t, "Ctrl-C stops everything")
+
+	// The default worker metrics port (9101) is taken: by this test, or by
+	// whatever already holds it.
+	listenOn(t, "127.0.0.1:"+strconv.Itoa(stack.DefaultWorkerMetricsBasePort+1))
+	second := freeAddrOutside(t)
+	r2 := startRun(t, map[string]string{"RABBITMQ_URL": broker, "GATEWAY_ADDR": second}, "-bin", fakeBinDir, "-workers", "1")
+	r2.waitFor(t, "Ctrl-C stops everything")
+	if strings.Contains(r2.stdout.String(), "127.0.0.1:"+strconv.Itoa(stack.DefaultWorkerMetricsBasePort+1)+"/metrics") {
+		t.Errorf("the second stack's worker uses the taken default port:\n%s", r2.stdout)
+	}
+	if !strings.Contains(r2.stderr.String(), "worker metrics: the default ports are taken") {
+		t.Errorf("the move is not logged:\n%s", r2.stderr)
+	}
+	workDir := func(addr string) string {
+		_, port, _ := net.SplitHostPort(addr)
+		return "WORKER_WORK_DIR=" + filepath.Join(os.TempDir(), "scrape-local-"+port)
+	}
+	if env := childEnvOf(t, "http://"+first); !slices.Contains(env, workDir(first)) {
+		t.Errorf("the first stack's environment lacks %s", workDir(first))
+	}
+	if env := childEnvOf(t, "http://"+second); !slices.Contains(env, workDir(second)) {
+		t.Errorf("the second stack's environment lacks %s", workDir(second))
+	}
+
+	r3 := startRun(t, map[string]string{"RABBITMQ_URL": broker, "GATEWAY_ADDR": first}, "-bin", fakeBinDir, "-workers", "1")
+	err := r3.wait(t)
+	if err == nil || !strings.Contains(err.Error(), "gateway: "+first+" is taken") || !strings.Contains(err.Error(), "GATEWAY_ADDR=") {
+		t.Fatalf("run with a taken gateway address = %v, want the address named and a free one suggested", err)
+	}
+	if strings.Contains(r3.stderr.String(), "broker") {
+		t.Errorf("the broker was looked at before the ports were checked:\n%s", r3.stderr)
 	}
 }

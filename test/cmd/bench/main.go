@@ -104,6 +104,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "\nratio system/raw: throughput %.3f, p50 latency x%.1f, p99 latency x%.1f\n",
 		sys.throughput()/raw.throughput(), float64(sys.pct(0.5))/float64(raw.pct(0.5)), float64(sys.pct(0.99))/float64(raw.pct(0.99)))
+	printLegend(out)
 	return nil
 }
 

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+// legend explains every column `make bench` prints: this tool's table, then the two Go benchmarks the make
+// target runs after it (worker/internal/runner and worker/internal/envcache).
+const legend = `
+What the columns mean:
+  run              raw amqp091 RPC: the platform's transport alone (persistent messages into a quorum queue,
+                   publisher confirms, direct reply-to, responders that answer at once); system POST /scrape:
+                   the real gateway and workers over HTTP with a JWT, running a trivial script
+  requests/s       completed requests per second over the measured period (the warm-up is not counted)
+  p50              latency seen by the caller: half of the requests took at most this long
+  p99              99% of the requests took at most this long
+  errors           requests that failed or timed out during the measured period (0 expected)
+  ratio system/raw throughput: system's requests/s divided by raw's (1 = no cost over the transport);
+                   latency xN: system's p50/p99 is N times raw's
+Then make bench runs two Go benchmarks (go test -bench; ns/op is the time of one benchmark iteration):
+  cold-ms/req      ms per run of a trivial script in a fresh Python process
+  warm-ms/req      ms per run of the same script on a warm runner (a Python process kept between runs)
+  cold/warm        how many times slower cold is than warm
+  uncached-ms      ms a script's first request pays to build its environment (venv + offline pip install)
+  cached-ms        ms the same first request pays when the environment is already on disk
+  uncached/cached  how many times slower uncached is than cached
+`
+
+// printLegend writes the legend to out.
+func printLegend(out io.Writer) {
+	fmt.Fprint(out, legend)
+}
