@@ -37,9 +37,9 @@ func (s Status) Final() bool {
 type Job struct {
 	RequestID string `json:"request_id"`
 	// Owner is the token's subject or client id; only the owner sees the job.
-	Owner      string `json:"owner"`
-	ScriptName string `json:"script_name"`
-	Status     Status `json:"status"`
+	Owner      string    `json:"owner"`
+	ScriptName string    `json:"script_name"`
+	Status     Status    `json:"status"`
 	CreatedAt  time.Time `json:"created_at"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
