@@ -39,7 +39,9 @@ func NewS3(ctx context.Context, cfg Config) (*S3, error) {
 	return NewS3WithClient(client, cfg)
 }
 
-// NewS3WithClient returns the store over cfg.Bucket through client (cfg's S3_* fields are not used).
+// NewS3WithClient returns the store over cfg.Bucket through client (cfg's S3_* fields are not used). A
+// zero cfg.Retention keeps jobs readable until the bucket's lifecycle deletes them; a zero
+// cfg.ResultURLTTL means DefaultResultURLTTL.
 func NewS3WithClient(client *s3.Client, cfg Config) (*S3, error) {
 	if cfg.Bucket == "" {
 		return nil, errors.New("job store: no bucket")
@@ -176,6 +178,9 @@ func (o *s3Objects) conditional(ctx context.Context, key string, data []byte, if
 		case err == nil:
 			return true, nil
 		case httpStatus(err) == http.StatusPreconditionFailed:
+			return false, nil
+		case ifMatch != nil && isNotFound(err):
+			// AWS answers If-Match on a key that is gone (expired meanwhile) with 404: the condition failed.
 			return false, nil
 		case httpStatus(err) == http.StatusConflict && attempt < 3:
 			select {

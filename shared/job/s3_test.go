@@ -68,6 +68,15 @@ func TestS3(t *testing.T) {
 		}
 	})
 
+	t.Run("If-Match on a missing key", func(t *testing.T) {
+		t.Parallel()
+		s := newS3Store(t, server, nil)
+		replaced, err := s.objs.putIfMatch(context.Background(), "idempotency/gone.json", []byte("{}"), `"abc"`)
+		if err != nil || replaced {
+			t.Fatalf("putIfMatch of a missing key: %v, %v; want false, nil", replaced, err)
+		}
+	})
+
 	t.Run("presigned result URL", func(t *testing.T) {
 		t.Parallel()
 		s := newS3Store(t, server, nil)

@@ -14,7 +14,9 @@ type Store interface {
 	Create(ctx context.Context, j Job) error
 	// Start records that a worker runs the job (status running, with started_at and worker_id);
 	// ErrFinished (with the final job) if the job already has a final state, e.g. it was cancelled while
-	// queued: the worker must then not run it.
+	// queued: the worker must then not run it. Start and Finish take the whole document: the worker
+	// rebuilds it from the task (request_id, owner, script_name, callback_url, and created_at from the
+	// message's timestamp), so it never reads queued.json first.
 	Start(ctx context.Context, j Job) error
 	// Finish records the final state j unless one is recorded already: exactly one final state wins. It
 	// returns the recorded final job and whether it is j.
