@@ -11,7 +11,8 @@
 //
 // The signature header is a space-separated list: during a key rotation [Sign] signs with the new key and
 // with the old ones, and a receiver accepts the delivery when any v1 signature matches one of its keys.
-// Secrets are serialised as "whsec_" + base64(key), the key 24 to 64 random bytes ([NewSecret] makes 32).
+// Secrets are serialised as "whsec_" + base64(key) ([Secret.Encode]; String redacts it), the key 24 to 64
+// random bytes ([NewSecret] makes 32). [LoadConfig] reads the deployment's secrets and retry total.
 //
 // # Verifying
 //

@@ -76,8 +76,15 @@ func ParseSecret(s string) (Secret, error) {
 	return Secret{key: key}, nil
 }
 
-// String serialises the secret as "whsec_" + base64. It is the secret itself: never log it.
-func (s Secret) String() string { return SecretPrefix + base64.StdEncoding.EncodeToString(s.key) }
+// Encode serialises the secret as "whsec_" + base64, the form handed to a receiver. It is the secret
+// itself: never log it.
+func (s Secret) Encode() string { return SecretPrefix + base64.StdEncoding.EncodeToString(s.key) }
+
+// String hides the key, so a Secret printed or logged by mistake does not leak it.
+func (s Secret) String() string { return SecretPrefix + "[redacted]" }
+
+// GoString hides the key from %#v too.
+func (s Secret) GoString() string { return "webhook.Secret{" + SecretPrefix + "[redacted]}" }
 
 // IsZero reports a Secret that holds no key.
 func (s Secret) IsZero() bool { return len(s.key) == 0 }

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -54,18 +55,21 @@ func TestSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(s.String(), SecretPrefix) {
+	if !strings.HasPrefix(s.Encode(), SecretPrefix) {
 		t.Fatalf("secret %q lacks the whsec_ prefix", s)
 	}
-	back, err := ParseSecret(s.String())
+	back, err := ParseSecret(s.Encode())
 	if err != nil {
 		t.Fatalf("ParseSecret(NewSecret()): %v", err)
 	}
-	if back.String() != s.String() {
+	if back.Encode() != s.Encode() {
 		t.Errorf("round trip changed the secret")
 	}
+	if printed := fmt.Sprintf("%v %+v %#v %s", s, s, s, []Secret{s}); strings.Contains(printed, strings.TrimPrefix(s.Encode(), SecretPrefix)) {
+		t.Errorf("printing a Secret shows its key: %s", printed)
+	}
 	other, _ := NewSecret()
-	if other.String() == s.String() {
+	if other.Encode() == s.Encode() {
 		t.Errorf("two generated secrets are equal")
 	}
 	// Without the prefix, as the reference libraries accept.
