@@ -294,7 +294,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
 	}
-	request, err := encodeRequest(job.Parameters)
+	params, err := encodeParameters(job.Parameters)
 	if err != nil {
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
 	}
@@ -312,11 +312,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 		python = job.Python
 	}
 	if job.Warm {
-		frame, err := encodeWarmRequest(job.RequestID, request)
-		if err != nil {
-			return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
-		}
-		return r.runWarm(ctx, job, python, frame, log)
+		return r.runWarm(ctx, job, python, params, log)
 	}
 
 	runDir, err := r.newRunDir("run-")
@@ -333,22 +329,13 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 
 	runCtx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
-	runCtx, stopTimer := context.WithTimeoutCause(runCtx, job.Timeout, errTimeout)
+	deadline := time.Now().Add(job.Timeout)
+	runCtx, stopTimer := context.WithDeadlineCause(runCtx, deadline, errTimeout)
 	defer stopTimer()
+	request := append(encodeRequest(job, params, deadline), '\n')
 
-	args := append(r.interpreterArgs(job), "-c", runnerSource,
-		scriptDir, strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes), strconv.Itoa(r.processLimit()))
-	cmd := exec.CommandContext(runCtx, python, args...)
-	cmd.Dir = runDir
-	cmd.Env = r.env(job, runDir)
-	cmd.Stdin = p.stdinR
-	cmd.Stdout = p.stdoutW
-	cmd.Stderr = p.stderrW
-	cmd.ExtraFiles = []*os.File{p.resultW} // fd 3
-	cmd.SysProcAttr = sysProcAttr(r.contain)
-	cmd.WaitDelay = r.cfg.KillGrace
 	g := &group{}
-	cmd.Cancel = func() error { return g.cancel(cmd.Process.Pid, context.Cause(runCtx)) }
+	cmd := r.command(runCtx, python, job, runDir, p, g, nil)
 
 	// Pdeathsig fires when the thread that started the child exits, so that thread must outlive the child.
 	runtime.LockOSThread()
@@ -432,6 +419,9 @@ func (r *Runner) interpret(res Result, doc []byte, ps *os.ProcessState, job Job)
 		return res, fmt.Errorf("run script %q: %s", job.ScriptName, o.Err.Message)
 	}
 	res.Status, res.Data, res.Err = o.Status, o.Data, o.Err
+	if res.Status == contract.StatusTimeout {
+		res.Err.Message = fmt.Sprintf("script did not finish within %s; its coroutine was cancelled", job.Timeout)
+	}
 	if res.Err != nil {
 		res.Err.Detail = joinDetail(res.Err.Detail, res.OutputTail)
 	}
@@ -448,6 +438,32 @@ func failure(res Result, status contract.Status, code contract.Code, message str
 	res.Status = status
 	res.Err = &contract.Error{Code: code, Message: message, Detail: res.OutputTail}
 	return res
+}
+
+// command builds the child of a run, cold or warm (serve: the warm runner's request pipe, its fd 4): the
+// interpreter and its flags, runner.py and its arguments, the environment, the scratch folder, the pipes,
+// the containment (SysProcAttr) and how it ends: cancelling ctx kills g's process group, with the cause
+// context.Cause(ctx), and Wait leaves the pipes KillGrace to close.
+func (r *Runner) command(ctx context.Context, python string, job Job, runDir string, p *pipes, g *group, serve *os.File) *exec.Cmd {
+	args := append(r.interpreterArgs(job), "-c", runnerSource)
+	files := []*os.File{p.resultW} // fd 3
+	if serve != nil {
+		args = append(args, "--serve")
+		files = append(files, serve) // fd 4
+	}
+	args = append(args, job.ScriptDir, strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes),
+		strconv.Itoa(r.processLimit()))
+	cmd := exec.CommandContext(ctx, python, args...)
+	cmd.Dir = runDir
+	cmd.Env = r.env(job, runDir)
+	cmd.Stdin = p.stdinR
+	cmd.Stdout = p.stdoutW
+	cmd.Stderr = p.stderrW
+	cmd.ExtraFiles = files
+	cmd.SysProcAttr = sysProcAttr(r.contain)
+	cmd.WaitDelay = r.cfg.KillGrace
+	cmd.Cancel = func() error { return g.cancel(cmd.Process.Pid, context.Cause(ctx)) }
+	return cmd
 }
 
 // env is the child's whole environment: nothing of the worker's own gets through.
@@ -497,31 +513,39 @@ func (r *Runner) memoryLimit(job Job) int64 {
 	return r.cfg.MemoryLimitBytes
 }
 
-// encodeWarmRequest builds a warm runner's request frame body from the single-run request line.
-func encodeWarmRequest(requestID string, line []byte) ([]byte, error) {
-	id, err := json.Marshal(requestID)
-	if err != nil {
-		return nil, err
-	}
-	body := bytes.TrimSuffix(line, []byte("\n")) // {"parameters":...}
-	return append(append([]byte(`{"request_id":`), id...), append([]byte(","), body[1:]...)...), nil
-}
-
-// encodeRequest builds the one line the child reads on stdin.
-func encodeRequest(params json.RawMessage) ([]byte, error) {
+// encodeParameters validates the script's parameters and returns them as one line of compact JSON; empty
+// or null parameters are {}.
+func encodeParameters(params json.RawMessage) ([]byte, error) {
 	if err := contract.ValidateParameters(params); err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	buf.WriteString(`{"parameters":`)
 	trimmed := bytes.TrimSpace(params)
 	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
-		buf.WriteString("{}")
-	} else if err := json.Compact(&buf, trimmed); err != nil { // one line, whatever the caller's formatting
+		return []byte("{}"), nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, trimmed); err != nil { // one line, whatever the caller's formatting
 		return nil, fmt.Errorf("parameters: %w", err)
 	}
-	buf.WriteString("}\n")
 	return buf.Bytes(), nil
+}
+
+// encodeRequest builds the request document runner.py reads (on stdin for a cold run, as a frame for a warm
+// one): {"request_id":…,"parameters":{…},"timeout_ms":…,"deadline_ms":…}. timeout_ms is the run's time
+// budget (job.Timeout) and deadline_ms the Unix time in milliseconds at which the worker kills the run;
+// runner.py cancels an async script's coroutine just before it (see "Time budget" in doc.go).
+func encodeRequest(job Job, params []byte, deadline time.Time) []byte {
+	id, _ := json.Marshal(job.RequestID) // a string always encodes
+	buf := make([]byte, 0, len(params)+len(id)+96)
+	buf = append(buf, `{"request_id":`...)
+	buf = append(buf, id...)
+	buf = append(buf, `,"parameters":`...)
+	buf = append(buf, params...)
+	buf = append(buf, `,"timeout_ms":`...)
+	buf = strconv.AppendInt(buf, job.Timeout.Milliseconds(), 10)
+	buf = append(buf, `,"deadline_ms":`...)
+	buf = strconv.AppendInt(buf, deadline.UnixMilli(), 10)
+	return append(buf, '}')
 }
 
 // writeRequest hands the request to the child and closes stdin. A child that dies first, or never reads,

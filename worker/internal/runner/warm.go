@@ -9,8 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -211,10 +209,11 @@ func (w *warmProc) kill(why string) {
 }
 
 // runWarm runs job on a warm runner, starting one if none is idle.
-func (r *Runner) runWarm(ctx context.Context, job Job, python string, request []byte, log *slog.Logger) (Result, error) {
+func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []byte, log *slog.Logger) (Result, error) {
 	r.warm.startGC()
 	key := warmKey(python, job)
 	deadline := time.Now().Add(job.Timeout)
+	request := encodeRequest(job, params, deadline)
 	w := r.warm.take(key, job.ScriptName)
 	if w == nil {
 		var res *Result
@@ -295,22 +294,12 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 		_ = os.RemoveAll(runDir)
 		return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
 	}
-	scriptDir, _ := filepath.Abs(job.ScriptDir)
-	args := append(r.interpreterArgs(job), "-c", runnerSource, "--serve", scriptDir,
-		strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes), strconv.Itoa(r.processLimit()))
-	cmd := exec.Command(python, args...)
-	cmd.Dir = runDir
-	cmd.Env = r.env(job, runDir)
-	cmd.Stdin = p.stdinR
-	cmd.Stdout = p.stdoutW
-	cmd.Stderr = p.stderrW
-	cmd.ExtraFiles = []*os.File{p.resultW, reqR} // fds 3 and 4
-	cmd.SysProcAttr = sysProcAttr(r.contain)
-
 	w := &warmProc{
 		key: key, script: job.ScriptName, reqW: reqW, resF: p.resultR, res: bufio.NewReader(p.resultR),
 		runDir: runDir, group: &group{}, exited: make(chan struct{}), log: r.cfg.Logger.With("script", job.ScriptName),
 	}
+	// The runner outlives ctx (the request that started it): it ends by w.kill, never by a context.
+	cmd := r.command(context.WithoutCancel(ctx), python, job, runDir, p, w.group, reqR)
 	w.out = newOutputRouter(w.log, r.cfg.MaxOutputBytes)
 
 	// The thread that starts the child must outlive it (Pdeathsig), so a goroutine locked to its thread
