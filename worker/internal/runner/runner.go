@@ -24,14 +24,6 @@ import (
 //go:embed runner.py
 var runnerSource string
 
-// Defaults applied by New to zero fields of Config.
-const (
-	DefaultPython         = "python3"
-	DefaultMaxResultBytes = 400 * 1024
-	DefaultMaxOutputBytes = 8 * 1024
-	DefaultKillGrace      = 2 * time.Second
-)
-
 const (
 	// resultEnvelopeBytes is what the result pipe may carry beyond MaxResultBytes: the {"ok":...} envelope,
 	// or a failure document (runner.py caps message and traceback at a few KiB of characters).
@@ -45,43 +37,6 @@ var (
 	errTimeout        = errors.New("script timeout")
 	errResultTooLarge = errors.New("result too large")
 )
-
-// Config configures a Runner. Zero fields take the defaults above; WorkDir is required.
-type Config struct {
-	// Python is the interpreter (a name on PATH or a path). New resolves it once to the absolute path the
-	// interpreter reports as sys.executable, so pyenv shims cost nothing per run.
-	Python string
-	// WorkDir is the parent folder of the per-run scratch folders (HOME, TMPDIR and cwd of the child). It is
-	// created if missing.
-	WorkDir string
-	// MaxResultBytes caps the script's result as encoded JSON; larger results fail with CodeOutputTooLarge.
-	MaxResultBytes int
-	// MaxOutputBytes is how much of the end of the script's combined stdout and stderr is kept for
-	// Result.OutputTail and error details.
-	MaxOutputBytes int
-	// MemoryLimitBytes is the RLIMIT_AS set in the child before the script is imported; 0 means none.
-	MemoryLimitBytes int64
-	// KillGrace bounds how long Run waits for the child's pipes once the process group has been killed
-	// (cmd.WaitDelay).
-	KillGrace time.Duration
-	// Logger receives the script's output lines and the runner's own warnings. Nil discards them.
-	Logger *slog.Logger
-	// Warm bounds the pool of warm runners used by jobs with Warm set.
-	Warm WarmConfig
-	// Containment is ContainAuto (the default), ContainPIDNamespace or ContainSession: how a run's processes
-	// are kept together and ended (doc.go, "Containment").
-	Containment string
-	// RunAs, when set, runs scripts as this user and group. The worker needs root (or CAP_SETUID and
-	// CAP_SETGID), and the scripts, the interpreter and the environments must be readable by that user.
-	RunAs *Credential
-	// MaxProcesses bounds the processes and threads a script may start, as RLIMIT_NPROC over what its user
-	// already runs; 0 means DefaultMaxProcesses, negative no limit. The kernel does not apply it to root, so
-	// scripts that run as root (a root worker without RunAs) are not limited.
-	MaxProcesses int
-	// ProxyURL, when set, is the egress proxy scripts get as http_proxy, https_proxy and their upper-case
-	// forms (see the egress package).
-	ProxyURL string
-}
 
 // Job is one run of one script.
 type Job struct {
@@ -129,33 +84,13 @@ type Runner struct {
 	cfg     Config
 	python  string // absolute path of the interpreter
 	path    string // PATH of the child
-	warm    warmPool
+	warm    *warmPool
 	contain containment
 }
 
 // New checks cfg, creates cfg.WorkDir and resolves the interpreter by asking it for sys.executable.
 func New(cfg Config) (*Runner, error) {
-	if cfg.Python == "" {
-		cfg.Python = DefaultPython
-	}
-	if cfg.MaxResultBytes == 0 {
-		cfg.MaxResultBytes = DefaultMaxResultBytes
-	}
-	if cfg.MaxOutputBytes == 0 {
-		cfg.MaxOutputBytes = DefaultMaxOutputBytes
-	}
-	if cfg.KillGrace == 0 {
-		cfg.KillGrace = DefaultKillGrace
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Containment == "" {
-		cfg.Containment = ContainAuto
-	}
-	if cfg.MaxProcesses == 0 {
-		cfg.MaxProcesses = DefaultMaxProcesses
-	}
+	cfg = cfg.withDefaults()
 	var errs []error
 	if cfg.WorkDir == "" {
 		errs = append(errs, errors.New("runner: WorkDir is required"))
@@ -208,12 +143,11 @@ func New(cfg Config) (*Runner, error) {
 		cfg.Logger.Warn("scripts run as root: the process limit (SCRIPT_MAX_PROCESSES) cannot be enforced; run scripts as another user (SCRIPT_RUN_AS)")
 	}
 	cfg.Logger.Debug("script containment", "pid_namespace", contain.pidns, "run_as", cfg.RunAs != nil, "process_limit", contain.nprocUID >= 0)
-	cfg.Warm.defaults()
 	return &Runner{
 		cfg:     cfg,
 		python:  python,
 		path:    filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
-		warm:    warmPool{cfg: cfg.Warm, stopGC: make(chan struct{})},
+		warm:    newWarmPool(cfg.Warm, cfg.Metrics),
 		contain: contain,
 	}, nil
 }

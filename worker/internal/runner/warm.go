@@ -21,8 +21,8 @@ import (
 // Warm runners: long-lived children that import a script once and serve one request at a time, framed over
 // fds 4 (requests) and 3 (answers). A pool keeps idle ones per (script, version, interpreter). A runner is
 // discarded after a failure or a timeout (its process group is killed: never reused), after MaxRequests,
-// after IdleTimeout without work, and when a newer version of its script runs. The worker's Close kills
-// them all; the kernel kills them too if the worker dies (Pdeathsig).
+// after IdleTimeout without work, and when a newer version of its script runs. Runner.Shutdown kills them
+// all; the kernel kills them too if the worker dies (Pdeathsig).
 
 // WarmConfig bounds the warm pool. Zero fields take the defaults.
 type WarmConfig struct {
@@ -35,7 +35,8 @@ type WarmConfig struct {
 	MaxIdle int
 }
 
-func (c *WarmConfig) defaults() {
+// withDefaults returns c with every zero (or negative) field set to its default.
+func (c WarmConfig) withDefaults() WarmConfig {
 	if c.MaxRequests <= 0 {
 		c.MaxRequests = 1000
 	}
@@ -45,6 +46,7 @@ func (c *WarmConfig) defaults() {
 	if c.MaxIdle <= 0 {
 		c.MaxIdle = 8
 	}
+	return c
 }
 
 // WarmStats counts the pool's work, for metrics.
@@ -57,13 +59,42 @@ type WarmStats struct {
 }
 
 type warmPool struct {
-	cfg    WarmConfig
-	mu     sync.Mutex
-	idle   []*warmProc // most recently used last
-	closed bool
-	stats  WarmStats
-	stopGC chan struct{}
-	gcOnce sync.Once
+	cfg     WarmConfig
+	metrics Metrics
+	// stop ends the pool's background work (the idle reaper, successors starting); Shutdown cancels it.
+	stop       context.Context
+	cancelStop context.CancelFunc
+	mu         sync.Mutex
+	idle       []*warmProc // most recently used last
+	closed     bool
+	stats      WarmStats
+	gcOnce     sync.Once
+	bg         sync.WaitGroup // the reaper and successors starting
+}
+
+func newWarmPool(cfg WarmConfig, m Metrics) *warmPool {
+	stop, cancel := context.WithCancel(context.Background())
+	return &warmPool{cfg: cfg, metrics: m, stop: stop, cancelStop: cancel}
+}
+
+// The counters below are called with p.mu held.
+
+func (p *warmPool) started(prestarted bool) {
+	p.stats.Started++
+	if prestarted {
+		p.stats.Prestarted++
+	}
+	p.metrics.WarmStarted()
+}
+
+func (p *warmPool) recycled() {
+	p.stats.Recycled++
+	p.metrics.WarmRecycled()
+}
+
+func (p *warmPool) setIdle(idle []*warmProc) {
+	p.idle = idle
+	p.metrics.WarmIdle(len(idle))
 }
 
 func warmKey(python string, job Job) string {
@@ -86,14 +117,15 @@ func (p *warmPool) take(key, script string) *warmProc {
 			found = w
 		case w.key != key && w.script == script:
 			w.kill("a newer version of the script runs")
-			p.stats.Recycled++
+			p.recycled()
 		default:
 			kept = append(kept, w)
 		}
 	}
-	p.idle = kept
+	p.setIdle(kept)
 	if found != nil {
 		p.stats.Reused++
+		p.metrics.WarmReused()
 	}
 	return found
 }
@@ -107,12 +139,13 @@ func (p *warmPool) put(w *warmProc) {
 		return
 	}
 	w.lastUsed = time.Now()
-	p.idle = append(p.idle, w)
-	for len(p.idle) > p.cfg.MaxIdle {
-		p.idle[0].kill("too many idle runners")
-		p.stats.Recycled++
-		p.idle = p.idle[1:]
+	idle := append(p.idle, w)
+	for len(idle) > p.cfg.MaxIdle {
+		idle[0].kill("too many idle runners")
+		p.recycled()
+		idle = idle[1:]
 	}
+	p.setIdle(idle)
 }
 
 // reap kills runners idle for longer than IdleTimeout, and dead ones.
@@ -123,56 +156,90 @@ func (p *warmPool) reap() {
 	for _, w := range p.idle {
 		select {
 		case <-w.exited:
-			p.stats.Recycled++
+			p.recycled()
 			continue
 		default:
 		}
 		if time.Since(w.lastUsed) > p.cfg.IdleTimeout {
 			w.kill("idle")
-			p.stats.Recycled++
+			p.recycled()
 			continue
 		}
 		kept = append(kept, w)
 	}
-	p.idle = kept
+	p.setIdle(kept)
 }
 
+// startGC starts the idle reaper, once, unless the pool is shut down.
 func (p *warmPool) startGC() {
 	p.gcOnce.Do(func() {
-		go func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closed {
+			return
+		}
+		p.bg.Go(func() {
 			t := time.NewTicker(min(p.cfg.IdleTimeout/2, 5*time.Second))
 			defer t.Stop()
 			for {
 				select {
 				case <-t.C:
 					p.reap()
-				case <-p.stopGC:
+				case <-p.stop.Done():
 					return
 				}
 			}
-		}()
+		})
 	})
 }
 
-// Close kills every warm runner; later warm runs start and discard their own.
-func (r *Runner) Close() {
-	p := &r.warm
+// Shutdown stops the warm pool: it kills every idle warm runner, stops the idle reaper and interrupts
+// successors still starting, then waits until those runners have exited and the background work has
+// ended, or ctx ends (it then returns ctx's error; the runners are killed all the same). Runs still in
+// progress finish; their runners are killed afterwards, and later warm runs start and discard their own.
+// Calling it again waits again.
+func (r *Runner) Shutdown(ctx context.Context) error {
+	p := r.warm
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return
+	idle := p.idle
+	if !p.closed {
+		p.closed = true
+		p.cancelStop()
+		for _, w := range idle {
+			w.kill("worker stopping") // not counted as recycled, as before
+		}
+		p.setIdle(nil)
 	}
-	p.closed = true
-	close(p.stopGC)
-	for _, w := range p.idle {
-		w.kill("worker stopping")
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		for _, w := range idle {
+			<-w.exited
+		}
+		p.bg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("runner shutdown: %w", ctx.Err())
 	}
-	p.idle = nil
+}
+
+// Close kills every warm runner without waiting for them to exit.
+//
+// Deprecated: use Shutdown, which also waits (bounded by its context). Close remains until the worker's
+// main is rewired.
+func (r *Runner) Close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = r.Shutdown(ctx)
 }
 
 // WarmStats returns the pool's counters.
 func (r *Runner) WarmStats() WarmStats {
-	p := &r.warm
+	p := r.warm
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.stats
@@ -226,7 +293,7 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []b
 			return Result{}, err
 		}
 		r.warm.mu.Lock()
-		r.warm.stats.Started++
+		r.warm.started(false)
 		r.warm.mu.Unlock()
 	}
 	res, reusable, err := r.serveWarm(ctx, w, job, request, deadline, log)
@@ -236,7 +303,7 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []b
 	} else {
 		w.kill("recycled")
 		r.warm.mu.Lock()
-		r.warm.stats.Recycled++
+		r.warm.recycled()
 		r.warm.mu.Unlock()
 		if reusable {
 			// A healthy runner retired for its age: start its successor now, off the request path, so the
@@ -253,13 +320,12 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []b
 func (r *Runner) replaceWarm(job Job, python, key string) {
 	job.RequestID, job.Parameters = "", nil
 	r.warm.mu.Lock()
-	closed := r.warm.closed
-	r.warm.mu.Unlock()
-	if closed {
+	defer r.warm.mu.Unlock()
+	if r.warm.closed {
 		return
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), job.Timeout)
+	r.warm.bg.Go(func() {
+		ctx, cancel := context.WithTimeout(r.warm.stop, job.Timeout) // Shutdown interrupts the start
 		defer cancel()
 		log := r.cfg.Logger.With("script", job.ScriptName)
 		w, res, err := r.startWarm(ctx, job, python, key, time.Now().Add(job.Timeout), log)
@@ -269,11 +335,10 @@ func (r *Runner) replaceWarm(job Job, python, key string) {
 		}
 		w.out.end(ctx) // what the script printed while importing is logged as the script's
 		r.warm.mu.Lock()
-		r.warm.stats.Started++
-		r.warm.stats.Prestarted++
+		r.warm.started(true)
 		r.warm.mu.Unlock()
 		r.warm.put(w)
-	}()
+	})
 }
 
 // startWarm starts a runner and waits for its ready frame. A script that cannot be imported comes back as
