@@ -64,12 +64,10 @@ type Config struct {
 	// Metrics records builds and hits; nil records nothing.
 	Metrics Metrics
 	// OnBuild and OnHit are the callbacks Metrics replaces; when set (and Metrics is nil) they are called as
-	// EnvBuilt and EnvHit would be.
-	//
-	// Deprecated: set Metrics. They remain until the worker's main is rewired.
+	// EnvBuilt and EnvHit would be. They remain only until cmd/worker (which another change rewires) sets
+	// Metrics; new code sets Metrics.
 	OnBuild func(outcome string, d time.Duration)
-	// Deprecated: set Metrics.
-	OnHit func()
+	OnHit   func()
 }
 
 // Defaults of Config's zero fields.

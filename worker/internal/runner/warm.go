@@ -227,10 +227,8 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close kills every warm runner without waiting for them to exit.
-//
-// Deprecated: use Shutdown, which also waits (bounded by its context). Close remains until the worker's
-// main is rewired.
+// Close kills every warm runner without waiting for them to exit: Shutdown with a context that has already
+// ended. It remains only until cmd/worker (which another change rewires) calls Shutdown; use Shutdown.
 func (r *Runner) Close() {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
