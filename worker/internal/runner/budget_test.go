@@ -56,5 +56,23 @@ func TestAsyncScriptCancelledAtItsBudget(t *testing.T) {
 		if !strings.Contains(res.OutputTail, "cleanup ran") {
 			t.Errorf("warm=%v: the coroutine's finally did not run; output %q", warm, res.OutputTail)
 		}
+		if !strings.Contains(res.Err.Detail, "scraper.py") {
+			t.Errorf("warm=%v: the detail does not say where the coroutine was: %q", warm, res.Err.Detail)
+		}
+	}
+}
+
+// A TimeoutError the script raises itself, well within its budget, stays the script's own error.
+func TestAsyncScriptsOwnTimeoutErrorIsAScriptError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	script := "import asyncio\n\n\nasync def scrape(params):\n    await asyncio.wait_for(asyncio.sleep(60), 0.01)\n"
+	if err := os.WriteFile(filepath.Join(dir, "scraper.py"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newTestRunner(t, nil)
+	res := mustRun(t, r, Job{RequestID: "own-timeout", ScriptName: "own_timeout", ScriptDir: dir, Timeout: 30 * time.Second})
+	if res.Status != contract.StatusFailed || res.Err == nil || res.Err.Code != contract.CodeScriptError || !strings.Contains(res.Err.Type, "TimeoutError") {
+		t.Fatalf("%+v %+v", res, res.Err)
 	}
 }

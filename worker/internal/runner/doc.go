@@ -49,7 +49,7 @@
 // budget). The worker owns the deadline: it kills the process group when Timeout has passed since the
 // child started (cold) or since the request was sent (warm), whatever the script does. runner.py learns
 // the budget too: timeout_ms is Timeout, deadline_ms the Unix time in milliseconds of the worker's kill.
-// It uses them where Python can act itself: an `async def scrape` is awaited with asyncio.wait_for and
+// It uses them where Python can act itself: an `async def scrape` is awaited with a timeout (asyncio.wait) and
 // cancelled CANCEL_MARGIN (0.25 s, at most a tenth of the budget) before the kill, so the coroutine's own
 // cleanup (finally blocks, async with) runs; the run then ends as a timeout (status timeout,
 // script_timeout) with the message naming the budget. A synchronous scrape cannot be interrupted from

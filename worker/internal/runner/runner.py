@@ -23,8 +23,9 @@
 #   {"ok": false, "kind": "setup", "message": "..."}   (the runner itself failed; not the script's fault)
 #
 # Time budget: timeout_ms is the run's budget and deadline_ms the Unix time (ms) at which the worker kills the
-# process group. An `async def scrape` is awaited with asyncio.wait_for and cancelled CANCEL_MARGIN before
-# the deadline, so its own cleanup (finally, async with) runs and the run ends as a timeout; a
+# process group. An `async def scrape` is awaited with a timeout (asyncio.wait) and cancelled CANCEL_MARGIN before
+# the deadline, so its own cleanup (finally, async with) runs and the run ends as a timeout whose traceback
+# is where the coroutine was; a
 # synchronous scrape cannot be interrupted from inside and is killed by the worker at the deadline.
 # A script that exits (sys.exit, os._exit, a signal) writes no document; the worker reports its exit status.
 #
@@ -358,7 +359,7 @@ def call(scrape, params, script_dir, cancel_at=None):
     except SystemExit:
         raise
     except ScriptTimeout as exc:
-        raise Failure(timeout_doc(exc.__cause__ or exc, script_dir))
+        raise Failure(timeout_doc(exc))
     except BaseException as exc:
         raise Failure(exception_doc(exc, script_dir))
 
@@ -376,7 +377,11 @@ def is_awaitable(value):
 
 
 class ScriptTimeout(Exception):
-    """An async script's coroutine was cancelled at its time budget."""
+    """An async script's coroutine was cancelled at its time budget; stack is where it was."""
+
+    def __init__(self, stack):
+        Exception.__init__(self, "cancelled at the time budget")
+        self.stack = stack
 
 
 async def await_value(awaitable, cancel_at=None):
@@ -385,17 +390,42 @@ async def await_value(awaitable, cancel_at=None):
     import asyncio
     import time
 
+    # asyncio.wait rather than wait_for: a TimeoutError the script raises itself stays the script's error.
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=max(cancel_at - time.time(), 0))
+    if task in done:
+        return task.result()
+    stack = task_stack(task)
+    task.cancel()
     try:
-        return await asyncio.wait_for(awaitable, max(cancel_at - time.time(), 0))
-    except asyncio.TimeoutError as exc:  # TimeoutError itself from Python 3.11
-        raise ScriptTimeout() from exc
+        await task  # the coroutine's finally blocks run; one that ignores the cancel is killed by the worker
+    except BaseException:
+        pass
+    raise ScriptTimeout(stack)
 
 
-def timeout_doc(exc, script_dir):
-    doc = exception_doc(exc, script_dir)
-    doc["kind"] = "timeout"
-    doc["message"] = "the script's coroutine was cancelled at its time budget"
-    return doc
+def task_stack(task):
+    try:
+        import io
+
+        out = io.StringIO()
+        task.print_stack(file=out)
+        return out.getvalue()
+    except Exception:
+        return ""
+
+
+def timeout_doc(exc):
+    tb = exc.stack
+    if len(tb) > MAX_TRACEBACK_CHARS:
+        tb = "...\n" + tb[-MAX_TRACEBACK_CHARS:]
+    return {
+        "ok": False,
+        "kind": "timeout",
+        "type": "TimeoutError",
+        "message": "the script's coroutine was cancelled at its time budget",
+        "traceback": tb,
+    }
 
 
 def encode_result(value, max_result):
