@@ -11,6 +11,7 @@ import (
 
 	"github.com/scrapeplatform/platform/worker/internal/config"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
+	"github.com/scrapeplatform/platform/worker/internal/telemetry"
 )
 
 // openRepository builds the script repository cfg names. A caching repository (s3, git, http) gets its
@@ -32,7 +33,7 @@ func openRepository(ctx context.Context, cfg config.Config, reg prometheus.Regis
 		},
 	}
 	if cfg.RepositoryType != repository.TypeLocal {
-		opts.Cache.Metrics = repository.NewMetrics(reg)
+		opts.Cache.Metrics = telemetry.NewScripts(reg)
 	}
 	repo, err := repository.Open(ctx, opts)
 	if err != nil {

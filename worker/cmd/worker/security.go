@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scrapeplatform/platform/worker/internal/config"
 	"github.com/scrapeplatform/platform/worker/internal/egress"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
+	"github.com/scrapeplatform/platform/worker/internal/telemetry"
 )
 
 // protectSecrets hides the worker's environment from the scripts it runs (runner.ProtectProcess).
@@ -44,11 +47,15 @@ func secureRunner(rc *runner.Config, sec config.Security, reg prometheus.Registe
 	if err != nil {
 		return nil, err
 	}
-	proxy, err := egress.Start(egress.Config{Policy: policy, OnDecision: egress.NewMetrics(reg), Logger: log})
+	proxy, err := egress.Start(egress.Config{Policy: policy, Metrics: telemetry.NewEgress(reg), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("egress proxy: %w", err)
 	}
 	rc.ProxyURL = proxy.URL()
 	log.Info("egress proxy for scripts", "addr", proxy.URL(), "allow", policy.String())
-	return func() { _ = proxy.Close() }, nil
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = proxy.Shutdown(ctx)
+	}, nil
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/scrapeplatform/platform/shared/config"
 )
 
 func TestPolicyCheck(t *testing.T) {
@@ -106,7 +108,7 @@ type recorder struct {
 	accepted int
 }
 
-func (r *recorder) decide(allowed bool, reason string) {
+func (r *recorder) EgressDecision(allowed bool, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if allowed {
@@ -147,11 +149,11 @@ func setup(t *testing.T) (proxy *Proxy, plain, secure *httptest.Server, rec *rec
 		}
 		return nil, errors.New("no such host")
 	}
-	proxy, err = Start(Config{Policy: policy, Resolve: resolve, OnDecision: rec.decide})
+	proxy, err = Start(Config{Policy: policy, Resolve: resolve, Metrics: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { proxy.Close() })
+	t.Cleanup(func() { _ = proxy.Shutdown(context.Background()) })
 	return proxy, plain, secure, rec
 }
 
@@ -269,4 +271,22 @@ func freePort(t *testing.T) string {
 	defer ln.Close()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
+}
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+	env := func(kv map[string]string) *config.Env { return config.NewEnv(func(k string) string { return kv[k] }) }
+	e := env(nil)
+	if c := LoadConfig(e); e.Err() != nil || !c.Enabled || c.Policy.String() != (Policy{}).String() {
+		t.Fatalf("defaults: %+v %v", c, e.Err())
+	}
+	e = env(map[string]string{"EGRESS_PROXY": "false", "EGRESS_ALLOW": "10.0.0.0/8"})
+	if c := LoadConfig(e); e.Err() != nil || c.Enabled || !strings.Contains(c.Policy.String(), "10.0.0.0/8") {
+		t.Fatalf("set: %+v %v", c, e.Err())
+	}
+	e = env(map[string]string{"EGRESS_PROXY": "perhaps", "EGRESS_ALLOW": "10.0.0.0/99"})
+	LoadConfig(e)
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "EGRESS_PROXY") || !strings.Contains(err.Error(), "EGRESS_ALLOW") {
+		t.Fatalf("errors: %v", err)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,10 +30,32 @@ type Config struct {
 	Policy Policy
 	// Resolve looks host names up (default net.DefaultResolver); tests replace it.
 	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
-	// OnDecision, if set, is called for every request: allowed or not, and the reason when refused
-	// ("private", "resolve", "bad_request").
-	OnDecision func(allowed bool, reason string)
-	Logger     *slog.Logger
+	// Metrics records every decision; nil records nothing.
+	Metrics Metrics
+	// Logger receives the proxy's refusals and problems; nil discards them.
+	Logger *slog.Logger
+	// Enabled says whether the worker runs the proxy at all (EGRESS_PROXY); LoadConfig sets it, Start
+	// ignores it.
+	Enabled bool
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:0"
+	}
+	if c.Resolve == nil {
+		c.Resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	if c.Metrics == nil {
+		c.Metrics = nopMetrics{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
 }
 
 // Proxy is an HTTP forward proxy (plain requests in absolute form, and CONNECT tunnels) that reaches only
@@ -51,23 +72,10 @@ type Proxy struct {
 	closed  bool
 }
 
-// Start listens and serves until Close.
+// Start listens and serves until Shutdown.
 func Start(cfg Config) (*Proxy, error) {
-	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:0"
-	}
-	if cfg.Resolve == nil {
-		cfg.Resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
-			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-		}
-	}
-	if cfg.OnDecision == nil {
-		cfg.OnDecision = func(bool, string) {}
-	}
+	cfg = cfg.withDefaults()
 	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("egress proxy: listen on %s: %w", cfg.Addr, err)
@@ -102,15 +110,21 @@ func Start(cfg Config) (*Proxy, error) {
 // URL is the proxy's address for http_proxy and https_proxy.
 func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
 
-// Close stops the proxy and ends open tunnels.
-func (p *Proxy) Close() error {
+// Shutdown stops the proxy: it stops accepting, ends open CONNECT tunnels at once, and lets plain requests
+// in flight finish until ctx ends, when it closes them too. It returns ctx's error if it had to.
+func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	p.closed = true
 	for c := range p.tunnels {
 		_ = c.Close()
 	}
 	p.mu.Unlock()
-	return p.srv.Close()
+	err := p.srv.Shutdown(ctx)
+	if err != nil {
+		_ = p.srv.Close()
+		return fmt.Errorf("egress proxy shutdown: %w", err)
+	}
+	return nil
 }
 
 // ServeHTTP implements http.Handler.
@@ -120,7 +134,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !r.URL.IsAbs() || (r.URL.Scheme != "http" && r.URL.Scheme != "https") || r.URL.Host == "" {
-		p.cfg.OnDecision(false, "bad_request")
+		p.cfg.Metrics.EgressDecision(false, "bad_request")
 		http.Error(w, "egress proxy: send requests in absolute form (http://host/path), or CONNECT host:port", http.StatusBadRequest)
 		return
 	}
@@ -152,7 +166,7 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (p *Proxy) refused(w http.ResponseWriter, host string, ref *refusal) {
-	p.cfg.OnDecision(false, ref.reason)
+	p.cfg.Metrics.EgressDecision(false, ref.reason)
 	p.log.Warn("egress refused", "host", host, "reason", ref.err.Error())
 	w.Header().Set("X-Egress-Refused", ref.reason)
 	http.Error(w, ref.Error(), http.StatusForbidden)
@@ -274,7 +288,7 @@ func (p *Proxy) dial(ctx context.Context, network, hostport string) (net.Conn, e
 	if err != nil {
 		return nil, err
 	}
-	p.cfg.OnDecision(true, "")
+	p.cfg.Metrics.EgressDecision(true, "")
 	d := net.Dialer{Timeout: dialTimeout}
 	var firstErr error
 	for _, a := range addrs {
@@ -327,5 +341,3 @@ func (p *Proxy) resolve(ctx context.Context, host string, port int) ([]netip.Add
 	}
 	return addrs, nil
 }
-
-var _ io.Closer = (*Proxy)(nil)

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/config"
 )
 
 // marker is written last into a finished environment.
@@ -57,11 +59,52 @@ type Config struct {
 	FailureTTL time.Duration
 	// Getenv reads the worker's PIP_* settings (default os.Getenv).
 	Getenv func(string) string
+	// Logger receives the builds' progress and problems; nil discards them.
 	Logger *slog.Logger
-	// OnBuild is called after each build with its outcome ("ok", "failed") and duration; OnHit on every
-	// use of a ready environment. Both may be nil.
+	// Metrics records builds and hits; nil records nothing.
+	Metrics Metrics
+	// OnBuild and OnHit are the callbacks Metrics replaces; when set (and Metrics is nil) they are called as
+	// EnvBuilt and EnvHit would be. They remain only until cmd/worker (which another change rewires) sets
+	// Metrics; new code sets Metrics.
 	OnBuild func(outcome string, d time.Duration)
 	OnHit   func()
+}
+
+// Defaults of Config's zero fields.
+const (
+	DefaultBuildTimeout = 10 * time.Minute
+	DefaultFailureTTL   = time.Minute
+)
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.BuildTimeout <= 0 {
+		c.BuildTimeout = DefaultBuildTimeout
+	}
+	if c.FailureTTL <= 0 {
+		c.FailureTTL = DefaultFailureTTL
+	}
+	if c.Getenv == nil {
+		c.Getenv = os.Getenv
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = callbackMetrics{onBuild: c.OnBuild, onHit: c.OnHit}
+	}
+	return c
+}
+
+// LoadConfig reads the cache's settings from the environment (worker/README.md, "Configuration"):
+// ENV_CACHE_DIR (default workDir/envs, workDir being the worker's WORKER_WORK_DIR), ENV_CACHE_MAX_MB and
+// ENV_BUILD_TIMEOUT. e collects every problem. Python, Logger and Metrics are the caller's to set.
+func LoadConfig(e *config.Env, workDir string) Config {
+	return Config{
+		Root:         e.String("ENV_CACHE_DIR", filepath.Join(workDir, "envs")),
+		MaxBytes:     int64(e.Int("ENV_CACHE_MAX_MB", 5120, 0, 1<<22)) << 20,
+		BuildTimeout: e.Duration("ENV_BUILD_TIMEOUT", DefaultBuildTimeout, 10*time.Second, 2*time.Hour),
+	}
 }
 
 // Env is a ready environment.
@@ -88,6 +131,10 @@ type Cache struct {
 	log      *slog.Logger
 	identity string // python version + platform, part of every key
 
+	// stop is the parent of every build; Shutdown cancels it.
+	stop       context.Context
+	cancelStop context.CancelFunc
+
 	mu       sync.Mutex
 	building map[string]*build
 	failed   map[string]failure
@@ -109,18 +156,7 @@ type failure struct {
 // New prepares the cache: creates Root, removes leftovers of interrupted builds, and asks the interpreter
 // for its version and platform.
 func New(cfg Config) (*Cache, error) {
-	if cfg.BuildTimeout <= 0 {
-		cfg.BuildTimeout = 10 * time.Minute
-	}
-	if cfg.FailureTTL <= 0 {
-		cfg.FailureTTL = time.Minute
-	}
-	if cfg.Getenv == nil {
-		cfg.Getenv = os.Getenv
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg = cfg.withDefaults()
 	if cfg.Root == "" || cfg.Python == "" {
 		return nil, errors.New("envcache: Root and Python are required")
 	}
@@ -143,12 +179,28 @@ func New(cfg Config) (*Cache, error) {
 		cfg: cfg, log: cfg.Logger, identity: strings.TrimSpace(string(out)),
 		building: map[string]*build{}, failed: map[string]failure{}, leases: map[string]int{}, verified: map[string]bool{},
 	}
+	c.stop, c.cancelStop = context.WithCancel(context.Background())
 	c.removeStaleBuilds()
 	return c, nil
 }
 
-// Wait blocks until builds and evictions in flight have finished (for shutdown and tests).
+// Wait blocks until builds and evictions in flight have finished (for tests; shutdown uses Shutdown).
 func (c *Cache) Wait() { c.bg.Wait() }
+
+// Shutdown interrupts the builds in flight (their pip is killed, and they fail) and waits until they and
+// any eviction have ended, or until ctx ends (it then returns ctx's error). Builds started afterwards fail
+// at once. Ready environments stay on disk for the next worker.
+func (c *Cache) Shutdown(ctx context.Context) error {
+	c.cancelStop()
+	done := make(chan struct{})
+	go func() { c.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("envcache shutdown: %w", ctx.Err())
+	}
+}
 
 // Key returns the cache key of a requirements file for this cache's interpreter.
 func (c *Cache) Key(requirements []byte) string {
@@ -250,9 +302,7 @@ func (c *Cache) ready(ctx context.Context, key string) (*Env, error) {
 		c.verified[key] = true
 		c.mu.Unlock()
 	}
-	if c.cfg.OnHit != nil {
-		c.cfg.OnHit()
-	}
+	c.cfg.Metrics.EnvHit()
 	return &env, nil
 }
 
@@ -293,7 +343,7 @@ func (c *Cache) await(ctx context.Context, key, requirementsFile string) error {
 
 func (c *Cache) run(key, requirementsFile string, b *build) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.BuildTimeout)
+	ctx, cancel := context.WithTimeout(c.stop, c.cfg.BuildTimeout)
 	defer cancel()
 	log := c.log.With("env", key)
 	log.Info("building script environment", "requirements", requirementsFile)
@@ -309,9 +359,7 @@ func (c *Cache) run(key, requirementsFile string, b *build) {
 		c.verified[key] = true
 	}
 	c.mu.Unlock()
-	if c.cfg.OnBuild != nil {
-		c.cfg.OnBuild(outcome, time.Since(start))
-	}
+	c.cfg.Metrics.EnvBuilt(outcome, time.Since(start))
 	b.err = err
 	close(b.done)
 	if err != nil {

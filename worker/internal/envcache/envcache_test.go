@@ -49,8 +49,7 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 			return map[string]string{"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": f.wheels}[k]
 		},
 		Logger:  slog.New(slog.DiscardHandler),
-		OnBuild: func(string, time.Duration) { f.builds.Add(1) },
-		OnHit:   func() { f.hits.Add(1) },
+		Metrics: f,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -63,6 +62,10 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	f.cache = c
 	return f
 }
+
+// EnvBuilt and EnvHit make the fixture the cache's Metrics.
+func (f *fixture) EnvBuilt(string, time.Duration) { f.builds.Add(1) }
+func (f *fixture) EnvHit()                        { f.hits.Add(1) }
 
 func requirements(t *testing.T, content string) string {
 	t.Helper()

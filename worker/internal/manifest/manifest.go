@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/scrapeplatform/platform/shared/config"
 )
 
 // File is the manifest's name inside a script folder.
@@ -89,4 +91,16 @@ func Parse(b []byte) (Manifest, error) {
 		return Manifest{}, fmt.Errorf("%s: %w", File, err)
 	}
 	return m, nil
+}
+
+// Defaults are the worker's values for what a manifest leaves out.
+type Defaults struct {
+	// Isolation is used for scripts whose manifest names none: Warm or Process (SCRIPT_ISOLATION).
+	Isolation string
+}
+
+// LoadDefaults reads the worker's defaults for manifests from the environment (worker/README.md,
+// "Configuration"): SCRIPT_ISOLATION, "warm" or "process", default "warm". e collects every problem.
+func LoadDefaults(e *config.Env) Defaults {
+	return Defaults{Isolation: e.OneOf("SCRIPT_ISOLATION", Warm, Warm, Process)}
 }

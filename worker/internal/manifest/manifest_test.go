@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/scrapeplatform/platform/shared/config"
 )
 
 func TestParse(t *testing.T) {
@@ -62,4 +64,20 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted out-of-range manifest %+v", m)
 		}
 	})
+}
+
+func TestLoadDefaults(t *testing.T) {
+	t.Parallel()
+	e := config.NewEnv(func(string) string { return "" })
+	if d := LoadDefaults(e); d.Isolation != Warm || e.Err() != nil {
+		t.Fatalf("defaults: %+v %v", d, e.Err())
+	}
+	e = config.NewEnv(func(k string) string { return map[string]string{"SCRIPT_ISOLATION": "process"}[k] })
+	if d := LoadDefaults(e); d.Isolation != Process || e.Err() != nil {
+		t.Fatalf("process: %+v %v", d, e.Err())
+	}
+	e = config.NewEnv(func(k string) string { return map[string]string{"SCRIPT_ISOLATION": "vm"}[k] })
+	if LoadDefaults(e); e.Err() == nil || !strings.Contains(e.Err().Error(), "SCRIPT_ISOLATION") {
+		t.Fatalf("vm accepted: %v", e.Err())
+	}
 }

@@ -67,9 +67,10 @@ type CacheOptions struct {
 	FetchTimeout time.Duration
 	// Limits bound a bundle.
 	Limits Limits
+	// Logger receives the cache's warnings; nil discards them.
 	Logger *slog.Logger
-	// Metrics may be nil.
-	Metrics *Metrics
+	// Metrics records fetches and cache problems; nil records nothing.
+	Metrics Metrics
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
 	// LockWait is how long opening waits for a folder locked by another process (0: DefaultLockWait).
@@ -97,8 +98,13 @@ type Remote struct {
 	log  *slog.Logger
 	now  func() time.Time
 	lock io.Closer
+	// stop is the parent of every refresh; Shutdown cancels it. bg counts the refreshes in flight.
+	stop       context.Context
+	cancelStop context.CancelFunc
+	bg         sync.WaitGroup
 
 	mu      sync.Mutex
+	closed  bool
 	scripts map[string]*entry
 }
 
@@ -148,21 +154,7 @@ func newRemote(opts CacheOptions) (*Remote, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("script cache: a folder is required")
 	}
-	if opts.Limits == (Limits{}) {
-		opts.Limits = DefaultLimits
-	}
-	if opts.FetchTimeout <= 0 {
-		opts.FetchTimeout = time.Minute
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.LockWait <= 0 {
-		opts.LockWait = DefaultLockWait
-	}
+	opts = opts.withDefaults()
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("script cache %q: %w", opts.Dir, err)
@@ -175,7 +167,35 @@ func newRemote(opts CacheOptions) (*Remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("script cache %s: %w", dir, err)
 	}
-	return &Remote{opts: opts, log: opts.Logger, now: opts.Now, lock: lock, scripts: map[string]*entry{}}, nil
+	stop, cancel := context.WithCancel(context.Background())
+	return &Remote{opts: opts, log: opts.Logger, now: opts.Now, lock: lock, stop: stop, cancelStop: cancel,
+		scripts: map[string]*entry{}}, nil
+}
+
+// DefaultFetchTimeout is CacheOptions.FetchTimeout's default.
+const DefaultFetchTimeout = time.Minute
+
+// withDefaults returns o with every zero field set to its default.
+func (o CacheOptions) withDefaults() CacheOptions {
+	if o.Limits == (Limits{}) {
+		o.Limits = DefaultLimits
+	}
+	if o.FetchTimeout <= 0 {
+		o.FetchTimeout = DefaultFetchTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = nopMetrics{}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.LockWait <= 0 {
+		o.LockWait = DefaultLockWait
+	}
+	return o
 }
 
 // Describe implements Repository.
@@ -183,8 +203,28 @@ func (r *Remote) Describe() string {
 	return fmt.Sprintf("%s (cache %s, ttl %s)", r.src.describe(), r.opts.Dir, r.opts.TTL)
 }
 
-// Close releases the cache folder's lock. Resolve must not be called afterwards.
-func (r *Remote) Close() error { return r.lock.Close() }
+// Shutdown interrupts the refreshes in flight and waits until they have ended, or until ctx ends; then it
+// releases the cache folder's lock (also when ctx ended first: the interrupted refreshes only finish
+// failing). Resolve fails afterwards. It returns ctx's error or the unlock's.
+func (r *Remote) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	already := r.closed
+	r.closed = true
+	r.mu.Unlock()
+	if already {
+		return nil
+	}
+	r.cancelStop()
+	done := make(chan struct{})
+	go func() { r.bg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("script cache shutdown: %w", ctx.Err())
+	}
+	return errors.Join(err, r.lock.Close())
+}
 
 // Invalidate implements Refresher: the next Resolve of name (of every script when name is "") asks the
 // remote, whatever the TTL says.
@@ -208,6 +248,10 @@ func (r *Remote) Resolve(ctx context.Context, name string) (Script, error) {
 		return Script{}, fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return Script{}, errors.New("script cache: the repository has been shut down")
+	}
 	e := r.scripts[name]
 	if e == nil {
 		e = &entry{}
@@ -221,7 +265,7 @@ func (r *Remote) Resolve(ctx context.Context, name string) (Script, error) {
 	if f == nil {
 		f = &flight{done: make(chan struct{})}
 		e.flight = f
-		go r.refresh(name, e, f)
+		r.bg.Go(func() { r.refresh(name, e, f) })
 	}
 	r.mu.Unlock()
 	select {
@@ -259,7 +303,7 @@ func (r *Remote) script(name string, c *copyState) Script {
 // runs detached from any one caller's context, bounded by FetchTimeout, so a caller that gives up does
 // not spoil the download for the others.
 func (r *Remote) refresh(name string, e *entry, f *flight) {
-	ctx, cancel := context.WithTimeout(context.Background(), r.opts.FetchTimeout)
+	ctx, cancel := context.WithTimeout(r.stop, r.opts.FetchTimeout) // Shutdown interrupts it
 	defer cancel()
 	r.mu.Lock()
 	gen := e.gen
@@ -289,7 +333,7 @@ func (r *Remote) update(ctx context.Context, name string, e *entry, gen int) (Sc
 		if err := VerifyDir(filepath.Join(base, cur.Dir), cur.Files); err != nil {
 			r.log.Warn("cached script copy is damaged; downloading it again", "script", name,
 				"script_version", cur.Remote.Version, "error", err)
-			r.opts.Metrics.corrupt()
+			r.opts.Metrics.DamagedCopy()
 			cur = nil
 		}
 	}
@@ -300,13 +344,13 @@ func (r *Remote) update(ctx context.Context, name string, e *entry, gen int) (Sc
 	started := r.now()
 	res, err := r.src.fetch(ctx, name, have)
 	if errors.Is(err, ErrNotFound) {
-		r.opts.Metrics.fetch("not_found")
+		r.opts.Metrics.ScriptFetched("not_found")
 		_ = os.Remove(filepath.Join(base, stateFile))
 		r.commit(name, e, gen, nil, started, true)
 		return Script{}, err
 	}
 	if err != nil {
-		r.opts.Metrics.fetch("failed")
+		r.opts.Metrics.ScriptFetched("failed")
 		return r.fallback(name, e, gen, cur, err)
 	}
 	observed := res.observed
@@ -315,10 +359,10 @@ func (r *Remote) update(ctx context.Context, name string, e *entry, gen int) (Sc
 	}
 	if res.body == nil {
 		if cur == nil {
-			r.opts.Metrics.fetch("failed")
+			r.opts.Metrics.ScriptFetched("failed")
 			return r.fallback(name, e, gen, nil, fmt.Errorf("%s answered 'not modified' for a copy this worker does not have", r.src.describe()))
 		}
-		r.opts.Metrics.fetch("not_modified")
+		r.opts.Metrics.ScriptFetched("not_modified")
 		next := *cur
 		next.Remote = res.state
 		if next.Remote != cur.Remote {
@@ -330,10 +374,10 @@ func (r *Remote) update(ctx context.Context, name string, e *entry, gen int) (Sc
 	}
 	next, err := r.install(ctx, name, res)
 	if err != nil {
-		r.opts.Metrics.fetch("failed")
+		r.opts.Metrics.ScriptFetched("failed")
 		return r.fallback(name, e, gen, cur, err)
 	}
-	r.opts.Metrics.fetch("downloaded")
+	r.opts.Metrics.ScriptFetched("downloaded")
 	r.log.Info("script downloaded", "script", name, "script_version", next.Remote.Version,
 		"files", len(next.Files), "bytes", next.Files.Size())
 	return r.commit(name, e, gen, next, observed, false), nil
@@ -380,7 +424,7 @@ func (r *Remote) fallback(name string, e *entry, gen int, cur *copyState, cause 
 	}
 	r.log.Warn("script repository could not be used; serving the cached copy", "script", name,
 		"script_version", cur.Remote.Version, "error", cause)
-	r.opts.Metrics.stale()
+	r.opts.Metrics.StaleServed()
 	return r.commit(name, e, gen, cur, r.now(), false), nil
 }
 

@@ -12,9 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // fakeSource is an in-memory remote: name → bundle, with counters and switches for failures.
@@ -107,14 +104,44 @@ type cacheSetup struct {
 	clock   *clock
 	repo    *Remote
 	dir     string
-	metrics *Metrics
-	reg     *prometheus.Registry
+	metrics *countingMetrics
+}
+
+// countingMetrics records the cache's Metrics calls.
+type countingMetrics struct {
+	mu              sync.Mutex
+	fetches         map[string]int
+	stales, damaged int
+}
+
+func (m *countingMetrics) ScriptFetched(result string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fetches[result]++
+}
+
+func (m *countingMetrics) StaleServed() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stales++
+}
+
+func (m *countingMetrics) DamagedCopy() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.damaged++
+}
+
+func (m *countingMetrics) counts() (stales, damaged int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stales, m.damaged
 }
 
 func newCacheSetup(t *testing.T, ttl time.Duration) *cacheSetup {
 	t.Helper()
-	s := &cacheSetup{ttl: ttl, src: newFakeSource(), clock: &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, dir: t.TempDir(), reg: prometheus.NewRegistry()}
-	s.metrics = NewMetrics(s.reg)
+	s := &cacheSetup{ttl: ttl, src: newFakeSource(), clock: &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, dir: t.TempDir()}
+	s.metrics = &countingMetrics{fetches: map[string]int{}}
 	s.repo = s.open(t, s.src)
 	return s
 }
@@ -127,7 +154,7 @@ func (s *cacheSetup) open(t *testing.T, src source) *Remote {
 		t.Fatal(err)
 	}
 	r.src = src
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	return r
 }
 
@@ -141,7 +168,9 @@ func readScript(t *testing.T, s Script) string {
 }
 
 func (s *cacheSetup) fetches(result string) float64 {
-	return testutil.ToFloat64(s.metrics.fetches.WithLabelValues(result))
+	s.metrics.mu.Lock()
+	defer s.metrics.mu.Unlock()
+	return float64(s.metrics.fetches[result])
 }
 
 func TestCacheServesWithinTTLAndRevalidatesAfter(t *testing.T) {
@@ -271,7 +300,7 @@ func TestCacheRefetchesDamagedCopies(t *testing.T) {
 			if err := VerifyDir(again.Dir, s.repo.scripts["hello"].cur.Files); err != nil {
 				t.Fatal(err)
 			}
-			if testutil.ToFloat64(s.metrics.damaged) != 1 {
+			if _, damaged := s.metrics.counts(); damaged != 1 {
 				t.Error("damage not counted")
 			}
 		})
@@ -310,7 +339,7 @@ func TestCacheServesTheLastGoodCopyWhenTheRemoteFails(t *testing.T) {
 	if err != nil || got != first {
 		t.Fatalf("remote down: %+v %v", got, err)
 	}
-	if testutil.ToFloat64(s.metrics.stales) != 1 || s.fetches("failed") != 1 {
+	if stales, _ := s.metrics.counts(); stales != 1 || s.fetches("failed") != 1 {
 		t.Error("stale serving not counted")
 	}
 	// The failure is not retried on every request: the next question comes after the TTL.
@@ -446,7 +475,9 @@ func TestCacheSurvivesRestart(t *testing.T) {
 	if _, err := newRemote(CacheOptions{Dir: s.dir, LockWait: 50 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second open: %v", err)
 	}
-	s.repo.Close()
+	if err := s.repo.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// Leftovers of the old process: an unfinished download and an old copy.
 	os.MkdirAll(filepath.Join(s.dir, "hello", ".tmp-123", "x"), 0o755)
 	os.MkdirAll(filepath.Join(s.dir, "hello", "0123456789abcdef"), 0o755)

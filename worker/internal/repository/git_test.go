@@ -73,7 +73,7 @@ func openGit(t *testing.T, cfg GitConfig, url string, ttl time.Duration) *Remote
 		t.Fatal(err)
 	}
 	r := repo.(*Remote)
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	return r
 }
 

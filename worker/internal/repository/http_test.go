@@ -94,7 +94,7 @@ func openHTTP(t *testing.T, base string, ttl time.Duration) *Remote {
 		t.Fatal(err)
 	}
 	r := repo.(*Remote)
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	return r
 }
 

@@ -1,51 +1,23 @@
 package repository
 
-import "github.com/prometheus/client_golang/prometheus"
-
-// Metrics are the script cache's Prometheus metrics. A nil *Metrics records nothing.
-type Metrics struct {
-	fetches *prometheus.CounterVec
-	stales  prometheus.Counter
-	damaged prometheus.Counter
+// Metrics records the script cache's work (s3, git and http repositories). The worker's edge implements it
+// with Prometheus (the telemetry package); CacheOptions.Metrics nil records nothing.
+type Metrics interface {
+	// ScriptFetched counts one check of the remote by its result: "downloaded", "not_modified",
+	// "not_found" or "failed".
+	ScriptFetched(result string)
+	// StaleServed counts a cached copy served because the remote could not be used.
+	StaleServed()
+	// DamagedCopy counts a cached copy found changed on disk (it is downloaded again).
+	DamagedCopy()
 }
 
-// NewMetrics registers the script cache's metrics with reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scraping_script_fetches_total",
-			Help: "Checks of the remote script repository, by result: downloaded, not_modified, not_found, failed.",
-		}, []string{"result"}),
-		stales: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scraping_script_cache_stale_total",
-			Help: "Times a cached script copy was served because the remote repository could not be used.",
-		}),
-		damaged: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scraping_script_cache_damaged_total",
-			Help: "Cached script copies found damaged (changed on disk) and downloaded again.",
-		}),
-	}
-	for _, r := range []string{"downloaded", "not_modified", "not_found", "failed"} {
-		m.fetches.WithLabelValues(r)
-	}
-	reg.MustRegister(m.fetches, m.stales, m.damaged)
-	return m
-}
+// FetchResults are the values ScriptFetched is called with.
+var FetchResults = []string{"downloaded", "not_modified", "not_found", "failed"}
 
-func (m *Metrics) fetch(result string) {
-	if m != nil {
-		m.fetches.WithLabelValues(result).Inc()
-	}
-}
+// nopMetrics records nothing.
+type nopMetrics struct{}
 
-func (m *Metrics) stale() {
-	if m != nil {
-		m.stales.Inc()
-	}
-}
-
-func (m *Metrics) corrupt() {
-	if m != nil {
-		m.damaged.Inc()
-	}
-}
+func (nopMetrics) ScriptFetched(string) {}
+func (nopMetrics) StaleServed()         {}
+func (nopMetrics) DamagedCopy()         {}

@@ -48,7 +48,7 @@ func Open(ctx context.Context, opts Options) (Repository, error) {
 		return nil, err
 	}
 	if r.src, err = newSource(ctx, opts, r); err != nil {
-		r.Close()
+		_ = r.Shutdown(ctx)
 		return nil, err
 	}
 	return r, nil

@@ -77,7 +77,7 @@ func openS3(t *testing.T, srv *s3test.Server, bucket string, ttl time.Duration, 
 		t.Fatal(err)
 	}
 	r := repo.(*Remote)
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	return r
 }
 

@@ -13,7 +13,7 @@ func BenchmarkColdVsWarm(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer r.Close()
+	defer func() { _ = r.Shutdown(b.Context()) }()
 	j := Job{RequestID: "bench", ScriptName: "noop", ScriptDir: "testdata/scripts/returns_dict", Parameters: []byte(`{}`), Timeout: 10 * time.Second, Version: "v"}
 	measure := func(warm bool) time.Duration {
 		j.Warm = warm

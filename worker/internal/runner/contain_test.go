@@ -97,7 +97,7 @@ func TestWarmRunnerEscapeeDies(t *testing.T) {
 			}
 			leader, escaped := readPids(t, pidFile)
 			t.Cleanup(func() { _ = syscall.Kill(escaped, syscall.SIGKILL) })
-			r.Close() // recycles the idle runner
+			_ = r.Shutdown(t.Context()) // kills the idle runner
 			assertGone(t, leader, escaped)
 		})
 	}

@@ -6,7 +6,10 @@
 //
 // Every run starts a fresh interpreter:
 //
-//	<python> -I -S -u -B -c <runner.py> <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>
+//	<python> -I -S -u -B -c <runner.py> [--serve] <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>
+//
+// One function (Runner.command) builds that child for cold runs and warm runners alike: arguments, the
+// environment, the scratch folder, the pipes, SysProcAttr, WaitDelay and Cancel.
 //
 // runner.py is embedded in the binary and handed over with -c rather than written to disk: a script runs
 // with the worker's uid and could otherwise rewrite the runner that the next customer's script runs under.
@@ -35,9 +38,22 @@
 //
 // # Three channels
 //
-// The request travels on stdin as one JSON line, {"parameters": {...}}: unlike argv or the environment it
-// is not visible to other processes and has no small size limit. runner.py reads it and replaces fd 0 with
-// /dev/null before the script is imported.
+// The request travels on stdin as one JSON line, {"request_id": ..., "parameters": {...}, "timeout_ms": N,
+// "deadline_ms": N} (encodeRequest): unlike argv or the environment it is not visible to other processes
+// and has no small size limit. runner.py reads it and replaces fd 0 with /dev/null before the script is
+// imported. A warm runner gets the same document as each request frame (warm.go).
+//
+// # Time budget
+//
+// Job.Timeout is the run's budget, computed by the caller (the worker derives it from the request's time
+// budget). The worker owns the deadline: it kills the process group when Timeout has passed since the
+// child started (cold) or since the request was sent (warm), whatever the script does. runner.py learns
+// the budget too: timeout_ms is Timeout, deadline_ms the Unix time in milliseconds of the worker's kill.
+// It uses them where Python can act itself: an `async def scrape` is awaited with a timeout (asyncio.wait) and
+// cancelled CANCEL_MARGIN (0.25 s, at most a tenth of the budget) before the kill, so the coroutine's own
+// cleanup (finally blocks, async with) runs; the run then ends as a timeout (status timeout,
+// script_timeout) with the message naming the budget. A synchronous scrape cannot be interrupted from
+// inside Python and is killed at the deadline as before.
 //
 // The result travels on a dedicated pipe, fd 3 in the child (os/exec ExtraFiles), as one JSON document:
 // {"ok": true, "data": ...} or {"ok": false, "kind": ..., "type": ..., "message": ..., "traceback": ...}.
@@ -129,6 +145,21 @@
 // The interpreter is resolved once, in [New], to sys.executable as the interpreter reports it (a pyenv
 // shim costs a bash script per start otherwise). Symlinks in that path are deliberately not resolved: a
 // venv's bin/python is a symlink, and resolving it would leave the venv.
+//
+// # Lifecycle
+//
+// The worker's execution packages use one vocabulary. A part that keeps processes, goroutines or background
+// work (the warm runner pool of a [Runner], the egress proxy, the environment cache's builds, a remote
+// script repository's refreshes) stops with Shutdown(ctx) error: it stops taking new work, interrupts every
+// wait of its own (reapers, successors starting, builds, refreshes), ends what it started, and waits for
+// that to be over until ctx ends, when it returns ctx's error. Close() error remains only for a plain
+// resource close with nothing to wait for. A nil Logger or Metrics in a Config gets a working default
+// (discarding, recording nothing) in the constructor's withDefaults; nothing panics on a nil sink.
+//
+// Each package owns its settings: a Config (Options for repository) whose zero fields take the defaults
+// of withDefaults, and a pure loader (LoadConfig, LoadOptions, LoadDefaults) that reads the environment
+// variables documented in worker/README.md through a shared/config.Env, which collects every problem. What a
+// loader needs from another part (the work folder, the concurrency, the worker id) is a parameter.
 //
 // The package needs Linux for its guarantees; other Unix systems build it without waitid, PR_SET_PDEATHSIG,
 // PID namespaces, the subreaper sweep and ProtectProcess.

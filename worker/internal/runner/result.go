@@ -77,6 +77,11 @@ func parseResult(doc []byte, maxData int) (outcome, error) {
 			msg = "the result cannot be encoded as JSON"
 		}
 		return failed(contract.CodeInvalidOutput, typ, msg, ""), nil
+	case "timeout":
+		// An async script's coroutine cancelled by runner.py just before the worker's kill (runner.py, "Time
+		// budget"). Run replaces the message with one naming the budget.
+		return outcome{Status: contract.StatusTimeout, Err: &contract.Error{Code: contract.CodeScriptTimeout,
+			Type: typ, Message: msg, Detail: capText(d.Traceback, maxTracebackBytes)}}, nil
 	case "too_large":
 		return failed(contract.CodeOutputTooLarge, "", tooLargeMessage(d.Size, maxData), ""), nil
 	case "setup":

@@ -24,14 +24,6 @@ import (
 //go:embed runner.py
 var runnerSource string
 
-// Defaults applied by New to zero fields of Config.
-const (
-	DefaultPython         = "python3"
-	DefaultMaxResultBytes = 400 * 1024
-	DefaultMaxOutputBytes = 8 * 1024
-	DefaultKillGrace      = 2 * time.Second
-)
-
 const (
 	// resultEnvelopeBytes is what the result pipe may carry beyond MaxResultBytes: the {"ok":...} envelope,
 	// or a failure document (runner.py caps message and traceback at a few KiB of characters).
@@ -45,43 +37,6 @@ var (
 	errTimeout        = errors.New("script timeout")
 	errResultTooLarge = errors.New("result too large")
 )
-
-// Config configures a Runner. Zero fields take the defaults above; WorkDir is required.
-type Config struct {
-	// Python is the interpreter (a name on PATH or a path). New resolves it once to the absolute path the
-	// interpreter reports as sys.executable, so pyenv shims cost nothing per run.
-	Python string
-	// WorkDir is the parent folder of the per-run scratch folders (HOME, TMPDIR and cwd of the child). It is
-	// created if missing.
-	WorkDir string
-	// MaxResultBytes caps the script's result as encoded JSON; larger results fail with CodeOutputTooLarge.
-	MaxResultBytes int
-	// MaxOutputBytes is how much of the end of the script's combined stdout and stderr is kept for
-	// Result.OutputTail and error details.
-	MaxOutputBytes int
-	// MemoryLimitBytes is the RLIMIT_AS set in the child before the script is imported; 0 means none.
-	MemoryLimitBytes int64
-	// KillGrace bounds how long Run waits for the child's pipes once the process group has been killed
-	// (cmd.WaitDelay).
-	KillGrace time.Duration
-	// Logger receives the script's output lines and the runner's own warnings. Nil discards them.
-	Logger *slog.Logger
-	// Warm bounds the pool of warm runners used by jobs with Warm set.
-	Warm WarmConfig
-	// Containment is ContainAuto (the default), ContainPIDNamespace or ContainSession: how a run's processes
-	// are kept together and ended (doc.go, "Containment").
-	Containment string
-	// RunAs, when set, runs scripts as this user and group. The worker needs root (or CAP_SETUID and
-	// CAP_SETGID), and the scripts, the interpreter and the environments must be readable by that user.
-	RunAs *Credential
-	// MaxProcesses bounds the processes and threads a script may start, as RLIMIT_NPROC over what its user
-	// already runs; 0 means DefaultMaxProcesses, negative no limit. The kernel does not apply it to root, so
-	// scripts that run as root (a root worker without RunAs) are not limited.
-	MaxProcesses int
-	// ProxyURL, when set, is the egress proxy scripts get as http_proxy, https_proxy and their upper-case
-	// forms (see the egress package).
-	ProxyURL string
-}
 
 // Job is one run of one script.
 type Job struct {
@@ -129,33 +84,13 @@ type Runner struct {
 	cfg     Config
 	python  string // absolute path of the interpreter
 	path    string // PATH of the child
-	warm    warmPool
+	warm    *warmPool
 	contain containment
 }
 
 // New checks cfg, creates cfg.WorkDir and resolves the interpreter by asking it for sys.executable.
 func New(cfg Config) (*Runner, error) {
-	if cfg.Python == "" {
-		cfg.Python = DefaultPython
-	}
-	if cfg.MaxResultBytes == 0 {
-		cfg.MaxResultBytes = DefaultMaxResultBytes
-	}
-	if cfg.MaxOutputBytes == 0 {
-		cfg.MaxOutputBytes = DefaultMaxOutputBytes
-	}
-	if cfg.KillGrace == 0 {
-		cfg.KillGrace = DefaultKillGrace
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Containment == "" {
-		cfg.Containment = ContainAuto
-	}
-	if cfg.MaxProcesses == 0 {
-		cfg.MaxProcesses = DefaultMaxProcesses
-	}
+	cfg = cfg.withDefaults()
 	var errs []error
 	if cfg.WorkDir == "" {
 		errs = append(errs, errors.New("runner: WorkDir is required"))
@@ -208,12 +143,11 @@ func New(cfg Config) (*Runner, error) {
 		cfg.Logger.Warn("scripts run as root: the process limit (SCRIPT_MAX_PROCESSES) cannot be enforced; run scripts as another user (SCRIPT_RUN_AS)")
 	}
 	cfg.Logger.Debug("script containment", "pid_namespace", contain.pidns, "run_as", cfg.RunAs != nil, "process_limit", contain.nprocUID >= 0)
-	cfg.Warm.defaults()
 	return &Runner{
 		cfg:     cfg,
 		python:  python,
 		path:    filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
-		warm:    warmPool{cfg: cfg.Warm, stopGC: make(chan struct{})},
+		warm:    newWarmPool(cfg.Warm, cfg.Metrics),
 		contain: contain,
 	}, nil
 }
@@ -294,7 +228,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
 	}
-	request, err := encodeRequest(job.Parameters)
+	params, err := encodeParameters(job.Parameters)
 	if err != nil {
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
 	}
@@ -312,11 +246,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 		python = job.Python
 	}
 	if job.Warm {
-		frame, err := encodeWarmRequest(job.RequestID, request)
-		if err != nil {
-			return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
-		}
-		return r.runWarm(ctx, job, python, frame, log)
+		return r.runWarm(ctx, job, python, params, log)
 	}
 
 	runDir, err := r.newRunDir("run-")
@@ -333,22 +263,13 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 
 	runCtx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
-	runCtx, stopTimer := context.WithTimeoutCause(runCtx, job.Timeout, errTimeout)
+	deadline := time.Now().Add(job.Timeout)
+	runCtx, stopTimer := context.WithDeadlineCause(runCtx, deadline, errTimeout)
 	defer stopTimer()
+	request := append(encodeRequest(job, params, deadline), '\n')
 
-	args := append(r.interpreterArgs(job), "-c", runnerSource,
-		scriptDir, strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes), strconv.Itoa(r.processLimit()))
-	cmd := exec.CommandContext(runCtx, python, args...)
-	cmd.Dir = runDir
-	cmd.Env = r.env(job, runDir)
-	cmd.Stdin = p.stdinR
-	cmd.Stdout = p.stdoutW
-	cmd.Stderr = p.stderrW
-	cmd.ExtraFiles = []*os.File{p.resultW} // fd 3
-	cmd.SysProcAttr = sysProcAttr(r.contain)
-	cmd.WaitDelay = r.cfg.KillGrace
 	g := &group{}
-	cmd.Cancel = func() error { return g.cancel(cmd.Process.Pid, context.Cause(runCtx)) }
+	cmd := r.command(runCtx, python, job, runDir, p, g, nil)
 
 	// Pdeathsig fires when the thread that started the child exits, so that thread must outlive the child.
 	runtime.LockOSThread()
@@ -432,6 +353,9 @@ func (r *Runner) interpret(res Result, doc []byte, ps *os.ProcessState, job Job)
 		return res, fmt.Errorf("run script %q: %s", job.ScriptName, o.Err.Message)
 	}
 	res.Status, res.Data, res.Err = o.Status, o.Data, o.Err
+	if res.Status == contract.StatusTimeout {
+		res.Err.Message = fmt.Sprintf("script did not finish within %s; its coroutine was cancelled", job.Timeout)
+	}
 	if res.Err != nil {
 		res.Err.Detail = joinDetail(res.Err.Detail, res.OutputTail)
 	}
@@ -448,6 +372,32 @@ func failure(res Result, status contract.Status, code contract.Code, message str
 	res.Status = status
 	res.Err = &contract.Error{Code: code, Message: message, Detail: res.OutputTail}
 	return res
+}
+
+// command builds the child of a run, cold or warm (serve: the warm runner's request pipe, its fd 4): the
+// interpreter and its flags, runner.py and its arguments, the environment, the scratch folder, the pipes,
+// the containment (SysProcAttr) and how it ends: cancelling ctx kills g's process group, with the cause
+// context.Cause(ctx), and Wait leaves the pipes KillGrace to close.
+func (r *Runner) command(ctx context.Context, python string, job Job, runDir string, p *pipes, g *group, serve *os.File) *exec.Cmd {
+	args := append(r.interpreterArgs(job), "-c", runnerSource)
+	files := []*os.File{p.resultW} // fd 3
+	if serve != nil {
+		args = append(args, "--serve")
+		files = append(files, serve) // fd 4
+	}
+	args = append(args, job.ScriptDir, strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes),
+		strconv.Itoa(r.processLimit()))
+	cmd := exec.CommandContext(ctx, python, args...)
+	cmd.Dir = runDir
+	cmd.Env = r.env(job, runDir)
+	cmd.Stdin = p.stdinR
+	cmd.Stdout = p.stdoutW
+	cmd.Stderr = p.stderrW
+	cmd.ExtraFiles = files
+	cmd.SysProcAttr = sysProcAttr(r.contain)
+	cmd.WaitDelay = r.cfg.KillGrace
+	cmd.Cancel = func() error { return g.cancel(cmd.Process.Pid, context.Cause(ctx)) }
+	return cmd
 }
 
 // env is the child's whole environment: nothing of the worker's own gets through.
@@ -497,31 +447,39 @@ func (r *Runner) memoryLimit(job Job) int64 {
 	return r.cfg.MemoryLimitBytes
 }
 
-// encodeWarmRequest builds a warm runner's request frame body from the single-run request line.
-func encodeWarmRequest(requestID string, line []byte) ([]byte, error) {
-	id, err := json.Marshal(requestID)
-	if err != nil {
-		return nil, err
-	}
-	body := bytes.TrimSuffix(line, []byte("\n")) // {"parameters":...}
-	return append(append([]byte(`{"request_id":`), id...), append([]byte(","), body[1:]...)...), nil
-}
-
-// encodeRequest builds the one line the child reads on stdin.
-func encodeRequest(params json.RawMessage) ([]byte, error) {
+// encodeParameters validates the script's parameters and returns them as one line of compact JSON; empty
+// or null parameters are {}.
+func encodeParameters(params json.RawMessage) ([]byte, error) {
 	if err := contract.ValidateParameters(params); err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	buf.WriteString(`{"parameters":`)
 	trimmed := bytes.TrimSpace(params)
 	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
-		buf.WriteString("{}")
-	} else if err := json.Compact(&buf, trimmed); err != nil { // one line, whatever the caller's formatting
+		return []byte("{}"), nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, trimmed); err != nil { // one line, whatever the caller's formatting
 		return nil, fmt.Errorf("parameters: %w", err)
 	}
-	buf.WriteString("}\n")
 	return buf.Bytes(), nil
+}
+
+// encodeRequest builds the request document runner.py reads (on stdin for a cold run, as a frame for a warm
+// one): {"request_id":…,"parameters":{…},"timeout_ms":…,"deadline_ms":…}. timeout_ms is the run's time
+// budget (job.Timeout) and deadline_ms the Unix time in milliseconds at which the worker kills the run;
+// runner.py cancels an async script's coroutine just before it (see "Time budget" in doc.go).
+func encodeRequest(job Job, params []byte, deadline time.Time) []byte {
+	id, _ := json.Marshal(job.RequestID) // a string always encodes
+	buf := make([]byte, 0, len(params)+len(id)+96)
+	buf = append(buf, `{"request_id":`...)
+	buf = append(buf, id...)
+	buf = append(buf, `,"parameters":`...)
+	buf = append(buf, params...)
+	buf = append(buf, `,"timeout_ms":`...)
+	buf = strconv.AppendInt(buf, job.Timeout.Milliseconds(), 10)
+	buf = append(buf, `,"deadline_ms":`...)
+	buf = strconv.AppendInt(buf, deadline.UnixMilli(), 10)
+	return append(buf, '}')
 }
 
 // writeRequest hands the request to the child and closes stdin. A child that dies first, or never reads,

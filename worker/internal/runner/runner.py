@@ -7,7 +7,8 @@
 # the parent stays behind as the namespace's init (it reaps orphans and, when the runner ends, leaves, which
 # makes the kernel kill everything left in the namespace) and the child does the work.
 #
-#   stdin   one JSON line {"parameters": {...}}; replaced by /dev/null before the script is imported
+#   stdin   one JSON line {"request_id": "...", "parameters": {...}, "timeout_ms": N, "deadline_ms": N};
+#           replaced by /dev/null before the script is imported
 #   fd 3    the result: one JSON document, written once, after which the process exits at once
 #   stdout  the script's own output (print); the worker logs it and never parses it
 #   stderr  likewise
@@ -17,7 +18,15 @@
 #   {"ok": false, "kind": "exception", "type": "ValueError", "message": "...", "traceback": "..."}
 #   {"ok": false, "kind": "invalid_output", "type": "set", "message": "..."}
 #   {"ok": false, "kind": "too_large", "size": 1234567, "limit": 409600}
+#   {"ok": false, "kind": "timeout", "message": "...", "traceback": "..."}   (an async script's coroutine was
+#           cancelled at its time budget; see below)
 #   {"ok": false, "kind": "setup", "message": "..."}   (the runner itself failed; not the script's fault)
+#
+# Time budget: timeout_ms is the run's budget and deadline_ms the Unix time (ms) at which the worker kills the
+# process group. An `async def scrape` is awaited with a timeout (asyncio.wait) and cancelled CANCEL_MARGIN before
+# the deadline, so its own cleanup (finally, async with) runs and the run ends as a timeout whose traceback
+# is where the coroutine was; a
+# synchronous scrape cannot be interrupted from inside and is killed by the worker at the deadline.
 # A script that exits (sys.exit, os._exit, a signal) writes no document; the worker reports its exit status.
 #
 # Python 3.8+ and the standard library only.
@@ -37,6 +46,9 @@ MAX_TYPE_CHARS = 200
 # Bounds on the walk that explains why a result is not JSON-serialisable.
 MAX_EXPLAIN_DEPTH = 200
 MAX_EXPLAIN_NODES = 100000
+# How long before the worker's kill an async script's coroutine is cancelled: at most this, and at most a
+# tenth of the budget. The worker still kills the process group at the deadline.
+CANCEL_MARGIN = 0.25
 
 
 class Failure(Exception):
@@ -122,7 +134,7 @@ def serve(argv):
             if not isinstance(params, dict):
                 raise Failure(setup_doc("parameters must be a JSON object"))
             os.environ["SCRAPER_REQUEST_ID"] = str(request.get("request_id", ""))
-            body = encode_result(call(scrape, params, script_dir), max_result)
+            body = encode_result(call(scrape, params, script_dir, cancel_at(request)), max_result)
         except Failure as failure:
             body = encode_doc(failure.doc)
         except SystemExit as exc:
@@ -176,12 +188,12 @@ def run(argv):
         max_processes = int(argv[4])
     except (IndexError, ValueError):
         raise Failure(setup_doc("usage: runner <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>"))
-    params = read_request()
+    request = read_request()
     detach_stdin()
     set_limits(memory_limit, max_processes)
     enable_faulthandler()
     scrape = load_scrape(script_dir)
-    value = call(scrape, params, script_dir)
+    value = call(scrape, request["parameters"], script_dir, cancel_at(request))
     return encode_result(value, max_result)
 
 
@@ -191,12 +203,28 @@ def read_request():
         request = json.loads(line.decode("utf-8"))
     except ValueError as exc:
         raise Failure(setup_doc("cannot decode the request on stdin: %s" % exc))
-    params = request.get("parameters") if isinstance(request, dict) else None
+    if not isinstance(request, dict):
+        request = {}
+    params = request.get("parameters")
     if params is None:
         params = {}
     if not isinstance(params, dict):
         raise Failure(setup_doc("parameters must be a JSON object, got %s" % type(params).__name__))
-    return params
+    request["parameters"] = params
+    return request
+
+
+def cancel_at(request):
+    """The time.time() at which an async script is cancelled: CANCEL_MARGIN (at most a tenth of the budget)
+    before the worker's deadline. None when the request carries no budget."""
+    try:
+        timeout = float(request.get("timeout_ms", 0)) / 1000
+        deadline = float(request.get("deadline_ms", 0)) / 1000
+    except (TypeError, ValueError):
+        return None
+    if timeout <= 0 or deadline <= 0:
+        return None
+    return deadline - min(CANCEL_MARGIN, timeout / 10)
 
 
 def detach_stdin():
@@ -320,16 +348,18 @@ def load_scrape(script_dir):
     return scrape
 
 
-def call(scrape, params, script_dir):
+def call(scrape, params, script_dir, cancel_at=None):
     try:
         value = scrape(params)
         if is_awaitable(value):
             import asyncio
 
-            value = asyncio.run(await_value(value))
+            value = asyncio.run(await_value(value, cancel_at))
         return value
     except SystemExit:
         raise
+    except ScriptTimeout as exc:
+        raise Failure(timeout_doc(exc))
     except BaseException as exc:
         raise Failure(exception_doc(exc, script_dir))
 
@@ -346,8 +376,56 @@ def is_awaitable(value):
     return inspect.isawaitable(value)
 
 
-async def await_value(awaitable):
-    return await awaitable
+class ScriptTimeout(Exception):
+    """An async script's coroutine was cancelled at its time budget; stack is where it was."""
+
+    def __init__(self, stack):
+        Exception.__init__(self, "cancelled at the time budget")
+        self.stack = stack
+
+
+async def await_value(awaitable, cancel_at=None):
+    if cancel_at is None:
+        return await awaitable
+    import asyncio
+    import time
+
+    # asyncio.wait rather than wait_for: a TimeoutError the script raises itself stays the script's error.
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=max(cancel_at - time.time(), 0))
+    if task in done:
+        return task.result()
+    stack = task_stack(task)
+    task.cancel()
+    try:
+        await task  # the coroutine's finally blocks run; one that ignores the cancel is killed by the worker
+    except BaseException:
+        pass
+    raise ScriptTimeout(stack)
+
+
+def task_stack(task):
+    try:
+        import io
+
+        out = io.StringIO()
+        task.print_stack(file=out)
+        return out.getvalue()
+    except Exception:
+        return ""
+
+
+def timeout_doc(exc):
+    tb = exc.stack
+    if len(tb) > MAX_TRACEBACK_CHARS:
+        tb = "...\n" + tb[-MAX_TRACEBACK_CHARS:]
+    return {
+        "ok": False,
+        "kind": "timeout",
+        "type": "TimeoutError",
+        "message": "the script's coroutine was cancelled at its time budget",
+        "traceback": tb,
+    }
 
 
 def encode_result(value, max_result):

@@ -9,8 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -23,8 +21,8 @@ import (
 // Warm runners: long-lived children that import a script once and serve one request at a time, framed over
 // fds 4 (requests) and 3 (answers). A pool keeps idle ones per (script, version, interpreter). A runner is
 // discarded after a failure or a timeout (its process group is killed: never reused), after MaxRequests,
-// after IdleTimeout without work, and when a newer version of its script runs. The worker's Close kills
-// them all; the kernel kills them too if the worker dies (Pdeathsig).
+// after IdleTimeout without work, and when a newer version of its script runs. Runner.Shutdown kills them
+// all; the kernel kills them too if the worker dies (Pdeathsig).
 
 // WarmConfig bounds the warm pool. Zero fields take the defaults.
 type WarmConfig struct {
@@ -37,7 +35,8 @@ type WarmConfig struct {
 	MaxIdle int
 }
 
-func (c *WarmConfig) defaults() {
+// withDefaults returns c with every zero (or negative) field set to its default.
+func (c WarmConfig) withDefaults() WarmConfig {
 	if c.MaxRequests <= 0 {
 		c.MaxRequests = 1000
 	}
@@ -47,6 +46,7 @@ func (c *WarmConfig) defaults() {
 	if c.MaxIdle <= 0 {
 		c.MaxIdle = 8
 	}
+	return c
 }
 
 // WarmStats counts the pool's work, for metrics.
@@ -59,13 +59,42 @@ type WarmStats struct {
 }
 
 type warmPool struct {
-	cfg    WarmConfig
-	mu     sync.Mutex
-	idle   []*warmProc // most recently used last
-	closed bool
-	stats  WarmStats
-	stopGC chan struct{}
-	gcOnce sync.Once
+	cfg     WarmConfig
+	metrics Metrics
+	// stop ends the pool's background work (the idle reaper, successors starting); Shutdown cancels it.
+	stop       context.Context
+	cancelStop context.CancelFunc
+	mu         sync.Mutex
+	idle       []*warmProc // most recently used last
+	closed     bool
+	stats      WarmStats
+	gcOnce     sync.Once
+	bg         sync.WaitGroup // the reaper and successors starting
+}
+
+func newWarmPool(cfg WarmConfig, m Metrics) *warmPool {
+	stop, cancel := context.WithCancel(context.Background())
+	return &warmPool{cfg: cfg, metrics: m, stop: stop, cancelStop: cancel}
+}
+
+// The counters below are called with p.mu held.
+
+func (p *warmPool) started(prestarted bool) {
+	p.stats.Started++
+	if prestarted {
+		p.stats.Prestarted++
+	}
+	p.metrics.WarmStarted()
+}
+
+func (p *warmPool) recycled() {
+	p.stats.Recycled++
+	p.metrics.WarmRecycled()
+}
+
+func (p *warmPool) setIdle(idle []*warmProc) {
+	p.idle = idle
+	p.metrics.WarmIdle(len(idle))
 }
 
 func warmKey(python string, job Job) string {
@@ -88,14 +117,15 @@ func (p *warmPool) take(key, script string) *warmProc {
 			found = w
 		case w.key != key && w.script == script:
 			w.kill("a newer version of the script runs")
-			p.stats.Recycled++
+			p.recycled()
 		default:
 			kept = append(kept, w)
 		}
 	}
-	p.idle = kept
+	p.setIdle(kept)
 	if found != nil {
 		p.stats.Reused++
+		p.metrics.WarmReused()
 	}
 	return found
 }
@@ -109,12 +139,13 @@ func (p *warmPool) put(w *warmProc) {
 		return
 	}
 	w.lastUsed = time.Now()
-	p.idle = append(p.idle, w)
-	for len(p.idle) > p.cfg.MaxIdle {
-		p.idle[0].kill("too many idle runners")
-		p.stats.Recycled++
-		p.idle = p.idle[1:]
+	idle := append(p.idle, w)
+	for len(idle) > p.cfg.MaxIdle {
+		idle[0].kill("too many idle runners")
+		p.recycled()
+		idle = idle[1:]
 	}
+	p.setIdle(idle)
 }
 
 // reap kills runners idle for longer than IdleTimeout, and dead ones.
@@ -125,56 +156,88 @@ func (p *warmPool) reap() {
 	for _, w := range p.idle {
 		select {
 		case <-w.exited:
-			p.stats.Recycled++
+			p.recycled()
 			continue
 		default:
 		}
 		if time.Since(w.lastUsed) > p.cfg.IdleTimeout {
 			w.kill("idle")
-			p.stats.Recycled++
+			p.recycled()
 			continue
 		}
 		kept = append(kept, w)
 	}
-	p.idle = kept
+	p.setIdle(kept)
 }
 
+// startGC starts the idle reaper, once, unless the pool is shut down.
 func (p *warmPool) startGC() {
 	p.gcOnce.Do(func() {
-		go func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closed {
+			return
+		}
+		p.bg.Go(func() {
 			t := time.NewTicker(min(p.cfg.IdleTimeout/2, 5*time.Second))
 			defer t.Stop()
 			for {
 				select {
 				case <-t.C:
 					p.reap()
-				case <-p.stopGC:
+				case <-p.stop.Done():
 					return
 				}
 			}
-		}()
+		})
 	})
 }
 
-// Close kills every warm runner; later warm runs start and discard their own.
-func (r *Runner) Close() {
-	p := &r.warm
+// Shutdown stops the warm pool: it kills every idle warm runner, stops the idle reaper and interrupts
+// successors still starting, then waits until those runners have exited and the background work has
+// ended, or ctx ends (it then returns ctx's error; the runners are killed all the same). Runs still in
+// progress finish; their runners are killed afterwards, and later warm runs start and discard their own.
+// Calling it again waits again.
+func (r *Runner) Shutdown(ctx context.Context) error {
+	p := r.warm
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return
+	idle := p.idle
+	if !p.closed {
+		p.closed = true
+		p.cancelStop()
+		for _, w := range idle {
+			w.kill("worker stopping") // not counted as recycled, as before
+		}
+		p.setIdle(nil)
 	}
-	p.closed = true
-	close(p.stopGC)
-	for _, w := range p.idle {
-		w.kill("worker stopping")
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		for _, w := range idle {
+			<-w.exited
+		}
+		p.bg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("runner shutdown: %w", ctx.Err())
 	}
-	p.idle = nil
+}
+
+// Close kills every warm runner without waiting for them to exit: Shutdown with a context that has already
+// ended. It remains only until cmd/worker (which another change rewires) calls Shutdown; use Shutdown.
+func (r *Runner) Close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = r.Shutdown(ctx)
 }
 
 // WarmStats returns the pool's counters.
 func (r *Runner) WarmStats() WarmStats {
-	p := &r.warm
+	p := r.warm
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.stats
@@ -211,10 +274,11 @@ func (w *warmProc) kill(why string) {
 }
 
 // runWarm runs job on a warm runner, starting one if none is idle.
-func (r *Runner) runWarm(ctx context.Context, job Job, python string, request []byte, log *slog.Logger) (Result, error) {
+func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []byte, log *slog.Logger) (Result, error) {
 	r.warm.startGC()
 	key := warmKey(python, job)
 	deadline := time.Now().Add(job.Timeout)
+	request := encodeRequest(job, params, deadline)
 	w := r.warm.take(key, job.ScriptName)
 	if w == nil {
 		var res *Result
@@ -227,7 +291,7 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, request []
 			return Result{}, err
 		}
 		r.warm.mu.Lock()
-		r.warm.stats.Started++
+		r.warm.started(false)
 		r.warm.mu.Unlock()
 	}
 	res, reusable, err := r.serveWarm(ctx, w, job, request, deadline, log)
@@ -237,7 +301,7 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, request []
 	} else {
 		w.kill("recycled")
 		r.warm.mu.Lock()
-		r.warm.stats.Recycled++
+		r.warm.recycled()
 		r.warm.mu.Unlock()
 		if reusable {
 			// A healthy runner retired for its age: start its successor now, off the request path, so the
@@ -254,13 +318,12 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, request []
 func (r *Runner) replaceWarm(job Job, python, key string) {
 	job.RequestID, job.Parameters = "", nil
 	r.warm.mu.Lock()
-	closed := r.warm.closed
-	r.warm.mu.Unlock()
-	if closed {
+	defer r.warm.mu.Unlock()
+	if r.warm.closed {
 		return
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), job.Timeout)
+	r.warm.bg.Go(func() {
+		ctx, cancel := context.WithTimeout(r.warm.stop, job.Timeout) // Shutdown interrupts the start
 		defer cancel()
 		log := r.cfg.Logger.With("script", job.ScriptName)
 		w, res, err := r.startWarm(ctx, job, python, key, time.Now().Add(job.Timeout), log)
@@ -270,11 +333,10 @@ func (r *Runner) replaceWarm(job Job, python, key string) {
 		}
 		w.out.end(ctx) // what the script printed while importing is logged as the script's
 		r.warm.mu.Lock()
-		r.warm.stats.Started++
-		r.warm.stats.Prestarted++
+		r.warm.started(true)
 		r.warm.mu.Unlock()
 		r.warm.put(w)
-	}()
+	})
 }
 
 // startWarm starts a runner and waits for its ready frame. A script that cannot be imported comes back as
@@ -295,22 +357,12 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 		_ = os.RemoveAll(runDir)
 		return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
 	}
-	scriptDir, _ := filepath.Abs(job.ScriptDir)
-	args := append(r.interpreterArgs(job), "-c", runnerSource, "--serve", scriptDir,
-		strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes), strconv.Itoa(r.processLimit()))
-	cmd := exec.Command(python, args...)
-	cmd.Dir = runDir
-	cmd.Env = r.env(job, runDir)
-	cmd.Stdin = p.stdinR
-	cmd.Stdout = p.stdoutW
-	cmd.Stderr = p.stderrW
-	cmd.ExtraFiles = []*os.File{p.resultW, reqR} // fds 3 and 4
-	cmd.SysProcAttr = sysProcAttr(r.contain)
-
 	w := &warmProc{
 		key: key, script: job.ScriptName, reqW: reqW, resF: p.resultR, res: bufio.NewReader(p.resultR),
 		runDir: runDir, group: &group{}, exited: make(chan struct{}), log: r.cfg.Logger.With("script", job.ScriptName),
 	}
+	// The runner outlives ctx (the request that started it): it ends by w.kill, never by a context.
+	cmd := r.command(context.WithoutCancel(ctx), python, job, runDir, p, w.group, reqR)
 	w.out = newOutputRouter(w.log, r.cfg.MaxOutputBytes)
 
 	// The thread that starts the child must outlive it (Pdeathsig), so a goroutine locked to its thread

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ func runWarm(t *testing.T, r *Runner, j Job) (Result, warmAnswer) {
 func TestWarmRunnerServesManyRequestsFromOneImport(t *testing.T) {
 	t.Parallel()
 	r := newTestRunner(t, nil)
-	t.Cleanup(r.Close)
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	_, first := runWarm(t, r, warmJob(t, `{}`, 1))
 	_, second := runWarm(t, r, warmJob(t, `{"print":"hello from request 2"}`, 2))
 	if first.PID == 0 || second.PID != first.PID {
@@ -60,14 +61,16 @@ func TestWarmRunnerServesManyRequestsFromOneImport(t *testing.T) {
 	if !isLive(first.PID) {
 		t.Fatal("idle warm runner is not alive")
 	}
-	r.Close()
+	if err := r.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	waitGone(t, first.PID)
 }
 
 func TestWarmRunnerOutputIsAttributedToItsRequest(t *testing.T) {
 	t.Parallel()
 	r := newTestRunner(t, nil)
-	t.Cleanup(r.Close)
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	runWarm(t, r, warmJob(t, `{}`, 1))
 	res := mustRun(t, r, warmJob(t, `{"print":"line of request two","raise":true}`, 2))
 	if res.Err == nil || !strings.Contains(res.Err.Detail, "line of request two") {
@@ -78,7 +81,7 @@ func TestWarmRunnerOutputIsAttributedToItsRequest(t *testing.T) {
 func TestWarmRunnerIsRecycledAfterFailureAndTimeout(t *testing.T) {
 	t.Parallel()
 	r := newTestRunner(t, nil)
-	t.Cleanup(r.Close)
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	_, a := runWarm(t, r, warmJob(t, `{}`, 1))
 	res, _ := runWarm(t, r, warmJob(t, `{"raise":true}`, 2))
 	if res.Status != contract.StatusFailed || res.Err.Type != "ValueError" {
@@ -108,7 +111,7 @@ func TestWarmRunnerLimitsAndVersions(t *testing.T) {
 	// An idle timeout far beyond any pause between two requests, so only the limits under test end a runner
 	// (TestWarmRunnerIdleTimeout covers the idle timeout).
 	r := newTestRunner(t, func(c *Config) { c.Warm = WarmConfig{MaxRequests: 2, IdleTimeout: 10 * time.Minute} })
-	t.Cleanup(r.Close)
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	_, a1 := runWarm(t, r, warmJob(t, `{}`, 1))
 	_, a2 := runWarm(t, r, warmJob(t, `{}`, 2))
 	if a2.PID != a1.PID {
@@ -145,7 +148,7 @@ func TestWarmRunnerLimitsAndVersions(t *testing.T) {
 func TestWarmRunnerIdleTimeout(t *testing.T) {
 	t.Parallel()
 	r := newTestRunner(t, func(c *Config) { c.Warm = WarmConfig{IdleTimeout: 300 * time.Millisecond} })
-	t.Cleanup(r.Close)
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	_, a := runWarm(t, r, warmJob(t, `{}`, 1))
 	if a.PID == 0 {
 		t.Fatal("no warm runner answered")
@@ -166,7 +169,7 @@ func TestWarmRunnerIdleTimeout(t *testing.T) {
 func TestRetiredRunnerIsSucceededInTheBackground(t *testing.T) {
 	t.Parallel()
 	r := newTestRunner(t, func(c *Config) { c.Warm = WarmConfig{MaxRequests: 2} })
-	t.Cleanup(r.Close)
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	_, a1 := runWarm(t, r, warmJob(t, `{}`, 1))
 	runWarm(t, r, warmJob(t, `{}`, 2)) // the second and last request of a1
 	waitGone(t, a1.PID)
@@ -192,7 +195,7 @@ func TestRetiredRunnerIsSucceededInTheBackground(t *testing.T) {
 func TestFailedRunnerIsNotSucceeded(t *testing.T) {
 	t.Parallel()
 	r := newTestRunner(t, nil)
-	t.Cleanup(r.Close)
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	if res, _ := runWarm(t, r, warmJob(t, `{"raise":true}`, 1)); res.Status != contract.StatusFailed {
 		t.Fatalf("status %s", res.Status)
 	}
@@ -206,7 +209,7 @@ func TestFailedRunnerIsNotSucceeded(t *testing.T) {
 func TestWarmRunnerImportFailure(t *testing.T) {
 	t.Parallel()
 	r := newTestRunner(t, nil)
-	t.Cleanup(r.Close)
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	j := job(t, "warm_import_error", `{}`, 5*time.Second)
 	j.Warm = true
 	res := mustRun(t, r, j)
@@ -222,7 +225,7 @@ func TestWarmRunnerImportFailure(t *testing.T) {
 func TestWarmRunnerContextCancelled(t *testing.T) {
 	t.Parallel()
 	r := newTestRunner(t, nil)
-	t.Cleanup(r.Close)
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	_, a := runWarm(t, r, warmJob(t, `{}`, 1))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -249,5 +252,43 @@ func waitGone(t *testing.T, pid int) {
 			t.Fatalf("process %d still alive", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// countingMetrics records the warm pool's Metrics calls.
+type countingMetrics struct {
+	mu                        sync.Mutex
+	started, reused, recycled int
+	idle                      int
+}
+
+func (m *countingMetrics) WarmStarted()  { m.mu.Lock(); m.started++; m.mu.Unlock() }
+func (m *countingMetrics) WarmReused()   { m.mu.Lock(); m.reused++; m.mu.Unlock() }
+func (m *countingMetrics) WarmRecycled() { m.mu.Lock(); m.recycled++; m.mu.Unlock() }
+func (m *countingMetrics) WarmIdle(n int) {
+	m.mu.Lock()
+	m.idle = n
+	m.mu.Unlock()
+}
+
+// The pool's Metrics see what WarmStats counts, and Shutdown leaves no idle runner.
+func TestWarmMetrics(t *testing.T) {
+	t.Parallel()
+	m := &countingMetrics{}
+	r := newTestRunner(t, func(c *Config) { c.Metrics = m })
+	runWarm(t, r, warmJob(t, `{}`, 1))
+	runWarm(t, r, warmJob(t, `{}`, 2))
+	s := r.WarmStats()
+	m.mu.Lock()
+	got := [4]int{m.started, m.reused, m.recycled, m.idle}
+	m.mu.Unlock()
+	if want := [4]int{int(s.Started), int(s.Reused), int(s.Recycled), s.Idle}; got != want || got[0] != 1 || got[1] != 1 {
+		t.Fatalf("metrics %v, stats %v", got, want)
+	}
+	if err := r.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if m.idle != 0 || r.WarmStats().Idle != 0 {
+		t.Fatalf("idle after Shutdown: %d", m.idle)
 	}
 }

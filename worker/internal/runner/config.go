@@ -1,0 +1,144 @@
+package runner
+
+import (
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/scrapeplatform/platform/shared/config"
+)
+
+// Defaults applied by New to zero fields of Config.
+const (
+	DefaultPython         = "python3"
+	DefaultMaxResultBytes = 400 * 1024
+	DefaultMaxOutputBytes = 8 * 1024
+	DefaultKillGrace      = 2 * time.Second
+)
+
+// Config configures a Runner. Zero fields take the defaults above (withDefaults); WorkDir is required.
+type Config struct {
+	// Python is the interpreter (a name on PATH or a path). New resolves it once to the absolute path the
+	// interpreter reports as sys.executable, so pyenv shims cost nothing per run.
+	Python string
+	// WorkDir is the parent folder of the per-run scratch folders (HOME, TMPDIR and cwd of the child). It is
+	// created if missing.
+	WorkDir string
+	// MaxResultBytes caps the script's result as encoded JSON; larger results fail with CodeOutputTooLarge.
+	MaxResultBytes int
+	// MaxOutputBytes is how much of the end of the script's combined stdout and stderr is kept for
+	// Result.OutputTail and error details.
+	MaxOutputBytes int
+	// MemoryLimitBytes is the RLIMIT_AS set in the child before the script is imported; 0 means none.
+	MemoryLimitBytes int64
+	// KillGrace bounds how long Run waits for the child's pipes once the process group has been killed
+	// (cmd.WaitDelay).
+	KillGrace time.Duration
+	// Logger receives the script's output lines and the runner's own warnings. Nil discards them.
+	Logger *slog.Logger
+	// Warm bounds the pool of warm runners used by jobs with Warm set.
+	Warm WarmConfig
+	// Containment is ContainAuto (the default), ContainPIDNamespace or ContainSession: how a run's processes
+	// are kept together and ended (doc.go, "Containment").
+	Containment string
+	// RunAs, when set, runs scripts as this user and group. The worker needs root (or CAP_SETUID and
+	// CAP_SETGID), and the scripts, the interpreter and the environments must be readable by that user.
+	RunAs *Credential
+	// MaxProcesses bounds the processes and threads a script may start, as RLIMIT_NPROC over what its user
+	// already runs; 0 means DefaultMaxProcesses, negative no limit. The kernel does not apply it to root, so
+	// scripts that run as root (a root worker without RunAs) are not limited.
+	MaxProcesses int
+	// ProxyURL, when set, is the egress proxy scripts get as http_proxy, https_proxy and their upper-case
+	// forms (see the egress package).
+	ProxyURL string
+	// ProtectSecrets asks the worker's main to call ProtectProcess at start (WORKER_PROTECT_SECRETS). It
+	// acts on the whole worker process, so New does not apply it.
+	ProtectSecrets bool
+	// Metrics records the warm pool's work; nil records nothing.
+	Metrics Metrics
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Python == "" {
+		c.Python = DefaultPython
+	}
+	if c.MaxResultBytes == 0 {
+		c.MaxResultBytes = DefaultMaxResultBytes
+	}
+	if c.MaxOutputBytes == 0 {
+		c.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	if c.KillGrace == 0 {
+		c.KillGrace = DefaultKillGrace
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Containment == "" {
+		c.Containment = ContainAuto
+	}
+	if c.MaxProcesses == 0 {
+		c.MaxProcesses = DefaultMaxProcesses
+	}
+	if c.Metrics == nil {
+		c.Metrics = nopMetrics{}
+	}
+	c.Warm = c.Warm.withDefaults()
+	return c
+}
+
+// LoadConfig reads the runner's settings from the environment (worker/README.md, "Configuration"):
+// WORKER_PYTHON, SCRIPT_MAX_RESULT_BYTES, SCRIPT_MEMORY_LIMIT_MB, WARM_RUNNER_MAX_REQUESTS,
+// WARM_RUNNER_IDLE_TIMEOUT, WARM_RUNNER_MAX_IDLE, SCRIPT_CONTAINMENT, SCRIPT_MAX_PROCESSES, SCRIPT_RUN_AS and
+// WORKER_PROTECT_SECRETS. e collects every problem. workDir is the worker's WORKER_WORK_DIR (the parent of
+// the run folders); concurrency is WORKER_CONCURRENCY, of which WARM_RUNNER_MAX_IDLE defaults to twice.
+// Logger, ProxyURL and Metrics are the caller's to set.
+func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
+	c := Config{
+		Python:           e.String("WORKER_PYTHON", DefaultPython),
+		WorkDir:          workDir,
+		MaxResultBytes:   e.Int("SCRIPT_MAX_RESULT_BYTES", DefaultMaxResultBytes, 1024, 450*1024),
+		MemoryLimitBytes: int64(e.Int("SCRIPT_MEMORY_LIMIT_MB", 1024, 0, 1<<20)) << 20,
+		Warm: WarmConfig{
+			MaxRequests: e.Int("WARM_RUNNER_MAX_REQUESTS", 1000, 1, 1_000_000),
+			IdleTimeout: e.Duration("WARM_RUNNER_IDLE_TIMEOUT", 60*time.Second, time.Second, 24*time.Hour),
+			MaxIdle:     e.Int("WARM_RUNNER_MAX_IDLE", 2*concurrency, 0, 4096),
+		},
+		Containment:    e.OneOf("SCRIPT_CONTAINMENT", ContainAuto, ContainAuto, ContainPIDNamespace, ContainSession),
+		MaxProcesses:   e.Int("SCRIPT_MAX_PROCESSES", DefaultMaxProcesses, 0, 1<<22),
+		ProtectSecrets: e.Bool("WORKER_PROTECT_SECRETS", true),
+	}
+	if c.MaxProcesses == 0 {
+		c.MaxProcesses = -1 // SCRIPT_MAX_PROCESSES=0: no limit
+	}
+	if v := strings.TrimSpace(e.String("SCRIPT_RUN_AS", "")); v != "" {
+		uid, gid, ok := parseUser(v)
+		switch {
+		case !ok:
+			e.Fail("SCRIPT_RUN_AS must be a numeric uid or uid:gid (e.g. 10002:10002), got %q", v)
+		case uid == 0:
+			e.Fail("SCRIPT_RUN_AS must not be root (uid 0)")
+		default:
+			c.RunAs = &Credential{UID: uid, GID: gid}
+		}
+	}
+	return c
+}
+
+// parseUser parses SCRIPT_RUN_AS: "uid" or "uid:gid", numeric; gid defaults to uid.
+func parseUser(v string) (uid, gid uint32, ok bool) {
+	u, g, hasGroup := strings.Cut(v, ":")
+	un, err := strconv.ParseUint(u, 10, 32)
+	if err != nil {
+		return 0, 0, false
+	}
+	gn := un
+	if hasGroup {
+		if gn, err = strconv.ParseUint(g, 10, 32); err != nil {
+			return 0, 0, false
+		}
+	}
+	return uint32(un), uint32(gn), true
+}

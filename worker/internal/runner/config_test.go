@@ -1,0 +1,61 @@
+package runner
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scrapeplatform/platform/shared/config"
+)
+
+func loadConfig(kv map[string]string) (Config, error) {
+	e := config.NewEnv(func(k string) string { return kv[k] })
+	c := LoadConfig(e, "/w", 4)
+	return c, e.Err()
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Python != "python3" || c.WorkDir != "/w" || c.MaxResultBytes != 400*1024 || c.MemoryLimitBytes != 1<<30 ||
+		c.Warm != (WarmConfig{MaxRequests: 1000, IdleTimeout: time.Minute, MaxIdle: 8}) ||
+		c.Containment != ContainAuto || c.MaxProcesses != 1024 || c.RunAs != nil || !c.ProtectSecrets {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+// The SCRIPT_RUN_AS, containment and process-limit cases of worker/internal/config's security_test.go.
+func TestLoadConfigSecurity(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(map[string]string{"SCRIPT_RUN_AS": "10002", "SCRIPT_CONTAINMENT": "session",
+		"SCRIPT_MAX_PROCESSES": "0", "WORKER_PROTECT_SECRETS": "false"})
+	if err != nil || c.RunAs == nil || *c.RunAs != (Credential{UID: 10002, GID: 10002}) || c.Containment != ContainSession ||
+		c.MaxProcesses != -1 || c.ProtectSecrets {
+		t.Fatalf("set: %+v %v", c, err)
+	}
+	if c, _ = loadConfig(map[string]string{"SCRIPT_RUN_AS": "10002:65534"}); c.RunAs == nil || c.RunAs.GID != 65534 {
+		t.Fatalf("uid:gid: %+v", c.RunAs)
+	}
+	_, err = loadConfig(map[string]string{"SCRIPT_RUN_AS": "nobody", "SCRIPT_CONTAINMENT": "vm"})
+	if err == nil || !strings.Contains(err.Error(), "SCRIPT_RUN_AS") || !strings.Contains(err.Error(), "SCRIPT_CONTAINMENT") {
+		t.Fatalf("errors: %v", err)
+	}
+	if _, err = loadConfig(map[string]string{"SCRIPT_RUN_AS": "0"}); err == nil {
+		t.Fatal("root accepted as the scripts' user")
+	}
+}
+
+func TestLoadConfigReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"WARM_RUNNER_MAX_REQUESTS": "0", "WARM_RUNNER_IDLE_TIMEOUT": "forever",
+		"SCRIPT_MAX_RESULT_BYTES": "1", "SCRIPT_MEMORY_LIMIT_MB": "-1", "WARM_RUNNER_MAX_IDLE": "x", "WORKER_PROTECT_SECRETS": "maybe"}
+	_, err := loadConfig(env)
+	for k := range env {
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("error does not name %s: %v", k, err)
+		}
+	}
+}

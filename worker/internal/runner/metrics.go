@@ -1,0 +1,24 @@
+package runner
+
+// Metrics records the warm runner pool's work. The worker's edge implements it with Prometheus (the
+// telemetry package); Config.Metrics nil records nothing. Calls are made with the pool's lock held, so they
+// must be quick and must not call back into the Runner.
+type Metrics interface {
+	// WarmStarted counts a warm runner started, on a request's path or in the background.
+	WarmStarted()
+	// WarmReused counts a request served by an already-running warm runner.
+	WarmReused()
+	// WarmRecycled counts a warm runner stopped: after a failure or timeout, MaxRequests, idleness, a new
+	// version of its script (not at Shutdown).
+	WarmRecycled()
+	// WarmIdle reports how many warm runners wait for a request, whenever that changes.
+	WarmIdle(n int)
+}
+
+// nopMetrics records nothing.
+type nopMetrics struct{}
+
+func (nopMetrics) WarmStarted()   {}
+func (nopMetrics) WarmReused()    {}
+func (nopMetrics) WarmRecycled()  {}
+func (nopMetrics) WarmIdle(n int) {}

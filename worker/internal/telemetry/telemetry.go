@@ -1,0 +1,187 @@
+// Package telemetry is the Prometheus edge of the worker's script execution packages: runner (warm
+// runners), envcache (dependency environments), repository (the script cache) and egress (the proxy).
+// Each of those packages declares the small Metrics interface it calls and records nothing when given
+// none; the types here implement those interfaces with the metrics documented in worker/README.md
+// ("Metrics"). Names, types, labels and help texts are what dashboards and alerts (local/, test/) read:
+// change them only together.
+package telemetry
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scrapeplatform/platform/worker/internal/egress"
+	"github.com/scrapeplatform/platform/worker/internal/envcache"
+	"github.com/scrapeplatform/platform/worker/internal/repository"
+	"github.com/scrapeplatform/platform/worker/internal/runner"
+)
+
+// Metrics records for every script execution package: pass it as runner.Config.Metrics,
+// envcache.Config.Metrics, repository.CacheOptions.Metrics and egress.Config.Metrics.
+type Metrics struct {
+	*Warm
+	*Envs
+	*Scripts
+	*Egress
+}
+
+var (
+	_ runner.Metrics     = (*Metrics)(nil)
+	_ envcache.Metrics   = (*Metrics)(nil)
+	_ repository.Metrics = (*Metrics)(nil)
+	_ egress.Metrics     = (*Metrics)(nil)
+)
+
+// New creates every metric of the script execution packages and registers them with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	return &Metrics{Warm: NewWarm(reg), Envs: NewEnvs(reg), Scripts: NewScripts(reg), Egress: NewEgress(reg)}
+}
+
+// Warm records the warm runner pool (runner.Metrics).
+type Warm struct {
+	started, reused, recycled prometheus.Counter
+	idle                      prometheus.Gauge
+}
+
+// NewWarm registers the warm runner pool's metrics with reg.
+func NewWarm(reg prometheus.Registerer) *Warm {
+	m := &Warm{
+		started: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scraping_warm_runners_started_total",
+			Help: "Warm runner processes started (each imports its script once).",
+		}),
+		reused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scraping_warm_runner_reuses_total",
+			Help: "Requests served by an already-running warm runner.",
+		}),
+		recycled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scraping_warm_runners_recycled_total",
+			Help: "Warm runners stopped: after a failure or timeout, N requests, idleness, or a new script version.",
+		}),
+		idle: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scraping_warm_runners_idle",
+			Help: "Warm runners waiting for a request.",
+		}),
+	}
+	reg.MustRegister(m.started, m.reused, m.recycled, m.idle)
+	return m
+}
+
+// WarmStarted implements runner.Metrics.
+func (m *Warm) WarmStarted() { m.started.Inc() }
+
+// WarmReused implements runner.Metrics.
+func (m *Warm) WarmReused() { m.reused.Inc() }
+
+// WarmRecycled implements runner.Metrics.
+func (m *Warm) WarmRecycled() { m.recycled.Inc() }
+
+// WarmIdle implements runner.Metrics.
+func (m *Warm) WarmIdle(n int) { m.idle.Set(float64(n)) }
+
+// Envs records the dependency environment cache (envcache.Metrics).
+type Envs struct {
+	builds   *prometheus.CounterVec
+	duration prometheus.Histogram
+	hits     prometheus.Counter
+}
+
+// NewEnvs registers the environment cache's metrics with reg.
+func NewEnvs(reg prometheus.Registerer) *Envs {
+	m := &Envs{
+		builds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scraping_env_builds_total",
+			Help: "Dependency environments built for scripts' requirements.txt, by outcome (ok, failed).",
+		}, []string{"outcome"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "scraping_env_build_duration_seconds",
+			Help:    "Time to build one dependency environment (venv + pip install).",
+			Buckets: []float64{.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+		}),
+		hits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scraping_env_cache_hits_total",
+			Help: "Script runs that found their dependency environment ready.",
+		}),
+	}
+	reg.MustRegister(m.builds, m.duration, m.hits)
+	// Known outcomes exist from the start at 0, so rate() sees the first build of each kind.
+	for _, o := range []string{"ok", "failed"} {
+		m.builds.WithLabelValues(o)
+	}
+	return m
+}
+
+// EnvBuilt implements envcache.Metrics.
+func (m *Envs) EnvBuilt(outcome string, d time.Duration) {
+	m.builds.WithLabelValues(outcome).Inc()
+	m.duration.Observe(d.Seconds())
+}
+
+// EnvHit implements envcache.Metrics.
+func (m *Envs) EnvHit() { m.hits.Inc() }
+
+// Scripts records the script cache of the s3, git and http repositories (repository.Metrics).
+type Scripts struct {
+	fetches *prometheus.CounterVec
+	stales  prometheus.Counter
+	damaged prometheus.Counter
+}
+
+// NewScripts registers the script cache's metrics with reg.
+func NewScripts(reg prometheus.Registerer) *Scripts {
+	m := &Scripts{
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scraping_script_fetches_total",
+			Help: "Checks of the remote script repository, by result: downloaded, not_modified, not_found, failed.",
+		}, []string{"result"}),
+		stales: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scraping_script_cache_stale_total",
+			Help: "Times a cached script copy was served because the remote repository could not be used.",
+		}),
+		damaged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scraping_script_cache_damaged_total",
+			Help: "Cached script copies found damaged (changed on disk) and downloaded again.",
+		}),
+	}
+	for _, r := range repository.FetchResults {
+		m.fetches.WithLabelValues(r)
+	}
+	reg.MustRegister(m.fetches, m.stales, m.damaged)
+	return m
+}
+
+// ScriptFetched implements repository.Metrics.
+func (m *Scripts) ScriptFetched(result string) { m.fetches.WithLabelValues(result).Inc() }
+
+// StaleServed implements repository.Metrics.
+func (m *Scripts) StaleServed() { m.stales.Inc() }
+
+// DamagedCopy implements repository.Metrics.
+func (m *Scripts) DamagedCopy() { m.damaged.Inc() }
+
+// Egress records the egress proxy's decisions (egress.Metrics).
+type Egress struct {
+	requests *prometheus.CounterVec
+}
+
+// NewEgress registers scraping_egress_requests_total{decision, reason} with reg.
+func NewEgress(reg prometheus.Registerer) *Egress {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "scraping_egress_requests_total",
+		Help: "Requests of scripts through the egress proxy: decision allowed (per upstream connection) or refused (reason private, resolve, bad_request).",
+	}, []string{"decision", "reason"})
+	reg.MustRegister(c)
+	c.WithLabelValues("allowed", "").Add(0)
+	c.WithLabelValues("refused", "private").Add(0)
+	return &Egress{requests: c}
+}
+
+// EgressDecision implements egress.Metrics.
+func (m *Egress) EgressDecision(allowed bool, reason string) {
+	if allowed {
+		m.requests.WithLabelValues("allowed", "").Inc()
+		return
+	}
+	m.requests.WithLabelValues("refused", reason).Inc()
+}

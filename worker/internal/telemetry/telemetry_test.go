@@ -1,0 +1,104 @@
+package telemetry
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// families gathers reg as name → "type, help, number of series".
+func families(t *testing.T, reg *prometheus.Registry) map[string]string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = fmt.Sprintf("%v, %q, %d series", mf.GetType(), mf.GetHelp(), len(mf.GetMetric()))
+	}
+	return out
+}
+
+// Every metric keeps the name, type and help text it had before it moved here (from worker/metrics.go,
+// repository/metrics.go and egress/metrics.go), and the series that exist from the start.
+func TestSameMetricsAsBefore(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	New(reg)
+	want := map[string]string{
+		"scraping_warm_runners_started_total":  `COUNTER, "Warm runner processes started (each imports its script once).", 1 series`,
+		"scraping_warm_runner_reuses_total":    `COUNTER, "Requests served by an already-running warm runner.", 1 series`,
+		"scraping_warm_runners_recycled_total": `COUNTER, "Warm runners stopped: after a failure or timeout, N requests, idleness, or a new script version.", 1 series`,
+		"scraping_warm_runners_idle":           `GAUGE, "Warm runners waiting for a request.", 1 series`,
+		"scraping_env_builds_total":            `COUNTER, "Dependency environments built for scripts' requirements.txt, by outcome (ok, failed).", 2 series`,
+		"scraping_env_build_duration_seconds":  `HISTOGRAM, "Time to build one dependency environment (venv + pip install).", 1 series`,
+		"scraping_env_cache_hits_total":        `COUNTER, "Script runs that found their dependency environment ready.", 1 series`,
+		"scraping_script_fetches_total":        `COUNTER, "Checks of the remote script repository, by result: downloaded, not_modified, not_found, failed.", 4 series`,
+		"scraping_script_cache_stale_total":    `COUNTER, "Times a cached script copy was served because the remote repository could not be used.", 1 series`,
+		"scraping_script_cache_damaged_total":  `COUNTER, "Cached script copies found damaged (changed on disk) and downloaded again.", 1 series`,
+		"scraping_egress_requests_total":       `COUNTER, "Requests of scripts through the egress proxy: decision allowed (per upstream connection) or refused (reason private, resolve, bad_request).", 2 series`,
+	}
+	got := families(t, reg)
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s:\n got %s\nwant %s", name, got[name], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d metric families, want %d: %v", len(got), len(want), got)
+	}
+}
+
+func TestMetricsRecord(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.WarmStarted()
+	m.WarmReused()
+	m.WarmRecycled()
+	m.WarmIdle(3)
+	m.EnvBuilt("ok", 2*time.Second)
+	m.EnvHit()
+	m.ScriptFetched("downloaded")
+	m.StaleServed()
+	m.DamagedCopy()
+	m.EgressDecision(true, "")
+	m.EgressDecision(false, "resolve")
+	want := `
+# HELP scraping_egress_requests_total Requests of scripts through the egress proxy: decision allowed (per upstream connection) or refused (reason private, resolve, bad_request).
+# TYPE scraping_egress_requests_total counter
+scraping_egress_requests_total{decision="allowed",reason=""} 1
+scraping_egress_requests_total{decision="refused",reason="private"} 0
+scraping_egress_requests_total{decision="refused",reason="resolve"} 1
+# HELP scraping_script_cache_damaged_total Cached script copies found damaged (changed on disk) and downloaded again.
+# TYPE scraping_script_cache_damaged_total counter
+scraping_script_cache_damaged_total 1
+# HELP scraping_script_cache_stale_total Times a cached script copy was served because the remote repository could not be used.
+# TYPE scraping_script_cache_stale_total counter
+scraping_script_cache_stale_total 1
+# HELP scraping_script_fetches_total Checks of the remote script repository, by result: downloaded, not_modified, not_found, failed.
+# TYPE scraping_script_fetches_total counter
+scraping_script_fetches_total{result="downloaded"} 1
+scraping_script_fetches_total{result="failed"} 0
+scraping_script_fetches_total{result="not_found"} 0
+scraping_script_fetches_total{result="not_modified"} 0
+# HELP scraping_warm_runners_idle Warm runners waiting for a request.
+# TYPE scraping_warm_runners_idle gauge
+scraping_warm_runners_idle 3
+# HELP scraping_env_cache_hits_total Script runs that found their dependency environment ready.
+# TYPE scraping_env_cache_hits_total counter
+scraping_env_cache_hits_total 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "scraping_egress_requests_total", "scraping_script_cache_damaged_total",
+		"scraping_script_cache_stale_total", "scraping_script_fetches_total", "scraping_warm_runners_idle", "scraping_env_cache_hits_total"); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(m.Envs.builds.WithLabelValues("ok")); got != 1 {
+		t.Fatalf("env builds ok = %v", got)
+	}
+}
