@@ -210,11 +210,9 @@ func (h *Handler) scrape(w http.ResponseWriter, r *http.Request, p Principal) {
 	}
 	req.RequestID = id
 	req.Subject = p.Subject
-	req.Deadline = start.Add(req.Timeout.Duration() + h.cfg.ReplyGrace)
-	// In Lambda the invocation's own deadline may come first; answer before it rather than be cut off.
-	if d, ok := r.Context().Deadline(); ok && d.Add(-200*time.Millisecond).Before(req.Deadline) {
-		req.Deadline = d.Add(-200 * time.Millisecond)
-	}
+	// In Lambda the invocation's own deadline may come first; the budget answers before it.
+	hardStop, _ := r.Context().Deadline()
+	req.Budget = contract.NewBudget(start, req.Timeout.Duration(), h.cfg.ReplyGrace, hardStop)
 	log = log.With("script", req.ScriptName)
 
 	msg, err := req.Publishing(h.now())
@@ -222,7 +220,7 @@ func (h *Handler) scrape(w http.ResponseWriter, r *http.Request, p Principal) {
 		writeError(w, http.StatusUnprocessableEntity, contract.CodeInvalidRequest, err.Error(), id)
 		return
 	}
-	ctx, cancel := context.WithDeadline(r.Context(), req.Deadline)
+	ctx, cancel := context.WithDeadline(r.Context(), req.WaitUntil())
 	defer cancel()
 	if c, ok := h.broker.(idleChecker); ok && h.cfg.IdleCheck > 0 {
 		c.CheckIdle(ctx, h.cfg.IdleCheck, time.Second)
@@ -278,7 +276,7 @@ func (h *Handler) callFailed(w http.ResponseWriter, r *http.Request, log *slog.L
 		w.Header().Set("Retry-After", retryAfterUnavailable)
 		writeError(w, http.StatusServiceUnavailable, contract.CodeBrokerUnavailable, "the task could not be handed to the message broker: "+err.Error(), id)
 	case errors.Is(err, context.DeadlineExceeded):
-		wait := req.Timeout.Duration() + h.cfg.ReplyGrace
+		wait := req.WaitUntil().Sub(req.Accepted)
 		log.Warn("no worker answered in time", "waited_ms", wait.Milliseconds())
 		h.rec.ObserveScrape("no_worker_response", 0)
 		writeError(w, http.StatusGatewayTimeout, contract.CodeNoWorkerResponse,
@@ -356,7 +354,7 @@ func jsonKind(field string) string {
 
 func (h *Handler) validateScrape(b scrapeBody) (contract.Request, error) {
 	var errs []error
-	req := contract.Request{Version: contract.Version, Parameters: b.Parameters, Timeout: contract.SecondsOf(h.cfg.DefaultTimeout),
+	req := contract.Request{Version: contract.Version, Parameters: b.Parameters, Budget: contract.Budget{Timeout: contract.SecondsOf(h.cfg.DefaultTimeout)},
 		TimeoutDefaulted: b.Timeout == nil || string(*b.Timeout) == "null"}
 	if b.ScriptName == nil {
 		errs = append(errs, errors.New("script_name is required"))

@@ -77,7 +77,7 @@ func echo(d amqp.Delivery) (amqp.Publishing, bool) {
 }
 
 func request(id string, deadline time.Time) amqp.Publishing {
-	req := contract.Request{Version: contract.Version, RequestID: id, ScriptName: "echo", Timeout: 1, Deadline: deadline}
+	req := contract.Request{Version: contract.Version, RequestID: id, ScriptName: "echo", Budget: contract.Budget{Timeout: 1, Deadline: deadline}}
 	p, err := req.Publishing(time.Now())
 	if err != nil {
 		panic(err)

@@ -60,8 +60,8 @@ func TestManifestChoosesIsolationAndTimeout(t *testing.T) {
 			return ok(context.Background(), j)
 		})
 		acks := newAckLog()
-		req := contract.Request{Version: contract.Version, RequestID: "r", ScriptName: "s", Timeout: 10,
-			TimeoutDefaulted: tc.defaulted, Deadline: time.Now().Add(30 * time.Second)}
+		req := contract.Request{Version: contract.Version, RequestID: "r", ScriptName: "s",
+			Budget: contract.Budget{Timeout: 10, Deadline: time.Now().Add(30 * time.Second)}, TimeoutDefaulted: tc.defaulted}
 		p, _ := req.Publishing(time.Now())
 		w.Handle(amqpDelivery(acks, p.Body, p.CorrelationId))
 		if e := acks.wait(t); e != "ack" {
@@ -94,7 +94,7 @@ func TestManifestConcurrencyCap(t *testing.T) {
 	acks := newAckLog()
 	var wg sync.WaitGroup
 	for i := range 3 {
-		req := contract.Request{Version: contract.Version, RequestID: "r" + string(rune('a'+i)), ScriptName: "s", Timeout: 5, Deadline: time.Now().Add(10 * time.Second)}
+		req := contract.Request{Version: contract.Version, RequestID: "r" + string(rune('a'+i)), ScriptName: "s", Budget: contract.Budget{Timeout: 5, Deadline: time.Now().Add(10 * time.Second)}}
 		p, _ := req.Publishing(time.Now())
 		w.Handle(amqpDelivery(acks, p.Body, p.CorrelationId))
 		wg.Add(1)
@@ -110,7 +110,7 @@ func TestBadManifestFailsClearly(t *testing.T) {
 	t.Parallel()
 	w, pub := manifestWorker(t, `{"isolation":"vm"}`, ok)
 	acks := newAckLog()
-	req := contract.Request{Version: contract.Version, RequestID: "r", ScriptName: "s", Timeout: 5, Deadline: time.Now().Add(10 * time.Second)}
+	req := contract.Request{Version: contract.Version, RequestID: "r", ScriptName: "s", Budget: contract.Budget{Timeout: 5, Deadline: time.Now().Add(10 * time.Second)}}
 	p, _ := req.Publishing(time.Now())
 	w.Handle(amqpDelivery(acks, p.Body, p.CorrelationId))
 	acks.wait(t)

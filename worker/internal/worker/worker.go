@@ -51,9 +51,6 @@ var (
 	_ ReplyPublisher = (*broker.Publisher)(nil)
 )
 
-// replyMargin is kept free at the end of a request's deadline so the reply can still reach the caller.
-const replyMargin = 250 * time.Millisecond
-
 // Environments provides a script's dependency environment from its requirements.txt.
 type Environments interface {
 	Get(ctx context.Context, requirementsFile string) (*envcache.Lease, error)
@@ -213,7 +210,7 @@ func (w *Worker) process(d amqp.Delivery) {
 		log.Info("task redelivered")
 	}
 
-	timeout := min(req.Timeout.Duration(), req.Deadline.Sub(received)-replyMargin)
+	timeout := req.RunTime(received)
 	if timeout <= 0 {
 		log.Warn("deadline passed before the task started; dead-lettering it", "deadline", req.Deadline)
 		w.cfg.Metrics.Rejected.WithLabelValues("expired").Inc()
@@ -222,7 +219,7 @@ func (w *Worker) process(d amqp.Delivery) {
 	}
 
 	log.Debug("task started", "timeout_ms", timeout.Milliseconds(), "subject", req.Subject)
-	reply, requeue := w.run(log, req, timeout, req.Deadline.Add(-replyMargin))
+	reply, requeue := w.run(log, req, timeout)
 	if requeue {
 		w.requeue(d, "run interrupted by shutdown")
 		return
@@ -234,7 +231,7 @@ func (w *Worker) process(d amqp.Delivery) {
 }
 
 // run resolves and runs the script. requeue is set when the run was cut short by a forced shutdown.
-func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Duration, deadline time.Time) (_ *contract.Reply, requeue bool) {
+func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Duration) (_ *contract.Reply, requeue bool) {
 	ctx := w.hardCtx
 	script, err := w.cfg.Repository.Resolve(ctx, req.ScriptName)
 	if errors.Is(err, repository.ErrNotFound) {
@@ -276,8 +273,8 @@ func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Durat
 		Warm:             isolation == manifest.Warm,
 	}
 
-	// Everything before the script starts waits no longer than the caller's deadline.
-	waitCtx, cancelWait := context.WithDeadline(ctx, deadline)
+	// Everything before the script starts waits no longer than the budget allows.
+	waitCtx, cancelWait := context.WithDeadline(ctx, req.StartBy())
 	defer cancelWait()
 	if lay.reqFile != "" {
 		lease, reply := w.environment(waitCtx, log, req, lay.reqFile)
@@ -295,9 +292,8 @@ func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Durat
 		return contract.Failed(req, contract.CodeScriptTimeout, fmt.Sprintf("script %q allows %d concurrent runs per worker and none became free before the deadline", req.ScriptName, man.Concurrency)), false
 	}
 	defer release()
-	if left := deadline.Sub(w.cfg.Now()); left < job.Timeout {
-		job.Timeout = left // time spent waiting for the environment or a slot comes off the script's share
-	}
+	// Time spent waiting for the environment or a slot comes off the script's share.
+	job.Timeout = min(job.Timeout, req.RunTime(w.cfg.Now()))
 	if job.Timeout <= 0 {
 		return contract.Failed(req, contract.CodeScriptTimeout, "no time was left to run the script before the caller's deadline"), false
 	}

@@ -105,7 +105,7 @@ func newWorker(t *testing.T, run func(ctx context.Context, job runner.Job) (runn
 
 func delivery(t *testing.T, acks *ackLog, name string, timeout time.Duration, deadline time.Time) amqp.Delivery {
 	req := contract.Request{Version: contract.Version, RequestID: "r-" + name, ScriptName: name,
-		Timeout: contract.SecondsOf(timeout), Deadline: deadline}
+		Budget: contract.Budget{Timeout: contract.SecondsOf(timeout), Deadline: deadline}}
 	p, err := req.Publishing(time.Now().Add(-time.Hour)) // publish time in the past so expired requests encode
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +147,7 @@ func TestTimeoutIsBoundedByDeadline(t *testing.T) {
 	// The caller allows 10 s of script time but will stop waiting in 2 s.
 	w.Handle(delivery(t, acks, "good", 10*time.Second, now.Add(2*time.Second)))
 	acks.wait(t)
-	if want := 2*time.Second - replyMargin; got != want {
+	if want := 2*time.Second - contract.ReplyMargin; got != want {
 		t.Fatalf("script timeout %v; want %v, the 2 s left to the deadline less the reply margin", got, want)
 	}
 }
