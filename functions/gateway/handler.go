@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
@@ -22,7 +20,9 @@ import (
 
 // Broker is what the handler needs from the message broker.
 type Broker interface {
-	Call(ctx context.Context, msg amqp.Publishing) (amqp.Delivery, error)
+	// Call publishes req and waits for its reply; its errors carry their class and code (see
+	// broker.RPCClient.Call).
+	Call(ctx context.Context, req *contract.Request) (*contract.Reply, error)
 	Connected() bool
 	// Blocked reports a broker resource alarm: connected, but refusing new messages.
 	Blocked() bool
@@ -215,25 +215,14 @@ func (h *Handler) scrape(w http.ResponseWriter, r *http.Request, p Principal) {
 	req.Budget = contract.NewBudget(start, req.Timeout.Duration(), h.cfg.ReplyGrace, hardStop)
 	log = log.With("script", req.ScriptName)
 
-	msg, err := req.Publishing(h.now())
-	if err != nil {
-		writeError(w, http.StatusUnprocessableEntity, contract.CodeInvalidRequest, err.Error(), id)
-		return
-	}
 	ctx, cancel := context.WithDeadline(r.Context(), req.WaitUntil())
 	defer cancel()
 	if c, ok := h.broker.(idleChecker); ok && h.cfg.IdleCheck > 0 {
 		c.CheckIdle(ctx, h.cfg.IdleCheck, time.Second)
 	}
-	d, err := h.broker.Call(ctx, msg)
+	reply, err := h.broker.Call(ctx, &req)
 	if err != nil {
 		h.callFailed(w, r, log, id, req, err)
-		return
-	}
-	reply, err := contract.ParseReply(d)
-	if err != nil {
-		log.Error("malformed reply from worker", "error", err)
-		writeError(w, http.StatusBadGateway, contract.CodeInternal, "a worker sent a malformed reply: "+err.Error(), id)
 		return
 	}
 	resp := ScrapeResponse{
@@ -259,31 +248,45 @@ const (
 	retryAfterUnavailable = "5"
 )
 
+// callFailed answers a failed call. The error's classification (contract.CodeOf, else its class) picks
+// the code, and httpStatus the status; nothing else looks at the error.
 func (h *Handler) callFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, id string, req contract.Request, err error) {
-	switch {
-	case r.Context().Err() != nil:
+	if r.Context().Err() != nil {
 		log.Info("client went away before the reply", "error", err)
 		writeError(w, 499, contract.CodeInternal, "client closed the request", id)
-	case errors.Is(err, broker.ErrNacked):
+		return
+	}
+	code := callErrorCode(err)
+	status := httpStatus(code)
+	switch code {
+	case contract.CodeQueueFull:
 		// The broker refused the task: the queue is over its bound (max-length policy, reject-publish).
 		log.Warn("task queue full", "error", err)
 		h.rec.ObserveScrape("queue_full", 0)
 		w.Header().Set("Retry-After", retryAfterQueueFull)
-		writeError(w, http.StatusTooManyRequests, contract.CodeQueueFull, "the task queue is full: workers are behind; retry in a few seconds", id)
-	case contract.Classify(err) == contract.Transient || errors.Is(err, broker.ErrClosed):
+		writeError(w, status, code, "the task queue is full: workers are behind; retry in a few seconds", id)
+	case contract.CodeBrokerUnavailable:
 		log.Error("broker unavailable", "error", err)
 		h.rec.ObserveScrape("broker_unavailable", 0)
 		w.Header().Set("Retry-After", retryAfterUnavailable)
-		writeError(w, http.StatusServiceUnavailable, contract.CodeBrokerUnavailable, "the task could not be handed to the message broker: "+err.Error(), id)
-	case errors.Is(err, context.DeadlineExceeded):
+		writeError(w, status, code, "the task could not be handed to the message broker: "+err.Error(), id)
+	case contract.CodeNoWorkerResponse:
 		wait := req.WaitUntil().Sub(req.Accepted)
 		log.Warn("no worker answered in time", "waited_ms", wait.Milliseconds())
 		h.rec.ObserveScrape("no_worker_response", 0)
-		writeError(w, http.StatusGatewayTimeout, contract.CodeNoWorkerResponse,
+		writeError(w, status, code,
 			fmt.Sprintf("no worker answered within %.1fs (timeout %gs plus %.1fs grace): workers may be busy, scaling up, or down; GET /status shows the queue", wait.Seconds(), float64(req.Timeout), h.cfg.ReplyGrace.Seconds()), id)
+	case contract.CodeDeadlineExceeded:
+		log.Warn("no time left to hand the task on", "error", err)
+		h.rec.ObserveScrape("no_worker_response", 0)
+		writeError(w, status, code, "the request's deadline passed before the task could be handed to a worker", id)
 	default:
+		if errors.Is(err, broker.ErrMalformedReply) {
+			// An internal error, but the worker's: the gateway itself is fine.
+			status = http.StatusBadGateway
+		}
 		log.Error("rpc failed", "error", err)
-		writeError(w, http.StatusInternalServerError, contract.CodeInternal, "internal error: "+err.Error(), id)
+		writeError(w, status, code, "internal error: "+err.Error(), id)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,8 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
@@ -26,7 +25,7 @@ const testSecret = "0123456789abcdef0123456789abcdef-test"
 // fakeBroker answers calls in-process. Unit tests only: the integration tests use a real RabbitMQ.
 type fakeBroker struct {
 	mu        sync.Mutex
-	calls     []amqp.Publishing
+	calls     []*contract.Request
 	deadlines []time.Time // of the contexts Call was given (zero: none)
 	answer    func(req contract.Request) (*contract.Reply, error)
 	connected bool
@@ -34,26 +33,25 @@ type fakeBroker struct {
 	state     broker.QueueState
 }
 
-func (f *fakeBroker) Call(ctx context.Context, msg amqp.Publishing) (amqp.Delivery, error) {
+func (f *fakeBroker) Call(ctx context.Context, req *contract.Request) (*contract.Reply, error) {
 	deadline, _ := ctx.Deadline()
 	f.mu.Lock()
-	f.calls = append(f.calls, msg)
+	f.calls = append(f.calls, req)
 	f.deadlines = append(f.deadlines, deadline)
 	f.mu.Unlock()
-	var req contract.Request
-	if err := json.Unmarshal(msg.Body, &req); err != nil {
-		return amqp.Delivery{}, err
-	}
-	rep, err := f.answer(req)
+	rep, err := f.answer(*req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			<-ctx.Done()
-			return amqp.Delivery{}, ctx.Err()
+			return nil, ctx.Err()
 		}
-		return amqp.Delivery{}, err
+		return nil, err
 	}
-	body, _ := json.Marshal(rep)
-	return amqp.Delivery{CorrelationId: msg.CorrelationId, Body: body}, nil
+	// The real client checks the reply as contract.ParseReply does.
+	if err := rep.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", broker.ErrMalformedReply, err)
+	}
+	return rep, nil
 }
 
 func (f *fakeBroker) Connected() bool { return f.connected }
@@ -175,9 +173,11 @@ func TestScrapeMapsReplyAndBuildsRequest(t *testing.T) {
 	if m["data"].(map[string]any)["a"] != float64(1) || m["error"] != nil || m["error_code"] != nil {
 		t.Fatalf("data/error: %v", m)
 	}
-	msg := fb.calls[0]
-	var req contract.Request
-	_ = json.Unmarshal(msg.Body, &req)
+	req := fb.calls[0]
+	msg, err := req.Publishing(now) // as the RPC client maps it
+	if err != nil {
+		t.Fatal(err)
+	}
 	if req.RequestID != m["request_id"] || msg.CorrelationId != req.RequestID || req.Subject != "tester" || req.Timeout != 3 {
 		t.Fatalf("request %+v / msg %+v", req, msg)
 	}

@@ -26,7 +26,7 @@ const (
 )
 
 // ErrExpired reports a request whose deadline has passed.
-var ErrExpired = errors.New("request deadline has passed")
+var ErrExpired = WithCode(CodeDeadlineExceeded, errors.New("request deadline has passed"))
 
 // Publishing maps req to the AMQP message that carries it, as of now. It fails if the deadline has already
 // passed: nobody should publish work that its caller will not wait for.
@@ -40,7 +40,7 @@ func (r *Request) Publishing(now time.Time) (amqp.Publishing, error) {
 		return amqp.Publishing{}, fmt.Errorf("encode request: %w", err)
 	}
 	if len(body) > MaxMessageBytes {
-		return amqp.Publishing{}, fmt.Errorf("request is %d bytes; the limit is %d", len(body), MaxMessageBytes)
+		return amqp.Publishing{}, WithCode(CodeInvalidRequest, fmt.Errorf("request is %d bytes; the limit is %d", len(body), MaxMessageBytes))
 	}
 	return amqp.Publishing{
 		ContentType:   ContentType,
