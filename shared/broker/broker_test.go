@@ -372,28 +372,28 @@ func TestConsumerPrefetchAndStop(t *testing.T) {
 		}
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	got := make(chan amqp.Delivery, 10)
+	got := make(chan *broker.Task, 10)
 	done := make(chan struct{})
-	go func() { _ = cons.Run(ctx, func(d amqp.Delivery) { got <- d }); close(done) }()
+	go func() { _ = cons.Run(ctx, func(task *broker.Task) { got <- task }); close(done) }()
 
 	// Without acks, prefetch 2 means exactly two deliveries arrive.
-	held := []amqp.Delivery{<-got, <-got}
+	held := []*broker.Task{<-got, <-got}
 	select {
-	case d := <-got:
-		t.Fatalf("third delivery %q arrived despite prefetch 2", d.Body)
+	case task := <-got:
+		t.Fatalf("third delivery (%v) arrived despite prefetch 2", task.Invalid)
 	case <-time.After(300 * time.Millisecond):
 	}
 	stop()
 	<-done
 	// After Stop, acks on the still-open channel work, and nothing new is delivered.
-	for _, d := range held {
-		if err := d.Ack(false); err != nil {
+	for _, task := range held {
+		if err := task.Settle(context.Background(), broker.Outcome{Action: broker.Ack}); err != nil {
 			t.Fatalf("ack after stop: %v", err)
 		}
 	}
 	select {
-	case d := <-got:
-		t.Fatalf("delivery %q after stop", d.Body)
+	case task := <-got:
+		t.Fatalf("delivery (%v) after stop", task.Invalid)
 	case <-time.After(300 * time.Millisecond):
 	}
 	cons.Close()

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
@@ -26,7 +27,7 @@ func (d dirRepo) Resolve(_ context.Context, name string) (repository.Script, err
 	return repository.Script{Name: name, Dir: d.dir, Version: "v1"}, nil
 }
 
-func manifestWorker(t *testing.T, manifestJSON string, run func(context.Context, runner.Job) (runner.Result, error)) (*Worker, *fakePublisher) {
+func manifestWorker(t *testing.T, manifestJSON string, run func(context.Context, runner.Job) (runner.Result, error)) (*testWorker, *fakePublisher) {
 	t.Helper()
 	dir := t.TempDir()
 	if manifestJSON != "" {
@@ -35,9 +36,9 @@ func manifestWorker(t *testing.T, manifestJSON string, run func(context.Context,
 		}
 	}
 	pub := &fakePublisher{}
-	w := New(Config{ID: "w", Concurrency: 4, Repository: dirRepo{dir}, Runner: fakeRunner{run}, Replies: pub,
+	w := New(Config{ID: "w", Concurrency: 4, Repository: dirRepo{dir}, Runner: fakeRunner{run},
 		Isolation: "warm", Metrics: NewMetrics(prometheus.NewRegistry()), Logger: slog.New(slog.DiscardHandler)})
-	return w, pub
+	return &testWorker{w, broker.Settler{Publisher: pub, ID: "w"}}, pub
 }
 
 func TestManifestChoosesIsolationAndTimeout(t *testing.T) {
