@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scrapeplatform/platform/functions/sysstat"
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
@@ -39,6 +40,14 @@ type idleChecker interface {
 
 var _ idleChecker = (*broker.RPCClient)(nil)
 
+// SystemStats reports the system's memory and CPU usage for GET /status.
+type SystemStats interface {
+	MemoryPercent() (float64, error)
+	CPUPercent() (float64, error)
+}
+
+var _ SystemStats = (*sysstat.Sampler)(nil)
+
 // Handler serves the API.
 type Handler struct {
 	cfg    Config
@@ -47,7 +56,7 @@ type Handler struct {
 	log    *slog.Logger
 	rec    Recorder
 	topo   broker.Topology
-	stats  sysStats
+	stats  SystemStats
 	now    func() time.Time
 	mux    *http.ServeMux
 }
@@ -59,7 +68,9 @@ type Options struct {
 	Logger        *slog.Logger
 	// Recorder receives metrics; nil records nothing.
 	Recorder Recorder
-	Now      func() time.Time
+	// Stats samples memory and CPU for GET /status; nil samples /proc.
+	Stats SystemStats
+	Now   func() time.Time
 }
 
 // New returns the API handler.
@@ -73,7 +84,10 @@ func New(cfg Config, o Options) *Handler {
 	if o.Recorder == nil {
 		o.Recorder = nopRecorder{}
 	}
-	h := &Handler{cfg: cfg, broker: o.Broker, authn: o.Authenticator, log: o.Logger, rec: o.Recorder,
+	if o.Stats == nil {
+		o.Stats = &sysstat.Sampler{}
+	}
+	h := &Handler{cfg: cfg, broker: o.Broker, authn: o.Authenticator, log: o.Logger, rec: o.Recorder, stats: o.Stats,
 		topo: broker.NewTopology(cfg.TaskQueue), now: o.Now, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /scrape", h.authenticated(h.scrape))
 	h.mux.HandleFunc("GET /status", h.authenticated(h.status))
@@ -140,8 +154,6 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
-type principalKey struct{}
-
 func (h *Handler) authenticated(next func(http.ResponseWriter, *http.Request, Principal)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := h.authn.Authenticate(r)
@@ -163,7 +175,7 @@ func (h *Handler) authenticated(next func(http.ResponseWriter, *http.Request, Pr
 			writeError(w, http.StatusUnauthorized, contract.CodeUnauthorized, authMessage(err), "")
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), p)
+		next(w, r, p)
 	}
 }
 
@@ -432,10 +444,10 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, _ Principal) {
 	if dead, err := h.broker.Inspect(ctx, h.topo.DeadLetterQueue); err == nil {
 		resp.DeadLetterQueueLength = dead.Messages
 	}
-	if m, err := h.stats.memoryPercent(); err == nil {
+	if m, err := h.stats.MemoryPercent(); err == nil {
 		resp.MemoryUsage = m
 	}
-	if c, err := h.stats.cpuPercent(); err == nil {
+	if c, err := h.stats.CPUPercent(); err == nil {
 		resp.CPUUsage = c
 	}
 	writeJSON(w, http.StatusOK, resp)
