@@ -84,7 +84,7 @@ func newTestHandler(t *testing.T, fb *fakeBroker) *Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(testConfig(), Options{Broker: fb, Authenticator: bearerAuth{Verifier: v}, Logger: slog.New(slog.DiscardHandler)})
+	return New(testConfig(), Options{Broker: fb, Authenticator: bearerAuth{Verifier: v}, Logger: testLogger(t)})
 }
 
 func token(t *testing.T) string {
