@@ -13,8 +13,7 @@ import (
 	"strings"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
+	"github.com/scrapeplatform/platform/functions/sysstat"
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
@@ -22,7 +21,9 @@ import (
 
 // Broker is what the handler needs from the message broker.
 type Broker interface {
-	Call(ctx context.Context, msg amqp.Publishing) (amqp.Delivery, error)
+	// Call publishes req and waits for its reply; its errors carry their class and code (see
+	// broker.RPCClient.Call).
+	Call(ctx context.Context, req *contract.Request) (*contract.Reply, error)
 	Connected() bool
 	// Blocked reports a broker resource alarm: connected, but refusing new messages.
 	Blocked() bool
@@ -39,6 +40,14 @@ type idleChecker interface {
 
 var _ idleChecker = (*broker.RPCClient)(nil)
 
+// SystemStats reports the system's memory and CPU usage for GET /status.
+type SystemStats interface {
+	MemoryPercent() (float64, error)
+	CPUPercent() (float64, error)
+}
+
+var _ SystemStats = (*sysstat.Sampler)(nil)
+
 // Handler serves the API.
 type Handler struct {
 	cfg    Config
@@ -47,7 +56,7 @@ type Handler struct {
 	log    *slog.Logger
 	rec    Recorder
 	topo   broker.Topology
-	stats  sysStats
+	stats  SystemStats
 	now    func() time.Time
 	mux    *http.ServeMux
 }
@@ -59,7 +68,9 @@ type Options struct {
 	Logger        *slog.Logger
 	// Recorder receives metrics; nil records nothing.
 	Recorder Recorder
-	Now      func() time.Time
+	// Stats samples memory and CPU for GET /status; nil samples /proc.
+	Stats SystemStats
+	Now   func() time.Time
 }
 
 // New returns the API handler.
@@ -73,7 +84,10 @@ func New(cfg Config, o Options) *Handler {
 	if o.Recorder == nil {
 		o.Recorder = nopRecorder{}
 	}
-	h := &Handler{cfg: cfg, broker: o.Broker, authn: o.Authenticator, log: o.Logger, rec: o.Recorder,
+	if o.Stats == nil {
+		o.Stats = &sysstat.Sampler{}
+	}
+	h := &Handler{cfg: cfg, broker: o.Broker, authn: o.Authenticator, log: o.Logger, rec: o.Recorder, stats: o.Stats,
 		topo: broker.NewTopology(cfg.TaskQueue), now: o.Now, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /scrape", h.authenticated(h.scrape))
 	h.mux.HandleFunc("GET /status", h.authenticated(h.status))
@@ -140,8 +154,6 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
-type principalKey struct{}
-
 func (h *Handler) authenticated(next func(http.ResponseWriter, *http.Request, Principal)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := h.authn.Authenticate(r)
@@ -163,7 +175,7 @@ func (h *Handler) authenticated(next func(http.ResponseWriter, *http.Request, Pr
 			writeError(w, http.StatusUnauthorized, contract.CodeUnauthorized, authMessage(err), "")
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), p)
+		next(w, r, p)
 	}
 }
 
@@ -210,32 +222,19 @@ func (h *Handler) scrape(w http.ResponseWriter, r *http.Request, p Principal) {
 	}
 	req.RequestID = id
 	req.Subject = p.Subject
-	req.Deadline = start.Add(req.Timeout.Duration() + h.cfg.ReplyGrace)
-	// In Lambda the invocation's own deadline may come first; answer before it rather than be cut off.
-	if d, ok := r.Context().Deadline(); ok && d.Add(-200*time.Millisecond).Before(req.Deadline) {
-		req.Deadline = d.Add(-200 * time.Millisecond)
-	}
+	// In Lambda the invocation's own deadline may come first; the budget answers before it.
+	hardStop, _ := r.Context().Deadline()
+	req.Budget = contract.NewBudget(start, req.Timeout.Duration(), h.cfg.ReplyGrace, hardStop)
 	log = log.With("script", req.ScriptName)
 
-	msg, err := req.Publishing(h.now())
-	if err != nil {
-		writeError(w, http.StatusUnprocessableEntity, contract.CodeInvalidRequest, err.Error(), id)
-		return
-	}
-	ctx, cancel := context.WithDeadline(r.Context(), req.Deadline)
+	ctx, cancel := context.WithDeadline(r.Context(), req.WaitUntil())
 	defer cancel()
 	if c, ok := h.broker.(idleChecker); ok && h.cfg.IdleCheck > 0 {
 		c.CheckIdle(ctx, h.cfg.IdleCheck, time.Second)
 	}
-	d, err := h.broker.Call(ctx, msg)
+	reply, err := h.broker.Call(ctx, &req)
 	if err != nil {
 		h.callFailed(w, r, log, id, req, err)
-		return
-	}
-	reply, err := contract.ParseReply(d)
-	if err != nil {
-		log.Error("malformed reply from worker", "error", err)
-		writeError(w, http.StatusBadGateway, contract.CodeInternal, "a worker sent a malformed reply: "+err.Error(), id)
 		return
 	}
 	resp := ScrapeResponse{
@@ -261,31 +260,45 @@ const (
 	retryAfterUnavailable = "5"
 )
 
+// callFailed answers a failed call. The error's classification (contract.CodeOf, else its class) picks
+// the code, and httpStatus the status; nothing else looks at the error.
 func (h *Handler) callFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, id string, req contract.Request, err error) {
-	switch {
-	case r.Context().Err() != nil:
+	if r.Context().Err() != nil {
 		log.Info("client went away before the reply", "error", err)
 		writeError(w, 499, contract.CodeInternal, "client closed the request", id)
-	case errors.Is(err, broker.ErrNacked):
+		return
+	}
+	code := callErrorCode(err)
+	status := httpStatus(code)
+	switch code {
+	case contract.CodeQueueFull:
 		// The broker refused the task: the queue is over its bound (max-length policy, reject-publish).
 		log.Warn("task queue full", "error", err)
 		h.rec.ObserveScrape("queue_full", 0)
 		w.Header().Set("Retry-After", retryAfterQueueFull)
-		writeError(w, http.StatusTooManyRequests, contract.CodeQueueFull, "the task queue is full: workers are behind; retry in a few seconds", id)
-	case contract.Classify(err) == contract.Transient || errors.Is(err, broker.ErrClosed):
+		writeError(w, status, code, "the task queue is full: workers are behind; retry in a few seconds", id)
+	case contract.CodeBrokerUnavailable:
 		log.Error("broker unavailable", "error", err)
 		h.rec.ObserveScrape("broker_unavailable", 0)
 		w.Header().Set("Retry-After", retryAfterUnavailable)
-		writeError(w, http.StatusServiceUnavailable, contract.CodeBrokerUnavailable, "the task could not be handed to the message broker: "+err.Error(), id)
-	case errors.Is(err, context.DeadlineExceeded):
-		wait := req.Timeout.Duration() + h.cfg.ReplyGrace
+		writeError(w, status, code, "the task could not be handed to the message broker: "+err.Error(), id)
+	case contract.CodeNoWorkerResponse:
+		wait := req.WaitUntil().Sub(req.Accepted)
 		log.Warn("no worker answered in time", "waited_ms", wait.Milliseconds())
 		h.rec.ObserveScrape("no_worker_response", 0)
-		writeError(w, http.StatusGatewayTimeout, contract.CodeNoWorkerResponse,
+		writeError(w, status, code,
 			fmt.Sprintf("no worker answered within %.1fs (timeout %gs plus %.1fs grace): workers may be busy, scaling up, or down; GET /status shows the queue", wait.Seconds(), float64(req.Timeout), h.cfg.ReplyGrace.Seconds()), id)
+	case contract.CodeDeadlineExceeded:
+		log.Warn("no time left to hand the task on", "error", err)
+		h.rec.ObserveScrape("no_worker_response", 0)
+		writeError(w, status, code, "the request's deadline passed before the task could be handed to a worker", id)
 	default:
+		if errors.Is(err, broker.ErrMalformedReply) {
+			// An internal error, but the worker's: the gateway itself is fine.
+			status = http.StatusBadGateway
+		}
 		log.Error("rpc failed", "error", err)
-		writeError(w, http.StatusInternalServerError, contract.CodeInternal, "internal error: "+err.Error(), id)
+		writeError(w, status, code, "internal error: "+err.Error(), id)
 	}
 }
 
@@ -356,7 +369,7 @@ func jsonKind(field string) string {
 
 func (h *Handler) validateScrape(b scrapeBody) (contract.Request, error) {
 	var errs []error
-	req := contract.Request{Version: contract.Version, Parameters: b.Parameters, Timeout: contract.SecondsOf(h.cfg.DefaultTimeout),
+	req := contract.Request{Version: contract.Version, Parameters: b.Parameters, Budget: contract.Budget{Timeout: contract.SecondsOf(h.cfg.DefaultTimeout)},
 		TimeoutDefaulted: b.Timeout == nil || string(*b.Timeout) == "null"}
 	if b.ScriptName == nil {
 		errs = append(errs, errors.New("script_name is required"))
@@ -431,10 +444,10 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, _ Principal) {
 	if dead, err := h.broker.Inspect(ctx, h.topo.DeadLetterQueue); err == nil {
 		resp.DeadLetterQueueLength = dead.Messages
 	}
-	if m, err := h.stats.memoryPercent(); err == nil {
+	if m, err := h.stats.MemoryPercent(); err == nil {
 		resp.MemoryUsage = m
 	}
-	if c, err := h.stats.cpuPercent(); err == nil {
+	if c, err := h.stats.CPUPercent(); err == nil {
 		resp.CPUUsage = c
 	}
 	writeJSON(w, http.StatusOK, resp)

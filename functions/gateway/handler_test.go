@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,8 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
@@ -26,7 +25,7 @@ const testSecret = "0123456789abcdef0123456789abcdef-test"
 // fakeBroker answers calls in-process. Unit tests only: the integration tests use a real RabbitMQ.
 type fakeBroker struct {
 	mu        sync.Mutex
-	calls     []amqp.Publishing
+	calls     []*contract.Request
 	deadlines []time.Time // of the contexts Call was given (zero: none)
 	answer    func(req contract.Request) (*contract.Reply, error)
 	connected bool
@@ -34,26 +33,25 @@ type fakeBroker struct {
 	state     broker.QueueState
 }
 
-func (f *fakeBroker) Call(ctx context.Context, msg amqp.Publishing) (amqp.Delivery, error) {
+func (f *fakeBroker) Call(ctx context.Context, req *contract.Request) (*contract.Reply, error) {
 	deadline, _ := ctx.Deadline()
 	f.mu.Lock()
-	f.calls = append(f.calls, msg)
+	f.calls = append(f.calls, req)
 	f.deadlines = append(f.deadlines, deadline)
 	f.mu.Unlock()
-	var req contract.Request
-	if err := json.Unmarshal(msg.Body, &req); err != nil {
-		return amqp.Delivery{}, err
-	}
-	rep, err := f.answer(req)
+	rep, err := f.answer(*req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			<-ctx.Done()
-			return amqp.Delivery{}, ctx.Err()
+			return nil, ctx.Err()
 		}
-		return amqp.Delivery{}, err
+		return nil, err
 	}
-	body, _ := json.Marshal(rep)
-	return amqp.Delivery{CorrelationId: msg.CorrelationId, Body: body}, nil
+	// The real client checks the reply as contract.ParseReply does.
+	if err := rep.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", broker.ErrMalformedReply, err)
+	}
+	return rep, nil
 }
 
 func (f *fakeBroker) Connected() bool { return f.connected }
@@ -73,12 +71,7 @@ func completed(req contract.Request) (*contract.Reply, error) {
 }
 
 func testConfig() Config {
-	cfg, err := LoadConfig(func(k string) string {
-		if k == "JWT_SECRET" {
-			return testSecret
-		}
-		return ""
-	}, "jwt")
+	cfg, err := LoadConfig(func(string) string { return "" })
 	if err != nil {
 		panic(err)
 	}
@@ -91,7 +84,7 @@ func newTestHandler(t *testing.T, fb *fakeBroker) *Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(testConfig(), Options{Broker: fb, Authenticator: BearerAuth{Verifier: v}, Logger: slog.New(slog.DiscardHandler)})
+	return New(testConfig(), Options{Broker: fb, Authenticator: bearerAuth{Verifier: v}, Logger: testLogger(t)})
 }
 
 func token(t *testing.T) string {
@@ -175,9 +168,11 @@ func TestScrapeMapsReplyAndBuildsRequest(t *testing.T) {
 	if m["data"].(map[string]any)["a"] != float64(1) || m["error"] != nil || m["error_code"] != nil {
 		t.Fatalf("data/error: %v", m)
 	}
-	msg := fb.calls[0]
-	var req contract.Request
-	_ = json.Unmarshal(msg.Body, &req)
+	req := fb.calls[0]
+	msg, err := req.Publishing(now) // as the RPC client maps it
+	if err != nil {
+		t.Fatal(err)
+	}
 	if req.RequestID != m["request_id"] || msg.CorrelationId != req.RequestID || req.Subject != "tester" || req.Timeout != 3 {
 		t.Fatalf("request %+v / msg %+v", req, msg)
 	}
@@ -287,36 +282,6 @@ func TestAuthAndRoutes(t *testing.T) {
 	}
 }
 
-func TestLoadConfigRequiresSecretInJWTMode(t *testing.T) {
-	t.Parallel()
-	_, err := LoadConfig(func(string) string { return "" }, "jwt")
-	if err == nil || !strings.Contains(err.Error(), "JWT_SECRET") {
-		t.Fatalf("want a JWT_SECRET error, got %v", err)
-	}
-	if _, err := LoadConfig(func(string) string { return "" }, "apigateway"); err != nil {
-		t.Fatalf("apigateway mode needs no secret: %v", err)
-	}
-	env := func(kv ...string) func(string) string {
-		m := map[string]string{}
-		for i := 0; i+1 < len(kv); i += 2 {
-			m[kv[i]] = kv[i+1]
-		}
-		return func(k string) string { return m[k] }
-	}
-	jwks := "https://idp.example.com/.well-known/jwks.json"
-	if c, err := LoadConfig(env("JWT_JWKS_URL", jwks, "JWT_ISSUER", "https://idp.example.com/", "JWT_AUDIENCE", "api"), "jwt"); err != nil || c.JWTJWKSURL != jwks {
-		t.Fatalf("a JWKS instead of a secret: %+v %v", c, err)
-	}
-	for want, e := range map[string]func(string) string{
-		"not both":                    env("JWT_JWKS_URL", jwks, "JWT_SECRET", strings.Repeat("s", 32), "JWT_ISSUER", "i", "JWT_AUDIENCE", "a"),
-		"JWT_ISSUER and JWT_AUDIENCE": env("JWT_JWKS_URL", jwks, "JWT_ISSUER", "https://idp.example.com/"),
-	} {
-		if _, err := LoadConfig(e, "jwt"); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("want an error about %q, got %v", want, err)
-		}
-	}
-}
-
 // With required scopes, a valid token without any of them is 403 forbidden; one of them is enough.
 func TestScopesAreRequiredWhenSet(t *testing.T) {
 	t.Parallel()
@@ -327,7 +292,7 @@ func TestScopesAreRequiredWhenSet(t *testing.T) {
 	fb := &fakeBroker{connected: true, answer: func(req contract.Request) (*contract.Reply, error) {
 		return &contract.Reply{Version: contract.Version, RequestID: req.RequestID, Status: contract.StatusCompleted, WorkerID: "w"}, nil
 	}}
-	h := New(testConfig(), Options{Broker: fb, Authenticator: BearerAuth{Verifier: v, Scopes: []string{"scrape:run", "scrape:admin"}}})
+	h := New(testConfig(), Options{Broker: fb, Authenticator: bearerAuth{Verifier: v, Scopes: []string{"scrape:run", "scrape:admin"}}})
 	bearer := func(scopes ...string) map[string]string {
 		tok, err := auth.IssueHS256([]byte(testSecret), auth.Claims{Subject: "s", Scopes: scopes}, time.Hour)
 		if err != nil {
@@ -360,7 +325,7 @@ func TestUnavailableKeysAre503(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := New(testConfig(), Options{Broker: &fakeBroker{connected: true}, Authenticator: BearerAuth{Verifier: v}})
+	h := New(testConfig(), Options{Broker: &fakeBroker{connected: true}, Authenticator: bearerAuth{Verifier: v}})
 	tok := "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ4In0.c2ln"
 	w, m := do(t, h, "POST", "/scrape", `{"script_name":"echo"}`, map[string]string{"Authorization": "Bearer " + tok})
 	if w.Code != 503 || m["error_code"] != "auth_unavailable" || w.Header().Get("Retry-After") == "" {
@@ -374,7 +339,7 @@ func FuzzDecodeScrapeBody(f *testing.F) {
 	for _, s := range []string{`{"script_name":"echo","parameters":{"a":[1,2]},"timeout":5}`, `{"script_name":null}`, `{"timeout":1e400}`, `[]`, `{"parameters":"x"}`, "{\"script_name\":\"\\u0000\"}"} {
 		f.Add([]byte(s))
 	}
-	h := New(testConfig(), Options{Broker: &fakeBroker{}, Authenticator: BearerAuth{}})
+	h := New(testConfig(), Options{Broker: &fakeBroker{}, Authenticator: bearerAuth{}})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		b, err := decodeScrapeBody(body)
 		if err != nil {

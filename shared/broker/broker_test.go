@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,17 +73,21 @@ func (s *setup) responder(t *testing.T, reply func(d amqp.Delivery) (amqp.Publis
 	}()
 }
 
+// echo answers a request with a completed reply whose data is the request's parameters.
 func echo(d amqp.Delivery) (amqp.Publishing, bool) {
-	return amqp.Publishing{CorrelationId: d.CorrelationId, Body: d.Body}, true
+	req, err := contract.ParseRequest(d)
+	if err != nil {
+		return amqp.Publishing{}, false
+	}
+	rep := contract.Reply{Version: contract.Version, RequestID: req.RequestID, Status: contract.StatusCompleted, Data: req.Parameters}
+	p, err := rep.Publishing(time.Now())
+	return p, err == nil
 }
 
-func request(id string, deadline time.Time) amqp.Publishing {
-	req := contract.Request{Version: contract.Version, RequestID: id, ScriptName: "echo", Timeout: 1, Deadline: deadline}
-	p, err := req.Publishing(time.Now())
-	if err != nil {
-		panic(err)
-	}
-	return p
+// request returns a request with id whose parameters name the id.
+func request(id string, deadline time.Time) *contract.Request {
+	return &contract.Request{Version: contract.Version, RequestID: id, ScriptName: "echo",
+		Parameters: json.RawMessage(fmt.Sprintf(`{"id":%q}`, id)), Budget: contract.Budget{Timeout: 1, Deadline: deadline}}
 }
 
 func TestTopologyDeclaresQuorumQueueWithDeadLettering(t *testing.T) {
@@ -171,14 +176,14 @@ func TestRPCRoundTrip(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			id := fmt.Sprintf("req-%d", i)
-			msg := request(id, time.Now().Add(5*time.Second))
-			d, err := c.Call(ctx, msg)
+			req := request(id, time.Now().Add(5*time.Second))
+			rep, err := c.Call(ctx, req)
 			if err != nil {
 				errs <- fmt.Errorf("%s: %w", id, err)
 				return
 			}
-			if d.CorrelationId != id || string(d.Body) != string(msg.Body) {
-				errs <- fmt.Errorf("%s: got reply %q for %q", id, d.CorrelationId, d.Body)
+			if rep.RequestID != id || string(rep.Data) != string(req.Parameters) {
+				errs <- fmt.Errorf("%s: got reply %q (data %s) for %s", id, rep.RequestID, rep.Data, req.Parameters)
 			}
 		}()
 	}
@@ -367,28 +372,28 @@ func TestConsumerPrefetchAndStop(t *testing.T) {
 		}
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	got := make(chan amqp.Delivery, 10)
+	got := make(chan *broker.Task, 10)
 	done := make(chan struct{})
-	go func() { _ = cons.Run(ctx, func(d amqp.Delivery) { got <- d }); close(done) }()
+	go func() { _ = cons.Run(ctx, func(task *broker.Task) { got <- task }); close(done) }()
 
 	// Without acks, prefetch 2 means exactly two deliveries arrive.
-	held := []amqp.Delivery{<-got, <-got}
+	held := []*broker.Task{<-got, <-got}
 	select {
-	case d := <-got:
-		t.Fatalf("third delivery %q arrived despite prefetch 2", d.Body)
+	case task := <-got:
+		t.Fatalf("third delivery (%v) arrived despite prefetch 2", task.Invalid)
 	case <-time.After(300 * time.Millisecond):
 	}
 	stop()
 	<-done
 	// After Stop, acks on the still-open channel work, and nothing new is delivered.
-	for _, d := range held {
-		if err := d.Ack(false); err != nil {
+	for _, task := range held {
+		if err := task.Settle(context.Background(), broker.Outcome{Action: broker.Ack}); err != nil {
 			t.Fatalf("ack after stop: %v", err)
 		}
 	}
 	select {
-	case d := <-got:
-		t.Fatalf("delivery %q after stop", d.Body)
+	case task := <-got:
+		t.Fatalf("delivery (%v) after stop", task.Invalid)
 	case <-time.After(300 * time.Millisecond):
 	}
 	cons.Close()

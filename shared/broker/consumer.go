@@ -19,7 +19,9 @@ type ConsumerConfig struct {
 	// Prefetch is the most unacknowledged deliveries the broker hands this consumer (its free slots).
 	Prefetch int
 	// Tag identifies the consumer to the broker (default Name).
-	Tag          string
+	Tag string
+	// Settler settles the tasks handed to Run's handler: where replies and dead letters go.
+	Settler      Settler
 	OnConnect    func()
 	OnDisconnect func(error)
 	Logger       *slog.Logger
@@ -27,10 +29,10 @@ type ConsumerConfig struct {
 
 // Consumer consumes the task queue with manual acknowledgements, resuming after reconnects.
 //
-// Deliveries reach the handler given to Run one at a time, in the consuming goroutine; a handler that needs
-// concurrency starts its own goroutines (prefetch bounds how many deliveries can be outstanding). A delivery
-// is acked or nacked through its own methods, on the channel it came from; when that channel is lost the
-// broker requeues whatever was not acked, so an unfinished task is never lost.
+// Deliveries reach the handler given to Run as parsed tasks, one at a time, in the consuming goroutine; a
+// handler that needs concurrency starts its own goroutines (prefetch bounds how many deliveries can be
+// outstanding). A task is settled once, by Task.Settle, on the channel it came from; when that channel is
+// lost the broker requeues whatever was not acked, so an unfinished task is never lost.
 type Consumer struct {
 	cfg     ConsumerConfig
 	log     *slog.Logger
@@ -54,6 +56,9 @@ func NewConsumer(cfg ConsumerConfig) *Consumer {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Settler.Logger == nil {
+		cfg.Settler.Logger = log
 	}
 	c := &Consumer{cfg: cfg, log: log, deliveries: make(chan amqp.Delivery)}
 	c.session = NewSession(SessionConfig{
@@ -96,11 +101,11 @@ func (c *Consumer) setup(ctx context.Context, _ *amqp.Connection, ch *amqp.Chann
 	return nil
 }
 
-// Run connects and hands every delivery to handle until ctx ends. When ctx ends it cancels the consumer at
-// the broker, hands over the deliveries already received (the handler should nack them with requeue when
-// it is stopping), and returns; the channel stays open so in-flight deliveries can still be acknowledged
-// until Close.
-func (c *Consumer) Run(ctx context.Context, handle func(amqp.Delivery)) error {
+// Run connects and hands every delivery, as a Task, to handle until ctx ends. When ctx ends it cancels the
+// consumer at the broker, hands over the deliveries already received (the handler should settle them with
+// Requeue when it is stopping), and returns; the channel stays open so tasks in flight can still be
+// settled until Close.
+func (c *Consumer) Run(ctx context.Context, handle func(*Task)) error {
 	sessionCtx, stopSession := context.WithCancel(context.WithoutCancel(ctx))
 	c.mu.Lock()
 	c.stopSession = stopSession
@@ -110,7 +115,7 @@ func (c *Consumer) Run(ctx context.Context, handle func(amqp.Delivery)) error {
 	for {
 		select {
 		case d := <-c.deliveries:
-			handle(d)
+			handle(NewTask(d, c.cfg.Settler))
 		case <-ctx.Done():
 			c.cancel()
 			// Deliveries in flight to us when we cancelled still arrive; hand them over briefly.
@@ -119,7 +124,7 @@ func (c *Consumer) Run(ctx context.Context, handle func(amqp.Delivery)) error {
 			for {
 				select {
 				case d := <-c.deliveries:
-					handle(d)
+					handle(NewTask(d, c.cfg.Settler))
 				case <-drain.C:
 					return ctx.Err()
 				}

@@ -9,14 +9,26 @@
 //
 //   - [Topology]: the task queue (a durable quorum queue with a delivery limit), its dead-letter exchange and
 //     dead-letter queue, declared identically by every side so declarations never conflict.
-//   - [RPCClient]: the gateway's side of an RPC over direct reply-to. Publishes are persistent, mandatory and
+//   - [RPCClient]: the gateway's side of an RPC over direct reply-to. Call takes a *contract.Request and
+//     returns its *contract.Reply: amqp091 types stay inside this package and contract's AMQP mapping. Publishes are persistent, mandatory and
 //     confirmed; many calls share one channel, each waiting only for its own confirm (a window of in-flight
 //     publishes bounds them). Replies are matched by correlation id; unknown and late replies are dropped and
 //     counted; no call waits past its context's deadline. While the broker blocks publishers (a memory or
 //     disk alarm, connection.blocked) calls fail at once with ErrBlocked, and a reject-publish overflow
 //     (the queue over a max-length policy) comes back as ErrNacked.
 //   - [Consumer]: the worker's side: prefetch, manual acks, consumption that resumes after a reconnect, and a
-//     Stop that cancels consumption while leaving the channel open so in-flight work can still be acked.
+//     stop that cancels consumption while leaving the channel open so in-flight work can still be settled.
+//     It hands each delivery over as a [Task] (the parsed request, or why it is invalid), settled once by
+//     [Task.Settle] with an [Outcome]: the reply (retried until the caller's deadline), then ack, requeue or
+//     dead-letter with a reason.
 //   - [Publisher]: confirmed publishes on a session of their own (the worker publishes replies on a
 //     connection separate from the one it consumes on, as RabbitMQ advises).
+//
+// Errors are classified once: each carries its class (contract.Classify: transient or not) and its code
+// (contract.CodeOf), from which the worker settles and the gateway picks its HTTP status.
+//
+// Lifecycle: every long-running part (Session, RPCClient, Publisher, Consumer) runs in Run(ctx) and stops
+// when ctx ends; ending ctx interrupts every wait (redial backoff, reply retries, calls waiting for a
+// channel). Consumer.Close then closes the channel it kept open for settling. A nil Logger in any config
+// discards.
 package broker

@@ -173,11 +173,29 @@ func (c *RPCClient) deliver(id string, r result) {
 	}
 }
 
-// Call publishes msg to the task queue and waits for the reply with msg.CorrelationId. msg must carry a
-// correlation id and reply_to = amq.rabbitmq.reply-to (contract.Request.Publishing does both). Call never
-// waits past ctx's deadline; it returns ErrUnavailable, ErrNacked, ErrUnroutable or ErrConnectionLost (all
-// transient) when the broker could not take the message, and ctx's error when the reply did not come in time.
-func (c *RPCClient) Call(ctx context.Context, msg amqp.Publishing) (amqp.Delivery, error) {
+// Call publishes req to the task queue (mapped by req.Publishing) and waits for the reply with its
+// correlation id. Call never waits past ctx's deadline; it returns ErrUnavailable, ErrNacked, ErrUnroutable
+// or ErrConnectionLost (all transient) when the broker could not take the message, contract.ErrExpired when
+// req's deadline has already passed, ErrMalformedReply for a reply that does not parse, and ctx's error when
+// the reply did not come in time.
+func (c *RPCClient) Call(ctx context.Context, req *contract.Request) (*contract.Reply, error) {
+	msg, err := req.Publishing(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	d, err := c.call(ctx, msg)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := contract.ParseReply(d)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedReply, err)
+	}
+	return rep, nil
+}
+
+// call publishes msg and waits for the delivery that answers it.
+func (c *RPCClient) call(ctx context.Context, msg amqp.Publishing) (amqp.Delivery, error) {
 	if msg.CorrelationId == "" {
 		return amqp.Delivery{}, fmt.Errorf("rpc call needs a correlation id")
 	}

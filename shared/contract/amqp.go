@@ -26,24 +26,22 @@ const (
 )
 
 // ErrExpired reports a request whose deadline has passed.
-var ErrExpired = errors.New("request deadline has passed")
+var ErrExpired = WithCode(CodeDeadlineExceeded, errors.New("request deadline has passed"))
 
 // Publishing maps req to the AMQP message that carries it, as of now. It fails if the deadline has already
 // passed: nobody should publish work that its caller will not wait for.
 func (r *Request) Publishing(now time.Time) (amqp.Publishing, error) {
-	left := r.Deadline.Sub(now)
-	if left <= 0 {
-		return amqp.Publishing{}, ErrExpired
+	expiration, err := r.Expiration(now)
+	if err != nil {
+		return amqp.Publishing{}, err
 	}
 	body, err := json.Marshal(r)
 	if err != nil {
 		return amqp.Publishing{}, fmt.Errorf("encode request: %w", err)
 	}
 	if len(body) > MaxMessageBytes {
-		return amqp.Publishing{}, fmt.Errorf("request is %d bytes; the limit is %d", len(body), MaxMessageBytes)
+		return amqp.Publishing{}, WithCode(CodeInvalidRequest, fmt.Errorf("request is %d bytes; the limit is %d", len(body), MaxMessageBytes))
 	}
-	// Round up so a message never expires before its deadline.
-	ms := (left + time.Millisecond - 1) / time.Millisecond
 	return amqp.Publishing{
 		ContentType:   ContentType,
 		DeliveryMode:  amqp.Persistent,
@@ -52,7 +50,7 @@ func (r *Request) Publishing(now time.Time) (amqp.Publishing, error) {
 		ReplyTo:       DirectReplyTo,
 		Type:          RequestType,
 		Timestamp:     now.UTC().Truncate(time.Second),
-		Expiration:    strconv.FormatInt(int64(ms), 10),
+		Expiration:    strconv.FormatInt(expiration.Milliseconds(), 10),
 		Body:          body,
 	}, nil
 }

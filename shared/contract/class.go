@@ -45,6 +45,34 @@ func Transiently(err error) error {
 	return &TransientError{Err: err}
 }
 
+// CodedError carries the stable code an error is reported with (in a reply, or an HTTP error body).
+type CodedError struct {
+	Code Code
+	Err  error
+}
+
+func (e *CodedError) Error() string { return e.Err.Error() }
+func (e *CodedError) Unwrap() error { return e.Err }
+
+// WithCode marks err with code; nil stays nil. The mark does not change err's class (see Classify).
+func WithCode(code Code, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &CodedError{Code: code, Err: err}
+}
+
+// CodeOf returns the code err carries (the outermost one), or "" when it carries none. Together with
+// Classify it is the one classification of an error: the worker settles a task by its class and the
+// gateway answers with its code (and the HTTP status the gateway's table gives that code).
+func CodeOf(err error) Code {
+	var ce *CodedError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return ""
+}
+
 // Classify tells how err should be handled.
 func Classify(err error) Class {
 	var te *TransientError

@@ -16,7 +16,8 @@ const (
 	CodeNotFound Code = "not_found"
 	// CodeMethodNotAllowed: the route exists but not for this HTTP method.
 	CodeMethodNotAllowed Code = "method_not_allowed"
-	// CodeUnsupportedMediaType: the body is not JSON.
+	// CodeUnsupportedMediaType: the body is not JSON. Reserved: the gateway accepts any Content-Type and
+	// reports a body that is not JSON as invalid_request (400); a strict Content-Type check would use it.
 	CodeUnsupportedMediaType Code = "unsupported_media_type"
 	// CodeBrokerUnavailable: the gateway cannot hand the task to the broker.
 	CodeBrokerUnavailable Code = "broker_unavailable"
@@ -48,9 +49,13 @@ const (
 	CodeDependenciesInstalling Code = "dependencies_installing"
 	// CodeInvalidManifest: the script's manifest.json is malformed or out of range.
 	CodeInvalidManifest Code = "invalid_manifest"
-	// CodeDeadlineExceeded: the request's deadline passed before a worker could start it.
+	// CodeDeadlineExceeded: the request's deadline passed before it could be handed on (contract.ErrExpired):
+	// the gateway answers it (504) when its invocation has no time left to publish the task. A worker that
+	// finds a task expired dead-letters it without a reply: nobody waits for one.
 	CodeDeadlineExceeded Code = "deadline_exceeded"
 	// CodeWorkerShuttingDown: the worker stopped before the script finished and could not hand it on.
+	// Reserved: a worker that stops requeues its unfinished tasks (the broker redelivers them, bounded by the
+	// queue's delivery limit), so no reply carries it today; a worker that cannot requeue would.
 	CodeWorkerShuttingDown Code = "worker_shutting_down"
 	// CodeInternal: a fault in the platform itself; the message says what.
 	CodeInternal Code = "internal_error"

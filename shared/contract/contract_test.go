@@ -17,7 +17,7 @@ import (
 func validRequest(now time.Time) Request {
 	return Request{
 		Version: Version, RequestID: "req-1", ScriptName: "example_scraper",
-		Parameters: json.RawMessage(`{"url":"http://x"}`), Timeout: 5, Deadline: now.Add(7 * time.Second),
+		Parameters: json.RawMessage(`{"url":"http://x"}`), Budget: Budget{Timeout: 5, Deadline: now.Add(7 * time.Second)},
 	}
 }
 
@@ -53,7 +53,7 @@ func TestValidateScriptName(t *testing.T) {
 
 func TestRequestValidateReportsEveryProblem(t *testing.T) {
 	t.Parallel()
-	r := Request{Version: 9, ScriptName: "../x", Parameters: json.RawMessage(`[1]`), Timeout: Seconds(math.NaN())}
+	r := Request{Version: 9, ScriptName: "../x", Parameters: json.RawMessage(`[1]`), Budget: Budget{Timeout: Seconds(math.NaN())}}
 	err := r.Validate()
 	if err == nil {
 		t.Fatal("want errors")

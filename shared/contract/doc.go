@@ -14,4 +14,10 @@
 //
 // and its body is a [Request] as JSON. The worker answers with a [Reply] on the reply_to address, with the
 // same correlation_id. Nothing else in the code base builds AMQP properties for these messages.
+//
+// A request carries its time budget ([Budget]: accepted_at, timeout, deadline), computed once by the
+// gateway with [NewBudget]; the message's expiration, the gateway's wait, the worker's start check and the
+// script's run time all derive from it, with the margins ([ReplyMargin], [InvocationMargin]) named once.
+// Errors are classified once: [Classify] gives the class (permanent, transient, cancelled) and [CodeOf]
+// the stable [Code] an error is reported with.
 package contract

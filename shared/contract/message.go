@@ -48,12 +48,11 @@ type Request struct {
 	ScriptName string `json:"script_name"`
 	// Parameters is the JSON object handed to scrape(params).
 	Parameters json.RawMessage `json:"parameters"`
-	// Timeout bounds the script's own run time, in seconds.
-	Timeout Seconds `json:"timeout"`
+	// Budget is the request's time budget: its timeout (seconds), deadline and acceptance time, on the wire
+	// as "timeout", "deadline" and "accepted_at". Every deadline on the request's path derives from it.
+	Budget
 	// TimeoutDefaulted says the caller named no timeout, so a script's manifest may choose a shorter one.
 	TimeoutDefaulted bool `json:"timeout_defaulted,omitempty"`
-	// Deadline is when the caller stops waiting; work that cannot finish by then is not started.
-	Deadline time.Time `json:"deadline"`
 	// Subject is the authenticated caller (JWT sub or IAM principal), for logs and audit.
 	Subject string `json:"subject,omitempty"`
 }

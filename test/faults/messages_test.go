@@ -38,7 +38,7 @@ func publishConfirmed(t *testing.T, ch *amqp.Channel, routingKey string, msg amq
 func validRequest(t *testing.T, id, script, replyTo string) amqp.Publishing {
 	t.Helper()
 	req := contract.Request{Version: contract.Version, RequestID: id, ScriptName: script, Parameters: json.RawMessage(`{}`),
-		Timeout: 5, Deadline: time.Now().Add(time.Minute)}
+		Budget: contract.Budget{Timeout: 5, Deadline: time.Now().Add(time.Minute)}}
 	msg, err := req.Publishing(time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -18,12 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/scrapeplatform/platform/functions/gateway"
+	"github.com/scrapeplatform/platform/functions/gateway/localedge"
 	"github.com/scrapeplatform/platform/shared/broker"
 )
 
 func main() {
-	cfg, err := gateway.LoadConfig(os.Getenv, "jwt")
+	cfg, err := localedge.LoadConfig(os.Getenv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "gateway-local: invalid configuration:\n%v\n", err)
 		os.Exit(2)
@@ -33,7 +33,7 @@ func main() {
 		addr = "127.0.0.1:8080"
 	}
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	_ = level.UnmarshalText([]byte(cfg.Gateway.LogLevel))
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -48,16 +48,17 @@ const statusMetricsTimeout = time.Second
 
 // run serves until ctx ends, then stops accepting, lets requests in flight finish (bounded), and closes
 // the broker connection.
-func run(ctx context.Context, cfg gateway.Config, addr string, log *slog.Logger) error {
+func run(ctx context.Context, cfg localedge.Config, addr string, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := gateway.NewMetrics(reg)
-	h, client, err := gateway.Build(cfg, "gateway-local", log, metrics)
+	metrics := localedge.NewMetrics(reg)
+	// The local edge: bearer tokens verified here, Prometheus metrics.
+	h, client, err := localedge.Build(cfg, "gateway-local", log, metrics)
 	if err != nil {
 		return err
 	}
 	// GET /status's numbers as gauges: queue length, active workers, dead letters, system CPU and memory.
-	reg.MustRegister(gateway.NewStatusCollector(client, cfg.TaskQueue, statusMetricsTimeout, log))
+	reg.MustRegister(localedge.NewStatusCollector(client, cfg.Gateway.TaskQueue, statusMetricsTimeout, log))
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	brokerDone := make(chan struct{})
 	go func() { _ = client.Run(brokerCtx); close(brokerDone) }()
@@ -74,7 +75,7 @@ func run(ctx context.Context, cfg gateway.Config, addr string, log *slog.Logger)
 		MaxHeaderBytes: 10 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("gateway listening", "addr", ln.Addr().String(), "broker", broker.Redact(cfg.RabbitMQURL), "auth_mode", cfg.AuthMode)
+	log.Info("gateway listening", "addr", ln.Addr().String(), "broker", broker.Redact(cfg.Gateway.RabbitMQURL), "auth_mode", "jwt")
 
 	select {
 	case err := <-errc:
@@ -83,7 +84,7 @@ func run(ctx context.Context, cfg gateway.Config, addr string, log *slog.Logger)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing requests in flight")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.MaxTimeout+cfg.ReplyGrace+time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Gateway.MaxTimeout+cfg.Gateway.ReplyGrace+time.Second)
 	defer cancel()
 	err = srv.Shutdown(shutdownCtx)
 	stopBroker()

@@ -16,7 +16,7 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/scrapeplatform/platform/functions/brokersecret"
-	"github.com/scrapeplatform/platform/functions/gateway"
+	"github.com/scrapeplatform/platform/functions/gateway/lambdaedge"
 )
 
 // machinePrefix is where API Gateway's IAM-authorized routes for machine clients live (/iam/scrape, …);
@@ -33,19 +33,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "gateway: broker credentials: %v\n", err)
 		os.Exit(2)
 	}
-	cfg, err := gateway.LoadConfig(getenv, "apigateway")
+	cfg, err := lambdaedge.LoadConfig(getenv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "gateway: invalid configuration:\n%v\n", err)
 		os.Exit(2)
 	}
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	_ = level.UnmarshalText([]byte(cfg.Gateway.LogLevel))
 	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
-	h, client, err := gateway.Build(cfg, "gateway-lambda", log, nil)
-	if err != nil {
-		log.Error("gateway setup", "error", err)
-		os.Exit(2)
-	}
+	// The Lambda edge: API Gateway's authorizers, EMF metrics on stdout.
+	h, client := lambdaedge.Build(cfg, "gateway-lambda", log, os.Stdout)
 	// One connection per execution environment, dialled during init and kept across invocations.
 	go func() { _ = client.Run(context.Background()) }()
 	lambda.Start(httpadapter.NewV2(routes(h)).ProxyWithContext)

@@ -111,11 +111,14 @@ func run(ctx context.Context, cfg config.Config, execCfg config.Exec, sec config
 	consumer := broker.NewConsumer(broker.ConsumerConfig{
 		URL: cfg.RabbitMQURL, Name: cfg.WorkerID + "/consume", Topology: topo, Prefetch: cfg.Concurrency,
 		Logger: log, OnConnect: conUp, OnDisconnect: conDown,
+		// Tasks are settled through the publisher: replies, and dead letters (invalid and expired tasks go
+		// to the dead-letter queue with the reason).
+		Settler: broker.Settler{Publisher: publisher, DeadLetterQueue: topo.DeadLetterQueue, ID: cfg.WorkerID,
+			OnReplyFailure: func(error) { metrics.ReplyFailures.Inc() }},
 	})
 	w := worker.New(worker.Config{
-		ID: cfg.WorkerID, Concurrency: cfg.Concurrency, Repository: repo, Runner: run, Replies: publisher,
+		ID: cfg.WorkerID, Concurrency: cfg.Concurrency, Repository: repo, Runner: run,
 		Environments: envs, Isolation: execCfg.Isolation, Metrics: metrics, Logger: log,
-		DeadLetterQueue: topo.DeadLetterQueue, // invalid and expired tasks go there with the reason
 	})
 
 	pubCtx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))

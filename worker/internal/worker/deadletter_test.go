@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/scrapeplatform/platform/shared/broker"
 )
 
 // keyedPublisher records every publish with its routing key; it fails publishes to failKey.
@@ -40,8 +42,9 @@ func TestDeadLettersCarryTheReason(t *testing.T) {
 		if failing {
 			pub.failKey = "tasks.dead"
 		}
-		w := New(Config{ID: "w-test", Concurrency: 1, Repository: fakeRepo{}, Runner: fakeRunner{ok}, Replies: pub,
-			DeadLetterQueue: "tasks.dead", Metrics: NewMetrics(prometheus.NewRegistry()), Logger: slog.New(slog.DiscardHandler)})
+		w := &testWorker{New(Config{ID: "w-test", Concurrency: 1, Repository: fakeRepo{}, Runner: fakeRunner{ok},
+			Metrics: NewMetrics(prometheus.NewRegistry()), Logger: slog.New(slog.DiscardHandler)}),
+			broker.Settler{Publisher: pub, DeadLetterQueue: "tasks.dead", ID: "w-test"}}
 		acks := newAckLog()
 		w.Handle(amqp.Delivery{Acknowledger: acks, Body: []byte(`{"version":1,"request_id":"bad","script_name":"../x"}`),
 			CorrelationId: "bad", ReplyTo: "amq.rabbitmq.reply-to.x", RoutingKey: "tasks", ContentType: "application/json"})

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
@@ -26,7 +27,7 @@ func (d dirRepo) Resolve(_ context.Context, name string) (repository.Script, err
 	return repository.Script{Name: name, Dir: d.dir, Version: "v1"}, nil
 }
 
-func manifestWorker(t *testing.T, manifestJSON string, run func(context.Context, runner.Job) (runner.Result, error)) (*Worker, *fakePublisher) {
+func manifestWorker(t *testing.T, manifestJSON string, run func(context.Context, runner.Job) (runner.Result, error)) (*testWorker, *fakePublisher) {
 	t.Helper()
 	dir := t.TempDir()
 	if manifestJSON != "" {
@@ -35,9 +36,9 @@ func manifestWorker(t *testing.T, manifestJSON string, run func(context.Context,
 		}
 	}
 	pub := &fakePublisher{}
-	w := New(Config{ID: "w", Concurrency: 4, Repository: dirRepo{dir}, Runner: fakeRunner{run}, Replies: pub,
+	w := New(Config{ID: "w", Concurrency: 4, Repository: dirRepo{dir}, Runner: fakeRunner{run},
 		Isolation: "warm", Metrics: NewMetrics(prometheus.NewRegistry()), Logger: slog.New(slog.DiscardHandler)})
-	return w, pub
+	return &testWorker{w, broker.Settler{Publisher: pub, ID: "w"}}, pub
 }
 
 func TestManifestChoosesIsolationAndTimeout(t *testing.T) {
@@ -60,8 +61,8 @@ func TestManifestChoosesIsolationAndTimeout(t *testing.T) {
 			return ok(context.Background(), j)
 		})
 		acks := newAckLog()
-		req := contract.Request{Version: contract.Version, RequestID: "r", ScriptName: "s", Timeout: 10,
-			TimeoutDefaulted: tc.defaulted, Deadline: time.Now().Add(30 * time.Second)}
+		req := contract.Request{Version: contract.Version, RequestID: "r", ScriptName: "s",
+			Budget: contract.Budget{Timeout: 10, Deadline: time.Now().Add(30 * time.Second)}, TimeoutDefaulted: tc.defaulted}
 		p, _ := req.Publishing(time.Now())
 		w.Handle(amqpDelivery(acks, p.Body, p.CorrelationId))
 		if e := acks.wait(t); e != "ack" {
@@ -94,7 +95,7 @@ func TestManifestConcurrencyCap(t *testing.T) {
 	acks := newAckLog()
 	var wg sync.WaitGroup
 	for i := range 3 {
-		req := contract.Request{Version: contract.Version, RequestID: "r" + string(rune('a'+i)), ScriptName: "s", Timeout: 5, Deadline: time.Now().Add(10 * time.Second)}
+		req := contract.Request{Version: contract.Version, RequestID: "r" + string(rune('a'+i)), ScriptName: "s", Budget: contract.Budget{Timeout: 5, Deadline: time.Now().Add(10 * time.Second)}}
 		p, _ := req.Publishing(time.Now())
 		w.Handle(amqpDelivery(acks, p.Body, p.CorrelationId))
 		wg.Add(1)
@@ -110,7 +111,7 @@ func TestBadManifestFailsClearly(t *testing.T) {
 	t.Parallel()
 	w, pub := manifestWorker(t, `{"isolation":"vm"}`, ok)
 	acks := newAckLog()
-	req := contract.Request{Version: contract.Version, RequestID: "r", ScriptName: "s", Timeout: 5, Deadline: time.Now().Add(10 * time.Second)}
+	req := contract.Request{Version: contract.Version, RequestID: "r", ScriptName: "s", Budget: contract.Budget{Timeout: 5, Deadline: time.Now().Add(10 * time.Second)}}
 	p, _ := req.Publishing(time.Now())
 	w.Handle(amqpDelivery(acks, p.Body, p.CorrelationId))
 	acks.wait(t)

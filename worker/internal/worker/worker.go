@@ -1,10 +1,11 @@
-// Package worker turns task deliveries into script runs and replies.
+// Package worker turns tasks (broker.Task: a parsed delivery) into script runs and replies.
 //
-// For each delivery: parse and validate the request (invalid → dead-letter), drop work whose deadline has
-// passed (dead-letter, so operators see capacity shortfalls), resolve the script, run it in a child process
-// with a timeout bounded by the caller's deadline, publish the reply with a confirm, and only then ack. A
-// reply that cannot be published is retried until the caller's deadline (a broker alarm or a redial passes),
-// then dropped and the task acked: nobody is waiting. A run cut short by a forced shutdown is requeued for
+// For each task the worker computes one outcome and settles it once (broker.Task.Settle): an invalid
+// request is dead-lettered; work whose time budget has run out (contract.Budget.RunTime) is dead-lettered,
+// so operators see capacity shortfalls; otherwise the script is resolved and run in a child process for at
+// most the budget's run time, and the reply is published with a confirm before the ack. A reply that cannot
+// be published is retried until the caller's deadline (a broker alarm or a redial passes), then dropped and
+// the task acked: nobody is waiting. A run cut short by a forced shutdown is requeued for
 // another worker. Requeues are bounded by the task queue's delivery limit, so a task that always kills its
 // worker ends in the dead-letter queue.
 //
@@ -26,7 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
@@ -41,18 +42,7 @@ type ScriptRunner interface {
 	Run(ctx context.Context, job runner.Job) (runner.Result, error)
 }
 
-// ReplyPublisher publishes a reply and waits for the broker's confirm.
-type ReplyPublisher interface {
-	Publish(ctx context.Context, routingKey string, msg amqp.Publishing) error
-}
-
-var (
-	_ ScriptRunner   = (*runner.Runner)(nil)
-	_ ReplyPublisher = (*broker.Publisher)(nil)
-)
-
-// replyMargin is kept free at the end of a request's deadline so the reply can still reach the caller.
-const replyMargin = 250 * time.Millisecond
+var _ ScriptRunner = (*runner.Runner)(nil)
 
 // Environments provides a script's dependency environment from its requirements.txt.
 type Environments interface {
@@ -71,14 +61,11 @@ type Config struct {
 	Environments Environments
 	// Isolation is the default for scripts whose manifest names none: manifest.Warm or manifest.Process.
 	Isolation string
-	Replies   ReplyPublisher
-	// DeadLetterQueue, when set, receives invalid and expired tasks with the reason in their headers
-	// (x-scrape-rejected-reason), published through Replies; without it they are rejected and the broker
-	// dead-letters them without one.
-	DeadLetterQueue string
-	Metrics         *Metrics
-	Logger          *slog.Logger
-	Now             func() time.Time
+	// Metrics, nil: a set registered nowhere.
+	Metrics *Metrics
+	// Logger, nil: discard.
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Worker handles task deliveries.
@@ -145,6 +132,12 @@ func New(cfg Config) *Worker {
 	if cfg.Concurrency < 1 {
 		cfg.Concurrency = 1
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Worker{
 		cfg:        cfg,
@@ -157,11 +150,12 @@ func New(cfg Config) *Worker {
 	return w
 }
 
-// Handle takes one delivery. It returns at once; the task runs in its own goroutine once a slot is free.
-// Prefetch equals the number of slots, so in steady state a slot is always free.
-func (w *Worker) Handle(d amqp.Delivery) {
+// Handle takes one task. It returns at once; the task runs in its own goroutine once a slot is free.
+// Prefetch equals the number of slots, so in steady state a slot is always free. Every task ends in one
+// call of Task.Settle with the outcome the worker computed.
+func (w *Worker) Handle(t *broker.Task) {
 	if w.stopping.Load() {
-		w.requeue(d, "worker is shutting down")
+		w.requeue(w.log, t, "worker is shutting down")
 		return
 	}
 	w.wg.Add(1)
@@ -173,7 +167,7 @@ func (w *Worker) Handle(d amqp.Delivery) {
 			w.cfg.Metrics.SlotsBusy.Dec()
 			w.wg.Done()
 		}()
-		w.process(d)
+		w.process(t)
 	}()
 }
 
@@ -201,40 +195,42 @@ func (w *Worker) Shutdown(drain, grace time.Duration) bool {
 	}
 }
 
-func (w *Worker) process(d amqp.Delivery) {
+// process computes the task's outcome and settles it.
+func (w *Worker) process(t *broker.Task) {
 	received := w.cfg.Now()
-	req, err := contract.ParseRequest(d)
-	if err != nil {
-		w.reject(d, err)
+	if t.Invalid != nil {
+		w.reject(t)
 		return
 	}
+	req := t.Request
 	log := w.log.With("request_id", req.RequestID, "script", req.ScriptName)
-	if d.Redelivered {
+	if t.Redelivered {
 		log.Info("task redelivered")
 	}
 
-	timeout := min(req.Timeout.Duration(), req.Deadline.Sub(received)-replyMargin)
+	timeout := req.RunTime(received)
 	if timeout <= 0 {
 		log.Warn("deadline passed before the task started; dead-lettering it", "deadline", req.Deadline)
 		w.cfg.Metrics.Rejected.WithLabelValues("expired").Inc()
-		w.deadLetter(d, fmt.Sprintf("expired: the caller's deadline %s passed before a worker could start the task", req.Deadline.UTC().Format(time.RFC3339)))
+		_ = t.Settle(w.hardCtx, broker.Outcome{Action: broker.DeadLetter, Logger: log,
+			Reason: fmt.Sprintf("expired: the caller's deadline %s passed before a worker could start the task", req.Deadline.UTC().Format(time.RFC3339))})
 		return
 	}
 
 	log.Debug("task started", "timeout_ms", timeout.Milliseconds(), "subject", req.Subject)
-	reply, requeue := w.run(log, req, timeout, req.Deadline.Add(-replyMargin))
+	reply, requeue := w.run(log, req, timeout)
 	if requeue {
-		w.requeue(d, "run interrupted by shutdown")
+		w.requeue(log, t, "run interrupted by shutdown")
 		return
 	}
 	reply.Version = contract.Version
 	reply.RequestID = req.RequestID
 	reply.WorkerID = w.cfg.ID
-	w.respond(log, d, req, reply, received)
+	w.respond(log, t, reply, received)
 }
 
 // run resolves and runs the script. requeue is set when the run was cut short by a forced shutdown.
-func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Duration, deadline time.Time) (_ *contract.Reply, requeue bool) {
+func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Duration) (_ *contract.Reply, requeue bool) {
 	ctx := w.hardCtx
 	script, err := w.cfg.Repository.Resolve(ctx, req.ScriptName)
 	if errors.Is(err, repository.ErrNotFound) {
@@ -276,8 +272,8 @@ func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Durat
 		Warm:             isolation == manifest.Warm,
 	}
 
-	// Everything before the script starts waits no longer than the caller's deadline.
-	waitCtx, cancelWait := context.WithDeadline(ctx, deadline)
+	// Everything before the script starts waits no longer than the budget allows.
+	waitCtx, cancelWait := context.WithDeadline(ctx, req.StartBy())
 	defer cancelWait()
 	if lay.reqFile != "" {
 		lease, reply := w.environment(waitCtx, log, req, lay.reqFile)
@@ -295,9 +291,8 @@ func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Durat
 		return contract.Failed(req, contract.CodeScriptTimeout, fmt.Sprintf("script %q allows %d concurrent runs per worker and none became free before the deadline", req.ScriptName, man.Concurrency)), false
 	}
 	defer release()
-	if left := deadline.Sub(w.cfg.Now()); left < job.Timeout {
-		job.Timeout = left // time spent waiting for the environment or a slot comes off the script's share
-	}
+	// Time spent waiting for the environment or a slot comes off the script's share.
+	job.Timeout = min(job.Timeout, req.RunTime(w.cfg.Now()))
 	if job.Timeout <= 0 {
 		return contract.Failed(req, contract.CodeScriptTimeout, "no time was left to run the script before the caller's deadline"), false
 	}
@@ -378,33 +373,20 @@ func fileExists(path string) bool {
 	return err == nil && st.Mode().IsRegular()
 }
 
-// respond publishes reply and settles the delivery.
-func (w *Worker) respond(log *slog.Logger, d amqp.Delivery, req *contract.Request, reply *contract.Reply, received time.Time) {
-	label := req.ScriptName
+// respond records the task's metrics, then settles it: the reply goes out (retried until the caller's
+// deadline, see broker.Task.Settle) and the task is acked.
+func (w *Worker) respond(log *slog.Logger, t *broker.Task, reply *contract.Reply, received time.Time) {
+	label := t.Request.ScriptName
 	if reply.Error != nil && reply.Error.Code == contract.CodeScriptNotFound {
 		label = UnknownScript
-	}
-	if d.ReplyTo != "" {
-		msg, err := reply.Publishing(w.cfg.Now())
-		switch {
-		case err != nil:
-			w.cfg.Metrics.ReplyFailures.Inc()
-			log.Error("reply could not be encoded; dropping it", "error", err)
-		default:
-			if err := w.publishReply(log, d.ReplyTo, msg, req.Deadline); err != nil {
-				// Nobody waits any more: running the script again elsewhere would only produce another
-				// reply that nobody reads, so the task is acked, not requeued.
-				w.cfg.Metrics.ReplyFailures.Inc()
-				log.Error("reply not published before the caller's deadline; dropping it", "error", err)
-			}
-		}
 	}
 	elapsed := w.cfg.Now().Sub(received)
 	w.cfg.Metrics.Requests.WithLabelValues(label, string(reply.Status)).Inc()
 	w.cfg.Metrics.Duration.WithLabelValues(label).Observe(elapsed.Seconds())
-	if err := d.Ack(false); err != nil {
-		// The channel is gone: the broker requeues the task and another worker will run it again.
-		log.Warn("ack failed; the task will be redelivered", "error", err)
+	if err := t.Settle(w.hardCtx, broker.Outcome{Reply: reply, Action: broker.Ack, Logger: log}); err != nil {
+		// Nobody waits any more: running the script again elsewhere would only produce another reply that
+		// nobody reads, so the task is acked, not requeued.
+		log.Error("reply not published before the caller's deadline; dropping it", "error", err)
 	}
 	attrs := []any{"status", reply.Status, "duration_ms", elapsed.Milliseconds(), "execution_time_ms", int64(reply.ExecutionTime * 1000)}
 	if reply.Error != nil {
@@ -413,106 +395,21 @@ func (w *Worker) respond(log *slog.Logger, d amqp.Delivery, req *contract.Reques
 	log.Info("task done", attrs...)
 }
 
-// Reply publishing retries: the first wait, the longest wait, and how long one attempt may take.
-const (
-	replyRetryFirst   = 50 * time.Millisecond
-	replyRetryMax     = time.Second
-	replyAttemptLimit = 5 * time.Second
-)
-
-// publishReply publishes a reply to the caller, retrying failures until the caller's deadline. A reply that
-// cannot go out right now almost always means the broker is refusing publishes for a while (a memory or disk
-// alarm) or the publish connection is being redialled; both pass. A reply the broker cannot route (the
-// caller's direct reply-to channel is gone) is given up at once: it holds a slot for nobody. Requeueing the task instead would run the
-// script again and count a delivery against the queue's limit each time, so a long alarm would dead-letter
-// valid tasks while their callers still waited; holding the finished reply and its unacked task does not.
-func (w *Worker) publishReply(log *slog.Logger, replyTo string, msg amqp.Publishing, deadline time.Time) error {
-	wait := replyRetryFirst
-	for attempt := 1; ; attempt++ {
-		left := deadline.Sub(w.cfg.Now())
-		// Each attempt gets its own bound (the first even past the deadline: a reply that is only a little
-		// late may still be read), independent of the worker's shutdown.
-		ctx, cancel := context.WithTimeout(context.Background(), max(min(replyAttemptLimit, left), replyRetryFirst))
-		err := w.cfg.Replies.Publish(ctx, replyTo, msg)
-		cancel()
-		if err == nil {
-			if attempt > 1 {
-				log.Info("reply published after retrying", "attempts", attempt)
-			}
-			return nil
-		}
-		if errors.Is(err, broker.ErrUnroutable) || errors.Is(err, broker.ErrClosed) {
-			// The caller's reply address is gone (its channel closed: a broker restart, a gateway that
-			// stopped), or the worker is closing: no later attempt can deliver this reply.
-			return fmt.Errorf("after %d attempts: %w", attempt, err)
-		}
-		left = deadline.Sub(w.cfg.Now())
-		if left <= 0 {
-			return fmt.Errorf("after %d attempts: %w", attempt, err)
-		}
-		if attempt == 1 {
-			log.Warn("publish reply failed; retrying until the caller's deadline", "error", err, "deadline_in_ms", left.Milliseconds())
-		}
-		time.Sleep(min(wait, left))
-		wait = min(2*wait, replyRetryMax)
-	}
-}
-
-// reject answers an invalid request (when it says where to) and dead-letters it.
-func (w *Worker) reject(d amqp.Delivery, err error) {
-	w.log.Warn("invalid task; dead-lettering it", "error", err, "message_id", d.MessageId, "correlation_id", d.CorrelationId)
+// reject answers an invalid task (when it says where to) and dead-letters it.
+func (w *Worker) reject(t *broker.Task) {
+	w.log.Warn("invalid task; dead-lettering it", "error", t.Invalid, "message_id", t.MessageID, "correlation_id", t.CorrelationID)
 	w.cfg.Metrics.Rejected.WithLabelValues("invalid").Inc()
-	if d.ReplyTo != "" && d.CorrelationId != "" {
-		reply := contract.Failed(&contract.Request{RequestID: d.CorrelationId}, contract.CodeInvalidRequest, "invalid task: "+err.Error())
-		reply.Version = contract.Version
-		reply.WorkerID = w.cfg.ID
-		if msg, perr := reply.Publishing(w.cfg.Now()); perr == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = w.cfg.Replies.Publish(ctx, d.ReplyTo, msg)
-			cancel()
-		}
+	o := broker.Outcome{Action: broker.DeadLetter, Reason: "invalid: " + t.Invalid.Error()}
+	if t.CanReply() {
+		o.Reply = contract.Failed(&contract.Request{RequestID: t.CorrelationID}, contract.CodeInvalidRequest, "invalid task: "+t.Invalid.Error())
+		o.Reply.Version = contract.Version
+		o.Reply.WorkerID = w.cfg.ID
 	}
-	w.deadLetter(d, "invalid: "+err.Error())
+	_ = t.Settle(w.hardCtx, o)
 }
 
-// deadLetter moves d to the dead-letter queue with the reason in its headers, then acks it. Without a
-// dead-letter queue, or when that publish fails, it rejects d and the broker dead-letters it (its x-death
-// header then says "rejected", without the reason). A crash between the publish and the ack leaves a
-// second copy, never none.
-func (w *Worker) deadLetter(d amqp.Delivery, reason string) {
-	if w.cfg.DeadLetterQueue != "" {
-		headers := amqp.Table{}
-		for k, v := range d.Headers {
-			headers[k] = v
-		}
-		if len(reason) > 1024 {
-			reason = reason[:1024] + "…"
-		}
-		headers["x-scrape-rejected-reason"] = reason
-		headers["x-scrape-rejected-by"] = w.cfg.ID
-		headers["x-scrape-rejected-at"] = w.cfg.Now().UTC().Format(time.RFC3339Nano)
-		headers["x-scrape-source-queue"] = d.RoutingKey
-		msg := amqp.Publishing{Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
-			DeliveryMode: amqp.Persistent, CorrelationId: d.CorrelationId, ReplyTo: d.ReplyTo, MessageId: d.MessageId,
-			Timestamp: d.Timestamp, Type: d.Type, AppId: d.AppId, Body: d.Body} // no expiration: dead letters are kept
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := w.cfg.Replies.Publish(ctx, w.cfg.DeadLetterQueue, msg)
-		cancel()
-		if err == nil {
-			if err := d.Ack(false); err != nil {
-				w.log.Warn("ack of a dead-lettered task failed; it will be dead-lettered again", "error", err)
-			}
-			return
-		}
-		w.log.Warn("could not publish to the dead-letter queue; rejecting the task instead", "error", err)
-	}
-	_ = d.Reject(false)
-}
-
-func (w *Worker) requeue(d amqp.Delivery, why string) {
+// requeue hands t back to the queue for another worker.
+func (w *Worker) requeue(log *slog.Logger, t *broker.Task, why string) {
 	w.cfg.Metrics.Rejected.WithLabelValues("requeued").Inc()
-	w.log.Info("requeueing task", "reason", why, "correlation_id", d.CorrelationId)
-	if err := d.Nack(false, true); err != nil {
-		w.log.Warn("nack failed; the broker requeues the task when the channel closes", "error", err)
-	}
+	_ = t.Settle(w.hardCtx, broker.Outcome{Action: broker.Requeue, Reason: why, Logger: log})
 }

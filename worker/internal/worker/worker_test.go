@@ -97,15 +97,26 @@ func (p *fakePublisher) Publish(_ context.Context, key string, msg amqp.Publishi
 	return nil
 }
 
-func newWorker(t *testing.T, run func(ctx context.Context, job runner.Job) (runner.Result, error), pub *fakePublisher) (*Worker, *Metrics) {
+// testWorker is a Worker fed with deliveries as the consumer feeds it: each becomes a broker.Task settled
+// through settler (publisher, dead-letter queue, reply-failure hook), as cmd/worker wires them.
+type testWorker struct {
+	*Worker
+	settler broker.Settler
+}
+
+// Handle hands d to the worker as a task.
+func (w *testWorker) Handle(d amqp.Delivery) { w.Worker.Handle(broker.NewTask(d, w.settler)) }
+
+func newWorker(t *testing.T, run func(ctx context.Context, job runner.Job) (runner.Result, error), pub *fakePublisher) (*testWorker, *Metrics) {
 	m := NewMetrics(prometheus.NewRegistry())
-	return New(Config{ID: "w-test", Concurrency: 2, Repository: fakeRepo{}, Runner: fakeRunner{run}, Replies: pub,
-		Metrics: m, Logger: slog.New(slog.DiscardHandler)}), m
+	w := New(Config{ID: "w-test", Concurrency: 2, Repository: fakeRepo{}, Runner: fakeRunner{run},
+		Metrics: m, Logger: slog.New(slog.DiscardHandler)})
+	return &testWorker{w, broker.Settler{Publisher: pub, ID: "w-test", OnReplyFailure: func(error) { m.ReplyFailures.Inc() }}}, m
 }
 
 func delivery(t *testing.T, acks *ackLog, name string, timeout time.Duration, deadline time.Time) amqp.Delivery {
 	req := contract.Request{Version: contract.Version, RequestID: "r-" + name, ScriptName: name,
-		Timeout: contract.SecondsOf(timeout), Deadline: deadline}
+		Budget: contract.Budget{Timeout: contract.SecondsOf(timeout), Deadline: deadline}}
 	p, err := req.Publishing(time.Now().Add(-time.Hour)) // publish time in the past so expired requests encode
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +158,7 @@ func TestTimeoutIsBoundedByDeadline(t *testing.T) {
 	// The caller allows 10 s of script time but will stop waiting in 2 s.
 	w.Handle(delivery(t, acks, "good", 10*time.Second, now.Add(2*time.Second)))
 	acks.wait(t)
-	if want := 2*time.Second - replyMargin; got != want {
+	if want := 2*time.Second - contract.ReplyMargin; got != want {
 		t.Fatalf("script timeout %v; want %v, the 2 s left to the deadline less the reply margin", got, want)
 	}
 }

@@ -1,6 +1,7 @@
-package gateway
+package localedge
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,20 @@ import (
 
 	"github.com/scrapeplatform/platform/shared/broker"
 )
+
+// fakeBroker reports a queue state while connected. Unit tests only.
+type fakeBroker struct {
+	connected bool
+	state     broker.QueueState
+}
+
+func (f *fakeBroker) Connected() bool { return f.connected }
+func (f *fakeBroker) Inspect(context.Context, string) (broker.QueueState, error) {
+	if !f.connected {
+		return broker.QueueState{}, broker.ErrUnavailable
+	}
+	return f.state, nil
+}
 
 func TestStatusCollector(t *testing.T) {
 	t.Parallel()

@@ -1,4 +1,6 @@
-package gateway
+// Package sysstat samples system-wide memory and CPU usage from /proc, for GET /status and the local
+// gateway's gauges.
+package sysstat
 
 import (
 	"bufio"
@@ -10,18 +12,20 @@ import (
 	"time"
 )
 
-// sysStats reports system-wide memory and CPU usage in percent, from /proc. CPU usage is measured between
-// two samples of /proc/stat: the previous call's (when more recent than window, default 10 s) or one taken
-// 100 ms earlier.
-type sysStats struct {
-	window   time.Duration
+// Sampler reports system-wide memory and CPU usage in percent, from /proc. CPU usage is measured between
+// two samples of /proc/stat: the previous call's (when more recent than Window, default 10 s) or one taken
+// 100 ms earlier. The zero value is ready to use; it is safe for concurrent use.
+type Sampler struct {
+	// Window is how old the previous CPU sample may be to measure against it (default 10 s).
+	Window   time.Duration
 	mu       sync.Mutex
 	lastIdle uint64
 	lastAll  uint64
 	lastAt   time.Time
 }
 
-func (s *sysStats) memoryPercent() (float64, error) {
+// MemoryPercent is the memory in use (total minus available), in percent of the total.
+func (s *Sampler) MemoryPercent() (float64, error) {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
 		return 0, err
@@ -68,10 +72,11 @@ func readCPU() (idle, all uint64, err error) {
 	return idle, all, nil
 }
 
-func (s *sysStats) cpuPercent() (float64, error) {
+// CPUPercent is the CPU busy time since the previous sample, in percent of all cores.
+func (s *Sampler) CPUPercent() (float64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	window := s.window
+	window := s.Window
 	if window <= 0 {
 		window = 10 * time.Second
 	}

@@ -1,4 +1,4 @@
-package gateway
+package localedge
 
 import (
 	"strconv"
@@ -6,10 +6,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scrapeplatform/platform/functions/gateway"
 	"github.com/scrapeplatform/platform/shared/contract"
 )
 
-// Metrics are the local gateway's Prometheus metrics. A nil *Metrics records nothing.
+// Metrics are the local gateway's Prometheus metrics, recorded through gateway.Recorder.
 type Metrics struct {
 	HTTPRequests   *prometheus.CounterVec
 	HTTPDuration   *prometheus.HistogramVec
@@ -18,6 +19,8 @@ type Metrics struct {
 	Connected      prometheus.Gauge
 	Connects       prometheus.Counter
 }
+
+var _ gateway.Recorder = (*Metrics)(nil)
 
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -60,18 +63,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// ObserveHTTP implements Recorder.
+// ObserveHTTP implements gateway.Recorder.
 func (m *Metrics) ObserveHTTP(route string, code int, d time.Duration) {
 	m.HTTPRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 	m.HTTPDuration.WithLabelValues(route).Observe(d.Seconds())
 }
 
-// ObserveScrape implements Recorder.
+// ObserveScrape implements gateway.Recorder.
 func (m *Metrics) ObserveScrape(outcome contract.Status, _ time.Duration) {
 	m.ScrapeOutcomes.WithLabelValues(string(outcome)).Inc()
 }
 
-// ReplyDropped implements Recorder.
+// ReplyDropped implements gateway.Recorder.
 func (m *Metrics) ReplyDropped(reason string) { m.RepliesDropped.WithLabelValues(reason).Inc() }
 
 // BrokerHooks returns callbacks for broker.RPCConfig's OnConnect, OnDisconnect and OnDrop.

@@ -1,4 +1,4 @@
-package gateway
+package lambdaedge
 
 import (
 	"encoding/json"
@@ -7,28 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scrapeplatform/platform/functions/gateway"
 	"github.com/scrapeplatform/platform/shared/contract"
 )
 
-// Recorder receives the gateway's business metrics. Prometheus (*Metrics) serves the local gateway; EMF
-// serves Lambda, which has no long-lived process to scrape.
-type Recorder interface {
-	ObserveHTTP(route string, code int, d time.Duration)
-	ObserveScrape(outcome contract.Status, d time.Duration)
-	ReplyDropped(reason string)
-}
-
-var (
-	_ Recorder = (*Metrics)(nil)
-	_ Recorder = (*EMF)(nil)
-	_ Recorder = nopRecorder{}
-)
-
-type nopRecorder struct{}
-
-func (nopRecorder) ObserveHTTP(string, int, time.Duration)       {}
-func (nopRecorder) ObserveScrape(contract.Status, time.Duration) {}
-func (nopRecorder) ReplyDropped(string)                          {}
+var _ gateway.Recorder = (*EMF)(nil)
 
 // EMF writes metrics as CloudWatch Embedded Metric Format lines (one JSON object per line) to w — in
 // Lambda, stdout, from where CloudWatch Logs extracts them into metrics without any API call.
@@ -83,21 +66,21 @@ func (e *EMF) emit(dims [][]string, metrics []emfMetric, values map[string]any) 
 	_, _ = e.w.Write(append(b, '\n'))
 }
 
-// ObserveScrape implements Recorder.
+// ObserveScrape implements gateway.Recorder.
 func (e *EMF) ObserveScrape(outcome contract.Status, d time.Duration) {
 	e.emit([][]string{{"Stage"}, {"Stage", "Outcome"}},
 		[]emfMetric{{"Scrapes", "Count"}, {"ScrapeDuration", "Milliseconds"}},
 		map[string]any{"Outcome": string(outcome), "Scrapes": 1, "ScrapeDuration": float64(d.Microseconds()) / 1000})
 }
 
-// ObserveHTTP implements Recorder.
+// ObserveHTTP implements gateway.Recorder.
 func (e *EMF) ObserveHTTP(route string, code int, _ time.Duration) {
 	e.emit([][]string{{"Stage"}, {"Stage", "Route", "StatusClass"}},
 		[]emfMetric{{"HTTPRequests", "Count"}},
 		map[string]any{"Route": route, "StatusClass": strconv.Itoa(code/100) + "xx", "HTTPRequests": 1})
 }
 
-// ReplyDropped implements Recorder.
+// ReplyDropped implements gateway.Recorder.
 func (e *EMF) ReplyDropped(reason string) {
 	e.emit([][]string{{"Stage", "Reason"}}, []emfMetric{{"RepliesDropped", "Count"}},
 		map[string]any{"Reason": reason, "RepliesDropped": 1})

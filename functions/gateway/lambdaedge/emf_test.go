@@ -1,14 +1,39 @@
-package gateway
+package lambdaedge
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
-	"github.com/scrapeplatform/platform/shared/auth"
+	"github.com/scrapeplatform/platform/functions/gateway"
+	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/shared/contract"
 )
+
+// echoBroker answers every call at once with a completed reply. Unit tests only.
+type echoBroker struct{}
+
+func (echoBroker) Call(_ context.Context, req *contract.Request) (*contract.Reply, error) {
+	return &contract.Reply{Version: contract.Version, RequestID: req.RequestID, Status: contract.StatusCompleted, WorkerID: "w1"}, nil
+}
+func (echoBroker) Connected() bool { return true }
+func (echoBroker) Blocked() bool   { return false }
+func (echoBroker) Inspect(context.Context, string) (broker.QueueState, error) {
+	return broker.QueueState{}, nil
+}
+
+// anyone lets every request in, as API Gateway's authorizer would have.
+type anyone struct{}
+
+func (anyone) Authenticate(*http.Request) (gateway.Principal, error) {
+	return gateway.Principal{Subject: "tester", Method: "apigateway-jwt"}, nil
+}
 
 // checkEMF validates one line against the Embedded Metric Format rules CloudWatch applies, and returns it.
 func checkEMF(t *testing.T, line []byte, namespace string) map[string]any {
@@ -57,11 +82,15 @@ func checkEMF(t *testing.T, line []byte, namespace string) map[string]any {
 func TestEMFLinesFromAScrape(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	v, _ := auth.NewHS256(auth.HS256Config{Secret: []byte(testSecret)})
-	h := New(testConfig(), Options{Broker: &fakeBroker{answer: completed, connected: true}, Authenticator: BearerAuth{Verifier: v},
+	cfg, err := gateway.LoadConfig(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := gateway.New(cfg, gateway.Options{Broker: echoBroker{}, Authenticator: anyone{},
 		Logger: slog.New(slog.DiscardHandler), Recorder: NewEMF(&buf, "ScrapingPlatform", "test")})
-	do(t, h, "POST", "/scrape", `{"script_name":"echo"}`, map[string]string{"Authorization": "Bearer " + token(t)})
-	do(t, h, "POST", "/scrape", `{`, map[string]string{"Authorization": "Bearer " + token(t)})
+	for _, body := range []string{`{"script_name":"echo"}`, `{`} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/scrape", strings.NewReader(body)))
+	}
 
 	var scrapes, http4xx int
 	sc := bufio.NewScanner(&buf)

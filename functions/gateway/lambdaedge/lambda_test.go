@@ -1,8 +1,9 @@
-package gateway
+package lambdaedge
 
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,11 +11,11 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/shared/testlog"
 )
 
 // TestLambdaAdapterWithRealBroker drives API Gateway v2 event fixtures through the same adapter the Lambda
@@ -53,14 +54,11 @@ func TestLambdaAdapterWithRealBroker(t *testing.T) {
 
 	cfg, err := LoadConfig(func(k string) string {
 		return map[string]string{"RABBITMQ_URL": url, "RABBITMQ_TASK_QUEUE": queue}[k]
-	}, "apigateway")
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, client, err := Build(cfg, "test-lambda-gateway", testLogger(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, client := Build(cfg, "test-lambda-gateway", testlog.New(t, slog.LevelInfo), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = client.Run(ctx); close(done) }()
@@ -69,7 +67,7 @@ func TestLambdaAdapterWithRealBroker(t *testing.T) {
 
 	invoke := func(fixture string) (events.APIGatewayV2HTTPResponse, map[string]any) {
 		t.Helper()
-		raw, err := os.ReadFile(filepath.Join("testdata", fixture))
+		raw, err := os.ReadFile(filepath.Join("..", "testdata", fixture))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,71 +120,6 @@ func TestLambdaAdapterWithRealBroker(t *testing.T) {
 	if resp.StatusCode != 400 || m["error_code"] != "invalid_request" {
 		t.Fatalf("bad json: %d %v", resp.StatusCode, m)
 	}
-}
-
-// TestScrapeWithoutWorkersTimesOut: with a real broker but nobody consuming, the gateway answers 504
-// within the request's deadline, and the task, now useless, expires from the queue.
-func TestScrapeWithoutWorkersTimesOut(t *testing.T) {
-	t.Parallel()
-	url := brokertest.URL(t)
-	queue := brokertest.Name("test-noworker")
-	topo := broker.NewTopology(queue)
-	brokertest.DeleteQueues(t, url, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
-	cfg, err := LoadConfig(func(k string) string {
-		return map[string]string{"RABBITMQ_URL": url, "RABBITMQ_TASK_QUEUE": queue, "JWT_SECRET": testSecret, "SCRAPE_REPLY_GRACE": "0.2"}[k]
-	}, "jwt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, client, err := Build(cfg, "test-noworker", testLogger(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = client.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitConnected(t, client)
-
-	start := time.Now()
-	w, m := do(t, h, "POST", "/scrape", `{"script_name":"echo","timeout":0.5}`, map[string]string{"Authorization": "Bearer " + token(t)})
-	if w.Code != 504 || m["error_code"] != "no_worker_response" {
-		t.Fatalf("got %d %v", w.Code, m)
-	}
-	if time.Since(start) < 500*time.Millisecond {
-		t.Fatal("answered 504 before the request's own timeout")
-	}
-	// The expired task is dead-lettered by the broker rather than run later for nobody.
-	_, ch := brokertest.Channel(t, url)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		q, err := ch.QueueDeclarePassive(topo.DeadLetterQueue, true, false, false, false, nil)
-		if err == nil && q.Messages == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("expired task not dead-lettered: %+v %v", q, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	var d amqp.Delivery
-	d, ok, err := ch.Get(topo.DeadLetterQueue, true)
-	if err != nil || !ok {
-		t.Fatal(ok, err)
-	}
-	if reason := deathReason(d); reason != "expired" {
-		t.Fatalf("dead-letter reason %q, want expired", reason)
-	}
-}
-
-func deathReason(d amqp.Delivery) string {
-	deaths, _ := d.Headers["x-death"].([]any)
-	if len(deaths) == 0 {
-		return ""
-	}
-	first, _ := deaths[0].(amqp.Table)
-	r, _ := first["reason"].(string)
-	return r
 }
 
 func waitConnected(t *testing.T, c *broker.RPCClient) {

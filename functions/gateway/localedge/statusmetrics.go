@@ -1,4 +1,4 @@
-package gateway
+package localedge
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scrapeplatform/platform/functions/sysstat"
 	"github.com/scrapeplatform/platform/shared/broker"
 )
 
@@ -34,7 +35,7 @@ type StatusCollector struct {
 	topo    broker.Topology
 	timeout time.Duration
 	log     *slog.Logger
-	stats   sysStats
+	stats   *sysstat.Sampler
 
 	queueLength, activeWorkers, deadLetters, memory, cpu *prometheus.Desc
 }
@@ -50,7 +51,7 @@ func NewStatusCollector(b QueueInspector, taskQueue string, timeout time.Duratio
 	return &StatusCollector{
 		broker: b, topo: broker.NewTopology(taskQueue), timeout: timeout, log: log,
 		// CPU usage is averaged since the previous scrape, whatever the scrape interval.
-		stats: sysStats{window: 10 * time.Minute},
+		stats: &sysstat.Sampler{Window: 10 * time.Minute},
 		queueLength: prometheus.NewDesc("scraping_queue_length",
 			"Ready messages in the task queue (tasks no worker has taken yet), as the broker reports them.", nil, nil),
 		activeWorkers: prometheus.NewDesc("scraping_active_workers",
@@ -73,10 +74,10 @@ func (c *StatusCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *StatusCollector) Collect(ch chan<- prometheus.Metric) {
-	if m, err := c.stats.memoryPercent(); err == nil {
+	if m, err := c.stats.MemoryPercent(); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, m)
 	}
-	if p, err := c.stats.cpuPercent(); err == nil {
+	if p, err := c.stats.CPUPercent(); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.GaugeValue, p)
 	}
 	if !c.broker.Connected() {

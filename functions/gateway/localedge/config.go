@@ -1,0 +1,51 @@
+package localedge
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/scrapeplatform/platform/functions/gateway"
+	sharedconfig "github.com/scrapeplatform/platform/shared/config"
+)
+
+// Config is the local gateway's configuration: the HTTP API's, and how tokens are verified here.
+type Config struct {
+	Gateway   gateway.Config
+	JWTSecret string
+	// JWTJWKSURL, when set, has the gateway verify RS256/ES256 tokens with the identity provider's keys
+	// instead of an HS256 secret; JWTIssuer and JWTAudience are then required.
+	JWTJWKSURL  string
+	JWTIssuer   string
+	JWTAudience string
+	// JWTScopes, when set, are required on /scrape and /status (one of them), like the stage's jwtScopes on
+	// API Gateway's routes.
+	JWTScopes []string
+}
+
+// LoadConfig reads the local gateway's configuration through getenv and reports every problem at once.
+// AUTH_MODE is accepted for compatibility with existing environments, but only as "jwt": the local gateway
+// always verifies tokens itself; API Gateway's authorizers are the Lambda bootstrap's (cmd/gateway).
+func LoadConfig(getenv func(string) string) (Config, error) {
+	gw, gwErr := gateway.LoadConfig(getenv)
+	e := sharedconfig.NewEnv(getenv)
+	e.OneOf("AUTH_MODE", "jwt", "jwt")
+	c := Config{
+		Gateway:     gw,
+		JWTSecret:   e.String("JWT_SECRET", ""),
+		JWTJWKSURL:  e.String("JWT_JWKS_URL", ""),
+		JWTScopes:   strings.FieldsFunc(e.String("JWT_SCOPES", ""), func(r rune) bool { return r == ',' || r == ' ' }),
+		JWTIssuer:   e.String("JWT_ISSUER", ""),
+		JWTAudience: e.String("JWT_AUDIENCE", ""),
+	}
+	switch {
+	case c.JWTJWKSURL != "" && c.JWTSecret != "":
+		e.Fail("set JWT_SECRET (HS256 tokens) or JWT_JWKS_URL (an identity provider's RS256/ES256 tokens), not both")
+	case c.JWTJWKSURL != "":
+		if c.JWTIssuer == "" || c.JWTAudience == "" {
+			e.Fail("JWT_JWKS_URL needs JWT_ISSUER and JWT_AUDIENCE: the issuer and audience of the tokens to accept")
+		}
+	case len(c.JWTSecret) < 32:
+		e.Fail("JWT_SECRET must be set to at least 32 characters when AUTH_MODE=jwt (make run creates one in .local/jwt-secret), or set JWT_JWKS_URL")
+	}
+	return c, errors.Join(gwErr, e.Err())
+}

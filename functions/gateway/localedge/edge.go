@@ -1,0 +1,38 @@
+// Package localedge is the local gateway's edge (cmd/gateway-local): bearer tokens verified here (HS256 or
+// an identity provider's JWKS), Prometheus metrics, and GET /status's numbers as gauges. It never links
+// aws-lambda-go.
+package localedge
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/scrapeplatform/platform/functions/gateway"
+	"github.com/scrapeplatform/platform/shared/auth"
+	"github.com/scrapeplatform/platform/shared/broker"
+)
+
+// Build wires the HTTP API handler for the local server: bearer-token authentication and metrics (nil:
+// none). The caller runs client.Run for as long as the handler serves.
+func Build(cfg Config, name string, log *slog.Logger, metrics *Metrics) (*gateway.Handler, *broker.RPCClient, error) {
+	var v auth.Verifier
+	var err error
+	if cfg.JWTJWKSURL != "" {
+		v, err = auth.NewJWKS(auth.JWKSConfig{URL: cfg.JWTJWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	} else {
+		v, err = auth.NewHS256(auth.HS256Config{Secret: []byte(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("JWT verifier: %w", err)
+	}
+	rpc := cfg.Gateway.RPCConfig(name, log)
+	var rec gateway.Recorder
+	if metrics != nil {
+		rec = metrics
+		rpc.OnConnect, rpc.OnDisconnect, rpc.OnDrop = metrics.BrokerHooks()
+	}
+	client := broker.NewRPCClient(rpc)
+	h := gateway.New(cfg.Gateway, gateway.Options{Broker: client, Authenticator: BearerAuth{Verifier: v, Scopes: cfg.JWTScopes},
+		Logger: log, Recorder: rec})
+	return h, client, nil
+}
