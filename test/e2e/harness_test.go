@@ -16,6 +16,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/test/rabbitmqtest"
 )
 
@@ -48,7 +49,7 @@ func start(t *testing.T, workers int, extraEnv ...string) *env {
 
 	scripts := t.TempDir()
 	testkit.CopyTree(t, "../../scripts", scripts)
-	testkit.CopyTree(t, "../testdata/scripts", scripts)
+	scripttest.Copy(t, scripts, testkit.Scripts...)
 
 	base := []string{
 		"PATH=" + os.Getenv("PATH"),

@@ -151,7 +151,7 @@ func TestStack(t *testing.T) {
 	})
 
 	t.Run("printed output goes to logs, not the result", func(t *testing.T) {
-		r := e.scrape(t, "noisy", map[string]any{"lines": 2000}, 10)
+		r := e.scrape(t, "prints_progress", map[string]any{"lines": 2000}, 10)
 		if r.Code != 200 || r.Body["status"] != "completed" {
 			t.Fatalf("got %d %s", r.Code, r.Raw)
 		}

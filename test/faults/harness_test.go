@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/shared/testlog"
 )
 
@@ -40,6 +42,12 @@ const (
 	sandboxUID      = 65534
 	sandboxIdentity = "65534:65534"
 )
+
+// faultScripts are the fixture scripts the fault tests scrape on top of the suites' common ones.
+var faultScripts = []string{
+	"busy_loop", "escapes_and_sleeps", "fetch", "floods_output", "fork_bomb", "huge_result", "ignores_signals",
+	"long_job", "memory_bomb", "reads_files", "returns_set",
+}
 
 // options describe a stack.
 type options struct {
@@ -91,8 +99,7 @@ func start(t *testing.T, o options) *env {
 	}
 	base := reachableDir(t)
 	scripts := filepath.Join(base, "scripts")
-	testkit.CopyTree(t, "../testdata/scripts", scripts)
-	testkit.CopyTree(t, "testdata/scripts", scripts)
+	scripttest.Copy(t, scripts, slices.Concat(testkit.Scripts, faultScripts)...)
 	pidDir := filepath.Join(base, "pids")
 	home := filepath.Join(base, "home")
 	for _, d := range []string{pidDir, filepath.Join(home, ".aws")} {

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/scrapeplatform/platform/local/stack"
+
+	"github.com/scrapeplatform/platform/shared/scripttest"
 )
 
 func repoRoot(t *testing.T) string {
@@ -147,7 +149,7 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	workerMetrics := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	workerEnv := append(append([]string{}, base...), "WORKER_ID=lambda-test-worker",
 		"WORKER_METRICS_ADDR="+workerMetrics,
-		"SCRIPT_REPOSITORY_URL="+filepath.Join(repoRoot(t), "test", "testdata", "scripts"),
+		"SCRIPT_REPOSITORY_URL="+scripttest.Dir(t, testkit.Scripts...),
 		"WORKER_WORK_DIR="+t.TempDir(), "WORKER_CONCURRENCY=2")
 	w, err := stack.StartProcess(ctx, "worker", worker, nil, workerEnv, out)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/shared/wheeltest"
 	"github.com/scrapeplatform/platform/test/rabbitmqtest"
 )
@@ -347,7 +348,7 @@ func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 	brokertest.DeleteQueues(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
 	scripts := t.TempDir()
 	testkit.CopyTree(t, filepath.Join(repoRoot, "scripts"), scripts)
-	testkit.CopyTree(t, filepath.Join(repoRoot, "test/testdata/scripts"), scripts)
+	scripttest.Copy(t, scripts, testkit.Scripts...)
 	wheels := t.TempDir()
 	wheeltest.Build(t, wheels, "conflictpkg", "1.0", "")
 	s3 := startS3(t, scripts)

@@ -14,6 +14,11 @@ import (
 	"testing"
 )
 
+// Scripts are the fixture scripts (shared/scripttest) that every suite's workers serve.
+var Scripts = []string{
+	"async_echo", "dep_broken", "dep_v1", "dep_v2", "echo", "envdump", "noop", "prints_progress", "raiser", "sleeper",
+}
+
 // Binary is a main package to build: Pkg inside Module (a folder of the repository), written as Out.
 type Binary struct{ Module, Pkg, Out string }
 
