@@ -1,23 +1,19 @@
 package stack
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/scrapeplatform/platform/shared/proctest"
 	"github.com/scrapeplatform/platform/shared/testlog"
 )
 
@@ -56,33 +52,10 @@ func buildFakes(dir string) error {
 	return os.Link(gw, filepath.Join(dir, WorkerBinary))
 }
 
-// syncBuffer is an output sink tests can read while processes write to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelDebug) }
 
-var (
-	portsMu    sync.Mutex
-	portsTaken = map[int]bool{}
-)
-
 // Ports handed out by freePortRange: base+1..base+n all lie in
-// [freePortsLow, freePortsHigh]. The range stays below the kernel's ephemeral
+// [freePortsLow, freePortsHigh] (proctest.PortBlock). The range stays below the kernel's ephemeral
 // ports (Linux default 32768-60999), from which every outgoing connection and
 // every ":0" listener of the tests running alongside takes its port, so none
 // of those can take a port between our check and the child's bind. The
@@ -97,32 +70,7 @@ const (
 // ports not handed to another test of this run.
 func freePortRange(t *testing.T, n int) int {
 	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 200 {
-		base := freePortsLow - 1 + rand.IntN(freePortsHigh-freePortsLow+2-n)
-		ok := true
-		for p := base + 1; p <= base+n && ok; p++ {
-			if portsTaken[p] {
-				ok = false
-				break
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				break
-			}
-			ln.Close()
-		}
-		if ok {
-			for p := base + 1; p <= base+n; p++ {
-				portsTaken[p] = true
-			}
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
+	return proctest.PortBlock(t, n, freePortsLow, freePortsHigh)
 }
 
 // freeAddr returns a free loopback address.
@@ -183,5 +131,3 @@ func waitOutput(t *testing.T, out fmt.Stringer, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-var _ io.Writer = (*syncBuffer)(nil)

@@ -11,12 +11,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // startFake starts the stand-in worker binary as a single process.
-func startFake(t *testing.T, ctx context.Context, name string, env ...string) (*Process, *syncBuffer) {
+func startFake(t *testing.T, ctx context.Context, name string, env ...string) (*Process, *proctest.Output) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	env = append([]string{"WORKER_ID=" + name, "WORKER_METRICS_ADDR=127.0.0.1:0"}, env...)
 	p, err := StartProcess(ctx, name, filepath.Join(fakeBinDir, WorkerBinary), nil, env, out)
 	if err != nil {
@@ -36,7 +38,7 @@ func waitDone(t *testing.T, p *Process) {
 }
 
 // childPid waits for the fake's child to announce its pid.
-func childPid(t *testing.T, out *syncBuffer) int {
+func childPid(t *testing.T, out *proctest.Output) int {
 	t.Helper()
 	waitOutput(t, out, "child pid ")
 	_, after, _ := strings.Cut(out.String(), "child pid ")

@@ -13,10 +13,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // stackOptions returns Options for the stand-in binaries on free ports.
-func stackOptions(t *testing.T, out *syncBuffer, env ...string) Options {
+func stackOptions(t *testing.T, out *proctest.Output, env ...string) Options {
 	return Options{
 		BinDir:                fakeBinDir,
 		GatewayAddr:           freeAddr(t),
@@ -70,7 +72,7 @@ func get(t *testing.T, url string) (int, []byte) {
 
 func TestStackStartsAndStops(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	o := stackOptions(t, out, "FOO=bar", "WORKER_ID=from-the-user", "GATEWAY_ADDR=127.0.0.1:1")
 	s := startStack(t, o)
 
@@ -145,11 +147,11 @@ func TestStackStartsAndStops(t *testing.T) {
 
 func TestStackStartFailureNamesTheProcessAndItsOutput(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	o := stackOptions(t, out, "FAKE_TARGET=worker-2", "FAKE_EXIT_EARLY=3")
 	// The supervisor's own log names every process it started, whether or not it got to print anything
 	// before worker-2's failure stopped it.
-	logs := &syncBuffer{}
+	logs := &proctest.Output{}
 	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	_, err := Start(t.Context(), o)
 	if err == nil {
@@ -177,7 +179,7 @@ func TestStackStartFailureNamesTheProcessAndItsOutput(t *testing.T) {
 
 func TestStackReadyTimeout(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	o := stackOptions(t, out, "FAKE_TARGET=gateway", "FAKE_NEVER_READY=1")
 	// Long enough for the gateway to start and answer 503 at least once
 	// (which the error quotes) however loaded the machine is.
@@ -196,7 +198,7 @@ func TestStackReadyTimeout(t *testing.T) {
 
 func TestStackStartCancelled(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	o := stackOptions(t, out, "FAKE_NEVER_READY=1")
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
@@ -209,7 +211,7 @@ func TestStackStartCancelled(t *testing.T) {
 
 func TestStackRefusesATakenAddress(t *testing.T) {
 	t.Parallel()
-	o := stackOptions(t, &syncBuffer{})
+	o := stackOptions(t, &proctest.Output{})
 	ln, err := net.Listen("tcp", o.GatewayAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +225,7 @@ func TestStackRefusesATakenAddress(t *testing.T) {
 
 func TestStackMissingBinary(t *testing.T) {
 	t.Parallel()
-	o := stackOptions(t, &syncBuffer{})
+	o := stackOptions(t, &proctest.Output{})
 	o.BinDir = t.TempDir()
 	_, err := Start(t.Context(), o)
 	if err == nil || !strings.Contains(err.Error(), GatewayBinary) || !strings.Contains(err.Error(), "make build") {
@@ -233,7 +235,7 @@ func TestStackMissingBinary(t *testing.T) {
 
 func TestStackReportsAProcessThatDies(t *testing.T) {
 	t.Parallel()
-	s := startStack(t, stackOptions(t, &syncBuffer{}))
+	s := startStack(t, stackOptions(t, &proctest.Output{}))
 	// Crash worker-1 only now that the whole stack is ready: a timer started
 	// with the process could fire before the others answer their health
 	// checks, and Start would fail instead.
@@ -256,7 +258,7 @@ func TestStackReportsAProcessThatDies(t *testing.T) {
 
 func TestStackStopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	s := startStack(t, stackOptions(t, out, "FAKE_TARGET=worker-1", "FAKE_IGNORE_TERM=1", "FAKE_SPAWN_CHILD=1"))
 	waitOutput(t, out, "child pid")
 	// Long enough for the gateway and worker-2 to exit on SIGTERM on a

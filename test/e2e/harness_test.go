@@ -16,6 +16,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/proctest"
 	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/test/rabbitmqtest"
 )
@@ -35,7 +36,7 @@ type env struct {
 	amqpURL string
 	scripts string
 	baseEnv []string
-	out     *testkit.LogBuffer
+	out     *proctest.Output
 }
 
 // start brings up a gateway and n workers on a queue of their own, with the repository's scripts plus the
@@ -66,14 +67,14 @@ func start(t *testing.T, workers int, extraEnv ...string) *env {
 		"EGRESS_ALLOW=127.0.0.1",
 	}
 	base = append(base, extraEnv...)
-	out := &testkit.LogBuffer{}
+	out := &proctest.Output{}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := stack.Start(ctx, stack.Options{
 		BinDir:                binDir,
-		GatewayAddr:           testkit.FreeAddr(t),
+		GatewayAddr:           proctest.FreeAddr(t),
 		Workers:               workers,
-		WorkerMetricsBasePort: testkit.FreePortRange(t, workers+1),
+		WorkerMetricsBasePort: proctest.FreePortRange(t, workers+1),
 		Env:                   base,
 		Output:                out,
 		ReadyTimeout:          30 * time.Second,
@@ -86,7 +87,7 @@ func start(t *testing.T, workers int, extraEnv ...string) *env {
 			t.Errorf("stop stack: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("process output:\n%s", tail(out.String(), 30000))
+			t.Logf("process output:\n%s", proctest.Tail(out.String(), 30000))
 		}
 	})
 	tok, err := auth.IssueHS256([]byte(secret), auth.Claims{Subject: "e2e"}, time.Hour)
@@ -94,13 +95,6 @@ func start(t *testing.T, workers int, extraEnv ...string) *env {
 		t.Fatal(err)
 	}
 	return &env{stack: s, url: s.GatewayURL(), token: tok, queue: queue, amqpURL: amqpURL, scripts: scripts, baseEnv: base, out: out}
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
 }
 
 // response is a decoded answer.

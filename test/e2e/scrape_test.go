@@ -161,9 +161,9 @@ func TestStack(t *testing.T) {
 		// One request_id ties the gateway's log line, the worker's, and the script's own output together.
 		id := r.Body["request_id"].(string)
 		idField := `"request_id":"` + id + `"`
-		waitForLog(t, e, "[gateway]", idField, `"msg":"scrape answered"`)
-		waitForLog(t, e, "[worker-", idField, `"msg":"task done"`)
-		waitForLog(t, e, "[worker-", idField, `"msg":"script output"`, `"stream":"stderr"`, "a warning on stderr")
+		e.out.WaitLine(t, 10*time.Second, "[gateway]", idField, `"msg":"scrape answered"`)
+		e.out.WaitLine(t, 10*time.Second, "[worker-", idField, `"msg":"task done"`)
+		e.out.WaitLine(t, 10*time.Second, "[worker-", idField, `"msg":"script output"`, `"stream":"stderr"`, "a warning on stderr")
 	})
 
 	t.Run("authentication", func(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/proctest"
 	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/shared/testlog"
 )
@@ -71,7 +72,7 @@ type env struct {
 	home       string // the worker's HOME, holding a credentials file only the worker's user may read
 	gatewayURL string
 	gateway    *stack.Process
-	out        *testkit.LogBuffer
+	out        *proctest.Output
 	token      string
 	client     *http.Client
 	baseEnv    []string
@@ -143,7 +144,7 @@ func start(t *testing.T, o options) *env {
 	workerEnv = append(workerEnv, o.workerEnv...)
 
 	e := &env{t: t, amqpURL: amqpURL, queue: queue, topo: topo, base: base, scripts: scripts, pidDir: pidDir,
-		home: home, out: &testkit.LogBuffer{}, baseEnv: baseEnv, workerEnv: workerEnv,
+		home: home, out: &proctest.Output{}, baseEnv: baseEnv, workerEnv: workerEnv,
 		client: &http.Client{Timeout: 90 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	t.Cleanup(func() {
 		e.mu.Lock()
@@ -157,7 +158,7 @@ func start(t *testing.T, o options) *env {
 		}
 		e.client.CloseIdleConnections()
 		if t.Failed() {
-			t.Logf("process output (tail):\n%s", tail(e.out.String(), 40000))
+			t.Logf("process output (tail):\n%s", proctest.Tail(e.out.String(), 40000))
 		}
 	})
 	tok, err := auth.IssueHS256([]byte(secret), auth.Claims{Subject: "faults"}, time.Hour)
@@ -177,7 +178,7 @@ func start(t *testing.T, o options) *env {
 
 func (e *env) startGateway(t *testing.T, extra ...string) {
 	t.Helper()
-	addr := testkit.FreeAddr(t)
+	addr := proctest.FreeAddr(t)
 	environ := append(append(append([]string{}, e.baseEnv...), extra...), "GATEWAY_ADDR="+addr)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -187,14 +188,14 @@ func (e *env) startGateway(t *testing.T, extra ...string) {
 	}
 	e.gateway, e.gatewayURL = p, "http://"+addr
 	if err := stack.WaitReady(ctx, p, e.gatewayURL+"/health", 30*time.Second); err != nil {
-		t.Fatalf("gateway: %v\n%s", err, tail(e.out.String(), 5000))
+		t.Fatalf("gateway: %v\n%s", err, proctest.Tail(e.out.String(), 5000))
 	}
 }
 
 // addWorker starts one more worker and waits until it is healthy.
 func (e *env) addWorker(t *testing.T, id string, extra ...string) *workerProc {
 	t.Helper()
-	addr := testkit.FreeAddr(t)
+	addr := proctest.FreeAddr(t)
 	environ := append(append([]string{}, e.baseEnv...), e.workerEnv...)
 	environ = append(environ, extra...)
 	environ = append(environ, "WORKER_ID="+id, "WORKER_METRICS_ADDR="+addr, "WORKER_WORK_DIR="+filepath.Join(e.base, "work-"+id))
@@ -209,7 +210,7 @@ func (e *env) addWorker(t *testing.T, id string, extra ...string) *workerProc {
 	e.workers = append(e.workers, w)
 	e.mu.Unlock()
 	if err := stack.WaitReady(ctx, p, "http://"+addr+"/healthz", 30*time.Second); err != nil {
-		t.Fatalf("%s: %v\n%s", id, err, tail(e.out.String(), 5000))
+		t.Fatalf("%s: %v\n%s", id, err, proctest.Tail(e.out.String(), 5000))
 	}
 	return w
 }
@@ -306,48 +307,6 @@ func queueDepth(t *testing.T, url, queue string) int {
 	return q.Messages
 }
 
-// waitForLog waits until one line of the output contains every needle, and returns it.
-func (e *env) waitForLog(t *testing.T, timeout time.Duration, needles ...string) string {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if line := e.findLog(needles...); line != "" {
-			return line
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line with all of %q", needles)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (e *env) findLog(needles ...string) string {
-	for _, line := range strings.Split(e.out.String(), "\n") {
-		all := true
-		for _, n := range needles {
-			all = all && strings.Contains(line, n)
-		}
-		if all {
-			return line
-		}
-	}
-	return ""
-}
-
-func (e *env) countLog(needles ...string) int {
-	n := 0
-	for _, line := range strings.Split(e.out.String(), "\n") {
-		all := true
-		for _, needle := range needles {
-			all = all && strings.Contains(line, needle)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
-
 // stats summarises latencies.
 type stats struct {
 	n             int
@@ -394,13 +353,6 @@ func sandboxPython(t *testing.T) string {
 	}
 	t.Fatalf("the worker runs as root here, so it runs scripts as uid %d, and needs a python3 (3.8+) that user can run: none found (set FAULTS_SANDBOX_PYTHON)", sandboxUID)
 	return ""
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
 }
 
 // alive reports whether pid runs (a zombie has exited).
@@ -486,7 +438,7 @@ func privateNode(t *testing.T) *stack.Node {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", testkit.FreePort(t))
+	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", proctest.FreePort(t))
 	n, err := stack.StartNode(ctx, stack.BrokerOptions{URL: url, DataDir: t.TempDir(), Logger: testLogger(t)}, "")
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/proctest"
 	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/shared/wheeltest"
 	"github.com/scrapeplatform/platform/test/rabbitmqtest"
@@ -62,9 +63,9 @@ func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
 		RabbitMQ:       []string{brk.PrometheusAddr},
 		RuleFiles:      []string{testRules},
 	}
-	promOut := &testkit.LogBuffer{}
+	promOut := &proctest.Output{}
 	prom, err := stack.StartPrometheus(t.Context(), stack.PrometheusOptions{
-		Addr: testkit.FreeAddr(t), Dir: filepath.Join(promDir, "server"), Config: cfg, Output: promOut,
+		Addr: proctest.FreeAddr(t), Dir: filepath.Join(promDir, "server"), Config: cfg, Output: promOut,
 	})
 	if err != nil {
 		t.Fatalf("start prometheus: %v", err)
@@ -222,8 +223,8 @@ func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
 
 	// A RabbitMQ node that does not answer (a port where nothing listens: the shared broker stays up for
 	// the other suites), and a gateway whose broker does not answer.
-	deadNode := testkit.FreeAddr(t)
-	deadGateway := startCutOffGateway(t, testkit.FreeAddr(t))
+	deadNode := proctest.FreeAddr(t)
+	deadGateway := startCutOffGateway(t, proctest.FreeAddr(t))
 	cfg.RabbitMQ = append(cfg.RabbitMQ, deadNode)
 	cfg.Gateways = append(cfg.Gateways, deadGateway)
 	if err := prom.Reload(t.Context(), cfg); err != nil {
@@ -335,7 +336,7 @@ type liveStack struct {
 	token      string
 	queue      string
 	env        []string
-	out        *testkit.LogBuffer
+	out        *proctest.Output
 }
 
 // startStack starts a gateway and n workers on a queue of their own, reading the repository's scripts and
@@ -367,11 +368,11 @@ func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 		"LOG_LEVEL=info",
 	}
 	env = append(env, s3.Env()...)
-	out := &testkit.LogBuffer{}
+	out := &proctest.Output{}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	s, err := stack.Start(ctx, stack.Options{
-		BinDir: binDir, GatewayAddr: testkit.FreeAddr(t), Workers: workers, WorkerMetricsBasePort: testkit.FreePortRange(t, workers),
+		BinDir: binDir, GatewayAddr: proctest.FreeAddr(t), Workers: workers, WorkerMetricsBasePort: proctest.FreePortRange(t, workers),
 		Env: env, Output: out, ReadyTimeout: 30 * time.Second,
 	})
 	if err != nil {
@@ -382,7 +383,7 @@ func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 			t.Errorf("stop stack: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("process output:\n%s", tail(out.String(), 30000))
+			t.Logf("process output:\n%s", proctest.Tail(out.String(), 30000))
 		}
 	})
 	tok, err := auth.IssueHS256([]byte(jwtSecret), auth.Claims{Subject: "observability"}, time.Hour)
@@ -399,9 +400,9 @@ func startS3(t *testing.T, dir string) *stack.S3Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &testkit.LogBuffer{}
+	out := &proctest.Output{}
 	s3, err := stack.StartS3(t.Context(), stack.S3Options{
-		Binary: bin, Addr: testkit.FreeAddr(t), Dir: t.TempDir(), Bucket: "obs-scripts",
+		Binary: bin, Addr: proctest.FreeAddr(t), Dir: t.TempDir(), Bucket: "obs-scripts",
 		AccessKey: "observability", SecretKey: "observability-secret-key", Output: out,
 	})
 	if err != nil {
@@ -423,8 +424,8 @@ func startS3(t *testing.T, dir string) *stack.S3Server {
 func startCutOffGateway(t *testing.T, addr string) string {
 	t.Helper()
 	env := []string{"PATH=" + os.Getenv("PATH"), "JWT_SECRET=" + jwtSecret, "GATEWAY_ADDR=" + addr,
-		"RABBITMQ_URL=amqp://guest:guest@" + testkit.FreeAddr(t) + "/"}
-	out := &testkit.LogBuffer{}
+		"RABBITMQ_URL=amqp://guest:guest@" + proctest.FreeAddr(t) + "/"}
+	out := &proctest.Output{}
 	p, err := stack.StartProcess(t.Context(), "gateway-cut-off", filepath.Join(binDir, stack.GatewayBinary), nil, env, out)
 	if err != nil {
 		t.Fatal(err)
@@ -510,13 +511,6 @@ func publishRaw(t *testing.T, url, queue string, body []byte) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
 }
 
 func hostPort(base string) string {

@@ -14,10 +14,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // fakeBinDir holds stand-ins for gateway-local and worker, built from the
@@ -58,23 +59,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // fakeBroker answers the AMQP liveness probe only (connection.start); the
 // fake gateway and workers never connect. The real-broker paths are tested
 // in the stack package.
@@ -111,26 +95,11 @@ func fakeBroker(t *testing.T) string {
 // hand out (10001-23999).
 func freeBase(t *testing.T, n int) int {
 	t.Helper()
-	for base := 24000 + os.Getpid()%2000; base+n < 32768; base += n + 7 {
-		ok := true
-		for p := base + 1; p <= base+n && ok; p++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				continue
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free ports")
-	return 0
+	return proctest.PortBlock(t, n, 24000, 32767)
 }
 
 type runResult struct {
-	stdout, stderr *syncBuffer
+	stdout, stderr *proctest.Output
 	done           chan error
 	cancel         context.CancelFunc
 }
@@ -140,7 +109,7 @@ func startRun(t *testing.T, env map[string]string, args ...string) *runResult {
 	t.Helper()
 	t.Chdir(t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runResult{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
+	r := &runResult{stdout: &proctest.Output{}, stderr: &proctest.Output{}, done: make(chan error, 1), cancel: cancel}
 	getenv := func(k string) string {
 		if v, ok := env[k]; ok {
 			return v
@@ -512,7 +481,7 @@ func TestRunReportsAFailedStart(t *testing.T) {
 
 func TestRunRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"-workers", "0"}, {"-nope"}, {"extra"}} {
-		err := run(t.Context(), args, func(string) string { return "" }, &syncBuffer{}, &syncBuffer{})
+		err := run(t.Context(), args, func(string) string { return "" }, &proctest.Output{}, &proctest.Output{})
 		if err == nil {
 			t.Errorf("run(%q) succeeded", args)
 		}
@@ -555,7 +524,7 @@ func TestRunRejectsABadQueueBound(t *testing.T) {
 			}
 			return ""
 		}
-		err := run(t.Context(), nil, env, &syncBuffer{}, &syncBuffer{})
+		err := run(t.Context(), nil, env, &proctest.Output{}, &proctest.Output{})
 		if err == nil || !strings.Contains(err.Error(), "TASK_QUEUE_MAX_LENGTH") {
 			t.Errorf("TASK_QUEUE_MAX_LENGTH=%q: run = %v", v, err)
 		}
