@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scrapeplatform/platform/local/stack/stacktest"
 	"github.com/scrapeplatform/platform/shared/proctest"
 	"github.com/scrapeplatform/platform/shared/testlog"
 )
@@ -26,8 +25,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if err := buildFakes(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "build stand-in binaries:", err)
+	if err := stacktest.BuildFakes(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -35,21 +34,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// buildFakes builds testdata/fakeproc as dir/gateway-local and dir/worker.
-func buildFakes(dir string) error {
-	// go test puts its own GOROOT/bin first on the test's PATH.
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return err
-	}
-	gw := filepath.Join(dir, GatewayBinary)
-	cmd := exec.Command(goBin, "build", "-o", gw, "./testdata/fakeproc")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%w: %s", err, out)
-	}
-	return os.Link(gw, filepath.Join(dir, WorkerBinary))
 }
 
 func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelDebug) }

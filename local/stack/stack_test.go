@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scrapeplatform/platform/local/stack/stacktest"
 	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
@@ -39,23 +40,6 @@ func startStack(t *testing.T, o Options) *Stack {
 	}
 	t.Cleanup(func() { _ = s.Stop(time.Second) })
 	return s
-}
-
-// crashFake makes the stand-in serving baseURL print a panic line and exit
-// with status 3 (testdata/fakeproc, POST /crash).
-func crashFake(t *testing.T, baseURL string) {
-	t.Helper()
-	resp, err := http.Post(baseURL+"/crash", "", nil)
-	if err != nil {
-		// The process may exit before the answer is read; what it did is
-		// checked by the caller.
-		t.Logf("POST %s/crash: %v", baseURL, err)
-		return
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST %s/crash: %s", baseURL, resp.Status)
-	}
 }
 
 func get(t *testing.T, url string) (int, []byte) {
@@ -239,7 +223,7 @@ func TestStackReportsAProcessThatDies(t *testing.T) {
 	// Crash worker-1 only now that the whole stack is ready: a timer started
 	// with the process could fire before the others answer their health
 	// checks, and Start would fail instead.
-	crashFake(t, s.WorkerMetricsURLs()[0])
+	stacktest.Crash(t, s.WorkerMetricsURLs()[0])
 	select {
 	case p := <-s.Exited():
 		if p.Name() != "worker-1" || p.ExitErr() == nil {

@@ -93,11 +93,11 @@ func start(t *testing.T, o options) *env {
 	t.Helper()
 	amqpURL := o.amqpURL
 	queue := brokertest.Name("faults")
-	topo := broker.NewTopology(queue)
 	if amqpURL == "" {
 		amqpURL = brokertest.URL(t)
-		brokertest.DeleteQueues(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
+		queue = testkit.Queue(t, amqpURL, "faults")
 	}
+	topo := broker.NewTopology(queue)
 	base := reachableDir(t)
 	scripts := filepath.Join(base, "scripts")
 	scripttest.Copy(t, scripts, slices.Concat(testkit.Scripts, faultScripts)...)

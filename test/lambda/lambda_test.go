@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"io"
 	"log/slog"
 	"net"
@@ -21,9 +20,9 @@ import (
 	"time"
 
 	"github.com/scrapeplatform/platform/local/stack"
-
 	"github.com/scrapeplatform/platform/shared/proctest"
 	"github.com/scrapeplatform/platform/shared/scripttest"
+	"github.com/scrapeplatform/platform/test/testkit"
 )
 
 func repoRoot(t *testing.T) string {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"io"
 	"net/http"
 	"os"
@@ -21,12 +20,12 @@ import (
 
 	"github.com/scrapeplatform/platform/local/stack"
 	"github.com/scrapeplatform/platform/shared/auth"
-	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
 	"github.com/scrapeplatform/platform/shared/proctest"
 	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/shared/wheeltest"
 	"github.com/scrapeplatform/platform/test/rabbitmqtest"
+	"github.com/scrapeplatform/platform/test/testkit"
 )
 
 const (
@@ -119,28 +118,23 @@ func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
 	// timeout has passed on a loaded machine. The build goes on, and the caller is told to retry
 	// (dependencies_installing, or a 504 when the answer came too late): so does this, until a hang guard.
 	scrapeDeps := func(script string) {
-		start := time.Now()
-		for attempt := 1; ; attempt++ {
-			code, r, raw := s.scrapeOnce(t, script, map[string]any{"n": completed + failed + unanswered})
+		var code int
+		var r scrapeAnswer
+		var raw []byte
+		testkit.RetryWhileInstalling(t, script, func() (int, string) {
+			code, r, raw = s.scrapeOnce(t, script, map[string]any{"n": completed + failed + unanswered})
 			switch {
-			case code == http.StatusOK && r.Status == "completed":
-				completed++
-				if attempt > 1 {
-					t.Logf("%s completed after %d attempts, %v", script, attempt, time.Since(start).Round(time.Millisecond))
-				}
-				return
-			case time.Since(start) > 2*time.Minute:
 			case code == http.StatusGatewayTimeout:
 				unanswered++
-				t.Logf("%s: attempt %d: 504; retrying", script, attempt)
-				continue
 			case code == http.StatusOK && r.ErrorCode == "dependencies_installing":
 				failed++
-				t.Logf("%s: attempt %d: dependencies_installing; retrying", script, attempt)
-				continue
 			}
+			return code, r.ErrorCode
+		})
+		if code != http.StatusOK || r.Status != "completed" {
 			t.Fatalf("scrape %s: %d %s", script, code, raw)
 		}
+		completed++
 	}
 	warm := []string{"echo", "async_echo", "dep_v1"}
 	for _, script := range warm {
@@ -344,9 +338,7 @@ type liveStack struct {
 // folder for the scripts with requirements.
 func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 	t.Helper()
-	queue := brokertest.Name("obs")
-	topo := broker.NewTopology(queue)
-	brokertest.DeleteQueues(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
+	queue := testkit.Queue(t, amqpURL, "obs")
 	scripts := t.TempDir()
 	testkit.CopyTree(t, filepath.Join(repoRoot, "scripts"), scripts)
 	scripttest.Copy(t, scripts, testkit.Scripts...)
@@ -368,24 +360,7 @@ func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 		"LOG_LEVEL=info",
 	}
 	env = append(env, s3.Env()...)
-	out := &proctest.Output{}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	s, err := stack.Start(ctx, stack.Options{
-		BinDir: binDir, GatewayAddr: proctest.FreeAddr(t), Workers: workers, WorkerMetricsBasePort: proctest.FreePortRange(t, workers),
-		Env: env, Output: out, ReadyTimeout: 30 * time.Second,
-	})
-	if err != nil {
-		t.Fatalf("start stack: %v\n%s", err, out.String())
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(40 * time.Second); err != nil {
-			t.Errorf("stop stack: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("process output:\n%s", proctest.Tail(out.String(), 30000))
-		}
-	})
+	s, out := testkit.StartStack(t, binDir, workers, env)
 	tok, err := auth.IssueHS256([]byte(jwtSecret), auth.Claims{Subject: "observability"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)

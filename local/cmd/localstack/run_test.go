@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scrapeplatform/platform/local/stack/stacktest"
 	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
@@ -37,12 +38,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	gw := filepath.Join(dir, "gateway-local")
-	if out, err := exec.Command(goBin, "build", "-o", gw, "../../stack/testdata/fakeproc").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build stand-in binaries: %v: %s\n", err, out)
-		os.Exit(1)
-	}
-	if err := os.Link(gw, filepath.Join(dir, "worker")); err != nil {
+	if err := stacktest.BuildFakes(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -64,27 +60,7 @@ func TestMain(m *testing.M) {
 // in the stack package.
 func fakeBroker(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				head := make([]byte, 8)
-				if _, err := c.Read(head); err == nil {
-					_, _ = c.Write([]byte{1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 10, 0xCE})
-				}
-			}()
-		}
-	}()
-	return "amqp://guest:guest@" + ln.Addr().String() + "/"
+	return "amqp://guest:guest@" + stacktest.ServeAMQP(t, stacktest.Listen(t), stacktest.ConnectionStart) + "/"
 }
 
 // freeBase returns base such that base+1..base+n are free ports. They lie in
@@ -450,14 +426,7 @@ func TestRunFailsWhenAProcessDies(t *testing.T) {
 	// Crash worker-2 (metrics on base+3) once the stack is up; a crash timer
 	// started with the process could fire before the others are ready.
 	r.waitFor(t, "Ctrl-C stops everything")
-	if resp, err := http.Post("http://127.0.0.1:"+strconv.Itoa(base+3)+"/crash", "", nil); err != nil {
-		t.Logf("POST /crash: %v", err) // it may exit before the answer is read
-	} else {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("POST /crash: %s", resp.Status)
-		}
-	}
+	stacktest.Crash(t, "http://127.0.0.1:"+strconv.Itoa(base+3))
 	err := r.wait(t)
 	if err == nil || !strings.Contains(err.Error(), "worker-2 died unexpectedly") {
 		t.Fatalf("run = %v", err)
