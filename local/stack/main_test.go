@@ -19,22 +19,7 @@ import (
 // fakeBinDir holds the stand-in gateway-local and worker built by TestMain.
 var fakeBinDir string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "stack-fakes-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := stacktest.BuildFakes(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	fakeBinDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(stacktest.RunWithFakes(m, &fakeBinDir, nil)) }
 
 func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelDebug) }
 

@@ -27,32 +27,20 @@ import (
 var fakeBinDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "localstack-fakes-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	// go test puts its own GOROOT/bin first on the test's PATH.
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := stacktest.BuildFakes(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	// The real scrapectl publishes scripts to the local S3 server.
-	build := exec.Command(goBin, "build", "-o", filepath.Join(dir, "scrapectl"), "./cmd/scrapectl")
-	build.Dir = "../../../worker"
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build scrapectl: %v: %s\n", err, out)
-		os.Exit(1)
-	}
-	fakeBinDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(stacktest.RunWithFakes(m, &fakeBinDir, func(dir string) error {
+		// go test puts its own GOROOT/bin first on the test's PATH.
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			return err
+		}
+		// The real scrapectl publishes scripts to the local S3 server.
+		build := exec.Command(goBin, "build", "-o", filepath.Join(dir, "scrapectl"), "./cmd/scrapectl")
+		build.Dir = "../../../worker"
+		if out, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("build scrapectl: %w: %s", err, out)
+		}
+		return nil
+	}))
 }
 
 // fakeBroker answers the AMQP liveness probe only (connection.start); the

@@ -17,6 +17,30 @@ import (
 	"testing"
 )
 
+// RunWithFakes is the body of a TestMain: it builds the stand-ins into a new temporary folder (BuildFakes),
+// then, when also is not nil, lets also add to it; stores the folder in *binDir, runs the tests and
+// removes the folder. It returns the exit code: 1, after printing why, when a build failed.
+func RunWithFakes(m *testing.M, binDir *string, also func(dir string) error) int {
+	dir, err := os.MkdirTemp("", "stack-fakes-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := BuildFakes(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if also != nil {
+		if err := also(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	*binDir = dir
+	return m.Run()
+}
+
 // BuildFakes builds stack/testdata/fakeproc into dir as gateway-local and worker (a hard link: the
 // stand-in picks its role from its name).
 func BuildFakes(dir string) error {
