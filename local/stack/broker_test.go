@@ -17,6 +17,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/scrapeplatform/platform/local/stack/stacktest"
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // machineBroker is the broker this machine runs for its own use.
@@ -366,7 +367,7 @@ func processesWith(s string) []int {
 		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		environ, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if (strings.Contains(string(cmdline), s) || strings.Contains(string(environ), s)) && !gone(pid) {
+		if (strings.Contains(string(cmdline), s) || strings.Contains(string(environ), s)) && proctest.Alive(pid) {
 			pids = append(pids, pid)
 		}
 	}

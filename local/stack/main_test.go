@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,29 +46,13 @@ func freeAddr(t *testing.T) string {
 	return "127.0.0.1:" + strconv.Itoa(freePortRange(t, 1)+1)
 }
 
-// gone reports whether pid no longer runs (absent, or a zombie waiting for
-// a parent that does not reap it).
-func gone(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil {
-		return true
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	// pid (comm) S ...: the state follows the last ')'.
-	s := string(stat)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
-}
-
 // waitGone fails the test unless every pid is gone soon (the deadline only
 // guards against a hang).
 func waitGone(t *testing.T, pids ...int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for _, pid := range pids {
-		for !gone(pid) {
+		for proctest.Alive(pid) {
 			if time.Now().After(deadline) {
 				t.Errorf("process %d still runs", pid)
 				break

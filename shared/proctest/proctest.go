@@ -1,6 +1,7 @@
 // Package proctest helps tests that start processes: a buffer for their output that is safe for
 // concurrent writers and that a test searches line by line (waiting for a line to appear), the tail of a
-// long output for a failure message, and free loopback ports for the processes to listen on.
+// long output for a failure message, whether a process still runs, and free loopback ports for the
+// processes to listen on.
 //
 // It is light on purpose (the standard library only), so every module's tests can use it; the suites of
 // the test module add what needs the platform's binaries in test/testkit.
@@ -10,6 +11,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,6 +110,18 @@ func Tail(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
+}
+
+// Alive reports whether the process pid runs: it exists and is neither a zombie (exited, not yet reaped)
+// nor dead (Linux /proc states Z and X). Elsewhere than on Linux it reports false.
+func Alive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// pid (comm) S ...: the state follows the last ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	return i > 0 && i+2 < len(stat) && stat[i+2] != 'Z' && stat[i+2] != 'X'
 }
 
 // FreeAddr returns a loopback address whose port was free a moment ago.

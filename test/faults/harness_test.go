@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -355,23 +354,13 @@ func sandboxPython(t *testing.T) string {
 	return ""
 }
 
-// alive reports whether pid runs (a zombie has exited).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i > 0 && len(b) > i+2 && b[i+2] != 'Z' && b[i+2] != 'X'
-}
-
 // waitDead waits up to timeout for every pid to be gone and returns those still alive.
 func waitDead(pids []int, timeout time.Duration) []int {
 	deadline := time.Now().Add(timeout)
 	for {
 		var live []int
 		for _, p := range pids {
-			if p > 1 && alive(p) {
+			if p > 1 && proctest.Alive(p) {
 				live = append(live, p)
 			}
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -133,24 +131,11 @@ func pidsIn(s string) []int {
 	return pids
 }
 
-// alive reports whether pid runs and is not a zombie.
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
-}
-
 func assertAllGone(t *testing.T, pids []int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for _, pid := range pids {
-		for alive(pid) {
+		for proctest.Alive(pid) {
 			if time.Now().After(deadline) {
 				t.Errorf("process %d is still running", pid)
 				break
