@@ -17,9 +17,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -135,6 +137,26 @@ func ReachableTempDir(t testing.TB) string {
 		}
 	}
 	return dir
+}
+
+// SandboxPython returns a python3 (3.8 or later) that the user uid can run, for tests that run scripts as
+// another user: the interpreter named by the environment variable envVar when it is set and works, else
+// /usr/bin/python3 or /usr/local/bin/python3 (the one on PATH may live in root's home, out of that user's
+// reach). It fails t when there is none.
+func SandboxPython(t testing.TB, uid int, envVar string) string {
+	t.Helper()
+	id := strconv.Itoa(uid)
+	for _, p := range []string{os.Getenv(envVar), "/usr/bin/python3", "/usr/local/bin/python3"} {
+		if p == "" {
+			continue
+		}
+		cmd := exec.Command("setpriv", "--reuid="+id, "--regid="+id, "--clear-groups", p, "-c", "import sys; assert sys.version_info >= (3, 8)")
+		if err := cmd.Run(); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("scripts run as uid %d need a python3 (3.8+) that user can run: none found (set %s)", uid, envVar)
+	return ""
 }
 
 // perTest keeps the fixture folder of each running test, for Path.

@@ -138,7 +138,7 @@ func start(t *testing.T, o options) *env {
 	}
 	if os.Getuid() == 0 {
 		// A root worker runs scripts as another user; its interpreter must be one that user can run.
-		workerEnv = append(workerEnv, "SCRIPT_RUN_AS="+sandboxIdentity, "WORKER_PYTHON="+sandboxPython(t))
+		workerEnv = append(workerEnv, "SCRIPT_RUN_AS="+sandboxIdentity, "WORKER_PYTHON="+scripttest.SandboxPython(t, sandboxUID, "FAULTS_SANDBOX_PYTHON"))
 	}
 	workerEnv = append(workerEnv, o.workerEnv...)
 
@@ -336,22 +336,6 @@ func reachableDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	return dir
-}
-
-// sandboxPython returns an interpreter the scripts' user can run (the one on PATH may live in root's home).
-func sandboxPython(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{os.Getenv("FAULTS_SANDBOX_PYTHON"), "/usr/bin/python3", "/usr/local/bin/python3"} {
-		if p == "" {
-			continue
-		}
-		cmd := exec.Command("setpriv", "--reuid="+strconv.Itoa(sandboxUID), "--regid="+strconv.Itoa(sandboxUID), "--clear-groups", p, "-c", "import sys; assert sys.version_info >= (3, 8)")
-		if err := cmd.Run(); err == nil {
-			return p
-		}
-	}
-	t.Fatalf("the worker runs as root here, so it runs scripts as uid %d, and needs a python3 (3.8+) that user can run: none found (set FAULTS_SANDBOX_PYTHON)", sandboxUID)
-	return ""
 }
 
 // waitDead waits up to timeout for every pid to be gone and returns those still alive.

@@ -14,6 +14,7 @@ import (
 	"github.com/scrapeplatform/platform/local/stack"
 
 	"github.com/scrapeplatform/platform/shared/proctest"
+	"github.com/scrapeplatform/platform/shared/scripttest"
 )
 
 // TestNonRootWorker runs a worker as an unprivileged user, as the container image does (uid 10001 there):
@@ -45,7 +46,7 @@ func TestNonRootWorker(t *testing.T) {
 			t.Fatal("running the worker as another user needs setpriv (util-linux)")
 		}
 		wrapper = []string{setpriv, "--reuid=" + strconv.Itoa(sandboxUID), "--regid=" + strconv.Itoa(sandboxUID), "--clear-groups", "--"}
-		environ = append(environ, "WORKER_PYTHON="+sandboxPython(t))
+		environ = append(environ, "WORKER_PYTHON="+scripttest.SandboxPython(t, sandboxUID, "FAULTS_SANDBOX_PYTHON"))
 	}
 	addr := proctest.FreeAddr(t)
 	environ = append(environ, "HOME="+home, "WORKER_ID="+id, "WORKER_METRICS_ADDR="+addr, "WORKER_WORK_DIR="+work)

@@ -138,7 +138,7 @@ func TestForkBombIsStoppedByTheProcessLimit(t *testing.T) {
 			r := newContained(t, mode, func(c *Config) {
 				c.MaxProcesses = 32
 				if os.Getuid() == 0 {
-					c.RunAs, c.Python = &sandboxUser, sandboxPython(t)
+					c.RunAs, c.Python = &sandboxUser, scripttest.SandboxPython(t, int(sandboxUser.UID), "RUNNER_SANDBOX_PYTHON")
 					c.WorkDir = filepath.Join(scripttest.ReachableTempDir(t), "work")
 				}
 			})
@@ -216,7 +216,7 @@ func TestScriptUserCannotReadTheWorkersSecrets(t *testing.T) {
 	for _, mode := range containments(t) {
 		t.Run(mode, func(t *testing.T) {
 			r := newContained(t, mode, func(c *Config) {
-				c.RunAs, c.Python = &sandboxUser, sandboxPython(t)
+				c.RunAs, c.Python = &sandboxUser, scripttest.SandboxPython(t, int(sandboxUser.UID), "RUNNER_SANDBOX_PYTHON")
 				c.WorkDir = filepath.Join(scripttest.ReachableTempDir(t), "work")
 			})
 			params := fmt.Sprintf(`{"paths": [%q, %q]}`, secretFile, fmt.Sprintf("/proc/%d/environ", os.Getpid()))
@@ -296,22 +296,6 @@ func TestProtectProcess(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "Permission denied") {
 		t.Errorf("a process of the worker's user read %s: %v %q", environ, err, out)
 	}
-}
-
-// sandboxPython returns an interpreter that the sandbox user can run: the system's, since the one on PATH
-// may live in root's home (pyenv).
-func sandboxPython(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{os.Getenv("RUNNER_SANDBOX_PYTHON"), "/usr/bin/python3", "/usr/local/bin/python3"} {
-		if p == "" {
-			continue
-		}
-		if err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", p, "-c", "pass").Run(); err == nil {
-			return p
-		}
-	}
-	t.Fatal("no python3 that uid 65534 can run (set RUNNER_SANDBOX_PYTHON)")
-	return ""
 }
 
 // TestMain doubles as the helper process of TestProtectProcess.
