@@ -46,22 +46,6 @@ func freeAddr(t *testing.T) string {
 	return "127.0.0.1:" + strconv.Itoa(freePortRange(t, 1)+1)
 }
 
-// waitGone fails the test unless every pid is gone soon (the deadline only
-// guards against a hang).
-func waitGone(t *testing.T, pids ...int) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, pid := range pids {
-		for proctest.Alive(pid) {
-			if time.Now().After(deadline) {
-				t.Errorf("process %d still runs", pid)
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
-
 // pidsIn extracts the pids the fakes print ("... pid N").
 func pidsIn(output string) []int {
 	var pids []int

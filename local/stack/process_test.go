@@ -95,7 +95,7 @@ func TestProcessStopIsCleanAndIdempotent(t *testing.T) {
 	if err := p.Stop(5 * time.Second); err != nil {
 		t.Errorf("second Stop = %v", err)
 	}
-	waitGone(t, p.Pid())
+	proctest.WaitGone(t, 20*time.Second, p.Pid())
 }
 
 func TestProcessStopReportsFailureStatus(t *testing.T) {
@@ -126,7 +126,7 @@ func TestProcessStopKillsTheGroup(t *testing.T) {
 	if again := p.Stop(time.Second); again == nil || again.Error() != err.Error() {
 		t.Errorf("second Stop = %v, want the first result", again)
 	}
-	waitGone(t, p.Pid(), child)
+	proctest.WaitGone(t, 20*time.Second, p.Pid(), child)
 }
 
 // When the leader exits by itself, what it left in its group is killed.
@@ -137,7 +137,7 @@ func TestProcessExitKillsLeftovers(t *testing.T) {
 	p, out := startFake(t, t.Context(), "w1", "FAKE_SPAWN_CHILD=1", "FAKE_CRASH_AFTER=300ms")
 	child := childPid(t, out)
 	waitDone(t, p)
-	waitGone(t, child)
+	proctest.WaitGone(t, 20*time.Second, child)
 }
 
 func TestProcessSignalReachesTheGroup(t *testing.T) {
@@ -152,7 +152,7 @@ func TestProcessSignalReachesTheGroup(t *testing.T) {
 	if !errors.As(p.ExitErr(), &ee) {
 		t.Errorf("ExitErr = %v, want an exit error", p.ExitErr())
 	}
-	waitGone(t, child)
+	proctest.WaitGone(t, 20*time.Second, child)
 }
 
 func TestProcessStopsWhenContextIsCancelled(t *testing.T) {

@@ -111,7 +111,7 @@ func TestStackStartsAndStops(t *testing.T) {
 		default:
 			t.Errorf("%s not done after Stop", p.Name())
 		}
-		waitGone(t, p.Pid())
+		proctest.WaitGone(t, 20*time.Second, p.Pid())
 	}
 	if err := s.Stop(time.Second); err != nil {
 		t.Errorf("second Stop = %v", err)
@@ -158,7 +158,7 @@ func TestStackStartFailureNamesTheProcessAndItsOutput(t *testing.T) {
 	if len(started) != 3 {
 		t.Errorf("saw %d processes start, want 3:\n%s", len(started), logs)
 	}
-	waitGone(t, started...)
+	proctest.WaitGone(t, 20*time.Second, started...)
 }
 
 func TestStackReadyTimeout(t *testing.T) {
@@ -177,7 +177,7 @@ func TestStackReadyTimeout(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	waitGone(t, pidsIn(out.String())...)
+	proctest.WaitGone(t, 20*time.Second, pidsIn(out.String())...)
 }
 
 func TestStackStartCancelled(t *testing.T) {
@@ -190,7 +190,7 @@ func TestStackStartCancelled(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Start = %v, want context.DeadlineExceeded", err)
 	}
-	waitGone(t, pidsIn(out.String())...)
+	proctest.WaitGone(t, 20*time.Second, pidsIn(out.String())...)
 }
 
 func TestStackRefusesATakenAddress(t *testing.T) {
@@ -254,7 +254,7 @@ func TestStackStopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	if strings.Contains(err.Error(), "gateway") || strings.Contains(err.Error(), "worker-2") {
 		t.Errorf("Stop blames processes that stopped cleanly: %v", err)
 	}
-	waitGone(t, pidsIn(out.String())...)
+	proctest.WaitGone(t, 20*time.Second, pidsIn(out.String())...)
 }
 
 func TestOptionsValidation(t *testing.T) {

@@ -124,6 +124,22 @@ func Alive(pid int) bool {
 	return i > 0 && i+2 < len(stat) && stat[i+2] != 'Z' && stat[i+2] != 'X'
 }
 
+// WaitGone waits for every pid to stop running (Alive) and marks t failed, going on, for each one still
+// running when timeout has passed; the timeout only guards against a hang.
+func WaitGone(t testing.TB, timeout time.Duration, pids ...int) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for _, pid := range pids {
+		for Alive(pid) {
+			if time.Now().After(deadline) {
+				t.Errorf("process %d still runs", pid)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 // FreeAddr returns a loopback address whose port was free a moment ago.
 func FreeAddr(t testing.TB) string {
 	t.Helper()

@@ -131,20 +131,6 @@ func pidsIn(s string) []int {
 	return pids
 }
 
-func assertAllGone(t *testing.T, pids []int) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, pid := range pids {
-		for proctest.Alive(pid) {
-			if time.Now().After(deadline) {
-				t.Errorf("process %d is still running", pid)
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
-
 func childEnvOf(t *testing.T, url string) []string {
 	t.Helper()
 	resp, err := http.Get(url + "/env")
@@ -215,7 +201,7 @@ func TestRunStartsTheStackAndStopsOnSignal(t *testing.T) {
 	if len(pids) != 3 {
 		t.Errorf("saw %d processes start, want 3", len(pids))
 	}
-	assertAllGone(t, pids)
+	proctest.WaitGone(t, 20*time.Second, pids...)
 	if !strings.Contains(r.stdout.String(), "[worker-1] worker-1 got terminated, draining") {
 		t.Errorf("worker-1 was not asked to drain:\n%s", r.stdout)
 	}
@@ -410,7 +396,7 @@ func TestRunFailsWhenAProcessDies(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, logs)
 		}
 	}
-	assertAllGone(t, pidsIn(r.stdout.String()))
+	proctest.WaitGone(t, 20*time.Second, pidsIn(r.stdout.String())...)
 }
 
 func TestRunReportsAFailedStart(t *testing.T) {
