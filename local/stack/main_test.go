@@ -1,14 +1,11 @@
 package stack
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/scrapeplatform/platform/local/stack/stacktest"
 	"github.com/scrapeplatform/platform/shared/proctest"
@@ -54,16 +51,4 @@ func pidsIn(output string) []int {
 		pids = append(pids, n)
 	}
 	return pids
-}
-
-// waitOutput waits until the output contains want.
-func waitOutput(t *testing.T, out fmt.Stringer, want string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output never contained %q; got:\n%s", want, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

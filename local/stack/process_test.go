@@ -40,7 +40,7 @@ func waitDone(t *testing.T, p *Process) {
 // childPid waits for the fake's child to announce its pid.
 func childPid(t *testing.T, out *proctest.Output) int {
 	t.Helper()
-	waitOutput(t, out, "child pid ")
+	out.WaitLine(t, 20*time.Second, "child pid ")
 	_, after, _ := strings.Cut(out.String(), "child pid ")
 	pid, err := strconv.Atoi(strings.Fields(after)[0])
 	if err != nil {
@@ -82,7 +82,7 @@ func TestProcessPrefixesOutputAndKeepsItsTail(t *testing.T) {
 func TestProcessStopIsCleanAndIdempotent(t *testing.T) {
 	t.Parallel()
 	p, out := startFake(t, t.Context(), "w1")
-	waitOutput(t, out, "listening on")
+	out.WaitLine(t, 20*time.Second, "listening on")
 	if p.ExitErr() != nil {
 		t.Fatal("ExitErr before exit must be nil")
 	}
@@ -101,7 +101,7 @@ func TestProcessStopIsCleanAndIdempotent(t *testing.T) {
 func TestProcessStopReportsFailureStatus(t *testing.T) {
 	t.Parallel()
 	p, out := startFake(t, t.Context(), "w1", "FAKE_TERM_EXIT=4")
-	waitOutput(t, out, "listening on")
+	out.WaitLine(t, 20*time.Second, "listening on")
 	err := p.Stop(5 * time.Second)
 	if err == nil || !strings.Contains(err.Error(), "exit status 4") {
 		t.Fatalf("Stop = %v, want an error with exit status 4", err)
@@ -114,7 +114,7 @@ func TestProcessStopKillsTheGroup(t *testing.T) {
 	t.Parallel()
 	p, out := startFake(t, t.Context(), "w1", "FAKE_IGNORE_TERM=1", "FAKE_SPAWN_CHILD=1")
 	child := childPid(t, out)
-	waitOutput(t, out, "listening on")
+	out.WaitLine(t, 20*time.Second, "listening on")
 
 	start := time.Now()
 	err := p.Stop(300 * time.Millisecond)
@@ -159,7 +159,7 @@ func TestProcessStopsWhenContextIsCancelled(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	p, out := startFake(t, ctx, "w1")
-	waitOutput(t, out, "listening on")
+	out.WaitLine(t, 20*time.Second, "listening on")
 	cancel()
 	waitDone(t, p)
 	if !strings.Contains(out.String(), "got terminated") {

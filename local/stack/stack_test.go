@@ -244,7 +244,7 @@ func TestStackStopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	t.Parallel()
 	out := &proctest.Output{}
 	s := startStack(t, stackOptions(t, out, "FAKE_TARGET=worker-1", "FAKE_IGNORE_TERM=1", "FAKE_SPAWN_CHILD=1"))
-	waitOutput(t, out, "child pid")
+	out.WaitLine(t, 20*time.Second, "child pid")
 	// Long enough for the gateway and worker-2 to exit on SIGTERM on a
 	// loaded machine; worker-1 ignores it and is killed when it runs out.
 	err := s.Stop(5 * time.Second)

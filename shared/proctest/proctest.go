@@ -66,8 +66,8 @@ func (o *Output) CountFunc(match func(line string) bool) int {
 	return n
 }
 
-// WaitLine waits up to timeout for a line that contains every needle and returns it; it fails t when
-// none comes.
+// WaitLine waits up to timeout for a line that contains every needle and returns it; it fails t, showing
+// the end of the output, when none comes.
 func (o *Output) WaitLine(t testing.TB, timeout time.Duration, needles ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -76,7 +76,7 @@ func (o *Output) WaitLine(t testing.TB, timeout time.Duration, needles ...string
 			return line
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no log line with all of %q", needles)
+			t.Fatalf("no line with all of %q; the output ends:\n%s", needles, Tail(o.String(), 4000))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
