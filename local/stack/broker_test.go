@@ -16,52 +16,18 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/scrapeplatform/platform/local/stack/stacktest"
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // machineBroker is the broker this machine runs for its own use.
 const machineBroker = "amqp://guest:guest@127.0.0.1:5672/"
 
-// serveFakeAMQP answers each connection with the first frame a broker sends
-// (connection.start) and returns the address. It is a fake for the probe's
-// unit tests only; the private-node test below talks to a real RabbitMQ.
-func serveFakeAMQP(t *testing.T, ln net.Listener, reply []byte) string {
-	t.Helper()
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				head := make([]byte, 8)
-				if _, err := c.Read(head); err != nil {
-					return
-				}
-				_, _ = c.Write(reply)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-var connectionStartFrame = []byte{1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 10, 0xCE}
-
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
-
 func TestProbeAMQP(t *testing.T) {
 	t.Parallel()
-	broker := serveFakeAMQP(t, listen(t), connectionStartFrame)
-	httpServer := serveFakeAMQP(t, listen(t), []byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
-	otherVersion := serveFakeAMQP(t, listen(t), []byte("AMQP\x00\x01\x00\x00"))
+	broker := stacktest.ServeAMQP(t, stacktest.Listen(t), stacktest.ConnectionStart)
+	httpServer := stacktest.ServeAMQP(t, stacktest.Listen(t), []byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
+	otherVersion := stacktest.ServeAMQP(t, stacktest.Listen(t), []byte("AMQP\x00\x01\x00\x00"))
 	closed := freeAddr(t)
 
 	tests := []struct {
@@ -137,7 +103,7 @@ func TestEnsureBrokerUsesOneThatAnswers(t *testing.T) {
 
 func TestEnsureBrokerRefusesANonAMQPServer(t *testing.T) {
 	t.Parallel()
-	addr := serveFakeAMQP(t, listen(t), []byte("SSH-2.0-OpenSSH_9.6\r\n"))
+	addr := stacktest.ServeAMQP(t, stacktest.Listen(t), []byte("SSH-2.0-OpenSSH_9.6\r\n"))
 	_, err := EnsureBroker(t.Context(), "amqp://"+addr+"/", t.TempDir(), testLogger(t))
 	if err == nil || !strings.Contains(err.Error(), "is not an AMQP 0-9-1 broker") {
 		t.Fatalf("EnsureBroker = %v", err)
@@ -227,7 +193,7 @@ case "$*" in *" up "*) : > ` + marker + ` ;; esac
 			t.Error(err)
 			return
 		}
-		serveFakeAMQP(t, ln, connectionStartFrame)
+		stacktest.ServeAMQP(t, ln, stacktest.ConnectionStart)
 	}()
 
 	stop, err := EnsureBrokerWith(t.Context(), BrokerOptions{
@@ -401,7 +367,7 @@ func processesWith(s string) []int {
 		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		environ, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if (strings.Contains(string(cmdline), s) || strings.Contains(string(environ), s)) && !gone(pid) {
+		if (strings.Contains(string(cmdline), s) || strings.Contains(string(environ), s)) && proctest.Alive(pid) {
 			pids = append(pids, pid)
 		}
 	}

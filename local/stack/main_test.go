@@ -1,88 +1,26 @@
 package stack
 
 import (
-	"bytes"
-	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/scrapeplatform/platform/local/stack/stacktest"
+	"github.com/scrapeplatform/platform/shared/proctest"
 	"github.com/scrapeplatform/platform/shared/testlog"
 )
 
 // fakeBinDir holds the stand-in gateway-local and worker built by TestMain.
 var fakeBinDir string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "stack-fakes-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := buildFakes(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "build stand-in binaries:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	fakeBinDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// buildFakes builds testdata/fakeproc as dir/gateway-local and dir/worker.
-func buildFakes(dir string) error {
-	// go test puts its own GOROOT/bin first on the test's PATH.
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return err
-	}
-	gw := filepath.Join(dir, GatewayBinary)
-	cmd := exec.Command(goBin, "build", "-o", gw, "./testdata/fakeproc")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%w: %s", err, out)
-	}
-	return os.Link(gw, filepath.Join(dir, WorkerBinary))
-}
-
-// syncBuffer is an output sink tests can read while processes write to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+func TestMain(m *testing.M) { os.Exit(stacktest.RunWithFakes(m, &fakeBinDir, nil)) }
 
 func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelDebug) }
 
-var (
-	portsMu    sync.Mutex
-	portsTaken = map[int]bool{}
-)
-
 // Ports handed out by freePortRange: base+1..base+n all lie in
-// [freePortsLow, freePortsHigh]. The range stays below the kernel's ephemeral
+// [freePortsLow, freePortsHigh] (proctest.PortBlock). The range stays below the kernel's ephemeral
 // ports (Linux default 32768-60999), from which every outgoing connection and
 // every ":0" listener of the tests running alongside takes its port, so none
 // of those can take a port between our check and the child's bind. The
@@ -97,69 +35,12 @@ const (
 // ports not handed to another test of this run.
 func freePortRange(t *testing.T, n int) int {
 	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 200 {
-		base := freePortsLow - 1 + rand.IntN(freePortsHigh-freePortsLow+2-n)
-		ok := true
-		for p := base + 1; p <= base+n && ok; p++ {
-			if portsTaken[p] {
-				ok = false
-				break
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				break
-			}
-			ln.Close()
-		}
-		if ok {
-			for p := base + 1; p <= base+n; p++ {
-				portsTaken[p] = true
-			}
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
+	return proctest.PortBlock(t, n, freePortsLow, freePortsHigh)
 }
 
 // freeAddr returns a free loopback address.
 func freeAddr(t *testing.T) string {
 	return "127.0.0.1:" + strconv.Itoa(freePortRange(t, 1)+1)
-}
-
-// gone reports whether pid no longer runs (absent, or a zombie waiting for
-// a parent that does not reap it).
-func gone(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil {
-		return true
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	// pid (comm) S ...: the state follows the last ')'.
-	s := string(stat)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
-}
-
-// waitGone fails the test unless every pid is gone soon (the deadline only
-// guards against a hang).
-func waitGone(t *testing.T, pids ...int) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, pid := range pids {
-		for !gone(pid) {
-			if time.Now().After(deadline) {
-				t.Errorf("process %d still runs", pid)
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 }
 
 // pidsIn extracts the pids the fakes print ("... pid N").
@@ -171,17 +52,3 @@ func pidsIn(output string) []int {
 	}
 	return pids
 }
-
-// waitOutput waits until the output contains want.
-func waitOutput(t *testing.T, out fmt.Stringer, want string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output never contained %q; got:\n%s", want, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-var _ io.Writer = (*syncBuffer)(nil)

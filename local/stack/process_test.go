@@ -11,12 +11,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // startFake starts the stand-in worker binary as a single process.
-func startFake(t *testing.T, ctx context.Context, name string, env ...string) (*Process, *syncBuffer) {
+func startFake(t *testing.T, ctx context.Context, name string, env ...string) (*Process, *proctest.Output) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	env = append([]string{"WORKER_ID=" + name, "WORKER_METRICS_ADDR=127.0.0.1:0"}, env...)
 	p, err := StartProcess(ctx, name, filepath.Join(fakeBinDir, WorkerBinary), nil, env, out)
 	if err != nil {
@@ -36,9 +38,9 @@ func waitDone(t *testing.T, p *Process) {
 }
 
 // childPid waits for the fake's child to announce its pid.
-func childPid(t *testing.T, out *syncBuffer) int {
+func childPid(t *testing.T, out *proctest.Output) int {
 	t.Helper()
-	waitOutput(t, out, "child pid ")
+	out.WaitLine(t, 20*time.Second, "child pid ")
 	_, after, _ := strings.Cut(out.String(), "child pid ")
 	pid, err := strconv.Atoi(strings.Fields(after)[0])
 	if err != nil {
@@ -80,7 +82,7 @@ func TestProcessPrefixesOutputAndKeepsItsTail(t *testing.T) {
 func TestProcessStopIsCleanAndIdempotent(t *testing.T) {
 	t.Parallel()
 	p, out := startFake(t, t.Context(), "w1")
-	waitOutput(t, out, "listening on")
+	out.WaitLine(t, 20*time.Second, "listening on")
 	if p.ExitErr() != nil {
 		t.Fatal("ExitErr before exit must be nil")
 	}
@@ -93,13 +95,13 @@ func TestProcessStopIsCleanAndIdempotent(t *testing.T) {
 	if err := p.Stop(5 * time.Second); err != nil {
 		t.Errorf("second Stop = %v", err)
 	}
-	waitGone(t, p.Pid())
+	proctest.WaitGone(t, 20*time.Second, p.Pid())
 }
 
 func TestProcessStopReportsFailureStatus(t *testing.T) {
 	t.Parallel()
 	p, out := startFake(t, t.Context(), "w1", "FAKE_TERM_EXIT=4")
-	waitOutput(t, out, "listening on")
+	out.WaitLine(t, 20*time.Second, "listening on")
 	err := p.Stop(5 * time.Second)
 	if err == nil || !strings.Contains(err.Error(), "exit status 4") {
 		t.Fatalf("Stop = %v, want an error with exit status 4", err)
@@ -112,7 +114,7 @@ func TestProcessStopKillsTheGroup(t *testing.T) {
 	t.Parallel()
 	p, out := startFake(t, t.Context(), "w1", "FAKE_IGNORE_TERM=1", "FAKE_SPAWN_CHILD=1")
 	child := childPid(t, out)
-	waitOutput(t, out, "listening on")
+	out.WaitLine(t, 20*time.Second, "listening on")
 
 	start := time.Now()
 	err := p.Stop(300 * time.Millisecond)
@@ -124,7 +126,7 @@ func TestProcessStopKillsTheGroup(t *testing.T) {
 	if again := p.Stop(time.Second); again == nil || again.Error() != err.Error() {
 		t.Errorf("second Stop = %v, want the first result", again)
 	}
-	waitGone(t, p.Pid(), child)
+	proctest.WaitGone(t, 20*time.Second, p.Pid(), child)
 }
 
 // When the leader exits by itself, what it left in its group is killed.
@@ -135,7 +137,7 @@ func TestProcessExitKillsLeftovers(t *testing.T) {
 	p, out := startFake(t, t.Context(), "w1", "FAKE_SPAWN_CHILD=1", "FAKE_CRASH_AFTER=300ms")
 	child := childPid(t, out)
 	waitDone(t, p)
-	waitGone(t, child)
+	proctest.WaitGone(t, 20*time.Second, child)
 }
 
 func TestProcessSignalReachesTheGroup(t *testing.T) {
@@ -150,14 +152,14 @@ func TestProcessSignalReachesTheGroup(t *testing.T) {
 	if !errors.As(p.ExitErr(), &ee) {
 		t.Errorf("ExitErr = %v, want an exit error", p.ExitErr())
 	}
-	waitGone(t, child)
+	proctest.WaitGone(t, 20*time.Second, child)
 }
 
 func TestProcessStopsWhenContextIsCancelled(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	p, out := startFake(t, ctx, "w1")
-	waitOutput(t, out, "listening on")
+	out.WaitLine(t, 20*time.Second, "listening on")
 	cancel()
 	waitDone(t, p)
 	if !strings.Contains(out.String(), "got terminated") {

@@ -13,10 +13,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scrapeplatform/platform/local/stack/stacktest"
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // stackOptions returns Options for the stand-in binaries on free ports.
-func stackOptions(t *testing.T, out *syncBuffer, env ...string) Options {
+func stackOptions(t *testing.T, out *proctest.Output, env ...string) Options {
 	return Options{
 		BinDir:                fakeBinDir,
 		GatewayAddr:           freeAddr(t),
@@ -39,23 +42,6 @@ func startStack(t *testing.T, o Options) *Stack {
 	return s
 }
 
-// crashFake makes the stand-in serving baseURL print a panic line and exit
-// with status 3 (testdata/fakeproc, POST /crash).
-func crashFake(t *testing.T, baseURL string) {
-	t.Helper()
-	resp, err := http.Post(baseURL+"/crash", "", nil)
-	if err != nil {
-		// The process may exit before the answer is read; what it did is
-		// checked by the caller.
-		t.Logf("POST %s/crash: %v", baseURL, err)
-		return
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST %s/crash: %s", baseURL, resp.Status)
-	}
-}
-
 func get(t *testing.T, url string) (int, []byte) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -70,7 +56,7 @@ func get(t *testing.T, url string) (int, []byte) {
 
 func TestStackStartsAndStops(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	o := stackOptions(t, out, "FOO=bar", "WORKER_ID=from-the-user", "GATEWAY_ADDR=127.0.0.1:1")
 	s := startStack(t, o)
 
@@ -125,7 +111,7 @@ func TestStackStartsAndStops(t *testing.T) {
 		default:
 			t.Errorf("%s not done after Stop", p.Name())
 		}
-		waitGone(t, p.Pid())
+		proctest.WaitGone(t, 20*time.Second, p.Pid())
 	}
 	if err := s.Stop(time.Second); err != nil {
 		t.Errorf("second Stop = %v", err)
@@ -145,11 +131,11 @@ func TestStackStartsAndStops(t *testing.T) {
 
 func TestStackStartFailureNamesTheProcessAndItsOutput(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	o := stackOptions(t, out, "FAKE_TARGET=worker-2", "FAKE_EXIT_EARLY=3")
 	// The supervisor's own log names every process it started, whether or not it got to print anything
 	// before worker-2's failure stopped it.
-	logs := &syncBuffer{}
+	logs := &proctest.Output{}
 	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	_, err := Start(t.Context(), o)
 	if err == nil {
@@ -172,12 +158,12 @@ func TestStackStartFailureNamesTheProcessAndItsOutput(t *testing.T) {
 	if len(started) != 3 {
 		t.Errorf("saw %d processes start, want 3:\n%s", len(started), logs)
 	}
-	waitGone(t, started...)
+	proctest.WaitGone(t, 20*time.Second, started...)
 }
 
 func TestStackReadyTimeout(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	o := stackOptions(t, out, "FAKE_TARGET=gateway", "FAKE_NEVER_READY=1")
 	// Long enough for the gateway to start and answer 503 at least once
 	// (which the error quotes) however loaded the machine is.
@@ -191,12 +177,12 @@ func TestStackReadyTimeout(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	waitGone(t, pidsIn(out.String())...)
+	proctest.WaitGone(t, 20*time.Second, pidsIn(out.String())...)
 }
 
 func TestStackStartCancelled(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	o := stackOptions(t, out, "FAKE_NEVER_READY=1")
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
@@ -204,12 +190,12 @@ func TestStackStartCancelled(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Start = %v, want context.DeadlineExceeded", err)
 	}
-	waitGone(t, pidsIn(out.String())...)
+	proctest.WaitGone(t, 20*time.Second, pidsIn(out.String())...)
 }
 
 func TestStackRefusesATakenAddress(t *testing.T) {
 	t.Parallel()
-	o := stackOptions(t, &syncBuffer{})
+	o := stackOptions(t, &proctest.Output{})
 	ln, err := net.Listen("tcp", o.GatewayAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +209,7 @@ func TestStackRefusesATakenAddress(t *testing.T) {
 
 func TestStackMissingBinary(t *testing.T) {
 	t.Parallel()
-	o := stackOptions(t, &syncBuffer{})
+	o := stackOptions(t, &proctest.Output{})
 	o.BinDir = t.TempDir()
 	_, err := Start(t.Context(), o)
 	if err == nil || !strings.Contains(err.Error(), GatewayBinary) || !strings.Contains(err.Error(), "make build") {
@@ -233,11 +219,11 @@ func TestStackMissingBinary(t *testing.T) {
 
 func TestStackReportsAProcessThatDies(t *testing.T) {
 	t.Parallel()
-	s := startStack(t, stackOptions(t, &syncBuffer{}))
+	s := startStack(t, stackOptions(t, &proctest.Output{}))
 	// Crash worker-1 only now that the whole stack is ready: a timer started
 	// with the process could fire before the others answer their health
 	// checks, and Start would fail instead.
-	crashFake(t, s.WorkerMetricsURLs()[0])
+	stacktest.Crash(t, s.WorkerMetricsURLs()[0])
 	select {
 	case p := <-s.Exited():
 		if p.Name() != "worker-1" || p.ExitErr() == nil {
@@ -256,9 +242,9 @@ func TestStackReportsAProcessThatDies(t *testing.T) {
 
 func TestStackStopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &proctest.Output{}
 	s := startStack(t, stackOptions(t, out, "FAKE_TARGET=worker-1", "FAKE_IGNORE_TERM=1", "FAKE_SPAWN_CHILD=1"))
-	waitOutput(t, out, "child pid")
+	out.WaitLine(t, 20*time.Second, "child pid")
 	// Long enough for the gateway and worker-2 to exit on SIGTERM on a
 	// loaded machine; worker-1 ignores it and is killed when it runs out.
 	err := s.Stop(5 * time.Second)
@@ -268,7 +254,7 @@ func TestStackStopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	if strings.Contains(err.Error(), "gateway") || strings.Contains(err.Error(), "worker-2") {
 		t.Errorf("Stop blames processes that stopped cleanly: %v", err)
 	}
-	waitGone(t, pidsIn(out.String())...)
+	proctest.WaitGone(t, 20*time.Second, pidsIn(out.String())...)
 }
 
 func TestOptionsValidation(t *testing.T) {

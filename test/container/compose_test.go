@@ -3,7 +3,6 @@ package container
 import (
 	"context"
 	"encoding/json"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"net"
 	"net/url"
 	"os"
@@ -22,6 +21,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/scrapeplatform/platform/local/stack"
+
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 const composeFile = "local/compose.yaml"
@@ -507,7 +508,7 @@ func TestComposeSeedScriptPublishesTheScripts(t *testing.T) {
 	}
 	data := t.TempDir()
 	s3, err := stack.StartS3(t.Context(), stack.S3Options{
-		Binary: vgw, Addr: testkit.FreeAddr(t), Dir: data, Bucket: env("s3", "S3_BUCKET_NAME"),
+		Binary: vgw, Addr: proctest.FreeAddr(t), Dir: data, Bucket: env("s3", "S3_BUCKET_NAME"),
 		AccessKey: env("s3", "ROOT_ACCESS_KEY"), SecretKey: env("s3", "ROOT_SECRET_KEY"), Region: env("s3-seed", "S3_REGION"),
 	})
 	if err != nil {

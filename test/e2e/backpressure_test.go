@@ -105,7 +105,7 @@ func TestFullQueueIs429(t *testing.T) {
 	answers := make([]answer, 6)
 	release := filepath.Join(t.TempDir(), "release")
 	wg.Go(func() { answers[0] = post(map[string]any{"seconds": 20, "until_file": release}) })
-	waitForLog(t, e, `"msg":"task started"`, `"script":"sleeper"`)
+	e.out.WaitLine(t, 10*time.Second, `"msg":"task started"`, `"script":"sleeper"`)
 	var answered atomic.Int32 // fills answered while the slot is held: refused, or an error
 	for i := 1; i < len(answers); i++ {
 		wg.Go(func() {

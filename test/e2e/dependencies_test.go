@@ -5,9 +5,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/scrapeplatform/platform/shared/wheeltest"
+	"github.com/scrapeplatform/platform/test/testkit"
 )
 
 // TestConflictingDependencies: two scripts need different versions of one package. Each runs on its own
@@ -61,22 +61,15 @@ func TestConflictingDependencies(t *testing.T) {
 	}
 }
 
-// scrapeWithDeps runs a script whose requirements the worker may still have to install. Several venvs are
-// built at once here, and on a loaded machine that can outlast even the longest timeout the gateway
-// accepts: the build goes on for later callers, and the caller is told to retry (dependencies_installing,
-// or a 504 when the worker's answer came too late). So does this, until a hang guard.
+// scrapeWithDeps runs a script whose requirements the worker may still have to install (several venvs
+// are built at once here), retrying as a caller is told to (testkit.RetryWhileInstalling).
 func scrapeWithDeps(t *testing.T, e *env, script string, params any) response {
 	t.Helper()
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		r := e.scrape(t, script, params, maxTimeout)
-		retry := r.Code == 504 || (r.Code == 200 && r.Body["error_code"] == "dependencies_installing")
-		if !retry || time.Since(start) > 2*time.Minute {
-			if attempt > 1 {
-				t.Logf("%s answered after %d attempts, %v", script, attempt, time.Since(start).Round(time.Millisecond))
-			}
-			return r
-		}
-		t.Logf("%s: attempt %d: %d %s; retrying", script, attempt, r.Code, r.Body["error_code"])
-	}
+	var r response
+	testkit.RetryWhileInstalling(t, script, func() (int, string) {
+		r = e.scrape(t, script, params, maxTimeout)
+		code, _ := r.Body["error_code"].(string)
+		return r.Code, code
+	})
+	return r
 }

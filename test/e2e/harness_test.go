@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"io"
 	"net/http"
 	"os"
@@ -14,9 +12,10 @@ import (
 
 	"github.com/scrapeplatform/platform/local/stack"
 	"github.com/scrapeplatform/platform/shared/auth"
-	"github.com/scrapeplatform/platform/shared/broker"
-	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/proctest"
+	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/test/rabbitmqtest"
+	"github.com/scrapeplatform/platform/test/testkit"
 )
 
 const secret = "e2e-secret-e2e-secret-e2e-secret-0123"
@@ -34,7 +33,7 @@ type env struct {
 	amqpURL string
 	scripts string
 	baseEnv []string
-	out     *testkit.LogBuffer
+	out     *proctest.Output
 }
 
 // start brings up a gateway and n workers on a queue of their own, with the repository's scripts plus the
@@ -42,13 +41,11 @@ type env struct {
 func start(t *testing.T, workers int, extraEnv ...string) *env {
 	t.Helper()
 	amqpURL := rabbitmqtest.URL(t) // the local broker, or a container where only Docker is available
-	queue := brokertest.Name("e2e")
-	topo := broker.NewTopology(queue)
-	brokertest.DeleteQueues(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
+	queue := testkit.Queue(t, amqpURL, "e2e")
 
 	scripts := t.TempDir()
 	testkit.CopyTree(t, "../../scripts", scripts)
-	testkit.CopyTree(t, "../testdata/scripts", scripts)
+	scripttest.Copy(t, scripts, testkit.Scripts...)
 
 	base := []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -65,41 +62,12 @@ func start(t *testing.T, workers int, extraEnv ...string) *env {
 		"EGRESS_ALLOW=127.0.0.1",
 	}
 	base = append(base, extraEnv...)
-	out := &testkit.LogBuffer{}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := stack.Start(ctx, stack.Options{
-		BinDir:                binDir,
-		GatewayAddr:           testkit.FreeAddr(t),
-		Workers:               workers,
-		WorkerMetricsBasePort: testkit.FreePortRange(t, workers+1),
-		Env:                   base,
-		Output:                out,
-		ReadyTimeout:          30 * time.Second,
-	})
-	if err != nil {
-		t.Fatalf("start stack: %v\n%s", err, out.String())
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(40 * time.Second); err != nil {
-			t.Errorf("stop stack: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("process output:\n%s", tail(out.String(), 30000))
-		}
-	})
+	s, out := testkit.StartStack(t, binDir, workers, base)
 	tok, err := auth.IssueHS256([]byte(secret), auth.Claims{Subject: "e2e"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &env{stack: s, url: s.GatewayURL(), token: tok, queue: queue, amqpURL: amqpURL, scripts: scripts, baseEnv: base, out: out}
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
 }
 
 // response is a decoded answer.

@@ -5,18 +5,18 @@ package e2e
 import (
 	"flag"
 	"fmt"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"os"
 	"testing"
 
 	"github.com/scrapeplatform/platform/test/rabbitmqtest"
+	"github.com/scrapeplatform/platform/test/testkit"
 )
 
 // binDir holds gateway-local and worker, built once for the whole package (or taken from E2E_BIN_DIR).
 var binDir string
 
 func TestMain(m *testing.M) {
-	code, err := buildAndRun(m)
+	code, err := testkit.RunBuilt(m, &binDir, "E2E_BIN_DIR", testkit.Gateway, testkit.Worker)
 	if terr := rabbitmqtest.Terminate(); terr != nil {
 		fmt.Fprintln(os.Stderr, "e2e: remove the RabbitMQ container:", terr)
 	}
@@ -29,21 +29,4 @@ func TestMain(m *testing.M) {
 		code = reportCoverage()
 	}
 	os.Exit(code)
-}
-
-func buildAndRun(m *testing.M) (int, error) {
-	if dir := os.Getenv("E2E_BIN_DIR"); dir != "" {
-		binDir = dir
-		return m.Run(), nil
-	}
-	dir, err := os.MkdirTemp("", "e2e-bin-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	binDir = dir
-	if err := testkit.Build(dir, testkit.Gateway, testkit.Worker); err != nil {
-		return 0, err
-	}
-	return m.Run(), nil
 }

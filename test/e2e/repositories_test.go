@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // The script repositories through the whole system: POST /scrape → gateway → RabbitMQ → a worker that
@@ -128,7 +129,7 @@ func TestRepositoryGit(t *testing.T) {
 	if err := e.stack.Processes()[1].Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitForLog(t, e, "SIGHUP")
+	e.out.WaitLine(t, 10*time.Second, "SIGHUP")
 	// The worker logs the signal before it invalidates its cache, so a scrape right after the line may still
 	// be served from the cache. With a TTL of an hour nothing but the SIGHUP makes revision 2 run.
 	version = waitForRevision(t, e, 2)
@@ -201,8 +202,8 @@ func startVersitygw(t *testing.T) *s3Server {
 		}
 	}
 	s := &s3Server{region: "us-east-1", access: "e2eaccess", secret: "e2e-secret-key-0123456789"}
-	addr := testkit.FreeAddr(t)
-	out := &testkit.LogBuffer{}
+	addr := proctest.FreeAddr(t)
+	out := &proctest.Output{}
 	cmd := exec.Command(bin, "--access", s.access, "--secret", s.secret, "--region", s.region, "--port", addr, "--quiet",
 		"posix", "--versioning-dir", versions, data)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}

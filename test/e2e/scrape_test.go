@@ -151,7 +151,7 @@ func TestStack(t *testing.T) {
 	})
 
 	t.Run("printed output goes to logs, not the result", func(t *testing.T) {
-		r := e.scrape(t, "noisy", map[string]any{"lines": 2000}, 10)
+		r := e.scrape(t, "prints_progress", map[string]any{"lines": 2000}, 10)
 		if r.Code != 200 || r.Body["status"] != "completed" {
 			t.Fatalf("got %d %s", r.Code, r.Raw)
 		}
@@ -161,9 +161,9 @@ func TestStack(t *testing.T) {
 		// One request_id ties the gateway's log line, the worker's, and the script's own output together.
 		id := r.Body["request_id"].(string)
 		idField := `"request_id":"` + id + `"`
-		waitForLog(t, e, "[gateway]", idField, `"msg":"scrape answered"`)
-		waitForLog(t, e, "[worker-", idField, `"msg":"task done"`)
-		waitForLog(t, e, "[worker-", idField, `"msg":"script output"`, `"stream":"stderr"`, "a warning on stderr")
+		e.out.WaitLine(t, 10*time.Second, "[gateway]", idField, `"msg":"scrape answered"`)
+		e.out.WaitLine(t, 10*time.Second, "[worker-", idField, `"msg":"task done"`)
+		e.out.WaitLine(t, 10*time.Second, "[worker-", idField, `"msg":"script output"`, `"stream":"stderr"`, "a warning on stderr")
 	})
 
 	t.Run("authentication", func(t *testing.T) {

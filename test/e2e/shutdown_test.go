@@ -3,15 +3,14 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/scrapeplatform/platform/local/stack"
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // TestWorkerDrainsOnSIGTERM: a worker that gets SIGTERM while a script runs finishes it (within the drain
@@ -28,11 +27,11 @@ func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 		r = e.scrape(t, "sleeper", map[string]any{"seconds": 20, "until_file": release}, maxTimeout)
 		close(done)
 	}()
-	waitForLog(t, e, `"msg":"task started"`, `"script":"sleeper"`)
+	e.out.WaitLine(t, 10*time.Second, `"msg":"task started"`, `"script":"sleeper"`)
 	if err := w.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitForLog(t, e, `"msg":"shutting down: draining running scripts"`)
+	e.out.WaitLine(t, 10*time.Second, `"msg":"shutting down: draining running scripts"`)
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +60,7 @@ func TestUnfinishedWorkIsRequeued(t *testing.T) {
 	var r response
 	done := make(chan struct{})
 	go func() { r = e.scrape(t, "sleeper", map[string]any{"seconds": 3}, 15); close(done) }()
-	waitForLog(t, e, `"msg":"task started"`, `"script":"sleeper"`)
+	e.out.WaitLine(t, 10*time.Second, `"msg":"task started"`, `"script":"sleeper"`)
 	if err := first.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +72,7 @@ func TestUnfinishedWorkIsRequeued(t *testing.T) {
 	// A replacement worker takes the requeued task.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	env := append(append([]string{}, e.baseEnv...), "WORKER_ID=replacement", fmt.Sprintf("WORKER_METRICS_ADDR=%s", testkit.FreeAddr(t)))
+	env := append(append([]string{}, e.baseEnv...), "WORKER_ID=replacement", fmt.Sprintf("WORKER_METRICS_ADDR=%s", proctest.FreeAddr(t)))
 	p, err := stack.StartProcess(ctx, "replacement", filepath.Join(binDir, "worker"), nil, env, e.out)
 	if err != nil {
 		t.Fatal(err)
@@ -82,26 +81,5 @@ func TestUnfinishedWorkIsRequeued(t *testing.T) {
 	<-done
 	if r.Code != 200 || r.Body["status"] != "completed" || r.Body["worker_id"] != "replacement" {
 		t.Fatalf("requeued scrape: %d %s", r.Code, r.Raw)
-	}
-}
-
-// waitForLog waits until one line of the stack's output contains every needle.
-func waitForLog(t *testing.T, e *env, needles ...string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		for _, line := range strings.Split(e.out.String(), "\n") {
-			all := true
-			for _, n := range needles {
-				all = all && strings.Contains(line, n)
-			}
-			if all {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line with all of %q", needles)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -19,7 +19,7 @@ import (
 
 	"github.com/scrapeplatform/platform/local/stack"
 	"github.com/scrapeplatform/platform/shared/broker"
-	"github.com/scrapeplatform/platform/test/testkit"
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // load runs callers goroutines that scrape echo until stop is closed or max requests were sent, pausing
@@ -431,7 +431,7 @@ func TestBackpressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Hold the alarm until the caught scrape's worker has tried to reply and failed at least once.
-	e.waitForLog(t, 60*time.Second, `"msg":"publish reply failed`, `"script":"sleeper"`)
+	e.out.WaitLine(t, 60*time.Second, `"msg":"publish reply failed`, `"script":"sleeper"`)
 	time.Sleep(time.Second)
 	if _, err := node.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
 		t.Fatal(err)
@@ -510,7 +510,7 @@ func TestClusterNodeLost(t *testing.T) {
 	defer cancel()
 	var opts []stack.BrokerOptions
 	for i := range 3 {
-		opts = append(opts, stack.BrokerOptions{URL: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", testkit.FreePort(t)),
+		opts = append(opts, stack.BrokerOptions{URL: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", proctest.FreePort(t)),
 			DataDir: t.TempDir() + "/" + strconv.Itoa(i), Logger: testLogger(t)})
 	}
 	formed := time.Now()

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +28,8 @@ import (
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/proctest"
+	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/shared/testlog"
 )
 
@@ -40,6 +42,12 @@ const (
 	sandboxUID      = 65534
 	sandboxIdentity = "65534:65534"
 )
+
+// faultScripts are the fixture scripts the fault tests scrape on top of the suites' common ones.
+var faultScripts = []string{
+	"busy_loop", "escapes_and_sleeps", "fetch", "floods_output", "fork_bomb", "huge_result", "ignores_signals",
+	"long_job", "memory_bomb", "reads_files", "returns_set",
+}
 
 // options describe a stack.
 type options struct {
@@ -63,7 +71,7 @@ type env struct {
 	home       string // the worker's HOME, holding a credentials file only the worker's user may read
 	gatewayURL string
 	gateway    *stack.Process
-	out        *testkit.LogBuffer
+	out        *proctest.Output
 	token      string
 	client     *http.Client
 	baseEnv    []string
@@ -84,15 +92,14 @@ func start(t *testing.T, o options) *env {
 	t.Helper()
 	amqpURL := o.amqpURL
 	queue := brokertest.Name("faults")
-	topo := broker.NewTopology(queue)
 	if amqpURL == "" {
 		amqpURL = brokertest.URL(t)
-		brokertest.DeleteQueues(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
+		queue = testkit.Queue(t, amqpURL, "faults")
 	}
+	topo := broker.NewTopology(queue)
 	base := reachableDir(t)
 	scripts := filepath.Join(base, "scripts")
-	testkit.CopyTree(t, "../testdata/scripts", scripts)
-	testkit.CopyTree(t, "testdata/scripts", scripts)
+	scripttest.Copy(t, scripts, slices.Concat(testkit.Scripts, faultScripts)...)
 	pidDir := filepath.Join(base, "pids")
 	home := filepath.Join(base, "home")
 	for _, d := range []string{pidDir, filepath.Join(home, ".aws")} {
@@ -131,12 +138,12 @@ func start(t *testing.T, o options) *env {
 	}
 	if os.Getuid() == 0 {
 		// A root worker runs scripts as another user; its interpreter must be one that user can run.
-		workerEnv = append(workerEnv, "SCRIPT_RUN_AS="+sandboxIdentity, "WORKER_PYTHON="+sandboxPython(t))
+		workerEnv = append(workerEnv, "SCRIPT_RUN_AS="+sandboxIdentity, "WORKER_PYTHON="+scripttest.SandboxPython(t, sandboxUID, "FAULTS_SANDBOX_PYTHON"))
 	}
 	workerEnv = append(workerEnv, o.workerEnv...)
 
 	e := &env{t: t, amqpURL: amqpURL, queue: queue, topo: topo, base: base, scripts: scripts, pidDir: pidDir,
-		home: home, out: &testkit.LogBuffer{}, baseEnv: baseEnv, workerEnv: workerEnv,
+		home: home, out: &proctest.Output{}, baseEnv: baseEnv, workerEnv: workerEnv,
 		client: &http.Client{Timeout: 90 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	t.Cleanup(func() {
 		e.mu.Lock()
@@ -150,7 +157,7 @@ func start(t *testing.T, o options) *env {
 		}
 		e.client.CloseIdleConnections()
 		if t.Failed() {
-			t.Logf("process output (tail):\n%s", tail(e.out.String(), 40000))
+			t.Logf("process output (tail):\n%s", proctest.Tail(e.out.String(), 40000))
 		}
 	})
 	tok, err := auth.IssueHS256([]byte(secret), auth.Claims{Subject: "faults"}, time.Hour)
@@ -170,7 +177,7 @@ func start(t *testing.T, o options) *env {
 
 func (e *env) startGateway(t *testing.T, extra ...string) {
 	t.Helper()
-	addr := testkit.FreeAddr(t)
+	addr := proctest.FreeAddr(t)
 	environ := append(append(append([]string{}, e.baseEnv...), extra...), "GATEWAY_ADDR="+addr)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -180,14 +187,14 @@ func (e *env) startGateway(t *testing.T, extra ...string) {
 	}
 	e.gateway, e.gatewayURL = p, "http://"+addr
 	if err := stack.WaitReady(ctx, p, e.gatewayURL+"/health", 30*time.Second); err != nil {
-		t.Fatalf("gateway: %v\n%s", err, tail(e.out.String(), 5000))
+		t.Fatalf("gateway: %v\n%s", err, proctest.Tail(e.out.String(), 5000))
 	}
 }
 
 // addWorker starts one more worker and waits until it is healthy.
 func (e *env) addWorker(t *testing.T, id string, extra ...string) *workerProc {
 	t.Helper()
-	addr := testkit.FreeAddr(t)
+	addr := proctest.FreeAddr(t)
 	environ := append(append([]string{}, e.baseEnv...), e.workerEnv...)
 	environ = append(environ, extra...)
 	environ = append(environ, "WORKER_ID="+id, "WORKER_METRICS_ADDR="+addr, "WORKER_WORK_DIR="+filepath.Join(e.base, "work-"+id))
@@ -202,7 +209,7 @@ func (e *env) addWorker(t *testing.T, id string, extra ...string) *workerProc {
 	e.workers = append(e.workers, w)
 	e.mu.Unlock()
 	if err := stack.WaitReady(ctx, p, "http://"+addr+"/healthz", 30*time.Second); err != nil {
-		t.Fatalf("%s: %v\n%s", id, err, tail(e.out.String(), 5000))
+		t.Fatalf("%s: %v\n%s", id, err, proctest.Tail(e.out.String(), 5000))
 	}
 	return w
 }
@@ -299,48 +306,6 @@ func queueDepth(t *testing.T, url, queue string) int {
 	return q.Messages
 }
 
-// waitForLog waits until one line of the output contains every needle, and returns it.
-func (e *env) waitForLog(t *testing.T, timeout time.Duration, needles ...string) string {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if line := e.findLog(needles...); line != "" {
-			return line
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line with all of %q", needles)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (e *env) findLog(needles ...string) string {
-	for _, line := range strings.Split(e.out.String(), "\n") {
-		all := true
-		for _, n := range needles {
-			all = all && strings.Contains(line, n)
-		}
-		if all {
-			return line
-		}
-	}
-	return ""
-}
-
-func (e *env) countLog(needles ...string) int {
-	n := 0
-	for _, line := range strings.Split(e.out.String(), "\n") {
-		all := true
-		for _, needle := range needles {
-			all = all && strings.Contains(line, needle)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
-
 // stats summarises latencies.
 type stats struct {
 	n             int
@@ -373,46 +338,13 @@ func reachableDir(t *testing.T) string {
 	return dir
 }
 
-// sandboxPython returns an interpreter the scripts' user can run (the one on PATH may live in root's home).
-func sandboxPython(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{os.Getenv("FAULTS_SANDBOX_PYTHON"), "/usr/bin/python3", "/usr/local/bin/python3"} {
-		if p == "" {
-			continue
-		}
-		cmd := exec.Command("setpriv", "--reuid="+strconv.Itoa(sandboxUID), "--regid="+strconv.Itoa(sandboxUID), "--clear-groups", p, "-c", "import sys; assert sys.version_info >= (3, 8)")
-		if err := cmd.Run(); err == nil {
-			return p
-		}
-	}
-	t.Fatalf("the worker runs as root here, so it runs scripts as uid %d, and needs a python3 (3.8+) that user can run: none found (set FAULTS_SANDBOX_PYTHON)", sandboxUID)
-	return ""
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
-}
-
-// alive reports whether pid runs (a zombie has exited).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i > 0 && len(b) > i+2 && b[i+2] != 'Z' && b[i+2] != 'X'
-}
-
 // waitDead waits up to timeout for every pid to be gone and returns those still alive.
 func waitDead(pids []int, timeout time.Duration) []int {
 	deadline := time.Now().Add(timeout)
 	for {
 		var live []int
 		for _, p := range pids {
-			if p > 1 && alive(p) {
+			if p > 1 && proctest.Alive(p) {
 				live = append(live, p)
 			}
 		}
@@ -479,7 +411,7 @@ func privateNode(t *testing.T) *stack.Node {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", testkit.FreePort(t))
+	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", proctest.FreePort(t))
 	n, err := stack.StartNode(ctx, stack.BrokerOptions{URL: url, DataDir: t.TempDir(), Logger: testLogger(t)}, "")
 	if err != nil {
 		t.Fatal(err)

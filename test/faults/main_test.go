@@ -26,30 +26,13 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	code, err := buildAndRun(m)
+	code, err := testkit.RunBuilt(m, &binDir, "FAULTS_BIN_DIR", testkit.Gateway, testkit.Worker)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faults:", err)
 		os.Exit(1)
 	}
 	printReport()
 	os.Exit(code)
-}
-
-func buildAndRun(m *testing.M) (int, error) {
-	if dir := os.Getenv("FAULTS_BIN_DIR"); dir != "" {
-		binDir = dir
-		return m.Run(), nil
-	}
-	dir, err := os.MkdirTemp("", "faults-bin-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	binDir = dir
-	if err := testkit.Build(dir, testkit.Gateway, testkit.Worker); err != nil {
-		return 0, err
-	}
-	return m.Run(), nil
 }
 
 // row is one line of the report: a fault or abuse case.

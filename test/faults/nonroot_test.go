@@ -3,7 +3,6 @@ package faults
 import (
 	"context"
 	"fmt"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,9 @@ import (
 	"time"
 
 	"github.com/scrapeplatform/platform/local/stack"
+
+	"github.com/scrapeplatform/platform/shared/proctest"
+	"github.com/scrapeplatform/platform/shared/scripttest"
 )
 
 // TestNonRootWorker runs a worker as an unprivileged user, as the container image does (uid 10001 there):
@@ -44,9 +46,9 @@ func TestNonRootWorker(t *testing.T) {
 			t.Fatal("running the worker as another user needs setpriv (util-linux)")
 		}
 		wrapper = []string{setpriv, "--reuid=" + strconv.Itoa(sandboxUID), "--regid=" + strconv.Itoa(sandboxUID), "--clear-groups", "--"}
-		environ = append(environ, "WORKER_PYTHON="+sandboxPython(t))
+		environ = append(environ, "WORKER_PYTHON="+scripttest.SandboxPython(t, sandboxUID, "FAULTS_SANDBOX_PYTHON"))
 	}
-	addr := testkit.FreeAddr(t)
+	addr := proctest.FreeAddr(t)
 	environ = append(environ, "HOME="+home, "WORKER_ID="+id, "WORKER_METRICS_ADDR="+addr, "WORKER_WORK_DIR="+work)
 	bin := filepath.Join(binDir, "worker")
 	args := []string{}
@@ -61,9 +63,9 @@ func TestNonRootWorker(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = p.Stop(40 * time.Second) })
 	if err := stack.WaitReady(ctx, p, "http://"+addr+"/healthz", 30*time.Second); err != nil {
-		t.Fatalf("%v\n%s", err, tail(e.out.String(), 5000))
+		t.Fatalf("%v\n%s", err, proctest.Tail(e.out.String(), 5000))
 	}
-	e.waitForLog(t, 30*time.Second, `"msg":"script containment"`, `"worker_id":"`+id+`"`, `"pid_namespace":false`)
+	e.out.WaitLine(t, 30*time.Second, `"msg":"script containment"`, `"worker_id":"`+id+`"`, `"pid_namespace":false`)
 
 	// The escapee dies at the timeout (session sweep).
 	pidFile := filepath.Join(e.pidDir, "nonroot-escapee")

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // grace is the gateway's SCRAPE_REPLY_GRACE: a caller waits at most timeout + grace.
@@ -158,7 +160,7 @@ func TestHostileScripts(t *testing.T) {
 		// Whoever may read the worker's /proc/<pid>/environ (root, here) finds it zeroed.
 		b, err := os.ReadFile(paths[0])
 		if err == nil && (strings.Contains(string(b), awsSecretKey) || strings.Contains(string(b), "RABBITMQ_URL")) {
-			t.Errorf("the worker's environment block still holds its secrets: %q", tail(string(b), 300))
+			t.Errorf("the worker's environment block still holds its secrets: %q", proctest.Tail(string(b), 300))
 		}
 		files, _ := r.body["data"].(map[string]any)["files"].(map[string]any)
 		var outcomes []string

@@ -22,7 +22,7 @@ func TestWorkerKilledMidJob(t *testing.T) {
 		r = e.scrape("long_job", map[string]any{"pid_dir": e.pidDir, "seconds": 3}, 20)
 		close(done)
 	}()
-	line := e.waitForLog(t, 15*time.Second, `"msg":"task started"`, `"script":"long_job"`)
+	line := e.out.WaitLine(t, 15*time.Second, `"msg":"task started"`, `"script":"long_job"`)
 	var victim *workerProc
 	for _, w := range e.workers {
 		if strings.Contains(line, `"worker_id":"`+w.id+`"`) {
@@ -67,8 +67,8 @@ func TestWorkerKilledMidJob(t *testing.T) {
 	}
 	// The other worker logged the redelivery before it answered, but its output reaches this test through a
 	// pipe and a copying goroutine, which may trail the answer.
-	e.waitForLog(t, 10*time.Second, `"msg":"task redelivered"`)
-	if n := e.countLog(`"msg":"task redelivered"`); n != 1 {
+	e.out.WaitLine(t, 10*time.Second, `"msg":"task redelivered"`)
+	if n := e.out.Count(`"msg":"task redelivered"`); n != 1 {
 		t.Errorf("%d redeliveries logged, want 1", n)
 	}
 	// Exactly one answer: no second reply reached the gateway (it would be dropped and counted).
@@ -107,7 +107,7 @@ func TestWorkerStoppedUnderLoad(t *testing.T) {
 		// the requeued 3.5 s scrapes.
 		wg.Go(func() { results[i] = e.scrape("sleeper", map[string]any{"seconds": seconds, "i": i}, 25) })
 	}
-	e.waitForLog(t, 15*time.Second, `"msg":"task started"`, `"worker_id":"`+victim.id+`"`)
+	e.out.WaitLine(t, 15*time.Second, `"msg":"task started"`, `"worker_id":"`+victim.id+`"`)
 	time.Sleep(300 * time.Millisecond)
 	stopped := time.Now()
 	if err := victim.proc.Signal(syscall.SIGTERM); err != nil {
@@ -137,7 +137,7 @@ func TestWorkerStoppedUnderLoad(t *testing.T) {
 			byOther++
 		}
 	}
-	requeued := e.countLog(`"msg":"requeueing task"`, `"worker_id":"`+victim.id+`"`)
+	requeued := e.out.Count(`"msg":"requeueing task"`, `"worker_id":"`+victim.id+`"`)
 	s := summarise(latencies)
 	report(t, "worker SIGTERMed under load (drain 2 s)", "in-flight scrapes finish or are requeued at the drain bound; the worker exits; nothing lost",
 		fmt.Sprintf("%s: %d finished by the stopping worker, %d by the other (%d requeued); worker exited %s after SIGTERM (drain 2 s + 5 s kill grace)",

@@ -4,12 +4,10 @@
 package lambda
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +20,9 @@ import (
 	"time"
 
 	"github.com/scrapeplatform/platform/local/stack"
+	"github.com/scrapeplatform/platform/shared/proctest"
+	"github.com/scrapeplatform/platform/shared/scripttest"
+	"github.com/scrapeplatform/platform/test/testkit"
 )
 
 func repoRoot(t *testing.T) string {
@@ -108,7 +109,7 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	bin := t.TempDir()
 	bootstrap := build(t, bin, "functions", "./cmd/gateway", "bootstrap", "CGO_ENABLED=0")
 	worker := build(t, bin, "worker", "./cmd/worker", "worker")
-	out := &testkit.LogBuffer{}
+	out := &proctest.Output{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("process output:\n%s", out.String())
@@ -116,7 +117,7 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	})
 
 	// A private broker of the test's own, so restarting it disturbs nothing else on this machine.
-	amqpPort := testkit.FreePort(t)
+	amqpPort := proctest.FreePort(t)
 	brokerURL := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", amqpPort)
 	dataDir := filepath.Join(t.TempDir(), "rabbitmq")
 	startBroker := func() func() error {
@@ -144,10 +145,10 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	queue := "lambda-test"
 	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "RABBITMQ_URL=" + brokerURL, "RABBITMQ_TASK_QUEUE=" + queue}
 	ctx := context.Background()
-	workerMetrics := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	workerMetrics := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	workerEnv := append(append([]string{}, base...), "WORKER_ID=lambda-test-worker",
 		"WORKER_METRICS_ADDR="+workerMetrics,
-		"SCRIPT_REPOSITORY_URL="+filepath.Join(repoRoot(t), "test", "testdata", "scripts"),
+		"SCRIPT_REPOSITORY_URL="+scripttest.Dir(t, testkit.Scripts...),
 		"WORKER_WORK_DIR="+t.TempDir(), "WORKER_CONCURRENCY=2")
 	w, err := stack.StartProcess(ctx, "worker", worker, nil, workerEnv, out)
 	if err != nil {
@@ -162,12 +163,12 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	// The worker consumes before the first invocation, so the cold start measures the function, not the worker.
 	workerConnects := waitWorkerConnected(t, workerMetrics, nil)
 
-	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	rieEnv := append(append([]string{}, base...), "STAGE=test", "AWS_LAMBDA_FUNCTION_TIMEOUT=30")
 	started := time.Now()
 	emu, err := stack.StartProcess(ctx, "rie", emulator, []string{
 		"--runtime-interface-emulator-address", addr,
-		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t)),
+		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t)),
 		bootstrap,
 	}, rieEnv, out)
 	if err != nil {
@@ -236,28 +237,8 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	isScrapeEMF := func(line string) bool {
 		return strings.Contains(line, `"CloudWatchMetrics"`) && strings.Contains(line, `"Scrapes":1`)
 	}
-	if got := waitLines(out, isScrapeEMF, 3, 30*time.Second); got < 3 {
+	if got := out.WaitCount(isScrapeEMF, 3, 30*time.Second); got < 3 {
 		t.Fatalf("want an EMF line per scrape (3), found %d", got)
-	}
-}
-
-// waitLines counts the lines of out that match, until there are want of them or wait has passed, and returns
-// the last count.
-func waitLines(out *testkit.LogBuffer, match func(string) bool, want int, wait time.Duration) int {
-	end := time.Now().Add(wait)
-	for {
-		n := 0
-		sc := bufio.NewScanner(strings.NewReader(out.String()))
-		sc.Buffer(make([]byte, 64*1024), 1<<20)
-		for sc.Scan() {
-			if match(sc.Text()) {
-				n++
-			}
-		}
-		if n >= want || time.Now().After(end) {
-			return n
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

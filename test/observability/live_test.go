@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"io"
 	"net/http"
 	"os"
@@ -21,10 +20,12 @@ import (
 
 	"github.com/scrapeplatform/platform/local/stack"
 	"github.com/scrapeplatform/platform/shared/auth"
-	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
+	"github.com/scrapeplatform/platform/shared/proctest"
+	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/shared/wheeltest"
 	"github.com/scrapeplatform/platform/test/rabbitmqtest"
+	"github.com/scrapeplatform/platform/test/testkit"
 )
 
 const (
@@ -61,9 +62,9 @@ func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
 		RabbitMQ:       []string{brk.PrometheusAddr},
 		RuleFiles:      []string{testRules},
 	}
-	promOut := &testkit.LogBuffer{}
+	promOut := &proctest.Output{}
 	prom, err := stack.StartPrometheus(t.Context(), stack.PrometheusOptions{
-		Addr: testkit.FreeAddr(t), Dir: filepath.Join(promDir, "server"), Config: cfg, Output: promOut,
+		Addr: proctest.FreeAddr(t), Dir: filepath.Join(promDir, "server"), Config: cfg, Output: promOut,
 	})
 	if err != nil {
 		t.Fatalf("start prometheus: %v", err)
@@ -117,28 +118,23 @@ func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
 	// timeout has passed on a loaded machine. The build goes on, and the caller is told to retry
 	// (dependencies_installing, or a 504 when the answer came too late): so does this, until a hang guard.
 	scrapeDeps := func(script string) {
-		start := time.Now()
-		for attempt := 1; ; attempt++ {
-			code, r, raw := s.scrapeOnce(t, script, map[string]any{"n": completed + failed + unanswered})
+		var code int
+		var r scrapeAnswer
+		var raw []byte
+		testkit.RetryWhileInstalling(t, script, func() (int, string) {
+			code, r, raw = s.scrapeOnce(t, script, map[string]any{"n": completed + failed + unanswered})
 			switch {
-			case code == http.StatusOK && r.Status == "completed":
-				completed++
-				if attempt > 1 {
-					t.Logf("%s completed after %d attempts, %v", script, attempt, time.Since(start).Round(time.Millisecond))
-				}
-				return
-			case time.Since(start) > 2*time.Minute:
 			case code == http.StatusGatewayTimeout:
 				unanswered++
-				t.Logf("%s: attempt %d: 504; retrying", script, attempt)
-				continue
 			case code == http.StatusOK && r.ErrorCode == "dependencies_installing":
 				failed++
-				t.Logf("%s: attempt %d: dependencies_installing; retrying", script, attempt)
-				continue
 			}
+			return code, r.ErrorCode
+		})
+		if code != http.StatusOK || r.Status != "completed" {
 			t.Fatalf("scrape %s: %d %s", script, code, raw)
 		}
+		completed++
 	}
 	warm := []string{"echo", "async_echo", "dep_v1"}
 	for _, script := range warm {
@@ -221,8 +217,8 @@ func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
 
 	// A RabbitMQ node that does not answer (a port where nothing listens: the shared broker stays up for
 	// the other suites), and a gateway whose broker does not answer.
-	deadNode := testkit.FreeAddr(t)
-	deadGateway := startCutOffGateway(t, testkit.FreeAddr(t))
+	deadNode := proctest.FreeAddr(t)
+	deadGateway := startCutOffGateway(t, proctest.FreeAddr(t))
 	cfg.RabbitMQ = append(cfg.RabbitMQ, deadNode)
 	cfg.Gateways = append(cfg.Gateways, deadGateway)
 	if err := prom.Reload(t.Context(), cfg); err != nil {
@@ -334,7 +330,7 @@ type liveStack struct {
 	token      string
 	queue      string
 	env        []string
-	out        *testkit.LogBuffer
+	out        *proctest.Output
 }
 
 // startStack starts a gateway and n workers on a queue of their own, reading the repository's scripts and
@@ -342,12 +338,10 @@ type liveStack struct {
 // folder for the scripts with requirements.
 func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 	t.Helper()
-	queue := brokertest.Name("obs")
-	topo := broker.NewTopology(queue)
-	brokertest.DeleteQueues(t, amqpURL, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
+	queue := testkit.Queue(t, amqpURL, "obs")
 	scripts := t.TempDir()
 	testkit.CopyTree(t, filepath.Join(repoRoot, "scripts"), scripts)
-	testkit.CopyTree(t, filepath.Join(repoRoot, "test/testdata/scripts"), scripts)
+	scripttest.Copy(t, scripts, testkit.Scripts...)
 	wheels := t.TempDir()
 	wheeltest.Build(t, wheels, "conflictpkg", "1.0", "")
 	s3 := startS3(t, scripts)
@@ -366,24 +360,7 @@ func startStack(t *testing.T, amqpURL string, workers int) *liveStack {
 		"LOG_LEVEL=info",
 	}
 	env = append(env, s3.Env()...)
-	out := &testkit.LogBuffer{}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	s, err := stack.Start(ctx, stack.Options{
-		BinDir: binDir, GatewayAddr: testkit.FreeAddr(t), Workers: workers, WorkerMetricsBasePort: testkit.FreePortRange(t, workers),
-		Env: env, Output: out, ReadyTimeout: 30 * time.Second,
-	})
-	if err != nil {
-		t.Fatalf("start stack: %v\n%s", err, out.String())
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(40 * time.Second); err != nil {
-			t.Errorf("stop stack: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("process output:\n%s", tail(out.String(), 30000))
-		}
-	})
+	s, out := testkit.StartStack(t, binDir, workers, env)
 	tok, err := auth.IssueHS256([]byte(jwtSecret), auth.Claims{Subject: "observability"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -398,9 +375,9 @@ func startS3(t *testing.T, dir string) *stack.S3Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &testkit.LogBuffer{}
+	out := &proctest.Output{}
 	s3, err := stack.StartS3(t.Context(), stack.S3Options{
-		Binary: bin, Addr: testkit.FreeAddr(t), Dir: t.TempDir(), Bucket: "obs-scripts",
+		Binary: bin, Addr: proctest.FreeAddr(t), Dir: t.TempDir(), Bucket: "obs-scripts",
 		AccessKey: "observability", SecretKey: "observability-secret-key", Output: out,
 	})
 	if err != nil {
@@ -422,8 +399,8 @@ func startS3(t *testing.T, dir string) *stack.S3Server {
 func startCutOffGateway(t *testing.T, addr string) string {
 	t.Helper()
 	env := []string{"PATH=" + os.Getenv("PATH"), "JWT_SECRET=" + jwtSecret, "GATEWAY_ADDR=" + addr,
-		"RABBITMQ_URL=amqp://guest:guest@" + testkit.FreeAddr(t) + "/"}
-	out := &testkit.LogBuffer{}
+		"RABBITMQ_URL=amqp://guest:guest@" + proctest.FreeAddr(t) + "/"}
+	out := &proctest.Output{}
 	p, err := stack.StartProcess(t.Context(), "gateway-cut-off", filepath.Join(binDir, stack.GatewayBinary), nil, env, out)
 	if err != nil {
 		t.Fatal(err)
@@ -509,13 +486,6 @@ func publishRaw(t *testing.T, url, queue string, body []byte) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
 }
 
 func hostPort(base string) string {

@@ -14,12 +14,12 @@ package observability
 
 import (
 	"fmt"
-	"github.com/scrapeplatform/platform/test/testkit"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/scrapeplatform/platform/test/rabbitmqtest"
+	"github.com/scrapeplatform/platform/test/testkit"
 )
 
 // binDir holds gateway-local, worker and scrapectl, built once for the package (or taken from E2E_BIN_DIR).
@@ -46,18 +46,6 @@ func buildAndRun(m *testing.M) (int, error) {
 		return 0, err
 	}
 	repoRoot = root
-	if dir := os.Getenv("E2E_BIN_DIR"); dir != "" {
-		binDir = dir
-		return m.Run(), nil
-	}
-	dir, err := os.MkdirTemp("", "observability-bin-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	binDir = dir
-	if err := testkit.Build(dir, testkit.Gateway, testkit.Worker, testkit.Binary{Module: "worker", Pkg: "./cmd/scrapectl", Out: "scrapectl"}); err != nil {
-		return 0, err
-	}
-	return m.Run(), nil
+	return testkit.RunBuilt(m, &binDir, "E2E_BIN_DIR", testkit.Gateway, testkit.Worker,
+		testkit.Binary{Module: "worker", Pkg: "./cmd/scrapectl", Out: "scrapectl"})
 }

@@ -1,18 +1,21 @@
 // Package testkit holds what the test suites in this module (e2e, faults, observability, lambda) need
-// alike: building the platform's binaries once, free loopback ports, a copy of a script folder, and a
-// goroutine-safe buffer for the output of the processes a test starts.
+// alike and what needs the platform itself: building its binaries once, the fixture scripts the suites'
+// workers serve, and a copy of a script folder. Helpers every module's tests use (process output, free
+// ports) live in shared/proctest; the fixture scripts in shared/scripttest.
 package testkit
 
 import (
-	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 )
+
+// Scripts are the fixture scripts (shared/scripttest) that every suite's workers serve.
+var Scripts = []string{
+	"async_echo", "dep_broken", "dep_v1", "dep_v2", "echo", "envdump", "noop", "prints_progress", "raiser", "sleeper",
+}
 
 // Binary is a main package to build: Pkg inside Module (a folder of the repository), written as Out.
 type Binary struct{ Module, Pkg, Out string }
@@ -67,67 +70,4 @@ func CopyTree(t testing.TB, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// FreeAddr returns a loopback address whose port was free a moment ago.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// FreePort returns a loopback port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	return FreePortRange(t, 0)
-}
-
-// FreePortRange finds a base port such that base+1..base+n are free.
-func FreePortRange(t testing.TB, n int) int {
-	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		ok := true
-		for i := 1; i <= n; i++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
-}
-
-// LogBuffer keeps the output of the processes a test starts; it is safe for concurrent writers.
-type LogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

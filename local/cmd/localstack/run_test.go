@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,12 +14,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/scrapeplatform/platform/local/stack"
+	"github.com/scrapeplatform/platform/local/stack/stacktest"
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // fakeBinDir holds stand-ins for gateway-local and worker, built from the
@@ -28,60 +27,20 @@ import (
 var fakeBinDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "localstack-fakes-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := buildFakes(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	fakeBinDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// buildFakes builds the stand-ins for gateway-local and worker, and the real scrapectl, into dir.
-func buildFakes(dir string) error {
-	// go test puts its own GOROOT/bin first on the test's PATH.
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return err
-	}
-	gw := filepath.Join(dir, "gateway-local")
-	if out, err := exec.Command(goBin, "build", "-o", gw, "../../stack/testdata/fakeproc").CombinedOutput(); err != nil {
-		return fmt.Errorf("build stand-in binaries: %w: %s", err, out)
-	}
-	if err := os.Link(gw, filepath.Join(dir, "worker")); err != nil {
-		return err
-	}
-	// The real scrapectl publishes scripts to the local S3 server.
-	build := exec.Command(goBin, "build", "-o", filepath.Join(dir, "scrapectl"), "./cmd/scrapectl")
-	build.Dir = "../../../worker"
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build scrapectl: %w: %s", err, out)
-	}
-	return nil
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	os.Exit(stacktest.RunWithFakes(m, &fakeBinDir, func(dir string) error {
+		// go test puts its own GOROOT/bin first on the test's PATH.
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			return err
+		}
+		// The real scrapectl publishes scripts to the local S3 server.
+		build := exec.Command(goBin, "build", "-o", filepath.Join(dir, "scrapectl"), "./cmd/scrapectl")
+		build.Dir = "../../../worker"
+		if out, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("build scrapectl: %w: %s", err, out)
+		}
+		return nil
+	}))
 }
 
 // fakeBroker answers the AMQP liveness probe only (connection.start); the
@@ -89,27 +48,7 @@ func (b *syncBuffer) String() string {
 // in the stack package.
 func fakeBroker(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				head := make([]byte, 8)
-				if _, err := c.Read(head); err == nil {
-					_, _ = c.Write([]byte{1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 10, 0xCE})
-				}
-			}()
-		}
-	}()
-	return "amqp://guest:guest@" + ln.Addr().String() + "/"
+	return "amqp://guest:guest@" + stacktest.ServeAMQP(t, stacktest.Listen(t), stacktest.ConnectionStart) + "/"
 }
 
 // freeBase returns base such that base+1..base+n are free ports. They lie in
@@ -120,26 +59,11 @@ func fakeBroker(t *testing.T) string {
 // hand out (10001-23999).
 func freeBase(t *testing.T, n int) int {
 	t.Helper()
-	for base := 24000 + os.Getpid()%2000; base+n < 32768; base += n + 7 {
-		ok := true
-		for p := base + 1; p <= base+n && ok; p++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				continue
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free ports")
-	return 0
+	return proctest.PortBlock(t, n, 24000, 32767)
 }
 
 type runResult struct {
-	stdout, stderr *syncBuffer
+	stdout, stderr *proctest.Output
 	done           chan error
 	cancel         context.CancelFunc
 }
@@ -149,7 +73,7 @@ func startRun(t *testing.T, env map[string]string, args ...string) *runResult {
 	t.Helper()
 	t.Chdir(t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runResult{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
+	r := &runResult{stdout: &proctest.Output{}, stderr: &proctest.Output{}, done: make(chan error, 1), cancel: cancel}
 	getenv := func(k string) string {
 		if v, ok := env[k]; ok {
 			return v
@@ -207,33 +131,6 @@ func pidsIn(s string) []int {
 		pids = append(pids, n)
 	}
 	return pids
-}
-
-// alive reports whether pid runs and is not a zombie.
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
-}
-
-func assertAllGone(t *testing.T, pids []int) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, pid := range pids {
-		for alive(pid) {
-			if time.Now().After(deadline) {
-				t.Errorf("process %d is still running", pid)
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 }
 
 func childEnvOf(t *testing.T, url string) []string {
@@ -306,7 +203,7 @@ func TestRunStartsTheStackAndStopsOnSignal(t *testing.T) {
 	if len(pids) != 3 {
 		t.Errorf("saw %d processes start, want 3", len(pids))
 	}
-	assertAllGone(t, pids)
+	proctest.WaitGone(t, 20*time.Second, pids...)
 	if !strings.Contains(r.stdout.String(), "[worker-1] worker-1 got terminated, draining") {
 		t.Errorf("worker-1 was not asked to drain:\n%s", r.stdout)
 	}
@@ -490,14 +387,7 @@ func TestRunFailsWhenAProcessDies(t *testing.T) {
 	// Crash worker-2 (metrics on base+3) once the stack is up; a crash timer
 	// started with the process could fire before the others are ready.
 	r.waitFor(t, "Ctrl-C stops everything")
-	if resp, err := http.Post("http://127.0.0.1:"+strconv.Itoa(base+3)+"/crash", "", nil); err != nil {
-		t.Logf("POST /crash: %v", err) // it may exit before the answer is read
-	} else {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("POST /crash: %s", resp.Status)
-		}
-	}
+	stacktest.Crash(t, "http://127.0.0.1:"+strconv.Itoa(base+3))
 	err := r.wait(t)
 	if err == nil || !strings.Contains(err.Error(), "worker-2 died unexpectedly") {
 		t.Fatalf("run = %v", err)
@@ -508,7 +398,7 @@ func TestRunFailsWhenAProcessDies(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, logs)
 		}
 	}
-	assertAllGone(t, pidsIn(r.stdout.String()))
+	proctest.WaitGone(t, 20*time.Second, pidsIn(r.stdout.String())...)
 }
 
 func TestRunReportsAFailedStart(t *testing.T) {
@@ -522,7 +412,7 @@ func TestRunReportsAFailedStart(t *testing.T) {
 
 func TestRunRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"-workers", "0"}, {"-nope"}, {"extra"}} {
-		err := run(t.Context(), args, func(string) string { return "" }, &syncBuffer{}, &syncBuffer{})
+		err := run(t.Context(), args, func(string) string { return "" }, &proctest.Output{}, &proctest.Output{})
 		if err == nil {
 			t.Errorf("run(%q) succeeded", args)
 		}
@@ -565,7 +455,7 @@ func TestRunRejectsABadQueueBound(t *testing.T) {
 			}
 			return ""
 		}
-		err := run(t.Context(), nil, env, &syncBuffer{}, &syncBuffer{})
+		err := run(t.Context(), nil, env, &proctest.Output{}, &proctest.Output{})
 		if err == nil || !strings.Contains(err.Error(), "TASK_QUEUE_MAX_LENGTH") {
 			t.Errorf("TASK_QUEUE_MAX_LENGTH=%q: run = %v", v, err)
 		}

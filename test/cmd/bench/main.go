@@ -34,6 +34,8 @@ import (
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/shared/scripttest"
+	"github.com/scrapeplatform/platform/test/testkit"
 )
 
 type options struct {
@@ -46,7 +48,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin", "folder holding gateway-local and worker")
-	flag.StringVar(&o.scripts, "scripts", "test/testdata/scripts", "script folder for the workers")
+	flag.StringVar(&o.scripts, "scripts", "", "script folder for the workers (default: the suites' fixture scripts, from shared/scripttest)")
 	flag.StringVar(&o.script, "script", "noop", "script to scrape")
 	flag.StringVar(&o.url, "broker", envOr("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"), "AMQP URL")
 	flag.IntVar(&o.concurrency, "c", 16, "concurrent callers")
@@ -264,15 +266,21 @@ func benchRaw(ctx context.Context, o options) (result, error) {
 func benchSystem(ctx context.Context, o options) (result, error) {
 	secret := "bench-" + randomSuffix() + randomSuffix() + randomSuffix() + randomSuffix()
 	queue := "bench-system-" + randomSuffix()
-	scripts, err := filepath.Abs(o.scripts)
-	if err != nil {
-		return result{}, err
-	}
 	work, err := os.MkdirTemp("", "bench-work-")
 	if err != nil {
 		return result{}, err
 	}
 	defer os.RemoveAll(work)
+	scripts, err := filepath.Abs(o.scripts)
+	if err != nil {
+		return result{}, err
+	}
+	if o.scripts == "" {
+		scripts = filepath.Join(work, "scripts")
+		if err := scripttest.Write(scripts, testkit.Scripts...); err != nil {
+			return result{}, err
+		}
+	}
 	addr, err := freeAddr()
 	if err != nil {
 		return result{}, err

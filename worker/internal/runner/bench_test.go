@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/scripttest"
 )
 
 // BenchmarkColdVsWarm measures the per-request overhead of a trivial script run in a fresh process (cold)
@@ -14,7 +16,7 @@ func BenchmarkColdVsWarm(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { _ = r.Shutdown(b.Context()) }()
-	j := Job{RequestID: "bench", ScriptName: "noop", ScriptDir: "testdata/scripts/returns_dict", Parameters: []byte(`{}`), Timeout: 10 * time.Second, Version: "v"}
+	j := Job{RequestID: "bench", ScriptName: "noop", ScriptDir: scripttest.Path(b, "returns_dict"), Parameters: []byte(`{}`), Timeout: 10 * time.Second, Version: "v"}
 	measure := func(warm bool) time.Duration {
 		j.Warm = warm
 		if _, err := r.Run(context.Background(), j); err != nil { // warm-up (starts the warm runner)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/shared/scripttest"
 )
 
 // sandboxUser is the uid and gid tests run scripts as when the tests run as root (nobody/nogroup).
@@ -137,14 +138,14 @@ func TestForkBombIsStoppedByTheProcessLimit(t *testing.T) {
 			r := newContained(t, mode, func(c *Config) {
 				c.MaxProcesses = 32
 				if os.Getuid() == 0 {
-					c.RunAs, c.Python = &sandboxUser, sandboxPython(t)
-					c.WorkDir = filepath.Join(reachableTempDir(t), "work")
+					c.RunAs, c.Python = &sandboxUser, scripttest.SandboxPython(t, int(sandboxUser.UID), "RUNNER_SANDBOX_PYTHON")
+					c.WorkDir = filepath.Join(scripttest.ReachableTempDir(t), "work")
 				}
 			})
 			if !r.ProcessLimit() {
 				t.Fatal("the process limit is not enforced; the fork bomb would not be stopped")
 			}
-			pidDir := reachableTempDir(t)
+			pidDir := scripttest.ReachableTempDir(t)
 			if err := os.Chmod(pidDir, 0o777); err != nil { // the script's user writes its pid file there
 				t.Fatal(err)
 			}
@@ -215,8 +216,8 @@ func TestScriptUserCannotReadTheWorkersSecrets(t *testing.T) {
 	for _, mode := range containments(t) {
 		t.Run(mode, func(t *testing.T) {
 			r := newContained(t, mode, func(c *Config) {
-				c.RunAs, c.Python = &sandboxUser, sandboxPython(t)
-				c.WorkDir = filepath.Join(reachableTempDir(t), "work")
+				c.RunAs, c.Python = &sandboxUser, scripttest.SandboxPython(t, int(sandboxUser.UID), "RUNNER_SANDBOX_PYTHON")
+				c.WorkDir = filepath.Join(scripttest.ReachableTempDir(t), "work")
 			})
 			params := fmt.Sprintf(`{"paths": [%q, %q]}`, secretFile, fmt.Sprintf("/proc/%d/environ", os.Getpid()))
 			res := mustRun(t, r, job(t, "reads_files", params, 20*time.Second))
@@ -250,7 +251,7 @@ func TestProtectProcess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		exe = filepath.Join(reachableTempDir(t), "helper.test")
+		exe = filepath.Join(scripttest.ReachableTempDir(t), "helper.test")
 		// Hold off forks while the copy is open for writing: a child forked by a parallel test would keep
 		// the writable descriptor until its exec, and exec'ing the copy then fails with "text file busy".
 		syscall.ForkLock.RLock()
@@ -295,35 +296,6 @@ func TestProtectProcess(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "Permission denied") {
 		t.Errorf("a process of the worker's user read %s: %v %q", environ, err, out)
 	}
-}
-
-// sandboxPython returns an interpreter that the sandbox user can run: the system's, since the one on PATH
-// may live in root's home (pyenv).
-func sandboxPython(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{os.Getenv("RUNNER_SANDBOX_PYTHON"), "/usr/bin/python3", "/usr/local/bin/python3"} {
-		if p == "" {
-			continue
-		}
-		if err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", p, "-c", "pass").Run(); err == nil {
-			return p
-		}
-	}
-	t.Fatal("no python3 that uid 65534 can run (set RUNNER_SANDBOX_PYTHON)")
-	return ""
-}
-
-// reachableTempDir returns a temporary folder that other users can traverse (but not list): scripts run as
-// another user need to reach their run folder inside it.
-func reachableTempDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for d := dir; d != os.TempDir() && d != "/" && strings.HasPrefix(d, os.TempDir()); d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 // TestMain doubles as the helper process of TestProtectProcess.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/shared/testlog"
 )
 
@@ -59,11 +60,7 @@ func newTestRunner(t *testing.T, edit func(*Config)) *Runner {
 
 func scriptDir(t *testing.T, name string) string {
 	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("testdata", "scripts", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return scripttest.Path(t, name)
 }
 
 func job(t *testing.T, script, params string, timeout time.Duration) Job {

@@ -7,7 +7,6 @@
 package s3test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
 // Server is a running versitygw.
@@ -79,23 +80,6 @@ func repoRoot() (string, error) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Start runs versitygw until the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
@@ -115,11 +99,8 @@ func Start(t testing.TB) *Server {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		addr, err := freeAddr()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := &syncBuffer{}
+		addr := proctest.FreeAddr(t)
+		out := &proctest.Output{}
 		cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--region", s.Region,
 			"--port", addr, "--quiet", "posix", "--versioning-dir", versions, s.Root)
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
@@ -158,15 +139,6 @@ func Start(t testing.TB) *Server {
 	}
 	t.Fatalf("versitygw did not start: %v", lastErr)
 	return nil
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 func waitListening(addr string, exited <-chan error, timeout time.Duration) error {

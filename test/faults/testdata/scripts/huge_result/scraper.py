@@ -1,2 +1,0 @@
-def scrape(params):
-    return {"blob": "x" * int(params.get("bytes", 1 << 20))}

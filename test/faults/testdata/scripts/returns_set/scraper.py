@@ -1,2 +1,0 @@
-def scrape(params):
-    return {"tags": {"a", "b"}}

@@ -1,4 +1,0 @@
-def scrape(params):
-    n = 0
-    while True:
-        n += 1
