@@ -66,13 +66,13 @@ func newAPI(st awscdk.Stack, s stage.Settings, net *network, brk *broker, id *id
 		reserved = jsii.Number(s.API.GatewayReservedConcurrency)
 	}
 	fn := awslambda.NewFunction(st, jsii.String("Gateway"), &awslambda.FunctionProps{
-		Description:  jsii.String("HTTP API handler: POST /scrape, GET /status, GET and DELETE /jobs/{id}, GET /health (functions/cmd/gateway)"),
-		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture: awslambda.Architecture_ARM_64(),
-		Handler:      jsii.String("bootstrap"),
-		Code:         awslambda.Code_FromAsset(jsii.String(art.GatewayCode), nil),
-		MemorySize:   jsii.Number(s.API.GatewayMemoryMiB),
-		Timeout:      awscdk.Duration_Seconds(jsii.Number(gatewayTimeoutSeconds)),
+		Description:                  jsii.String("HTTP API handler: POST /scrape, GET /status, GET and DELETE /jobs/{id}, GET /health (functions/cmd/gateway)"),
+		Runtime:                      awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:                 awslambda.Architecture_ARM_64(),
+		Handler:                      jsii.String("bootstrap"),
+		Code:                         awslambda.Code_FromAsset(jsii.String(art.GatewayCode), nil),
+		MemorySize:                   jsii.Number(s.API.GatewayMemoryMiB),
+		Timeout:                      awscdk.Duration_Seconds(jsii.Number(gatewayTimeoutSeconds)),
 		ReservedConcurrentExecutions: reserved,
 		Vpc:                          net.vpc,
 		VpcSubnets:                   net.internal,

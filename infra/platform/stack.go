@@ -103,6 +103,7 @@ func New(scope constructs.Construct, s stage.Settings, art Artifacts) (*Platform
 	depth := newQueueDepth(st, s, net, brk, workers, art)
 	newScaling(st, s, workers, obs)
 	newDashboardAndAlarms(st, s, obs, brk, api, workers, depth)
+	suppressLogRetentionProvider(st)
 	p := &Platform{Stack: st, Settings: s}
 	if s.Observability.Grafana {
 		p.Grafana = newGrafanaStack(scope, s, env, prom)
