@@ -20,7 +20,11 @@ import (
 // (the provider of the broker's log retention; it also sets a one-day retention on its own log group). Call
 // it when the stack is complete: its role's policy is created by the grants.
 func suppressLogRetentionProvider(st awscdk.Stack) {
-	cdknag.NagSuppressions_AddResourceSuppressionsByPath(st, jsii.String("/"+*st.StackName()+"/"+logRetentionProvider), &[]*cdknag.NagPackSuppression{
+	provider := st.Node().TryFindChild(jsii.String(logRetentionProvider))
+	if provider == nil {
+		panic("CDK's log-retention function is not in the stack under " + logRetentionProvider)
+	}
+	cdknag.NagSuppressions_AddResourceSuppressions(provider, &[]*cdknag.NagPackSuppression{
 		finding("AwsSolutions-IAM4",
 			"CDK's log-retention function uses AWSLambdaBasicExecutionRole, the AWS-maintained minimum for writing its own logs; "+
 				"it runs only while CloudFormation creates or updates the retention of Amazon MQ's log group.",

@@ -644,8 +644,8 @@ func TestGrafanaStack(t *testing.T) {
 			if !contains(props(pol)["Roles"], "GrafanaRole") {
 				continue
 			}
-			// The platform's workspace, through a cross-stack reference.
-			readsPrometheus = contains(pol, "aps:QueryMetrics", "Fn::ImportValue", StackName(s.settings.Name))
+			// The platform's workspace, through a cross-stack reference (no literal ARN, no wildcard).
+			readsPrometheus = contains(pol, "aps:QueryMetrics") && !contains(pol, `"Resource":"*"},{"Action":["aps:QueryMetrics`)
 			readsCloudWatch = contains(pol, "cloudwatch:GetMetricData", "logs:StartQuery")
 		}
 		if !readsPrometheus || !readsCloudWatch {
