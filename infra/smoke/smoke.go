@@ -6,8 +6,9 @@
 //     Lambda reached the broker).
 //  3. POST /iam/scrape (SigV4) runs a real script on a real worker and completes. Workers may be
 //     scaling up from zero, so 503/504 answers are retried until the deadline.
-//  4. With a JWT (SMOKE_JWT, issued by the stage's identity provider): GET /health, POST /scrape and
-//     GET /status answer through the JWT authorizer.
+//  4. With a JWT (minted by cmd/smoke with the client-credentials grant of the stage's Cognito machine
+//     client, or SMOKE_JWT from an external issuer): GET /health, POST /scrape and GET /status answer
+//     through the JWT authorizer.
 package smoke
 
 import (
@@ -55,7 +56,7 @@ type Checker struct {
 // Run performs every check; the first failure ends it.
 func (c *Checker) Run(ctx context.Context, cfg Config) error {
 	if cfg.RequireJWT && cfg.JWT == "" {
-		return errors.New("no JWT for the user routes: set SMOKE_JWT to a token from the stage's issuer (or SMOKE_REQUIRE_JWT=0 to check the IAM routes only)")
+		return errors.New("no JWT for the user routes: the stack has no Cognito machine client to mint one; set SMOKE_JWT to a token from the stage's issuer (or SMOKE_REQUIRE_JWT=0 to check the IAM routes only)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
