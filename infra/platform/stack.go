@@ -89,6 +89,11 @@ func New(scope constructs.Construct, s stage.Settings, art Artifacts) (*Platform
 		Description:           jsii.String(fmt.Sprintf("Scraping platform, stage %s: API Gateway + Lambda, Amazon MQ for RabbitMQ, Fargate workers", s.Name)),
 		TerminationProtection: jsii.Bool(s.TerminationProtection),
 	})
+	if account != "" {
+		// The stage names its AZs: answer the CDK's availability-zone lookup for this account and region with
+		// them, so that synthesis needs no AWS call (and no cdk.context.json) in a stack with a pinned account.
+		st.Node().SetContext(jsii.String(fmt.Sprintf("availability-zones:account=%s:region=%s", account, s.Region)), s.AvailabilityZones)
+	}
 	awscdk.Tags_Of(st).Add(jsii.String("Project"), jsii.String("scrapeplatform"), nil)
 	awscdk.Tags_Of(st).Add(jsii.String("Stage"), jsii.String(s.Name), nil)
 
