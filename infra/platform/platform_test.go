@@ -780,14 +780,6 @@ func ref(v any) string {
 	return ""
 }
 
-func toAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
 func toStrings(v any) []string {
 	var out []string
 	for _, x := range v.([]any) {
