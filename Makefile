@@ -54,9 +54,10 @@ run: build $(VERSITYGW) ## Run the whole local stack in the foreground (broker, 
 	$(BIN)/localstack -bin $(BIN)
 
 .PHONY: token
-token: ## Print a dev JWT for the local stack: TOKEN=$(make -s token) (SCOPE="a b" adds scopes)
-	@cd functions && $(GO) build -o $(BIN)/devtoken ./cmd/devtoken
-	@$(BIN)/devtoken -secret-file $(CURDIR)/.local/jwt-secret -scope "$(SCOPE)"
+token: ## Print a dev JWT for the local stack: TOKEN=$(make -s token) (SCOPE="a b" adds scopes); with STAGE=dev, a deployed stage's token
+	@if [ "$(origin STAGE)" = "command line" ]; then $(MAKE) -s --no-print-directory stage-token STAGE=$(STAGE); else \
+	  cd functions && $(GO) build -o $(BIN)/devtoken ./cmd/devtoken && \
+	  $(BIN)/devtoken -secret-file $(CURDIR)/.local/jwt-secret -scope "$(SCOPE)"; fi
 
 .PHONY: test
 test: ## Run every check: prerequisites, vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end, faults), script tests, brief fuzzing
@@ -143,39 +144,52 @@ clean: ## Remove build output: bin/, dist/, cdk.out/ (keeps .local/, which holds
 # --- Deploy: the CDK Go app in infra/ (README.md, "Deploy"). STAGE picks a stage of cdk.json. -------------
 STAGE        ?= dev
 CDK_DIR      := $(CURDIR)/.tools/cdk
-CDK          := $(CDK_DIR)/node_modules/.bin/cdk
+# The CLI and Node.js 22 (the npm package "node", which ships the binary) are pinned by infra/package.json +
+# package-lock.json; every CDK command runs with that Node first on PATH, so the CLI and the app's jsii
+# runtime use Node 22 whatever Node installed them.
+CDK_PATH     := $(CDK_DIR)/node_modules/.bin
+CDK          := PATH="$(CDK_PATH):$$PATH" $(CDK_PATH)/cdk
+CDK_BIN      := $(CDK_PATH)/cdk
 # CDK_APP=cdk.out deploys a cloud assembly synthesized before (the pipeline's build job) as it is.
 CDK_APP      ?=
 # never in CI; locally the CLI asks before widening IAM or security groups.
 CDK_APPROVAL ?= broadening
 OUTPUTS      := $(CURDIR)/dist/outputs-$(STAGE).json
+CDK_LAMBDAS  := $(if $(CDK_APP),,lambda lambda-queuedepth)
 
-# The CLI version is pinned by infra/package.json + package-lock.json; it is installed outside the Go
-# modules (gofmt and `go ./...` would otherwise walk its node_modules).
-$(CDK): infra/package.json infra/package-lock.json
+# Installed outside the Go modules (gofmt and `go ./...` would otherwise walk its node_modules).
+$(CDK_BIN): infra/package.json infra/package-lock.json
 	@mkdir -p $(CDK_DIR)
 	cp infra/package.json infra/package-lock.json $(CDK_DIR)/
 	cd $(CDK_DIR) && npm ci --no-audit --no-fund
 	@touch $@
 
 .PHONY: cdk
-cdk: $(CDK) ## Install the pinned AWS CDK CLI into .tools/cdk (make synth/deploy do it when needed)
+cdk: $(CDK_BIN) ## Install the pinned AWS CDK CLI and Node.js 22 into .tools/cdk (make synth/deploy do it when needed)
 
 .PHONY: synth
-synth: lambda lambda-queuedepth $(CDK) ## Synthesize every stage into cdk.out/ (cdk-nag or CloudFormation findings fail it)
+synth: lambda lambda-queuedepth $(CDK_BIN) ## Synthesize every stage into cdk.out/ (cdk-nag or CloudFormation findings fail it)
 	$(CDK) synth -c stage=all --quiet --output $(CURDIR)/cdk.out
 
 .PHONY: diff
-diff: lambda lambda-queuedepth $(CDK) ## Show what deploying a stage would change (make diff STAGE=dev; AWS credentials)
-	$(CDK) diff -c stage=$(STAGE) ScrapingPlatform-$(STAGE)
+diff: $(CDK_LAMBDAS) $(CDK_BIN) ## Show what deploying a stage would change (make diff STAGE=prod [CDK_APP=cdk.out]; AWS credentials)
+	$(CDK) diff --no-color $(if $(CDK_APP),--app $(CDK_APP),-c stage=$(STAGE)) $(STACKS)
+
+# The stacks of a stage: the platform, and its Grafana stack where observability.grafana is on (deploy it
+# with make deploy-grafana).
+STACKS = ScrapingPlatform-$(STAGE)
 
 .PHONY: deploy
-deploy: $(if $(CDK_APP),,lambda lambda-queuedepth) $(CDK) scrapectl ## Deploy a stage (make deploy STAGE=dev; AWS credentials), publish scripts/, then smoke-check it
+deploy: $(CDK_LAMBDAS) $(CDK_BIN) scrapectl ## Deploy a stage (make deploy STAGE=dev; AWS credentials), publish scripts/, then smoke-check it
 	@mkdir -p $(dir $(OUTPUTS))
 	$(CDK) deploy $(if $(CDK_APP),--app $(CDK_APP),-c stage=$(STAGE)) --require-approval $(CDK_APPROVAL) \
 	  --outputs-file $(OUTPUTS) ScrapingPlatform-$(STAGE)
 	$(MAKE) --no-print-directory publish-scripts STAGE=$(STAGE)
 	$(MAKE) --no-print-directory smoke STAGE=$(STAGE)
+
+.PHONY: deploy-grafana
+deploy-grafana: $(CDK_LAMBDAS) $(CDK_BIN) ## Deploy a stage's optional Grafana stack (observability.grafana; needs IAM Identity Center)
+	$(CDK) deploy $(if $(CDK_APP),--app $(CDK_APP),-c stage=$(STAGE)) --require-approval $(CDK_APPROVAL) ScrapingGrafana-$(STAGE)
 
 .PHONY: publish-scripts
 publish-scripts: scrapectl ## Publish every script of scripts/ to a deployed stage's bucket (make publish-scripts STAGE=dev)
@@ -186,5 +200,9 @@ publish-scripts: scrapectl ## Publish every script of scripts/ to a deployed sta
 	done
 
 .PHONY: smoke
-smoke: ## Smoke-check a deployed stage: authorizers, /health, one real scrape (make smoke STAGE=dev SMOKE_JWT=…)
+smoke: ## Smoke-check a deployed stage: authorizers, /health, one real scrape as a job, with a token it mints (make smoke STAGE=dev)
 	cd infra && $(GO) run ./cmd/smoke -outputs $(OUTPUTS) -stack ScrapingPlatform-$(STAGE)
+
+.PHONY: stage-token
+stage-token: ## Print an access token of a deployed stage's machine client (client-credentials grant; make -s stage-token STAGE=dev)
+	@cd infra && $(GO) run ./cmd/smoke -outputs $(OUTPUTS) -stack ScrapingPlatform-$(STAGE) -token

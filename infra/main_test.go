@@ -20,6 +20,11 @@ func TestCLISynth(t *testing.T) {
 		t.Fatal(err)
 	}
 	cdk := cdkCLI(t, root)
+	// The CLI and the app's jsii runtime run on the Node.js 22 that infra/package.json pins, as in make synth.
+	bin := filepath.Dir(cdk)
+	if v, err := exec.Command(filepath.Join(bin, "node"), "--version").Output(); err != nil || !strings.HasPrefix(string(v), "v22.") {
+		t.Fatalf("the pinned Node.js is %q (%v), want v22", v, err)
+	}
 
 	dist := t.TempDir()
 	for _, b := range []struct{ pkg, dir string }{{"./cmd/gateway", "gateway"}, {"./cmd/queuedepth", "queuedepth"}} {
@@ -40,7 +45,7 @@ func TestCLISynth(t *testing.T) {
 		cmd := exec.Command(cdk, "synth", "--quiet", "--output", out, "-c", "stage="+stage,
 			"-c", "gatewayCode="+filepath.Join(dist, "gateway"), "-c", "queueDepthCode="+filepath.Join(dist, "queuedepth"))
 		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1", "CDK_DISABLE_VERSION_CHECK=1")
+		cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "CDK_DISABLE_VERSION_CHECK=1")
 		b, err := cmd.CombinedOutput()
 		return string(b), err
 	}
@@ -82,8 +87,8 @@ func TestCLISynth(t *testing.T) {
 	}
 }
 
-// cdkCLI returns the pinned CDK CLI in .tools/cdk (where `make cdk` puts it), installing it from
-// infra/package-lock.json with npm ci when it is missing.
+// cdkCLI returns the pinned CDK CLI in .tools/cdk (where `make cdk` puts it, next to the pinned Node.js),
+// installing both from infra/package-lock.json with npm ci when they are missing.
 func cdkCLI(t *testing.T, root string) string {
 	t.Helper()
 	dir := filepath.Join(root, ".tools", "cdk")

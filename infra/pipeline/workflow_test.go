@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -39,10 +40,12 @@ func TestActionlint(t *testing.T) {
 type workflow struct {
 	On          map[string]any    `yaml:"on"`
 	Permissions map[string]string `yaml:"permissions"`
+	Concurrency any               `yaml:"concurrency"`
 	Jobs        map[string]job    `yaml:"jobs"`
 }
 
 type job struct {
+	Concurrency map[string]any    `yaml:"concurrency"`
 	Needs       any               `yaml:"needs"`
 	If          string            `yaml:"if"`
 	Uses        string            `yaml:"uses"`
@@ -178,10 +181,13 @@ func TestDeployWorkflow(t *testing.T) {
 	if stage["required"] != true || stage["type"] != "string" {
 		t.Errorf("input stage %v, want a required string", stage)
 	}
-	if len(w.Jobs) != 1 {
-		t.Fatalf("%d jobs, want 1", len(w.Jobs))
+	if len(w.Jobs) != 2 {
+		t.Fatalf("%d jobs, want 2 (diff, deploy)", len(w.Jobs))
 	}
-	for _, j := range w.Jobs {
+	for name, j := range w.Jobs {
+		if name != "deploy" {
+			continue
+		}
 		// The GitHub environment is the stage's: its protection rules (prod: required reviewers) gate the job.
 		env, _ := j.Environment.(map[string]any)
 		if env["name"] != "${{ inputs.stage }}" {
@@ -217,16 +223,108 @@ func TestDeployWorkflow(t *testing.T) {
 	}
 }
 
-// TestActionsArePinned: every action is pinned to a release tag or a commit, never a branch.
+// TestActionsArePinned: every action is pinned to a full commit SHA (a tag can be moved), with the
+// release it is in a comment on the same line, and one action is pinned to one commit everywhere.
 func TestActionsArePinned(t *testing.T) {
-	pinned := regexp.MustCompile(`^[\w.-]+/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$`)
+	line := regexp.MustCompile(`(?m)^\s*-?\s*uses:\s*(\S+)(.*)$`)
+	pinned := regexp.MustCompile(`^([\w.-]+/[\w./-]+)@([0-9a-f]{40})$`)
+	release := regexp.MustCompile(`^\s+# v\d+\.\d+\.\d+$`)
+	commits := map[string]string{}
+	for _, name := range []string{"pipeline.yml", "deploy.yml"} {
+		raw, err := os.ReadFile(filepath.Join(workflowsDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range line.FindAllStringSubmatch(string(raw), -1) {
+			uses, comment := m[1], m[2]
+			if strings.HasPrefix(uses, "./") {
+				continue // a reusable workflow of this repository
+			}
+			p := pinned.FindStringSubmatch(uses)
+			if p == nil {
+				t.Errorf("%s: %q is not pinned to a commit SHA", name, uses)
+				continue
+			}
+			if !release.MatchString(comment) {
+				t.Errorf("%s: %s has no release comment (# vX.Y.Z): %q", name, uses, comment)
+			}
+			if prev, ok := commits[p[1]]; ok && prev != p[2] {
+				t.Errorf("%s is pinned to %s and %s", p[1], prev, p[2])
+			}
+			commits[p[1]] = p[2]
+		}
+	}
+	for _, a := range []string{"actions/checkout", "actions/setup-go", "actions/setup-node", "aws-actions/configure-aws-credentials"} {
+		if commits[a] == "" {
+			t.Errorf("%s is not used", a)
+		}
+	}
+}
+
+// TestNode22: every job that sets up Node uses Node 22 (20 is end of life), and the CDK CLI's own Node
+// (infra/package.json) is 22 too.
+func TestNode22(t *testing.T) {
 	for _, name := range []string{"pipeline.yml", "deploy.yml"} {
 		for jobName, j := range load(t, name).Jobs {
 			for _, s := range j.Steps {
-				if s.Uses != "" && !pinned.MatchString(s.Uses) {
-					t.Errorf("%s job %s: %q is not pinned to a version", name, jobName, s.Uses)
+				if strings.HasPrefix(s.Uses, "actions/setup-node@") && fmt.Sprint(s.With["node-version"]) != "22" {
+					t.Errorf("%s job %s sets up Node %v, want 22", name, jobName, s.With["node-version"])
 				}
 			}
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "package.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`"node": "22\.\d+\.\d+"`).Match(raw) {
+		t.Errorf("infra/package.json does not pin Node 22 for the CDK CLI:\n%s", raw)
+	}
+}
+
+// TestConcurrencyPerStage: no workflow-wide concurrency group (a prod deploy waiting for its approval
+// would hold every later push); the diff and deploy jobs each queue per stage, never cancelling a deploy.
+func TestConcurrencyPerStage(t *testing.T) {
+	for _, name := range []string{"pipeline.yml", "deploy.yml"} {
+		if w := load(t, name); w.Concurrency != nil {
+			t.Errorf("%s has a workflow-wide concurrency group %v", name, w.Concurrency)
+		}
+	}
+	w := load(t, "deploy.yml")
+	for _, jobName := range []string{"diff", "deploy"} {
+		j := w.Jobs[jobName]
+		group, _ := j.Concurrency["group"].(string)
+		if !strings.Contains(group, "${{ inputs.stage }}") || j.Concurrency["cancel-in-progress"] != false {
+			t.Errorf("deploy.yml job %s: concurrency %v, want a group per stage that cancels nothing", jobName, j.Concurrency)
+		}
+	}
+}
+
+// TestDiffBeforeApproval: the stage's cdk diff runs before the deploy job (which waits for prod's
+// approval), outside the approval-gated environment, and lands in the run's summary.
+func TestDiffBeforeApproval(t *testing.T) {
+	w := load(t, "deploy.yml")
+	diff, deploy := w.Jobs["diff"], w.Jobs["deploy"]
+	if !slices.Equal(needs(deploy), []string{"diff"}) {
+		t.Errorf("deploy needs %v, want [diff]", needs(deploy))
+	}
+	env, _ := diff.Environment.(map[string]any)
+	if env["name"] != "${{ inputs.stage }}-diff" {
+		t.Errorf("diff environment %v, want ${{ inputs.stage }}-diff (no reviewers: it runs before the approval)", diff.Environment)
+	}
+	r := runs(diff)
+	if !strings.Contains(r, "make diff") || !strings.Contains(r, "CDK_APP=cdk.out") || !strings.Contains(r, "$GITHUB_STEP_SUMMARY") {
+		t.Errorf("diff job runs %q, want make diff of the built assembly into the step summary", r)
+	}
+	for _, s := range diff.Steps {
+		if strings.HasPrefix(s.Uses, "aws-actions/configure-aws-credentials@") && s.With["role-to-assume"] != "${{ vars.AWS_DIFF_ROLE_ARN }}" {
+			t.Errorf("diff job assumes %v, want the read-only ${{ vars.AWS_DIFF_ROLE_ARN }}", s.With["role-to-assume"])
+		}
+	}
+	// No stored token: the smoke check mints its own.
+	for _, s := range deploy.Steps {
+		if _, ok := s.Env["SMOKE_JWT"]; ok {
+			t.Error("the deploy job passes a stored SMOKE_JWT; the smoke check mints a token by client credentials")
 		}
 	}
 }

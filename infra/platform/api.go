@@ -42,30 +42,38 @@ type route struct {
 
 // Routes are the handler's routes; each is served twice, with the JWT authorizer at its path and with
 // IAM authorization under MachinePrefix.
+// The job routes serve long scrapes as an asynchronous wait (POST /scrape with Prefer: respond-async, then
+// GET /jobs/{id}); the smoke check uses them.
 var routes = []route{
 	{awsapigatewayv2.HttpMethod_POST, "/scrape", true},
 	{awsapigatewayv2.HttpMethod_GET, "/status", true},
+	{awsapigatewayv2.HttpMethod_GET, "/jobs/{id}", true},
+	{awsapigatewayv2.HttpMethod_DELETE, "/jobs/{id}", true},
 	{awsapigatewayv2.HttpMethod_GET, "/health", false},
 }
 
-func newAPI(st awscdk.Stack, s stage.Settings, net *network, brk *broker, art Artifacts) *api {
+func newAPI(st awscdk.Stack, s stage.Settings, net *network, brk *broker, id *identity, art Artifacts) *api {
 	sg := securityGroup(st, "GatewaySecurityGroup", "gateway Lambda: AMQPS to the broker, HTTPS to the VPC endpoints", net.vpc, false)
 	sg.AddEgressRule(brk.sg, awsec2.Port_Tcp(jsii.Number(5671)), jsii.String("AMQPS to the broker"), jsii.Bool(false))
 	sg.AddEgressRule(awsec2.Peer_Ipv4(net.vpc.VpcCidrBlock()), awsec2.Port_Tcp(jsii.Number(443)), jsii.String("HTTPS to the VPC endpoints (Secrets Manager)"), jsii.Bool(false))
 	brk.allowAMQPS(sg, "the gateway Lambda")
 
 	defaultTimeout := min(20, s.API.ScrapeMaxTimeoutSeconds)
+	// One broker connection per execution environment: a reservation caps the gateway below the broker's
+	// connection limit (stage.Settings.Validate checks the budget); without one the API throttle bounds it.
+	var reserved *float64
+	if s.API.GatewayReservedConcurrency > 0 {
+		reserved = jsii.Number(s.API.GatewayReservedConcurrency)
+	}
 	fn := awslambda.NewFunction(st, jsii.String("Gateway"), &awslambda.FunctionProps{
-		Description:  jsii.String("HTTP API handler: POST /scrape, GET /status, GET /health (functions/cmd/gateway)"),
-		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture: awslambda.Architecture_ARM_64(),
-		Handler:      jsii.String("bootstrap"),
-		Code:         awslambda.Code_FromAsset(jsii.String(art.GatewayCode), nil),
-		MemorySize:   jsii.Number(s.API.GatewayMemoryMiB),
-		Timeout:      awscdk.Duration_Seconds(jsii.Number(gatewayTimeoutSeconds)),
-		// One broker connection per execution environment: the cap keeps the gateway below the broker's
-		// connection limit (stage.Settings.Validate checks the budget).
-		ReservedConcurrentExecutions: jsii.Number(s.API.GatewayReservedConcurrency),
+		Description:                  jsii.String("HTTP API handler: POST /scrape, GET /status, GET and DELETE /jobs/{id}, GET /health (functions/cmd/gateway)"),
+		Runtime:                      awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:                 awslambda.Architecture_ARM_64(),
+		Handler:                      jsii.String("bootstrap"),
+		Code:                         awslambda.Code_FromAsset(jsii.String(art.GatewayCode), nil),
+		MemorySize:                   jsii.Number(s.API.GatewayMemoryMiB),
+		Timeout:                      awscdk.Duration_Seconds(jsii.Number(gatewayTimeoutSeconds)),
+		ReservedConcurrentExecutions: reserved,
 		Vpc:                          net.vpc,
 		VpcSubnets:                   net.internal,
 		SecurityGroups:               &[]awsec2.ISecurityGroup{sg},
@@ -109,9 +117,9 @@ func newAPI(st awscdk.Stack, s stage.Settings, net *network, brk *broker, art Ar
 		PayloadFormatVersion: awsapigatewayv2.PayloadFormatVersion_VERSION_2_0(),
 		Timeout:              awscdk.Duration_Seconds(jsii.Number(gatewayTimeoutSeconds)),
 	})
-	jwt := awsapigatewayv2authorizers.NewHttpJwtAuthorizer(jsii.String("JwtAuthorizer"), jsii.String(s.API.JWTIssuer), &awsapigatewayv2authorizers.HttpJwtAuthorizerProps{
+	jwt := awsapigatewayv2authorizers.NewHttpJwtAuthorizer(jsii.String("JwtAuthorizer"), id.issuer, &awsapigatewayv2authorizers.HttpJwtAuthorizerProps{
 		AuthorizerName: jsii.String("jwt"),
-		JwtAudience:    jsii.Strings(s.API.JWTAudiences...),
+		JwtAudience:    id.audiences,
 		IdentitySource: jsii.Strings("$request.header.Authorization"),
 	})
 	iam := awsapigatewayv2authorizers.NewHttpIamAuthorizer()
@@ -122,8 +130,8 @@ func newAPI(st awscdk.Stack, s stage.Settings, net *network, brk *broker, art Ar
 			Integration: integration,
 			Authorizer:  jwt,
 		}
-		if r.scoped && len(s.API.JWTScopes) > 0 {
-			opts.AuthorizationScopes = jsii.Strings(s.API.JWTScopes...)
+		if r.scoped && len(id.scopes) > 0 {
+			opts.AuthorizationScopes = jsii.Strings(id.scopes...)
 		}
 		httpAPI.AddRoutes(opts)
 		httpAPI.AddRoutes(&awsapigatewayv2.AddRoutesOptions{

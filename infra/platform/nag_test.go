@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -55,4 +56,25 @@ func messages(ms any) []string {
 		out = append(out, fmt.Sprintf("%s: %v", m.ID, m.Entry.Data))
 	}
 	return out
+}
+
+// TestSynthesisNeedsNoLookups: the cloud assembly asks for no context lookup (the CLI would need AWS
+// credentials for it): the stages name their AZs, including for a pinned account.
+func TestSynthesisNeedsNoLookups(t *testing.T) {
+	a := synth(t)
+	raw, err := os.ReadFile(filepath.Join(a.outdir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifest struct {
+		Missing []struct {
+			Key string `json:"key"`
+		} `json:"missing"`
+	}
+	if err := json.Unmarshal(raw, &manifest); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range manifest.Missing {
+		t.Errorf("synthesis needs the context lookup %s", m.Key)
+	}
 }

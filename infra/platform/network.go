@@ -24,19 +24,31 @@ type network struct {
 	vpc      awsec2.Vpc
 	internal *awsec2.SubnetSelection
 	workers  *awsec2.SubnetSelection
+	// workersPublicIP: the workers sit in the public subnets with public IPs (workerEgress "publicIp").
+	workersPublicIP bool
 }
 
 func newNetwork(st awscdk.Stack, s stage.Settings) *network {
 	flowLogs := logGroup(st, "VpcFlowLogs", s)
+	// With workerEgress "publicIp" (the dev option) there is no NAT gateway and so no Elastic IP: the
+	// workers run in the public subnets with an auto-assigned public IPv4 address and a security group
+	// that admits nothing.
+	publicIP := s.Network.WorkerEgress == stage.EgressPublicIP
+	subnets := []*awsec2.SubnetConfiguration{
+		{Name: jsii.String(subnetPublic), SubnetType: awsec2.SubnetType_PUBLIC, CidrMask: jsii.Number(24), MapPublicIpOnLaunch: jsii.Bool(false)},
+		{Name: jsii.String(subnetWorkers), SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS, CidrMask: jsii.Number(20)},
+		{Name: jsii.String(subnetInternal), SubnetType: awsec2.SubnetType_PRIVATE_ISOLATED, CidrMask: jsii.Number(24)},
+	}
+	workerGroup := subnetWorkers
+	if publicIP {
+		subnets = []*awsec2.SubnetConfiguration{subnets[0], subnets[2]}
+		workerGroup = subnetPublic
+	}
 	vpc := awsec2.NewVpc(st, jsii.String("Vpc"), &awsec2.VpcProps{
-		IpAddresses:       awsec2.IpAddresses_Cidr(jsii.String(s.Network.CIDR)),
-		AvailabilityZones: jsii.Strings(s.AvailabilityZones...),
-		NatGateways:       jsii.Number(s.Network.NATGateways),
-		SubnetConfiguration: &[]*awsec2.SubnetConfiguration{
-			{Name: jsii.String(subnetPublic), SubnetType: awsec2.SubnetType_PUBLIC, CidrMask: jsii.Number(24), MapPublicIpOnLaunch: jsii.Bool(false)},
-			{Name: jsii.String(subnetWorkers), SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS, CidrMask: jsii.Number(20)},
-			{Name: jsii.String(subnetInternal), SubnetType: awsec2.SubnetType_PRIVATE_ISOLATED, CidrMask: jsii.Number(24)},
-		},
+		IpAddresses:         awsec2.IpAddresses_Cidr(jsii.String(s.Network.CIDR)),
+		AvailabilityZones:   jsii.Strings(s.AvailabilityZones...),
+		NatGateways:         jsii.Number(s.Network.NATGateways),
+		SubnetConfiguration: &subnets,
 		// Off on purpose: restricting the default security group takes a custom-resource Lambda, and nothing
 		// here uses the default group (every resource gets its own).
 		RestrictDefaultSecurityGroup: jsii.Bool(false),
@@ -48,7 +60,7 @@ func newNetwork(st awscdk.Stack, s stage.Settings) *network {
 		},
 	})
 	internal := &awsec2.SubnetSelection{SubnetGroupName: jsii.String(subnetInternal)}
-	workers := &awsec2.SubnetSelection{SubnetGroupName: jsii.String(subnetWorkers)}
+	workers := &awsec2.SubnetSelection{SubnetGroupName: jsii.String(workerGroup)}
 
 	// S3 (scripts, ECR image layers) through a free gateway endpoint in every private route table.
 	vpc.AddGatewayEndpoint(jsii.String("S3Endpoint"), &awsec2.GatewayVpcEndpointOptions{
@@ -84,7 +96,7 @@ func newNetwork(st awscdk.Stack, s stage.Settings) *network {
 				"(Fn::GetAtt Vpc.CidrBlock); the rule admits HTTPS from inside the VPC only, never 0.0.0.0/0.",
 			"AwsSolutions-EC23"))
 	}
-	return &network{vpc: vpc, internal: internal, workers: workers}
+	return &network{vpc: vpc, internal: internal, workers: workers, workersPublicIP: publicIP}
 }
 
 // securityGroup returns a group with a description and no outbound rules unless allowOut.

@@ -16,8 +16,17 @@ import (
 	"github.com/scrapeplatform/platform/infra/stage"
 )
 
+// DeadLetterRateExpression is the dead-letter alarm's metric: new dead letters per minute (RATE is per
+// second; a purge makes it negative, which never alarms).
+const DeadLetterRateExpression = "RATE(dead) * 60"
+
+// DeadLetterWindowMinutes is how long the dead-letter alarm stays in ALARM after the last new dead letter.
+const DeadLetterWindowMinutes = 15
+
 type alerting struct {
-	topic         awssns.Topic
+	topic awssns.Topic
+	// pagers are the settings' existing topics (pager, chat integration) every alarm notifies too.
+	pagers        []awssns.ITopic
 	dashboardName *string
 	alarms        []awscloudwatch.Alarm
 	// scaleFromZero is the scaling alarm of the step policy (shown on the dashboard, not paged).
@@ -25,7 +34,9 @@ type alerting struct {
 }
 
 // newAlerting creates the alarm topic: encrypted with a customer-managed key CloudWatch may use, TLS only,
-// with the stage's e-mail subscriptions.
+// with the stage's subscriptions: e-mail addresses from the settings, one from an SSM parameter (resolved
+// by CloudFormation at deploy time, so the address lives in the account), and existing topics that every
+// alarm notifies as well. stage.Settings.Validate refuses a production stage without any of them.
 func newAlerting(st awscdk.Stack, s stage.Settings) *alerting {
 	key := awskms.NewKey(st, jsii.String("AlarmTopicKey"), &awskms.KeyProps{
 		Description:       jsii.String("Encrypts the alarm topic of scraping-" + s.Name),
@@ -45,10 +56,19 @@ func newAlerting(st awscdk.Stack, s stage.Settings) *alerting {
 		MasterKey:   key,
 		EnforceSSL:  jsii.Bool(true),
 	})
-	for _, email := range s.Observability.AlarmEmails {
+	o := s.Observability
+	for _, email := range o.AlarmEmails {
 		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(email), nil))
 	}
-	return &alerting{topic: topic, dashboardName: jsii.String("scraping-" + s.Name)}
+	if o.AlarmEmailParameter != "" {
+		// A dynamic reference: the deploy fails, saying which parameter is missing, until it exists.
+		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String("{{resolve:ssm:"+o.AlarmEmailParameter+"}}"), nil))
+	}
+	a := &alerting{topic: topic, dashboardName: jsii.String("scraping-" + s.Name)}
+	for i, arn := range o.AlarmTopicArns {
+		a.pagers = append(a.pagers, awssns.Topic_FromTopicArn(st, jsii.String(fmt.Sprintf("AlarmPager%d", i)), jsii.String(arn)))
+	}
+	return a
 }
 
 // alarm creates an alarm that notifies the topic on ALARM and on OK.
@@ -66,9 +86,11 @@ func (a *alerting) alarm(st awscdk.Stack, id, description string, metric awsclou
 		DatapointsToAlarm:  opts.DatapointsToAlarm,
 		TreatMissingData:   opts.TreatMissingData,
 	})
-	action := awscloudwatchactions.NewSnsAction(a.topic)
-	alarm.AddAlarmAction(action)
-	alarm.AddOkAction(action)
+	for _, t := range append([]awssns.ITopic{a.topic}, a.pagers...) {
+		action := awscloudwatchactions.NewSnsAction(t)
+		alarm.AddAlarmAction(action)
+		alarm.AddOkAction(action)
+	}
 	a.alarms = append(a.alarms, alarm)
 	return alarm
 }
@@ -135,8 +157,17 @@ func newDashboardAndAlarms(st awscdk.Stack, s stage.Settings, a *alerting, brk *
 	a.alarm(st, "QueueDepthMissingAlarm", "No queue-depth datapoint for 5 minutes: worker autoscaling is blind.",
 		readySamples, awscloudwatch.CreateAlarmOptions{Threshold: jsii.Number(1), ComparisonOperator: awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD,
 			EvaluationPeriods: jsii.Number(5), TreatMissingData: awscloudwatch.TreatMissingData_BREACHING})
-	a.alarm(st, "DeadLettersAlarm", "Tasks reached the dead-letter queue (invalid, expired past their deadline, or over the delivery limit). Inspect and purge it (README: Operations).",
-		dead, awscloudwatch.CreateAlarmOptions{Threshold: jsii.Number(1), ComparisonOperator: gte, EvaluationPeriods: jsii.Number(1)})
+	// New dead letters, not the queue's depth: the queue keeps dead letters for 7 days, so an alarm on its
+	// depth would stay red for a week after one poison message. The rate is in ALARM while any of the last
+	// DeadLetterWindowMinutes saw the queue grow and returns to OK after as many quiet minutes.
+	a.alarm(st, "DeadLettersAlarm", fmt.Sprintf("New tasks reached the dead-letter queue in the last %d minutes (invalid, expired past their deadline, or over the delivery limit). Inspect and replay or purge them (infra/README.md: Runbook, dead letters).", DeadLetterWindowMinutes),
+		awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+			Expression:   jsii.String(DeadLetterRateExpression),
+			UsingMetrics: &map[string]awscloudwatch.IMetric{"dead": dead},
+			Label:        jsii.String("new dead letters per minute"),
+			Period:       minute,
+		}), awscloudwatch.CreateAlarmOptions{Threshold: jsii.Number(0), ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+			EvaluationPeriods: jsii.Number(DeadLetterWindowMinutes), DatapointsToAlarm: jsii.Number(1)})
 	a.alarm(st, "BacklogHighAlarm", fmt.Sprintf("Backlog per task stayed above twice the target (%.1f) for 10 minutes: the service is at workers.maxTasks or cannot start tasks.", 2*s.Workers.BacklogPerTaskTarget),
 		backlog, awscloudwatch.CreateAlarmOptions{Threshold: jsii.Number(2 * s.Workers.BacklogPerTaskTarget), ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
 			EvaluationPeriods: jsii.Number(10)})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/scrapeplatform/platform/infra/stage"
 )
 
 // TestTemplatesPassCloudFormationValidation: the CDK validates every template against CloudFormation's
@@ -47,17 +50,19 @@ func TestTemplatesPassCloudFormationValidation(t *testing.T) {
 // TestResourceCounts pins what each stage provisions.
 func TestResourceCounts(t *testing.T) {
 	forEachStage(t, func(t *testing.T, s *synthesized) {
-		grafana := 0
-		if s.settings.Observability.Grafana {
-			grafana = 1
-		}
 		azs := len(s.settings.AvailabilityZones)
+		subnetGroups := 3 // public, workers, internal
+		if s.settings.Network.WorkerEgress == stage.EgressPublicIP {
+			subnetGroups = 2 // the workers use the public subnets
+		}
 		for typ, n := range map[string]int{
-			"AWS::Lambda::Function":                       2, // gateway + queue depth, and no helper Lambdas
+			// gateway + queue depth, and CDK's log-retention function (sets the retention of Amazon MQ's own log group)
+			"AWS::Lambda::Function":                       3,
+			"Custom::LogRetention":                        1,
 			"AWS::AmazonMQ::Broker":                       1,
 			"AWS::S3::Bucket":                             2, // scripts + their access logs
 			"AWS::ApiGatewayV2::Api":                      1,
-			"AWS::ApiGatewayV2::Route":                    6,
+			"AWS::ApiGatewayV2::Route":                    10,
 			"AWS::ApiGatewayV2::Authorizer":               1, // JWT; IAM routes need none
 			"AWS::ApiGatewayV2::Stage":                    1,
 			"AWS::ECS::Cluster":                           1,
@@ -68,11 +73,17 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::CloudWatch::Dashboard":                  1,
 			"AWS::CloudWatch::Alarm":                      12, // 11 paging + the scale-from-zero alarm
 			"AWS::SNS::Topic":                             1,
+			"AWS::SNS::Subscription":                      len(s.settings.Observability.AlarmEmails) + min(1, len(s.settings.Observability.AlarmEmailParameter)),
 			"AWS::APS::Workspace":                         1,
-			"AWS::Grafana::Workspace":                     grafana,
+			"AWS::Grafana::Workspace":                     0, // its own stack (TestGrafanaStack)
+			"AWS::Cognito::UserPool":                      1,
+			"AWS::Cognito::UserPoolResourceServer":        1,
+			"AWS::Cognito::UserPoolDomain":                1,
+			"AWS::Cognito::UserPoolClient":                1,
 			"AWS::EC2::VPC":                               1,
-			"AWS::EC2::Subnet":                            3 * azs,
+			"AWS::EC2::Subnet":                            subnetGroups * azs,
 			"AWS::EC2::NatGateway":                        s.settings.Network.NATGateways,
+			"AWS::EC2::EIP":                               s.settings.Network.ElasticIPs(),
 			"AWS::EC2::VPCEndpoint":                       8,
 			"AWS::EC2::FlowLog":                           1,
 			"AWS::Events::Rule":                           1,
@@ -86,17 +97,21 @@ func TestResourceCounts(t *testing.T) {
 
 func TestLambdas(t *testing.T) {
 	forEachStage(t, func(t *testing.T, s *synthesized) {
-		check(t, "every Lambda is provided.al2023 on arm64 in the VPC", func() {
-			s.template.AllResourcesProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+		check(t, "both workload Lambdas are provided.al2023 on arm64 in the VPC", func() {
+			s.template.ResourcePropertiesCountIs(jsii.String("AWS::Lambda::Function"), map[string]any{
 				"Runtime":       "provided.al2023",
 				"Architectures": []any{"arm64"},
 				"Handler":       "bootstrap",
 				"VpcConfig":     assertions.Match_ObjectLike(&map[string]any{"SubnetIds": assertions.Match_AnyValue()}),
-			})
+			}, jsii.Number(2))
 		})
+		var reserved any = assertions.Match_Absent()
+		if r := s.settings.API.GatewayReservedConcurrency; r > 0 {
+			reserved = r
+		}
 		check(t, "gateway", func() {
 			s.template.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
-				"ReservedConcurrentExecutions": s.settings.API.GatewayReservedConcurrency,
+				"ReservedConcurrentExecutions": reserved,
 				"Timeout":                      29,
 				"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
 					"AUTH_MODE":           "apigateway",
@@ -151,24 +166,34 @@ func TestAPIRoutesAreAllAuthorized(t *testing.T) {
 			}
 		}
 		want := map[string]string{
-			"POST /scrape": "JWT", "GET /status": "JWT", "GET /health": "JWT",
+			"POST /scrape": "JWT", "GET /status": "JWT", "GET /health": "JWT", "GET /jobs/{id}": "JWT", "DELETE /jobs/{id}": "JWT",
 			"POST /iam/scrape": "AWS_IAM", "GET /iam/status": "AWS_IAM", "GET /iam/health": "AWS_IAM",
+			"GET /iam/jobs/{id}": "AWS_IAM", "DELETE /iam/jobs/{id}": "AWS_IAM",
 		}
 		for k, v := range want {
 			if keys[k] != v {
 				t.Errorf("route %s: authorization %q, want %q", k, keys[k], v)
 			}
 		}
-		check(t, "JWT authorizer from the stage settings", func() {
-			s.template.HasResourceProperties(jsii.String("AWS::ApiGatewayV2::Authorizer"), map[string]any{
-				"AuthorizerType": "JWT",
-				"IdentitySource": []any{"$request.header.Authorization"},
-				"JwtConfiguration": map[string]any{
-					"Issuer":   s.settings.API.JWTIssuer,
-					"Audience": toAny(s.settings.API.JWTAudiences),
-				},
-			})
-		})
+		// Every JWT route but /health requires the pool's scope.
+		for _, r := range s.resources("AWS::ApiGatewayV2::Route") {
+			p := props(r)
+			key := p["RouteKey"].(string)
+			if p["AuthorizationType"] != "JWT" {
+				continue
+			}
+			scopes := compact(p["AuthorizationScopes"])
+			if key == "GET /health" && p["AuthorizationScopes"] != nil || key != "GET /health" && scopes != `["`+stage.ScrapeScope+`"]` {
+				t.Errorf("route %s requires scopes %s", key, scopes)
+			}
+		}
+		// The issuer is the stage's own user pool, the audience its machine client.
+		_, authz := s.one(t, "AWS::ApiGatewayV2::Authorizer")
+		jwtConf := props(authz)["JwtConfiguration"]
+		if props(authz)["AuthorizerType"] != "JWT" || !contains(props(authz)["IdentitySource"], "$request.header.Authorization") ||
+			!contains(jwtConf, `"Issuer":{"Fn::GetAtt":["UserPool`, `"ProviderURL"]}`, `"Audience":[{"Ref":"UserPoolMachineClient`) {
+			t.Errorf("JWT authorizer %s, want the user pool's issuer and its machine client as the audience", compact(props(authz)))
+		}
 		check(t, "$default stage with throttling and JSON access logs", func() {
 			s.template.HasResourceProperties(jsii.String("AWS::ApiGatewayV2::Stage"), map[string]any{
 				"StageName":  "$default",
@@ -211,10 +236,24 @@ func TestBroker(t *testing.T) {
 			t.Errorf("%d subnets, want %d", n, wantSubnets)
 		}
 		for k, v := range map[string]any{"EngineType": "RABBITMQ", "PubliclyAccessible": false, "AutoMinorVersionUpgrade": true,
-			"EngineVersion": s.settings.Broker.EngineVersion, "HostInstanceType": s.settings.Broker.InstanceType} {
+			"EngineVersion": s.settings.Broker.EngineVersion, "HostInstanceType": s.settings.Broker.InstanceType, "BrokerName": BrokerName(s.settings)} {
 			if p[k] != v {
 				t.Errorf("%s = %v, want %v", k, p[k], v)
 			}
+		}
+		// Prod keeps its broker on deletion and on replacement (drained, then deleted by hand).
+		wantPolicy := "Delete"
+		if s.settings.RetainData {
+			wantPolicy = "Retain"
+		}
+		if b["DeletionPolicy"] != wantPolicy || b["UpdateReplacePolicy"] != wantPolicy {
+			t.Errorf("broker DeletionPolicy %v, UpdateReplacePolicy %v, want %s", b["DeletionPolicy"], b["UpdateReplacePolicy"], wantPolicy)
+		}
+		// Amazon MQ's own log group gets the stage's retention.
+		_, lr := s.one(t, "Custom::LogRetention")
+		if !contains(props(lr)["LogGroupName"], "/aws/amazonmq/broker/", `"Fn::GetAtt":["Broker","Id"]`, "/general") ||
+			props(lr)["RetentionInDays"] != float64(s.settings.LogRetentionDays) {
+			t.Errorf("broker log retention %s, want %d days on /aws/amazonmq/broker/<id>/general", compact(props(lr)), s.settings.LogRetentionDays)
 		}
 		if !contains(p["Logs"], `"General":true`) {
 			t.Errorf("general logs are off: %s", compact(p["Logs"]))
@@ -308,13 +347,17 @@ func TestScriptsBucket(t *testing.T) {
 func TestWorkers(t *testing.T) {
 	forEachStage(t, func(t *testing.T, s *synthesized) {
 		w := s.settings.Workers
-		check(t, "service: FARGATE and FARGATE_SPOT, private subnets, circuit breaker", func() {
+		publicIP := "DISABLED"
+		if s.settings.Network.WorkerEgress == stage.EgressPublicIP {
+			publicIP = "ENABLED"
+		}
+		check(t, "service: FARGATE and FARGATE_SPOT, its subnets, circuit breaker", func() {
 			s.template.HasResourceProperties(jsii.String("AWS::ECS::Service"), map[string]any{
 				"CapacityProviderStrategy": []any{
 					map[string]any{"CapacityProvider": "FARGATE", "Base": w.OnDemandBase, "Weight": w.OnDemandWeight},
 					map[string]any{"CapacityProvider": "FARGATE_SPOT", "Weight": w.SpotWeight},
 				},
-				"NetworkConfiguration": map[string]any{"AwsvpcConfiguration": assertions.Match_ObjectLike(&map[string]any{"AssignPublicIp": "DISABLED"})},
+				"NetworkConfiguration": map[string]any{"AwsvpcConfiguration": assertions.Match_ObjectLike(&map[string]any{"AssignPublicIp": publicIP})},
 				"DeploymentConfiguration": assertions.Match_ObjectLike(&map[string]any{
 					"DeploymentCircuitBreaker": map[string]any{"Enable": true, "Rollback": true},
 				}),
@@ -323,6 +366,18 @@ func TestWorkers(t *testing.T) {
 				"CapacityProviders": assertions.Match_ArrayWith(&[]any{"FARGATE", "FARGATE_SPOT"}),
 			})
 		})
+		// The service waits for the cluster's capacity providers (a known creation race otherwise).
+		assocID, _ := s.one(t, "AWS::ECS::ClusterCapacityProviderAssociations")
+		_, svc := s.one(t, "AWS::ECS::Service")
+		if !contains(svc["DependsOn"], `"`+assocID+`"`) {
+			t.Errorf("the worker service does not depend on %s: DependsOn %s", assocID, compact(svc["DependsOn"]))
+		}
+		// The workers' security group admits nothing, whichever subnets they are in.
+		for _, sg := range s.resources("AWS::EC2::SecurityGroup") {
+			if contains(props(sg)["GroupDescription"], "worker tasks") && props(sg)["SecurityGroupIngress"] != nil {
+				t.Errorf("worker security group admits %s", compact(props(sg)["SecurityGroupIngress"]))
+			}
+		}
 		_, td := s.one(t, "AWS::ECS::TaskDefinition")
 		p := props(td)
 		if !contains(p["RuntimePlatform"], `"CpuArchitecture":"X86_64"`) {
@@ -480,9 +535,38 @@ func TestAlarmsNotifyTheTopic(t *testing.T) {
 				t.Errorf("no alarm about %q", about)
 			}
 		}
+		// Subscriptions: the settings' e-mails and the SSM-held address; prod pages someone.
 		subs := s.resources("AWS::SNS::Subscription")
-		if len(subs) != len(s.settings.Observability.AlarmEmails) {
-			t.Errorf("%d subscriptions for %d alarm e-mails", len(subs), len(s.settings.Observability.AlarmEmails))
+		o := s.settings.Observability
+		if want := len(o.AlarmEmails) + min(1, len(o.AlarmEmailParameter)); len(subs) != want {
+			t.Errorf("%d subscriptions, want %d", len(subs), want)
+		}
+		for id, sub := range subs {
+			if props(sub)["Protocol"] != "email" || !contains(props(sub)["TopicArn"], topicID) {
+				t.Errorf("subscription %s: %s", id, compact(props(sub)))
+			}
+		}
+		if o.AlarmEmailParameter != "" && !contains(subs, "{{resolve:ssm:"+o.AlarmEmailParameter+"}}") {
+			t.Errorf("no subscription resolves %s", o.AlarmEmailParameter)
+		}
+		if s.settings.Production() && len(subs)+len(o.AlarmTopicArns) == 0 {
+			t.Error("production alarms reach nobody")
+		}
+		// The dead-letter alarm counts new dead letters, not the queue's depth.
+		var deadLetters bool
+		for _, al := range s.resources("AWS::CloudWatch::Alarm") {
+			p := props(al)
+			if !strings.Contains(fmt.Sprint(p["AlarmDescription"]), "dead-letter") {
+				continue
+			}
+			deadLetters = true
+			if !contains(p["Metrics"], DeadLetterRateExpression, "DeadLetterMessages") || p["Threshold"] != 0.0 ||
+				p["ComparisonOperator"] != "GreaterThanThreshold" || p["EvaluationPeriods"] != float64(DeadLetterWindowMinutes) || p["DatapointsToAlarm"] != 1.0 {
+				t.Errorf("dead-letter alarm does not fire on a rate of new dead letters: %s", compact(p))
+			}
+		}
+		if !deadLetters {
+			t.Error("no dead-letter alarm")
 		}
 	})
 }
@@ -533,28 +617,124 @@ func TestNetwork(t *testing.T) {
 	})
 }
 
-func TestObservability(t *testing.T) {
+// TestGrafanaStack: Grafana never sits in the platform stack (a missing IAM Identity Center must not roll
+// back the broker); where a stage turns it on it is a stack of its own that reads the platform's workspace.
+func TestGrafanaStack(t *testing.T) {
+	var seen bool
 	forEachStage(t, func(t *testing.T, s *synthesized) {
-		grafanas := s.resources("AWS::Grafana::Workspace")
+		if n := len(s.resources("AWS::Grafana::Workspace")) + len(s.resources("AWS::IAM::Role")) - len(without(s.resources("AWS::IAM::Role"), "GrafanaRole")); n != 0 {
+			t.Errorf("the platform stack holds %d Grafana resources", n)
+		}
 		if !s.settings.Observability.Grafana {
+			if s.grafana != nil {
+				t.Error("a Grafana stack although observability.grafana is off")
+			}
 			return
 		}
-		for _, g := range grafanas {
-			p := props(g)
-			if !slices.Equal(toStrings(p["DataSources"]), []string{"PROMETHEUS", "CLOUDWATCH"}) || p["PermissionType"] != "CUSTOMER_MANAGED" || p["RoleArn"] == nil {
-				t.Errorf("Grafana workspace %s", compact(p))
-			}
+		seen = true
+		g := &synthesized{json: s.grafana}
+		_, ws := g.one(t, "AWS::Grafana::Workspace")
+		p := props(ws)
+		if !slices.Equal(toStrings(p["DataSources"]), []string{"PROMETHEUS", "CLOUDWATCH"}) || p["PermissionType"] != "CUSTOMER_MANAGED" || p["RoleArn"] == nil ||
+			!slices.Equal(toStrings(p["AuthenticationProviders"]), []string{"AWS_SSO"}) {
+			t.Errorf("Grafana workspace %s", compact(p))
 		}
 		var readsPrometheus, readsCloudWatch bool
-		for _, pol := range s.resources("AWS::IAM::Policy") {
+		for _, pol := range g.resources("AWS::IAM::Policy") {
 			if !contains(props(pol)["Roles"], "GrafanaRole") {
 				continue
 			}
-			readsPrometheus = contains(pol, "aps:QueryMetrics")
+			// The platform's workspace, through a cross-stack reference (no literal ARN, no wildcard).
+			readsPrometheus = contains(pol, "aps:QueryMetrics") && !contains(pol, `"Resource":"*"},{"Action":["aps:QueryMetrics`)
 			readsCloudWatch = contains(pol, "cloudwatch:GetMetricData", "logs:StartQuery")
 		}
 		if !readsPrometheus || !readsCloudWatch {
-			t.Errorf("Grafana role reads Prometheus %v, CloudWatch %v", readsPrometheus, readsCloudWatch)
+			t.Errorf("Grafana role reads the platform's Prometheus %v, CloudWatch %v", readsPrometheus, readsCloudWatch)
+		}
+	})
+	if !seen {
+		t.Errorf("no stage synthesized its Grafana stack (the tests turn it on in %s)", grafanaTestStage)
+	}
+}
+
+// without returns the resources whose logical id does not start with prefix.
+func without(rs map[string]map[string]any, prefix string) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for id, r := range rs {
+		if !strings.HasPrefix(id, prefix) {
+			out[id] = r
+		}
+	}
+	return out
+}
+
+// TestIdentity: each stage provisions its own issuer: a user pool without self sign-up, a resource server
+// with the scrape scope, a domain for the token endpoint and a client-credentials app client; and no
+// template anywhere names a placeholder identity provider.
+func TestIdentity(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		_, pool := s.one(t, "AWS::Cognito::UserPool")
+		if !contains(props(pool)["AdminCreateUserConfig"], `"AllowAdminCreateUserOnly":true`) {
+			t.Errorf("user pool allows self sign-up: %s", compact(props(pool)["AdminCreateUserConfig"]))
+		}
+		_, rs := s.one(t, "AWS::Cognito::UserPoolResourceServer")
+		if props(rs)["Identifier"] != stage.ResourceServer || !contains(props(rs)["Scopes"], `"ScopeName":"scrape"`) {
+			t.Errorf("resource server %s", compact(props(rs)))
+		}
+		_, client := s.one(t, "AWS::Cognito::UserPoolClient")
+		cp := props(client)
+		if !slices.Equal(toStrings(cp["AllowedOAuthFlows"]), []string{"client_credentials"}) || cp["GenerateSecret"] != true ||
+			cp["AllowedOAuthFlowsUserPoolClient"] != true || !contains(cp["AllowedOAuthScopes"], "/scrape") {
+			t.Errorf("machine client %s, want the client-credentials grant with a secret and the scrape scope", compact(cp))
+		}
+		_, domain := s.one(t, "AWS::Cognito::UserPoolDomain")
+		if !contains(props(domain)["Domain"], "scraping-"+s.settings.Name+"-") {
+			t.Errorf("user pool domain %s", compact(props(domain)))
+		}
+		outputs := s.json["Outputs"].(map[string]any)
+		for _, o := range []string{"UserPoolId", "MachineClientId", "TokenUrl", "JwtIssuer", "JwtScopes"} {
+			if outputs[o] == nil {
+				t.Errorf("no output %s", o)
+			}
+		}
+		if !contains(outputs["TokenUrl"], "/oauth2/token") {
+			t.Errorf("TokenUrl %s", compact(outputs["TokenUrl"]))
+		}
+		for _, tmpl := range []map[string]any{s.json, s.grafana} {
+			if j := compact(tmpl); strings.Contains(j, "example.com") || strings.Contains(j, "example.org") {
+				t.Error("a template names an example.com/example.org placeholder")
+			}
+		}
+	})
+}
+
+// TestLogRetention: every log group of the stack expires: the stack's own, and Amazon MQ's through the
+// log-retention resource.
+func TestLogRetention(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		groups := s.resources("AWS::Logs::LogGroup")
+		if len(groups) < 5 {
+			t.Errorf("%d log groups, want at least flow logs, gateway, queue depth, API access logs, workers", len(groups))
+		}
+		for id, g := range groups {
+			if props(g)["RetentionInDays"] != float64(s.settings.LogRetentionDays) {
+				t.Errorf("log group %s keeps logs %v days, want %d", id, props(g)["RetentionInDays"], s.settings.LogRetentionDays)
+			}
+		}
+		for id, r := range s.resources("Custom::LogRetention") {
+			if props(r)["RetentionInDays"] != float64(s.settings.LogRetentionDays) {
+				t.Errorf("%s sets %v days", id, props(r)["RetentionInDays"])
+			}
+		}
+		// Every workload Lambda writes to a log group with a retention. (CDK's log-retention function sets a
+		// one-day retention on its own log group when it runs.)
+		for id, fn := range s.resources("AWS::Lambda::Function") {
+			if strings.HasPrefix(id, "LogRetention") {
+				continue
+			}
+			if props(fn)["LoggingConfig"] == nil {
+				t.Errorf("Lambda %s logs to an implicit log group without retention", id)
+			}
 		}
 	})
 }
@@ -600,14 +780,6 @@ func ref(v any) string {
 	return ""
 }
 
-func toAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
 func toStrings(v any) []string {
 	var out []string
 	for _, x := range v.([]any) {
@@ -630,7 +802,7 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 func TestOutputs(t *testing.T) {
 	forEachStage(t, func(t *testing.T, s *synthesized) {
 		outputs, _ := s.json["Outputs"].(map[string]any)
-		for _, name := range []string{"ApiUrl", "Region", "ScriptsBucketName", "ApiIamRoutesArn", "DashboardName", "BrokerSecretArn"} {
+		for _, name := range []string{"ApiUrl", "Region", "ScriptsBucketName", "ApiIamRoutesArn", "DashboardName", "BrokerSecretArn", "BrokerName"} {
 			if _, ok := outputs[name]; !ok {
 				t.Errorf("no output %s", name)
 			}
@@ -642,4 +814,46 @@ func TestOutputs(t *testing.T) {
 			t.Errorf("ApiIamRoutesArn %s", arn)
 		}
 	})
+}
+
+// TestBrokerNameFollowsReplacements: the broker's name changes exactly when a setting changes that
+// CloudFormation can only apply by replacing the broker, so the replacement gets a free name.
+func TestBrokerNameFollowsReplacements(t *testing.T) {
+	all, _, err := loadStages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := all["prod"]
+	name := BrokerName(base)
+	if !regexp.MustCompile(`^scraping-prod-[0-9a-f]{8}$`).MatchString(name) {
+		t.Fatalf("broker name %q", name)
+	}
+	for what, change := range map[string]func(s *stage.Settings){
+		"deployment mode": func(s *stage.Settings) { s.Broker.DeploymentMode = "SINGLE_INSTANCE" },
+		"subnets (AZs)":   func(s *stage.Settings) { s.AvailabilityZones = s.AvailabilityZones[:2] },
+		"subnets (CIDR)":  func(s *stage.Settings) { s.Network.CIDR = "10.30.0.0/16" },
+		"major version":   func(s *stage.Settings) { s.Broker.EngineVersion = "3.13" },
+		"generation":      func(s *stage.Settings) { s.Broker.Generation++ },
+	} {
+		s := base
+		s.AvailabilityZones = slices.Clone(base.AvailabilityZones)
+		change(&s)
+		if BrokerName(s) == name {
+			t.Errorf("changing the %s keeps the name %s: the replacement would fail on the name", what, name)
+		}
+	}
+	for what, change := range map[string]func(s *stage.Settings){
+		"instance type":      func(s *stage.Settings) { s.Broker.InstanceType = "mq.m7g.xlarge" },
+		"maintenance window": func(s *stage.Settings) { s.Broker.MaintenanceWindow.DayOfWeek = "MONDAY" },
+		"queue bound":        func(s *stage.Settings) { s.Broker.TaskQueueMaxLength = 10 },
+	} {
+		s := base
+		change(&s)
+		if BrokerName(s) != name {
+			t.Errorf("changing the %s (in place) renames, and so replaces, the broker", what)
+		}
+	}
+	if len(name) > 50 {
+		t.Errorf("broker name %q is longer than Amazon MQ's 50 characters", name)
+	}
 }

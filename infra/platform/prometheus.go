@@ -7,6 +7,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsaps"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsgrafana"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/scrapeplatform/platform/infra/stage"
@@ -71,8 +72,29 @@ service:
 `, region, remoteWriteURL, WorkerMetricsPort)
 }
 
-// newGrafana creates an Amazon Managed Grafana workspace whose role may query the Prometheus workspace
-// and read CloudWatch (metrics, alarms, logs) in this account. Users sign in through IAM Identity Center.
+// GrafanaStackName is the CloudFormation stack of a stage's optional Grafana workspace.
+func GrafanaStackName(stageName string) string { return "ScrapingGrafana-" + stageName }
+
+// newGrafanaStack adds the stage's optional Grafana stack: an Amazon Managed Grafana workspace whose role
+// may query the platform's Prometheus workspace and read CloudWatch (metrics, alarms, logs) in this
+// account. Users sign in through IAM Identity Center, which must be enabled in the account's organization
+// first (infra/README.md, Grafana). It is a stack of its own so that a missing prerequisite fails this
+// stack alone and can never roll back the platform (the broker takes 20 minutes to recreate).
+func newGrafanaStack(scope constructs.Construct, s stage.Settings, env *awscdk.Environment, prom *prometheus) awscdk.Stack {
+	st := awscdk.NewStack(scope, jsii.String(GrafanaStackName(s.Name)), &awscdk.StackProps{
+		Env:         env,
+		Description: jsii.String(fmt.Sprintf("Scraping platform, stage %s: Amazon Managed Grafana on the platform's Prometheus workspace and CloudWatch", s.Name)),
+	})
+	awscdk.Tags_Of(st).Add(jsii.String("Project"), jsii.String("scrapeplatform"), nil)
+	awscdk.Tags_Of(st).Add(jsii.String("Stage"), jsii.String(s.Name), nil)
+	ws := newGrafana(st, s, prom)
+	awscdk.NewCfnOutput(st, jsii.String("GrafanaUrl"), &awscdk.CfnOutputProps{
+		Value:       awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("https://"), ws.AttrEndpoint()}),
+		Description: jsii.String("Grafana workspace URL (sign in through IAM Identity Center)"),
+	})
+	return st
+}
+
 func newGrafana(st awscdk.Stack, s stage.Settings, prom *prometheus) awsgrafana.CfnWorkspace {
 	role := awsiam.NewRole(st, jsii.String("GrafanaRole"), &awsiam.RoleProps{
 		Description: jsii.String("Amazon Managed Grafana of scraping-" + s.Name + ": reads the Prometheus workspace and CloudWatch"),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/constructs-go/constructs/v10"
@@ -57,7 +58,9 @@ const (
 
 // Platform is the synthesized stage, with handles tests and callers may want.
 type Platform struct {
-	Stack    awscdk.Stack
+	Stack awscdk.Stack
+	// Grafana is the optional Grafana stack (nil unless observability.grafana).
+	Grafana  awscdk.Stack
 	Settings stage.Settings
 }
 
@@ -69,8 +72,10 @@ func New(scope constructs.Construct, s stage.Settings, art Artifacts) (*Platform
 	if err := art.Validate(); err != nil {
 		return nil, err
 	}
+	// A pinned account makes the CLI refuse credentials of any other; only a stage that says
+	// useCallerAccount (stage.Settings.Validate) takes the CLI's.
 	account := s.Account
-	if account == "" {
+	if account == "" && s.UseCallerAccount {
 		account = os.Getenv("CDK_DEFAULT_ACCOUNT")
 	}
 	var env *awscdk.Environment
@@ -84,6 +89,11 @@ func New(scope constructs.Construct, s stage.Settings, art Artifacts) (*Platform
 		Description:           jsii.String(fmt.Sprintf("Scraping platform, stage %s: API Gateway + Lambda, Amazon MQ for RabbitMQ, Fargate workers", s.Name)),
 		TerminationProtection: jsii.Bool(s.TerminationProtection),
 	})
+	if account != "" {
+		// The stage names its AZs: answer the CDK's availability-zone lookup for this account and region with
+		// them, so that synthesis needs no AWS call (and no cdk.context.json) in a stack with a pinned account.
+		st.Node().SetContext(jsii.String(fmt.Sprintf("availability-zones:account=%s:region=%s", account, s.Region)), s.AvailabilityZones)
+	}
 	awscdk.Tags_Of(st).Add(jsii.String("Project"), jsii.String("scrapeplatform"), nil)
 	awscdk.Tags_Of(st).Add(jsii.String("Stage"), jsii.String(s.Name), nil)
 
@@ -92,13 +102,16 @@ func New(scope constructs.Construct, s stage.Settings, art Artifacts) (*Platform
 	scripts := newScriptsBucket(st)
 	obs := newAlerting(st, s)
 	prom := newPrometheus(st, s)
+	id := newIdentity(st, s)
 	workers := newWorkers(st, s, net, brk, scripts, prom, art)
-	api := newAPI(st, s, net, brk, art)
+	api := newAPI(st, s, net, brk, id, art)
 	depth := newQueueDepth(st, s, net, brk, workers, art)
 	newScaling(st, s, workers, obs)
 	newDashboardAndAlarms(st, s, obs, brk, api, workers, depth)
+	suppressLogRetentionProvider(st)
+	p := &Platform{Stack: st, Settings: s}
 	if s.Observability.Grafana {
-		newGrafana(st, s, prom)
+		p.Grafana = newGrafanaStack(scope, s, env, prom)
 	}
 
 	out := func(id, value, desc string) {
@@ -117,5 +130,15 @@ func New(scope constructs.Construct, s stage.Settings, art Artifacts) (*Platform
 	out("DashboardName", *obs.dashboardName, "CloudWatch dashboard")
 	out("AlarmTopicArn", *obs.topic.TopicArn(), "SNS topic the alarms notify")
 	out("PrometheusEndpoint", *prom.workspace.AttrPrometheusEndpoint(), "Amazon Managed Service for Prometheus workspace endpoint")
-	return &Platform{Stack: st, Settings: s}, nil
+	out("BrokerName", brk.name, "Amazon MQ broker (its name changes when a setting forces a replacement)")
+	out("JwtIssuer", *id.issuer, "issuer the JWT authorizer accepts")
+	if len(id.scopes) > 0 {
+		out("JwtScopes", strings.Join(id.scopes, " "), "scopes the user routes require (one of them)")
+	}
+	if id.pool != nil {
+		out("UserPoolId", *id.pool.UserPoolId(), "Cognito user pool of the stage (the JWT issuer)")
+		out("MachineClientId", *id.client.UserPoolClientId(), "app client for machine callers (client-credentials grant; secret: aws cognito-idp describe-user-pool-client)")
+		out("TokenUrl", *id.tokenURL, "OAuth 2.0 token endpoint (client-credentials grant)")
+	}
+	return p, nil
 }

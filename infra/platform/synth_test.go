@@ -34,8 +34,10 @@ var repoRoot = func() string {
 
 // synthesized is one stage's result.
 type synthesized struct {
-	settings    stage.Settings
-	stack       awscdk.Stack
+	settings stage.Settings
+	stack    awscdk.Stack
+	// grafana is the stage's optional Grafana stack's template (nil when off).
+	grafana     map[string]any
 	template    assertions.Template
 	annotations assertions.Annotations
 	// json is the template as plain data, for checks the assertions library cannot express.
@@ -182,6 +184,12 @@ func doSynth() (_ *assembly, err error) {
 	}
 	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(outdir), Context: &appContext})
 	result := &assembly{outdir: outdir, stages: map[string]*synthesized{}, dockerMarker: marker}
+	// Grafana is off in every stage of cdk.json; staging gets it here so that its separate stack is
+	// synthesized and checked too.
+	if s, ok := all[grafanaTestStage]; ok {
+		s.Observability.Grafana = true
+		all[grafanaTestStage] = s
+	}
 	for _, name := range sortedNames(all) {
 		p, err := New(app, all[name], art)
 		if err != nil {
@@ -201,10 +209,22 @@ func doSynth() (_ *assembly, err error) {
 		if err := json.Unmarshal(raw, &s.json); err != nil {
 			return nil, err
 		}
+		if s.settings.Observability.Grafana {
+			raw, err := os.ReadFile(filepath.Join(outdir, GrafanaStackName(s.settings.Name)+".template.json"))
+			if err != nil {
+				return nil, err
+			}
+			if err := json.Unmarshal(raw, &s.grafana); err != nil {
+				return nil, err
+			}
+		}
 	}
 	result.took = time.Since(start)
 	return result, nil
 }
+
+// grafanaTestStage is the stage the tests synthesize with its optional Grafana stack.
+const grafanaTestStage = "staging"
 
 var cleanups []func()
 

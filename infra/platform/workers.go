@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/scrapeplatform/platform/infra/stage"
@@ -185,7 +186,7 @@ func newWorkers(st awscdk.Stack, s stage.Settings, net *network, brk *broker, sc
 		CapacityProviderStrategies: &strategies,
 		VpcSubnets:                 net.workers,
 		SecurityGroups:             &[]awsec2.ISecurityGroup{sg},
-		AssignPublicIp:             jsii.Bool(false),
+		AssignPublicIp:             jsii.Bool(net.workersPublicIP),
 		// The first deployment starts minTasks; afterwards autoscaling owns the count (CloudFormation does
 		// not reset it on updates because DesiredCount stays the same value).
 		DesiredCount:         jsii.Number(w.MinTasks),
@@ -196,6 +197,12 @@ func newWorkers(st awscdk.Stack, s stage.Settings, net *network, brk *broker, sc
 		EnableECSManagedTags: jsii.Bool(true),
 		PlatformVersion:      awsecs.FargatePlatformVersion_LATEST,
 	})
+
+	// The service must not be created before the cluster's capacity-provider association: CloudFormation
+	// would otherwise race them and can fail with "The specified capacity provider strategy cannot contain
+	// a capacity provider that is not associated with the cluster". The CDK creates the association in an
+	// aspect during synthesis, so the dependency is added by an aspect that runs after it.
+	awscdk.Aspects_Of(cluster).Add(&capacityProviderDependency{service: service}, &awscdk.AspectOptions{Priority: awscdk.AspectPriority_DEFAULT()})
 
 	// Scrape outcomes from the worker's JSON log line {"msg":"task done","status":…}.
 	awslogs.NewMetricFilter(st, jsii.String("ScrapeOutcomesFilter"), &awslogs.MetricFilterProps{
@@ -208,4 +215,20 @@ func newWorkers(st awscdk.Stack, s stage.Settings, net *network, brk *broker, sc
 		Unit:            awscloudwatch.Unit_COUNT,
 	})
 	return &workers{cluster: cluster, service: service, taskRole: task.TaskRole(), logGroup: logs, sg: sg, container: container}
+}
+
+// capacityProviderDependency makes service depend on the capacity-provider association of the cluster it
+// visits (the association is the cluster's only child of that CloudFormation type).
+type capacityProviderDependency struct {
+	service awsecs.FargateService
+}
+
+// Visit implements awscdk.IAspect.
+func (d *capacityProviderDependency) Visit(node constructs.IConstruct) {
+	if !*awscdk.CfnResource_IsCfnResource(node) {
+		return
+	}
+	if res, ok := node.(awscdk.CfnResource); ok && *res.CfnResourceType() == "AWS::ECS::ClusterCapacityProviderAssociations" {
+		d.service.Node().AddDependency(node)
+	}
 }

@@ -4,10 +4,14 @@
 //  1. GET /health without credentials is refused (401): the JWT authorizer is in front of the API.
 //  2. GET /iam/health, SigV4-signed with the deployer's AWS credentials, says "healthy" (the gateway
 //     Lambda reached the broker).
-//  3. POST /iam/scrape (SigV4) runs a real script on a real worker and completes. Workers may be
-//     scaling up from zero, so 503/504 answers are retried until the deadline.
-//  4. With a JWT (SMOKE_JWT, issued by the stage's identity provider): GET /health, POST /scrape and
-//     GET /status answer through the JWT authorizer.
+//  3. POST /iam/scrape (SigV4) runs a real script on a real worker and completes. It asks for an
+//     asynchronous answer (Prefer: respond-async): a gateway with jobs answers 202 and a Location, which
+//     the check polls (GET /jobs/{id}?wait=N) for as long as workers need to start, instead of racing the
+//     25 s sync window; a gateway without jobs answers synchronously. Workers may be scaling up from
+//     zero, so 503/504 answers and timed-out scrapes are retried until the deadline.
+//  4. With a JWT (minted by cmd/smoke with the client-credentials grant of the stage's Cognito machine
+//     client, or SMOKE_JWT from an external issuer): GET /health, POST /scrape and GET /status answer
+//     through the JWT authorizer.
 package smoke
 
 import (
@@ -55,7 +59,7 @@ type Checker struct {
 // Run performs every check; the first failure ends it.
 func (c *Checker) Run(ctx context.Context, cfg Config) error {
 	if cfg.RequireJWT && cfg.JWT == "" {
-		return errors.New("no JWT for the user routes: set SMOKE_JWT to a token from the stage's issuer (or SMOKE_REQUIRE_JWT=0 to check the IAM routes only)")
+		return errors.New("no JWT for the user routes: the stack has no Cognito machine client to mint one; set SMOKE_JWT to a token from the stage's issuer (or SMOKE_REQUIRE_JWT=0 to check the IAM routes only)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
@@ -133,9 +137,14 @@ func (c *Checker) Run(ctx context.Context, cfg Config) error {
 // full) are retried, anything else ends the check.
 func (c *Checker) scrape(ctx context.Context, cfg Config, what, url string, body []byte, a auth) error {
 	return c.retry(ctx, cfg, what, func() (bool, error) {
-		r, err := c.do(ctx, http.MethodPost, url, body, a)
+		r, err := c.do(ctx, http.MethodPost, url, body, a, "Prefer", "respond-async")
 		if err != nil {
 			return true, err
+		}
+		if r.status == http.StatusAccepted {
+			if r, err = c.awaitJob(ctx, url, r, a, cfg.Interval); err != nil {
+				return true, err
+			}
 		}
 		var reply struct {
 			Status    string `json:"status"`
@@ -156,6 +165,51 @@ func (c *Checker) scrape(ctx context.Context, cfg Config, what, url string, body
 			return false, fmt.Errorf("answered %d %s", r.status, snippet(r.body))
 		}
 	})
+}
+
+// JobWaitSeconds is the long-poll of GET /jobs/{id}?wait=N: under API Gateway's 30 s.
+const JobWaitSeconds = 20
+
+// awaitJob follows a 202's Location (GET /jobs/{id}, under the same prefix as the POST) until the job
+// is no longer queued or running, and returns that answer.
+func (c *Checker) awaitJob(ctx context.Context, postURL string, accepted response, a auth, interval time.Duration) (response, error) {
+	loc := accepted.location
+	if loc == "" {
+		var j struct {
+			RequestID string `json:"request_id"`
+		}
+		if json.Unmarshal(accepted.body, &j) != nil || j.RequestID == "" {
+			return response{}, fmt.Errorf("202 without a Location or request_id: %s", snippet(accepted.body))
+		}
+		loc = "/jobs/" + j.RequestID
+	}
+	// postURL is <base>[/iam]/scrape; the job lives at <base>[/iam]/jobs/{id}.
+	prefix := strings.TrimSuffix(postURL, "/scrape")
+	jobURL := prefix + loc
+	if strings.HasPrefix(loc, "http://") || strings.HasPrefix(loc, "https://") {
+		jobURL = loc
+	}
+	jobURL += fmt.Sprintf("?wait=%d", JobWaitSeconds)
+	for {
+		r, err := c.do(ctx, http.MethodGet, jobURL, nil, a)
+		if err != nil {
+			return response{}, err
+		}
+		var j struct {
+			Status string `json:"status"`
+		}
+		_ = json.Unmarshal(r.body, &j)
+		if r.status != http.StatusOK || (j.Status != "queued" && j.Status != "running") {
+			return r, nil
+		}
+		c.logf("wait job %s: %s", loc, j.Status)
+		// The long poll normally waits on the server; the pause guards against one that answers at once.
+		select {
+		case <-ctx.Done():
+			return response{}, ctx.Err()
+		case <-time.After(interval):
+		}
+	}
 }
 
 // retry calls f until it succeeds, returns a permanent error, or ctx ends.
@@ -186,15 +240,21 @@ type auth struct {
 type response struct {
 	status int
 	body   []byte
+	// location is the Location header (a 202's job).
+	location string
 }
 
-func (c *Checker) do(ctx context.Context, method, url string, body []byte, a auth) (response, error) {
+// do sends one request; headers are name, value pairs (signed with the rest under SigV4).
+func (c *Checker) do(ctx context.Context, method, url string, body []byte, a auth, headers ...string) (response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return response{}, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	switch {
 	case a.bearer != "":
@@ -210,7 +270,7 @@ func (c *Checker) do(ctx context.Context, method, url string, body []byte, a aut
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return response{status: resp.StatusCode, body: b}, err
+	return response{status: resp.StatusCode, body: b, location: resp.Header.Get("Location")}, err
 }
 
 // sign adds a SigV4 signature for API Gateway (service execute-api).

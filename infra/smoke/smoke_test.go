@@ -31,6 +31,9 @@ type fakeAPI struct {
 	mu           sync.Mutex
 	calls        []string
 	badSignature int
+	// jobs, when set, makes POST …/scrape with Prefer: respond-async answer 202 and GET …/jobs/j1 play
+	// these answers, as a gateway with jobs does.
+	jobs []reply
 }
 
 type reply struct {
@@ -72,7 +75,18 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			write(reply{422, `{"error":"unexpected body ` + string(body) + `"}`})
 			return
 		}
+		if f.jobs != nil && r.Header.Get("Prefer") == "respond-async" {
+			w.Header().Set("Location", "/jobs/j1")
+			write(reply{202, `{"request_id":"j1","status":"queued"}`})
+			return
+		}
 		write(f.next(&f.scrapes))
+	case "/iam/jobs/j1", "/jobs/j1":
+		if r.URL.Query().Get("wait") != "20" {
+			write(reply{400, `{"error":"no long poll"}`})
+			return
+		}
+		write(f.next(&f.jobs))
 	case "/status":
 		write(reply{200, `{"queue_length":0,"active_workers":1}`})
 	default:
@@ -153,6 +167,32 @@ func TestHealthyStage(t *testing.T) {
 	}
 	if !strings.Contains(log, "completed by worker-1") {
 		t.Fatalf("log does not report the scrape:\n%s", log)
+	}
+}
+
+// TestHealthyStageWithJobs: a gateway with jobs answers 202 and the check follows the job (under the
+// route prefix it posted to) until it completes, however long workers take to start.
+func TestHealthyStageWithJobs(t *testing.T) {
+	running := reply{200, `{"request_id":"j1","status":"running"}`}
+	api := &fakeAPI{t: t,
+		health:  []reply{{200, `{"status":"healthy"}`}},
+		scrapes: []reply{{500, `{"error":"the check must not post synchronously"}`}},
+		jobs:    []reply{{200, `{"request_id":"j1","status":"queued"}`}, running, running, {200, completed}},
+	}
+	log, err := run(t, api, Config{JWT: "good-token", RequireJWT: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if api.badSignature != 0 {
+		t.Fatalf("%d requests with a bad signature (the Prefer header must be signed too)", api.badSignature)
+	}
+	want := []string{"GET /health", "GET /iam/health", "POST /iam/scrape", "GET /iam/jobs/j1", "GET /iam/jobs/j1", "GET /iam/jobs/j1", "GET /iam/jobs/j1",
+		"GET /health", "POST /scrape", "GET /jobs/j1", "GET /status"}
+	if strings.Join(api.calls, ",") != strings.Join(want, ",") {
+		t.Fatalf("calls %v, want %v", api.calls, want)
+	}
+	if !strings.Contains(log, "wait job /jobs/j1: running") || !strings.Contains(log, "completed by worker-1") {
+		t.Fatalf("log:\n%s", log)
 	}
 }
 

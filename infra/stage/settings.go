@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/mail"
 	"net/url"
@@ -20,9 +21,12 @@ import (
 type Settings struct {
 	// Name is the stage's key in the "stages" context (dev, staging, prod); it is not part of the JSON.
 	Name string `json:"-"`
-	// Account is the AWS account to deploy to; empty means the account of the CLI's credentials.
+	// Account is the AWS account to deploy to. The CLI then refuses credentials of any other account.
 	Account string `json:"account"`
-	Region  string `json:"region"`
+	// UseCallerAccount lets a stage without an Account deploy into the account of the CLI's credentials.
+	// Only a stage that is not Pinned (dev) may say so; it has to say so explicitly.
+	UseCallerAccount bool   `json:"useCallerAccount"`
+	Region           string `json:"region"`
 	// AvailabilityZones are named explicitly, so synthesis needs no lookups (and no cdk.context.json).
 	AvailabilityZones []string `json:"availabilityZones"`
 	// TerminationProtection protects the stack from `cdk destroy` and console deletes.
@@ -33,6 +37,7 @@ type Settings struct {
 
 	Network       Network       `json:"network"`
 	Broker        Broker        `json:"broker"`
+	Identity      Identity      `json:"identity"`
 	API           API           `json:"api"`
 	Workers       Workers       `json:"workers"`
 	Observability Observability `json:"observability"`
@@ -41,9 +46,23 @@ type Settings struct {
 // Network is the VPC's shape.
 type Network struct {
 	CIDR string `json:"cidr"`
-	// NATGateways: the workers need outbound internet to scrape; 1 is cheap, one per AZ survives an AZ loss.
+	// WorkerEgress is how the workers reach the web pages scripts fetch: "nat" (private subnets behind
+	// NATGateways NAT gateways, one Elastic IP each) or "publicIp" (public subnets, an auto-assigned public
+	// IPv4 address per task and no inbound rule; no NAT gateway, no Elastic IP: the dev option).
+	WorkerEgress string `json:"workerEgress"`
+	// NATGateways (workerEgress "nat"): 1 is cheap, one per AZ survives an AZ loss; 0 with "publicIp".
 	NATGateways int `json:"natGateways"`
 }
+
+// Worker egress modes (Network.WorkerEgress).
+const (
+	EgressNAT      = "nat"
+	EgressPublicIP = "publicIp"
+)
+
+// ElasticIPs is how many Elastic IP addresses the stage holds (one per NAT gateway); the default quota
+// is 5 per region and account.
+func (n Network) ElasticIPs() int { return n.NATGateways }
 
 // Broker is the Amazon MQ for RabbitMQ broker.
 type Broker struct {
@@ -55,6 +74,10 @@ type Broker struct {
 	// TaskQueueMaxLength bounds the task queue (backpressure: past it the gateway answers 429). The queue-depth
 	// Lambda keeps it on the broker as a reject-publish policy; 0 leaves the broker's policies to the operator.
 	TaskQueueMaxLength int `json:"taskQueueMaxLength"`
+	// Generation is part of the broker's name. Raising it replaces the broker (CloudFormation creates the
+	// new one, switches every client to it, and keeps or deletes the old one by the stage's retainData);
+	// see "Replacing the broker" in infra/README.md.
+	Generation int `json:"generation"`
 }
 
 // MaintenanceWindow is when Amazon MQ may patch and restart the broker.
@@ -64,18 +87,47 @@ type MaintenanceWindow struct {
 	TimeZone  string `json:"timeZone"`
 }
 
+// Identity is who issues the JWTs the API's authorizer accepts.
+type Identity struct {
+	// Provider is "cognito" (the stack provisions a user pool with a resource server, scopes, a hosted
+	// domain for the token endpoint and a machine-to-machine app client) or "external" (Issuer, Audiences).
+	Provider string `json:"provider"`
+	// DomainPrefix (cognito) is the user pool's domain prefix: the token endpoint is
+	// https://<prefix>.auth.<region>.amazoncognito.com/oauth2/token. Prefixes are unique per region across
+	// all accounts, so empty means "scraping-<stage>-<account id>".
+	DomainPrefix string `json:"domainPrefix"`
+	// AccessTokenMinutes (cognito) is the lifetime of an access token, 5-1440.
+	AccessTokenMinutes int `json:"accessTokenMinutes"`
+	// Issuer and Audiences (external) are the provider's issuer URL and the audiences API Gateway accepts.
+	Issuer    string   `json:"issuer"`
+	Audiences []string `json:"audiences"`
+}
+
+// Identity providers (Identity.Provider).
+const (
+	ProviderCognito  = "cognito"
+	ProviderExternal = "external"
+)
+
+// Cognito's resource server and scope the stack provisions: tokens carry the scope "scraping/scrape".
+const (
+	ResourceServer = "scraping"
+	ScrapeScope    = ResourceServer + "/scrape"
+)
+
 // API is the HTTP API and the gateway Lambda behind it.
 type API struct {
-	JWTIssuer    string   `json:"jwtIssuer"`
-	JWTAudiences []string `json:"jwtAudiences"`
 	// JWTScopes, when set, are required on the user routes (one of them must be in the token's scope).
+	// With a Cognito identity, empty means the pool's own scope (ScrapeScope).
 	JWTScopes          []string `json:"jwtScopes"`
 	ThrottleRateLimit  float64  `json:"throttleRateLimit"`
 	ThrottleBurstLimit int      `json:"throttleBurstLimit"`
 	// ScrapeMaxTimeoutSeconds is the gateway's SCRAPE_MAX_TIMEOUT; API Gateway cuts requests at 30 s.
 	ScrapeMaxTimeoutSeconds int `json:"scrapeMaxTimeoutSeconds"`
 	// GatewayReservedConcurrency caps the gateway's execution environments, each holding one broker
-	// connection, below the broker's connection limit.
+	// connection, below the broker's connection limit, and reserves them out of the account's Lambda
+	// concurrency quota (which must keep 100 unreserved). 0 reserves none: the API throttle then bounds the
+	// gateway's concurrency (see GatewayConcurrency), within whatever the account's pool has free.
 	GatewayReservedConcurrency int `json:"gatewayReservedConcurrency"`
 	GatewayMemoryMiB           int `json:"gatewayMemoryMiB"`
 }
@@ -100,8 +152,18 @@ type Workers struct {
 
 // Observability is alarms, dashboards and the Prometheus/Grafana side.
 type Observability struct {
+	// AlarmEmails are e-mail subscriptions of the alarm topic (each address must confirm).
 	AlarmEmails []string `json:"alarmEmails"`
-	// Grafana creates an Amazon Managed Grafana workspace (needs IAM Identity Center in the account).
+	// AlarmEmailParameter names an SSM String parameter holding one e-mail address, resolved by
+	// CloudFormation at deploy time: the address lives in the account, not in the repository.
+	AlarmEmailParameter string `json:"alarmEmailParameter"`
+	// AlarmTopicArns are existing SNS topics every alarm notifies too: a pager's or incident tool's topic,
+	// or the topic of an AWS Chatbot (Amazon Q Developer in chat applications) channel.
+	AlarmTopicArns []string `json:"alarmTopicArns"`
+	// NoAlarmSubscriptions opts a stage out of the rule that its alarms reach someone. Production cannot.
+	NoAlarmSubscriptions bool `json:"noAlarmSubscriptions"`
+	// Grafana adds the separate stack ScrapingGrafana-<stage> with an Amazon Managed Grafana workspace.
+	// It needs IAM Identity Center in the account (infra/README.md, Grafana); off by default.
 	Grafana bool `json:"grafana"`
 	// ADOTImage is the AWS Distro for OpenTelemetry collector image of the worker's metrics sidecar.
 	ADOTImage string `json:"adotImage"`
@@ -132,7 +194,59 @@ func (b Broker) ConnectionLimit() int { return connectionLimits[b.EngineVersion]
 // execution environment, two per worker task (consume and publish), and ConnectionHeadroom for operators
 // and rolling deploys.
 func (s Settings) ConnectionBudget() int {
-	return s.API.GatewayReservedConcurrency + 2*s.Workers.MaxTasks + ConnectionHeadroom
+	return s.GatewayConcurrency() + 2*s.Workers.MaxTasks + ConnectionHeadroom
+}
+
+// SyncWindowSeconds is how long one synchronous request may hold a gateway execution environment: the
+// scrape's longest timeout (the gateway waits that long before it answers 202 or 504).
+func (a API) SyncWindowSeconds() int { return a.ScrapeMaxTimeoutSeconds }
+
+// ThrottleConcurrency is how many gateway environments the API throttle can keep busy when every request
+// takes the whole sync window (Little's law: rate x time in the system), or its burst if that is more.
+func (a API) ThrottleConcurrency() int {
+	return max(a.ThrottleBurstLimit, int(math.Ceil(a.ThrottleRateLimit*float64(a.SyncWindowSeconds()))))
+}
+
+// GatewayConcurrency is the most gateway execution environments (and so broker connections) the stage
+// runs: the reserved concurrency, or without one what the API throttle lets in.
+func (s Settings) GatewayConcurrency() int {
+	if s.API.GatewayReservedConcurrency > 0 {
+		return s.API.GatewayReservedConcurrency
+	}
+	return s.API.ThrottleConcurrency()
+}
+
+// SustainedRPS is the request rate the gateway's concurrency sustains when every request takes the whole
+// sync window (slow scrapes); the API throttle must not admit more.
+func (s Settings) SustainedRPS() float64 {
+	return float64(s.GatewayConcurrency()) / float64(max(1, s.API.SyncWindowSeconds()))
+}
+
+// Pinned reports whether the stage must name its account: staging, prod, and any termination-protected
+// stage.
+func (s Settings) Pinned() bool {
+	return s.Name == "staging" || s.Production()
+}
+
+// Production reports whether the stage is production: prod, or any termination-protected stage. Its alarms
+// must reach someone.
+func (s Settings) Production() bool { return s.Name == "prod" || s.TerminationProtection }
+
+// AlarmSubscriptions is how many destinations the alarms reach besides the stage's own topic.
+func (o Observability) AlarmSubscriptions() int {
+	n := len(o.AlarmEmails) + len(o.AlarmTopicArns)
+	if o.AlarmEmailParameter != "" {
+		n++
+	}
+	return n
+}
+
+// RequiredScopes are the scopes the user routes require (one of them must be in the token).
+func (s Settings) RequiredScopes() []string {
+	if len(s.API.JWTScopes) == 0 && s.Identity.Provider == ProviderCognito {
+		return []string{ScrapeScope}
+	}
+	return s.API.JWTScopes
 }
 
 // ConnectionHeadroom is kept free on the broker for operators, deploys (old and new tasks overlap) and
@@ -144,7 +258,13 @@ var (
 	timeRE     = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 	imageTagRE = regexp.MustCompile(`^[a-z0-9./_-]+:[A-Za-z0-9._-]+(@sha256:[a-f0-9]{64})?$`)
 	nameRE     = regexp.MustCompile(`^[a-z][a-z0-9]{1,15}$`)
-	days       = []string{"MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"}
+	// domainPrefixRE is what Cognito accepts as a domain prefix.
+	domainPrefixRE = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$`)
+	topicArnRE     = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$`)
+	parameterRE    = regexp.MustCompile(`^/[A-Za-z0-9_.\-/]{1,1000}$`)
+	// placeholderAccounts are account ids from documentation and examples.
+	placeholderAccounts = []string{"123456789012", "111111111111", "111122223333", "000000000000", "999999999999"}
+	days                = []string{"MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"}
 	// retentions are the values CloudWatch Logs accepts.
 	retentions = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 	// fargateMemory lists the memory sizes (MiB) Fargate allows for each CPU size.
@@ -159,8 +279,17 @@ func (s Settings) Validate() error {
 	if !nameRE.MatchString(s.Name) {
 		fail("stage name %q: lower-case letters and digits, 2-16 characters, starting with a letter", s.Name)
 	}
-	if s.Account != "" && !accountRE.MatchString(s.Account) {
-		fail("account %q is not a 12-digit AWS account id (leave it empty to use the CLI's account)", s.Account)
+	switch {
+	case s.Account != "" && !accountRE.MatchString(s.Account):
+		fail("account %q is not a 12-digit AWS account id", s.Account)
+	case slices.Contains(placeholderAccounts, s.Account):
+		fail("account %s is an example account id: set the stage's real account", s.Account)
+	case s.Account != "" && s.UseCallerAccount:
+		fail("account %s and useCallerAccount: choose one", s.Account)
+	case s.Account == "" && s.Pinned():
+		fail("account is required for stage %q: staging and production pin their account, so the CLI refuses credentials of any other", s.Name)
+	case s.Account == "" && !s.UseCallerAccount:
+		fail("account is empty: set the stage's 12-digit account id, or \"useCallerAccount\": true to deploy into the CLI credentials' account")
 	}
 	if s.Region == "" {
 		fail("region is required")
@@ -183,8 +312,20 @@ func (s Settings) Validate() error {
 	} else if ones, _ := ipnet.Mask.Size(); ones > 18 {
 		fail("network.cidr %q is too small: /18 or larger is needed for the worker subnets (/20 per AZ)", s.Network.CIDR)
 	}
-	if s.Network.NATGateways < 1 || s.Network.NATGateways > len(s.AvailabilityZones) {
-		fail("network.natGateways must be between 1 (workers need outbound internet to scrape) and the number of AZs, got %d", s.Network.NATGateways)
+	switch s.Network.WorkerEgress {
+	case EgressNAT:
+		if s.Network.NATGateways < 1 || s.Network.NATGateways > len(s.AvailabilityZones) {
+			fail("network.natGateways must be between 1 (workers need outbound internet to scrape) and the number of AZs, got %d", s.Network.NATGateways)
+		}
+	case EgressPublicIP:
+		if s.Network.NATGateways != 0 {
+			fail("network.natGateways must be 0 with workerEgress %q (the workers get public IPs instead), got %d", EgressPublicIP, s.Network.NATGateways)
+		}
+		if s.Production() {
+			fail("network.workerEgress %q is the dev option: production workers stay in private subnets behind NAT", EgressPublicIP)
+		}
+	default:
+		fail("network.workerEgress %q must be %q or %q", s.Network.WorkerEgress, EgressNAT, EgressPublicIP)
 	}
 
 	// Broker.
@@ -218,15 +359,47 @@ func (s Settings) Validate() error {
 	if b.TaskQueueMaxLength != 0 && (b.TaskQueueMaxLength < 10 || b.TaskQueueMaxLength > 10_000_000) {
 		fail("broker.taskQueueMaxLength must be 0 (policies managed by hand) or 10-10000000, got %d", b.TaskQueueMaxLength)
 	}
+	if b.Generation < 0 || b.Generation > 9999 {
+		fail("broker.generation must be 0-9999, got %d", b.Generation)
+	}
+
+	// Identity.
+	id := s.Identity
+	switch id.Provider {
+	case ProviderCognito:
+		if id.Issuer != "" || len(id.Audiences) > 0 {
+			fail("identity.issuer and identity.audiences belong to an external provider: the Cognito user pool is the issuer, its app client the audience")
+		}
+		if id.DomainPrefix != "" && (!domainPrefixRE.MatchString(id.DomainPrefix) || strings.Contains(id.DomainPrefix, "aws") ||
+			strings.Contains(id.DomainPrefix, "amazon") || strings.Contains(id.DomainPrefix, "cognito")) {
+			fail("identity.domainPrefix %q: lower-case letters, digits and hyphens, at most 63, without aws, amazon or cognito", id.DomainPrefix)
+		}
+		if id.AccessTokenMinutes < 5 || id.AccessTokenMinutes > 1440 {
+			fail("identity.accessTokenMinutes %d must be 5-1440", id.AccessTokenMinutes)
+		}
+		for _, sc := range s.API.JWTScopes {
+			if sc != ScrapeScope {
+				fail("api.jwtScopes: %q is not a scope of the Cognito resource server (%s)", sc, ScrapeScope)
+			}
+		}
+	case ProviderExternal:
+		if u, err := url.Parse(id.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
+			fail("identity.issuer %q must be an https URL (API Gateway fetches the issuer's JWKS from it)", id.Issuer)
+		} else if isPlaceholderHost(u.Hostname()) {
+			fail("identity.issuer %q is a placeholder: every JWT route would answer 401; name your provider's issuer or use provider %q", id.Issuer, ProviderCognito)
+		}
+		if len(id.Audiences) < 1 || len(id.Audiences) > 50 {
+			fail("identity.audiences: API Gateway's JWT authorizer needs 1 to 50 audiences, got %d", len(id.Audiences))
+		}
+		if id.DomainPrefix != "" || id.AccessTokenMinutes != 0 {
+			fail("identity.domainPrefix and identity.accessTokenMinutes configure the Cognito user pool: not with provider %q", ProviderExternal)
+		}
+	default:
+		fail("identity.provider %q must be %q (a user pool per stage) or %q (issuer and audiences of your provider)", id.Provider, ProviderCognito, ProviderExternal)
+	}
 
 	// API.
 	a := s.API
-	if u, err := url.Parse(a.JWTIssuer); err != nil || u.Scheme != "https" || u.Host == "" {
-		fail("api.jwtIssuer %q must be an https URL (API Gateway fetches the issuer's JWKS from it)", a.JWTIssuer)
-	}
-	if len(a.JWTAudiences) < 1 || len(a.JWTAudiences) > 50 {
-		fail("api.jwtAudiences: API Gateway's JWT authorizer needs 1 to 50 audiences, got %d", len(a.JWTAudiences))
-	}
 	if len(a.JWTScopes) > 10 {
 		fail("api.jwtScopes: at most 10 scopes per route, got %d", len(a.JWTScopes))
 	}
@@ -236,8 +409,8 @@ func (s Settings) Validate() error {
 	if a.ScrapeMaxTimeoutSeconds < 1 || a.ScrapeMaxTimeoutSeconds > 25 {
 		fail("api.scrapeMaxTimeoutSeconds %d must be 1-25: API Gateway's HTTP API gives up after 30 s", a.ScrapeMaxTimeoutSeconds)
 	}
-	if a.GatewayReservedConcurrency < 1 {
-		fail("api.gatewayReservedConcurrency must be at least 1")
+	if a.GatewayReservedConcurrency < 0 {
+		fail("api.gatewayReservedConcurrency must be 0 (none reserved) or more, got %d", a.GatewayReservedConcurrency)
 	}
 	if a.GatewayMemoryMiB < 128 || a.GatewayMemoryMiB > 10240 {
 		fail("api.gatewayMemoryMiB %d must be 128-10240", a.GatewayMemoryMiB)
@@ -277,17 +450,51 @@ func (s Settings) Validate() error {
 		fail("workers.scriptMemoryLimitMiB must be >= 0 (0 = no limit)")
 	}
 
-	// Connections: every gateway environment and worker task holds broker connections.
+	// Capacity. Every request may hold a gateway environment for the whole sync window, so the throttle
+	// must not admit more than the reserved concurrency sustains; every gateway environment and worker task
+	// holds broker connections, which must fit the broker's limit.
+	if r := a.GatewayReservedConcurrency; r > 0 && a.ThrottleRateLimit > 0 && a.ScrapeMaxTimeoutSeconds > 0 {
+		if a.ThrottleRateLimit > s.SustainedRPS() {
+			fail("capacity: api.throttleRateLimit %g rps exceeds what api.gatewayReservedConcurrency %d sustains at the %d s sync window (%.1f rps): "+
+				"lower the throttle or raise the concurrency (and the broker) to at least %d",
+				a.ThrottleRateLimit, r, a.SyncWindowSeconds(), s.SustainedRPS(), int(math.Ceil(a.ThrottleRateLimit*float64(a.SyncWindowSeconds()))))
+		}
+		if a.ThrottleBurstLimit > r {
+			fail("capacity: api.throttleBurstLimit %d exceeds api.gatewayReservedConcurrency %d: a burst would be throttled by Lambda (429s the API does not count)",
+				a.ThrottleBurstLimit, r)
+		}
+	}
 	if limit := b.ConnectionLimit(); limit > 0 && s.ConnectionBudget() > limit {
-		fail("broker connections: api.gatewayReservedConcurrency %d + 2 x workers.maxTasks %d + %d headroom = %d exceeds %s's %d per node",
-			a.GatewayReservedConcurrency, w.MaxTasks, ConnectionHeadroom, s.ConnectionBudget(), b.InstanceType, limit)
+		fail("capacity: broker connections: gateway concurrency %d + 2 x workers.maxTasks %d + %d headroom = %d exceeds %s's %d per node",
+			s.GatewayConcurrency(), w.MaxTasks, ConnectionHeadroom, s.ConnectionBudget(), b.InstanceType, limit)
 	}
 
 	// Observability.
-	for _, e := range s.Observability.AlarmEmails {
+	o := s.Observability
+	for _, e := range o.AlarmEmails {
 		if _, err := mail.ParseAddress(e); err != nil || strings.ContainsAny(e, "<> ") {
 			fail("observability.alarmEmails: %q is not an e-mail address", e)
+		} else if isPlaceholderHost(e[strings.LastIndex(e, "@")+1:]) {
+			fail("observability.alarmEmails: %q is a placeholder address: nobody would be paged", e)
 		}
+	}
+	if p := o.AlarmEmailParameter; p != "" && !parameterRE.MatchString(p) {
+		fail("observability.alarmEmailParameter %q must be an SSM parameter name starting with /", p)
+	}
+	for _, arn := range o.AlarmTopicArns {
+		if !topicArnRE.MatchString(arn) {
+			fail("observability.alarmTopicArns: %q is not an SNS topic ARN", arn)
+		} else if slices.Contains(placeholderAccounts, strings.Split(arn, ":")[4]) {
+			fail("observability.alarmTopicArns: %q is in an example account", arn)
+		}
+	}
+	switch {
+	case o.AlarmSubscriptions() > 0 && o.NoAlarmSubscriptions:
+		fail("observability.noAlarmSubscriptions is set but the stage has alarm subscriptions: remove one or the other")
+	case o.AlarmSubscriptions() == 0 && s.Production():
+		fail("observability: production alarms must page someone: set alarmEmails, alarmEmailParameter or alarmTopicArns (a production stage cannot opt out)")
+	case o.AlarmSubscriptions() == 0 && !o.NoAlarmSubscriptions:
+		fail("observability: the alarms reach nobody: set alarmEmails, alarmEmailParameter or alarmTopicArns, or opt out with \"noAlarmSubscriptions\": true")
 	}
 	if !imageTagRE.MatchString(s.Observability.ADOTImage) || strings.HasSuffix(s.Observability.ADOTImage, ":latest") {
 		fail("observability.adotImage %q must name a pinned tag (not latest)", s.Observability.ADOTImage)
@@ -357,6 +564,18 @@ func Select(all map[string]Settings, name string) ([]Settings, error) {
 		return nil, fmt.Errorf("unknown stage %q: cdk.json defines %s (or use -c stage=all)", name, strings.Join(sortedKeys(all), ", "))
 	}
 	return []Settings{s}, nil
+}
+
+// isPlaceholderHost reports whether host is a documentation or example domain (RFC 2606 and RFC 6761
+// names), which can never issue real tokens or receive real pages.
+func isPlaceholderHost(host string) bool {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	for _, d := range []string{"example.com", "example.org", "example.net", "example", "invalid", "test", "localhost"} {
+		if host == d || strings.HasSuffix(host, "."+d) {
+			return true
+		}
+	}
+	return strings.Contains(host, "placeholder") || strings.Contains(host, "changeme")
 }
 
 func sortedKeys[V any](m map[string]V) []string {

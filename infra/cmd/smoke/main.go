@@ -4,8 +4,13 @@
 //	smoke -outputs dist/outputs-dev.json -stack ScrapingPlatform-dev
 //	smoke -outputs dist/outputs-dev.json -stack ScrapingPlatform-dev -print ScriptsBucketName
 //
-// The outputs file is what `cdk deploy --outputs-file` writes. Settings come from the environment:
-// SMOKE_JWT (a token from the stage's issuer), SMOKE_REQUIRE_JWT (default 1), SMOKE_SCRIPT (default
+//	smoke -outputs dist/outputs-dev.json -stack ScrapingPlatform-dev -token
+//
+// The outputs file is what `cdk deploy --outputs-file` writes. Without SMOKE_JWT the check mints its token
+// with the client-credentials grant of the stage's Cognito machine client (outputs TokenUrl,
+// MachineClientId, UserPoolId; the secret is read with cognito-idp:DescribeUserPoolClient); -token prints
+// such a token and exits (make token STAGE=dev). Settings come from the environment:
+// SMOKE_JWT (a token from an external issuer), SMOKE_REQUIRE_JWT (default 1), SMOKE_SCRIPT (default
 // example_scraper), SMOKE_PARAMS (default {"url":"https://example.com/"}), SMOKE_TIMEOUT (default 10m,
 // long enough for a stage whose workers scale up from zero), SMOKE_INTERVAL (default 15s). AWS
 // credentials (for SigV4) come from the default chain, as for the deploy.
@@ -21,9 +26,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cognitoidentityprovider"
 
 	"github.com/scrapeplatform/platform/infra/smoke"
 )
@@ -42,6 +50,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	outputsFile := fs.String("outputs", "", "outputs file written by `cdk deploy --outputs-file` (required)")
 	stack := fs.String("stack", "", "stack name, e.g. ScrapingPlatform-dev (required)")
 	print := fs.String("print", "", "print this stack output and exit")
+	printToken := fs.Bool("token", false, "print an access token of the stage's machine client and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,13 +82,42 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("AWS configuration: %w", err)
 	}
+	hc := &http.Client{Timeout: 40 * time.Second}
+	if *printToken || cfg.JWT == "" && outputs["TokenUrl"] != "" {
+		tok, err := machineToken(ctx, awsCfg, hc, outputs)
+		if err != nil {
+			return err
+		}
+		if *printToken {
+			fmt.Fprintln(stdout, tok)
+			return nil
+		}
+		cfg.JWT = tok
+	}
 	fmt.Fprintf(stdout, "smoke-checking %s at %s\n", *stack, cfg.APIURL)
-	c := &smoke.Checker{HTTP: &http.Client{Timeout: 40 * time.Second}, Credentials: awsCfg.Credentials, Log: stdout}
+	c := &smoke.Checker{HTTP: hc, Credentials: awsCfg.Credentials, Log: stdout}
 	if err := c.Run(ctx, cfg); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s is healthy\n", *stack)
 	return nil
+}
+
+// machineToken mints a token of the stage's Cognito machine client; the deployer's credentials read the
+// client's secret (cognito-idp:DescribeUserPoolClient).
+func machineToken(ctx context.Context, awsCfg aws.Config, hc *http.Client, outputs map[string]string) (string, error) {
+	pool, client, tokenURL := outputs["UserPoolId"], outputs["MachineClientId"], outputs["TokenUrl"]
+	if pool == "" || client == "" || tokenURL == "" {
+		return "", errors.New("the stack has no Cognito machine client (outputs UserPoolId, MachineClientId, TokenUrl): with an external issuer, set SMOKE_JWT")
+	}
+	out, err := cognitoidentityprovider.NewFromConfig(awsCfg).DescribeUserPoolClient(ctx, &cognitoidentityprovider.DescribeUserPoolClientInput{
+		UserPoolId: aws.String(pool), ClientId: aws.String(client),
+	})
+	if err != nil {
+		return "", fmt.Errorf("read the machine client's secret: %w", err)
+	}
+	m := smoke.MachineClient{TokenURL: tokenURL, ClientID: client, ClientSecret: aws.ToString(out.UserPoolClient.ClientSecret), Scopes: strings.Fields(outputs["JwtScopes"])}
+	return m.Token(ctx, hc)
 }
 
 // readOutputs returns one stack's outputs from a `cdk deploy --outputs-file` file.
