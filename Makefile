@@ -169,7 +169,10 @@ cdk: $(CDK_BIN) ## Install the pinned AWS CDK CLI and Node.js 22 into .tools/cdk
 
 .PHONY: synth
 synth: lambda lambda-queuedepth $(CDK_BIN) ## Synthesize every stage into cdk.out/ (cdk-nag or CloudFormation findings fail it)
-	$(CDK) synth -c stage=all --quiet --output $(CURDIR)/cdk.out
+	@# --quiet still ends with the CLI's "Supply a stack id … to display its template" hint, which reads as a
+	@# request here: it is dropped, and the templates' paths are printed instead.
+	@set -o pipefail; $(CDK) synth -c stage=all --quiet --output $(CURDIR)/cdk.out 2>&1 | grep -v '^Supply a stack id'
+	@echo "make synth: CloudFormation templates, one per stack:"; ls -1 $(CURDIR)/cdk.out/*.template.json | sed 's#^$(CURDIR)/#  #'
 
 .PHONY: diff
 diff: $(CDK_LAMBDAS) $(CDK_BIN) ## Show what deploying a stage would change (make diff STAGE=prod [CDK_APP=cdk.out]; AWS credentials)

@@ -20,25 +20,34 @@ import (
 )
 
 func main() {
-	defer jsii.Close()
+	code := run()
+	// Close stops the jsii kernel and removes the runtime it unpacked into $TMPDIR/jsii-runtime.*; it must
+	// run on every path, so main leaves only through here (a deferred Close would be skipped by os.Exit).
+	jsii.Close()
+	os.Exit(code)
+}
+
+// run synthesizes the selected stages and returns the exit code.
+func run() int {
 	root, err := filepath.Abs("..")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "infra: %v\n", err)
-		os.Exit(1)
+		return 1
 	}
 	// The CLI runs this program in infra/ (cdk.json: "cd infra && go run .") but names its files
 	// (CDK_OUTDIR, CDK_ERROR_FILE, CDK_PERF_COUNTERS_FILE) relative to the repository root, where it reads
 	// them back: work from there, or the CLI would read a stale assembly.
 	if err := os.Chdir(root); err != nil {
 		fmt.Fprintf(os.Stderr, "infra: %v\n", err)
-		os.Exit(1)
+		return 1
 	}
 	app := awscdk.NewApp(nil)
 	if err := build(app, root); err != nil {
 		fmt.Fprintf(os.Stderr, "infra: %v\n", err)
-		os.Exit(1)
+		return 1
 	}
 	app.Synth(nil)
+	return 0
 }
 
 // build adds the selected stages' stacks and the cdk-nag checks to app; root is the repository.
