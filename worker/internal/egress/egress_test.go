@@ -426,3 +426,47 @@ func TestProxyClosesSilentConnections(t *testing.T) {
 		t.Fatalf("read: %v", err)
 	}
 }
+
+// TestRefusalIsAttributedToTheRun checks that a run that names itself in the proxy URL (RunProxyURL) finds
+// its last refusal, plain and through a tunnel, and that no other run does.
+func TestRefusalIsAttributedToTheRun(t *testing.T) {
+	t.Parallel()
+	proxy, _, _, _ := setup(t)
+	port := freePort(t)
+	clientFor := func(proxyURL string) *http.Client {
+		u, err := url.Parse(proxyURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(u)}}
+	}
+	before := time.Now()
+	cold := clientFor(RunProxyURL(proxy.URL(), "fetch", "req-1"))
+	resp, err := cold.Get("http://127.0.0.1:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got, ok := proxy.Refusal("fetch", "req-1", before)
+	if !ok || !strings.Contains(got, "127.0.0.1 is a loopback address") || !strings.Contains(got, "EGRESS_ALLOW=127.0.0.1:"+port) {
+		t.Fatalf("Refusal(fetch, req-1) = %q, %v", got, ok)
+	}
+	if got, ok := proxy.Refusal("fetch", "req-2", before); ok {
+		t.Errorf("another run of the script sees %q", got)
+	}
+	if got, ok := proxy.Refusal("other", "req-1", before); ok {
+		t.Errorf("another script sees %q", got)
+	}
+	if got, ok := proxy.Refusal("fetch", "req-1", time.Now().Add(time.Hour)); ok {
+		t.Errorf("a run that started after the refusal sees %q", got)
+	}
+
+	warm := clientFor(RunProxyURL(proxy.URL(), "async-fetch", ""))
+	if _, err := warm.Get("https://nowhere.test/"); err == nil {
+		t.Fatal("a tunnel to a name that does not resolve succeeded")
+	}
+	got, ok = proxy.Refusal("async-fetch", "req-9", before)
+	if !ok || !strings.Contains(got, "nowhere.test does not resolve") {
+		t.Fatalf("Refusal of a warm run = %q, %v", got, ok)
+	}
+}

@@ -87,6 +87,7 @@ type Proxy struct {
 	srv   *http.Server
 	proxy *httputil.ReverseProxy
 
+	runs    runLog
 	mu      sync.Mutex
 	tunnels map[net.Conn]struct{}
 	closed  bool
@@ -116,7 +117,7 @@ func Start(cfg Config) (*Proxy, error) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL = pr.In.URL
 			pr.Out.Host = pr.In.Host
-			pr.Out.Header.Del("Proxy-Authorization")
+			pr.Out.Header.Del("Proxy-Authorization") // the run's name (see Refusal), never the site's business
 			pr.Out.Header.Del("Proxy-Connection")
 		},
 		Transport:    transport,
@@ -158,12 +159,13 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = withRunName(r) // before the reverse proxy drops Proxy-Authorization
 	if r.Method == http.MethodConnect {
 		p.connect(w, r)
 		return
 	}
 	if !r.URL.IsAbs() || (r.URL.Scheme != "http" && r.URL.Scheme != "https") || r.URL.Host == "" {
-		p.refused(w, &refusal{target: r.URL.String(), reason: "bad_request", status: http.StatusBadRequest,
+		p.refused(w, r, &refusal{target: r.URL.String(), reason: "bad_request", status: http.StatusBadRequest,
 			why: "send requests in absolute form (http://host/path), or CONNECT host:port"})
 		return
 	}
@@ -208,25 +210,28 @@ func (e *refusal) header() string {
 func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	var ref *refusal
 	if errors.As(err, &ref) {
-		p.refused(w, ref)
+		p.refused(w, r, ref)
 		return
 	}
-	p.unreachable(w, r.URL.Host, err)
+	p.unreachable(w, r, r.URL.Host, err)
 }
 
 // unreachable answers 502 for a destination the policy allows but that did not answer.
-func (p *Proxy) unreachable(w http.ResponseWriter, target string, err error) {
+func (p *Proxy) unreachable(w http.ResponseWriter, r *http.Request, target string, err error) {
 	p.log.Info("egress request failed", "host", target, "error", err)
 	var op *net.OpError
 	if errors.As(err, &op) && op.Err != nil {
 		err = op.Err // "connect: connection refused" rather than the whole dial chain
 	}
-	answer(w, http.StatusBadGateway, "X-Egress-Error", fmt.Sprintf("egress proxy cannot reach %s: %v", target, err))
+	sentence := fmt.Sprintf("egress proxy cannot reach %s: %v", target, err)
+	p.runs.record(r.Context(), sentence)
+	answer(w, http.StatusBadGateway, "X-Egress-Error", sentence)
 }
 
-func (p *Proxy) refused(w http.ResponseWriter, ref *refusal) {
+func (p *Proxy) refused(w http.ResponseWriter, r *http.Request, ref *refusal) {
 	p.cfg.Metrics.EgressDecision(false, ref.reason)
 	p.log.Warn("egress refused", "host", ref.target, "reason", ref.why)
+	p.runs.record(r.Context(), ref.Error())
 	answer(w, ref.status, ref.header(), ref.Error())
 }
 
@@ -287,10 +292,10 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var ref *refusal
 		if errors.As(err, &ref) {
-			p.refused(w, ref)
+			p.refused(w, r, ref)
 			return
 		}
-		p.unreachable(w, r.Host, err)
+		p.unreachable(w, r, r.Host, err)
 		return
 	}
 	hj, ok := w.(http.Hijacker)
