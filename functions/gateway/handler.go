@@ -40,6 +40,13 @@ type idleChecker interface {
 
 var _ idleChecker = (*broker.RPCClient)(nil)
 
+// problemReporter is what a Broker may also tell: why it is not connected (GET /health shows it).
+type problemReporter interface {
+	Problem() error
+}
+
+var _ problemReporter = (*broker.RPCClient)(nil)
+
 // SystemStats reports the system's memory and CPU usage for GET /status.
 type SystemStats interface {
 	MemoryPercent() (float64, error)
@@ -404,7 +411,10 @@ func (h *Handler) validateScrape(b scrapeBody) (contract.Request, error) {
 type HealthResponse struct {
 	Status     string            `json:"status"`
 	Components map[string]string `json:"components"`
-	Timestamp  time.Time         `json:"timestamp"`
+	// Reasons says, for a component that is not connected, why (broker.Explain: words, no addresses or
+	// credentials).
+	Reasons   map[string]string `json:"reasons,omitempty"`
+	Timestamp time.Time         `json:"timestamp"`
 }
 
 func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
@@ -413,6 +423,11 @@ func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !h.broker.Connected():
 		resp.Status, resp.Components["rabbitmq"], code = "unhealthy", "disconnected", http.StatusServiceUnavailable
+		if pr, ok := h.broker.(problemReporter); ok {
+			if err := pr.Problem(); err != nil {
+				resp.Reasons = map[string]string{"rabbitmq": broker.Explain(err)}
+			}
+		}
 	case h.broker.Blocked():
 		// A memory or disk alarm: scrapes are answered 503 until it clears.
 		resp.Status, resp.Components["rabbitmq"], code = "unhealthy", "blocked", http.StatusServiceUnavailable

@@ -38,7 +38,11 @@ func CheckLogin(ctx context.Context, rawURL string) error {
 	ctx, cancel := context.WithTimeout(ctx, LoginTimeout)
 	defer cancel()
 	if err := login(ctx, uri); err != nil {
-		return &LoginError{URL: Redact(rawURL), Reason: Explain(err), Err: err}
+		why, known := explain(err)
+		if !known {
+			why += ": " + err.Error()
+		}
+		return &LoginError{URL: Redact(rawURL), Reason: why, Err: err}
 	}
 	return nil
 }
@@ -48,7 +52,7 @@ func CheckLogin(ctx context.Context, rawURL string) error {
 type LoginError struct {
 	// URL is the broker's URL with its password redacted.
 	URL string
-	// Reason is Explain's sentence.
+	// Reason is Explain's sentence (with the error's own text when Explain has only a generic one).
 	Reason string
 	Err    error
 }
@@ -246,40 +250,45 @@ func table(b *bytes.Buffer, t map[string]any) {
 }
 
 // Explain says in a few words why a connection to the broker failed or was lost, with the broker's own
-// reason when it gave one: "the broker refused the login: 403 ACCESS_REFUSED - Login was refused ... (check
-// the user and password in RABBITMQ_URL)", "connection refused: nothing listens at 127.0.0.1:5672 (is
-// RabbitMQ running?)". Sessions log it once per change and /health shows it.
+// reason when it gave one: "the broker refused the user name or password: 403 ACCESS_REFUSED - Login was
+// refused ... (check the user and password in RABBITMQ_URL)", "connection refused: nothing listens at the
+// broker's address (is RabbitMQ running?)". It names no address, user or password, so a health check may
+// show it to anyone; the logs carry the error itself next to it. Sessions log it once per change.
 func Explain(err error) string {
+	why, _ := explain(err)
+	return why
+}
+
+// explain is Explain, and whether it recognised the error (else the sentence is a generic one).
+func explain(err error) (string, bool) {
 	if err == nil {
-		return ""
+		return "", true
 	}
 	var ae *amqp.Error
 	if errors.As(err, &ae) {
 		reason := fmt.Sprintf("%d %s", ae.Code, ae.Reason)
 		switch ae.Code {
 		case amqp.AccessRefused:
-			return "the broker refused the user name or password: " + reason + " (check the user and password in RABBITMQ_URL)"
+			return "the broker refused the user name or password: " + reason + " (check the user and password in RABBITMQ_URL)", true
 		case amqp.NotAllowed:
-			return "the broker refused the virtual host: " + reason + " (check the virtual host in RABBITMQ_URL and the user's permissions on it)"
+			return "the broker refused the virtual host: " + reason + " (check the virtual host in RABBITMQ_URL and the user's permissions on it)", true
 		case amqp.ConnectionForced:
-			return "the broker closed the connection: " + reason
+			return "the broker closed the connection: " + reason, true
 		}
-		return "the broker said: " + reason
-	}
-	var opErr *net.OpError
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED) && errors.As(err, &opErr) && opErr.Addr != nil:
-		return fmt.Sprintf("connection refused: nothing listens at %s (is RabbitMQ running?)", opErr.Addr)
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused: nothing listens at the broker's address (is RabbitMQ running?)"
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT), isTimeout(err):
-		return "the broker did not answer in time: " + err.Error()
+		return "the broker said: " + reason, true
 	}
 	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		return fmt.Sprintf("the broker's host %s does not resolve: %v", dnsErr.Name, dnsErr.Err)
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused: nothing listens at the broker's address (is RabbitMQ running?)", true
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT), isTimeout(err):
+		return "the broker did not answer in time", true
+	case errors.As(err, &dnsErr):
+		return "the broker's host name does not resolve", true
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		return "the broker closed the connection without a reason", true
 	}
-	return err.Error()
+	return "the connection to the broker failed", false
 }
 
 func isTimeout(err error) bool {

@@ -41,7 +41,7 @@ func TestCheckLoginReportsTheBrokersReason(t *testing.T) {
 			[]string{"refused the user name or password", "403 ACCESS_REFUSED", "RABBITMQ_URL"}},
 		{"unknown virtual host", withURL(t, func(u *url.URL) { u.Path = "/no-such-vhost-" + brokertest.Name("v") }),
 			[]string{"refused the virtual host", "530 NOT_ALLOWED", "not found"}},
-		{"nothing listens", "amqp://guest:guest@127.0.0.1:1/", []string{"connection refused", "127.0.0.1:1"}},
+		{"nothing listens", "amqp://guest:guest@127.0.0.1:1/", []string{"connection refused", "127.0.0.1:1", "is RabbitMQ running?"}},
 	}
 	for _, tt := range tests {
 		err := broker.CheckLogin(context.Background(), tt.url)
