@@ -63,7 +63,7 @@ func run(ctx context.Context, cfg localedge.Config, addr string, log *slog.Logge
 	// gateway still starts: the session keeps redialling (it logs once per change of reason) and GET /health
 	// says why it is disconnected meanwhile.
 	if err := broker.CheckLogin(ctx, cfg.Gateway.RabbitMQURL); err != nil {
-		log.Error("the broker refused the AMQP login; serving anyway, redialling until it accepts (GET /health says why)", "error", err)
+		log.Error("AMQP login check failed; serving anyway and redialling until the broker accepts (GET /health says why)", "error", err)
 	}
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	brokerDone := make(chan struct{})
