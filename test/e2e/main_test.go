@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 func buildAndRun(m *testing.M) (int, error) {
 	if dir := os.Getenv("E2E_BIN_DIR"); dir != "" {
 		binDir = dir
-		return m.Run(), nil
+		return runTests(m), nil
 	}
 	dir, err := os.MkdirTemp("", "e2e-bin-")
 	if err != nil {
@@ -45,5 +45,16 @@ func buildAndRun(m *testing.M) (int, error) {
 	if err := testkit.Build(dir, testkit.Gateway, testkit.Worker); err != nil {
 		return 0, err
 	}
-	return m.Run(), nil
+	return runTests(m), nil
+}
+
+// runTests runs the tests, then removes the folders they made that outlive a single test (the scrapectl
+// build of scrapectlPush).
+func runTests(m *testing.M) int {
+	defer func() {
+		if scrapectlDir != "" {
+			os.RemoveAll(scrapectlDir)
+		}
+	}()
+	return m.Run()
 }
