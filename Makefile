@@ -53,6 +53,11 @@ lambda-queuedepth: ## Build the queue-depth Lambda (bootstrap, arm64, provided.a
 run: build $(VERSITYGW) ## Run the whole local stack in the foreground (broker, S3 server, gateway on 127.0.0.1:8080, two workers, Prometheus); Ctrl-C stops it
 	$(BIN)/localstack -bin $(BIN)
 
+.PHONY: demo
+demo: ## Serve the bundled demo page (local/demo/) on http://127.0.0.1:8765/ for the offline quick start; Ctrl-C stops it
+	@echo "Serving local/demo/ on http://127.0.0.1:8765/ (scrape it with a stack started as EGRESS_ALLOW=127.0.0.1:8765 make run)"
+	python3 -m http.server 8765 --bind 127.0.0.1 --directory local/demo
+
 .PHONY: token
 token: ## Print a dev JWT for the local stack: TOKEN=$(make -s token) (SCOPE="a b" adds scopes); with STAGE=dev, a deployed stage's token
 	@if [ "$(origin STAGE)" = "command line" ]; then $(MAKE) -s --no-print-directory stage-token STAGE=$(STAGE); else \

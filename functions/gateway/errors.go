@@ -9,11 +9,11 @@ import (
 	"github.com/scrapeplatform/platform/shared/contract"
 )
 
-// errorBody is the JSON body of every non-200 answer.
+// errorBody is the JSON body of every non-200 answer; every one carries the request's id.
 type errorBody struct {
 	Error     string        `json:"error"`
 	ErrorCode contract.Code `json:"error_code"`
-	RequestID string        `json:"request_id,omitempty"`
+	RequestID string        `json:"request_id"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

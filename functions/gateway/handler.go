@@ -40,6 +40,13 @@ type idleChecker interface {
 
 var _ idleChecker = (*broker.RPCClient)(nil)
 
+// problemReporter is what a Broker may also tell: why it is not connected (GET /health shows it).
+type problemReporter interface {
+	Problem() error
+}
+
+var _ problemReporter = (*broker.RPCClient)(nil)
+
 // SystemStats reports the system's memory and CPU usage for GET /status.
 type SystemStats interface {
 	MemoryPercent() (float64, error)
@@ -95,7 +102,7 @@ func New(cfg Config, o Options) *Handler {
 	h.mux.HandleFunc("GET /openapi.json", serveStatic("application/json", openAPIDocument))
 	h.mux.HandleFunc("GET /docs", serveStatic("text/html; charset=utf-8", docsPage))
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, contract.CodeNotFound, fmt.Sprintf("no route %s %s; the API has POST /scrape, GET /health and GET /status (documented at GET /docs)", r.Method, r.URL.Path), "")
+		writeError(w, http.StatusNotFound, contract.CodeNotFound, fmt.Sprintf("no route %s %s; the API has POST /scrape, GET /health and GET /status (documented at GET /docs)", r.Method, r.URL.Path), requestID(r))
 	})
 	return h
 }
@@ -103,12 +110,14 @@ func New(cfg Config, o Options) *Handler {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
+	// Every answer, errors before any route included, carries the request's id (see requestid.go).
+	r = withRequestID(r, newRequestID())
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
 		if p := recover(); p != nil {
 			h.log.Error("panic in handler", "panic", p, "path", r.URL.Path)
 			if !rec.wrote {
-				writeError(rec, http.StatusInternalServerError, contract.CodeInternal, "internal error", "")
+				writeError(rec, http.StatusInternalServerError, contract.CodeInternal, "internal error", requestID(r))
 			}
 		}
 		route := r.Pattern
@@ -120,7 +129,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Method mismatches on known paths answer 405 with a JSON body instead of the mux's plain text.
 	if allowed := allowedMethod(r.URL.Path); allowed != "" && r.Method != allowed {
 		w.Header().Set("Allow", allowed)
-		writeError(rec, http.StatusMethodNotAllowed, contract.CodeMethodNotAllowed, fmt.Sprintf("%s needs %s, not %s", r.URL.Path, allowed, r.Method), "")
+		writeError(rec, http.StatusMethodNotAllowed, contract.CodeMethodNotAllowed, fmt.Sprintf("%s needs %s, not %s", r.URL.Path, allowed, r.Method), requestID(r))
 		return
 	}
 	h.mux.ServeHTTP(rec, r)
@@ -159,20 +168,20 @@ func (h *Handler) authenticated(next func(http.ResponseWriter, *http.Request, Pr
 		p, err := h.authn.Authenticate(r)
 		if errors.Is(err, auth.ErrKeysUnavailable) {
 			// Not the caller's fault: the token may be fine, the keys to check it are out of reach.
-			h.log.Error("cannot verify tokens: identity provider keys unavailable", "path", r.URL.Path, "error", err)
+			h.log.Error("cannot verify tokens: identity provider keys unavailable", "request_id", requestID(r), "path", r.URL.Path, "error", err)
 			w.Header().Set("Retry-After", retryAfterUnavailable)
 			writeError(w, http.StatusServiceUnavailable, contract.CodeAuthUnavailable,
-				"cannot check credentials right now: the identity provider's signing keys are unavailable; retry later", "")
+				"cannot check credentials right now: the identity provider's signing keys are unavailable; retry later", requestID(r))
 			return
 		}
 		if errors.Is(err, ErrInsufficientScope) {
-			h.log.Info("authorization failed", "path", r.URL.Path, "reason", err.Error())
-			writeError(w, http.StatusForbidden, contract.CodeForbidden, "forbidden: "+err.Error(), "")
+			h.log.Info("authorization failed", "request_id", requestID(r), "path", r.URL.Path, "reason", err.Error())
+			writeError(w, http.StatusForbidden, contract.CodeForbidden, "forbidden: "+err.Error(), requestID(r))
 			return
 		}
 		if err != nil {
-			h.log.Info("authentication failed", "path", r.URL.Path, "reason", err.Error())
-			writeError(w, http.StatusUnauthorized, contract.CodeUnauthorized, authMessage(err), "")
+			h.log.Info("authentication failed", "request_id", requestID(r), "path", r.URL.Path, "reason", err.Error())
+			writeError(w, http.StatusUnauthorized, contract.CodeUnauthorized, authMessage(err), requestID(r))
 			return
 		}
 		next(w, r, p)
@@ -211,7 +220,7 @@ type requestError struct {
 
 func (h *Handler) scrape(w http.ResponseWriter, r *http.Request, p Principal) {
 	start := h.now()
-	id := newRequestID()
+	id := requestID(r)
 	log := h.log.With("request_id", id, "subject", p.Subject)
 
 	req, rerr := h.readScrape(w, r)
@@ -402,7 +411,10 @@ func (h *Handler) validateScrape(b scrapeBody) (contract.Request, error) {
 type HealthResponse struct {
 	Status     string            `json:"status"`
 	Components map[string]string `json:"components"`
-	Timestamp  time.Time         `json:"timestamp"`
+	// Reasons says, for a component that is not connected, why (broker.Explain: words, no addresses or
+	// credentials).
+	Reasons   map[string]string `json:"reasons,omitempty"`
+	Timestamp time.Time         `json:"timestamp"`
 }
 
 func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
@@ -411,6 +423,11 @@ func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !h.broker.Connected():
 		resp.Status, resp.Components["rabbitmq"], code = "unhealthy", "disconnected", http.StatusServiceUnavailable
+		if pr, ok := h.broker.(problemReporter); ok {
+			if err := pr.Problem(); err != nil {
+				resp.Reasons = map[string]string{"rabbitmq": broker.Explain(err)}
+			}
+		}
 	case h.broker.Blocked():
 		// A memory or disk alarm: scrapes are answered 503 until it clears.
 		resp.Status, resp.Components["rabbitmq"], code = "unhealthy", "blocked", http.StatusServiceUnavailable
@@ -436,7 +453,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, _ Principal) {
 	tasks, err := h.broker.Inspect(ctx, h.topo.TaskQueue)
 	if err != nil {
 		h.log.Error("status: inspect task queue", "error", err)
-		writeError(w, http.StatusServiceUnavailable, contract.CodeBrokerUnavailable, "could not read the queue from the broker: "+err.Error(), "")
+		writeError(w, http.StatusServiceUnavailable, contract.CodeBrokerUnavailable, "could not read the queue from the broker: "+err.Error(), requestID(r))
 		return
 	}
 	resp := StatusResponse{QueueLength: tasks.Messages, ActiveWorkers: tasks.Consumers, TaskQueue: h.topo.TaskQueue,

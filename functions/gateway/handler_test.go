@@ -237,7 +237,7 @@ func TestAuthAndRoutes(t *testing.T) {
 		header string
 	}{{"none", ""}, {"not bearer", "Basic dXNlcjpwYXNz"}, {"garbage", "Bearer garbage"}, {"wrong key", "Bearer " + other}, {"expired", "Bearer " + expired}} {
 		w, m := do(t, h, "POST", "/scrape", body, map[string]string{"Authorization": tc.header})
-		if w.Code != 401 || m["error_code"] != "unauthorized" || w.Header().Get("WWW-Authenticate") == "" {
+		if w.Code != 401 || m["error_code"] != "unauthorized" || w.Header().Get("WWW-Authenticate") == "" || !isRequestID(m["request_id"]) {
 			t.Errorf("%s: got %d %v", tc.name, w.Code, m)
 		}
 	}
@@ -261,10 +261,10 @@ func TestAuthAndRoutes(t *testing.T) {
 	if w.Code != 200 || m["status"] != "healthy" || m["components"].(map[string]any)["rabbitmq"] != "connected" {
 		t.Fatalf("health: %d %v", w.Code, m)
 	}
-	if w, m := do(t, h, "GET", "/scrape", "", nil); w.Code != 405 || m["error_code"] != "method_not_allowed" {
+	if w, m := do(t, h, "GET", "/scrape", "", nil); w.Code != 405 || m["error_code"] != "method_not_allowed" || !isRequestID(m["request_id"]) {
 		t.Errorf("GET /scrape: %d %v", w.Code, m)
 	}
-	if w, m := do(t, h, "GET", "/nope", "", nil); w.Code != 404 || m["error_code"] != "not_found" {
+	if w, m := do(t, h, "GET", "/nope", "", nil); w.Code != 404 || m["error_code"] != "not_found" || !isRequestID(m["request_id"]) {
 		t.Errorf("GET /nope: %d %v", w.Code, m)
 	}
 
@@ -307,7 +307,7 @@ func TestScopesAreRequiredWhenSet(t *testing.T) {
 		}
 		for name, hdr := range map[string]map[string]string{"no scope": bearer(), "another scope": bearer("status:read")} {
 			w, m := do(t, h, method, path, body, hdr)
-			if w.Code != 403 || m["error_code"] != "forbidden" || !strings.Contains(m["error"].(string), "scrape:run") {
+			if w.Code != 403 || m["error_code"] != "forbidden" || !strings.Contains(m["error"].(string), "scrape:run") || !isRequestID(m["request_id"]) {
 				t.Errorf("%s %s, %s: %d %v", method, path, name, w.Code, m)
 			}
 		}
@@ -328,7 +328,7 @@ func TestUnavailableKeysAre503(t *testing.T) {
 	h := New(testConfig(), Options{Broker: &fakeBroker{connected: true}, Authenticator: bearerAuth{Verifier: v}})
 	tok := "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ4In0.c2ln"
 	w, m := do(t, h, "POST", "/scrape", `{"script_name":"echo"}`, map[string]string{"Authorization": "Bearer " + tok})
-	if w.Code != 503 || m["error_code"] != "auth_unavailable" || w.Header().Get("Retry-After") == "" {
+	if w.Code != 503 || m["error_code"] != "auth_unavailable" || w.Header().Get("Retry-After") == "" || !isRequestID(m["request_id"]) {
 		t.Fatalf("%d %v Retry-After %q", w.Code, m, w.Header().Get("Retry-After"))
 	}
 }
@@ -360,3 +360,9 @@ func FuzzDecodeScrapeBody(f *testing.F) {
 }
 
 func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelInfo) }
+
+// isRequestID reports whether v is a request id as the handler makes them: a version 4 UUID.
+func isRequestID(v any) bool {
+	s, ok := v.(string)
+	return ok && len(s) == 36 && s[14] == '4' && strings.Count(s, "-") == 4
+}

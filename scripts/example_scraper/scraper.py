@@ -112,11 +112,16 @@ def _fetch(url, timeout):
     try:
         response = opener.open(request, timeout=timeout)
     except urllib.error.HTTPError as err:
-        refused = err.headers.get("X-Egress-Refused") if err.headers is not None else None
+        headers = err.headers if err.headers is not None else http.client.HTTPMessage()
+        # Not the site's answer but the worker's egress proxy's, which says why in a sentence: it would not
+        # connect (private, loopback or metadata addresses, unless the operator allows them with
+        # EGRESS_ALLOW), or could not (the name does not resolve).
+        refused = headers.get("X-Egress-Refused")
         if refused:
-            # Not the site's answer: the worker's egress proxy would not connect (private, loopback or
-            # metadata addresses are refused unless the operator allows them with EGRESS_ALLOW).
-            raise PermissionError("the worker's egress proxy refused to fetch %s: %s" % (url, refused))
+            raise PermissionError(refused)
+        unreachable = headers.get("X-Egress-Error")
+        if unreachable:
+            raise urllib.error.URLError(unreachable)
         # An error status is still a page: urllib raises it, and the error doubles as the response.
         body = b""
         if err.fp is not None:
@@ -124,7 +129,6 @@ def _fetch(url, timeout):
                 body = err.read(MAX_BODY_BYTES)
             finally:
                 err.close()
-        headers = err.headers if err.headers is not None else http.client.HTTPMessage()
         return err.code, getattr(err, "url", None) or url, headers, body
 
     with response:

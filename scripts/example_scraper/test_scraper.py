@@ -10,6 +10,7 @@ import pathlib
 import threading
 import time
 import unittest
+import urllib.error
 from unittest import mock
 
 import scraper
@@ -62,9 +63,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if self.path == "/refused":
             # What the worker's egress proxy answers for an address it will not connect to.
-            body = b"egress refused: 127.0.0.1 is a loopback address"
+            body = b"egress proxy refused 127.0.0.1:8765: 127.0.0.1 is a loopback address"
             self.send_response(403)
-            self.send_header("X-Egress-Refused", "127.0.0.1 is a loopback address")
+            self.send_header("X-Egress-Refused", body.decode())
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        if self.path == "/unresolved":
+            # What the proxy answers for a name that does not resolve.
+            body = b"egress proxy cannot reach nowhere.test:80: nowhere.test does not resolve (no such host)"
+            self.send_response(502)
+            self.send_header("X-Egress-Error", body.decode())
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -171,6 +181,12 @@ class ScrapeTest(unittest.TestCase):
             self.scrape("/refused")
         self.assertIn("egress proxy refused", str(ctx.exception))
         self.assertIn("loopback", str(ctx.exception))
+
+    def test_unresolved_name_is_a_network_error_not_a_permission_error(self):
+        with self.assertRaises(urllib.error.URLError) as ctx:
+            self.scrape("/unresolved")
+        self.assertNotIsInstance(ctx.exception, PermissionError)
+        self.assertIn("nowhere.test does not resolve", str(ctx.exception))
 
     def test_500_is_data(self):
         r = self.scrape("/error")

@@ -149,6 +149,9 @@ func (c *Consumer) cancel() {
 // Connected reports whether the consumer has a usable channel.
 func (c *Consumer) Connected() bool { return c.session.Connected() }
 
+// Problem says why it is not connected (Session.Problem), or nil.
+func (c *Consumer) Problem() error { return c.session.Problem() }
+
 // Close closes the channel and the connection; the broker requeues every delivery not yet acknowledged.
 func (c *Consumer) Close() {
 	c.mu.Lock()

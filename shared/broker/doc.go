@@ -24,6 +24,11 @@
 //   - [Publisher]: confirmed publishes on a session of their own (the worker publishes replies on a
 //     connection separate from the one it consumes on, as RabbitMQ advises).
 //
+// Broker problems are said at once and in words: [CheckLogin] logs in and leaves again, the check every
+// binary runs at start (a wrong password fails in milliseconds with the broker's own reason, "403
+// ACCESS_REFUSED ..."); a [Session] that cannot come up keeps redialling but logs its reason ([Explain]) once
+// per change, not once per attempt, and [Session.Problem] tells it meanwhile (GET /health shows it).
+//
 // Errors are classified once: each carries its class (contract.Classify: transient or not) and its code
 // (contract.CodeOf), from which the worker settles and the gateway picks its HTTP status.
 //

@@ -71,6 +71,9 @@ func (p *Publisher) Run(ctx context.Context) error { return p.session.Run(ctx) }
 // Connected reports whether the publisher has a usable channel.
 func (p *Publisher) Connected() bool { return p.session.Connected() }
 
+// Problem says why it is not connected (Session.Problem), or nil.
+func (p *Publisher) Problem() error { return p.session.Problem() }
+
 // Publish sends msg to the default exchange with the given routing key (a queue name, or a direct reply-to
 // address) and returns once the broker has confirmed it.
 func (p *Publisher) Publish(ctx context.Context, routingKey string, msg amqp.Publishing) error {

@@ -96,6 +96,9 @@ func (c *RPCClient) Run(ctx context.Context) error { return c.session.Run(ctx) }
 // Connected reports whether the client has a usable channel.
 func (c *RPCClient) Connected() bool { return c.session.Connected() }
 
+// Problem says why the client is not connected (Session.Problem), or nil.
+func (c *RPCClient) Problem() error { return c.session.Problem() }
+
 // Blocked reports whether the broker blocks the client's publishes for now (a memory or disk alarm); calls
 // then fail at once with ErrBlocked.
 func (c *RPCClient) Blocked() bool { return c.session.Blocked() }

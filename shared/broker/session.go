@@ -49,6 +49,8 @@ type Session struct {
 	// blocked is set while the broker blocks the connection's publishes (connection.blocked: a memory or
 	// disk alarm).
 	blocked atomic.Bool
+	// problem is why the session is down (the last dial or connection error); nil while it is up.
+	problem atomic.Pointer[error]
 }
 
 // NewSession returns a session; call Run to bring it up.
@@ -76,19 +78,34 @@ func NewSession(cfg SessionConfig) *Session {
 }
 
 // Run dials and keeps the session up until ctx ends, then closes the connection. It returns ctx's error.
+//
+// It logs once per change of state, not once per attempt: the session coming up (info), going down or
+// failing to come up for a new reason (a warning naming the reason in words, see Explain); further attempts
+// that fail for the same reason are logged at debug level only. Problem says the reason meanwhile.
 func (s *Session) Run(ctx context.Context) error {
 	defer close(s.done)
 	delay := s.cfg.MinBackoff
+	logged := "" // the reason last logged as a warning; "" after the session was up
 	for {
 		started := time.Now()
-		err := s.serve(ctx)
+		up, err := s.serve(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if time.Since(started) > 30*time.Second {
 			delay = s.cfg.MinBackoff // it was up for a while: this is a new outage
 		}
-		s.log.Warn("amqp session down; redialling", "error", err, "retry_in_ms", delay.Milliseconds())
+		s.problem.Store(&err)
+		if up {
+			logged = ""
+		}
+		if reason := Explain(err); reason != logged {
+			s.log.Warn("amqp session down; redialling until it comes back (logged again when the reason changes)",
+				"reason", reason, "error", err, "retry_in_ms", delay.Milliseconds())
+			logged = reason
+		} else {
+			s.log.Debug("amqp session still down; redialling", "reason", reason, "retry_in_ms", delay.Milliseconds())
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -101,11 +118,12 @@ func (s *Session) Run(ctx context.Context) error {
 	}
 }
 
-// serve brings up one connection+channel and blocks until it is lost or ctx ends.
-func (s *Session) serve(ctx context.Context) error {
+// serve brings up one connection+channel and blocks until it is lost or ctx ends. up says whether it came
+// up before it ended.
+func (s *Session) serve(ctx context.Context) (up bool, err error) {
 	conn, err := Dial(ctx, s.cfg.URL, s.cfg.Name, s.cfg.Heartbeat)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() { _ = conn.CloseDeadline(time.Now().Add(2 * time.Second)) }()
 	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
@@ -120,12 +138,12 @@ func (s *Session) serve(ctx context.Context) error {
 	}()
 	ch, err := conn.Channel()
 	if err != nil {
-		return fmt.Errorf("open channel: %w", err)
+		return false, fmt.Errorf("open channel: %w", err)
 	}
 	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	if s.cfg.Setup != nil {
 		if err := s.cfg.Setup(ctx, conn, ch); err != nil {
-			return fmt.Errorf("set up channel: %w", err)
+			return false, fmt.Errorf("set up channel: %w", err)
 		}
 	}
 
@@ -133,6 +151,7 @@ func (s *Session) serve(ctx context.Context) error {
 	s.conn, s.ch = conn, ch
 	close(s.ready)
 	s.mu.Unlock()
+	s.problem.Store(nil)
 	s.log.Info("amqp session up")
 	if s.cfg.OnConnect != nil {
 		s.cfg.OnConnect()
@@ -155,7 +174,7 @@ func (s *Session) serve(ctx context.Context) error {
 	if s.cfg.OnDisconnect != nil {
 		s.cfg.OnDisconnect(lost)
 	}
-	return lost
+	return true, lost
 }
 
 func closeErr(what string, e *amqp.Error) error {
@@ -195,6 +214,16 @@ func (s *Session) Channel(ctx context.Context, wait time.Duration) (*amqp.Connec
 // Blocked reports whether the broker blocks this session's publishes for now (a resource alarm). The
 // connection is alive; publishes wait until the alarm clears.
 func (s *Session) Blocked() bool { return s.blocked.Load() }
+
+// Problem says why the session is not connected: the error of the last attempt to dial, or of the
+// connection's loss. It is nil while the session is up, and before its first attempt ends. Explain turns it
+// into words for logs and health checks.
+func (s *Session) Problem() error {
+	if p := s.problem.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // Connected reports whether the session currently has a usable channel.
 func (s *Session) Connected() bool {

@@ -17,6 +17,9 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	code, err := testkit.RunBuilt(m, &binDir, "E2E_BIN_DIR", testkit.Gateway, testkit.Worker)
+	if scrapectlDir != "" { // the scrapectl build of scrapectlPush outlives single tests
+		os.RemoveAll(scrapectlDir)
+	}
 	if terr := rabbitmqtest.Terminate(); terr != nil {
 		fmt.Fprintln(os.Stderr, "e2e: remove the RabbitMQ container:", terr)
 	}

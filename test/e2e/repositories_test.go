@@ -264,6 +264,8 @@ var (
 	scrapectlOnce sync.Once
 	scrapectlPath string
 	scrapectlErr  error
+	// scrapectlDir is the folder scrapectlPush built scrapectl into, if it did; TestMain removes it.
+	scrapectlDir string
 )
 
 // scrapectlPush publishes dir with the real scrapectl binary and returns the version it printed.
@@ -279,6 +281,7 @@ func scrapectlPush(t *testing.T, env []string, dir string) string {
 			scrapectlErr = err
 			return
 		}
+		scrapectlDir = out
 		scrapectlPath = filepath.Join(out, "scrapectl")
 		cmd := exec.Command("go", "build", "-o", scrapectlPath, "./cmd/scrapectl")
 		cmd.Dir = "../../worker"

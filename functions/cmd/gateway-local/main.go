@@ -59,6 +59,12 @@ func run(ctx context.Context, cfg localedge.Config, addr string, log *slog.Logge
 	}
 	// GET /status's numbers as gauges: queue length, active workers, dead letters, system CPU and memory.
 	reg.MustRegister(localedge.NewStatusCollector(client, cfg.Gateway.TaskQueue, statusMetricsTimeout, log))
+	// The login first, so a wrong password or virtual host is said at once with the broker's reason. The
+	// gateway still starts: the session keeps redialling (it logs once per change of reason) and GET /health
+	// says why it is disconnected meanwhile.
+	if err := broker.CheckLogin(ctx, cfg.Gateway.RabbitMQURL); err != nil {
+		log.Error("AMQP login check failed; serving anyway and redialling until the broker accepts (GET /health says why)", "error", err)
+	}
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	brokerDone := make(chan struct{})
 	go func() { _ = client.Run(brokerCtx); close(brokerDone) }()

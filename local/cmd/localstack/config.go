@@ -56,6 +56,7 @@ type config struct {
 	s3Addr         string
 	versitygw      string // VERSITYGW
 	workDir        string // WORKER_WORK_DIR for the workers: the user's, else one of this stack's own
+	egressAllow    string // EGRESS_ALLOW, for the banner only: the workers read it from the environment
 
 	// Ports the user chose (a flag or variable): when one is taken, run
 	// stops and says so; a default one that is taken is replaced by a free
@@ -130,6 +131,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	c.jwtSecret = getenv("JWT_SECRET")
+	c.egressAllow = getenv("EGRESS_ALLOW")
 	c.jwksURL = getenv("JWT_JWKS_URL")
 	c.repositoryType = getenv("SCRIPT_REPOSITORY_TYPE")
 	c.repositoryURL = getenv("SCRIPT_REPOSITORY_URL")

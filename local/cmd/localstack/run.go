@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/scrapeplatform/platform/local/stack"
+	"github.com/scrapeplatform/platform/shared/broker"
 )
 
 // run brings the local platform up and keeps it up until ctx ends (main
@@ -26,7 +27,9 @@ import (
 //     the gateway's and those the user chose must be; default ones that are
 //     taken (a second stack on this machine) move to free ports;
 //  1. make sure a broker answers at RABBITMQ_URL, starting one if needed
-//     (stack.EnsureBroker, private node under <data>/rabbitmq);
+//     (stack.EnsureBroker, private node under <data>/rabbitmq), and that it
+//     accepts RABBITMQ_URL's login (broker.CheckLogin: a wrong password
+//     stops the start at once with the broker's reason);
 //  2. resolve the JWT secret: JWT_SECRET, else <data>/jwt-secret, created
 //     on first run;
 //  3. settle the scripts: a local S3 server (versitygw) with scripts/
@@ -94,6 +97,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.rabbitMQMetrics == "" {
 		cfg.rabbitMQMetrics = brk.PrometheusAddr
 	}
+	// The login, not only the port: a wrong password or virtual host is said at once, with the broker's
+	// own reason, rather than as workers that never become healthy.
+	if err := broker.CheckLogin(ctx, cfg.rabbitMQURL); err != nil {
+		if ctx.Err() != nil {
+			log.Info("interrupted while checking the broker login")
+			return nil
+		}
+		return fmt.Errorf("broker: %w", err)
+	}
+	log.Info("the broker accepted the login", "url", redact(cfg.rabbitMQURL))
 
 	if cfg.jwksURL != "" {
 		log.Info("JWT: the gateway checks the identity provider's tokens", "jwks_url", cfg.jwksURL)
@@ -330,13 +343,33 @@ Local stack ready.
   prometheus  %[6]s
   state       %[5]s
 
-Call it:
-  TOKEN=$(make -s token)
-  curl -s -H "Authorization: Bearer $TOKEN" -d '{"script_name":"example_scraper","parameters":{"url":"https://example.com"}}' %[1]s/scrape
-
+%[8]s
 %[7]sCtrl-C stops everything.
 
-`, s.GatewayURL(), strings.Join(metrics, " "), redact(cfg.rabbitMQURL), scripts, cfg.dataDir, promLine, republish)
+`, s.GatewayURL(), strings.Join(metrics, " "), redact(cfg.rabbitMQURL), scripts, cfg.dataDir, promLine, republish,
+		callText(s.GatewayURL(), cfg.egressAllow))
+}
+
+// demoAddr is where `make demo` serves the bundled demo page (local/demo/).
+const demoAddr = "127.0.0.1:8765"
+
+// callText is the banner's "how to call it" part: first the bundled demo page, which needs no internet but
+// needs EGRESS_ALLOW (the workers' egress proxy refuses loopback addresses otherwise), then a page on the
+// internet. The README's quick start shows the same commands (TestBannerAndREADMEAgree).
+func callText(gatewayURL, egressAllow string) string {
+	allowed := "this one runs with EGRESS_ALLOW=" + egressAllow
+	if egressAllow == "" {
+		allowed = "this one runs without: restart it with EGRESS_ALLOW=" + demoAddr + " make run"
+	}
+	return fmt.Sprintf(`Call it on the bundled demo page (no internet needed): serve the page in another terminal with
+  make demo
+(the workers fetch it only when the stack runs with EGRESS_ALLOW=%[2]s; %[3]s), then
+  TOKEN=$(make -s token)
+  curl -s -H "Authorization: Bearer $TOKEN" -d '{"script_name":"example_scraper","parameters":{"url":"http://%[2]s/"}}' %[1]s/scrape
+
+Or on a page on the internet (needs internet access):
+  curl -s -H "Authorization: Bearer $TOKEN" -d '{"script_name":"example_scraper","parameters":{"url":"https://example.com"}}' %[1]s/scrape
+`, gatewayURL, demoAddr, allowed)
 }
 
 // redact hides the password of a URL.

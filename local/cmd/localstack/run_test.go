@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/scrapeplatform/platform/local/stack"
 	"github.com/scrapeplatform/platform/local/stack/stacktest"
+	"github.com/scrapeplatform/platform/shared/brokertest"
 	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
@@ -48,7 +51,56 @@ func TestMain(m *testing.M) {
 // in the stack package.
 func fakeBroker(t *testing.T) string {
 	t.Helper()
-	return "amqp://guest:guest@" + stacktest.ServeAMQP(t, stacktest.Listen(t), stacktest.ConnectionStart) + "/"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go fakeHandshake(c)
+		}
+	}()
+	return "amqp://guest:guest@" + ln.Addr().String() + "/"
+}
+
+// fakeHandshake plays a broker's side of the AMQP connection handshake on c, as far as the stack's checks
+// go: connection.start for the protocol header (stack's probe), then tune for start-ok, open-ok for open
+// and close-ok for close (broker.CheckLogin's login).
+func fakeHandshake(c net.Conn) {
+	defer c.Close()
+	method := func(id byte, args ...byte) []byte {
+		f := []byte{1, 0, 0, 0, 0, 0, byte(4 + len(args)), 0, 10, 0, id}
+		return append(append(f, args...), 0xCE)
+	}
+	head := make([]byte, 8)
+	if _, err := io.ReadFull(c, head); err != nil {
+		return
+	}
+	_, _ = c.Write(method(10)) // connection.start (no arguments: the probe reads only the method)
+	for {
+		var h [7]byte
+		if _, err := io.ReadFull(c, h[:]); err != nil {
+			return
+		}
+		payload := make([]byte, int(h[3])<<24|int(h[4])<<16|int(h[5])<<8|int(h[6])+1)
+		if _, err := io.ReadFull(c, payload); err != nil || len(payload) < 5 {
+			return
+		}
+		switch payload[3] {
+		case 11: // start-ok: tune with channel-max 0, frame-max 131072, heartbeat 0
+			_, _ = c.Write(method(30, 0, 0, 0, 2, 0, 0, 0, 0))
+		case 40: // open: open-ok
+			_, _ = c.Write(method(41, 0))
+		case 50: // close: close-ok
+			_, _ = c.Write(method(51))
+			return
+		}
+	}
 }
 
 // freeBase returns base such that base+1..base+n are free ports. They lie in
@@ -407,6 +459,32 @@ func TestRunReportsAFailedStart(t *testing.T) {
 	err := r.wait(t)
 	if err == nil || !strings.Contains(err.Error(), "make build") {
 		t.Fatalf("run = %v", err)
+	}
+}
+
+// TestRunStopsAtOnceOnAWrongBrokerPassword runs against the real broker with a wrong password: the start
+// stops before any process starts, with the broker's reason.
+func TestRunStopsAtOnceOnAWrongBrokerPassword(t *testing.T) {
+	u, err := url.Parse(brokertest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(u.User.Username(), "not-the-password")
+	r := startRun(t, map[string]string{"RABBITMQ_URL": u.String()}, "-bin", fakeBinDir, "-gateway-addr", freeAddrOutside(t))
+	err = r.wait(t)
+	if err == nil {
+		t.Fatal("run succeeded")
+	}
+	for _, want := range []string{"AMQP login", "refused the user name or password", "403 ACCESS_REFUSED", "RABBITMQ_URL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("run = %v; lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "not-the-password") {
+		t.Errorf("the error shows the password: %v", err)
+	}
+	if strings.Contains(r.stdout.String(), "Local stack ready") {
+		t.Error("the stack reported ready")
 	}
 }
 

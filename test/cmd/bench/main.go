@@ -92,6 +92,10 @@ func (r result) pct(p float64) time.Duration {
 func run(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "bench: %d callers, %d workers x %d slots, %s per run (after %s warm-up), script %q\n",
 		o.concurrency, o.workers, o.slots, o.duration, o.warmup, o.script)
+	// A wrong password or virtual host stops the bench at once, with the broker's reason.
+	if err := broker.CheckLogin(ctx, o.url); err != nil {
+		return err
+	}
 	raw, err := benchRaw(ctx, o)
 	if err != nil {
 		return fmt.Errorf("raw RPC: %w", err)

@@ -11,9 +11,20 @@
 //     0251.0376.0251.0376, 169.254.43518), as an IPv6 literal (IPv4-mapped, NAT64 and 6to4 forms checked
 //     for the IPv4 address they embed), or resolves it as a name;
 //   - refuses with 403 if any of the addresses lies in a protected range (loopback, private, link-local,
-//     unique-local, carrier-grade NAT, multicast, reserved, documentation ranges), naming the range;
+//     unique-local, carrier-grade NAT, multicast, reserved, documentation ranges), naming the range, and for
+//     ranges where real services live, the EGRESS_ALLOW entry that would allow the target; a name that does
+//     not resolve is a 502 that says so, not a permission problem;
 //   - otherwise connects to one of the addresses it checked, never resolving again, so a DNS answer that
 //     changes between check and connect (rebinding) cannot slip a private address in.
+//
+// Every refusal is one sentence ("egress proxy refused 127.0.0.1:8765: 127.0.0.1 is a loopback address; to
+// allow it, run the worker with EGRESS_ALLOW=127.0.0.1:8765") written where each HTTP library looks: the
+// status line's reason phrase (which the exception of a refused CONNECT carries), the X-Egress-Refused or
+// X-Egress-Error header and the body. A run that names itself in the proxy URL (RunProxyURL) can have its
+// last refusal looked up by the worker (Proxy.Refusal), for scripts that swallow the error.
+//
+// The proxy caps its client connections (Config.MaxConns, 256: the one over is answered 503 at once) and
+// closes clients that send no complete header in time or stay idle.
 //
 // Redirects are new requests through the proxy and are checked the same way. Operators who need private
 // targets list them in EGRESS_ALLOW (see ParsePolicy): host names, domain suffixes, addresses or ranges,

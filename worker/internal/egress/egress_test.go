@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/scrapeplatform/platform/shared/config"
 )
@@ -147,7 +147,7 @@ func setup(t *testing.T) (proxy *Proxy, plain, secure *httptest.Server, rec *rec
 		case "localhost":
 			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
 		}
-		return nil, errors.New("no such host")
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 	}
 	proxy, err = Start(Config{Policy: policy, Resolve: resolve, Metrics: rec})
 	if err != nil {
@@ -288,5 +288,185 @@ func TestLoadConfig(t *testing.T) {
 	LoadConfig(e)
 	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "EGRESS_PROXY") || !strings.Contains(err.Error(), "EGRESS_ALLOW") {
 		t.Fatalf("errors: %v", err)
+	}
+}
+
+// TestRefusalsSayWhatToDo checks the sentence a script sees, plain and through a tunnel: the target, the
+// reason in words, and for loopback and private targets the EGRESS_ALLOW entry that allows it; a name that
+// does not resolve is a 502, not a permission problem.
+func TestRefusalsSayWhatToDo(t *testing.T) {
+	t.Parallel()
+	proxy, _, _, _ := setup(t)
+	c := client(t, proxy)
+	port := freePort(t)
+	tests := []struct {
+		url        string
+		status     int
+		header     string
+		want, hide []string
+	}{
+		{"http://127.0.0.1:" + port + "/", 403, "X-Egress-Refused",
+			[]string{"egress proxy refused 127.0.0.1:" + port, "127.0.0.1 is a loopback address", "EGRESS_ALLOW=127.0.0.1:" + port}, nil},
+		{"http://localhost:" + port + "/", 403, "X-Egress-Refused",
+			[]string{"localhost resolves to 127.0.0.1, a loopback address", "EGRESS_ALLOW=localhost:" + port}, nil},
+		{"http://[::1]:" + port + "/", 403, "X-Egress-Refused", []string{"::1 is a loopback address", "EGRESS_ALLOW=[::1]:" + port}, nil},
+		{"http://10.1.2.3/", 403, "X-Egress-Refused", []string{"10.1.2.3 is a private address (10.0.0.0/8)", "EGRESS_ALLOW=10.1.2.3:80"}, nil},
+		{"http://169.254.169.254/latest/", 403, "X-Egress-Refused",
+			[]string{"169.254.169.254 is a link-local address", "public addresses only"}, []string{"EGRESS_ALLOW"}},
+		{"http://[fd00:ec2::254]/", 403, "X-Egress-Refused", []string{"the EC2 IPv6 metadata endpoint"}, []string{"EGRESS_ALLOW"}},
+		{"http://nowhere.test/", 502, "X-Egress-Error",
+			[]string{"egress proxy cannot reach nowhere.test:80: nowhere.test does not resolve"}, []string{"refused", "EGRESS_ALLOW"}},
+	}
+	for _, tt := range tests {
+		resp, err := c.Get(tt.url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", tt.url, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, text := range []string{string(body), resp.Header.Get(tt.header), resp.Status} {
+			for _, w := range tt.want {
+				if !strings.Contains(text, w) {
+					t.Errorf("GET %s: %q lacks %q", tt.url, text, w)
+				}
+			}
+			for _, h := range tt.hide {
+				if strings.Contains(text, h) {
+					t.Errorf("GET %s: %q says %q", tt.url, text, h)
+				}
+			}
+		}
+		if resp.StatusCode != tt.status {
+			t.Errorf("GET %s = %d, want %d", tt.url, resp.StatusCode, tt.status)
+		}
+		// The same target through a tunnel: the client's error carries the status line's reason phrase.
+		https := strings.Replace(tt.url, "http://", "https://", 1)
+		_, err = c.Get(https)
+		if err == nil {
+			t.Fatalf("GET %s through a tunnel succeeded", https)
+		}
+		for _, w := range tt.want {
+			w = strings.Replace(w, ":80", ":443", 1)
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("GET %s through a tunnel: %v lacks %q", https, err, w)
+			}
+		}
+	}
+}
+
+// TestProxyCapsConnections checks that a connection over MaxConns is answered 503 at once, and that closing
+// one frees its slot.
+func TestProxyCapsConnections(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	proxy, err := Start(Config{MaxConns: 2, Metrics: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Shutdown(context.Background()) })
+	addr := strings.TrimPrefix(proxy.URL(), "http://")
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// An origin-form request is answered 400 by the handler: proof the connection got a slot.
+	served := func(c net.Conn) string {
+		fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		status, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return status
+	}
+	first, second := dial(), dial()
+	if s := served(first); !strings.Contains(s, "400") {
+		t.Fatalf("first connection: %q", s)
+	}
+	if s := served(second); !strings.Contains(s, "400") {
+		t.Fatalf("second connection: %q", s)
+	}
+	third := dial()
+	if s := served(third); !strings.Contains(s, "503") || !strings.Contains(s, "limit of 2 open connections") {
+		t.Fatalf("third connection: %q", s)
+	}
+	first.Close()
+	// The slot frees once the server sees the close; until then a new connection may still be turned away.
+	for {
+		if s := served(dial()); strings.Contains(s, "400") {
+			break
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.refused["limit"] == 0 {
+		t.Errorf("refusals counted: %v", rec.refused)
+	}
+}
+
+// TestProxyClosesSilentConnections checks the header timeout: a client that connects and sends nothing is
+// disconnected.
+func TestProxyClosesSilentConnections(t *testing.T) {
+	t.Parallel()
+	proxy, err := Start(Config{HeaderTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Shutdown(context.Background()) })
+	c, err := net.Dial("tcp", strings.TrimPrefix(proxy.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "GET http://example.com/ HTTP/1.1\r\n") // and never the rest of the header
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+}
+
+// TestRefusalIsAttributedToTheRun checks that a run that names itself in the proxy URL (RunProxyURL) finds
+// its last refusal, plain and through a tunnel, and that no other run does.
+func TestRefusalIsAttributedToTheRun(t *testing.T) {
+	t.Parallel()
+	proxy, _, _, _ := setup(t)
+	port := freePort(t)
+	clientFor := func(proxyURL string) *http.Client {
+		u, err := url.Parse(proxyURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(u)}}
+	}
+	before := time.Now()
+	cold := clientFor(RunProxyURL(proxy.URL(), "fetch", "req-1"))
+	resp, err := cold.Get("http://127.0.0.1:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got, ok := proxy.Refusal("fetch", "req-1", before)
+	if !ok || !strings.Contains(got, "127.0.0.1 is a loopback address") || !strings.Contains(got, "EGRESS_ALLOW=127.0.0.1:"+port) {
+		t.Fatalf("Refusal(fetch, req-1) = %q, %v", got, ok)
+	}
+	if got, ok := proxy.Refusal("fetch", "req-2", before); ok {
+		t.Errorf("another run of the script sees %q", got)
+	}
+	if got, ok := proxy.Refusal("other", "req-1", before); ok {
+		t.Errorf("another script sees %q", got)
+	}
+	if got, ok := proxy.Refusal("fetch", "req-1", time.Now().Add(time.Hour)); ok {
+		t.Errorf("a run that started after the refusal sees %q", got)
+	}
+
+	warm := clientFor(RunProxyURL(proxy.URL(), "async-fetch", ""))
+	if _, err := warm.Get("https://nowhere.test/"); err == nil {
+		t.Fatal("a tunnel to a name that does not resolve succeeded")
+	}
+	got, ok = proxy.Refusal("async-fetch", "req-9", before)
+	if !ok || !strings.Contains(got, "nowhere.test does not resolve") {
+		t.Fatalf("Refusal of a warm run = %q, %v", got, ok)
 	}
 }

@@ -5,7 +5,8 @@ package egress
 type Metrics interface {
 	// EgressDecision is called for every decision: allowed (once per upstream connection the proxy opens,
 	// which a kept-alive connection reuses for several requests) or refused (once per request), with the
-	// reason when refused: "private", "resolve" or "bad_request".
+	// reason when refused: "private", "resolve", "bad_request", or "limit" (a connection turned away because
+	// the proxy had Config.MaxConns open).
 	EgressDecision(allowed bool, reason string)
 }
 

@@ -10,34 +10,38 @@ import (
 )
 
 // denied lists the address ranges scripts may not reach unless an operator allows them. Each range is
-// named in the refusal, so a script's author sees why.
+// named in the refusal ("127.0.0.1 is a loopback address"), so a script's author sees why; hint says whether
+// the refusal also names the EGRESS_ALLOW entry that would allow the target (not for the metadata and
+// credential endpoints, nor for ranges no real service lives in).
 var denied = []struct {
 	prefix netip.Prefix
 	why    string
+	hint   bool
 }{
-	{netip.MustParsePrefix("0.0.0.0/8"), "the 'this network' range (0.0.0.0/8)"},
-	{netip.MustParsePrefix("10.0.0.0/8"), "a private range (10.0.0.0/8)"},
-	{netip.MustParsePrefix("100.64.0.0/10"), "the carrier-grade NAT range (100.64.0.0/10)"},
-	{netip.MustParsePrefix("127.0.0.0/8"), "the loopback range (127.0.0.0/8)"},
-	{netip.MustParsePrefix("169.254.0.0/16"), "the link-local range, home of cloud metadata and credential endpoints (169.254.0.0/16)"},
-	{netip.MustParsePrefix("172.16.0.0/12"), "a private range (172.16.0.0/12)"},
-	{netip.MustParsePrefix("192.0.0.0/24"), "the IETF protocol assignments (192.0.0.0/24)"},
-	{netip.MustParsePrefix("192.0.2.0/24"), "a documentation range (192.0.2.0/24)"},
-	{netip.MustParsePrefix("192.168.0.0/16"), "a private range (192.168.0.0/16)"},
-	{netip.MustParsePrefix("198.18.0.0/15"), "the benchmarking range (198.18.0.0/15)"},
-	{netip.MustParsePrefix("198.51.100.0/24"), "a documentation range (198.51.100.0/24)"},
-	{netip.MustParsePrefix("203.0.113.0/24"), "a documentation range (203.0.113.0/24)"},
-	{netip.MustParsePrefix("224.0.0.0/4"), "the multicast range (224.0.0.0/4)"},
-	{netip.MustParsePrefix("240.0.0.0/4"), "the reserved and broadcast range (240.0.0.0/4)"},
-	{netip.MustParsePrefix("::/128"), "the unspecified address (::/128)"},
-	{netip.MustParsePrefix("::1/128"), "the loopback address (::1/128)"},
-	{netip.MustParsePrefix("::/96"), "the IPv4-compatible range (::/96)"},
-	{netip.MustParsePrefix("64:ff9b:1::/48"), "the local-use NAT64 range (64:ff9b:1::/48)"},
-	{netip.MustParsePrefix("100::/64"), "the discard range (100::/64)"},
-	{netip.MustParsePrefix("2001:db8::/32"), "a documentation range (2001:db8::/32)"},
-	{netip.MustParsePrefix("fc00::/7"), "the unique local range, home of the EC2 IPv6 metadata endpoint (fc00::/7)"},
-	{netip.MustParsePrefix("fe80::/10"), "the link-local range (fe80::/10)"},
-	{netip.MustParsePrefix("ff00::/8"), "the multicast range (ff00::/8)"},
+	{netip.MustParsePrefix("0.0.0.0/8"), "an address of the 'this network' range (0.0.0.0/8)", false},
+	{netip.MustParsePrefix("10.0.0.0/8"), "a private address (10.0.0.0/8)", true},
+	{netip.MustParsePrefix("100.64.0.0/10"), "a carrier-grade NAT address (100.64.0.0/10)", true},
+	{netip.MustParsePrefix("127.0.0.0/8"), "a loopback address", true},
+	{netip.MustParsePrefix("169.254.0.0/16"), "a link-local address, where cloud metadata and credential endpoints live (169.254.0.0/16)", false},
+	{netip.MustParsePrefix("172.16.0.0/12"), "a private address (172.16.0.0/12)", true},
+	{netip.MustParsePrefix("192.0.0.0/24"), "an address of the IETF protocol assignments (192.0.0.0/24)", false},
+	{netip.MustParsePrefix("192.0.2.0/24"), "a documentation address (192.0.2.0/24)", false},
+	{netip.MustParsePrefix("192.168.0.0/16"), "a private address (192.168.0.0/16)", true},
+	{netip.MustParsePrefix("198.18.0.0/15"), "a benchmarking address (198.18.0.0/15)", true},
+	{netip.MustParsePrefix("198.51.100.0/24"), "a documentation address (198.51.100.0/24)", false},
+	{netip.MustParsePrefix("203.0.113.0/24"), "a documentation address (203.0.113.0/24)", false},
+	{netip.MustParsePrefix("224.0.0.0/4"), "a multicast address (224.0.0.0/4)", false},
+	{netip.MustParsePrefix("240.0.0.0/4"), "a reserved or broadcast address (240.0.0.0/4)", false},
+	{netip.MustParsePrefix("::/128"), "the unspecified address (::/128)", false},
+	{netip.MustParsePrefix("::1/128"), "a loopback address", true},
+	{netip.MustParsePrefix("::/96"), "an IPv4-compatible address (::/96)", false},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "a local-use NAT64 address (64:ff9b:1::/48)", true},
+	{netip.MustParsePrefix("100::/64"), "a discard address (100::/64)", false},
+	{netip.MustParsePrefix("2001:db8::/32"), "a documentation address (2001:db8::/32)", false},
+	{netip.MustParsePrefix("fd00:ec2::254/128"), "the EC2 IPv6 metadata endpoint", false},
+	{netip.MustParsePrefix("fc00::/7"), "a unique local address (fc00::/7)", true},
+	{netip.MustParsePrefix("fe80::/10"), "a link-local address (fe80::/10)", false},
+	{netip.MustParsePrefix("ff00::/8"), "a multicast address (ff00::/8)", false},
 }
 
 // Policy decides which destinations scripts may reach: any public address, and nothing in the denied ranges
@@ -131,13 +135,14 @@ func (p Policy) check(addr netip.Addr, port int) error {
 		}
 	}
 	if embedded, ok := embeddedIPv4(addr); ok {
-		if err := p.check(embedded, port); err != nil {
-			return fmt.Errorf("%s embeds %s, and %w", addr, embedded, err)
+		var inner *RefusedError
+		if err := p.check(embedded, port); errors.As(err, &inner) {
+			return &RefusedError{Addr: addr, Why: fmt.Sprintf("a form of %s, %s", embedded, inner.Why), Hint: inner.Hint}
 		}
 	}
 	for _, d := range denied {
 		if d.prefix.Contains(addr) {
-			return &RefusedError{Addr: addr, Why: d.why}
+			return &RefusedError{Addr: addr, Why: d.why, Hint: d.hint}
 		}
 	}
 	return nil
@@ -158,13 +163,17 @@ func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// RefusedError says which protected range an address lies in.
+// RefusedError says which protected range an address lies in: "127.0.0.1 is a loopback address".
 type RefusedError struct {
 	Addr netip.Addr
-	Why  string
+	// Why names the range with its article: "a loopback address", "a private address (10.0.0.0/8)".
+	Why string
+	// Hint says whether the refusal may name the EGRESS_ALLOW entry that would allow the target (false for
+	// the metadata and credential endpoints and for ranges no real service lives in).
+	Hint bool
 }
 
-func (e *RefusedError) Error() string { return fmt.Sprintf("%s lies in %s", e.Addr, e.Why) }
+func (e *RefusedError) Error() string { return fmt.Sprintf("%s is %s", e.Addr, e.Why) }
 
 // parseNumericHost reads host as an IPv4 address in any form inet_aton accepts, which URL parsers and C
 // resolvers honour: "2852039166", "0xA9FEA9FE", "0251.0376.0251.0376", "169.254.43518". It reports false

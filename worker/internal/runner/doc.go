@@ -136,7 +136,9 @@
 //
 // When Config.ProxyURL is set, http_proxy, https_proxy, HTTP_PROXY and HTTPS_PROXY name the worker's egress
 // proxy (see package egress), and no_proxy is not set, so loopback and private addresses go through the
-// proxy too, which refuses them. A client that ignores these variables, or a raw socket, bypasses the proxy:
+// proxy too, which refuses them. The URL carries the run's name (script and request id) as its user
+// information, which HTTP libraries send as Proxy-Authorization, so the proxy can tell the worker why it
+// refused the run's requests (egress.RunProxyURL, Proxy.Refusal). A client that ignores these variables, or a raw socket, bypasses the proxy:
 // it protects scripts from callers who choose URLs (SSRF), not the platform from a hostile script.
 //
 // The minimal environment is hygiene, not a sandbox on its own; see Containment and Secrets for the rest,

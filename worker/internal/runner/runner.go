@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/worker/internal/egress"
 )
 
 //go:embed runner.py
@@ -414,6 +415,14 @@ func (r *Runner) env(job Job, runDir string) []string {
 		"SCRAPER_SCRIPT_NAME=" + clean(job.ScriptName),
 	}
 	if p := clean(r.cfg.ProxyURL); p != "" {
+		// The run names itself in the URL's user information, so the worker can tell the caller why the
+		// proxy refused the run's requests (egress.RunProxyURL).
+		// A warm runner serves many requests with one environment: it names only its script.
+		run := job.RequestID
+		if job.Warm {
+			run = ""
+		}
+		p = egress.RunProxyURL(p, clean(job.ScriptName), clean(run))
 		// Both spellings: Python's urllib and requests read either; curl and Go read the lower-case http_proxy.
 		// No no_proxy: loopback and private addresses must go through the proxy too, which refuses them.
 		env = append(env, "http_proxy="+p, "https_proxy="+p, "HTTP_PROXY="+p, "HTTPS_PROXY="+p)

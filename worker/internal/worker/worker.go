@@ -61,6 +61,8 @@ type Config struct {
 	Environments Environments
 	// Isolation is the default for scripts whose manifest names none: manifest.Warm or manifest.Process.
 	Isolation string
+	// Egress, when set, adds the egress proxy's last refusal of a failed run to its reply's error.
+	Egress EgressRefusals
 	// Metrics, nil: a set registered nowhere.
 	Metrics *Metrics
 	// Logger, nil: discard.
@@ -309,6 +311,9 @@ func (w *Worker) run(log *slog.Logger, req *contract.Request, timeout time.Durat
 		return contract.Failed(req, contract.CodeInternal, "the worker could not run the script: "+err.Error()), false
 	}
 	w.cfg.Metrics.ScriptRuntime.WithLabelValues(req.ScriptName).Observe(res.Duration.Seconds())
+	if why, ok := w.egressRefusal(req, res, started); ok {
+		res.Err.Message += "; " + why
+	}
 	reply := &contract.Reply{
 		Status:        res.Status,
 		Data:          res.Data,
