@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -86,9 +87,12 @@ type Runner struct {
 	path    string // PATH of the child
 	warm    *warmPool
 	contain containment
+	scratch *scratch
 }
 
-// New checks cfg, creates cfg.WorkDir and resolves the interpreter by asking it for sys.executable.
+// New checks cfg, makes cfg.WorkDir private (see the privatedir package; an existing folder another user
+// owns or can write to is refused), creates this process's scratch folder inside it (removing those of
+// processes that are gone) and resolves the interpreter by asking it for sys.executable.
 func New(cfg Config) (*Runner, error) {
 	cfg = cfg.withDefaults()
 	var errs []error
@@ -115,9 +119,6 @@ func New(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runner: work dir: %w", err)
 	}
-	if err := os.MkdirAll(workDir, 0o700); err != nil {
-		return nil, fmt.Errorf("runner: create work dir: %w", err)
-	}
 	cfg.WorkDir = workDir
 
 	python, err := resolvePython(cfg.Python)
@@ -133,11 +134,13 @@ func New(cfg Config) (*Runner, error) {
 			cfg.Logger.Warn("processes that escape a script's session are not swept", "error", err)
 		}
 	}
+	mode := fs.FileMode(0o700)
 	if cfg.RunAs != nil {
-		// The scripts' user must reach its run folders, which are its own (0700) inside.
-		if err := os.Chmod(workDir, 0o711); err != nil {
-			return nil, fmt.Errorf("runner: work dir: %w", err)
-		}
+		mode = 0o711 // the scripts' user must reach its run folders, which are its own (0700) inside
+	}
+	scratch, err := newScratch(workDir, mode, cfg.Logger)
+	if err != nil {
+		return nil, err
 	}
 	if contain.nprocUID < 0 && cfg.MaxProcesses > 0 {
 		cfg.Logger.Warn("scripts run as root: the process limit (SCRIPT_MAX_PROCESSES) cannot be enforced; run scripts as another user (SCRIPT_RUN_AS)")
@@ -149,6 +152,7 @@ func New(cfg Config) (*Runner, error) {
 		path:    filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
 		warm:    newWarmPool(cfg.Warm, cfg.Metrics),
 		contain: contain,
+		scratch: scratch,
 	}, nil
 }
 
@@ -168,7 +172,7 @@ func (r *Runner) processLimit() int {
 
 // newRunDir creates a run's scratch folder, owned by the scripts' user.
 func (r *Runner) newRunDir(prefix string) (string, error) {
-	dir, err := os.MkdirTemp(r.cfg.WorkDir, prefix)
+	dir, err := r.scratch.newDir(prefix)
 	if err != nil || r.cfg.RunAs == nil {
 		return dir, err
 	}
@@ -413,6 +417,9 @@ func (r *Runner) env(job Job, runDir string) []string {
 		"SCRAPER_REQUEST_ID=" + clean(job.RequestID),
 		"SCRAPER_SCRIPT_NAME=" + clean(job.ScriptName),
 	}
+	if r.cfg.MaxFileBytes > 0 {
+		env = append(env, "SCRAPER_MAX_FILE_BYTES="+strconv.FormatInt(r.cfg.MaxFileBytes, 10)) // runner.py takes it out
+	}
 	if p := clean(r.cfg.ProxyURL); p != "" {
 		// Both spellings: Python's urllib and requests read either; curl and Go read the lower-case http_proxy.
 		// No no_proxy: loopback and private addresses must go through the proxy too, which refuses them.
@@ -522,17 +529,10 @@ func joinDetail(detail, tail string) string {
 }
 
 // removeRunDir removes a run's scratch folder, making read-only folders the script left writable first.
+// It removes the runner's scratch folder too when the runner has been shut down and this was its last run.
 func removeRunDir(ctx context.Context, log *slog.Logger, dir string) {
-	if err := os.RemoveAll(dir); err == nil {
-		return
-	}
-	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(path, 0o700)
-		}
-		return nil
-	})
-	if err := os.RemoveAll(dir); err != nil {
-		log.WarnContext(ctx, "cannot remove the run's scratch folder", "dir", dir, "error", err)
+	releaseRunDir(dir)
+	if _, err := os.Lstat(dir); err == nil {
+		log.WarnContext(ctx, "cannot remove the run's scratch folder", "dir", dir)
 	}
 }
