@@ -88,6 +88,10 @@ type Runner struct {
 	warm    *warmPool
 	contain containment
 	scratch *scratch
+
+	tempMu   sync.Mutex // temp.go
+	active   int        // runs whose processes may be alive
+	tempDirs []string   // sharedTempDirs; tests point it elsewhere
 }
 
 // New checks cfg, makes cfg.WorkDir private (see the privatedir package; an existing folder another user
@@ -147,12 +151,13 @@ func New(cfg Config) (*Runner, error) {
 	}
 	cfg.Logger.Debug("script containment", "pid_namespace", contain.pidns, "run_as", cfg.RunAs != nil, "process_limit", contain.nprocUID >= 0)
 	return &Runner{
-		cfg:     cfg,
-		python:  python,
-		path:    filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
-		warm:    newWarmPool(cfg.Warm, cfg.Metrics),
-		contain: contain,
-		scratch: scratch,
+		cfg:      cfg,
+		python:   python,
+		path:     filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
+		warm:     newWarmPool(cfg.Warm, cfg.Metrics),
+		contain:  contain,
+		scratch:  scratch,
+		tempDirs: sharedTempDirs,
 	}, nil
 }
 
@@ -171,8 +176,12 @@ func (r *Runner) processLimit() int {
 }
 
 // newRunDir creates a run's scratch folder, owned by the scripts' user.
+// Each successful call is a run that started (runStarted): r.sweep, after its processes are gone, ends it.
 func (r *Runner) newRunDir(prefix string) (string, error) {
 	dir, err := r.scratch.newDir(prefix)
+	if err == nil {
+		r.runStarted()
+	}
 	if err != nil || r.cfg.RunAs == nil {
 		return dir, err
 	}
@@ -261,6 +270,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 
 	p, err := newPipes()
 	if err != nil {
+		r.runEnded(log)
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
 	}
 	defer p.close()
@@ -280,6 +290,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	start := time.Now()
 	if err := startChild(cmd); err != nil {
 		runtime.UnlockOSThread()
+		r.runEnded(log)
 		return Result{}, fmt.Errorf("run script %q: start %s: %w", job.ScriptName, python, contract.Transiently(err))
 	}
 	p.closeChildEnds()
@@ -428,8 +439,10 @@ func (r *Runner) env(job Job, runDir string) []string {
 	return env
 }
 
-// sweep ends what a finished run left in its session and what escaped it (session mode; doc.go).
+// sweep ends what a finished run left in its session and what escaped it (session mode; doc.go), then
+// what it left in the shared temporary folders (runEnded, temp.go).
 func (r *Runner) sweep(log *slog.Logger, leader int) {
+	defer r.runEnded(log)
 	if r.contain.pidns {
 		return // the kernel killed everything in the run's PID namespace with its init
 	}
