@@ -46,7 +46,7 @@ const (
 // faultScripts are the fixture scripts the fault tests scrape on top of the suites' common ones.
 var faultScripts = []string{
 	"busy_loop", "escapes_and_sleeps", "fetch", "floods_output", "fork_bomb", "huge_result", "ignores_signals",
-	"long_job", "memory_bomb", "reads_files", "returns_set",
+	"long_job", "memory_bomb", "pries_runner", "reads_files", "returns_set", "warm_state",
 }
 
 // options describe a stack.

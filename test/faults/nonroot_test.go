@@ -99,6 +99,48 @@ func TestNonRootWorker(t *testing.T) {
 	if fds := metric(t, "http://"+addr+"/metrics", "process_open_fds"); fds <= 0 {
 		t.Errorf("process_open_fds = %v: the non-dumpable worker cannot read its own /proc", fds)
 	}
+	// Another script's warm runner, of the same user, is closed to a script: neither its memory nor its
+	// pipes can be reached through /proc (runners are non-dumpable), while a process of the script's own is
+	// (the control, so the refusal is the runner's protection).
+	victim := e.scrape("warm_state", nil, 20)
+	victimData, _ := victim.body["data"].(map[string]any)
+	victimPID, _ := victimData["pid"].(float64)
+	if victim.code != 200 || victimPID == 0 {
+		t.Fatalf("warm_state: %d %s %v", victim.code, victim.raw, victim.err)
+	}
+	pry := e.scrape("pries_runner", map[string]any{"pid": int(victimPID), "control": true}, 20)
+	pryData, _ := pry.body["data"].(map[string]any)
+	target, _ := pryData["target"].(map[string]any)
+	control, _ := pryData["control"].(map[string]any)
+	if pry.code != 200 || target == nil || control == nil {
+		t.Fatalf("pries_runner: %d %s %v", pry.code, pry.raw, pry.err)
+	}
+	if fdList, _ := control["fd_list"].(string); !strings.HasPrefix(fdList, "ok") {
+		t.Fatalf("control: the script could not list its own child's descriptors, so the test proves nothing: %s", pry.raw)
+	}
+	refused := 0
+	for _, k := range []string{"mem_read", "mem_write", "fd_list"} {
+		if v, _ := target[k].(string); !strings.HasPrefix(v, "PermissionError") {
+			t.Errorf("%s of another script's warm runner: %q", k, v)
+		} else {
+			refused++
+		}
+	}
+	fds, _ := target["fds"].(map[string]any)
+	for fd, v := range fds {
+		if s, _ := v.(string); !strings.HasPrefix(s, "PermissionError") {
+			t.Errorf("reopening /proc/%d/fd/%s of another script's warm runner: %q", int(victimPID), fd, s)
+		} else {
+			refused++
+		}
+	}
+	if len(fds) == 0 {
+		t.Errorf("no descriptor of the warm runner was tried: %s", pry.raw)
+	}
+	report(t, "non-root worker: a script pries into another script's warm runner (/proc/<pid>/mem, /proc/<pid>/fd/N)",
+		"every access refused (runners are non-dumpable)",
+		fmt.Sprintf("%d accesses refused, script uid %v; its own child open to it (control)", refused, pryData["uid"]),
+		"answer "+ms(pry.latency))
 	report(t, "non-root worker (as in the container image): setsid escapee, fork bomb, /proc/<worker>/environ",
 		"escapee killed at the timeout; fork bomb stopped; environ unreadable",
 		fmt.Sprintf("session containment (no PID namespace); escapee gone; fork bomb: %v; environ: %s", bomb.body["error_type"],

@@ -144,6 +144,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 
+	scriptsDir := ""
+	if cfg.repositoryType == "local" {
+		scriptsDir = cfg.repositoryURL
+	}
+	runAsEnv, note, warning := scriptUser(ctx, getenv, euid(), scriptsDir)
+	switch {
+	case warning != "":
+		log.Warn(warning)
+	case note != "":
+		log.Info(note)
+	}
+	s3Env = append(s3Env, runAsEnv...)
+
 	s, err := stack.Start(ctx, stack.Options{
 		BinDir:                cfg.binDir,
 		GatewayAddr:           cfg.gatewayAddr,

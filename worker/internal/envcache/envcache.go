@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/config"
+	"github.com/scrapeplatform/platform/worker/internal/privatedir"
 )
 
 // marker is written last into a finished environment.
@@ -164,7 +165,10 @@ func New(cfg Config) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	// Private to the worker: an existing folder another user owns or may write to is refused (what is in it
+	// would run as the worker). 0711: scripts run as another user (SCRIPT_RUN_AS) reach their environment's
+	// interpreter by its path but cannot list or change the cache.
+	if err := privatedir.Ensure(root, 0o711); err != nil {
 		return nil, fmt.Errorf("envcache: %w", err)
 	}
 	cfg.Root = root
@@ -311,8 +315,17 @@ func (c *Cache) envAt(key string) Env {
 	return Env{Key: key, Dir: dir, Python: filepath.Join(dir, "bin", "python")}
 }
 
-// verify checks that the environment's interpreter starts.
+// verify checks that the environment's interpreter starts. It runs it only once the whole environment is
+// known to be the worker's own: every file and folder in it owned by the worker's user and writable by
+// nobody else, and bin/python resolving to an interpreter owned by root or the worker that only its owner
+// may change. Anything else (say, an environment another user planted) is refused unrun, and rebuilt.
 func verify(ctx context.Context, env Env) error {
+	if err := privatedir.CheckTree(env.Dir); err != nil {
+		return fmt.Errorf("not run: %w", err)
+	}
+	if err := privatedir.CheckExecutable(env.Python); err != nil {
+		return fmt.Errorf("not run: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, env.Python, "-I", "-c", "import sys").CombinedOutput()
@@ -398,6 +411,9 @@ func (c *Cache) build(ctx context.Context, key, requirementsFile string) error {
 	if err := rewriteShebangs(filepath.Join(tmp, "bin"), tmp, final.Dir); err != nil {
 		return fmt.Errorf("relocate environment: %w", err)
 	}
+	if err := closeModes(tmp); err != nil {
+		return fmt.Errorf("close the environment's file modes: %w", err)
+	}
 	meta, _ := json.Marshal(map[string]any{"key": key, "python": c.identity, "requirements": requirementsFile, "built_at": time.Now().UTC()})
 	if err := os.WriteFile(filepath.Join(tmp, marker), meta, 0o644); err != nil {
 		return err
@@ -438,6 +454,24 @@ func (c *Cache) pipEnv(home string) []string {
 		}
 	}
 	return env
+}
+
+// closeModes takes group and others' write access off everything in dir (a umask of 002 would leave it
+// there), so verify accepts what the worker built.
+func closeModes(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink != 0 {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if m := fi.Mode().Perm(); m&0o022 != 0 {
+			return os.Chmod(p, m&^0o022)
+		}
+		return nil
+	})
 }
 
 // rewriteShebangs points the console scripts pip wrote at the environment's final place.

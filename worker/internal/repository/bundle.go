@@ -80,8 +80,8 @@ func (inv Inventory) Size() int64 {
 }
 
 // entryPath checks an archive entry's name and returns it cleaned (no "./" prefix, no trailing slash).
-// skip is set for the archive's root and for hidden files, __pycache__ and what lies below them, which are
-// never extracted (a script folder holds none: see ValidatePath).
+// skip is set for the archive's root and for hidden files and what lies below them, which are never
+// extracted (a script folder holds none: see ValidatePath). Bytecode (__pycache__, .pyc, .pyo) is an error.
 func entryPath(name string) (clean string, skip bool, err error) {
 	if !utf8.ValidString(name) || strings.ContainsAny(name, "\x00\\") {
 		return "", false, invalid("entry name %q has a NUL byte, a backslash or invalid UTF-8", name)
@@ -109,17 +109,30 @@ func entryPath(name string) (clean string, skip bool, err error) {
 			return "", false, invalid("entry %q has an empty, '.' or '..' path component", name)
 		case len(p) > maxNameBytes:
 			return "", false, invalid("entry %q has a component longer than %d bytes", name, maxNameBytes)
-		case Ignored(p):
-			skip = true
 		}
 	}
-	return name, skip, nil
+	for i, p := range parts {
+		switch {
+		case strings.HasPrefix(p, "."):
+			return name, true, nil // hidden, with all it holds
+		case p == "__pycache__" || (i == len(parts)-1 && isBytecode(p)):
+			return "", false, invalid("entry %q is Python bytecode; a bundle carries sources only (bytecode would run instead of the checked source)", name)
+		}
+	}
+	return name, false, nil
+}
+
+// isBytecode reports whether a file name is compiled Python (.pyc, .pyo), which the runner never imports
+// from a script's folder and bundles may not carry.
+func isBytecode(name string) bool {
+	return strings.HasSuffix(name, ".pyc") || strings.HasSuffix(name, ".pyo")
 }
 
 // Ignored reports whether a file or folder name is left out of script folders: hidden names (".git",
-// ".env", ".DS_Store") and Python's bytecode caches.
+// ".env", ".DS_Store") and Python bytecode (__pycache__, .pyc, .pyo), which Pack never puts in a bundle
+// and Extract refuses.
 func Ignored(name string) bool {
-	return strings.HasPrefix(name, ".") || name == "__pycache__"
+	return strings.HasPrefix(name, ".") || name == "__pycache__" || isBytecode(name)
 }
 
 // countingReader counts and bounds what is read through it.
@@ -301,8 +314,8 @@ func typeName(t byte) string {
 	return fmt.Sprintf("tar entry of type %q", t)
 }
 
-// VerifyDir checks that dir holds exactly the files of inv, with their sizes and contents (Python's
-// __pycache__ folders aside). The cache runs it before trusting a copy again, so a damaged or tampered copy
+// VerifyDir checks that dir holds exactly the files of inv, with their sizes and contents; a file in a
+// __pycache__ folder is unexpected like any other. The cache runs it before trusting a copy again, so a damaged or tampered copy
 // is downloaded anew instead of run.
 func VerifyDir(dir string, inv Inventory) error {
 	want := make(map[string]FileSum, len(inv))
@@ -318,10 +331,7 @@ func VerifyDir(dir string, inv Inventory) error {
 			return nil
 		}
 		if d.IsDir() {
-			if d.Name() == "__pycache__" {
-				return filepath.SkipDir
-			}
-			return nil
+			return nil // bytecode caches included: a file in one is unexpected (the runner writes none)
 		}
 		rel, _ := filepath.Rel(dir, p)
 		rel = filepath.ToSlash(rel)

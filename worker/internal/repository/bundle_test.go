@@ -109,8 +109,7 @@ func TestExtractAcceptsAndNormalizes(t *testing.T) {
 		tarEntry{Name: "bin/run.sh", Body: "#!/bin/sh\n", Mode: 0o755},
 		file(".env", "SECRET=1"),
 		file(".git/config", "[core]"),
-		file("__pycache__/scraper.cpython-311.pyc", "junk"),
-		file("lib/__pycache__/helper.pyc", "junk"),
+		file(".git/__pycache__/x.pyc", "junk"), // hidden: left out with all it holds
 	)
 	inv, err := ExtractTarGz(bytes.NewReader(archive), dst, testLimits)
 	if err != nil {
@@ -165,6 +164,11 @@ func TestExtractRejects(t *testing.T) {
 		"fifo":                  {entries: []tarEntry{ok, {Name: "fifo", Type: tar.TypeFifo}}, want: "named pipe"},
 		"duplicate":             {entries: []tarEntry{ok, file("a.py", "1"), file("./a.py", "2")}, want: "twice"},
 		"file over folder":      {entries: []tarEntry{ok, file("lib/x.py", "1"), file("lib", "2")}, want: "invalid script bundle"},
+		"bytecode cache":        {entries: []tarEntry{ok, file("__pycache__/scraper.cpython-311.pyc", "x")}, want: "bytecode"},
+		"nested bytecode cache": {entries: []tarEntry{ok, file("lib/__pycache__/helper.pyc", "x")}, want: "bytecode"},
+		"bytecode cache folder": {entries: []tarEntry{ok, {Name: "__pycache__/", Type: tar.TypeDir}}, want: "bytecode"},
+		"bare bytecode":         {entries: []tarEntry{ok, file("lib/helper.pyc", "x")}, want: "bytecode"},
+		"optimised bytecode":    {entries: []tarEntry{ok, file("helper.pyo", "x")}, want: "bytecode"},
 		"no entry point":        {entries: []tarEntry{file("other.py", "x")}, want: "no scraper.py"},
 		"entry point is folder": {entries: []tarEntry{{Name: "scraper.py/", Type: tar.TypeDir}, file("scraper.py/x", "1")}, want: "no scraper.py"},
 		"entry point nested":    {entries: []tarEntry{file("sub/scraper.py", "x")}, want: "no scraper.py"},
@@ -263,6 +267,9 @@ func TestVerifyDirDetectsChanges(t *testing.T) {
 		"added":    func(d string) error { return os.WriteFile(filepath.Join(d, "lib/extra.py"), nil, 0o644) },
 		"symlink":  func(d string) error { return os.Symlink("/etc/passwd", filepath.Join(d, "lib/passwd")) },
 		"replaced": func(d string) error { return os.WriteFile(filepath.Join(d, "lib/helper.py"), []byte("Y = 2\n"), 0o644) },
+		"planted bytecode": func(d string) error {
+			return os.WriteFile(filepath.Join(d, "__pycache__", "scraper.cpython-311.pyc"), []byte("x"), 0o644)
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -271,7 +278,7 @@ func TestVerifyDirDetectsChanges(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Bytecode caches are not damage.
+			// An empty folder is not damage (the file list is what is checked).
 			if err := os.MkdirAll(filepath.Join(dir, "__pycache__"), 0o755); err != nil {
 				t.Fatal(err)
 			}

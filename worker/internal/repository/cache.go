@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/worker/internal/privatedir"
 )
 
 // source is one kind of remote repository: S3, git or HTTP. A Remote puts a cache in front of it.
@@ -159,7 +160,9 @@ func newRemote(opts CacheOptions) (*Remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("script cache %q: %w", opts.Dir, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Private to the worker (an existing folder another user owns or may write to is refused: what is in it
+	// would run); 0711 so scripts run as another user (SCRIPT_RUN_AS) reach their folders inside.
+	if err := privatedir.Ensure(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("script cache: %w", err)
 	}
 	opts.Dir = dir

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scrapeplatform/platform/worker/internal/privatedir"
 )
 
 // fakeSource is an in-memory remote: name → bundle, with counters and switches for failures.
@@ -526,5 +528,35 @@ func TestCacheChecksAnnouncedSizeAndChecksum(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Join(s.dir, "hello"))
 	if len(entries) != 0 {
 		t.Errorf("rejected downloads left %v", entries)
+	}
+}
+
+// TestCacheFolderMustBePrivate: a script cache folder that others may write to, or (as root) that another
+// user owns, is refused at start: a script planted there would run.
+func TestCacheFolderMustBePrivate(t *testing.T) {
+	t.Parallel()
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{open: "writable by group or others"}
+	if os.Getuid() == 0 {
+		foreign := filepath.Join(t.TempDir(), "foreign")
+		if err := os.Mkdir(foreign, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(foreign, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		cases[foreign] = "belongs to uid 65534"
+	}
+	for dir, why := range cases {
+		_, err := newRemote(CacheOptions{Dir: dir, Limits: testLimits, Logger: testLogger(t)})
+		if !errors.Is(err, privatedir.ErrNotPrivate) || !strings.Contains(err.Error(), why) {
+			t.Errorf("cache in %s: %v; want a refusal saying %q", dir, err, why)
+		}
 	}
 }

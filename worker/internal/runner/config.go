@@ -15,6 +15,8 @@ const (
 	DefaultMaxResultBytes = 400 * 1024
 	DefaultMaxOutputBytes = 8 * 1024
 	DefaultKillGrace      = 2 * time.Second
+	// DefaultMaxFileBytes is the RLIMIT_FSIZE of a script (SCRIPT_MAX_FILE_MB's default, 1024 MiB).
+	DefaultMaxFileBytes = 1024 << 20
 )
 
 // Config configures a Runner. Zero fields take the defaults above (withDefaults); WorkDir is required.
@@ -32,6 +34,10 @@ type Config struct {
 	MaxOutputBytes int
 	// MemoryLimitBytes is the RLIMIT_AS set in the child before the script is imported; 0 means none.
 	MemoryLimitBytes int64
+	// MaxFileBytes is the RLIMIT_FSIZE set in the child before the script is imported: the largest file it
+	// may write (in its run folder, /tmp, /dev/shm alike); a write past it fails with "File too large". 0
+	// means DefaultMaxFileBytes, negative no limit.
+	MaxFileBytes int64
 	// KillGrace bounds how long Run waits for the child's pipes once the process group has been killed
 	// (cmd.WaitDelay).
 	KillGrace time.Duration
@@ -70,6 +76,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxOutputBytes == 0 {
 		c.MaxOutputBytes = DefaultMaxOutputBytes
 	}
+	if c.MaxFileBytes == 0 {
+		c.MaxFileBytes = DefaultMaxFileBytes
+	}
 	if c.KillGrace == 0 {
 		c.KillGrace = DefaultKillGrace
 	}
@@ -90,7 +99,7 @@ func (c Config) withDefaults() Config {
 }
 
 // LoadConfig reads the runner's settings from the environment (worker/README.md, "Configuration"):
-// WORKER_PYTHON, SCRIPT_MAX_RESULT_BYTES, SCRIPT_MEMORY_LIMIT_MB, WARM_RUNNER_MAX_REQUESTS,
+// WORKER_PYTHON, SCRIPT_MAX_RESULT_BYTES, SCRIPT_MEMORY_LIMIT_MB, SCRIPT_MAX_FILE_MB, WARM_RUNNER_MAX_REQUESTS,
 // WARM_RUNNER_IDLE_TIMEOUT, WARM_RUNNER_MAX_IDLE, SCRIPT_CONTAINMENT, SCRIPT_MAX_PROCESSES, SCRIPT_RUN_AS and
 // WORKER_PROTECT_SECRETS. e collects every problem. workDir is the worker's WORKER_WORK_DIR (the parent of
 // the run folders); concurrency is WORKER_CONCURRENCY, of which WARM_RUNNER_MAX_IDLE defaults to twice.
@@ -101,6 +110,7 @@ func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 		WorkDir:          workDir,
 		MaxResultBytes:   e.Int("SCRIPT_MAX_RESULT_BYTES", DefaultMaxResultBytes, 1024, 450*1024),
 		MemoryLimitBytes: int64(e.Int("SCRIPT_MEMORY_LIMIT_MB", 1024, 0, 1<<20)) << 20,
+		MaxFileBytes:     int64(e.Int("SCRIPT_MAX_FILE_MB", DefaultMaxFileBytes>>20, 0, 1<<24)) << 20,
 		Warm: WarmConfig{
 			MaxRequests: e.Int("WARM_RUNNER_MAX_REQUESTS", 1000, 1, 1_000_000),
 			IdleTimeout: e.Duration("WARM_RUNNER_IDLE_TIMEOUT", 60*time.Second, time.Second, 24*time.Hour),
@@ -112,6 +122,9 @@ func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 	}
 	if c.MaxProcesses == 0 {
 		c.MaxProcesses = -1 // SCRIPT_MAX_PROCESSES=0: no limit
+	}
+	if c.MaxFileBytes == 0 {
+		c.MaxFileBytes = -1 // SCRIPT_MAX_FILE_MB=0: no limit
 	}
 	if v := strings.TrimSpace(e.String("SCRIPT_RUN_AS", "")); v != "" {
 		uid, gid, ok := parseUser(v)

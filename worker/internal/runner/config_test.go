@@ -22,8 +22,21 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	if c.Python != "python3" || c.WorkDir != "/w" || c.MaxResultBytes != 400*1024 || c.MemoryLimitBytes != 1<<30 ||
 		c.Warm != (WarmConfig{MaxRequests: 1000, IdleTimeout: time.Minute, MaxIdle: 8}) ||
-		c.Containment != ContainAuto || c.MaxProcesses != 1024 || c.RunAs != nil || !c.ProtectSecrets {
+		c.Containment != ContainAuto || c.MaxProcesses != 1024 || c.RunAs != nil || !c.ProtectSecrets || c.MaxFileBytes != 1<<30 {
 		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestLoadConfigMaxFile(t *testing.T) {
+	t.Parallel()
+	if c, err := loadConfig(map[string]string{"SCRIPT_MAX_FILE_MB": "50"}); err != nil || c.MaxFileBytes != 50<<20 {
+		t.Fatalf("50 MiB: %d %v", c.MaxFileBytes, err)
+	}
+	if c, err := loadConfig(map[string]string{"SCRIPT_MAX_FILE_MB": "0"}); err != nil || c.MaxFileBytes != -1 {
+		t.Fatalf("0 (no limit): %d %v", c.MaxFileBytes, err)
+	}
+	if _, err := loadConfig(map[string]string{"SCRIPT_MAX_FILE_MB": "-3"}); err == nil || !strings.Contains(err.Error(), "SCRIPT_MAX_FILE_MB") {
+		t.Fatalf("-3: %v", err)
 	}
 }
 

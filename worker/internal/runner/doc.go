@@ -24,8 +24,15 @@
 //   - -u and -B are the flag forms of PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE, which -I makes the
 //     interpreter ignore. The variables are still set, for Python programs the script starts.
 //
-// runner.py reads the request, drops stdin, sets resource limits (RLIMIT_CORE = 0 and, when configured,
-// RLIMIT_AS and RLIMIT_NPROC), enables faulthandler, puts the script's folder first on sys.path, imports scraper.py and
+// runner.py first makes itself non-dumpable (prctl PR_SET_DUMPABLE 0, through ctypes): from then on
+// processes of its own user (other scripts) can neither read nor write its memory (/proc/<pid>/mem), reopen
+// its descriptors (/proc/<pid>/fd/N: a warm runner's request and result pipes) nor ptrace it; only root
+// can. It then reads the request, drops stdin, sets resource limits (RLIMIT_CORE = 0 and, when configured,
+// RLIMIT_AS, RLIMIT_NPROC and RLIMIT_FSIZE, the last from SCRAPER_MAX_FILE_BYTES, which it removes from its
+// environment, with SIGXFSZ ignored so an oversized write fails with EFBIG), enables faulthandler, makes
+// imports below the script's folder compile the source and ignore bytecode (an import hook of FileFinders
+// without the sourceless loader: a planted __pycache__/*.pyc or bare .pyc never runs, while the standard
+// library keeps its bytecode), puts the script's folder first on sys.path, imports scraper.py and
 // calls scrape(params), running it with asyncio.run when it returns an awaitable (async def). It then
 // encodes the value with json.dumps(allow_nan=False), checks its size, writes the result and leaves with
 // os._exit, so neither atexit handlers nor threads the script left running can hold the run open.
@@ -130,8 +137,8 @@
 //
 // The worker's own environment holds broker and cloud credentials, so the child gets an explicit minimal
 // one and nothing else: PATH (the interpreter's bin folder, then /usr/local/bin:/usr/bin:/bin), HOME and
-// TMPDIR (a fresh per-run folder under WorkDir, which is also the working directory and is removed after
-// the run), LANG=C.UTF-8, PYTHONUNBUFFERED=1, PYTHONDONTWRITEBYTECODE=1, SCRAPER_REQUEST_ID and
+// TMPDIR (a fresh per-run folder in the Runner's scratch folder, which is also the working directory and is
+// removed after the run), LANG=C.UTF-8, PYTHONUNBUFFERED=1, PYTHONDONTWRITEBYTECODE=1, SCRAPER_REQUEST_ID and
 // SCRAPER_SCRIPT_NAME.
 //
 // When Config.ProxyURL is set, http_proxy, https_proxy, HTTP_PROXY and HTTPS_PROXY name the worker's egress
@@ -147,6 +154,16 @@
 // The interpreter is resolved once, in [New], to sys.executable as the interpreter reports it (a pyenv
 // shim costs a bash script per start otherwise). Symlinks in that path are deliberately not resolved: a
 // venv's bin/python is a symlink, and resolving it would leave the venv.
+//
+// # Folders
+//
+// WorkDir is private to the worker (package privatedir: created 0700, or 0711 with RunAs; an existing one
+// that is a link, belongs to another user or is writable by others is refused). Each Runner makes a scratch
+// folder of its own inside, scratch-<pid>-<random> (scratch.go), holds an flock on its .lock file while it
+// lives, and creates the run folders there; Shutdown removes it (or leaves it to the last run still using
+// it), and New removes the scratch folders whose lock nobody holds (their process is gone). With RunAs,
+// once a run's processes are gone and no process of the scripts' user is left on the machine, what that
+// user left at the top of /tmp, /var/tmp and /dev/shm is removed too (temp.go).
 //
 // # Lifecycle
 //

@@ -214,6 +214,13 @@ func tasksOf(uid int) int {
 	if taskCount.uid == uid && time.Since(taskCount.taken) < 500*time.Millisecond {
 		return taskCount.n
 	}
+	n := countTasks(uid)
+	taskCount.uid, taskCount.n, taskCount.taken = uid, n, time.Now()
+	return n
+}
+
+// countTasks counts the tasks (processes and threads) whose real user is uid, reading /proc now.
+func countTasks(uid int) int {
 	entries, _ := os.ReadDir("/proc")
 	n := 0
 	for _, e := range entries {
@@ -239,9 +246,11 @@ func tasksOf(uid int) int {
 			n += max(threads, 1)
 		}
 	}
-	taskCount.uid, taskCount.n, taskCount.taken = uid, n, time.Now()
 	return n
 }
+
+// userIdle reports whether no process of user uid exists now (not cached).
+func userIdle(uid int) bool { return countTasks(uid) == 0 }
 
 const (
 	prSetDumpable       = 4

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -87,9 +88,16 @@ type Runner struct {
 	path    string // PATH of the child
 	warm    *warmPool
 	contain containment
+	scratch *scratch
+
+	tempMu   sync.Mutex // temp.go
+	active   int        // runs whose processes may be alive
+	tempDirs []string   // sharedTempDirs; tests point it elsewhere
 }
 
-// New checks cfg, creates cfg.WorkDir and resolves the interpreter by asking it for sys.executable.
+// New checks cfg, makes cfg.WorkDir private (see the privatedir package; an existing folder another user
+// owns or can write to is refused), creates this process's scratch folder inside it (removing those of
+// processes that are gone) and resolves the interpreter by asking it for sys.executable.
 func New(cfg Config) (*Runner, error) {
 	cfg = cfg.withDefaults()
 	var errs []error
@@ -116,9 +124,6 @@ func New(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runner: work dir: %w", err)
 	}
-	if err := os.MkdirAll(workDir, 0o700); err != nil {
-		return nil, fmt.Errorf("runner: create work dir: %w", err)
-	}
 	cfg.WorkDir = workDir
 
 	python, err := resolvePython(cfg.Python)
@@ -134,22 +139,26 @@ func New(cfg Config) (*Runner, error) {
 			cfg.Logger.Warn("processes that escape a script's session are not swept", "error", err)
 		}
 	}
+	mode := fs.FileMode(0o700)
 	if cfg.RunAs != nil {
-		// The scripts' user must reach its run folders, which are its own (0700) inside.
-		if err := os.Chmod(workDir, 0o711); err != nil {
-			return nil, fmt.Errorf("runner: work dir: %w", err)
-		}
+		mode = 0o711 // the scripts' user must reach its run folders, which are its own (0700) inside
+	}
+	scratch, err := newScratch(workDir, mode, cfg.Logger)
+	if err != nil {
+		return nil, err
 	}
 	if contain.nprocUID < 0 && cfg.MaxProcesses > 0 {
 		cfg.Logger.Warn("scripts run as root: the process limit (SCRIPT_MAX_PROCESSES) cannot be enforced; run scripts as another user (SCRIPT_RUN_AS)")
 	}
 	cfg.Logger.Debug("script containment", "pid_namespace", contain.pidns, "run_as", cfg.RunAs != nil, "process_limit", contain.nprocUID >= 0)
 	return &Runner{
-		cfg:     cfg,
-		python:  python,
-		path:    filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
-		warm:    newWarmPool(cfg.Warm, cfg.Metrics),
-		contain: contain,
+		cfg:      cfg,
+		python:   python,
+		path:     filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
+		warm:     newWarmPool(cfg.Warm, cfg.Metrics),
+		contain:  contain,
+		scratch:  scratch,
+		tempDirs: sharedTempDirs,
 	}, nil
 }
 
@@ -168,8 +177,12 @@ func (r *Runner) processLimit() int {
 }
 
 // newRunDir creates a run's scratch folder, owned by the scripts' user.
+// Each successful call is a run that started (runStarted): r.sweep, after its processes are gone, ends it.
 func (r *Runner) newRunDir(prefix string) (string, error) {
-	dir, err := os.MkdirTemp(r.cfg.WorkDir, prefix)
+	dir, err := r.scratch.newDir(prefix)
+	if err == nil {
+		r.runStarted()
+	}
 	if err != nil || r.cfg.RunAs == nil {
 		return dir, err
 	}
@@ -258,6 +271,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 
 	p, err := newPipes()
 	if err != nil {
+		r.runEnded(log)
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
 	}
 	defer p.close()
@@ -277,6 +291,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	start := time.Now()
 	if err := startChild(cmd); err != nil {
 		runtime.UnlockOSThread()
+		r.runEnded(log)
 		return Result{}, fmt.Errorf("run script %q: start %s: %w", job.ScriptName, python, contract.Transiently(err))
 	}
 	p.closeChildEnds()
@@ -414,6 +429,9 @@ func (r *Runner) env(job Job, runDir string) []string {
 		"SCRAPER_REQUEST_ID=" + clean(job.RequestID),
 		"SCRAPER_SCRIPT_NAME=" + clean(job.ScriptName),
 	}
+	if r.cfg.MaxFileBytes > 0 {
+		env = append(env, "SCRAPER_MAX_FILE_BYTES="+strconv.FormatInt(r.cfg.MaxFileBytes, 10)) // runner.py takes it out
+	}
 	if p := clean(r.cfg.ProxyURL); p != "" {
 		// The run names itself in the URL's user information, so the worker can tell the caller why the
 		// proxy refused the run's requests (egress.RunProxyURL).
@@ -430,8 +448,10 @@ func (r *Runner) env(job Job, runDir string) []string {
 	return env
 }
 
-// sweep ends what a finished run left in its session and what escaped it (session mode; doc.go).
+// sweep ends what a finished run left in its session and what escaped it (session mode; doc.go), then
+// what it left in the shared temporary folders (runEnded, temp.go).
 func (r *Runner) sweep(log *slog.Logger, leader int) {
+	defer r.runEnded(log)
 	if r.contain.pidns {
 		return // the kernel killed everything in the run's PID namespace with its init
 	}
@@ -531,17 +551,10 @@ func joinDetail(detail, tail string) string {
 }
 
 // removeRunDir removes a run's scratch folder, making read-only folders the script left writable first.
+// It removes the runner's scratch folder too when the runner has been shut down and this was its last run.
 func removeRunDir(ctx context.Context, log *slog.Logger, dir string) {
-	if err := os.RemoveAll(dir); err == nil {
-		return
-	}
-	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(path, 0o700)
-		}
-		return nil
-	})
-	if err := os.RemoveAll(dir); err != nil {
-		log.WarnContext(ctx, "cannot remove the run's scratch folder", "dir", dir, "error", err)
+	releaseRunDir(dir)
+	if _, err := os.Lstat(dir); err == nil {
+		log.WarnContext(ctx, "cannot remove the run's scratch folder", "dir", dir)
 	}
 }

@@ -7,6 +7,13 @@
 # the parent stays behind as the namespace's init (it reaps orphans and, when the runner ends, leaves, which
 # makes the kernel kill everything left in the namespace) and the child does the work.
 #
+# Before anything else the process makes itself non-dumpable (prctl PR_SET_DUMPABLE 0): processes of the
+# same user (other scripts) can then neither read nor write its memory (/proc/<pid>/mem), reopen its
+# descriptors (/proc/<pid>/fd/N) nor ptrace it. RLIMIT_FSIZE bounds every file the script writes
+# (SCRAPER_MAX_FILE_BYTES in the environment, removed from it before the script runs); SIGXFSZ is ignored so
+# a write past it fails with EFBIG instead of killing the process. Code below the script's folder is imported
+# from source only: bytecode there (__pycache__/*.pyc, a bare .pyc) never runs.
+#
 #   stdin   one JSON line {"request_id": "...", "parameters": {...}, "timeout_ms": N, "deadline_ms": N};
 #           replaced by /dev/null before the script is imported
 #   fd 3    the result: one JSON document, written once, after which the process exits at once
@@ -49,6 +56,12 @@ MAX_EXPLAIN_NODES = 100000
 # How long before the worker's kill an async script's coroutine is cancelled: at most this, and at most a
 # tenth of the budget. The worker still kills the process group at the deadline.
 CANCEL_MARGIN = 0.25
+
+
+# Set by the __main__ block from the worker's environment (SCRAPER_MAX_FILE_BYTES), before the script runs.
+MAX_FILE_BYTES = 0
+# Why the runner could not make itself non-dumpable, if it could not; set_limits refuses to go on then.
+PROTECT_ERROR = None
 
 
 class Failure(Exception):
@@ -238,14 +251,24 @@ def detach_stdin():
 
 
 # The limits in force, for clearer messages when the script runs into one.
-LIMITS = {"memory": 0, "processes": 0}
+LIMITS = {"memory": 0, "processes": 0, "file": 0}
 
 
 def set_limits(memory_limit, max_processes):
+    if PROTECT_ERROR is not None:
+        raise Failure(setup_doc("cannot make the runner non-dumpable: %s" % PROTECT_ERROR))
     try:
         import resource
+        import signal
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if MAX_FILE_BYTES > 0:
+            # A write past the limit fails with EFBIG (OSError "File too large") rather than killing the
+            # process with SIGXFSZ; programs the script starts inherit both.
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            max_file = lower_to_hard(resource, resource.RLIMIT_FSIZE, MAX_FILE_BYTES)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file, max_file))
+            LIMITS["file"] = max_file
         if memory_limit > 0:
             memory_limit = lower_to_hard(resource, resource.RLIMIT_AS, memory_limit)
             resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
@@ -264,6 +287,34 @@ def lower_to_hard(resource, which, value):
     if hard != resource.RLIM_INFINITY and hard < value:
         return hard
     return value
+
+
+def protect():
+    """Makes this process non-dumpable (Linux): its /proc/<pid>/mem, /proc/<pid>/fd and the rest of its
+    /proc files become root's, so other processes of its user cannot read or rewrite its memory, reopen its
+    pipes or ptrace it. Forks (become_init's) inherit it; exec of a normal program resets it, so what the
+    script starts is the script's own business. Returns None, or why it failed."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_dumpable = 4
+        if libc.prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+            return os.strerror(ctypes.get_errno())
+    except Exception as exc:
+        return "%s: %s" % (type(exc).__name__, safe_str(exc))
+    return None
+
+
+def take_options():
+    """Reads and removes the runner's own settings from the environment, so the script does not see them."""
+    global MAX_FILE_BYTES
+    try:
+        MAX_FILE_BYTES = int(os.environ.pop("SCRAPER_MAX_FILE_BYTES", "0") or 0)
+    except ValueError:
+        MAX_FILE_BYTES = 0
 
 
 def become_init():
@@ -312,13 +363,55 @@ def enable_faulthandler():
         pass
 
 
+def source_only_loader():
+    """A SourceFileLoader that never reads bytecode: it compiles the source every time."""
+    import importlib.machinery
+
+    class SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+        def get_code(self, fullname):
+            path = self.get_filename(fullname)
+            return self.source_to_code(self.get_data(path), path)
+
+    return SourceOnlyLoader
+
+
+def import_from_source(script_dir, loader):
+    """Makes every import below script_dir (its modules and packages) use loader for .py files and ignore
+    bytecode: a .pyc planted in __pycache__, or a bare .pyc, is never run in place of the checked source.
+    The interpreter runs with -B, so it writes none either. Imports elsewhere (the standard library, the
+    environment's packages) keep their bytecode."""
+    import importlib.machinery as machinery
+
+    root = os.path.join(os.path.realpath(script_dir), "")
+
+    def hook(path):
+        if not os.path.join(os.path.realpath(path or os.curdir), "").startswith(root):
+            raise ImportError("not below the script's folder")
+        return machinery.FileFinder(
+            path,
+            (machinery.ExtensionFileLoader, machinery.EXTENSION_SUFFIXES),
+            (loader, machinery.SOURCE_SUFFIXES),
+        )
+
+    sys.path_hooks.insert(0, hook)
+    for path in list(sys.path_importer_cache):
+        try:
+            below = os.path.join(os.path.realpath(path), "").startswith(root)
+        except (TypeError, ValueError):
+            below = False
+        if below:
+            del sys.path_importer_cache[path]
+
+
 def load_scrape(script_dir):
     import importlib.util
 
     path = os.path.join(script_dir, SCRIPT_FILE)
+    loader = source_only_loader()
+    import_from_source(script_dir, loader)
     sys.path.insert(0, script_dir)
     try:
-        spec = importlib.util.spec_from_file_location("scraper", path)
+        spec = importlib.util.spec_from_file_location("scraper", path, loader=loader("scraper", path))
         module = importlib.util.module_from_spec(spec)
         sys.modules["scraper"] = module
         spec.loader.exec_module(module)
@@ -511,6 +604,8 @@ def exception_doc(exc, script_dir):
     message = safe_str(exc) or name
     if isinstance(exc, MemoryError) and LIMITS["memory"]:
         message = "the script ran out of memory: it may use at most %d MiB of address space" % (LIMITS["memory"] >> 20)
+    elif isinstance(exc, OSError) and LIMITS["file"] and getattr(exc, "errno", None) == errno.EFBIG:
+        message = "%s (the script reached its limit of %d MiB per file, SCRIPT_MAX_FILE_MB)" % (message, LIMITS["file"] >> 20)
     elif isinstance(exc, BlockingIOError) and LIMITS["processes"] and getattr(exc, "errno", None) == errno.EAGAIN:
         message = "%s (the script reached its limit of %d processes and threads for its user)" % (
             message,
@@ -607,6 +702,8 @@ def cap(text, limit):
 
 
 if __name__ == "__main__":
+    PROTECT_ERROR = protect()
+    take_options()
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         serve(sys.argv)
     else:

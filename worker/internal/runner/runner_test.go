@@ -366,8 +366,8 @@ func TestRunEnvironment(t *testing.T) {
 	if !reflect.DeepEqual(got.Env, want) {
 		t.Errorf("environment = %v, want exactly %v", got.Env, want)
 	}
-	if filepath.Dir(home) != r.cfg.WorkDir || !strings.HasPrefix(filepath.Base(home), "run-") {
-		t.Errorf("HOME = %q, want a run-* folder in %q", home, r.cfg.WorkDir)
+	if filepath.Dir(home) != r.scratch.dir || filepath.Dir(r.scratch.dir) != r.cfg.WorkDir || !strings.HasPrefix(filepath.Base(home), "run-") {
+		t.Errorf("HOME = %q, want a run-* folder in this runner's scratch folder %q in %q", home, r.scratch.dir, r.cfg.WorkDir)
 	}
 	if got.Cwd != home {
 		t.Errorf("cwd = %q, want HOME %q", got.Cwd, home)

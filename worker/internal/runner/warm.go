@@ -221,8 +221,10 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		r.scratch.remove(r.cfg.Logger) // scratch.go
 		return nil
 	case <-ctx.Done():
+		r.scratch.remove(r.cfg.Logger)
 		return fmt.Errorf("runner shutdown: %w", ctx.Err())
 	}
 }
