@@ -1,6 +1,6 @@
-// Package telemetry is the Prometheus edge of the worker's script execution packages: runner (warm
-// runners), envcache (dependency environments), repository (the script cache) and egress (the proxy).
-// Each of those packages declares the small Metrics interface it calls and records nothing when given
+// Package telemetry is the worker's Prometheus edge: it implements the metrics of the task handler (task),
+// the script execution packages — runner (warm runners), envcache (dependency environments), repository
+// (the script cache) and egress (the proxy) — and the broker connections. Each of those packages declares the small Metrics interface it calls and records nothing when given
 // none; the types here implement those interfaces with the metrics documented in worker/README.md
 // ("Metrics"). Names, types, labels and help texts are what dashboards and alerts (local/, test/) read:
 // change them only together.
@@ -15,27 +15,33 @@ import (
 	"github.com/scrapeplatform/platform/worker/internal/envcache"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
+	"github.com/scrapeplatform/platform/worker/internal/task"
 )
 
-// Metrics records for every script execution package: pass it as runner.Config.Metrics,
-// envcache.Config.Metrics, repository.CacheOptions.Metrics and egress.Config.Metrics.
+// Metrics records for every package of the worker: pass it as task.Config.Metrics, runner.Config.Metrics,
+// envcache.Config.Metrics, repository.CacheOptions.Metrics and egress.Config.Metrics, and its Broker's
+// methods as the broker callbacks.
 type Metrics struct {
+	*Tasks
 	*Warm
 	*Envs
 	*Scripts
 	*Egress
+	*Broker
 }
 
 var (
+	_ task.Metrics       = (*Metrics)(nil)
 	_ runner.Metrics     = (*Metrics)(nil)
 	_ envcache.Metrics   = (*Metrics)(nil)
 	_ repository.Metrics = (*Metrics)(nil)
 	_ egress.Metrics     = (*Metrics)(nil)
 )
 
-// New creates every metric of the script execution packages and registers them with reg.
+// New creates every metric of the worker and registers them with reg, once.
 func New(reg prometheus.Registerer) *Metrics {
-	return &Metrics{Warm: NewWarm(reg), Envs: NewEnvs(reg), Scripts: NewScripts(reg), Egress: NewEgress(reg)}
+	return &Metrics{Tasks: NewTasks(reg), Warm: NewWarm(reg), Envs: NewEnvs(reg), Scripts: NewScripts(reg),
+		Egress: NewEgress(reg), Broker: NewBroker(reg)}
 }
 
 // Warm records the warm runner pool (runner.Metrics).
