@@ -7,20 +7,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/shared/s3client"
 )
 
 // S3 is the Store on S3 or an S3-compatible server (versitygw locally). See the package documentation for
@@ -50,65 +46,19 @@ func NewS3WithClient(client *s3.Client, cfg Config) (*S3, error) {
 	if ttl <= 0 {
 		ttl = DefaultResultURLTTL
 	}
-	objs := &s3Objects{client: client, presigner: s3.NewPresignClient(client), bucket: cfg.Bucket, prefix: normalizePrefix(cfg.Prefix)}
+	objs := &s3Objects{client: client, presigner: s3.NewPresignClient(client), bucket: cfg.Bucket, prefix: s3client.NormalizePrefix(cfg.Prefix)}
 	return &S3{engine{objs: objs, retention: cfg.Retention, urlTTL: ttl, now: time.Now}}, nil
 }
 
-// normalizePrefix returns prefix without a leading "/" and with a trailing one (unless it is empty).
-func normalizePrefix(prefix string) string {
-	prefix = strings.TrimPrefix(prefix, "/")
-	if prefix != "" && !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
-	return prefix
-}
-
-// newS3Client builds the client: static or default-chain credentials, path-style addressing and checksums
-// only where required with a custom endpoint, and a retryer that gives up within a few seconds (a
-// gateway answers 503 rather than hang when the store is down).
+// newS3Client builds the client (shared/s3client) with a retryer that gives up within a few seconds: a
+// gateway answers 503 rather than hang when the store is down.
 func newS3Client(ctx context.Context, cfg Config) (*s3.Client, error) {
-	opts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = 3
-				o.MaxBackoff = time.Second
-			})
-		}),
-	}
-	if cfg.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(cfg.Region))
-	}
-	if (cfg.AccessKey == "") != (cfg.SecretKey == "") {
-		return nil, errors.New("job store: set both the access key and the secret key, or neither")
-	}
-	if cfg.AccessKey != "" {
-		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")))
-	}
-	if cfg.Endpoint != "" {
-		u, err := url.Parse(cfg.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("job store: endpoint %q is not an http(s) URL", cfg.Endpoint)
-		}
-		if cfg.Region == "" {
-			opts = append(opts, awsconfig.WithRegion("us-east-1"))
-		}
-		opts = append(opts,
-			awsconfig.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
-			awsconfig.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired))
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	client, err := s3client.New(ctx, s3client.Config{Region: cfg.Region, AccessKey: cfg.AccessKey, SecretKey: cfg.SecretKey,
+		Endpoint: cfg.Endpoint, MaxAttempts: 3, MaxBackoff: time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("job store: load AWS configuration: %w", err)
+		return nil, fmt.Errorf("job store: %w", err)
 	}
-	if awsCfg.Region == "" {
-		return nil, errors.New("job store: no region: set S3_REGION (or AWS_REGION)")
-	}
-	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		if cfg.Endpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.Endpoint)
-			o.UsePathStyle = true
-		}
-	}), nil
+	return client, nil
 }
 
 // s3Objects is the object layer on a bucket.
