@@ -10,10 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/scrapeplatform/platform/shared/contract"
 	"github.com/scrapeplatform/platform/shared/s3client"
@@ -73,7 +70,7 @@ func (o *s3Objects) key(key string) *string { return aws.String(o.prefix + key) 
 
 func (o *s3Objects) get(ctx context.Context, key string) ([]byte, string, bool, error) {
 	out, err := o.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &o.bucket, Key: o.key(key)})
-	if isNotFound(err) {
+	if s3client.IsNotFound(err) {
 		return nil, "", false, nil
 	}
 	if err != nil {
@@ -89,7 +86,7 @@ func (o *s3Objects) get(ctx context.Context, key string) ([]byte, string, bool, 
 
 func (o *s3Objects) exists(ctx context.Context, key string) (bool, error) {
 	_, err := o.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &o.bucket, Key: o.key(key)})
-	if isNotFound(err) {
+	if s3client.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
@@ -127,12 +124,12 @@ func (o *s3Objects) conditional(ctx context.Context, key string, data []byte, if
 		switch {
 		case err == nil:
 			return true, nil
-		case httpStatus(err) == http.StatusPreconditionFailed:
+		case s3client.HTTPStatus(err) == http.StatusPreconditionFailed:
 			return false, nil
-		case ifMatch != nil && isNotFound(err):
+		case ifMatch != nil && s3client.IsNotFound(err):
 			// AWS answers If-Match on a key that is gone (expired meanwhile) with 404: the condition failed.
 			return false, nil
-		case httpStatus(err) == http.StatusConflict && attempt < 3:
+		case s3client.HTTPStatus(err) == http.StatusConflict && attempt < 3:
 			select {
 			case <-ctx.Done():
 				return false, ctx.Err()
@@ -154,7 +151,7 @@ func (o *s3Objects) putIfMatch(ctx context.Context, key string, data []byte, eta
 
 func (o *s3Objects) open(ctx context.Context, key string) (io.ReadCloser, error) {
 	out, err := o.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &o.bucket, Key: o.key(key)})
-	if isNotFound(err) {
+	if s3client.IsNotFound(err) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	if err != nil {
@@ -179,39 +176,8 @@ func (o *s3Objects) fail(op, key string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	if status := httpStatus(err); status == 0 || status >= 500 || status == http.StatusTooManyRequests {
+	if status := s3client.HTTPStatus(err); status == 0 || status >= 500 || status == http.StatusTooManyRequests {
 		return contract.Transiently(err)
 	}
 	return err
-}
-
-// httpStatus is the HTTP status of an S3 error, or 0 when no answer came.
-func httpStatus(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
-
-// isNotFound reports a missing object.
-func isNotFound(err error) bool {
-	if err == nil {
-		return false
-	}
-	var nf *types.NotFound
-	var nsk *types.NoSuchKey
-	if errors.As(err, &nf) || errors.As(err, &nsk) {
-		return true
-	}
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		switch api.ErrorCode() {
-		case "NotFound", "NoSuchKey":
-			return true
-		case "NoSuchBucket":
-			return false // a configuration error, not a missing job
-		}
-	}
-	return httpStatus(err) == http.StatusNotFound
 }

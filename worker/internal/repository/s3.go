@@ -2,16 +2,12 @@ package repository
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/scrapeplatform/platform/shared/s3client"
 )
@@ -112,18 +108,5 @@ func (s *s3Source) fetch(ctx context.Context, name string, have remoteState) (fe
 
 // isS3NotFound reports a missing object (or bucket).
 func isS3NotFound(err error) bool {
-	if err == nil {
-		return false
-	}
-	var nf *types.NotFound
-	var nsk *types.NoSuchKey
-	if errors.As(err, &nf) || errors.As(err, &nsk) {
-		return true
-	}
-	var api smithy.APIError
-	if errors.As(err, &api) && (api.ErrorCode() == "NotFound" || api.ErrorCode() == "NoSuchKey") {
-		return true
-	}
-	var re *awshttp.ResponseError
-	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound
+	return s3client.IsNotFound(err) || s3client.HTTPStatus(err) == http.StatusNotFound
 }
