@@ -12,22 +12,12 @@ type Broker struct {
 
 // NewBroker registers the broker metrics with reg.
 func NewBroker(reg prometheus.Registerer) *Broker {
-	m := &Broker{
-		connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "scraping_broker_connected",
-			Help: "1 while the named AMQP connection (consume, publish) is up.",
-		}, []string{"connection"}),
-		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scraping_broker_connects_total",
-			Help: "AMQP connections established, by connection; more than one means reconnects.",
-		}, []string{"connection"}),
-		replyFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scraping_reply_publish_failures_total",
-			Help: "Replies that could not be published before the caller's deadline (retried until then; then dropped and the task acked).",
-		}),
+	r := registrar{reg}
+	return &Broker{
+		connected:     r.gaugeVec("scraping_broker_connected", "1 while the named AMQP connection (consume, publish) is up.", "connection"),
+		connects:      r.counterVec("scraping_broker_connects_total", "AMQP connections established, by connection; more than one means reconnects.", "connection"),
+		replyFailures: r.counter("scraping_reply_publish_failures_total", "Replies that could not be published before the caller's deadline (retried until then; then dropped and the task acked)."),
 	}
-	reg.MustRegister(m.replyFailures, m.connected, m.connects)
-	return m
 }
 
 // Connection returns the OnConnect and OnDisconnect callbacks of the AMQP connection called name
