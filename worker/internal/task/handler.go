@@ -2,7 +2,6 @@ package task
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -147,8 +146,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-grace.C:
-		return fmt.Errorf("task handler shutdown: tasks still running %s after their scripts were told to stop: %w",
-			h.cfg.StopGrace, errors.Join(ctx.Err(), context.DeadlineExceeded))
+		return fmt.Errorf("task handler shutdown: tasks still running %s after their scripts were told to stop", h.cfg.StopGrace)
 	}
 }
 
