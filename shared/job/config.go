@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/config"
+	"github.com/scrapeplatform/platform/shared/s3client"
 )
 
 // Config locates the job store. Load reads it from these variables:
@@ -41,7 +42,7 @@ func Load(getenv func(string) string) (Config, error) {
 	e := config.NewEnv(getenv)
 	c := Config{
 		Bucket:       e.String("JOB_STORE_BUCKET", ""),
-		Prefix:       normalizePrefix(e.String("JOB_STORE_PREFIX", "")),
+		Prefix:       s3client.NormalizePrefix(e.String("JOB_STORE_PREFIX", "")),
 		Retention:    e.Duration("JOB_RETENTION", DefaultRetention, time.Hour, 365*24*time.Hour),
 		ResultURLTTL: e.Duration("JOB_RESULT_URL_TTL", DefaultResultURLTTL, time.Minute, 12*time.Hour),
 		Endpoint:     e.String("S3_ENDPOINT_URL", ""),

@@ -7,20 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/shared/s3client"
 )
 
 // S3 is the Store on S3 or an S3-compatible server (versitygw locally). See the package documentation for
@@ -50,65 +43,19 @@ func NewS3WithClient(client *s3.Client, cfg Config) (*S3, error) {
 	if ttl <= 0 {
 		ttl = DefaultResultURLTTL
 	}
-	objs := &s3Objects{client: client, presigner: s3.NewPresignClient(client), bucket: cfg.Bucket, prefix: normalizePrefix(cfg.Prefix)}
+	objs := &s3Objects{client: client, presigner: s3.NewPresignClient(client), bucket: cfg.Bucket, prefix: s3client.NormalizePrefix(cfg.Prefix)}
 	return &S3{engine{objs: objs, retention: cfg.Retention, urlTTL: ttl, now: time.Now}}, nil
 }
 
-// normalizePrefix returns prefix without a leading "/" and with a trailing one (unless it is empty).
-func normalizePrefix(prefix string) string {
-	prefix = strings.TrimPrefix(prefix, "/")
-	if prefix != "" && !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
-	return prefix
-}
-
-// newS3Client builds the client: static or default-chain credentials, path-style addressing and checksums
-// only where required with a custom endpoint, and a retryer that gives up within a few seconds (a
-// gateway answers 503 rather than hang when the store is down).
+// newS3Client builds the client (shared/s3client) with a retryer that gives up within a few seconds: a
+// gateway answers 503 rather than hang when the store is down.
 func newS3Client(ctx context.Context, cfg Config) (*s3.Client, error) {
-	opts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = 3
-				o.MaxBackoff = time.Second
-			})
-		}),
-	}
-	if cfg.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(cfg.Region))
-	}
-	if (cfg.AccessKey == "") != (cfg.SecretKey == "") {
-		return nil, errors.New("job store: set both the access key and the secret key, or neither")
-	}
-	if cfg.AccessKey != "" {
-		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")))
-	}
-	if cfg.Endpoint != "" {
-		u, err := url.Parse(cfg.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("job store: endpoint %q is not an http(s) URL", cfg.Endpoint)
-		}
-		if cfg.Region == "" {
-			opts = append(opts, awsconfig.WithRegion("us-east-1"))
-		}
-		opts = append(opts,
-			awsconfig.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
-			awsconfig.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired))
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	client, err := s3client.New(ctx, s3client.Config{Region: cfg.Region, AccessKey: cfg.AccessKey, SecretKey: cfg.SecretKey,
+		Endpoint: cfg.Endpoint, MaxAttempts: 3, MaxBackoff: time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("job store: load AWS configuration: %w", err)
+		return nil, fmt.Errorf("job store: %w", err)
 	}
-	if awsCfg.Region == "" {
-		return nil, errors.New("job store: no region: set S3_REGION (or AWS_REGION)")
-	}
-	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		if cfg.Endpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.Endpoint)
-			o.UsePathStyle = true
-		}
-	}), nil
+	return client, nil
 }
 
 // s3Objects is the object layer on a bucket.
@@ -123,7 +70,7 @@ func (o *s3Objects) key(key string) *string { return aws.String(o.prefix + key) 
 
 func (o *s3Objects) get(ctx context.Context, key string) ([]byte, string, bool, error) {
 	out, err := o.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &o.bucket, Key: o.key(key)})
-	if isNotFound(err) {
+	if s3client.IsNotFound(err) {
 		return nil, "", false, nil
 	}
 	if err != nil {
@@ -139,7 +86,7 @@ func (o *s3Objects) get(ctx context.Context, key string) ([]byte, string, bool, 
 
 func (o *s3Objects) exists(ctx context.Context, key string) (bool, error) {
 	_, err := o.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &o.bucket, Key: o.key(key)})
-	if isNotFound(err) {
+	if s3client.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
@@ -177,12 +124,12 @@ func (o *s3Objects) conditional(ctx context.Context, key string, data []byte, if
 		switch {
 		case err == nil:
 			return true, nil
-		case httpStatus(err) == http.StatusPreconditionFailed:
+		case s3client.HTTPStatus(err) == http.StatusPreconditionFailed:
 			return false, nil
-		case ifMatch != nil && isNotFound(err):
+		case ifMatch != nil && s3client.IsNotFound(err):
 			// AWS answers If-Match on a key that is gone (expired meanwhile) with 404: the condition failed.
 			return false, nil
-		case httpStatus(err) == http.StatusConflict && attempt < 3:
+		case s3client.HTTPStatus(err) == http.StatusConflict && attempt < 3:
 			select {
 			case <-ctx.Done():
 				return false, ctx.Err()
@@ -204,7 +151,7 @@ func (o *s3Objects) putIfMatch(ctx context.Context, key string, data []byte, eta
 
 func (o *s3Objects) open(ctx context.Context, key string) (io.ReadCloser, error) {
 	out, err := o.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &o.bucket, Key: o.key(key)})
-	if isNotFound(err) {
+	if s3client.IsNotFound(err) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	if err != nil {
@@ -229,39 +176,8 @@ func (o *s3Objects) fail(op, key string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	if status := httpStatus(err); status == 0 || status >= 500 || status == http.StatusTooManyRequests {
+	if status := s3client.HTTPStatus(err); status == 0 || status >= 500 || status == http.StatusTooManyRequests {
 		return contract.Transiently(err)
 	}
 	return err
-}
-
-// httpStatus is the HTTP status of an S3 error, or 0 when no answer came.
-func httpStatus(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
-
-// isNotFound reports a missing object.
-func isNotFound(err error) bool {
-	if err == nil {
-		return false
-	}
-	var nf *types.NotFound
-	var nsk *types.NoSuchKey
-	if errors.As(err, &nf) || errors.As(err, &nsk) {
-		return true
-	}
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		switch api.ErrorCode() {
-		case "NotFound", "NoSuchKey":
-			return true
-		case "NoSuchBucket":
-			return false // a configuration error, not a missing job
-		}
-	}
-	return httpStatus(err) == http.StatusNotFound
 }

@@ -1,6 +1,6 @@
-// Package s3test runs a real S3-compatible server for the shared module's tests: versitygw with its posix
-// backend, on a free loopback port, storing objects in a temporary folder. It is the shared module's twin of
-// worker/internal/repository/s3test (which shared cannot import); the worker's may move here later.
+// Package s3test runs a real S3-compatible server for tests (the shared module's job store, the worker's S3
+// script repository, scrapectl): versitygw with its posix backend, on a free loopback port, storing objects
+// in a temporary folder, with bucket versioning available.
 //
 // The binary is $VERSITYGW, or .tools/bin/versitygw under the repository root (`make versitygw` installs
 // it there; `make test` depends on it). When neither exists the test fails with a message saying so: an
@@ -186,6 +186,17 @@ func waitListening(addr string, exited <-chan error, timeout time.Duration) erro
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("versitygw did not listen on %s within %s", addr, timeout)
+}
+
+// Env returns the worker's and scrapectl's S3_* variables (NAME=value) for bucket on this server.
+func (s *Server) Env(bucket string) []string {
+	return []string{
+		"S3_BUCKET_NAME=" + bucket,
+		"S3_REGION=" + s.Region,
+		"S3_ACCESS_KEY=" + s.AccessKey,
+		"S3_SECRET_KEY=" + s.SecretKey,
+		"S3_ENDPOINT_URL=" + s.Endpoint,
+	}
 }
 
 // Getenv returns a getenv function serving the S3_* variables of this server plus extra (NAME=value).

@@ -8,7 +8,8 @@ import (
 	"io"
 	"strings"
 
-	sharedconfig "github.com/scrapeplatform/platform/shared/config"
+	"github.com/scrapeplatform/platform/shared/config"
+	"github.com/scrapeplatform/platform/shared/s3client"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
 )
 
@@ -68,7 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func newFlags(getenv func(string) string, stderr io.Writer) (*options, *flag.FlagSet) {
-	env := sharedconfig.NewEnv(getenv)
+	env := config.NewEnv(getenv)
 	o := &options{
 		s3: repository.S3Config{
 			AccessKey: env.String("S3_ACCESS_KEY", ""),
@@ -126,6 +127,6 @@ func (o *options) checkS3() error {
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", errUsage, strings.Join(problems, "; "))
 	}
-	o.s3.Prefix = repository.NormalizePrefix(o.s3.Prefix)
+	o.s3.Prefix = s3client.NormalizePrefix(o.s3.Prefix)
 	return nil
 }

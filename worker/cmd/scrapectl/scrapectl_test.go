@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scrapeplatform/platform/shared/s3test"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
-	"github.com/scrapeplatform/platform/worker/internal/repository/s3test"
 )
 
 func write(t *testing.T, path, content string) {

@@ -1,14 +1,11 @@
 // Command worker consumes scrape tasks from RabbitMQ, runs each task's script in a child process, and
-// replies. Configuration comes from the environment; see worker/README.md.
+// replies. Configuration comes from the environment (config.go; worker/README.md documents it).
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,28 +13,25 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/scrapeplatform/platform/shared/broker"
-	"github.com/scrapeplatform/platform/worker/internal/config"
 	"github.com/scrapeplatform/platform/worker/internal/envcache"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
-	"github.com/scrapeplatform/platform/worker/internal/worker"
+	"github.com/scrapeplatform/platform/worker/internal/task"
+	"github.com/scrapeplatform/platform/worker/internal/telemetry"
 )
 
 func main() {
-	cfg, err := config.Load(os.Getenv)
-	execCfg, execErr := config.LoadExec(os.Getenv, cfg.WorkDir, cfg.Concurrency)
-	sec, secErr := config.LoadSecurity(os.Getenv)
-	if err = errors.Join(err, execErr, secErr); err != nil {
+	cfg, err := loadConfig(os.Getenv)
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "worker: invalid configuration:\n%v\n", err)
 		os.Exit(2)
 	}
 	log := newLogger(cfg.LogLevel)
-	protectSecrets(sec, log)
+	protectSecrets(cfg.Runner, log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, execCfg, sec, log); err != nil {
+	if err := run(ctx, cfg, log); err != nil {
 		log.Error("worker stopped", "error", err)
 		os.Exit(1)
 	}
@@ -49,132 +43,154 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-// run starts the worker and blocks until ctx ends, then shuts down in the documented order.
-func run(ctx context.Context, cfg config.Config, execCfg config.Exec, sec config.Security, log *slog.Logger) error {
-	log = log.With("worker_id", cfg.WorkerID)
+// Bounds of the shutdown steps that have no setting of their own.
+const (
+	// stopGrace bounds how long killed scripts' tasks take to be requeued (task.Config.StopGrace).
+	stopGrace = 5 * time.Second
+	// closeTimeout bounds each of the later steps: the runner's warm pool, each AMQP connection, the
+	// egress proxy and the HTTP server.
+	closeTimeout = 2 * time.Second
+)
+
+// run starts the worker, hands each package its part of cfg, and blocks until ctx ends; then it shuts
+// down in this order, every step bounded:
+//
+//  1. stop consuming: consumer.Run returns once ctx ends (the broker cancels the consumer; deliveries
+//     already on their way are handed over and run or requeued);
+//  2. drain: running scripts may finish for at most WORKER_DRAIN_TIMEOUT (task.Handler.Shutdown);
+//  3. kill process groups: past the drain the handler cancels the remaining runs, whose process groups
+//     the runner kills;
+//  4. requeue the unfinished: their tasks are settled with Requeue, within stopGrace; the warm runners
+//     are then stopped (runner.Shutdown, closeTimeout);
+//  5. close channels and connections: the consume connection (the broker requeues anything still
+//     unacknowledged), then the publish connection (closeTimeout each);
+//  6. stop the egress proxy and the HTTP server (closeTimeout each).
+//
+// The whole sequence takes at most WORKER_DRAIN_TIMEOUT + stopGrace + 5 × closeTimeout: keep that below
+// the orchestrator's stop timeout (ECS stopTimeout, at most 120 s).
+func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
+	log = log.With("worker_id", cfg.Task.ID)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := worker.NewMetrics(reg)
+	metrics := telemetry.New(reg)
 
-	repo, err := openRepository(ctx, cfg, reg, log)
+	repo, err := openRepository(ctx, cfg.Repository, metrics, log)
 	if err != nil {
 		return fmt.Errorf("script repository: %w", err)
 	}
-	runCfg := runner.Config{
-		Python:           cfg.Python,
-		WorkDir:          cfg.WorkDir,
-		MaxResultBytes:   cfg.MaxResultBytes,
-		MemoryLimitBytes: cfg.MemoryLimitBytes,
-		Logger:           log,
-		Warm: runner.WarmConfig{
-			MaxRequests: execCfg.WarmMaxRequests, IdleTimeout: execCfg.WarmIdleTimeout, MaxIdle: execCfg.WarmMaxIdle,
-		},
-	}
-	stopEgress, err := secureRunner(&runCfg, sec, reg, log)
+	proxy, err := startEgress(cfg.Egress, metrics, log)
 	if err != nil {
 		return err
 	}
-	defer stopEgress()
-	run, err := runner.New(runCfg)
+	var proxyURL string
+	if proxy != nil {
+		proxyURL = proxy.URL()
+		defer bounded(log, "stop the egress proxy", proxy.Shutdown)
+	}
+
+	runCfg := cfg.Runner
+	runCfg.Logger, runCfg.Metrics, runCfg.ProxyURL = log, metrics, proxyURL
+	warnRunAsRoot(runCfg, log)
+	scripts, err := runner.New(runCfg)
 	if err != nil {
 		return fmt.Errorf("script runner: %w", err)
 	}
-	defer run.Close()
-	metrics.WatchRunner(reg, run.WarmStats)
-	envs, err := envcache.New(envcache.Config{
-		Root: execCfg.EnvCacheDir, Python: run.Python(), MaxBytes: execCfg.EnvCacheMaxBytes,
-		BuildTimeout: execCfg.EnvBuildTimeout, Logger: log,
-		OnBuild: func(outcome string, d time.Duration) {
-			metrics.EnvBuilds.WithLabelValues(outcome).Inc()
-			metrics.EnvBuildDuration.Observe(d.Seconds())
-		},
-		OnHit: metrics.EnvCacheHits.Inc,
-	})
+	// On an early return; after a normal run the shutdown sequence has stopped it already.
+	defer bounded(log, "stop the warm runners", scripts.Shutdown)
+
+	envCfg := cfg.Envs
+	envCfg.Python, envCfg.Logger, envCfg.Metrics = scripts.Python(), log, metrics
+	envs, err := envcache.New(envCfg)
 	if err != nil {
 		return fmt.Errorf("environment cache: %w", err)
 	}
-	topo := broker.NewTopology(cfg.TaskQueue)
-	hooks := func(name string) (func(), func(error)) {
-		metrics.BrokerConnected.WithLabelValues(name).Set(0)
-		return func() {
-				metrics.BrokerConnected.WithLabelValues(name).Set(1)
-				metrics.Reconnects.WithLabelValues(name).Inc()
-			}, func(error) {
-				metrics.BrokerConnected.WithLabelValues(name).Set(0)
-			}
+
+	// A broker that refuses the login says why now, once, instead of among the sessions' redials; the
+	// worker still starts and keeps redialling (the broker may be starting, or credentials rotating).
+	loginCtx, cancelLogin := context.WithTimeout(ctx, 5*time.Second)
+	err = broker.CheckLogin(loginCtx, cfg.RabbitMQURL)
+	cancelLogin()
+	if err != nil {
+		log.Error("AMQP login check failed; starting anyway and redialling until the broker accepts", "error", err)
 	}
-	pubUp, pubDown := hooks("publish")
+	topo := broker.NewTopology(cfg.TaskQueue)
+	pubUp, pubDown := metrics.Connection("publish")
 	publisher := broker.NewPublisher(broker.PublisherConfig{
-		URL: cfg.RabbitMQURL, Name: cfg.WorkerID + "/publish", Logger: log, OnConnect: pubUp, OnDisconnect: pubDown,
+		URL: cfg.RabbitMQURL, Name: cfg.Task.ID + "/publish", Logger: log, OnConnect: pubUp, OnDisconnect: pubDown,
 	})
-	conUp, conDown := hooks("consume")
+	conUp, conDown := metrics.Connection("consume")
 	consumer := broker.NewConsumer(broker.ConsumerConfig{
-		URL: cfg.RabbitMQURL, Name: cfg.WorkerID + "/consume", Topology: topo, Prefetch: cfg.Concurrency,
+		URL: cfg.RabbitMQURL, Name: cfg.Task.ID + "/consume", Topology: topo, Prefetch: cfg.Task.Concurrency,
 		Logger: log, OnConnect: conUp, OnDisconnect: conDown,
 		// Tasks are settled through the publisher: replies, and dead letters (invalid and expired tasks go
 		// to the dead-letter queue with the reason).
-		Settler: broker.Settler{Publisher: publisher, DeadLetterQueue: topo.DeadLetterQueue, ID: cfg.WorkerID,
-			OnReplyFailure: func(error) { metrics.ReplyFailures.Inc() }},
+		Settler: broker.Settler{Publisher: publisher, DeadLetterQueue: topo.DeadLetterQueue, ID: cfg.Task.ID,
+			OnReplyFailure: metrics.ReplyFailed},
 	})
-	w := worker.New(worker.Config{
-		ID: cfg.WorkerID, Concurrency: cfg.Concurrency, Repository: repo, Runner: run,
-		Environments: envs, Isolation: execCfg.Isolation, Metrics: metrics, Logger: log,
-	})
+	taskCfg := cfg.Task
+	taskCfg.Repository, taskCfg.Runner, taskCfg.Environments = repo, scripts, envs
+	taskCfg.StopGrace, taskCfg.Metrics, taskCfg.Logger = stopGrace, metrics, log
+	if proxy != nil {
+		taskCfg.Egress = proxy // a failed run's reply says what the proxy refused it
+	}
+	handler := task.New(taskCfg)
 
 	pubCtx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))
 	pubDone := make(chan struct{})
 	go func() { _ = publisher.Run(pubCtx); close(pubDone) }()
 
-	srv, err := serveHTTP(cfg.MetricsAddr, reg, func() bool { return consumer.Connected() && publisher.Connected() }, log)
+	srv, err := serveStatus(cfg.MetricsAddr, reg, func() bool { return consumer.Connected() && publisher.Connected() },
+		statusLimits{}, log)
 	if err != nil {
 		stopPublisher()
 		return err
 	}
-	log.Info("worker started", "concurrency", cfg.Concurrency, "queue", cfg.TaskQueue,
+	defer bounded(log, "stop the HTTP server", srv.Shutdown)
+	log.Info("worker started", "concurrency", cfg.Task.Concurrency, "queue", cfg.TaskQueue,
 		"broker", broker.Redact(cfg.RabbitMQURL), "scripts", repo.Describe(), "metrics_addr", srv.Addr)
 
-	// Consume until ctx ends (SIGTERM/SIGINT).
-	_ = consumer.Run(ctx, w.Handle)
+	// 1. Consume until ctx ends (SIGTERM/SIGINT).
+	_ = consumer.Run(ctx, handler.Handle)
 
-	// Shutdown, in order: 1. consumption has stopped (Run cancelled the consumer); 2. drain running work;
-	// 3. past the drain timeout, kill what still runs and requeue it; 4. close connections; 5. stop HTTP.
+	// 2–4. Drain, then kill and requeue what still runs.
 	log.Info("shutting down: draining running scripts", "drain_timeout", cfg.DrainTimeout)
-	clean := w.Shutdown(cfg.DrainTimeout, 5*time.Second)
-	consumer.Close()
+	drainCtx, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainTimeout)
+	handlerErr := handler.Shutdown(drainCtx)
+	cancelDrain()
+	bounded(log, "stop the warm runners", scripts.Shutdown)
+	// 5. Close the connections: consume first (the broker requeues what is still unacknowledged), then
+	// publish.
+	bounded(log, "close the consume connection", func(context.Context) error { consumer.Close(); return nil })
 	stopPublisher()
-	<-pubDone
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutdownCtx)
-	if !clean {
-		return errors.New("some tasks did not stop in time; the broker requeues them")
+	bounded(log, "close the publish connection", func(ctx context.Context) error {
+		select {
+		case <-pubDone:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	// 6. The deferred calls stop the HTTP server, then the egress proxy.
+	if handlerErr != nil {
+		return fmt.Errorf("some tasks did not stop in time; the broker requeues them: %w", handlerErr)
 	}
 	log.Info("worker stopped cleanly")
 	return nil
 }
 
-// serveHTTP serves /healthz and /metrics on addr.
-func serveHTTP(addr string, reg *prometheus.Registry, healthy func() bool, log *slog.Logger) (*http.Server, error) {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if !healthy() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, `{"status":"unhealthy","components":{"rabbitmq":"disconnected"}}`)
-			return
+// bounded runs one shutdown step with closeTimeout: step gets a context that ends then, and bounded stops
+// waiting for it then (the step goes on in the background; the process is about to exit).
+func bounded(log *slog.Logger, name string, step func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- step(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Warn("shutdown step failed", "step", name, "error", err)
 		}
-		fmt.Fprintln(w, `{"status":"healthy","components":{"rabbitmq":"connected"}}`)
-	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on WORKER_METRICS_ADDR %s: %w", addr, err)
+	case <-ctx.Done():
+		log.Warn("shutdown step did not finish in time; going on", "step", name, "timeout", closeTimeout)
 	}
-	srv := &http.Server{Addr: ln.Addr().String(), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "error", err)
-		}
-	}()
-	return srv, nil
 }

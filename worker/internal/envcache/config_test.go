@@ -10,7 +10,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/config"
 )
 
-// The environment-cache cases of worker/internal/config's TestLoadExec.
+// The environment-cache cases of the former worker/internal/config's TestLoadExec.
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
 	e := config.NewEnv(func(string) string { return "" })

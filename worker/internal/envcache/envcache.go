@@ -64,11 +64,6 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics records builds and hits; nil records nothing.
 	Metrics Metrics
-	// OnBuild and OnHit are the callbacks Metrics replaces; when set (and Metrics is nil) they are called as
-	// EnvBuilt and EnvHit would be. They remain only until cmd/worker (which another change rewires) sets
-	// Metrics; new code sets Metrics.
-	OnBuild func(outcome string, d time.Duration)
-	OnHit   func()
 }
 
 // Defaults of Config's zero fields.
@@ -92,7 +87,7 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Metrics == nil {
-		c.Metrics = callbackMetrics{onBuild: c.OnBuild, onHit: c.OnHit}
+		c.Metrics = nopMetrics{}
 	}
 	return c
 }

@@ -11,20 +11,8 @@ type Metrics interface {
 	EnvHit()
 }
 
-// callbackMetrics adapts the deprecated Config.OnBuild and Config.OnHit; with both nil it records nothing.
-type callbackMetrics struct {
-	onBuild func(outcome string, d time.Duration)
-	onHit   func()
-}
+// nopMetrics records nothing: the Metrics of a Config without one.
+type nopMetrics struct{}
 
-func (m callbackMetrics) EnvBuilt(outcome string, d time.Duration) {
-	if m.onBuild != nil {
-		m.onBuild(outcome, d)
-	}
-}
-
-func (m callbackMetrics) EnvHit() {
-	if m.onHit != nil {
-		m.onHit()
-	}
-}
+func (nopMetrics) EnvBuilt(string, time.Duration) {}
+func (nopMetrics) EnvHit()                        {}

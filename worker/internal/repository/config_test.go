@@ -14,7 +14,7 @@ func loadOptions(env map[string]string) (Options, error) {
 	return o, e.Err()
 }
 
-// The cases of worker/internal/config's scripts_test.go and of its repository defaults.
+// The cases of the former worker/internal/config's scripts_test.go and of its repository defaults.
 func TestLoadOptionsDefaults(t *testing.T) {
 	t.Parallel()
 	o, err := loadOptions(nil)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+
+	"github.com/scrapeplatform/platform/shared/s3client"
 )
 
 // Repository types, the values of SCRIPT_REPOSITORY_TYPE.
@@ -65,7 +67,7 @@ func newSource(ctx context.Context, opts Options, r *Remote) (source, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &s3Source{client: client, bucket: opts.S3.Bucket, prefix: NormalizePrefix(opts.S3.Prefix), maxBytes: compressedLimit(lim)}, nil
+		return &s3Source{client: client, bucket: opts.S3.Bucket, prefix: s3client.NormalizePrefix(opts.S3.Prefix), maxBytes: compressedLimit(lim)}, nil
 	case TypeGit:
 		git := opts.Git
 		git.URL = opts.URL

@@ -2,19 +2,14 @@ package repository
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
+
+	"github.com/scrapeplatform/platform/shared/s3client"
 )
 
 // S3Config locates the S3 repository: bundles are objects <Prefix><name>.tar.gz in Bucket.
@@ -39,58 +34,10 @@ type S3Config struct {
 // DefaultS3Prefix is S3_PREFIX's default.
 const DefaultS3Prefix = "scripts/"
 
-// NormalizePrefix returns prefix without a leading "/" and with a trailing one (unless it is empty).
-func NormalizePrefix(prefix string) string {
-	prefix = strings.TrimPrefix(prefix, "/")
-	if prefix != "" && !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
-	return prefix
-}
-
-// NewS3Client builds an S3 client from cfg.
+// NewS3Client builds an S3 client from cfg (shared/s3client).
 func NewS3Client(ctx context.Context, cfg S3Config) (*s3.Client, error) {
-	var opts []func(*awsconfig.LoadOptions) error
-	if cfg.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(cfg.Region))
-	}
-	if (cfg.AccessKey == "") != (cfg.SecretKey == "") {
-		return nil, errors.New("s3: set both the access key and the secret key, or neither")
-	}
-	if cfg.AccessKey != "" {
-		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")))
-	}
-	if cfg.Endpoint != "" {
-		u, err := url.Parse(cfg.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("s3: endpoint %q is not an http(s) URL", cfg.Endpoint)
-		}
-		if cfg.Region == "" {
-			opts = append(opts, awsconfig.WithRegion("us-east-1"))
-		}
-		// S3-compatible servers vary in their support of the SDK's default CRC trailers (aws-chunked
-		// uploads); send and check checksums only where an operation needs them. Bundles carry their own
-		// SHA-256 in the object's metadata, which the worker checks.
-		opts = append(opts,
-			awsconfig.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
-			awsconfig.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired))
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("s3: load AWS configuration: %w", err)
-	}
-	if awsCfg.Region == "" {
-		return nil, errors.New("s3: no region: set S3_REGION (or AWS_REGION)")
-	}
-	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		if cfg.WrapHTTPClient != nil {
-			o.HTTPClient = cfg.WrapHTTPClient(o.HTTPClient)
-		}
-		if cfg.Endpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.Endpoint)
-			o.UsePathStyle = true
-		}
-	}), nil
+	return s3client.New(ctx, s3client.Config{Region: cfg.Region, AccessKey: cfg.AccessKey, SecretKey: cfg.SecretKey,
+		Endpoint: cfg.Endpoint, WrapHTTPClient: cfg.WrapHTTPClient})
 }
 
 // S3Version is the script version of an S3 object: its VersionId in a versioned bucket, otherwise
@@ -161,18 +108,5 @@ func (s *s3Source) fetch(ctx context.Context, name string, have remoteState) (fe
 
 // isS3NotFound reports a missing object (or bucket).
 func isS3NotFound(err error) bool {
-	if err == nil {
-		return false
-	}
-	var nf *types.NotFound
-	var nsk *types.NoSuchKey
-	if errors.As(err, &nf) || errors.As(err, &nsk) {
-		return true
-	}
-	var api smithy.APIError
-	if errors.As(err, &api) && (api.ErrorCode() == "NotFound" || api.ErrorCode() == "NoSuchKey") {
-		return true
-	}
-	var re *awshttp.ResponseError
-	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound
+	return s3client.IsNotFound(err) || s3client.HTTPStatus(err) == http.StatusNotFound
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/scrapeplatform/platform/worker/internal/repository/s3test"
+	"github.com/scrapeplatform/platform/shared/s3test"
 )
 
 // countingClient counts the S3 requests by method.

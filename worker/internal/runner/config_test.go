@@ -40,7 +40,7 @@ func TestLoadConfigMaxFile(t *testing.T) {
 	}
 }
 
-// The SCRIPT_RUN_AS, containment and process-limit cases of worker/internal/config's security_test.go.
+// The SCRIPT_RUN_AS, containment and process-limit cases of the former worker/internal/config's security_test.go.
 func TestLoadConfigSecurity(t *testing.T) {
 	t.Parallel()
 	c, err := loadConfig(map[string]string{"SCRIPT_RUN_AS": "10002", "SCRIPT_CONTAINMENT": "session",

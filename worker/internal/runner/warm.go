@@ -229,14 +229,6 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close kills every warm runner without waiting for them to exit: Shutdown with a context that has already
-// ended. It remains only until cmd/worker (which another change rewires) calls Shutdown; use Shutdown.
-func (r *Runner) Close() {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_ = r.Shutdown(ctx)
-}
-
 // WarmStats returns the pool's counters.
 func (r *Runner) WarmStats() WarmStats {
 	p := r.warm

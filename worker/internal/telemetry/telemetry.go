@@ -1,6 +1,6 @@
-// Package telemetry is the Prometheus edge of the worker's script execution packages: runner (warm
-// runners), envcache (dependency environments), repository (the script cache) and egress (the proxy).
-// Each of those packages declares the small Metrics interface it calls and records nothing when given
+// Package telemetry is the worker's Prometheus edge: it implements the metrics of the task handler (task),
+// the script execution packages — runner (warm runners), envcache (dependency environments), repository
+// (the script cache) and egress (the proxy) — and the broker connections. Each of those packages declares the small Metrics interface it calls and records nothing when given
 // none; the types here implement those interfaces with the metrics documented in worker/README.md
 // ("Metrics"). Names, types, labels and help texts are what dashboards and alerts (local/, test/) read:
 // change them only together.
@@ -15,27 +15,33 @@ import (
 	"github.com/scrapeplatform/platform/worker/internal/envcache"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
+	"github.com/scrapeplatform/platform/worker/internal/task"
 )
 
-// Metrics records for every script execution package: pass it as runner.Config.Metrics,
-// envcache.Config.Metrics, repository.CacheOptions.Metrics and egress.Config.Metrics.
+// Metrics records for every package of the worker: pass it as task.Config.Metrics, runner.Config.Metrics,
+// envcache.Config.Metrics, repository.CacheOptions.Metrics and egress.Config.Metrics, and its Broker's
+// methods as the broker callbacks.
 type Metrics struct {
+	*Tasks
 	*Warm
 	*Envs
 	*Scripts
 	*Egress
+	*Broker
 }
 
 var (
+	_ task.Metrics       = (*Metrics)(nil)
 	_ runner.Metrics     = (*Metrics)(nil)
 	_ envcache.Metrics   = (*Metrics)(nil)
 	_ repository.Metrics = (*Metrics)(nil)
 	_ egress.Metrics     = (*Metrics)(nil)
 )
 
-// New creates every metric of the script execution packages and registers them with reg.
+// New creates every metric of the worker and registers them with reg, once.
 func New(reg prometheus.Registerer) *Metrics {
-	return &Metrics{Warm: NewWarm(reg), Envs: NewEnvs(reg), Scripts: NewScripts(reg), Egress: NewEgress(reg)}
+	return &Metrics{Tasks: NewTasks(reg), Warm: NewWarm(reg), Envs: NewEnvs(reg), Scripts: NewScripts(reg),
+		Egress: NewEgress(reg), Broker: NewBroker(reg)}
 }
 
 // Warm records the warm runner pool (runner.Metrics).
@@ -46,26 +52,13 @@ type Warm struct {
 
 // NewWarm registers the warm runner pool's metrics with reg.
 func NewWarm(reg prometheus.Registerer) *Warm {
-	m := &Warm{
-		started: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scraping_warm_runners_started_total",
-			Help: "Warm runner processes started (each imports its script once).",
-		}),
-		reused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scraping_warm_runner_reuses_total",
-			Help: "Requests served by an already-running warm runner.",
-		}),
-		recycled: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scraping_warm_runners_recycled_total",
-			Help: "Warm runners stopped: after a failure or timeout, N requests, idleness, or a new script version.",
-		}),
-		idle: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "scraping_warm_runners_idle",
-			Help: "Warm runners waiting for a request.",
-		}),
+	r := registrar{reg}
+	return &Warm{
+		started:  r.counter("scraping_warm_runners_started_total", "Warm runner processes started (each imports its script once)."),
+		reused:   r.counter("scraping_warm_runner_reuses_total", "Requests served by an already-running warm runner."),
+		recycled: r.counter("scraping_warm_runners_recycled_total", "Warm runners stopped: after a failure or timeout, N requests, idleness, or a new script version."),
+		idle:     r.gauge("scraping_warm_runners_idle", "Warm runners waiting for a request."),
 	}
-	reg.MustRegister(m.started, m.reused, m.recycled, m.idle)
-	return m
 }
 
 // WarmStarted implements runner.Metrics.
@@ -89,27 +82,12 @@ type Envs struct {
 
 // NewEnvs registers the environment cache's metrics with reg.
 func NewEnvs(reg prometheus.Registerer) *Envs {
-	m := &Envs{
-		builds: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scraping_env_builds_total",
-			Help: "Dependency environments built for scripts' requirements.txt, by outcome (ok, failed).",
-		}, []string{"outcome"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "scraping_env_build_duration_seconds",
-			Help:    "Time to build one dependency environment (venv + pip install).",
-			Buckets: []float64{.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
-		}),
-		hits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scraping_env_cache_hits_total",
-			Help: "Script runs that found their dependency environment ready.",
-		}),
+	r := registrar{reg}
+	return &Envs{
+		builds:   withKnown(r.counterVec("scraping_env_builds_total", "Dependency environments built for scripts' requirements.txt, by outcome (ok, failed).", "outcome"), []string{"ok", "failed"}),
+		duration: r.histogram("scraping_env_build_duration_seconds", "Time to build one dependency environment (venv + pip install).", []float64{.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}),
+		hits:     r.counter("scraping_env_cache_hits_total", "Script runs that found their dependency environment ready."),
 	}
-	reg.MustRegister(m.builds, m.duration, m.hits)
-	// Known outcomes exist from the start at 0, so rate() sees the first build of each kind.
-	for _, o := range []string{"ok", "failed"} {
-		m.builds.WithLabelValues(o)
-	}
-	return m
 }
 
 // EnvBuilt implements envcache.Metrics.
@@ -130,25 +108,12 @@ type Scripts struct {
 
 // NewScripts registers the script cache's metrics with reg.
 func NewScripts(reg prometheus.Registerer) *Scripts {
-	m := &Scripts{
-		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scraping_script_fetches_total",
-			Help: "Checks of the remote script repository, by result: downloaded, not_modified, not_found, failed.",
-		}, []string{"result"}),
-		stales: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scraping_script_cache_stale_total",
-			Help: "Times a cached script copy was served because the remote repository could not be used.",
-		}),
-		damaged: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scraping_script_cache_damaged_total",
-			Help: "Cached script copies found damaged (changed on disk) and downloaded again.",
-		}),
+	r := registrar{reg}
+	return &Scripts{
+		fetches: withKnown(r.counterVec("scraping_script_fetches_total", "Checks of the remote script repository, by result: downloaded, not_modified, not_found, failed.", "result"), repository.FetchResults),
+		stales:  r.counter("scraping_script_cache_stale_total", "Times a cached script copy was served because the remote repository could not be used."),
+		damaged: r.counter("scraping_script_cache_damaged_total", "Cached script copies found damaged (changed on disk) and downloaded again."),
 	}
-	for _, r := range repository.FetchResults {
-		m.fetches.WithLabelValues(r)
-	}
-	reg.MustRegister(m.fetches, m.stales, m.damaged)
-	return m
 }
 
 // ScriptFetched implements repository.Metrics.
@@ -167,11 +132,8 @@ type Egress struct {
 
 // NewEgress registers scraping_egress_requests_total{decision, reason} with reg.
 func NewEgress(reg prometheus.Registerer) *Egress {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "scraping_egress_requests_total",
-		Help: "Requests of scripts through the egress proxy: decision allowed (per upstream connection) or refused (reason private, resolve, bad_request).",
-	}, []string{"decision", "reason"})
-	reg.MustRegister(c)
+	r := registrar{reg}
+	c := r.counterVec("scraping_egress_requests_total", "Requests of scripts through the egress proxy: decision allowed (per upstream connection) or refused (reason private, resolve, bad_request).", "decision", "reason")
 	c.WithLabelValues("allowed", "").Add(0)
 	c.WithLabelValues("refused", "private").Add(0)
 	return &Egress{requests: c}

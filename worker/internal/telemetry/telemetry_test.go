@@ -42,6 +42,11 @@ func TestSameMetricsAsBefore(t *testing.T) {
 		"scraping_script_cache_stale_total":    `COUNTER, "Times a cached script copy was served because the remote repository could not be used.", 1 series`,
 		"scraping_script_cache_damaged_total":  `COUNTER, "Cached script copies found damaged (changed on disk) and downloaded again.", 1 series`,
 		"scraping_egress_requests_total":       `COUNTER, "Requests of scripts through the egress proxy: decision allowed (per upstream connection) or refused (reason private, resolve, bad_request).", 2 series`,
+		// From the task handler's former worker/metrics.go; the vectors without series yet are checked below.
+		"scraping_tasks_rejected_total":         `COUNTER, "Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown).", 3 series`,
+		"scraping_worker_slots_busy":            `GAUGE, "Script slots currently running a task.", 1 series`,
+		"scraping_worker_slots":                 `GAUGE, "Script slots of this worker (WORKER_CONCURRENCY).", 1 series`,
+		"scraping_reply_publish_failures_total": `COUNTER, "Replies that could not be published before the caller's deadline (retried until then; then dropped and the task acked).", 1 series`,
 	}
 	got := families(t, reg)
 	for name, w := range want {
@@ -100,5 +105,68 @@ scraping_env_cache_hits_total 1
 	}
 	if got := testutil.ToFloat64(m.Envs.builds.WithLabelValues("ok")); got != 1 {
 		t.Fatalf("env builds ok = %v", got)
+	}
+}
+
+// The task handler's and the broker's metrics keep the names, types, labels and help texts they had in
+// worker/metrics.go.
+func TestTaskAndBrokerMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.Slots(4)
+	m.SlotTaken()
+	m.SlotTaken()
+	m.SlotFreed()
+	m.TaskDone("quotes", "completed", 2*time.Second)
+	m.ScriptRan("quotes", time.Second)
+	m.TaskRejected("expired")
+	up, down := m.Connection("consume")
+	up()
+	up()
+	down(nil)
+	pubUp, _ := m.Connection("publish")
+	pubUp()
+	m.ReplyFailed(nil)
+	want := `
+# HELP scraping_requests_total Scrape requests handled by this worker, by script and outcome (completed, failed, timeout).
+# TYPE scraping_requests_total counter
+scraping_requests_total{script_name="quotes",status="completed"} 1
+# HELP scraping_tasks_rejected_total Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown).
+# TYPE scraping_tasks_rejected_total counter
+scraping_tasks_rejected_total{reason="expired"} 1
+scraping_tasks_rejected_total{reason="invalid"} 0
+scraping_tasks_rejected_total{reason="requeued"} 0
+# HELP scraping_worker_slots Script slots of this worker (WORKER_CONCURRENCY).
+# TYPE scraping_worker_slots gauge
+scraping_worker_slots 4
+# HELP scraping_worker_slots_busy Script slots currently running a task.
+# TYPE scraping_worker_slots_busy gauge
+scraping_worker_slots_busy 1
+# HELP scraping_broker_connected 1 while the named AMQP connection (consume, publish) is up.
+# TYPE scraping_broker_connected gauge
+scraping_broker_connected{connection="consume"} 0
+scraping_broker_connected{connection="publish"} 1
+# HELP scraping_broker_connects_total AMQP connections established, by connection; more than one means reconnects.
+# TYPE scraping_broker_connects_total counter
+scraping_broker_connects_total{connection="consume"} 2
+scraping_broker_connects_total{connection="publish"} 1
+# HELP scraping_reply_publish_failures_total Replies that could not be published before the caller's deadline (retried until then; then dropped and the task acked).
+# TYPE scraping_reply_publish_failures_total counter
+scraping_reply_publish_failures_total 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "scraping_requests_total", "scraping_tasks_rejected_total",
+		"scraping_worker_slots", "scraping_worker_slots_busy", "scraping_broker_connected", "scraping_broker_connects_total",
+		"scraping_reply_publish_failures_total"); err != nil {
+		t.Fatal(err)
+	}
+	got := families(t, reg)
+	for name, w := range map[string]string{
+		"scraping_request_duration_seconds": `HISTOGRAM, "Time from receiving a task to publishing its reply, by script.", 1 series`,
+		"scraping_script_runtime_seconds":   `HISTOGRAM, "Wall-clock run time of the script's child process, by script.", 1 series`,
+	} {
+		if got[name] != w {
+			t.Errorf("%s:\n got %s\nwant %s", name, got[name], w)
+		}
 	}
 }

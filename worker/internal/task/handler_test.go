@@ -1,4 +1,4 @@
-package worker
+package task
 
 import (
 	"context"
@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/scrapeplatform/platform/shared/broker"
@@ -97,21 +95,55 @@ func (p *fakePublisher) Publish(_ context.Context, key string, msg amqp.Publishi
 	return nil
 }
 
-// testWorker is a Worker fed with deliveries as the consumer feeds it: each becomes a broker.Task settled
+// recorder is the Metrics of the tests: it counts every call by name and labels.
+type recorder struct {
+	mu     sync.Mutex
+	counts map[string]float64
+}
+
+func (r *recorder) add(key string, v float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.counts == nil {
+		r.counts = map[string]float64{}
+	}
+	r.counts[key] += v
+}
+
+// get returns the count of key: "done <script> <status>", "ran <script>", "rejected <reason>", "slots",
+// "busy", "reply failures".
+func (r *recorder) get(key string) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts[key]
+}
+
+func (r *recorder) TaskDone(script, status string, _ time.Duration) {
+	r.add("done "+script+" "+status, 1)
+}
+func (r *recorder) ScriptRan(script string, _ time.Duration) { r.add("ran "+script, 1) }
+func (r *recorder) TaskRejected(reason string)               { r.add("rejected "+reason, 1) }
+func (r *recorder) Slots(n int)                              { r.add("slots", float64(n)) }
+func (r *recorder) SlotTaken()                               { r.add("busy", 1) }
+func (r *recorder) SlotFreed()                               { r.add("busy", -1) }
+
+var _ Metrics = (*recorder)(nil)
+
+// testWorker is a Handler fed with deliveries as the consumer feeds it: each becomes a broker.Task settled
 // through settler (publisher, dead-letter queue, reply-failure hook), as cmd/worker wires them.
 type testWorker struct {
-	*Worker
+	*Handler
 	settler broker.Settler
 }
 
 // Handle hands d to the worker as a task.
-func (w *testWorker) Handle(d amqp.Delivery) { w.Worker.Handle(broker.NewTask(d, w.settler)) }
+func (w *testWorker) Handle(d amqp.Delivery) { w.Handler.Handle(broker.NewTask(d, w.settler)) }
 
-func newWorker(t *testing.T, run func(ctx context.Context, job runner.Job) (runner.Result, error), pub *fakePublisher) (*testWorker, *Metrics) {
-	m := NewMetrics(prometheus.NewRegistry())
+func newWorker(t *testing.T, run func(ctx context.Context, job runner.Job) (runner.Result, error), pub *fakePublisher) (*testWorker, *recorder) {
+	m := &recorder{}
 	w := New(Config{ID: "w-test", Concurrency: 2, Repository: fakeRepo{}, Runner: fakeRunner{run},
 		Metrics: m, Logger: slog.New(slog.DiscardHandler)})
-	return &testWorker{w, broker.Settler{Publisher: pub, ID: "w-test", OnReplyFailure: func(error) { m.ReplyFailures.Inc() }}}, m
+	return &testWorker{w, broker.Settler{Publisher: pub, ID: "w-test", OnReplyFailure: func(error) { m.add("reply failures", 1) }}}, m
 }
 
 func delivery(t *testing.T, acks *ackLog, name string, timeout time.Duration, deadline time.Time) amqp.Delivery {
@@ -140,7 +172,7 @@ func TestCompletedTaskIsRepliedThenAcked(t *testing.T) {
 	if len(pub.replies) != 1 || pub.replies[0].Status != contract.StatusCompleted || pub.replies[0].WorkerID != "w-test" || pub.replies[0].ScriptVersion != "v1" {
 		t.Fatalf("replies %+v", pub.replies)
 	}
-	if v := testutil.ToFloat64(m.Requests.WithLabelValues("good", "completed")); v != 1 {
+	if v := m.get("done good completed"); v != 1 {
 		t.Fatalf("scraping_requests_total = %v", v)
 	}
 }
@@ -175,7 +207,7 @@ func TestUnknownScriptRepliesFailed(t *testing.T) {
 	if r := pub.replies[0]; r.Status != contract.StatusFailed || r.Error.Code != contract.CodeScriptNotFound {
 		t.Fatalf("reply %+v", r)
 	}
-	if v := testutil.ToFloat64(m.Requests.WithLabelValues(UnknownScript, "failed")); v != 1 {
+	if v := m.get("done " + UnknownScript + " failed"); v != 1 {
 		t.Fatalf("unknown scripts must share one label, got %v", v)
 	}
 }
@@ -200,7 +232,7 @@ func TestExpiredAndInvalidTasksAreDeadLettered(t *testing.T) {
 	if len(pub.replies) != 1 || pub.replies[0].Error.Code != contract.CodeInvalidRequest || pub.replies[0].RequestID != "bad" {
 		t.Fatalf("invalid task should get an invalid_request reply: %+v", pub.replies)
 	}
-	if testutil.ToFloat64(m.Rejected.WithLabelValues("expired")) != 1 || testutil.ToFloat64(m.Rejected.WithLabelValues("invalid")) != 1 {
+	if m.get("rejected expired") != 1 || m.get("rejected invalid") != 1 {
 		t.Fatal("rejections not counted")
 	}
 }
@@ -225,7 +257,7 @@ func TestReplyFailureIsRetriedUntilItGoesOut(t *testing.T) {
 	if pub.attempts != 5 || len(pub.replies) != 1 || pub.replies[0].Status != contract.StatusCompleted || runs != 1 {
 		t.Fatalf("%d publish attempts, replies %+v, %d runs; want 5 attempts, one completed reply, one run", pub.attempts, pub.replies, runs)
 	}
-	if got := testutil.ToFloat64(m.ReplyFailures); got != 0 {
+	if got := m.get("reply failures"); got != 0 {
 		t.Fatalf("reply failures = %v for a reply that went out", got)
 	}
 }
@@ -244,8 +276,8 @@ func TestUnroutableReplyIsNotRetried(t *testing.T) {
 	pub.mu.Lock()
 	attempts := pub.attempts
 	pub.mu.Unlock()
-	if attempts != 1 || testutil.ToFloat64(m.ReplyFailures) != 1 {
-		t.Fatalf("%d attempts, %v failures; want one attempt, one failure", attempts, testutil.ToFloat64(m.ReplyFailures))
+	if attempts != 1 || m.get("reply failures") != 1 {
+		t.Fatalf("%d attempts, %v failures; want one attempt, one failure", attempts, m.get("reply failures"))
 	}
 }
 
@@ -263,15 +295,15 @@ func TestReplyFailurePastTheDeadlineIsDropped(t *testing.T) {
 	pub.mu.Lock()
 	attempts := pub.attempts
 	pub.mu.Unlock()
-	if attempts < 2 || testutil.ToFloat64(m.ReplyFailures) != 1 {
-		t.Fatalf("%d attempts, %v failures counted; want retries, then one failure", attempts, testutil.ToFloat64(m.ReplyFailures))
+	if attempts < 2 || m.get("reply failures") != 1 {
+		t.Fatalf("%d attempts, %v failures counted; want retries, then one failure", attempts, m.get("reply failures"))
 	}
 }
 
 func TestShutdownRequeuesNewAndKilledWork(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{})
-	w, _ := newWorker(t, func(ctx context.Context, job runner.Job) (runner.Result, error) {
+	w, m := newWorker(t, func(ctx context.Context, job runner.Job) (runner.Result, error) {
 		close(started)
 		<-ctx.Done() // a script that outlives the drain
 		return runner.Result{}, ctx.Err()
@@ -279,17 +311,64 @@ func TestShutdownRequeuesNewAndKilledWork(t *testing.T) {
 	acks := newAckLog()
 	w.Handle(delivery(t, acks, "slow", 30*time.Second, time.Now().Add(40*time.Second)))
 	<-started
-	finished := make(chan bool)
-	go func() { finished <- w.Shutdown(100*time.Millisecond, 5*time.Second) }()
+	finished := make(chan error)
+	drain, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	go func() { finished <- w.Shutdown(drain) }()
 	if got := acks.wait(t); got != "requeue" {
 		t.Fatalf("killed task settled with %s", got)
 	}
-	if !<-finished {
-		t.Fatal("shutdown did not finish")
+	if err := <-finished; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if m.get("busy") != 0 || m.get("rejected requeued") != 1 {
+		t.Fatalf("after shutdown: %v", m.counts)
 	}
 	// After shutdown began, new deliveries go straight back.
 	w.Handle(delivery(t, acks, "good", time.Second, time.Now().Add(5*time.Second)))
 	if got := acks.wait(t); got != "requeue" {
 		t.Fatalf("delivery during shutdown settled with %s", got)
+	}
+}
+
+func TestShutdownDrainsRunningWork(t *testing.T) {
+	t.Parallel()
+	started, release := make(chan struct{}), make(chan struct{})
+	w, _ := newWorker(t, func(ctx context.Context, job runner.Job) (runner.Result, error) {
+		close(started)
+		<-release // finishes during the drain, ignoring nothing
+		return ok(ctx, job)
+	}, &fakePublisher{})
+	acks := newAckLog()
+	w.Handle(delivery(t, acks, "good", 30*time.Second, time.Now().Add(40*time.Second)))
+	<-started
+	finished := make(chan error)
+	go func() { finished <- w.Shutdown(t.Context()) }() // no drain deadline: waits for the script
+	close(release)
+	if got := acks.wait(t); got != "ack" {
+		t.Fatalf("drained task settled with %s", got)
+	}
+	if err := <-finished; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+func TestShutdownIsBoundedWhenAScriptIgnoresTheStop(t *testing.T) {
+	t.Parallel()
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	h := New(Config{ID: "w-test", Concurrency: 1, Repository: fakeRepo{}, StopGrace: 50 * time.Millisecond,
+		Runner: fakeRunner{func(ctx context.Context, job runner.Job) (runner.Result, error) {
+			close(started)
+			<-release // a runner that does not stop when told
+			return ok(ctx, job)
+		}}})
+	w := &testWorker{h, broker.Settler{Publisher: &fakePublisher{}, ID: "w-test"}}
+	w.Handle(delivery(t, newAckLog(), "stuck", 30*time.Second, time.Now().Add(40*time.Second)))
+	<-started
+	drain, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := h.Shutdown(drain); err == nil {
+		t.Fatal("shutdown reported success while a task still ran")
 	}
 }

@@ -1,4 +1,4 @@
-package worker
+package task
 
 import (
 	"strings"
@@ -18,10 +18,10 @@ var _ EgressRefusals = (*egress.Proxy)(nil)
 
 // egressRefusal returns the egress proxy's sentence about a failed run's last refused request, when the
 // script's own error does not already say it.
-func (w *Worker) egressRefusal(req *contract.Request, res runner.Result, started time.Time) (string, bool) {
-	if w.cfg.Egress == nil || res.Status != contract.StatusFailed || res.Err == nil {
+func (h *Handler) egressRefusal(req *contract.Request, res runner.Result, started time.Time) (string, bool) {
+	if h.cfg.Egress == nil || res.Status != contract.StatusFailed || res.Err == nil {
 		return "", false
 	}
-	why, ok := w.cfg.Egress.Refusal(req.ScriptName, req.RequestID, started)
+	why, ok := h.cfg.Egress.Refusal(req.ScriptName, req.RequestID, started)
 	return why, ok && !strings.Contains(res.Err.Message, why)
 }

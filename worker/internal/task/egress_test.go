@@ -1,4 +1,4 @@
-package worker
+package task
 
 import (
 	"testing"
@@ -18,7 +18,7 @@ func (r refusals) Refusal(script, requestID string, _ time.Time) (string, bool) 
 func TestEgressRefusalJoinsAFailedRunsError(t *testing.T) {
 	t.Parallel()
 	sentence := "egress proxy refused 127.0.0.1:8765: 127.0.0.1 is a loopback address; to allow it, run the worker with EGRESS_ALLOW=127.0.0.1:8765"
-	w := &Worker{cfg: Config{Egress: refusals{"fetch", "req-1", sentence}}}
+	w := &Handler{cfg: Config{Egress: refusals{"fetch", "req-1", sentence}}}
 	req := &contract.Request{RequestID: "req-1", ScriptName: "fetch"}
 	failed := func(msg string) runner.Result {
 		return runner.Result{Status: contract.StatusFailed, Err: &contract.Error{Code: contract.CodeScriptError, Message: msg}}
@@ -40,7 +40,7 @@ func TestEgressRefusalJoinsAFailedRunsError(t *testing.T) {
 			t.Errorf("%s: egressRefusal = %q, %v; want %v", tt.name, got, ok, tt.want)
 		}
 	}
-	if _, ok := (&Worker{}).egressRefusal(req, failed("x"), time.Time{}); ok {
+	if _, ok := (&Handler{}).egressRefusal(req, failed("x"), time.Time{}); ok {
 		t.Error("a worker without an egress proxy found a refusal")
 	}
 }

@@ -1,4 +1,4 @@
-package worker
+package task
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/scrapeplatform/platform/shared/broker"
@@ -43,7 +42,7 @@ func TestDeadLettersCarryTheReason(t *testing.T) {
 			pub.failKey = "tasks.dead"
 		}
 		w := &testWorker{New(Config{ID: "w-test", Concurrency: 1, Repository: fakeRepo{}, Runner: fakeRunner{ok},
-			Metrics: NewMetrics(prometheus.NewRegistry()), Logger: slog.New(slog.DiscardHandler)}),
+			Metrics: &recorder{}, Logger: slog.New(slog.DiscardHandler)}),
 			broker.Settler{Publisher: pub, DeadLetterQueue: "tasks.dead", ID: "w-test"}}
 		acks := newAckLog()
 		w.Handle(amqp.Delivery{Acknowledger: acks, Body: []byte(`{"version":1,"request_id":"bad","script_name":"../x"}`),

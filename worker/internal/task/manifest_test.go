@@ -1,4 +1,4 @@
-package worker
+package task
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/worker/internal/manifest"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
 )
@@ -37,7 +37,7 @@ func manifestWorker(t *testing.T, manifestJSON string, run func(context.Context,
 	}
 	pub := &fakePublisher{}
 	w := New(Config{ID: "w", Concurrency: 4, Repository: dirRepo{dir}, Runner: fakeRunner{run},
-		Isolation: "warm", Metrics: NewMetrics(prometheus.NewRegistry()), Logger: slog.New(slog.DiscardHandler)})
+		Defaults: manifest.Defaults{Isolation: manifest.Warm}, Metrics: &recorder{}, Logger: slog.New(slog.DiscardHandler)})
 	return &testWorker{w, broker.Settler{Publisher: pub, ID: "w"}}, pub
 }
 
