@@ -29,6 +29,7 @@ var binDir string
 var repoRoot string
 
 func TestMain(m *testing.M) {
+	testkit.StackPorts = [2]int{19000, 21999} // e2e, running alongside, keeps the default range
 	code, err := buildAndRun(m)
 	if terr := rabbitmqtest.Terminate(); terr != nil {
 		fmt.Fprintln(os.Stderr, "observability: remove the RabbitMQ container:", terr)

@@ -3,6 +3,7 @@ package testkit
 import (
 	"context"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -42,6 +43,12 @@ func Queue(t testing.TB, amqpURL, prefix string) string {
 	return queue
 }
 
+// StackPorts is the range StartStack takes its ports from. Test binaries that run at the same time need
+// ranges of their own (go test runs packages in parallel): e2e keeps the default, observability sets another
+// in its TestMain. Both stay below Linux's ephemeral ports (32768-60999) and clear of localstack's tests
+// (24000-32767), which run in parallel with them; local/stack's tests (another module) never do.
+var StackPorts = [2]int{16000, 18999}
+
 // StartStack starts a gateway and workers worker processes from binDir, each with env, on free loopback
 // ports, and waits until they are ready. It stops them when the test ends, logging the tail of their
 // output if the test failed. The processes write their output to the returned Output.
@@ -50,11 +57,14 @@ func StartStack(t testing.TB, binDir string, workers int, env []string) (*stack.
 	out := &proctest.Output{}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
 	defer cancel()
+	// The gateway takes base+1, worker i base+2+i: ports from a block below the kernel's ephemeral range, so
+	// no outgoing connection of the tests running alongside takes one before the processes bind it.
+	base := proctest.PortBlock(t, workers+1, StackPorts[0], StackPorts[1])
 	s, err := stack.Start(ctx, stack.Options{
 		BinDir:                binDir,
-		GatewayAddr:           proctest.FreeAddr(t),
+		GatewayAddr:           "127.0.0.1:" + strconv.Itoa(base+1),
 		Workers:               workers,
-		WorkerMetricsBasePort: proctest.FreePortRange(t, workers+1),
+		WorkerMetricsBasePort: base + 1,
 		Env:                   env,
 		Output:                out,
 		ReadyTimeout:          30 * time.Second,

@@ -119,7 +119,13 @@ type Lease struct {
 }
 
 // Release gives the environment back to the cache.
-func (l *Lease) Release() { l.once.Do(func() { l.c.release(l.Key) }) }
+func (l *Lease) Release() {
+	l.once.Do(func() {
+		if l.c != nil { // a Lease made outside the cache (a test's) holds nothing
+			l.c.release(l.Key)
+		}
+	})
+}
 
 // Cache builds and keeps environments.
 type Cache struct {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/worker/internal/envcache"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
 )
@@ -370,5 +373,53 @@ func TestShutdownIsBoundedWhenAScriptIgnoresTheStop(t *testing.T) {
 	cancel()
 	if err := h.Shutdown(drain); err == nil {
 		t.Fatal("shutdown reported success while a task still ran")
+	}
+}
+
+// slowEnvs is an environment cache whose build takes build on the handler's clock.
+type slowEnvs struct {
+	clock *time.Time
+	build time.Duration
+}
+
+func (e slowEnvs) Get(context.Context, string) (*envcache.Lease, error) {
+	*e.clock = e.clock.Add(e.build)
+	return &envcache.Lease{}, nil
+}
+
+// An environment that is ready only after most of the budget went to building it is answered
+// dependencies_installing (retry: it is ready now), not run for the sliver left and answered "timeout".
+func TestEnvironmentReadyTooLateAsksForARetry(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "requirements.txt"), []byte("x==1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		build   time.Duration
+		wantRun bool
+	}{
+		{build: 9 * time.Second, wantRun: false}, // 10 s budget, 9 s of it building: retry
+		{build: 2 * time.Second, wantRun: true},  // most of the budget left: run
+	} {
+		now := time.Now()
+		ran := false
+		pub := &fakePublisher{}
+		w := New(Config{ID: "w-test", Concurrency: 1, Repository: dirRepo{dir}, Environments: slowEnvs{&now, tc.build},
+			Runner: fakeRunner{func(ctx context.Context, job runner.Job) (runner.Result, error) {
+				ran = true
+				return ok(ctx, job)
+			}}, Now: func() time.Time { return now }})
+		tw := &testWorker{w, broker.Settler{Publisher: pub, ID: "w-test"}}
+		acks := newAckLog()
+		tw.Handle(delivery(t, acks, "deps", 10*time.Second, now.Add(10*time.Second+contract.ReplyMargin)))
+		acks.wait(t)
+		if ran != tc.wantRun || len(pub.replies) != 1 {
+			t.Fatalf("build %v: ran %v, replies %+v", tc.build, ran, pub.replies)
+		}
+		rep := pub.replies[0]
+		if !tc.wantRun && (rep.Error == nil || rep.Error.Code != contract.CodeDependenciesInstalling) {
+			t.Fatalf("build %v: reply %+v, want dependencies_installing", tc.build, rep)
+		}
 	}
 }

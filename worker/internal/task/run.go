@@ -61,12 +61,20 @@ func (h *Handler) run(log *slog.Logger, req *contract.Request, timeout time.Dura
 	waitCtx, cancelWait := context.WithDeadline(ctx, req.StartBy())
 	defer cancelWait()
 	if lay.reqFile != "" {
+		asked := h.cfg.Now()
 		lease, reply := h.environment(waitCtx, log, req, lay.reqFile)
 		if reply != nil {
 			return reply, ctx.Err() != nil
 		}
 		defer lease.Release()
 		job.Python = lease.Python
+		// An environment that became ready only after most of the budget went to building it would leave
+		// the script a sliver of its timeout and a misleading "timeout" reply: say instead that the
+		// dependencies were being installed, which tells the caller to retry (the environment is ready now).
+		waited, left := h.cfg.Now().Sub(asked), req.RunTime(h.cfg.Now())
+		if left < job.Timeout/2 && waited > left {
+			return contract.Failed(req, contract.CodeDependenciesInstalling, fmt.Sprintf("the dependencies of script %q were installed just now, after %s of this request's budget; retry: they are ready", req.ScriptName, waited.Round(time.Millisecond))), false
+		}
 	}
 	release, ok := h.acquireScriptSlot(waitCtx, req.ScriptName, man.Concurrency)
 	if !ok {
