@@ -163,18 +163,28 @@ func randomSuffix() string {
 	return hex.EncodeToString(b)
 }
 
+// openChannel dials url and opens a channel on the new connection; closing the connection closes both.
+func openChannel(url string) (*amqp.Connection, *amqp.Channel, error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, ch, nil
+}
+
 // benchRaw measures plain amqp091-go RPC: no HTTP, no JSON validation, no child process.
 func benchRaw(ctx context.Context, o options) (result, error) {
 	topo := broker.NewTopology("bench-raw-" + randomSuffix())
-	admin, err := amqp.Dial(o.url)
+	admin, ach, err := openChannel(o.url)
 	if err != nil {
 		return result{}, err
 	}
 	defer admin.Close()
-	ach, err := admin.Channel()
-	if err != nil {
-		return result{}, err
-	}
 	if err := topo.Declare(ach); err != nil {
 		return result{}, err
 	}
@@ -186,15 +196,11 @@ func benchRaw(ctx context.Context, o options) (result, error) {
 
 	// Responders: one connection each, like workers, replying at once.
 	for range o.workers {
-		conn, err := amqp.Dial(o.url)
+		conn, ch, err := openChannel(o.url)
 		if err != nil {
 			return result{}, err
 		}
 		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return result{}, err
-		}
 		if err := ch.Qos(o.slots, 0, false); err != nil {
 			return result{}, err
 		}
@@ -211,15 +217,11 @@ func benchRaw(ctx context.Context, o options) (result, error) {
 	}
 
 	// Caller: one connection, one confirming channel, direct reply-to, replies matched by correlation id.
-	conn, err := amqp.Dial(o.url)
+	conn, ch, err := openChannel(o.url)
 	if err != nil {
 		return result{}, err
 	}
 	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return result{}, err
-	}
 	if err := ch.Confirm(false); err != nil {
 		return result{}, err
 	}
