@@ -12,6 +12,8 @@ const (
 	CodeUnauthorized Code = "unauthorized"
 	// CodePayloadTooLarge: the request body is larger than the gateway accepts.
 	CodePayloadTooLarge Code = "payload_too_large"
+	// CodeRequestTimeout: the request body did not arrive within the server's read timeout (408).
+	CodeRequestTimeout Code = "request_timeout"
 	// CodeNotFound: no such HTTP route.
 	CodeNotFound Code = "not_found"
 	// CodeMethodNotAllowed: the route exists but not for this HTTP method.

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -93,8 +95,11 @@ func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message)
 // Seconds is a duration that travels as a JSON number of seconds (fractions allowed).
 type Seconds float64
 
-// Duration converts s to a time.Duration.
-func (s Seconds) Duration() time.Duration { return time.Duration(float64(s) * float64(time.Second)) }
+// Duration converts s to a time.Duration, rounded to the nearest nanosecond (2.3 s is 2.3 s, not the
+// 2.299999999 s that truncating the double would give).
+func (s Seconds) Duration() time.Duration {
+	return time.Duration(math.Round(float64(s) * float64(time.Second)))
+}
 
 // SecondsOf converts d to Seconds.
 func SecondsOf(d time.Duration) Seconds { return Seconds(d.Seconds()) }
@@ -114,18 +119,31 @@ func ValidateScriptName(name string) error {
 	return nil
 }
 
-// ValidateTimeout reports whether t lies within [MinTimeout, max].
+// ValidateTimeout reports whether t lies within [MinTimeout, max] and names a whole number of
+// milliseconds (TimeoutResolution): a finer timeout would be read differently by each side (Go's
+// time.Duration truncates to nanoseconds, Python keeps the double), and 25.0000000001 would pass a 25 s
+// limit on one side and fail it on the other.
 func ValidateTimeout(t Seconds, max time.Duration) error {
-	d := t.Duration()
-	if d < MinTimeout || d > max || t != t { // t != t catches NaN
-		return fmt.Errorf("timeout must be between %g and %g seconds, got %g", MinTimeout.Seconds(), max.Seconds(), float64(t))
+	f := float64(t)
+	if f != f || f < MinTimeout.Seconds() || f > max.Seconds() { // f != f catches NaN
+		return fmt.Errorf("timeout must be between %g and %g seconds, got %g", MinTimeout.Seconds(), max.Seconds(), f)
+	}
+	// The tolerance (a picosecond) only absorbs the double's own rounding of a decimal such as 1.001.
+	if ms := f * 1000; math.Abs(ms-math.Round(ms)) > 1e-9 {
+		return fmt.Errorf("timeout must be a whole number of milliseconds (at most 3 decimal places), got %s",
+			strconv.FormatFloat(f, 'f', -1, 64))
 	}
 	return nil
 }
 
+// TimeoutResolution is the finest resolution of a request's timeout (see ValidateTimeout).
+const TimeoutResolution = time.Millisecond
+
 // ValidateParameters reports whether raw is absent, null or a JSON object in valid UTF-8, nested at most
 // MaxParameterDepth deep (scripts decode it with Python's json, which gives up on deep nesting and on
-// invalid UTF-8).
+// invalid UTF-8), with no object naming a key twice (*DuplicateKeyError) and no number that another side
+// would read differently: an integer beyond ±MaxSafeInteger or a number beyond a double's range
+// (*NumberError).
 func ValidateParameters(raw json.RawMessage) error {
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
@@ -140,7 +158,7 @@ func ValidateParameters(raw json.RawMessage) error {
 	if d := jsonDepth(trimmed); d > MaxParameterDepth {
 		return fmt.Errorf("parameters are nested %d deep; the limit is %d", d, MaxParameterDepth)
 	}
-	return nil
+	return scanJSON(trimmed, "parameters", true, true)
 }
 
 // jsonDepth returns the deepest nesting of objects and arrays in doc, which must be valid JSON.

@@ -1,0 +1,182 @@
+package contract
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// MaxSafeInteger is the largest magnitude of an integer that every side of the platform represents
+// exactly: 2^53. Go (encoding/json into any), JavaScript clients and the worker's float64 paths read JSON
+// numbers as IEEE doubles, which are exact for integers up to it; Python reads integers exactly but refuses
+// ones longer than 4300 digits. A parameter beyond it would mean different numbers to different readers.
+const MaxSafeInteger = 1 << 53
+
+// DuplicateKeyError reports a JSON object that names the same key twice (keys compared after unescaping, so
+// "a" and "\u0061" are the same key). Parsers disagree on which value wins (Go and Python keep the last,
+// others the first or refuse), so a document with one is ambiguous and is refused.
+type DuplicateKeyError struct {
+	// Path locates the object, e.g. "parameters.filters[2]"; Key is the repeated key.
+	Path, Key string
+}
+
+func (e *DuplicateKeyError) Error() string {
+	return fmt.Sprintf("duplicate key %q in %s: a key may appear only once in an object (JSON parsers disagree on which value wins)",
+		truncate(e.Key, 80), e.Path)
+}
+
+// NumberError reports a JSON number that not every side of the platform reads as the same value.
+type NumberError struct {
+	// Path locates the number, e.g. "parameters.ids[0]"; Literal is how it was written.
+	Path, Literal string
+	// Integer is true for an integer beyond ±MaxSafeInteger, false for a number beyond the range of a double.
+	Integer bool
+}
+
+func (e *NumberError) Error() string {
+	if e.Integer {
+		return fmt.Sprintf("%s: integer %s is beyond ±2^53 (%d), the largest every part of the platform represents exactly; send it as a string",
+			e.Path, truncate(e.Literal, 40), MaxSafeInteger)
+	}
+	return fmt.Sprintf("%s: number %s is out of range (larger than a 64-bit float can hold); send it as a string", e.Path, truncate(e.Literal, 40))
+}
+
+// CheckDuplicateKeys reports the first object in doc, at any depth, that names a key twice, as a
+// *DuplicateKeyError located under root ("body", "parameters"). doc must be valid JSON; an error reading it
+// is returned as is.
+func CheckDuplicateKeys(doc []byte, root string) error {
+	return scanJSON(doc, root, true, false)
+}
+
+// scanJSON walks doc token by token and reports the first duplicate key (dups) or out-of-range number
+// (numbers). It walks iteratively: depth costs memory for one frame per level, never stack.
+func scanJSON(doc []byte, root string, dups, numbers bool) error {
+	type frame struct {
+		object bool
+		keys   map[string]struct{}
+		key    string // object: the key whose value comes next (or came last)
+		index  int    // array: the index of the next value
+		hasKey bool   // object: key holds the next value's key
+	}
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var stack []*frame
+	path := func() string {
+		var b strings.Builder
+		b.WriteString(root)
+		for _, f := range stack {
+			switch {
+			case f.object && f.hasKey && isIdentifier(f.key):
+				b.WriteString("." + f.key)
+			case f.object && f.hasKey:
+				b.WriteString("[" + strconv.Quote(truncate(f.key, 40)) + "]")
+			case !f.object:
+				b.WriteString("[" + strconv.Itoa(f.index) + "]")
+			}
+		}
+		return b.String()
+	}
+	// value is called before each value; it moves the enclosing frame past it afterwards (see advance).
+	advance := func() {
+		if len(stack) == 0 {
+			return
+		}
+		top := stack[len(stack)-1]
+		if top.object {
+			top.hasKey = false
+		} else {
+			top.index++
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.object && !top.hasKey {
+			// In an object, a string token where a key is due is the key.
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:len(stack)-1]
+				advance()
+				continue
+			}
+			key, _ := tok.(string)
+			if dups {
+				if _, seen := top.keys[key]; seen {
+					top.key, top.hasKey = "", false
+					return &DuplicateKeyError{Path: path(), Key: key}
+				}
+				top.keys[key] = struct{}{}
+			}
+			top.key, top.hasKey = key, true
+			continue
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				f := &frame{object: true}
+				if dups {
+					f.keys = map[string]struct{}{}
+				}
+				stack = append(stack, f)
+			case '[':
+				stack = append(stack, &frame{})
+			case ']':
+				stack = stack[:len(stack)-1]
+				advance()
+			}
+		case json.Number:
+			if numbers {
+				if err := checkNumber(string(t)); err != nil {
+					err.Path = path()
+					return err
+				}
+			}
+			advance()
+		default:
+			advance()
+		}
+	}
+}
+
+// checkNumber reports a literal that is an integer beyond ±MaxSafeInteger or a number beyond a double's
+// range. Path is left for the caller.
+func checkNumber(lit string) *NumberError {
+	if !strings.ContainsAny(lit, ".eE") {
+		digits := strings.TrimPrefix(lit, "-")
+		const limit = "9007199254740992" // MaxSafeInteger; JSON integers have no leading zeros
+		if len(digits) > len(limit) || len(digits) == len(limit) && digits > limit {
+			return &NumberError{Literal: lit, Integer: true}
+		}
+		return nil
+	}
+	if f, err := strconv.ParseFloat(lit, 64); math.IsInf(f, 0) || err != nil && !errors.Is(err, strconv.ErrRange) {
+		return &NumberError{Literal: lit}
+	}
+	return nil
+}
+
+func isIdentifier(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
