@@ -410,6 +410,8 @@ func TestStalledBodyIs408(t *testing.T) {
 // deadlineReader fails as a connection does when its read deadline passes.
 type deadlineReader struct{}
 
-func (deadlineReader) Read([]byte) (int, error) { return 0, fmt.Errorf("read tcp: %w", os.ErrDeadlineExceeded) }
+func (deadlineReader) Read([]byte) (int, error) {
+	return 0, fmt.Errorf("read tcp: %w", os.ErrDeadlineExceeded)
+}
 
 func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelInfo) }
