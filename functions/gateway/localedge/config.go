@@ -3,8 +3,10 @@ package localedge
 import (
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/scrapeplatform/platform/functions/gateway"
+	"github.com/scrapeplatform/platform/shared/auth"
 	sharedconfig "github.com/scrapeplatform/platform/shared/config"
 )
 
@@ -20,6 +22,8 @@ type Config struct {
 	// JWTScopes, when set, are required on /scrape and /status (one of them), like the stage's jwtScopes on
 	// API Gateway's routes.
 	JWTScopes []string
+	// JWTMaxTTL is the longest lifetime a token may have (exp-iat, or exp-now without iat).
+	JWTMaxTTL time.Duration
 }
 
 // LoadConfig reads the local gateway's configuration through getenv and reports every problem at once.
@@ -36,6 +40,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		JWTScopes:   strings.FieldsFunc(e.String("JWT_SCOPES", ""), func(r rune) bool { return r == ',' || r == ' ' }),
 		JWTIssuer:   e.String("JWT_ISSUER", ""),
 		JWTAudience: e.String("JWT_AUDIENCE", ""),
+		JWTMaxTTL:   e.Duration("JWT_MAX_TTL", auth.DefaultMaxTTL, time.Minute, 30*24*time.Hour),
 	}
 	switch {
 	case c.JWTJWKSURL != "" && c.JWTSecret != "":
