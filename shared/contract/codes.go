@@ -14,6 +14,9 @@ const (
 	CodePayloadTooLarge Code = "payload_too_large"
 	// CodeRequestTimeout: the request body did not arrive within the server's read timeout (408).
 	CodeRequestTimeout Code = "request_timeout"
+	// CodeServerBusy: the local gateway is at its connection cap (GATEWAY_MAX_CONNECTIONS) and refused the
+	// connection with 503 before reading a request; retry shortly.
+	CodeServerBusy Code = "server_busy"
 	// CodeNotFound: no such HTTP route.
 	CodeNotFound Code = "not_found"
 	// CodeMethodNotAllowed: the route exists but not for this HTTP method.
