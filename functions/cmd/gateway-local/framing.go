@@ -31,13 +31,13 @@ type framingConn struct {
 type framingState int
 
 const (
-	inHeader      framingState = iota // reading a header section
-	inBody                            // remaining bytes of a Content-Length body
-	inChunkSize                       // reading a chunk-size line
-	inChunkData                       // remaining bytes of a chunk, then its CRLF
-	inChunkCRLF                       // the CRLF after a chunk's data (remaining: bytes of it left)
-	inTrailer                         // trailer lines after the last chunk
-	stopped                           // gave up: something this watcher does not follow
+	inHeader    framingState = iota // reading a header section
+	inBody                          // remaining bytes of a Content-Length body
+	inChunkSize                     // reading a chunk-size line
+	inChunkData                     // remaining bytes of a chunk, then its CRLF
+	inChunkCRLF                     // the CRLF after a chunk's data (remaining: bytes of it left)
+	inTrailer                       // trailer lines after the last chunk
+	stopped                         // gave up: something this watcher does not follow
 )
 
 // maxFramingLine bounds a line the watcher keeps; a longer header line is the server's 431 anyway.
