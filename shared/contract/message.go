@@ -26,6 +26,10 @@ const (
 	// MaxParameterDepth bounds how deeply objects and arrays nest in a request's parameters (the
 	// parameters object itself is depth 1).
 	MaxParameterDepth = 64
+	// MaxResultDepth bounds how deeply objects and arrays nest in a script's result (a top-level object
+	// or array is depth 1): deeper results are refused as invalid_output, since clients' parsers give up on
+	// them (Python's json raises RecursionError near 1,000).
+	MaxResultDepth = 128
 )
 
 var scriptNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -160,6 +164,10 @@ func ValidateParameters(raw json.RawMessage) error {
 	}
 	return scanJSON(trimmed, "parameters", true, true)
 }
+
+// JSONDepth returns the deepest nesting of objects and arrays in doc, which must be valid JSON (a scalar
+// is depth 0, [] depth 1). It scans bytes, without recursion.
+func JSONDepth(doc []byte) int { return jsonDepth(doc) }
 
 // jsonDepth returns the deepest nesting of objects and arrays in doc, which must be valid JSON.
 func jsonDepth(doc []byte) int {
