@@ -19,6 +19,7 @@ import (
 
 	"github.com/scrapeplatform/platform/functions/gateway/localedge"
 	"github.com/scrapeplatform/platform/shared/auth"
+	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/brokertest"
 	"github.com/scrapeplatform/platform/shared/testlog"
 )
@@ -36,7 +37,10 @@ type served struct {
 func serve(t *testing.T, env map[string]string, maxConns int) *served {
 	t.Helper()
 	url := brokertest.URL(t)
-	vars := map[string]string{"RABBITMQ_URL": url, "RABBITMQ_TASK_QUEUE": brokertest.Name("test-gwlocal"), "JWT_SECRET": testSecret}
+	queue := brokertest.Name("test-gwlocal")
+	topo := broker.NewTopology(queue)
+	brokertest.DeleteQueues(t, url, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
+	vars := map[string]string{"RABBITMQ_URL": url, "RABBITMQ_TASK_QUEUE": queue, "JWT_SECRET": testSecret}
 	for k, v := range env {
 		vars[k] = v
 	}
