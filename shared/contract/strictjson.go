@@ -1,11 +1,9 @@
 package contract
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -53,18 +51,18 @@ func CheckDuplicateKeys(doc []byte, root string) error {
 	return scanJSON(doc, root, true, false)
 }
 
-// scanJSON walks doc token by token and reports the first duplicate key (dups) or out-of-range number
-// (numbers). It walks iteratively: depth costs memory for one frame per level, never stack.
+// scanJSON walks doc, which must be valid JSON, and reports the first duplicate key (dups) or out-of-range
+// number (numbers). It scans bytes, iteratively (depth costs one frame per level, never stack), and decodes
+// only keys that hold escapes; it is an order of magnitude faster than json.Decoder's Token, which
+// matters on the gateway's path (a 256 KiB body is scanned in a few milliseconds).
 func scanJSON(doc []byte, root string, dups, numbers bool) error {
 	type frame struct {
 		object bool
 		keys   map[string]struct{}
-		key    string // object: the key whose value comes next (or came last)
-		index  int    // array: the index of the next value
-		hasKey bool   // object: key holds the next value's key
+		key    string // object: the key of the value being read
+		hasKey bool   // object: key is set (between the key and the end of its value)
+		index  int    // array: the index of the value being read
 	}
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.UseNumber()
 	var stack []*frame
 	path := func() string {
 		var b strings.Builder
@@ -81,75 +79,86 @@ func scanJSON(doc []byte, root string, dups, numbers bool) error {
 		}
 		return b.String()
 	}
-	// value is called before each value; it moves the enclosing frame past it afterwards (see advance).
-	advance := func() {
-		if len(stack) == 0 {
-			return
-		}
-		top := stack[len(stack)-1]
-		if top.object {
-			top.hasKey = false
-		} else {
-			top.index++
-		}
-	}
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if top != nil && top.object && !top.hasKey {
-			// In an object, a string token where a key is due is the key.
-			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:len(stack)-1]
-				advance()
-				continue
+	for i := 0; i < len(doc); i++ {
+		c := doc[i]
+		switch {
+		case c == '"':
+			end, escaped := stringEnd(doc, i)
+			if end < 0 {
+				return errors.New("unterminated string")
 			}
-			key, _ := tok.(string)
-			if dups {
-				if _, seen := top.keys[key]; seen {
-					top.key, top.hasKey = "", false
-					return &DuplicateKeyError{Path: path(), Key: key}
+			if n := len(stack); n > 0 && stack[n-1].object && !stack[n-1].hasKey {
+				top := stack[n-1]
+				raw := doc[i+1 : end]
+				var key string
+				if escaped {
+					if err := json.Unmarshal(doc[i:end+1], &key); err != nil {
+						return err
+					}
+				} else {
+					key = string(raw)
 				}
-				top.keys[key] = struct{}{}
-			}
-			top.key, top.hasKey = key, true
-			continue
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{':
-				f := &frame{object: true}
 				if dups {
-					f.keys = map[string]struct{}{}
+					if _, seen := top.keys[key]; seen {
+						return &DuplicateKeyError{Path: path(), Key: key}
+					}
+					top.keys[key] = struct{}{}
 				}
-				stack = append(stack, f)
-			case '[':
-				stack = append(stack, &frame{})
-			case ']':
-				stack = stack[:len(stack)-1]
-				advance()
+				top.key, top.hasKey = key, true
 			}
-		case json.Number:
+			i = end
+		case c == '{':
+			f := &frame{object: true}
+			if dups {
+				f.keys = map[string]struct{}{}
+			}
+			stack = append(stack, f)
+		case c == '[':
+			stack = append(stack, &frame{})
+		case c == '}' || c == ']':
+			if len(stack) == 0 {
+				return errors.New("unbalanced JSON")
+			}
+			stack = stack[:len(stack)-1]
+		case c == ',':
+			if n := len(stack); n > 0 {
+				if top := stack[n-1]; top.object {
+					top.hasKey = false
+				} else {
+					top.index++
+				}
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			j := i + 1
+			for j < len(doc) && (doc[j] >= '0' && doc[j] <= '9' || doc[j] == '.' || doc[j] == 'e' || doc[j] == 'E' || doc[j] == '+' || doc[j] == '-') {
+				j++
+			}
 			if numbers {
-				if err := checkNumber(string(t)); err != nil {
+				if err := checkNumber(string(doc[i:j])); err != nil {
 					err.Path = path()
 					return err
 				}
 			}
-			advance()
-		default:
-			advance()
+			i = j - 1
 		}
 	}
+	return nil
+}
+
+// stringEnd returns the index of the quote that closes the string opening at doc[start], and whether the
+// string holds a backslash escape; -1 when it does not close.
+func stringEnd(doc []byte, start int) (int, bool) {
+	escaped := false
+	for i := start + 1; i < len(doc); i++ {
+		switch doc[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			return i, escaped
+		}
+	}
+	return -1, escaped
 }
 
 // checkNumber reports a literal that is an integer beyond ±MaxSafeInteger or a number beyond a double's
