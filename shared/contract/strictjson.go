@@ -58,12 +58,22 @@ func CheckDuplicateKeys(doc []byte, root string) error {
 func scanJSON(doc []byte, root string, dups, numbers bool) error {
 	type frame struct {
 		object bool
-		keys   map[string]struct{}
-		key    string // object: the key of the value being read
-		hasKey bool   // object: key is set (between the key and the end of its value)
-		index  int    // array: the index of the value being read
+		few    []string            // object: its keys so far, while there are few
+		keys   map[string]struct{} // object: its keys so far, once there are many
+		key    string              // object: the key of the value being read
+		hasKey bool                // object: key is set (between the key and the end of its value)
+		index  int                 // array: the index of the value being read
 	}
-	var stack []*frame
+	var stack []frame // frames are values, reused with their key slices as the walk goes up and down
+	push := func(object bool) {
+		if n := len(stack); n < cap(stack) {
+			stack = stack[:n+1]
+			f := &stack[n]
+			*f = frame{object: object, few: f.few[:0]}
+			return
+		}
+		stack = append(stack, frame{object: object})
+	}
 	path := func() string {
 		var b strings.Builder
 		b.WriteString(root)
@@ -88,7 +98,7 @@ func scanJSON(doc []byte, root string, dups, numbers bool) error {
 				return errors.New("unterminated string")
 			}
 			if n := len(stack); n > 0 && stack[n-1].object && !stack[n-1].hasKey {
-				top := stack[n-1]
+				top := &stack[n-1]
 				raw := doc[i+1 : end]
 				var key string
 				if escaped {
@@ -99,22 +109,17 @@ func scanJSON(doc []byte, root string, dups, numbers bool) error {
 					key = string(raw)
 				}
 				if dups {
-					if _, seen := top.keys[key]; seen {
+					if seenKey(&top.few, &top.keys, key) {
 						return &DuplicateKeyError{Path: path(), Key: key}
 					}
-					top.keys[key] = struct{}{}
 				}
 				top.key, top.hasKey = key, true
 			}
 			i = end
 		case c == '{':
-			f := &frame{object: true}
-			if dups {
-				f.keys = map[string]struct{}{}
-			}
-			stack = append(stack, f)
+			push(true)
 		case c == '[':
-			stack = append(stack, &frame{})
+			push(false)
 		case c == '}' || c == ']':
 			if len(stack) == 0 {
 				return errors.New("unbalanced JSON")
@@ -122,7 +127,7 @@ func scanJSON(doc []byte, root string, dups, numbers bool) error {
 			stack = stack[:len(stack)-1]
 		case c == ',':
 			if n := len(stack); n > 0 {
-				if top := stack[n-1]; top.object {
+				if top := &stack[n-1]; top.object {
 					top.hasKey = false
 				} else {
 					top.index++
@@ -143,6 +148,34 @@ func scanJSON(doc []byte, root string, dups, numbers bool) error {
 		}
 	}
 	return nil
+}
+
+// seenKey reports whether key is among an object's keys so far, and adds it. Most objects have few keys,
+// which a slice holds without a map's cost; past 16 they move to a map.
+func seenKey(few *[]string, many *map[string]struct{}, key string) bool {
+	if *many != nil {
+		if _, ok := (*many)[key]; ok {
+			return true
+		}
+		(*many)[key] = struct{}{}
+		return false
+	}
+	for _, k := range *few {
+		if k == key {
+			return true
+		}
+	}
+	if len(*few) < 16 {
+		*few = append(*few, key)
+		return false
+	}
+	*many = make(map[string]struct{}, 32)
+	for _, k := range *few {
+		(*many)[k] = struct{}{}
+	}
+	(*many)[key] = struct{}{}
+	*few = nil
+	return false
 }
 
 // stringEnd returns the index of the quote that closes the string opening at doc[start], and whether the
