@@ -38,6 +38,8 @@ func httpStatus(code contract.Code) int {
 	switch code {
 	case contract.CodeInvalidRequest:
 		return http.StatusUnprocessableEntity
+	case contract.CodeRequestTimeout:
+		return http.StatusRequestTimeout
 	case contract.CodeUnauthorized:
 		return http.StatusUnauthorized
 	case contract.CodeForbidden:

@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -320,6 +322,11 @@ func (h *Handler) readScrape(w http.ResponseWriter, r *http.Request) (contract.R
 			return contract.Request{}, &requestError{http.StatusRequestEntityTooLarge, contract.CodePayloadTooLarge,
 				fmt.Sprintf("request body is larger than %d bytes", h.cfg.MaxBodyBytes)}
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The server's body read timeout (gateway-local's GATEWAY_BODY_TIMEOUT) passed mid-body.
+			return contract.Request{}, &requestError{http.StatusRequestTimeout, contract.CodeRequestTimeout,
+				"the request body did not arrive within the server's read timeout; send the whole body at once"}
+		}
 		return contract.Request{}, &requestError{http.StatusBadRequest, contract.CodeInvalidRequest, "could not read the request body: " + err.Error()}
 	}
 	b, derr := decodeScrapeBody(body)
@@ -361,8 +368,26 @@ func decodeScrapeBody(body []byte) (scrapeBody, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return b, errors.New("request body must hold exactly one JSON object; found more data after it")
 	}
+	// encoding/json lets the last of two equal keys win and matches field names case-insensitively (with
+	// Unicode folding: "SCRIPT_NAME", "ſcript_name"); both make one body mean different things to different
+	// readers, so both are refused.
+	if err := contract.CheckDuplicateKeys(body, "the request body"); err != nil {
+		return b, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return b, fmt.Errorf("request body is not valid JSON: %v", err)
+	}
+	for name := range fields {
+		if !slices.Contains(scrapeFields, name) {
+			return b, fmt.Errorf("unknown field %q; field names are case-sensitive: the fields are script_name, parameters and timeout", name)
+		}
+	}
 	return b, nil
 }
+
+// scrapeFields are the fields of a POST /scrape body, spelled exactly.
+var scrapeFields = []string{"script_name", "parameters", "timeout"}
 
 func jsonKind(field string) string {
 	switch field {
@@ -378,7 +403,7 @@ func jsonKind(field string) string {
 
 func (h *Handler) validateScrape(b scrapeBody) (contract.Request, error) {
 	var errs []error
-	req := contract.Request{Version: contract.Version, Parameters: b.Parameters, Budget: contract.Budget{Timeout: contract.SecondsOf(h.cfg.DefaultTimeout)},
+	req := contract.Request{Version: contract.Version, Parameters: b.Parameters, Budget: contract.Budget{Timeout: contract.SecondsOf(h.cfg.DefaultTimeout.Round(contract.TimeoutResolution))},
 		TimeoutDefaulted: b.Timeout == nil || string(*b.Timeout) == "null"}
 	if b.ScriptName == nil {
 		errs = append(errs, errors.New("script_name is required"))

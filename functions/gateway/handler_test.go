@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -137,8 +139,21 @@ func TestScrapeValidation(t *testing.T) {
 		{"timeout string", `{"script_name":"x","timeout":"5"}`, 422, "timeout must be a number"},
 		{"timeout zero", `{"script_name":"x","timeout":0}`, 422, "between"},
 		{"timeout too long", `{"script_name":"x","timeout":3600}`, 422, "between"},
+		{"duplicate key", `{"script_name":"echo","script_name":"other"}`, 400, `duplicate key "script_name" in the request body`},
+		{"duplicate escaped key", `{"script_name":"echo","\u0073cript_name":"other"}`, 400, `duplicate key "script_name"`},
+		{"duplicate nested key", `{"script_name":"echo","parameters":{"a":{"b":1,"b":2}}}`, 400, `duplicate key "b" in the request body.parameters.a`},
+		{"upper-case key", `{"SCRIPT_NAME":"echo"}`, 400, `unknown field "SCRIPT_NAME"; field names are case-sensitive`},
+		{"long s key", `{"ſcript_name":"echo"}`, 400, `unknown field "ſcript_name"`},
+		{"kelvin key", `{"script_name":"echo","\u212aimeout":1}`, 400, `unknown field`},
+		{"case-folded twin", `{"script_name":"echo","Script_Name":"x"}`, 400, `unknown field "Script_Name"`},
+		{"huge integer", `{"script_name":"echo","parameters":{"n":` + strings.Repeat("7", 5000) + `}}`, 422, "parameters.n: integer 7777"},
+		{"integer beyond 2^53", `{"script_name":"echo","parameters":{"ids":[9007199254740993]}}`, 422, "parameters.ids[0]: integer 9007199254740993 is beyond ±2^53"},
+		{"float out of range", `{"script_name":"echo","parameters":{"x":1e999}}`, 422, "out of range"},
+		{"timeout finer than ms", `{"script_name":"echo","timeout":2.0000000001}`, 422, "whole number of milliseconds"},
+		{"timeout just above max", `{"script_name":"echo","timeout":25.0000000001}`, 422, "between 0.1 and 25 seconds"},
 		{"too large", `{"script_name":"x","parameters":{"a":"` + strings.Repeat("a", 300*1024) + `"}}`, 413, "larger than"},
 		{"ok", `{"script_name":"echo","parameters":{"a":1},"timeout":2.5}`, 200, ""},
+		{"ok strict edges", `{"script_name":"echo","parameters":{"a":1,"A":2,"n":-9007199254740992,"f":1e300,"o":[{"k":1},{"k":2}]},"timeout":1.001}`, 200, ""},
 		{"ok defaults", `{"script_name":"echo"}`, 200, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -336,7 +351,12 @@ func TestUnavailableKeysAre503(t *testing.T) {
 // FuzzDecodeScrapeBody: request bodies are untrusted input; the parser must never panic, and anything it
 // accepts and validates must make a publishable request.
 func FuzzDecodeScrapeBody(f *testing.F) {
-	for _, s := range []string{`{"script_name":"echo","parameters":{"a":[1,2]},"timeout":5}`, `{"script_name":null}`, `{"timeout":1e400}`, `[]`, `{"parameters":"x"}`, "{\"script_name\":\"\\u0000\"}"} {
+	for _, s := range []string{`{"script_name":"echo","parameters":{"a":[1,2]},"timeout":5}`, `{"script_name":null}`, `{"timeout":1e400}`, `[]`, `{"parameters":"x"}`, "{\"script_name\":\"\\u0000\"}",
+		// Strict input (issue 11): duplicate and case-folded keys, integers beyond 2^53, sub-millisecond timeouts.
+		`{"script_name":"echo","script_name":"x"}`, `{"ſcript_name":"echo"}`, `{"script_name":"echo","TIMEOUT":1}`,
+		`{"script_name":"echo","parameters":{"a":1,"\u0061":2}}`, `{"script_name":"echo","parameters":{"n":9007199254740993}}`,
+		`{"script_name":"echo","parameters":{"n":-9007199254740992,"A":1,"a":2}}`, `{"script_name":"echo","timeout":24.0000000001}`,
+		`{"script_name":"echo","timeout":1.001}`, `{"script_name":"echo","parameters":{"x":[{"k":1},{"k":1}]}}`} {
 		f.Add([]byte(s))
 	}
 	h := New(testConfig(), Options{Broker: &fakeBroker{}, Authenticator: bearerAuth{}})
@@ -349,6 +369,18 @@ func FuzzDecodeScrapeBody(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// Accepted: every key appears once and the top-level ones are spelled exactly.
+		if contract.CheckDuplicateKeys(body, "body") != nil {
+			t.Fatalf("accepted body %q has a duplicate key", body)
+		}
+		var top map[string]json.RawMessage
+		if json.Unmarshal(body, &top) == nil {
+			for k := range top {
+				if k != "script_name" && k != "parameters" && k != "timeout" {
+					t.Fatalf("accepted body %q has field %q", body, k)
+				}
+			}
+		}
 		req.RequestID, req.Deadline = "id", time.Now().Add(time.Minute)
 		if err := req.Validate(); err != nil {
 			t.Fatalf("accepted body %q gives an invalid request: %v", body, err)
@@ -357,6 +389,29 @@ func FuzzDecodeScrapeBody(f *testing.F) {
 			t.Fatalf("accepted body %q cannot be published: %v", body, err)
 		}
 	})
+}
+
+// A body that stops arriving before the server's read deadline is answered 408 request_timeout.
+func TestStalledBodyIs408(t *testing.T) {
+	t.Parallel()
+	fb := &fakeBroker{answer: completed, connected: true}
+	h := newTestHandler(t, fb)
+	r := httptest.NewRequest("POST", "/scrape", io.MultiReader(strings.NewReader(`{"script_name":`), deadlineReader{}))
+	r.Header.Set("Authorization", "Bearer "+token(t))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	var m map[string]any
+	_ = json.Unmarshal(w.Body.Bytes(), &m)
+	if w.Code != http.StatusRequestTimeout || m["error_code"] != "request_timeout" || m["request_id"] == "" || len(fb.calls) != 0 {
+		t.Fatalf("%d %v", w.Code, m)
+	}
+}
+
+// deadlineReader fails as a connection does when its read deadline passes.
+type deadlineReader struct{}
+
+func (deadlineReader) Read([]byte) (int, error) {
+	return 0, fmt.Errorf("read tcp: %w", os.ErrDeadlineExceeded)
 }
 
 func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelInfo) }

@@ -24,6 +24,12 @@
 //     [HS256Config.Audience] when that is set;
 //   - sub is present and not empty;
 //   - the header carries no "crit" parameter, since no JWS extension is understood (RFC 7515 §4.1.11).
+//   - no member appears twice in the header or the claims; the claims this package reads (iss, sub, aud,
+//     exp, nbf, iat, jti, scope, scp, client_id) count only when spelled exactly, and a member whose name
+//     folds to one of them without being it ("EXP", "ſub") is refused, since encoding/json would read it
+//     as that claim; exp, nbf and iat are JSON numbers (not strings holding one), iss and sub strings;
+//   - the token lives at most [HS256Config.MaxTTL] ([DefaultMaxTTL], a day, by default): exp-iat, or
+//     exp-now when it has no iat.
 //
 // # What JWKSVerifier accepts
 //

@@ -44,6 +44,14 @@ func FuzzVerify(f *testing.F) {
 		"e30.e30.",
 		"eyJhbGciOiJIUzI1NiJ9.bnVsbA.",
 		"garbage",
+		// Strict claims (issue 11): case-folded and duplicate members, string dates, long lifetimes.
+		rawToken(`{"alg":"HS256"}`, `{"SUB":"u","EXP":1893553445}`),
+		rawToken(`{"alg":"HS256"}`, `{"sub":"u","ſub":"v","exp":1893553445}`),
+		rawToken(`{"alg":"HS256"}`, `{"sub":"u","exp":"1893553445"}`),
+		rawToken(`{"alg":"HS256"}`, `{"sub":"u","sub":"v","exp":1893553445}`),
+		rawToken(`{"alg":"HS256","alg":"none"}`, `{"sub":"u","exp":1893553445}`),
+		seed(with(validClaims(), "exp", testNow.Add(30*24*time.Hour).Unix())),
+		seed(without(with(validClaims(), "exp", testNow.Add(30*24*time.Hour).Unix()), "iat")),
 	} {
 		f.Add(s)
 	}
@@ -67,6 +75,9 @@ func FuzzVerify(f *testing.F) {
 			}
 			if !testNow.Before(c.ExpiresAt.Add(leeway)) {
 				t.Fatalf("accepted a token that expired at %v (now %v): %q", c.ExpiresAt, testNow, tok)
+			}
+			if c.ExpiresAt.Sub(testNow) > DefaultMaxTTL+leeway {
+				t.Fatalf("accepted a token that expires %v from now: %q", c.ExpiresAt.Sub(testNow), tok)
 			}
 			header := decodeHeader(t, tok)
 			if header["alg"] != "HS256" {

@@ -39,6 +39,9 @@ type HS256Config struct {
 	Audience string
 	// Leeway is the clock skew tolerated on exp, nbf and iat. Zero means DefaultLeeway; negative is an error.
 	Leeway time.Duration
+	// MaxTTL is the longest lifetime a token may have: exp-iat, or exp-now for a token without iat. Zero
+	// means DefaultMaxTTL; negative is an error.
+	MaxTTL time.Duration
 	// Now returns the current time; nil means time.Now. Tests set it.
 	Now func() time.Time
 }
@@ -49,6 +52,7 @@ type HS256Verifier struct {
 	issuer   string
 	audience string
 	parser   *jwt.Parser
+	rules    strictRules
 }
 
 // NewHS256 returns a verifier for cfg. It fails when the secret is shorter than MinSecretBytes or the leeway
@@ -67,6 +71,10 @@ func NewHS256(cfg HS256Config) (*HS256Verifier, error) {
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
+	}
+	rules, err := newStrictRules(cfg.MaxTTL, leeway, now)
+	if err != nil {
+		return nil, err
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{algHS256}),
@@ -87,6 +95,7 @@ func NewHS256(cfg HS256Config) (*HS256Verifier, error) {
 		issuer:   cfg.Issuer,
 		audience: cfg.Audience,
 		parser:   jwt.NewParser(opts...),
+		rules:    rules,
 	}, nil
 }
 
@@ -101,14 +110,15 @@ func checkSecret(secret []byte) error {
 // Verify checks token and returns its claims. ctx is unused: verification is local computation. Any error
 // wraps ErrInvalidToken and carries a reason safe to show the client.
 func (v *HS256Verifier) Verify(_ context.Context, token string) (Claims, error) {
-	return verify(token, v.parser, v.key, v.classify, nil)
+	return verify(token, v.parser, v.key, v.classify, v.rules, nil)
 }
 
 // verify is Verify's common part: the size rules before any decoding, parsing with parser and keyFunc, the
-// rules the parser does not know (crit, sub), and classify for the parser's own rejections. inspect, when
-// not nil, sees the claims of a token that passed all of that.
+// rules the parser does not know (crit, sub, and rules: exact and typed claims, the maximum lifetime), and
+// classify for the parser's own rejections. inspect, when not nil, sees the claims of a token that passed
+// all of that.
 func verify(token string, parser *jwt.Parser, keyFunc jwt.Keyfunc, classify func(*jwt.Token, *wireClaims, error) error,
-	inspect func(*wireClaims)) (Claims, error) {
+	rules strictRules, inspect func(*wireClaims)) (Claims, error) {
 	if token == "" {
 		return Claims{}, invalid(reasonEmpty, nil)
 	}
@@ -122,6 +132,9 @@ func verify(token string, parser *jwt.Parser, keyFunc jwt.Keyfunc, classify func
 	}
 	if _, ok := parsed.Header["crit"]; ok {
 		return Claims{}, invalid(reasonCrit, nil)
+	}
+	if err := rules.check(token, &wc); err != nil {
+		return Claims{}, err
 	}
 	if wc.Subject == "" {
 		return Claims{}, invalid("missing sub claim", nil)

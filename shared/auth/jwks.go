@@ -57,6 +57,8 @@ type JWKSConfig struct {
 	Audience string
 	// Leeway is the clock skew tolerated on exp, nbf and iat. Zero means DefaultLeeway; negative is an error.
 	Leeway time.Duration
+	// MaxTTL is the longest lifetime a token may have (see HS256Config.MaxTTL). Zero means DefaultMaxTTL.
+	MaxTTL time.Duration
 	// MaxAge and MinRefresh: see DefaultJWKSMaxAge and DefaultJWKSMinRefresh (zero means those).
 	MaxAge, MinRefresh time.Duration
 	// Client fetches the key set; nil means a client with a 10 s timeout.
@@ -77,6 +79,7 @@ type JWKSConfig struct {
 type JWKSVerifier struct {
 	cfg    JWKSConfig
 	parser *jwt.Parser
+	rules  strictRules
 
 	fetchMu sync.Mutex // one fetch at a time
 
@@ -119,7 +122,11 @@ func NewJWKS(cfg JWKSConfig) (*JWKSVerifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &JWKSVerifier{cfg: cfg, parser: jwt.NewParser(
+	rules, err := newStrictRules(cfg.MaxTTL, cfg.Leeway, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	return &JWKSVerifier{cfg: cfg, rules: rules, parser: jwt.NewParser(
 		jwt.WithValidMethods(jwksAlgs),
 		jwt.WithStrictDecoding(),
 		jwt.WithExpirationRequired(),
@@ -160,7 +167,7 @@ func (v *JWKSVerifier) Verify(ctx context.Context, token string) (Claims, error)
 			return invalid("unknown signing key", err)
 		}
 		return classify(t, wc, err, func(alg string) bool { return slices.Contains(jwksAlgs, alg) }, v.cfg.Issuer, "")
-	}, func(wc *wireClaims) { audOK = audienceOK(wc, v.cfg.Audience) })
+	}, v.rules, func(wc *wireClaims) { audOK = audienceOK(wc, v.cfg.Audience) })
 	if err != nil {
 		return Claims{}, err
 	}

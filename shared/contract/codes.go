@@ -12,6 +12,11 @@ const (
 	CodeUnauthorized Code = "unauthorized"
 	// CodePayloadTooLarge: the request body is larger than the gateway accepts.
 	CodePayloadTooLarge Code = "payload_too_large"
+	// CodeRequestTimeout: the request body did not arrive within the server's read timeout (408).
+	CodeRequestTimeout Code = "request_timeout"
+	// CodeServerBusy: the local gateway is at its connection cap (GATEWAY_MAX_CONNECTIONS) and refused the
+	// connection with 503 before reading a request; retry shortly.
+	CodeServerBusy Code = "server_busy"
 	// CodeNotFound: no such HTTP route.
 	CodeNotFound Code = "not_found"
 	// CodeMethodNotAllowed: the route exists but not for this HTTP method.

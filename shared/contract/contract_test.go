@@ -236,3 +236,71 @@ func TestValidateParametersBounds(t *testing.T) {
 		}
 	}
 }
+
+// Duplicate keys (at any depth, compared after unescaping) and numbers another side would read differently
+// are refused, each with an error that locates them.
+func TestValidateParametersStrict(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		raw     string
+		mention string // "" means accepted
+	}{
+		{`{"a":1,"a":2}`, `duplicate key "a" in parameters`},
+		{`{"a":1,"\u0061":2}`, `duplicate key "a"`},
+		{`{"a":{"b":[{"c":1,"c":1}]}}`, `parameters.a.b[0]`},
+		{`{"a":1,"A":2,"ſ":3,"s":4}`, ""}, // distinct keys: Python and Go maps keep them apart
+		{`{"n":9007199254740992}`, ""},
+		{`{"n":-9007199254740992}`, ""},
+		{`{"n":9007199254740993}`, "parameters.n: integer 9007199254740993 is beyond ±2^53"},
+		{`{"n":[1,-12345678901234567890]}`, "parameters.n[1]: integer"},
+		{`{"n":` + strings.Repeat("9", 5000) + `}`, "send it as a string"},
+		{`{"weird key":1e400}`, `parameters["weird key"]: number 1e400 is out of range`},
+		{`{"n":1e300,"m":1.5,"k":1e-400,"big":1e20}`, ""}, // floats within range, exponents are floats
+	} {
+		err := ValidateParameters(json.RawMessage(tc.raw))
+		if tc.mention == "" {
+			if err != nil {
+				t.Errorf("ValidateParameters(%.60s) = %v, want ok", tc.raw, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.mention) {
+			t.Errorf("ValidateParameters(%.60s) = %v, want an error mentioning %q", tc.raw, err, tc.mention)
+		}
+	}
+	var dk *DuplicateKeyError
+	if err := CheckDuplicateKeys([]byte(`{"script_name":"a","parameters":{},"script_name":"b"}`), "the request body"); !errors.As(err, &dk) || dk.Key != "script_name" || dk.Path != "the request body" {
+		t.Errorf("CheckDuplicateKeys: %v", err)
+	}
+	if err := CheckDuplicateKeys([]byte(`[{"a":1},{"a":1}]`), "body"); err != nil {
+		t.Errorf("keys of different objects are not duplicates: %v", err)
+	}
+}
+
+// A timeout is a whole number of milliseconds: finer ones are refused with the rule in the message.
+func TestValidateTimeoutResolution(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		t       float64
+		mention string
+	}{
+		{25, ""}, {0.1, ""}, {1.001, ""}, {2.3, ""}, {24.999, ""},
+		{25.0000000001, "between 0.1 and 25 seconds, got 25.0000000001"}, // was accepted: the Duration truncated it
+		{24.0000000001, "whole number of milliseconds (at most 3 decimal places), got 24.0000000001"},
+		{1.0005, "whole number of milliseconds"},
+		{25.001, "between 0.1 and 25 seconds"},
+		{0.0999, "between"},
+	} {
+		err := ValidateTimeout(Seconds(tc.t), 25*time.Second)
+		if (err == nil) != (tc.mention == "") || err != nil && !strings.Contains(err.Error(), tc.mention) {
+			t.Errorf("ValidateTimeout(%v) = %v, want %q", tc.t, err, tc.mention)
+		}
+	}
+	// What the gateway puts on the wire (a budget built from the timeout) passes the worker's check again.
+	for _, s := range []float64{2.3, 0.1, 1.001, 899.999, 24.7} {
+		b := NewBudget(time.Now(), Seconds(s).Duration(), time.Second, time.Time{})
+		if err := ValidateTimeout(b.Timeout, MaxTimeout); err != nil || b.Timeout != Seconds(s) {
+			t.Errorf("timeout %v became %v: %v", s, b.Timeout, err)
+		}
+	}
+}

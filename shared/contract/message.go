@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -24,6 +26,10 @@ const (
 	// MaxParameterDepth bounds how deeply objects and arrays nest in a request's parameters (the
 	// parameters object itself is depth 1).
 	MaxParameterDepth = 64
+	// MaxResultDepth bounds how deeply objects and arrays nest in a script's result (a top-level object
+	// or array is depth 1): deeper results are refused as invalid_output, since clients' parsers give up on
+	// them (Python's json raises RecursionError near 1,000).
+	MaxResultDepth = 128
 )
 
 var scriptNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -93,8 +99,11 @@ func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message)
 // Seconds is a duration that travels as a JSON number of seconds (fractions allowed).
 type Seconds float64
 
-// Duration converts s to a time.Duration.
-func (s Seconds) Duration() time.Duration { return time.Duration(float64(s) * float64(time.Second)) }
+// Duration converts s to a time.Duration, rounded to the nearest nanosecond (2.3 s is 2.3 s, not the
+// 2.299999999 s that truncating the double would give).
+func (s Seconds) Duration() time.Duration {
+	return time.Duration(math.Round(float64(s) * float64(time.Second)))
+}
 
 // SecondsOf converts d to Seconds.
 func SecondsOf(d time.Duration) Seconds { return Seconds(d.Seconds()) }
@@ -114,18 +123,31 @@ func ValidateScriptName(name string) error {
 	return nil
 }
 
-// ValidateTimeout reports whether t lies within [MinTimeout, max].
+// ValidateTimeout reports whether t lies within [MinTimeout, max] and names a whole number of
+// milliseconds (TimeoutResolution): a finer timeout would be read differently by each side (Go's
+// time.Duration truncates to nanoseconds, Python keeps the double), and 25.0000000001 would pass a 25 s
+// limit on one side and fail it on the other.
 func ValidateTimeout(t Seconds, max time.Duration) error {
-	d := t.Duration()
-	if d < MinTimeout || d > max || t != t { // t != t catches NaN
-		return fmt.Errorf("timeout must be between %g and %g seconds, got %g", MinTimeout.Seconds(), max.Seconds(), float64(t))
+	f := float64(t)
+	if f != f || f < MinTimeout.Seconds() || f > max.Seconds() { // f != f catches NaN
+		return fmt.Errorf("timeout must be between %g and %g seconds, got %g", MinTimeout.Seconds(), max.Seconds(), f)
+	}
+	// The tolerance (a picosecond) only absorbs the double's own rounding of a decimal such as 1.001.
+	if ms := f * 1000; math.Abs(ms-math.Round(ms)) > 1e-9 {
+		return fmt.Errorf("timeout must be a whole number of milliseconds (at most 3 decimal places), got %s",
+			strconv.FormatFloat(f, 'f', -1, 64))
 	}
 	return nil
 }
 
+// TimeoutResolution is the finest resolution of a request's timeout (see ValidateTimeout).
+const TimeoutResolution = time.Millisecond
+
 // ValidateParameters reports whether raw is absent, null or a JSON object in valid UTF-8, nested at most
 // MaxParameterDepth deep (scripts decode it with Python's json, which gives up on deep nesting and on
-// invalid UTF-8).
+// invalid UTF-8), with no object naming a key twice (*DuplicateKeyError) and no number that another side
+// would read differently: an integer beyond ±MaxSafeInteger or a number beyond a double's range
+// (*NumberError).
 func ValidateParameters(raw json.RawMessage) error {
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
@@ -140,8 +162,12 @@ func ValidateParameters(raw json.RawMessage) error {
 	if d := jsonDepth(trimmed); d > MaxParameterDepth {
 		return fmt.Errorf("parameters are nested %d deep; the limit is %d", d, MaxParameterDepth)
 	}
-	return nil
+	return scanJSON(trimmed, "parameters", true, true)
 }
+
+// JSONDepth returns the deepest nesting of objects and arrays in doc, which must be valid JSON (a scalar
+// is depth 0, [] depth 1). It scans bytes, without recursion.
+func JSONDepth(doc []byte) int { return jsonDepth(doc) }
 
 // jsonDepth returns the deepest nesting of objects and arrays in doc, which must be valid JSON.
 func jsonDepth(doc []byte) int {

@@ -169,7 +169,10 @@ func TestStack(t *testing.T) {
 	t.Run("authentication", func(t *testing.T) {
 		body := `{"script_name":"echo"}`
 		wrong, _ := auth.IssueHS256([]byte("some-other-secret-some-other-secret-000"), auth.Claims{Subject: "x"}, time.Hour)
-		for name, tok := range map[string]string{"no token": "", "garbage": "not.a.jwt", "wrong key": wrong} {
+		tooLong, _ := auth.IssueHS256([]byte(secret), auth.Claims{Subject: "x"}, 48*time.Hour)
+		for name, tok := range map[string]string{"no token": "", "garbage": "not.a.jwt", "wrong key": wrong,
+			"lifetime over JWT_MAX_TTL": tooLong, "case-folded SUB and EXP": rawHS256(`{"SUB":"x","EXP":` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `}`),
+			"exp as a string": rawHS256(`{"sub":"x","exp":"` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `"}`)} {
 			r := e.do(t, "POST", "/scrape", body, tok)
 			if r.Code != 401 || r.Body["error_code"] != "unauthorized" {
 				t.Errorf("%s: got %d %s", name, r.Code, r.Raw)
@@ -187,6 +190,15 @@ func TestStack(t *testing.T) {
 			{`{"script_name":"../../etc/passwd"}`, 422},
 			{`{"script_name":"echo","timeout":-1}`, 422},
 			{`{"script_name":"echo","parameters":{"x":"` + strings.Repeat("x", 400*1024) + `"}}`, 413},
+			// Strict input: a key twice or case-folded, numbers not every side reads alike, sub-ms timeouts.
+			{`{"script_name":"echo","script_name":"other"}`, 400},
+			{`{"script_name":"echo","parameters":{"a":1,"\u0061":2}}`, 400},
+			{`{"SCRIPT_NAME":"echo"}`, 400},
+			{`{"ſcript_name":"echo"}`, 400},
+			{`{"script_name":"echo","parameters":{"n":` + strings.Repeat("9", 5000) + `}}`, 422},
+			{`{"script_name":"echo","parameters":{"n":9007199254740993}}`, 422},
+			{`{"script_name":"echo","timeout":24.0000000001}`, 422},
+			{`{"script_name":"echo","timeout":25.0000000001}`, 422},
 		} {
 			r := e.do(t, "POST", "/scrape", tc.body, e.token)
 			if r.Code != tc.code || r.Body["error"] == nil || r.Body["error_code"] == nil {

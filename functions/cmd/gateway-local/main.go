@@ -20,6 +20,7 @@ import (
 
 	"github.com/scrapeplatform/platform/functions/gateway/localedge"
 	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/shared/protect"
 )
 
 func main() {
@@ -37,6 +38,11 @@ func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Like the worker: scripts of the same user may not read this process's environment (JWT_SECRET) or
+	// memory through /proc (make run as root runs scripts as root when SCRIPT_RUN_AS is off).
+	if err := protect.Process(); err != nil {
+		log.Warn("could not hide the gateway's environment from other processes of its user", "error", err)
+	}
 	if err := run(ctx, cfg, addr, log); err != nil {
 		log.Error("gateway stopped", "error", err)
 		os.Exit(1)
@@ -77,11 +83,13 @@ func run(ctx context.Context, cfg localedge.Config, addr string, log *slog.Logge
 		stopBroker()
 		return fmt.Errorf("listen on GATEWAY_ADDR %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: 10 << 10}
+	// Timeouts, the header limit, the body rules and the connection cap: server.go.
+	maxConns := fitDescriptorLimit(cfg.MaxConnections, log)
+	srv := newServer(cfg, mux)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("gateway listening", "addr", ln.Addr().String(), "broker", broker.Redact(cfg.Gateway.RabbitMQURL), "auth_mode", "jwt")
+	go func() { errc <- srv.Serve(newCapListener(ln, maxConns, log)) }()
+	log.Info("gateway listening", "addr", ln.Addr().String(), "broker", broker.Redact(cfg.Gateway.RabbitMQURL), "auth_mode", "jwt",
+		"max_connections", maxConns)
 
 	select {
 	case err := <-errc:

@@ -3,8 +3,10 @@ package localedge
 import (
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/scrapeplatform/platform/functions/gateway"
+	"github.com/scrapeplatform/platform/shared/auth"
 	sharedconfig "github.com/scrapeplatform/platform/shared/config"
 )
 
@@ -20,7 +22,18 @@ type Config struct {
 	// JWTScopes, when set, are required on /scrape and /status (one of them), like the stage's jwtScopes on
 	// API Gateway's routes.
 	JWTScopes []string
+	// JWTMaxTTL is the longest lifetime a token may have (exp-iat, or exp-now without iat).
+	JWTMaxTTL time.Duration
+	// BodyTimeout bounds the arrival of a request's body (408 past it); MaxConnections caps the
+	// connections the server holds at a time (503 past it, before reading a request).
+	BodyTimeout    time.Duration
+	MaxConnections int
 }
+
+// DefaultMaxConnections is GATEWAY_MAX_CONNECTIONS' default: room for 10,000 stalled connections with
+// /health still served, well under a common descriptor limit (cmd/gateway-local lowers the cap to fit the
+// process's own limit).
+const DefaultMaxConnections = 16384
 
 // LoadConfig reads the local gateway's configuration through getenv and reports every problem at once.
 // AUTH_MODE is accepted for compatibility with existing environments, but only as "jwt": the local gateway
@@ -30,12 +43,15 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	e := sharedconfig.NewEnv(getenv)
 	e.OneOf("AUTH_MODE", "jwt", "jwt")
 	c := Config{
-		Gateway:     gw,
-		JWTSecret:   e.String("JWT_SECRET", ""),
-		JWTJWKSURL:  e.String("JWT_JWKS_URL", ""),
-		JWTScopes:   strings.FieldsFunc(e.String("JWT_SCOPES", ""), func(r rune) bool { return r == ',' || r == ' ' }),
-		JWTIssuer:   e.String("JWT_ISSUER", ""),
-		JWTAudience: e.String("JWT_AUDIENCE", ""),
+		Gateway:        gw,
+		JWTSecret:      e.String("JWT_SECRET", ""),
+		JWTJWKSURL:     e.String("JWT_JWKS_URL", ""),
+		JWTScopes:      strings.FieldsFunc(e.String("JWT_SCOPES", ""), func(r rune) bool { return r == ',' || r == ' ' }),
+		JWTIssuer:      e.String("JWT_ISSUER", ""),
+		JWTAudience:    e.String("JWT_AUDIENCE", ""),
+		JWTMaxTTL:      e.Duration("JWT_MAX_TTL", auth.DefaultMaxTTL, time.Minute, 30*24*time.Hour),
+		BodyTimeout:    e.Duration("GATEWAY_BODY_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute),
+		MaxConnections: e.Int("GATEWAY_MAX_CONNECTIONS", DefaultMaxConnections, 1, 1<<20),
 	}
 	switch {
 	case c.JWTJWKSURL != "" && c.JWTSecret != "":

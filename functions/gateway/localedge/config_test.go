@@ -3,6 +3,7 @@ package localedge
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(kv ...string) func(string) string {
@@ -35,5 +36,19 @@ func TestLoadConfigRequiresSecretInJWTMode(t *testing.T) {
 	// AUTH_MODE=jwt, as existing environments set it, is accepted.
 	if _, err := LoadConfig(env("AUTH_MODE", "jwt", "JWT_SECRET", strings.Repeat("s", 32))); err != nil {
 		t.Errorf("AUTH_MODE=jwt: %v", err)
+	}
+}
+
+func TestLoadConfigMaxTTL(t *testing.T) {
+	t.Parallel()
+	secret := strings.Repeat("s", 32)
+	if c, err := LoadConfig(env("JWT_SECRET", secret)); err != nil || c.JWTMaxTTL != 24*time.Hour {
+		t.Fatalf("default JWT_MAX_TTL: %v %v", c.JWTMaxTTL, err)
+	}
+	if c, err := LoadConfig(env("JWT_SECRET", secret, "JWT_MAX_TTL", "1h")); err != nil || c.JWTMaxTTL != time.Hour {
+		t.Fatalf("JWT_MAX_TTL=1h: %v %v", c.JWTMaxTTL, err)
+	}
+	if _, err := LoadConfig(env("JWT_SECRET", secret, "JWT_MAX_TTL", "0")); err == nil || !strings.Contains(err.Error(), "JWT_MAX_TTL") {
+		t.Fatalf("JWT_MAX_TTL=0: %v", err)
 	}
 }

@@ -18,9 +18,10 @@ func Build(cfg Config, name string, log *slog.Logger, metrics *Metrics) (*gatewa
 	var v auth.Verifier
 	var err error
 	if cfg.JWTJWKSURL != "" {
-		v, err = auth.NewJWKS(auth.JWKSConfig{URL: cfg.JWTJWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+		v, err = auth.NewJWKS(auth.JWKSConfig{URL: cfg.JWTJWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, MaxTTL: cfg.JWTMaxTTL})
 	} else {
-		v, err = auth.NewHS256(auth.HS256Config{Secret: []byte(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+		v, err = auth.NewHS256(auth.HS256Config{Secret: []byte(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+			MaxTTL: cfg.JWTMaxTTL})
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("JWT verifier: %w", err)

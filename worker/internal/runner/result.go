@@ -55,6 +55,9 @@ func parseResult(doc []byte, maxData int) (outcome, error) {
 		case len(d.Data) > maxData:
 			return failed(contract.CodeOutputTooLarge, "", tooLargeMessage(int64(len(d.Data)), maxData), ""), nil
 		}
+		if depth := contract.JSONDepth(d.Data); depth > contract.MaxResultDepth {
+			return failed(contract.CodeInvalidOutput, "", fmt.Sprintf("the result is nested %d deep; the limit is %d", depth, contract.MaxResultDepth), ""), nil
+		}
 		return outcome{Status: contract.StatusCompleted, Data: d.Data}, nil
 	}
 

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -85,6 +86,23 @@ func TestParseResult(t *testing.T) {
 	}
 }
 
+// A result nested deeper than contract.MaxResultDepth is invalid_output, with the depth and the limit.
+func TestParseResultDepth(t *testing.T) {
+	t.Parallel()
+	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	o, err := parseResult([]byte(`{"ok":true,"data":`+nest(contract.MaxResultDepth)+`}`), 1<<20)
+	if err != nil || o.Status != contract.StatusCompleted {
+		t.Fatalf("at the limit: %+v %v", o, err)
+	}
+	for _, n := range []int{contract.MaxResultDepth + 1, 9000} {
+		o, err := parseResult([]byte(`{"ok":true,"data":{"a":`+nest(n-1)+`}}`), 1<<20)
+		want := fmt.Sprintf("the result is nested %d deep; the limit is %d", n, contract.MaxResultDepth)
+		if err != nil || o.Status != contract.StatusFailed || o.Err.Code != contract.CodeInvalidOutput || o.Err.Message != want {
+			t.Fatalf("%d deep: %+v %v, want invalid_output %q", n, o.Err, err, want)
+		}
+	}
+}
+
 // checkOutcome asserts what parseResult promises about every outcome it returns without an error.
 func checkOutcome(t *testing.T, o outcome, maxData int) {
 	t.Helper()
@@ -98,6 +116,9 @@ func checkOutcome(t *testing.T, o outcome, maxData int) {
 		}
 		if len(o.Data) > maxData {
 			t.Fatalf("completed with %d bytes of Data, over the limit of %d", len(o.Data), maxData)
+		}
+		if d := contract.JSONDepth(o.Data); d > contract.MaxResultDepth {
+			t.Fatalf("completed with Data nested %d deep", d)
 		}
 	case contract.StatusFailed:
 		if o.Err == nil || o.Err.Code == "" || o.Err.Message == "" {
@@ -132,6 +153,7 @@ func FuzzParseResult(f *testing.F) {
 		`{"ok":true}{"ok":false}`,
 		"{\"ok\":false,\"kind\":\"exception\",\"message\":\"\xff\xfe\\udc80\"}",
 		`null`, ``, `[]`, `{"ok":null}`,
+		`{"ok":true,"data":` + strings.Repeat(`{"a":`, 200) + `1` + strings.Repeat(`}`, 200) + `}`, // deeper than MaxResultDepth
 	} {
 		f.Add([]byte(seed))
 	}
