@@ -8,6 +8,5 @@
 // copy of the environment, so os.Getenv still works afterwards. Root (CAP_SYS_PTRACE) still sees
 // everything; the zeroed block is what it finds in environ.
 //
-// It is the worker's runner.ProtectProcess moved here so that the worker and the local gateway share one
-// implementation (the worker's caller still uses its own copy until it is switched).
+// The worker and the local gateway both call it at start.
 package protect

@@ -5,18 +5,19 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/scrapeplatform/platform/shared/protect"
 	"github.com/scrapeplatform/platform/worker/internal/egress"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
 )
 
-// protectSecrets hides the worker's environment from the scripts it runs (runner.ProtectProcess), as
+// protectSecrets hides the worker's environment from the scripts it runs (shared/protect), as
 // rc.ProtectSecrets (WORKER_PROTECT_SECRETS) asks.
 func protectSecrets(rc runner.Config, log *slog.Logger) {
 	if !rc.ProtectSecrets {
 		log.Warn("WORKER_PROTECT_SECRETS=false: scripts of the worker's user can read its environment through /proc")
 		return
 	}
-	if err := runner.ProtectProcess(); err != nil {
+	if err := protect.Process(); err != nil {
 		log.Warn("could not hide the worker's environment from scripts", "error", err)
 	}
 }

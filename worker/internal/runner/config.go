@@ -58,7 +58,7 @@ type Config struct {
 	// ProxyURL, when set, is the egress proxy scripts get as http_proxy, https_proxy and their upper-case
 	// forms (see the egress package).
 	ProxyURL string
-	// ProtectSecrets asks the worker's main to call ProtectProcess at start (WORKER_PROTECT_SECRETS). It
+	// ProtectSecrets asks the worker's main to call protect.Process (shared/protect) at start (WORKER_PROTECT_SECRETS). It
 	// acts on the whole worker process, so New does not apply it.
 	ProtectSecrets bool
 	// Metrics records the warm pool's work; nil records nothing.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -233,85 +232,4 @@ func TestScriptUserCannotReadTheWorkersSecrets(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestProtectProcess runs a helper process that protects itself, then reads its /proc/<pid>/environ as
-// root and as a process of the helper's own (non-root) user.
-func TestProtectProcess(t *testing.T) {
-	if os.Getenv("RUNNER_PROTECT_HELPER") != "" {
-		return // the helper is TestMain's business
-	}
-	t.Parallel()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if os.Getuid() == 0 { // the helper runs as another user, who must be able to execute a copy of this binary
-		b, err := os.ReadFile(exe)
-		if err != nil {
-			t.Fatal(err)
-		}
-		exe = filepath.Join(scripttest.ReachableTempDir(t), "helper.test")
-		// Hold off forks while the copy is open for writing: a child forked by a parallel test would keep
-		// the writable descriptor until its exec, and exec'ing the copy then fails with "text file busy".
-		syscall.ForkLock.RLock()
-		err = os.WriteFile(exe, b, 0o755)
-		syscall.ForkLock.RUnlock()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = []string{"RUNNER_PROTECT_HELPER=1", "RABBITMQ_URL=amqp://worker:hunter2@broker/"}
-	var cred *syscall.Credential
-	if os.Getuid() == 0 {
-		cred = &syscall.Credential{Uid: sandboxUser.UID, Gid: sandboxUser.GID, Groups: []uint32{}}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	ready := make([]byte, 64)
-	n, _ := stdout.Read(ready)
-	if got := strings.TrimSpace(string(ready[:n])); got != "protected" {
-		t.Fatalf("helper said %q", got)
-	}
-	environ := fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid)
-
-	// Whoever may read the file (root here) finds the block zeroed.
-	if b, err := os.ReadFile(environ); err == nil && strings.Contains(string(b), "hunter2") {
-		t.Errorf("%s still holds the secret: %q", environ, b)
-	}
-	// A process of the helper's own user may not read it at all.
-	reader := exec.Command("cat", environ)
-	if cred != nil {
-		reader.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	}
-	out, err := reader.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "Permission denied") {
-		t.Errorf("a process of the worker's user read %s: %v %q", environ, err, out)
-	}
-}
-
-// TestMain doubles as the helper process of TestProtectProcess.
-func TestMain(m *testing.M) {
-	if os.Getenv("RUNNER_PROTECT_HELPER") != "" {
-		if err := ProtectProcess(); err != nil {
-			fmt.Println("ProtectProcess:", err)
-			os.Exit(1)
-		}
-		if os.Getenv("RABBITMQ_URL") == "" {
-			fmt.Println("the Go environment lost RABBITMQ_URL")
-			os.Exit(1)
-		}
-		fmt.Println("protected")
-		time.Sleep(time.Minute)
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
 }

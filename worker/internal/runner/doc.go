@@ -127,7 +127,7 @@
 //
 // # Secrets
 //
-// [ProtectProcess], called early by the worker, zeroes the worker's original environment block (what
+// [protect.Process] (shared/protect), called early by the worker, zeroes the worker's original environment block (what
 // /proc/<pid>/environ shows) and marks the worker non-dumpable, so a process of the same user can read none
 // of its /proc files nor ptrace it. With RunAs the scripts run as another user and cannot read the worker's
 // files (mode 0600 credentials, its HOME) either; without it, anything the worker's user may read, a script
@@ -181,5 +181,5 @@
 // loader needs from another part (the work folder, the concurrency, the worker id) is a parameter.
 //
 // The package needs Linux for its guarantees; other Unix systems build it without waitid, PR_SET_PDEATHSIG,
-// PID namespaces, the subreaper sweep and ProtectProcess.
+// PID namespaces, the subreaper sweep and protect.Process.
 package runner
