@@ -53,7 +53,15 @@ type family struct {
 	known    bool
 	async    bool
 	procs    []*warmProc   // shared runners taking new calls
-	starting chan struct{} // closed when the start in progress ends; nil when none
+	starting *starting // the start in progress; nil when none
+}
+
+// starting is a runner start that other callers of the same key wait for.
+type starting struct {
+	done chan struct{}
+	// failed is what the start came to when the script could not be loaded: the waiters get it too,
+	// rather than each trying again.
+	failed *Result
 }
 
 // sharedCall is one call in flight on a shared runner.
@@ -97,7 +105,7 @@ func (f *family) pick(maxCalls int) *warmProc {
 // channel to wait on while a runner of key starts; or neither, when the caller must start a runner itself
 // (start is then true and the family records the start) or use the one-call-at-a-time path (start false).
 // Called with p.mu held.
-func (p *warmPool) acquire(key, script string, c *sharedCall) (w *warmProc, wait <-chan struct{}, start bool) {
+func (p *warmPool) acquire(key, script string, c *sharedCall) (w *warmProc, wait *starting, start bool) {
 	f := p.families[key]
 	if f == nil {
 		for k, other := range p.families {
@@ -122,19 +130,21 @@ func (p *warmPool) acquire(key, script string, c *sharedCall) (w *warmProc, wait
 	if f.starting != nil {
 		return nil, f.starting, false
 	}
-	f.starting = make(chan struct{})
+	f.starting = &starting{done: make(chan struct{})}
 	return nil, nil, true
 }
 
-// startEnded records the end of the start acquire asked for: w is the runner, nil when none started; async
-// says what its script is. Called with p.mu held.
-func (p *warmPool) startEnded(key string, w *warmProc, async bool) {
+// startEnded records the end of the start acquire asked for: w is the runner, nil when none started (failed
+// then says why, when the script could not be loaded); async says what its script is. Called with p.mu
+// held.
+func (p *warmPool) startEnded(key string, w *warmProc, async bool, failed *Result) {
 	f := p.families[key]
 	if f == nil {
 		return
 	}
 	if f.starting != nil {
-		close(f.starting)
+		f.starting.failed = failed
+		close(f.starting.done)
 		f.starting = nil
 	}
 	if w == nil {
@@ -231,7 +241,10 @@ func (r *Runner) runShared(ctx context.Context, job Job, python, key string, par
 			return res, err, true
 		case wait != nil:
 			select {
-			case <-wait:
+			case <-wait.done:
+				if wait.failed != nil {
+					return *wait.failed, nil, true
+				}
 				continue
 			case <-ctx.Done():
 				return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, ctx.Err()), true
@@ -243,7 +256,7 @@ func (r *Runner) runShared(ctx context.Context, job Job, python, key string, par
 		// is not async.
 		if idle := p.take(key, job.ScriptName); idle != nil {
 			p.mu.Lock()
-			p.startEnded(key, idle, false)
+			p.startEnded(key, idle, false, nil)
 			p.mu.Unlock()
 			res, err := r.serveTaken(ctx, idle, job, python, key, params, log)
 			return res, err, true
@@ -254,7 +267,7 @@ func (r *Runner) runShared(ctx context.Context, job Job, python, key string, par
 		if w != nil {
 			p.started(false)
 		}
-		p.startEnded(key, w, w != nil && w.async)
+		p.startEnded(key, w, w != nil && w.async, failed)
 		if w != nil && w.async {
 			p.register(w, c)
 		}

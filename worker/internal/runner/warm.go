@@ -287,7 +287,13 @@ func (r *Runner) WarmStats() WarmStats {
 	defer p.mu.Unlock()
 	s := p.stats
 	s.Idle = len(p.idle)
-	s.Shared = len(p.sharedAll)
+	for w := range p.sharedAll {
+		select {
+		case <-w.exited:
+		default:
+			s.Shared++
+		}
+	}
 	return s
 }
 
