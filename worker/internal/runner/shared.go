@@ -52,8 +52,8 @@ type family struct {
 	script   string
 	known    bool
 	async    bool
-	procs    []*warmProc   // shared runners taking new calls
-	starting *starting // the start in progress; nil when none
+	procs    []*warmProc // shared runners taking new calls
+	starting *starting   // the start in progress; nil when none
 }
 
 // starting is a runner start that other callers of the same key wait for.
