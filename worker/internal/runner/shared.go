@@ -153,7 +153,7 @@ func (p *warmPool) startEnded(key string, w *warmProc, async bool, failed *Resul
 	f.known, f.async = true, async
 	if async {
 		if p.closed {
-			w.shared.retired = true // serves its first call, then stops
+			w.shared.retired, w.retireWhy = true, "worker stopping" // serves its first call, then stops
 			return
 		}
 		f.procs = append(f.procs, w)
@@ -216,8 +216,8 @@ func (r *Runner) fail(w *warmProc, code contract.Code, message string) {
 		if !w.shared.retired {
 			p.retire(w, message)
 		}
-		p.mu.Unlock()
 		w.kill(message)
+		p.mu.Unlock()
 		close(w.shared.dead)
 	})
 }
@@ -442,7 +442,9 @@ func (r *Runner) dispatch(w *warmProc) {
 			return
 		}
 		if err != nil { // the runner is gone
+			r.warm.mu.Lock() // kill logs w.served, which calls update under the lock
 			w.kill("its answer channel failed")
+			r.warm.mu.Unlock()
 			<-w.exited
 			r.fail(w, contract.CodeScriptCrashed, r.describeExit(w.state))
 			return
