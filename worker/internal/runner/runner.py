@@ -1,5 +1,6 @@
-# Runs one scraping script once, for the scrape worker. doc.go in this folder describes the protocol;
-# this file is embedded in the worker binary and passed to the interpreter with -c.
+# Runs one scraping script once, or serves its calls as a warm runner (--serve; see serve()), for the scrape
+# worker. doc.go in this folder describes the protocol; this file is embedded in the worker binary and passed
+# to the interpreter with -c.
 #
 #   python -I -S -u -B -c <this file> <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>
 #
