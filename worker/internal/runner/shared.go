@@ -224,7 +224,7 @@ func (r *Runner) fail(w *warmProc, code contract.Code, message string) {
 
 // runShared serves job on a shared runner of its key, starting one when none has room. ok false means the
 // script is not async: the caller serves the job one call at a time.
-func (r *Runner) runShared(ctx context.Context, job Job, python, key string, params []byte, log *slog.Logger) (res Result, err error, ok bool) {
+func (r *Runner) runShared(ctx context.Context, job Job, python, key string, params []byte, deadline time.Time, log *slog.Logger) (res Result, err error, ok bool) {
 	p := r.warm
 	c := &sharedCall{nonce: newNonce(), out: newOutput(log, r.cfg.MaxOutputBytes), answer: make(chan []byte, 1), ended: make(chan struct{})}
 	for {
@@ -237,7 +237,7 @@ func (r *Runner) runShared(ctx context.Context, job Job, python, key string, par
 		p.mu.Unlock()
 		switch {
 		case w != nil:
-			res, err := r.callShared(ctx, w, job, params, c)
+			res, err := r.callShared(ctx, w, job, params, c, deadline)
 			return res, err, true
 		case wait != nil:
 			select {
@@ -258,10 +258,9 @@ func (r *Runner) runShared(ctx context.Context, job Job, python, key string, par
 			p.mu.Lock()
 			p.startEnded(key, idle, false, nil)
 			p.mu.Unlock()
-			res, err := r.serveTaken(ctx, idle, job, python, key, params, log)
+			res, err := r.serveTaken(ctx, idle, job, python, key, params, deadline, log)
 			return res, err, true
 		}
-		deadline := time.Now().Add(job.Timeout)
 		w, failed, err := r.startWarm(ctx, job, python, key, deadline, log)
 		p.mu.Lock()
 		if w != nil {
@@ -269,7 +268,7 @@ func (r *Runner) runShared(ctx context.Context, job Job, python, key string, par
 		}
 		p.startEnded(key, w, w != nil && w.async, failed)
 		if w != nil && w.async {
-			p.register(w, c)
+			w.shared.calls[c.nonce] = c // live counts it already (becomeShared)
 		}
 		p.mu.Unlock()
 		switch {
@@ -278,19 +277,19 @@ func (r *Runner) runShared(ctx context.Context, job Job, python, key string, par
 		case failed != nil:
 			return *failed, nil, true
 		case !w.async:
-			res, err := r.serveTaken(ctx, w, job, python, key, params, log)
+			res, err := r.serveTaken(ctx, w, job, python, key, params, deadline, log)
 			return res, err, true
 		}
-		res, err := r.callShared(ctx, w, job, params, c)
+		res, err := r.callShared(ctx, w, job, params, c, deadline)
 		return res, err, true
 	}
 }
 
-// callShared sends c's request to w and waits for its answer, its deadline, ctx or the runner's end.
-func (r *Runner) callShared(ctx context.Context, w *warmProc, job Job, params []byte, c *sharedCall) (Result, error) {
+// callShared sends c's request to w and waits for its answer, its deadline (the run's: Timeout from Run's
+// start, the runner's start included), ctx or the runner's end.
+func (r *Runner) callShared(ctx context.Context, w *warmProc, job Job, params []byte, c *sharedCall, deadline time.Time) (Result, error) {
 	p := r.warm
 	start := time.Now()
-	deadline := start.Add(job.Timeout)
 	request := withNonce(c.nonce, encodeRequest(job, params, deadline))
 	if err := w.sendFrame(request, deadline); err != nil {
 		<-w.shared.dead
@@ -401,7 +400,9 @@ type heartbeat struct {
 // becomeShared makes w, whose script turned out to be async, a shared runner: its output is routed by the
 // calls' tags, a dispatcher reads its answers and a watchdog checks its event loop.
 func (r *Runner) becomeShared(w *warmProc) {
-	w.shared = &sharedState{calls: map[string]*sharedCall{}, dead: make(chan struct{}), lastHeard: time.Now()}
+	// live starts at 1 for the call of the caller that started the runner, so nothing (a heartbeat past the
+	// RSS bound, say) stops the runner before that call is registered.
+	w.shared = &sharedState{calls: map[string]*sharedCall{}, live: 1, dead: make(chan struct{}), lastHeard: time.Now()}
 	w.out.setRoute(func(tag []byte, end bool) *output {
 		r.warm.mu.Lock()
 		defer r.warm.mu.Unlock()

@@ -336,14 +336,15 @@ func (w *warmProc) kill(why string) {
 func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []byte, log *slog.Logger) (Result, error) {
 	r.warm.startGC()
 	key := warmKey(python, job)
-	if res, err, ok := r.runShared(ctx, job, python, key, params, log); ok {
+	deadline := time.Now().Add(job.Timeout) // the runner's start counts against the budget
+	if res, err, ok := r.runShared(ctx, job, python, key, params, deadline, log); ok {
 		return res, err
 	}
 	w := r.warm.take(key, job.ScriptName)
 	if w == nil {
 		var res *Result
 		var err error
-		w, res, err = r.startWarm(ctx, job, python, key, time.Now().Add(job.Timeout), log)
+		w, res, err = r.startWarm(ctx, job, python, key, deadline, log)
 		if err != nil || res != nil {
 			if res != nil {
 				return *res, nil
@@ -358,13 +359,12 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []b
 			return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(errors.New("the script's scrape changed from def to async def")))
 		}
 	}
-	return r.serveTaken(ctx, w, job, python, key, params, log)
+	return r.serveTaken(ctx, w, job, python, key, params, deadline, log)
 }
 
 // serveTaken serves job on w, a one-call-at-a-time runner this caller holds, and pools it again or retires
 // it.
-func (r *Runner) serveTaken(ctx context.Context, w *warmProc, job Job, python, key string, params []byte, log *slog.Logger) (Result, error) {
-	deadline := time.Now().Add(job.Timeout)
+func (r *Runner) serveTaken(ctx context.Context, w *warmProc, job Job, python, key string, params []byte, deadline time.Time, log *slog.Logger) (Result, error) {
 	nonce := newNonce()
 	request := withNonce(nonce, encodeRequest(job, params, deadline))
 	res, reusable, err := r.serveWarm(ctx, w, job, nonce, request, deadline, log)
