@@ -303,19 +303,7 @@ func TestSharedRunnerForgedFrameRetiresTheRunner(t *testing.T) {
 	if len(writers) == 0 {
 		t.Fatal("no process holds the runner's answer pipe")
 	}
-	target := fmt.Sprintf("/proc/%d/fd/%d", writers[0][0], writers[0][1])
-	f, err := os.OpenFile(target, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatalf("open %s: %v", target, err)
-	}
-	body := append([]byte(newNonce()), `{"ok":true,"data":{"forged":true}}`...)
-	if _, err := f.Write(binary.BigEndian.AppendUint32(nil, uint32(len(body)))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(body); err != nil {
-		t.Fatal(err)
-	}
-	_ = f.Close()
+	forgeAnswer(t, writers[0][0], writers[0][1])
 	res := mustGet(t, victim)
 	if res.Status != contract.StatusFailed || res.Err.Code != contract.CodeScriptCrashed || !strings.Contains(res.Err.Message, "forged") {
 		t.Fatalf("the call in flight: %s %+v %s", res.Status, res.Err, res.Data)
@@ -438,4 +426,73 @@ func TestSharedRunnerPerContent(t *testing.T) {
 		t.Fatal("a new content reused the old content's shared runner")
 	}
 	waitGone(t, a) // the old content's idle runner is retired
+}
+
+// forgeAnswer writes a frame with a random nonce into the pipe at /proc/<pid>/fd/<fd>, as a process that is
+// not the runner could.
+func forgeAnswer(t *testing.T, pid, fd int) {
+	t.Helper()
+	target := fmt.Sprintf("/proc/%d/fd/%d", pid, fd)
+	f, err := os.OpenFile(target, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatalf("open %s: %v", target, err)
+	}
+	defer f.Close()
+	body := append([]byte(newNonce()), `{"ok":true,"data":{"forged":true}}`...)
+	if _, err := f.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The same holds for a one-call-at-a-time runner (a def scrape): a frame forged into its answer pipe while
+// a request runs does not become that request's answer; the runner is stopped.
+func TestWarmRunnerForgedFrameRetiresTheRunner(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, nil)
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+	_, a := runWarm(t, r, warmJob(t, `{}`, 1))
+	victim := goRun(t.Context(), r, warmJob(t, `{"sleep":30}`, 2))
+	for r.WarmStats().Reused == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The runner's answer pipe: a write-only pipe descriptor other than stdout and stderr whose read end
+	// this process holds.
+	ours := map[string]bool{}
+	mine, _ := filepath.Glob("/proc/self/fd/*")
+	for _, p := range mine {
+		if link, err := os.Readlink(p); err == nil && strings.HasPrefix(link, "pipe:") {
+			ours[link] = true
+		}
+	}
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", a.PID))
+	forged := false
+	for _, p := range fds {
+		var fd int
+		if _, err := fmt.Sscanf(filepath.Base(p), "%d", &fd); err != nil || fd <= 2 {
+			continue
+		}
+		link, err := os.Readlink(p)
+		if err != nil || !ours[link] {
+			continue
+		}
+		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", a.PID, fd))
+		var flags int
+		for line := range strings.Lines(string(info)) {
+			if v, ok := strings.CutPrefix(line, "flags:"); ok {
+				_, _ = fmt.Sscanf(strings.TrimSpace(v), "%o", &flags)
+			}
+		}
+		if err == nil && flags&3 == syscall.O_WRONLY {
+			forgeAnswer(t, a.PID, fd)
+			forged = true
+		}
+	}
+	if !forged {
+		t.Fatal("no answer pipe found in the runner")
+	}
+	res := mustGet(t, victim)
+	if res.Status != contract.StatusFailed || res.Err.Code != contract.CodeScriptCrashed || !strings.Contains(res.Err.Message, "forged") {
+		t.Fatalf("the request in flight: %s %+v %s", res.Status, res.Err, res.Data)
+	}
+	waitGone(t, a.PID)
 }
