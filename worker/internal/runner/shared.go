@@ -166,12 +166,18 @@ func (p *warmPool) register(w *warmProc, c *sharedCall) {
 	w.lastUsed = time.Now()
 }
 
-// retire stops giving w new calls and stops it once no caller waits on it. Called with p.mu held.
-func (p *warmPool) retire(w *warmProc, why string) {
+// retire stops giving w new calls and stops it once no caller waits on it, counting it as recycled.
+// Called with p.mu held.
+func (p *warmPool) retire(w *warmProc, why string) { p.retireCounted(w, why, true) }
+
+// retireCounted is retire; counted false leaves the recycled count alone (Shutdown).
+func (p *warmPool) retireCounted(w *warmProc, why string, counted bool) {
 	if !w.shared.retired {
 		w.shared.retired = true
 		w.retireWhy = why
-		p.recycled()
+		if counted {
+			p.recycled()
+		}
 		if f := p.families[w.key]; f != nil {
 			for i, x := range f.procs {
 				if x == w {

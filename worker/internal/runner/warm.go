@@ -249,7 +249,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		}
 		p.setIdle(nil)
 		for _, w := range p.sharedProcs() {
-			p.retire(w, "worker stopping")
+			p.retireCounted(w, "worker stopping", false) // not counted as recycled, as idle ones
 		}
 	}
 	for w := range p.sharedAll {
