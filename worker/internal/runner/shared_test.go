@@ -235,7 +235,7 @@ func TestSharedRunnerAttributesOutputPerCall(t *testing.T) {
 // event_loop_blocked, while another script's runner serves on.
 func TestSharedRunnerLoopBlockerIsStopped(t *testing.T) {
 	t.Parallel()
-	r := newTestRunner(t, func(c *Config) { c.Warm.LoopLagLimit = 500 * time.Millisecond })
+	r := newTestRunner(t, func(c *Config) { c.Warm.LoopLagLimit = time.Second })
 	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	never := filepath.Join(t.TempDir(), "never")
 	victim := goRun(t.Context(), r, sharedJob(t, "victim", map[string]any{"wait_for": never}))
@@ -403,9 +403,10 @@ func TestSharedRunnerCancelAndShutdownDrain(t *testing.T) {
 // gets a fresh runner.
 func TestSharedRunnerRecycledPastItsRSSBound(t *testing.T) {
 	t.Parallel()
-	r := newTestRunner(t, func(c *Config) { c.Warm.MaxRSSBytes = 1 << 20; c.Warm.LoopLagLimit = 200 * time.Millisecond })
+	// Heartbeats every 250 ms: one comes while the first call sleeps.
+	r := newTestRunner(t, func(c *Config) { c.Warm.MaxRSSBytes = 1 << 20; c.Warm.LoopLagLimit = time.Second })
 	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
-	first := sharedPID(t, mustRun(t, r, sharedJob(t, "first", map[string]any{"sleep": 0.5}))) // a heartbeat comes meanwhile
+	first := sharedPID(t, mustRun(t, r, sharedJob(t, "first", map[string]any{"sleep": 1.2})))
 	waitGone(t, first)
 	if second := sharedPID(t, mustRun(t, r, sharedJob(t, "second", nil))); second == first {
 		t.Fatal("the runner past its RSS bound took another call")

@@ -26,7 +26,7 @@ async def scrape(params):
             f.write("here")
     if params.get("wait_for"):
         while not os.path.exists(params["wait_for"]):
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.02)
     if params.get("sleep"):
         await asyncio.sleep(params["sleep"])
     if params.get("block"):
