@@ -249,7 +249,12 @@ func (r *Runner) runShared(ctx context.Context, job Job, python, key string, par
 			select {
 			case <-wait.done:
 				if wait.failed != nil {
-					return *wait.failed, nil, true
+					res := *wait.failed
+					if res.Err != nil {
+						e := *res.Err // each caller gets its own copy
+						res.Err = &e
+					}
+					return res, nil, true
 				}
 				continue
 			case <-ctx.Done():
