@@ -133,9 +133,10 @@ fuzz-ci: ## Fuzz the parsers of untrusted input (requests, replies, script outpu
 	  (cd $$m && $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_CI_TIME) -fuzzminimizetime $(FUZZMINIMIZE) $$p); done
 
 .PHONY: bench
-bench: build ## Benchmark POST /scrape against raw AMQP RPC; cold vs warm runs; uncached vs cached environments
+bench: build ## Benchmark POST /scrape against raw AMQP RPC; cold vs warm runs; shared vs one-call-per-runner async runs; uncached vs cached environments
 	$(BIN)/bench -bin $(BIN)
 	cd worker && $(GO) test -run '^$$' -bench ColdVsWarm -benchtime 200x ./internal/runner/
+	cd worker && $(GO) test -run '^$$' -bench SharedVsOneCallPerRunner -benchtime 3x ./internal/runner/
 	cd worker && $(GO) test -run '^$$' -bench FirstRequestEnvironment -benchtime 3x ./internal/envcache/
 
 .PHONY: tidy

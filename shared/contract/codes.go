@@ -48,6 +48,10 @@ const (
 	CodeInvalidOutput Code = "invalid_output"
 	// CodeOutputTooLarge: the script's result is larger than the worker may send back.
 	CodeOutputTooLarge Code = "output_too_large"
+	// CodeEventLoopBlocked: an async script blocked its shared runner's event loop (time.sleep, a CPU-bound
+	// loop or a blocking call inside async def) for longer than the worker allows (WARM_LOOP_LAG_LIMIT); the
+	// runner was stopped and every call it was serving failed with this code.
+	CodeEventLoopBlocked Code = "event_loop_blocked"
 	// CodeDependencyInstallFailed: the script's requirements could not be installed.
 	CodeDependencyInstallFailed Code = "dependency_install_failed"
 	// CodeDependenciesInstalling: the script's requirements are still being installed; retry shortly.

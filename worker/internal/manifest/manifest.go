@@ -23,7 +23,8 @@ const MaxBytes = 64 << 10
 
 // Isolation modes.
 const (
-	// Warm: a long-lived runner imports the script once and serves requests one at a time (default).
+	// Warm: a long-lived runner imports the script once and serves its requests (default): one at a time for
+	// a plain def scrape, many at once, one asyncio task each, for an async def scrape (a shared runner).
 	Warm = "warm"
 	// Process: a fresh process per request; nothing survives between requests.
 	Process = "process"
@@ -39,7 +40,8 @@ type Manifest struct {
 	Isolation string `json:"isolation,omitempty"`
 	// MemoryLimitMB overrides the worker's SCRIPT_MEMORY_LIMIT_MB for this script.
 	MemoryLimitMB int `json:"memory_limit_mb,omitempty"`
-	// Concurrency caps how many runs of this script one worker runs at once (0: no cap beyond the slots).
+	// Concurrency caps how many runs of this script one worker runs at once, shared runners' calls included
+	// (0: no cap beyond the slots).
 	Concurrency int `json:"concurrency,omitempty"`
 }
 

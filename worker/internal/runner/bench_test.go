@@ -2,6 +2,8 @@ package runner
 
 import (
 	"context"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,4 +39,51 @@ func BenchmarkColdVsWarm(b *testing.B) {
 	b.ReportMetric(float64(cold.Microseconds())/1000, "cold-ms/req")
 	b.ReportMetric(float64(warm.Microseconds())/1000, "warm-ms/req")
 	b.ReportMetric(float64(cold)/float64(warm), "cold/warm")
+}
+
+// BenchmarkSharedVsOneCallPerRunner measures N concurrent calls of an async script that awaits 200 ms (a
+// page fetch), through one shared runner and through the old path, one call per runner with as many calls
+// at once as a worker had slots by default (WORKER_CONCURRENCY = the CPU count), in the same run, and
+// reports the throughput of both and their ratio.
+func BenchmarkSharedVsOneCallPerRunner(b *testing.B) {
+	const n = 64
+	dir := scripttest.Path(b, "async_shared")
+	measure := func(maxCalls, slots int) float64 {
+		r, err := New(Config{Python: "python3", WorkDir: b.TempDir(), Warm: WarmConfig{MaxCalls: maxCalls, MaxIdle: slots}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = r.Shutdown(context.Background()) }()
+		j := Job{RequestID: "bench", ScriptName: "async_shared", ScriptDir: dir, Parameters: []byte(`{"sleep":0.2}`),
+			Timeout: time.Minute, Version: "v", Warm: true}
+		round := func() {
+			sem := make(chan struct{}, slots)
+			var wg sync.WaitGroup
+			for range n {
+				wg.Go(func() {
+					sem <- struct{}{}
+					defer func() { <-sem }()
+					res, err := r.Run(context.Background(), j)
+					if err != nil || res.Err != nil {
+						b.Errorf("%v %+v", err, res.Err)
+					}
+				})
+			}
+			wg.Wait()
+		}
+		round() // warm-up: starts the runners
+		start := time.Now()
+		for range b.N {
+			round()
+		}
+		return float64(n*b.N) / time.Since(start).Seconds()
+	}
+	b.ResetTimer()
+	shared := measure(DefaultWarmMaxCalls, n)
+	old := measure(1, runtime.NumCPU())
+	b.ReportMetric(shared, "shared-calls/s")
+	b.ReportMetric(old, "one-per-runner-calls/s")
+	b.ReportMetric(shared/old, "shared/old")
+	b.Logf("%d concurrent 200 ms calls: shared runner %.0f calls/s, one call per runner (%d slots) %.0f calls/s, ratio %.1f",
+		n, shared, runtime.NumCPU(), old, shared/old)
 }

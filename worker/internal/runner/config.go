@@ -17,6 +17,12 @@ const (
 	DefaultKillGrace      = 2 * time.Second
 	// DefaultMaxFileBytes is the RLIMIT_FSIZE of a script (SCRIPT_MAX_FILE_MB's default, 1024 MiB).
 	DefaultMaxFileBytes = 1024 << 20
+	// DefaultWarmMaxCalls is WarmConfig.MaxCalls's default: calls one shared runner serves at once.
+	DefaultWarmMaxCalls = 256
+	// DefaultWarmLoopLagLimit is WarmConfig.LoopLagLimit's default.
+	DefaultWarmLoopLagLimit = 2 * time.Second
+	// DefaultWarmMaxRSSBytes is WarmConfig.MaxRSSBytes's default.
+	DefaultWarmMaxRSSBytes = 512 << 20
 )
 
 // Config configures a Runner. Zero fields take the defaults above (withDefaults); WorkDir is required.
@@ -100,7 +106,8 @@ func (c Config) withDefaults() Config {
 
 // LoadConfig reads the runner's settings from the environment (worker/README.md, "Configuration"):
 // WORKER_PYTHON, SCRIPT_MAX_RESULT_BYTES, SCRIPT_MEMORY_LIMIT_MB, SCRIPT_MAX_FILE_MB, WARM_RUNNER_MAX_REQUESTS,
-// WARM_RUNNER_IDLE_TIMEOUT, WARM_RUNNER_MAX_IDLE, SCRIPT_CONTAINMENT, SCRIPT_MAX_PROCESSES, SCRIPT_RUN_AS and
+// WARM_RUNNER_IDLE_TIMEOUT, WARM_RUNNER_MAX_IDLE, WARM_RUNNER_MAX_CALLS, WARM_LOOP_LAG_LIMIT,
+// WARM_RUNNER_MAX_RSS_MB, SCRIPT_CONTAINMENT, SCRIPT_MAX_PROCESSES, SCRIPT_RUN_AS and
 // WORKER_PROTECT_SECRETS. e collects every problem. workDir is the worker's WORKER_WORK_DIR (the parent of
 // the run folders); concurrency is WORKER_CONCURRENCY, of which WARM_RUNNER_MAX_IDLE defaults to twice.
 // Logger, ProxyURL and Metrics are the caller's to set.
@@ -115,6 +122,10 @@ func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 			MaxRequests: e.Int("WARM_RUNNER_MAX_REQUESTS", 1000, 1, 1_000_000),
 			IdleTimeout: e.Duration("WARM_RUNNER_IDLE_TIMEOUT", 60*time.Second, time.Second, 24*time.Hour),
 			MaxIdle:     e.Int("WARM_RUNNER_MAX_IDLE", 2*concurrency, 0, 4096),
+			MaxCalls:    e.Int("WARM_RUNNER_MAX_CALLS", DefaultWarmMaxCalls, 1, 100_000),
+			LoopLagLimit: e.Duration("WARM_LOOP_LAG_LIMIT", DefaultWarmLoopLagLimit, 10*time.Millisecond,
+				10*time.Minute),
+			MaxRSSBytes: int64(e.Int("WARM_RUNNER_MAX_RSS_MB", DefaultWarmMaxRSSBytes>>20, 0, 1<<20)) << 20,
 		},
 		Containment:    e.OneOf("SCRIPT_CONTAINMENT", ContainAuto, ContainAuto, ContainPIDNamespace, ContainSession),
 		MaxProcesses:   e.Int("SCRIPT_MAX_PROCESSES", DefaultMaxProcesses, 0, 1<<22),
@@ -125,6 +136,9 @@ func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 	}
 	if c.MaxFileBytes == 0 {
 		c.MaxFileBytes = -1 // SCRIPT_MAX_FILE_MB=0: no limit
+	}
+	if c.Warm.MaxRSSBytes == 0 {
+		c.Warm.MaxRSSBytes = -1 // WARM_RUNNER_MAX_RSS_MB=0: no bound
 	}
 	if v := strings.TrimSpace(e.String("SCRIPT_RUN_AS", "")); v != "" {
 		uid, gid, ok := parseUser(v)

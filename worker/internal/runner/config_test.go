@@ -21,7 +21,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Python != "python3" || c.WorkDir != "/w" || c.MaxResultBytes != 400*1024 || c.MemoryLimitBytes != 1<<30 ||
-		c.Warm != (WarmConfig{MaxRequests: 1000, IdleTimeout: time.Minute, MaxIdle: 8}) ||
+		c.Warm != (WarmConfig{MaxRequests: 1000, IdleTimeout: time.Minute, MaxIdle: 8, MaxCalls: 256,
+			LoopLagLimit: 2 * time.Second, MaxRSSBytes: 512 << 20}) ||
 		c.Containment != ContainAuto || c.MaxProcesses != 1024 || c.RunAs != nil || !c.ProtectSecrets || c.MaxFileBytes != 1<<30 {
 		t.Fatalf("defaults: %+v", c)
 	}
@@ -66,6 +67,21 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	env := map[string]string{"WARM_RUNNER_MAX_REQUESTS": "0", "WARM_RUNNER_IDLE_TIMEOUT": "forever",
 		"SCRIPT_MAX_RESULT_BYTES": "1", "SCRIPT_MEMORY_LIMIT_MB": "-1", "WARM_RUNNER_MAX_IDLE": "x", "WORKER_PROTECT_SECRETS": "maybe"}
 	_, err := loadConfig(env)
+	for k := range env {
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("error does not name %s: %v", k, err)
+		}
+	}
+}
+
+func TestLoadConfigSharedRunners(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(map[string]string{"WARM_RUNNER_MAX_CALLS": "16", "WARM_LOOP_LAG_LIMIT": "500ms", "WARM_RUNNER_MAX_RSS_MB": "0"})
+	if err != nil || c.Warm.MaxCalls != 16 || c.Warm.LoopLagLimit != 500*time.Millisecond || c.Warm.MaxRSSBytes != -1 {
+		t.Fatalf("set: %+v %v", c.Warm, err)
+	}
+	env := map[string]string{"WARM_RUNNER_MAX_CALLS": "0", "WARM_LOOP_LAG_LIMIT": "1ms", "WARM_RUNNER_MAX_RSS_MB": "-5"}
+	_, err = loadConfig(env)
 	for k := range env {
 		if err == nil || !strings.Contains(err.Error(), k) {
 			t.Errorf("error does not name %s: %v", k, err)

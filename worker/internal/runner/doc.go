@@ -48,7 +48,8 @@
 // The request travels on stdin as one JSON line, {"request_id": ..., "parameters": {...}, "timeout_ms": N,
 // "deadline_ms": N} (encodeRequest): unlike argv or the environment it is not visible to other processes
 // and has no small size limit. runner.py reads it and replaces fd 0 with /dev/null before the script is
-// imported. A warm runner gets the same document as each request frame (warm.go).
+// imported. A warm runner gets the same document, with the call's "nonce" added, as each request frame
+// (warm.go).
 //
 // # Time budget
 //
@@ -74,6 +75,43 @@
 // stream) up to a per-run budget, and keeps the last MaxOutputBytes as [Result.OutputTail], which also
 // goes into the Detail of every failure. Past the budget it keeps draining the pipes, so a script that
 // prints gigabytes neither blocks nor exhausts memory; it logs that lines were dropped.
+//
+// # Warm and shared runners
+//
+// A warm runner (Job.Warm) is started with --serve and reads frames (a 4-byte big-endian length, then the
+// body) on fd 4 and answers on fd 3. The first frame, the hello, gives it the runner's nonce and the loop
+// lag bound; it imports the script and answers {"ready": true, "async": bool}. Every answer starts with a
+// 32-character nonce: the runner's for the ready document and heartbeats, the call's for a result. The
+// nonces are random, per runner and per call, and known only to the worker and the runner, so a frame
+// another process writes into the pipe through /proc/<pid>/fd matches no call in flight and the runner is
+// stopped (its calls fail with script_crashed) rather than delivering it.
+//
+// A plain def scrape serves one call at a time (warm.go's pool of idle runners). An async def scrape makes
+// the runner shared (shared.go): runner.py runs one event loop, reads frames on a thread of its own and
+// starts an asyncio task per call, each with its own budget (cancelled CANCEL_MARGIN before the worker's
+// deadline, as in a cold run), its own result and its own output. Before the script is imported, runner.py
+// replaces sys.stdout and sys.stderr (and so what logging writes) by writers that prefix each line written
+// inside a call with 0x1e, the call's nonce and 0x1f, from a contextvar that each task holds; when the call
+// ends, a line 0x1e nonce 0x1d on both streams marks its last line, and only then its answer is written.
+// The worker strips the tags, logs each line with the call's request_id and keeps it in the call's tail;
+// untagged lines (import time, subprocesses, threads without the call's context) are the script's. Many
+// Run calls with the same warmKey (interpreter, script folder, content, memory limit) go to one runner, up
+// to WarmConfig.MaxCalls each; calls of different keys never share a process. A caller whose ctx ends
+// sends {"nonce": ..., "cancel": true}: that call's task alone is cancelled.
+//
+// The runner's loop sends a heartbeat every quarter of WarmConfig.LoopLagLimit (at most 0.5 s) with its lag
+// and RSS. A lag past the limit, or silence for that long while calls are in flight (time.sleep inside
+// async def), stops the runner: its calls fail with contract.CodeEventLoopBlocked. RSS past
+// WarmConfig.MaxRSSBytes (as the runner reports it: a script can under-report, which only keeps its own
+// runner alive; RLIMIT_AS holds regardless) retires the runner: it takes no new call and stops once its
+// calls have ended. So do MaxRequests, a call that ignores its cancellation past its deadline, idleness
+// past IdleTimeout and a newer content of the script. Shutdown retires every shared runner and waits for
+// the calls in flight.
+//
+// What one script's concurrent calls share by design: the process, its globals, os.environ (no
+// SCRAPER_REQUEST_ID), the working folder, the memory and process limits, and the nonces of each other's
+// calls (they are in the process's memory). A call that exits the interpreter ends the others
+// (script_crashed).
 //
 // # The process group
 //

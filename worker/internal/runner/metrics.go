@@ -9,9 +9,11 @@ type Metrics interface {
 	// WarmReused counts a request served by an already-running warm runner.
 	WarmReused()
 	// WarmRecycled counts a warm runner stopped: after a failure or timeout, MaxRequests, idleness, a new
-	// version of its script (not at Shutdown).
+	// version of its script, and for a shared runner a blocked event loop, a forged frame or its RSS bound
+	// (not at Shutdown).
 	WarmRecycled()
-	// WarmIdle reports how many warm runners wait for a request, whenever that changes.
+	// WarmIdle reports how many one-call-at-a-time warm runners wait for a request, whenever that changes
+	// (shared runners are not idle-pooled).
 	WarmIdle(n int)
 }
 

@@ -1,5 +1,6 @@
-# Runs one scraping script once, for the scrape worker. doc.go in this folder describes the protocol;
-# this file is embedded in the worker binary and passed to the interpreter with -c.
+# Runs one scraping script once, or serves its calls as a warm runner (--serve; see serve()), for the scrape
+# worker. doc.go in this folder describes the protocol; this file is embedded in the worker binary and passed
+# to the interpreter with -c.
 #
 #   python -I -S -u -B -c <this file> <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>
 #
@@ -98,15 +99,22 @@ def main(argv):
 
 
 def serve(argv):
-    """Warm mode: import the script once, then answer requests one at a time.
+    """Warm mode: import the script once, then answer requests: one at a time (def scrape) or many at once,
+    each an asyncio task of one event loop (async def scrape).
 
     python -I [-S] -u -B -c <this file> --serve <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>
 
-    Frames on fd 4 (requests) and fd 3 (answers) are a 4-byte big-endian length and a JSON document. The
-    first answer, before any request, is {"ready": true} or a failure document (the script could not be
-    imported). Each request {"request_id": ..., "parameters": {...}} gets one result document as in single
-    mode. EOF on fd 4 ends the process. The worker recycles the process after a failure, a timeout (it kills
-    the group), N requests, or idleness.
+    Frames on fd 4 (requests) and fd 3 (answers) are a 4-byte big-endian length and a body. The first
+    request frame is the hello {"nonce": <runner nonce>, "lag_limit_ms": N}, read before the script is
+    imported. Every answer body is a 32-character nonce followed by a JSON document: the runner nonce for
+    the ready document ({"ready": true, "async": bool}, or a failure document when the script could not be
+    imported) and the heartbeats of a shared runner ({"lag_ms": N, "rss_bytes": N}); the call's own nonce
+    for its result document. Each request {"nonce": ..., "request_id": ..., "parameters": {...},
+    "timeout_ms": N, "deadline_ms": N} gets one result document as in single mode; {"nonce": ...,
+    "cancel": true} cancels that call (shared runners only). The nonces are random and known only to the
+    worker and this process, so a frame another process forges through /proc/<pid>/fd matches no call and
+    makes the worker retire the runner. EOF on fd 4 ends the process (a shared runner first finishes the
+    calls in flight).
     """
     if os.getpid() == 1:
         become_init()
@@ -114,6 +122,8 @@ def serve(argv):
     os.close(RESULT_FD)
     inp = os.dup(REQUEST_FD)
     os.close(REQUEST_FD)
+    hello = {}
+    shared = False
     try:
         try:
             script_dir = argv[2]
@@ -122,11 +132,19 @@ def serve(argv):
             max_processes = int(argv[5])
         except (IndexError, ValueError):
             raise Failure(setup_doc("usage: runner --serve <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>"))
+        hello = read_hello(inp)
         detach_stdin()
         set_limits(memory_limit, max_processes)
         enable_faulthandler()
+        install_call_output()
         scrape = load_scrape(script_dir)
-        ready = b'{"ready":true}'
+        shared = is_async_function(scrape)
+        if shared:
+            ready = b'{"ready":true,"async":true}'
+        else:
+            # One call at a time: the worker attributes output by time, as before; the plain streams return.
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            ready = b'{"ready":true,"async":false}'
     except Failure as failure:
         ready = encode_doc(failure.doc)
         scrape = None
@@ -135,14 +153,20 @@ def serve(argv):
     except BaseException as exc:
         ready = encode_doc(setup_doc("runner failed: %s: %s" % (type(exc).__name__, safe_str(exc))))
         scrape = None
-    if not write_frame(out, ready) or scrape is None:
+    runner_nonce = str(hello.get("nonce", "")).encode("ascii", "replace")[:NONCE_LEN].ljust(NONCE_LEN, b"-")
+    if not write_frame(out, runner_nonce + ready) or scrape is None:
+        exit_now(0)
+    if shared:
+        serve_shared(scrape, script_dir, max_result, inp, out, runner_nonce, hello)
         exit_now(0)
     while True:
         frame = read_frame(inp)
         if frame is None:
             exit_now(0)
+        nonce = b"-" * NONCE_LEN
         try:
             request = json.loads(frame.decode("utf-8"))
+            nonce = request_nonce(request)
             params = request.get("parameters") or {}
             if not isinstance(params, dict):
                 raise Failure(setup_doc("parameters must be a JSON object"))
@@ -160,8 +184,292 @@ def serve(argv):
             sys.stderr.flush()
         except Exception:
             pass
-        if not write_frame(out, body):
+        if not write_frame(out, nonce + body):
             exit_now(0)
+
+
+NONCE_LEN = 32
+
+
+def read_hello(inp):
+    frame = read_frame(inp)
+    try:
+        hello = json.loads(frame.decode("utf-8"))
+    except (AttributeError, ValueError):
+        hello = None
+    if not isinstance(hello, dict):
+        raise Failure(setup_doc("the worker's hello frame is missing or malformed"))
+    return hello
+
+
+def request_nonce(request):
+    nonce = str(request.get("nonce", "")).encode("ascii", "replace")
+    return nonce[:NONCE_LEN].ljust(NONCE_LEN, b"-")
+
+
+def is_async_function(scrape):
+    import inspect
+
+    return inspect.iscoroutinefunction(scrape)
+
+
+# Output attribution in a shared runner. sys.stdout and sys.stderr are replaced, before the script is
+# imported, by writers that prefix every line written while a call runs with that call's tag (a contextvar
+# holds it: each call is an asyncio task with a context of its own), so the worker logs the line with the
+# call's request_id. Lines written outside any call (at import, from threads the script started without
+# copying the context, by subprocesses writing to fd 1 and 2 directly) carry no tag and are the script's.
+# When a call ends, an end mark on both streams tells the worker that all its lines are out.
+TAG_START = b"\x1e"
+TAG_END = b"\x1f"  # the line follows
+END_MARK = b"\x1d"  # the call wrote its last line
+CURRENT_CALL = None  # a contextvars.ContextVar, once install_call_output ran
+
+
+class CallWriter(object):
+    """A text stream that writes whole lines, each tagged with the current call, to a file descriptor."""
+
+    def __init__(self, stream):
+        import threading
+
+        self._stream = stream
+        self._fd = stream.fileno()
+        self._lock = threading.Lock()
+        self._partial = {}  # tag -> the unfinished line
+        self.encoding = getattr(stream, "encoding", "utf-8") or "utf-8"
+        self.errors = "backslashreplace"
+        self.buffer = getattr(stream, "buffer", None)
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
+        tag = CURRENT_CALL.get() if CURRENT_CALL is not None else None
+        data = text.encode(self.encoding, self.errors)
+        with self._lock:
+            if tag is None:
+                write_all(self._fd, data)
+                return len(text)
+            data = self._partial.pop(tag, b"") + data
+            lines = data.split(b"\n")
+            if lines[-1]:
+                self._partial[tag] = lines[-1]
+            prefix = TAG_START + tag + TAG_END
+            body = b"".join(prefix + line + b"\n" for line in lines[:-1])
+            if body:
+                write_all(self._fd, body)
+        return len(text)
+
+    def end_call(self, tag):
+        """Writes the call's unfinished line, if any, and its end mark."""
+        with self._lock:
+            rest = self._partial.pop(tag, b"")
+            body = TAG_START + tag + END_MARK + b"\n"
+            if rest:
+                body = TAG_START + tag + TAG_END + rest + b"\n" + body
+            try:
+                write_all(self._fd, body)
+            except OSError:
+                pass
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        pass
+
+    def fileno(self):
+        return self._fd
+
+    def isatty(self):
+        return False
+
+    def readable(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def seekable(self):
+        return False
+
+    @property
+    def closed(self):
+        return False
+
+    def close(self):
+        pass
+
+
+WRITERS = []  # the CallWriters of stdout and stderr, even if the script replaces sys.stdout
+
+
+def install_call_output():
+    global CURRENT_CALL
+    import contextvars
+
+    CURRENT_CALL = contextvars.ContextVar("scrape_call", default=None)
+    sys.stdout = CallWriter(sys.__stdout__)
+    sys.stderr = CallWriter(sys.__stderr__)
+    WRITERS[:] = [sys.stdout, sys.stderr]
+
+
+def end_call_output(tag):
+    for writer in WRITERS:
+        writer.end_call(tag)
+
+
+def serve_shared(scrape, script_dir, max_result, inp, out, runner_nonce, hello):
+    """Serves calls of an async def scrape concurrently, one asyncio task each, until EOF on inp; then
+    finishes the calls in flight."""
+    import asyncio
+
+    # No SCRAPER_REQUEST_ID in a shared runner: the process serves many requests at once.
+    os.environ.pop("SCRAPER_REQUEST_ID", None)
+    try:
+        lag_limit = float(hello.get("lag_limit_ms", 2000)) / 1000
+    except (TypeError, ValueError):
+        lag_limit = 2.0
+    asyncio.run(SharedServer(scrape, script_dir, max_result, inp, out, runner_nonce, lag_limit).serve())
+
+
+class SharedServer(object):
+    def __init__(self, scrape, script_dir, max_result, inp, out, runner_nonce, lag_limit):
+        import threading
+
+        self.scrape = scrape
+        self.script_dir = script_dir
+        self.max_result = max_result
+        self.inp = inp
+        self.out = out
+        self.runner_nonce = runner_nonce
+        self.interval = min(max(lag_limit / 4, 0.02), 0.5)
+        self.calls = {}  # nonce -> the call's task
+        self.write_lock = threading.Lock()
+
+    def answer(self, nonce, body):
+        with self.write_lock:
+            if not write_frame(self.out, nonce + body):
+                exit_now(0)  # the worker stopped listening
+
+    async def serve(self):
+        import asyncio
+        import threading
+
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.eof = loop.create_future()
+        threading.Thread(target=self.read_requests, name="scrape-requests", daemon=True).start()
+        beat = loop.create_task(self.heartbeat())
+        await self.eof
+        while self.calls:
+            await asyncio.wait(list(self.calls.values()))
+        beat.cancel()
+
+    def read_requests(self):
+        # A thread, so that the event loop never waits on the pipe. Each frame is handed to the loop.
+        while True:
+            frame = read_frame(self.inp)
+            if frame is None:
+                self.loop.call_soon_threadsafe(self.set_eof)
+                return
+            self.loop.call_soon_threadsafe(self.on_frame, frame)
+
+    def set_eof(self):
+        if not self.eof.done():
+            self.eof.set_result(None)
+
+    def on_frame(self, frame):
+        try:
+            request = json.loads(frame.decode("utf-8"))
+            if not isinstance(request, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            self.answer(b"-" * NONCE_LEN, encode_doc(setup_doc("a request frame is not a JSON object")))
+            return
+        nonce = request_nonce(request)
+        if request.get("cancel"):
+            task = self.calls.get(nonce)
+            if task is not None:
+                task.cancel()
+            return
+        self.calls[nonce] = self.loop.create_task(self.run_call(nonce, request))
+
+    async def run_call(self, nonce, request):
+        import asyncio
+        import time
+
+        CURRENT_CALL.set(nonce)  # this task's own context
+        timed_out = []
+        handle = None
+        inner = None
+        try:
+            try:
+                params = request.get("parameters") or {}
+                if not isinstance(params, dict):
+                    raise Failure(setup_doc("parameters must be a JSON object"))
+                value = self.scrape(params)
+                if is_awaitable(value):
+                    inner = asyncio.ensure_future(value)
+                    at = cancel_at(request)
+                    if at is not None:
+                        delay = max(at - time.time(), 0)
+
+                        def expire():
+                            timed_out.append(task_stack(inner))
+                            inner.cancel()
+
+                        handle = self.loop.call_later(delay, expire)
+                    try:
+                        value = await asyncio.shield(inner)
+                    except asyncio.CancelledError:
+                        # Cancelled by the worker (cancel frame): cancel the script's coroutine and let its
+                        # cleanup run; no one waits for the answer.
+                        if not inner.done():
+                            inner.cancel()
+                            try:
+                                await inner
+                            except BaseException:
+                                pass
+                            raise
+                        if timed_out:
+                            raise ScriptTimeout(timed_out[0])
+                        raise
+                body = encode_result(value, self.max_result)
+            except ScriptTimeout as exc:
+                body = encode_doc(timeout_doc(exc))
+            except Failure as failure:
+                body = encode_doc(failure.doc)
+            except SystemExit as exc:
+                exit_now(exit_status(exc))
+            except asyncio.CancelledError:
+                body = encode_doc(setup_doc("cancelled by the worker"))
+            except BaseException as exc:
+                body = encode_doc(exception_doc(exc, self.script_dir))
+        finally:
+            if handle is not None:
+                handle.cancel()
+            self.calls.pop(nonce, None)
+        end_call_output(nonce)
+        self.answer(nonce, body)
+
+    async def heartbeat(self):
+        import asyncio
+        import time
+
+        while True:
+            expected = time.monotonic() + self.interval
+            await asyncio.sleep(self.interval)
+            lag = max(time.monotonic() - expected, 0)
+            doc = '{"lag_ms":%d,"rss_bytes":%d}' % (int(lag * 1000), rss_bytes())
+            self.answer(self.runner_nonce, doc.encode("ascii"))
+
+
+def rss_bytes():
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def write_frame(fd, body):

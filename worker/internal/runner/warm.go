@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -18,11 +19,14 @@ import (
 	"github.com/scrapeplatform/platform/shared/contract"
 )
 
-// Warm runners: long-lived children that import a script once and serve one request at a time, framed over
-// fds 4 (requests) and 3 (answers). A pool keeps idle ones per (script, version, interpreter). A runner is
-// discarded after a failure or a timeout (its process group is killed: never reused), after MaxRequests,
-// after IdleTimeout without work, and when a newer version of its script runs. Runner.Shutdown kills them
-// all; the kernel kills them too if the worker dies (Pdeathsig).
+// Warm runners: long-lived children that import a script once and serve requests framed over fds 4
+// (requests) and 3 (answers). A runner of a plain `def scrape` serves one request at a time; a pool keeps
+// idle ones per (script, content, interpreter, memory limit). A runner of an `async def scrape` is shared:
+// it serves up to MaxCalls requests at once (shared.go). Every frame carries a nonce (the runner's, or the
+// call's), so a frame forged by another process matches nothing and retires the runner. A one-at-a-time
+// runner is discarded after a failure or a timeout (its process group is killed: never reused), after
+// MaxRequests, after IdleTimeout without work, and when a newer version of its script runs. Runner.Shutdown
+// kills the idle ones and drains the shared ones; the kernel kills them too if the worker dies (Pdeathsig).
 
 // WarmConfig bounds the warm pool. Zero fields take the defaults.
 type WarmConfig struct {
@@ -33,6 +37,16 @@ type WarmConfig struct {
 	IdleTimeout time.Duration
 	// MaxIdle bounds idle runners across all scripts (default 8); the least recently used go first.
 	MaxIdle int
+	// MaxCalls bounds the calls one shared runner (an async def script's) serves at once (default 256); more
+	// concurrent calls of the script start another runner.
+	MaxCalls int
+	// LoopLagLimit bounds how long a shared runner's event loop may be blocked (default 2 s): past it the
+	// runner is stopped and its calls fail with contract.CodeEventLoopBlocked.
+	LoopLagLimit time.Duration
+	// MaxRSSBytes is the resident memory past which a shared runner is recycled: it takes no new call and
+	// stops once its calls have ended (default 512 MiB; negative: no bound). RLIMIT_AS
+	// (MemoryLimitBytes) applies to the runner as a whole as well.
+	MaxRSSBytes int64
 }
 
 // withDefaults returns c with every zero (or negative) field set to its default.
@@ -46,6 +60,15 @@ func (c WarmConfig) withDefaults() WarmConfig {
 	if c.MaxIdle <= 0 {
 		c.MaxIdle = 8
 	}
+	if c.MaxCalls <= 0 {
+		c.MaxCalls = DefaultWarmMaxCalls
+	}
+	if c.LoopLagLimit <= 0 {
+		c.LoopLagLimit = DefaultWarmLoopLagLimit
+	}
+	if c.MaxRSSBytes == 0 {
+		c.MaxRSSBytes = DefaultWarmMaxRSSBytes
+	}
 	return c
 }
 
@@ -55,7 +78,10 @@ type WarmStats struct {
 	// Prestarted counts runners started in the background to succeed one retired after MaxRequests
 	// (included in Started).
 	Prestarted int64
-	Idle       int
+	// Idle counts one-call-at-a-time runners waiting for a request; Shared the shared runners alive (async
+	// def scripts), serving or not.
+	Idle   int
+	Shared int
 }
 
 type warmPool struct {
@@ -67,6 +93,8 @@ type warmPool struct {
 	mu         sync.Mutex
 	idle       []*warmProc // most recently used last
 	closed     bool
+	families   map[string]*family     // per warmKey: async or not, its shared runners (shared.go)
+	sharedAll  map[*warmProc]struct{} // every shared runner until it has exited
 	stats      WarmStats
 	gcOnce     sync.Once
 	bg         sync.WaitGroup // the reaper and successors starting
@@ -74,7 +102,8 @@ type warmPool struct {
 
 func newWarmPool(cfg WarmConfig, m Metrics) *warmPool {
 	stop, cancel := context.WithCancel(context.Background())
-	return &warmPool{cfg: cfg, metrics: m, stop: stop, cancelStop: cancel}
+	return &warmPool{cfg: cfg, metrics: m, stop: stop, cancelStop: cancel, families: map[string]*family{},
+		sharedAll: map[*warmProc]struct{}{}}
 }
 
 // The counters below are called with p.mu held.
@@ -138,6 +167,10 @@ func (p *warmPool) put(w *warmProc) {
 		w.kill("worker stopping")
 		return
 	}
+	if w.async {
+		w.kill("a shared runner is never pooled idle")
+		return
+	}
 	w.lastUsed = time.Now()
 	idle := append(p.idle, w)
 	for len(idle) > p.cfg.MaxIdle {
@@ -168,6 +201,11 @@ func (p *warmPool) reap() {
 		kept = append(kept, w)
 	}
 	p.setIdle(kept)
+	for _, w := range p.sharedProcs() {
+		if w.shared.live == 0 && time.Since(w.lastUsed) > p.cfg.IdleTimeout {
+			p.retire(w, "idle")
+		}
+	}
 }
 
 // startGC starts the idle reaper, once, unless the pool is shut down.
@@ -193,11 +231,12 @@ func (p *warmPool) startGC() {
 	})
 }
 
-// Shutdown stops the warm pool: it kills every idle warm runner, stops the idle reaper and interrupts
-// successors still starting, then waits until those runners have exited and the background work has
-// ended, or ctx ends (it then returns ctx's error; the runners are killed all the same). Runs still in
-// progress finish; their runners are killed afterwards, and later warm runs start and discard their own.
-// Calling it again waits again.
+// Shutdown stops the warm pool: it kills every idle warm runner, retires every shared runner (no new calls;
+// each stops once the calls in flight on it have ended, or their callers' contexts cancelled them), stops
+// the idle reaper and interrupts successors still starting, then waits until those runners have exited and
+// the background work has ended, or ctx ends (it then returns ctx's error; idle runners are killed all the
+// same, shared ones keep serving the calls in flight). Runs still in progress finish; their runners are
+// killed afterwards, and later warm runs start and discard their own. Calling it again waits again.
 func (r *Runner) Shutdown(ctx context.Context) error {
 	p := r.warm
 	p.mu.Lock()
@@ -209,6 +248,12 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 			w.kill("worker stopping") // not counted as recycled, as before
 		}
 		p.setIdle(nil)
+		for _, w := range p.sharedProcs() {
+			p.retireCounted(w, "worker stopping", false) // not counted as recycled, as idle ones
+		}
+	}
+	for w := range p.sharedAll {
+		idle = append(idle, w)
 	}
 	p.mu.Unlock()
 	done := make(chan struct{})
@@ -236,6 +281,13 @@ func (r *Runner) WarmStats() WarmStats {
 	defer p.mu.Unlock()
 	s := p.stats
 	s.Idle = len(p.idle)
+	for w := range p.sharedAll {
+		select {
+		case <-w.exited:
+		default:
+			s.Shared++
+		}
+	}
 	return s
 }
 
@@ -257,6 +309,12 @@ type warmProc struct {
 	lastUsed    time.Time
 	killOnce    sync.Once
 	log         *slog.Logger
+	// nonce is the runner's own: its ready frame and heartbeats carry it.
+	nonce string
+	// async says the script's scrape is async def: the runner is shared (shared.go) and shared is set.
+	async     bool
+	shared    *sharedState
+	retireWhy string
 }
 
 func (w *warmProc) kill(why string) {
@@ -267,12 +325,15 @@ func (w *warmProc) kill(why string) {
 	})
 }
 
-// runWarm runs job on a warm runner, starting one if none is idle.
+// runWarm runs job on a warm runner: a shared one when the script is async (runShared), else an idle one,
+// starting one if none is idle.
 func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []byte, log *slog.Logger) (Result, error) {
 	r.warm.startGC()
 	key := warmKey(python, job)
-	deadline := time.Now().Add(job.Timeout)
-	request := encodeRequest(job, params, deadline)
+	deadline := time.Now().Add(job.Timeout) // the runner's start counts against the budget
+	if res, err, ok := r.runShared(ctx, job, python, key, params, deadline, log); ok {
+		return res, err
+	}
 	w := r.warm.take(key, job.ScriptName)
 	if w == nil {
 		var res *Result
@@ -287,8 +348,20 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []b
 		r.warm.mu.Lock()
 		r.warm.started(false)
 		r.warm.mu.Unlock()
+		if w.async { // the script became async under the same key: nothing else waits on this runner
+			w.kill("the script changed from def to async def")
+			return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(errors.New("the script's scrape changed from def to async def")))
+		}
 	}
-	res, reusable, err := r.serveWarm(ctx, w, job, request, deadline, log)
+	return r.serveTaken(ctx, w, job, python, key, params, deadline, log)
+}
+
+// serveTaken serves job on w, a one-call-at-a-time runner this caller holds, and pools it again or retires
+// it.
+func (r *Runner) serveTaken(ctx context.Context, w *warmProc, job Job, python, key string, params []byte, deadline time.Time, log *slog.Logger) (Result, error) {
+	nonce := newNonce()
+	request := withNonce(nonce, encodeRequest(job, params, deadline))
+	res, reusable, err := r.serveWarm(ctx, w, job, nonce, request, deadline, log)
 	w.served++
 	if reusable && w.served < r.warm.cfg.MaxRequests {
 		r.warm.put(w)
@@ -354,6 +427,7 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	w := &warmProc{
 		key: key, script: job.ScriptName, reqW: reqW, resF: p.resultR, res: bufio.NewReader(p.resultR),
 		runDir: runDir, group: &group{}, exited: make(chan struct{}), log: r.cfg.Logger.With("script", job.ScriptName),
+		nonce: newNonce(),
 	}
 	// The runner outlives ctx (the request that started it): it ends by w.kill, never by a context.
 	cmd := r.command(context.WithoutCancel(ctx), python, job, runDir, p, w.group, reqR)
@@ -400,24 +474,45 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	go func() { defer w.consumers.Done(); w.out.consume("stderr", p.stderrR) }()
 
 	w.out.begin(log)
-	doc, res, err := r.readFrame(ctx, w, deadline, job)
+	// The hello frame gives the runner its nonce (its ready frame and heartbeats carry it) and the loop lag
+	// bound (its heartbeat interval).
+	hello := fmt.Appendf(nil, `{"nonce":%q,"lag_limit_ms":%d}`, w.nonce, r.warm.cfg.LoopLagLimit.Milliseconds())
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(hello)))
+	_ = reqW.SetWriteDeadline(deadline)
+	_, _ = reqW.Write(append(frame, hello...)) // a runner that died first shows as EOF below
+	body, res, err := r.readFrame(ctx, w, deadline, job)
 	if err != nil || res != nil {
 		w.kill("failed to start")
 		w.out.end(ctx)
 		return nil, res, err
 	}
-	if string(doc) != `{"ready":true}` {
+	doc, ok := bytes.CutPrefix(body, []byte(w.nonce))
+	if !ok {
+		w.kill("forged ready frame")
+		w.out.end(ctx)
+		res := failure(Result{OutputTail: w.out.lastTail()}, contract.StatusFailed, contract.CodeScriptCrashed,
+			"the script's runner sent a ready frame without its nonce (a forged frame?); it was stopped")
+		return nil, &res, nil
+	}
+	switch string(doc) {
+	case `{"ready":true,"async":false}`:
+		return w, nil, nil
+	case `{"ready":true,"async":true}`:
+		w.async = true
+		w.out.end(ctx) // what the script printed while importing is logged with the request that started it
+		r.becomeShared(w)
+		return w, nil, nil
+	default:
 		w.kill("script failed to load")
 		<-w.exited
 		w.out.end(ctx)
 		out, perr := r.interpret(Result{OutputTail: w.out.lastTail()}, doc, w.state, job)
 		return nil, &out, perr
 	}
-	return w, nil, nil
 }
 
 // serveWarm sends one request and reads its answer. reusable says whether the runner may serve again.
-func (r *Runner) serveWarm(ctx context.Context, w *warmProc, job Job, request []byte, deadline time.Time, log *slog.Logger) (Result, bool, error) {
+func (r *Runner) serveWarm(ctx context.Context, w *warmProc, job Job, nonce string, request []byte, deadline time.Time, log *slog.Logger) (Result, bool, error) {
 	w.out.begin(log)
 	start := time.Now()
 	frame := make([]byte, 4+len(request))
@@ -431,7 +526,7 @@ func (r *Runner) serveWarm(ctx context.Context, w *warmProc, job Job, request []
 			contract.CodeScriptCrashed, r.describeExit(w.state))
 		return res, false, nil
 	}
-	doc, res, err := r.readFrame(ctx, w, deadline, job)
+	body, res, err := r.readFrame(ctx, w, deadline, job)
 	duration := time.Since(start)
 	w.drainOutput()
 	w.out.end(ctx)
@@ -441,6 +536,13 @@ func (r *Runner) serveWarm(ctx context.Context, w *warmProc, job Job, request []
 	if res != nil {
 		res.Duration = duration
 		return *res, false, nil
+	}
+	doc, ok := bytes.CutPrefix(body, []byte(nonce))
+	if !ok {
+		w.log.Warn("a warm runner's answer does not carry the request's nonce (forged frame?); stopping the runner", "pid", w.pid)
+		w.kill("forged answer frame")
+		return failure(Result{Duration: duration, OutputTail: w.out.lastTail()}, contract.StatusFailed, contract.CodeScriptCrashed,
+			"the script's runner sent an answer without the request's nonce (a forged frame?); it was stopped"), false, nil
 	}
 	out, err := r.interpret(Result{Duration: duration, OutputTail: w.out.lastTail()}, doc, w.state, job)
 	return out, err == nil && out.Status == contract.StatusCompleted, err
@@ -463,7 +565,7 @@ func (r *Runner) readFrame(ctx context.Context, w *warmProc, deadline time.Time,
 			return
 		}
 		n := int(binary.BigEndian.Uint32(header[:]))
-		if n > r.cfg.MaxResultBytes+resultEnvelopeBytes {
+		if n > r.cfg.MaxResultBytes+resultEnvelopeBytes+nonceLen {
 			got <- frame{err: errResultTooLarge}
 			return
 		}
@@ -501,7 +603,8 @@ func (r *Runner) readFrame(ctx context.Context, w *warmProc, deadline time.Time,
 }
 
 // outputRouter consumes a warm runner's stdout and stderr for its whole life and attributes each line to
-// the request running at the time (or to the script, between requests).
+// the request running at the time (or to the script, between requests). A shared runner's lines carry the
+// tag of their call (shared.go), and route finds that call's output.
 type outputRouter struct {
 	base    *slog.Logger
 	tailCap int
@@ -509,10 +612,19 @@ type outputRouter struct {
 	cur     *output
 	last    *output // the most recent finished request's output, for its tail
 	adding  atomic.Int32
+	// route, once set, maps a line's call tag to the call's output (nil: the call is not in flight), or
+	// records the call's end mark (end true; it returns nil).
+	route func(tag []byte, end bool) *output
 }
 
 func newOutputRouter(base *slog.Logger, tailCap int) *outputRouter {
 	return &outputRouter{base: base, tailCap: tailCap, cur: newOutput(base, tailCap)}
+}
+
+func (o *outputRouter) setRoute(route func(tag []byte, end bool) *output) {
+	o.mu.Lock()
+	o.route = route
+	o.mu.Unlock()
 }
 
 func (o *outputRouter) begin(log *slog.Logger) {
@@ -553,16 +665,35 @@ func (o *outputRouter) lastTail() string {
 func (o *outputRouter) consume(stream string, r io.Reader) {
 	br := bufio.NewReaderSize(r, readBufferBytes)
 	continued := false
+	var target *output // where the line being continued went
 	for {
 		fragment, err := br.ReadSlice('\n')
 		if len(fragment) > 0 {
 			o.adding.Add(1)
 			o.mu.Lock()
-			cur := o.cur
+			cur, route := o.cur, o.route
 			o.mu.Unlock()
-			cur.add(context.Background(), stream, fragment, continued)
+			if !continued {
+				target = cur
+				if route != nil && len(fragment) > nonceLen+1 && fragment[0] == tagStart {
+					tag, mark := fragment[1:1+nonceLen], fragment[1+nonceLen]
+					switch mark {
+					case endMark:
+						route(tag, true)
+						fragment = nil
+					case tagEnd:
+						if out := route(tag, false); out != nil {
+							target = out
+						}
+						fragment = fragment[2+nonceLen:]
+					}
+				}
+			}
+			if len(fragment) > 0 {
+				target.add(context.Background(), stream, fragment, continued)
+				continued = fragment[len(fragment)-1] != '\n'
+			}
 			o.adding.Add(-1)
-			continued = fragment[len(fragment)-1] != '\n'
 		}
 		if err != nil && err != bufio.ErrBufferFull {
 			return
