@@ -239,12 +239,20 @@ func TestScratchFolders(t *testing.T) {
 	if err := os.Mkdir(unlocked, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// A live process's folder before it took its lock (between its MkdirTemp and its flock): kept.
+	starting := filepath.Join(work, fmt.Sprintf("scratch-%d-starting", os.Getpid()))
+	if err := os.Mkdir(starting, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	b := newTestRunner(t, func(c *Config) { c.WorkDir = work })
 	t.Cleanup(func() { _ = b.Shutdown(t.Context()) })
 	for _, d := range []string{dead, unlocked} {
 		if _, err := os.Lstat(d); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s was not swept (%v)", d, err)
 		}
+	}
+	if _, err := os.Stat(starting); err != nil {
+		t.Errorf("the folder of a live process that has not locked it yet was swept: %v", err)
 	}
 	if a.scratch.dir == b.scratch.dir || filepath.Dir(a.scratch.dir) != work ||
 		!strings.HasPrefix(filepath.Base(a.scratch.dir), fmt.Sprintf("scratch-%d-", os.Getpid())) {

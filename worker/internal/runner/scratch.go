@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/scrapeplatform/platform/worker/internal/privatedir"
 )
@@ -77,8 +78,10 @@ func sweepScratch(workDir string, log *slog.Logger) {
 			continue
 		}
 		dir := filepath.Join(workDir, e.Name())
-		if lockHeld(dir) {
-			continue // its process lives
+		if ownerAlive(e.Name()) || lockHeld(dir) {
+			// Its process lives. The pid in the name covers the moment between a starting process's
+			// MkdirTemp and its lock, when the folder has no lock file or an unlocked one.
+			continue
 		}
 		removeTree(dir)
 		if _, err := os.Lstat(dir); err == nil {
@@ -87,6 +90,18 @@ func sweepScratch(workDir string, log *slog.Logger) {
 			log.Info("removed the scratch folder of a worker process that is gone", "dir", dir)
 		}
 	}
+}
+
+// ownerAlive reports whether the process named by a scratch folder's name (scratch-<pid>-<random>) still
+// runs. A pid that another process took over since keeps the folder until that process ends too.
+func ownerAlive(name string) bool {
+	pidText, _, ok := strings.Cut(strings.TrimPrefix(name, scratchPrefix), "-")
+	pid, err := strconv.Atoi(pidText)
+	if !ok || err != nil || pid <= 0 {
+		return false
+	}
+	err = syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // lockHeld reports whether a live process holds the lock of the scratch folder dir. A folder without a
