@@ -1,0 +1,183 @@
+package docker
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/network"
+	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/scrapeplatform/platform/shared/scripttest"
+	"github.com/scrapeplatform/platform/shared/wheeltest"
+)
+
+// The worker image as Fargate runs it: Docker's default capabilities (Fargate adds none but SYS_PTRACE, which
+// this does not add), no privilege escalation, the image's user, a read-only root filesystem with a tmpfs for
+// the work dir (the worker writes nothing else), and the task's memory limit. It scrapes through a gateway
+// container and a RabbitMQ container: a plain script, one with requirements installed from local wheels, and
+// hostile fixtures; the test logs the table of what containment holds there.
+func TestWorkerAsFargateRunsIt(t *testing.T) {
+	nw := newNetwork(t)
+	startBroker(t, nw, "rabbitmq")
+	const amqpURL = "amqp://guest:guest@rabbitmq:5672/"
+	gateway := startGateway(t, nw, amqpURL)
+
+	scripts := scripttest.Dir(t, "echo", "envdump", "dep_v1", "fork_bomb", "escapes_and_sleeps", "memory_bomb")
+	wheels := scripttest.ReachableTempDir(t)
+	wheeltest.Build(t, wheels, "conflictpkg", "1.0", "")
+	for _, d := range []string{scripts, wheels} {
+		// The image's user (not root) reads the scripts and wheels through the bind mounts.
+		if err := filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			mode := os.FileMode(0o644)
+			if e.IsDir() {
+				mode = 0o755
+			}
+			return os.Chmod(p, mode)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	const memoryLimit = 1 << 30 // the infra stack's default worker task: 1 GiB
+	worker := run(t, workerImage,
+		network.WithNetwork([]string{"worker"}, nw),
+		testcontainers.WithEnv(map[string]string{
+			"RABBITMQ_URL":           amqpURL,
+			"SCRIPT_REPOSITORY_TYPE": "local",
+			"SCRIPT_REPOSITORY_URL":  "/scripts",
+			"WORKER_CONCURRENCY":     "2",
+			"WORKER_ID":              "fargate-like",
+			"LOG_LEVEL":              "info",
+			"SCRIPT_MEMORY_LIMIT_MB": "256",
+			"SCRIPT_MAX_PROCESSES":   "64",
+			"PIP_NO_INDEX":           "1",
+			"PIP_FIND_LINKS":         "/wheels",
+			// A secret the scripts must not see.
+			"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/secret-path",
+		}),
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.ReadonlyRootfs = true
+			hc.Tmpfs = map[string]string{"/tmp": "rw,nosuid,nodev,exec,size=512m,mode=1777"}
+			hc.Memory = memoryLimit
+			hc.MemorySwap = memoryLimit
+			hc.SecurityOpt = []string{"no-new-privileges"}
+			hc.Binds = []string{scripts + ":/scripts:ro", wheels + ":/wheels:ro"}
+		}),
+		testcontainers.WithExposedPorts("9100/tcp"),
+		testcontainers.WithWaitStrategyAndDeadline(time.Minute, wait.ForLog("worker started")),
+	)
+
+	// As the image declares: the worker is PID 1 (the entrypoint execs it) and runs as uid 10001, with no
+	// effective capabilities (Docker drops them all for a non-root user).
+	st := procStatus(t, worker, "1")
+	uid := strings.Fields(st["Uid"])
+	if len(uid) == 0 || uid[0] != "10001" {
+		t.Errorf("the worker runs as uid %q, want the image's 10001", st["Uid"])
+	}
+	capEff := st["CapEff"]
+	if code, out := execOut(t, worker, "sh", "-c", "touch /usr/local/bin/x 2>&1; echo $?"); !strings.HasSuffix(out, "1") {
+		t.Errorf("the root filesystem is writable (exit %d: %s)", code, out)
+	}
+
+	// A plain script, through the gateway.
+	r := scrape(t, gateway, "echo", map[string]any{"n": 1}, 20)
+	if r.code != 200 || r.Status != "completed" || !strings.Contains(string(r.Data), `"n":1`) {
+		t.Fatalf("echo: %d %s %s %s", r.code, r.Status, r.Code, r.Data)
+	}
+
+	// A script with requirements: pip builds its environment on the tmpfs from the mounted wheels.
+	var dep struct{ Version, Python string }
+	r = scrape(t, gateway, "dep_v1", nil, 60)
+	if r.code != 200 || r.Status != "completed" {
+		t.Fatalf("dep_v1: %d %s %s %s", r.code, r.Status, r.Code, r.Error)
+	}
+	mustJSON(t, r.Data, &dep)
+	if dep.Version != "1.0" || !strings.HasPrefix(dep.Python, "/tmp/") {
+		t.Errorf("dep_v1 ran with conflictpkg %q from %q, want 1.0 from an environment under /tmp", dep.Version, dep.Python)
+	}
+
+	// The script's environment holds none of the worker's.
+	var env struct{ Environ map[string]string }
+	r = scrape(t, gateway, "envdump", nil, 20)
+	mustJSON(t, r.Data, &env)
+	leaked := []string{}
+	for k := range env.Environ {
+		if strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "RABBITMQ") || strings.HasPrefix(k, "PIP_") {
+			leaked = append(leaked, k)
+		}
+	}
+	if len(leaked) > 0 {
+		t.Errorf("the script saw the worker's variables %v", leaked)
+	}
+	// /proc/1/environ, as the script's user (the same uid): zeroed, or unreadable (non-dumpable).
+	_, environ := execOut(t, worker, "sh", "-c", "tr '\\0' '\\n' </proc/1/environ 2>&1 | grep -c secret-path || true")
+	environHidden := environ == "0" || strings.Contains(environ, "denied")
+	if !environHidden {
+		t.Errorf("/proc/1/environ shows the worker's secret to its user: %q", environ)
+	}
+
+	// A script that leaves its session and outlives its timeout: nothing it started may remain.
+	r = scrape(t, gateway, "escapes_and_sleeps", map[string]any{"pid_file": "/tmp/escape.pid"}, 3)
+	if r.Status != "timeout" {
+		t.Errorf("escapes_and_sleeps: status %q (%s), want timeout", r.Status, r.Code)
+	}
+	escaped := ""
+	waitFor(t, "the escaped sleep to die", 10*time.Second, func() bool {
+		_, escaped = execOut(t, worker, "sh", "-c", "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = sleep ] && echo ${p#/proc/}; done; true")
+		return escaped == ""
+	})
+
+	// A fork bomb: RLIMIT_NPROC (SCRIPT_MAX_PROCESSES) applies, the image's user is not root.
+	r = scrape(t, gateway, "fork_bomb", map[string]any{"pid_file": "/tmp/fork.pid"}, 5)
+	forkBombStopped := r.code == 200 && r.Status != "completed"
+	if !forkBombStopped {
+		t.Errorf("fork_bomb: %d %s %s", r.code, r.Status, r.Code)
+	}
+	// A memory bomb: RLIMIT_AS (SCRIPT_MEMORY_LIMIT_MB) stops it before the container's limit.
+	r = scrape(t, gateway, "memory_bomb", nil, 20)
+	memoryBombStopped := r.code == 200 && r.Status == "failed"
+	if !memoryBombStopped {
+		t.Errorf("memory_bomb: %d %s %s", r.code, r.Status, r.Code)
+	}
+	// The worker survived all of it and still answers.
+	if r := scrape(t, gateway, "echo", map[string]any{"n": 2}, 20); r.Status != "completed" {
+		t.Errorf("echo after the hostile scripts: %s %s", r.Status, r.Code)
+	}
+	st = procStatus(t, worker, "1")
+	if st["Name"] != "worker" {
+		t.Errorf("PID 1 is %q after the hostile scripts, want the worker", st["Name"])
+	}
+
+	// What containment holds in this container, from the worker's own choice and the probes above.
+	pidns := "no: SCRIPT_CONTAINMENT=auto chose session (no CAP_SYS_ADMIN for a non-root worker)"
+	if strings.Contains(containerLog(worker), "pidns") {
+		pidns = "see the worker's log"
+	}
+	t.Logf("containment in the worker container (user %s, CapEff %s, read-only root, %d MiB):\n%s", uid[0], capEff, memoryLimit>>20,
+		strings.Join([]string{
+			fmtRow("protection", "holds"),
+			fmtRow("---", "---"),
+			fmtRow("runs as the image's user", "yes: uid "+uid[0]),
+			fmtRow("effective capabilities", capEff),
+			fmtRow("read-only root filesystem, work dir on tmpfs", "yes (venvs and runs under /tmp)"),
+			fmtRow("PID namespace per run", pidns),
+			fmtRow("run as another uid (SCRIPT_RUN_AS)", "no: needs a root worker (CAP_SETUID)"),
+			fmtRow("nothing outlives a run (escapes_and_sleeps)", yes(escaped == "")),
+			fmtRow("process limit (fork_bomb, RLIMIT_NPROC)", yes(forkBombStopped)),
+			fmtRow("memory limit (memory_bomb, RLIMIT_AS)", yes(memoryBombStopped)),
+			fmtRow("no worker secrets in the script's environment", yes(len(leaked) == 0)),
+			fmtRow("/proc/1/environ hidden from the same user", yes(environHidden)),
+			fmtRow("worker survives and answers", yes(st["Name"] == "worker")),
+		}, "\n"))
+}
+
+func yes(ok bool) string { return map[bool]string{true: "yes", false: "NO"}[ok] + " (" + strconv.FormatBool(ok) + ")" }
