@@ -11,5 +11,7 @@ RUN apt-get update \
  && chown -R rabbitmq:rabbitmq /etc/rabbitmq /var/lib/rabbitmq /var/log/rabbitmq
 ENV RABBITMQ_LOGS=- RABBITMQ_CONFIG_FILES=/etc/rabbitmq/conf.d
 USER rabbitmq
+WORKDIR /var/lib/rabbitmq
 EXPOSE 4369 5672 15672 15692 25672
-CMD ["rabbitmq-server"]
+# The server itself, not Debian's /usr/sbin wrapper (which sends the log to /var/log/rabbitmq/startup_log).
+CMD ["/usr/lib/rabbitmq/bin/rabbitmq-server"]
