@@ -60,10 +60,12 @@ token: ## Print a dev JWT for the local stack: TOKEN=$(make -s token) (SCOPE="a 
 	  $(BIN)/devtoken -secret-file $(CURDIR)/.local/jwt-secret -scope "$(SCOPE)"; fi
 
 .PHONY: test
-test: ## Run every check: prerequisites, vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end, faults), script tests, brief fuzzing
+test: ## Run every check: prerequisites, images, vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end, faults, containers), script tests, brief fuzzing
 	@# The tools make installs itself come first; if that fails (offline), prereq lists them with the rest.
 	@$(MAKE) --no-print-directory $(VERSITYGW) $(RIE) || echo "make test: installing versitygw or aws-lambda-rie failed (above)"
 	@$(MAKE) --no-print-directory prereq
+	@# test/docker (part of test-go) runs these images under the Docker engine.
+	@$(MAKE) --no-print-directory base-images images
 	@$(MAKE) --no-print-directory lint test-go test-scripts fuzz-ci
 
 .PHONY: prereq

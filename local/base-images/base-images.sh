@@ -4,7 +4,8 @@
 # so `FROM debian:bookworm-slim` (and the others) use it without pulling. An image that already exists
 # (official or stand-in) is kept: delete it (docker rmi) to rebuild it.
 #
-#   debian:bookworm-slim          debootstrap --variant=minbase bookworm, imported
+#   debian:bookworm-slim          debootstrap --variant=minbase bookworm, imported (also tagged debian:12-slim,
+#                                 the runtime stages' pinned name for the same release)
 #   golang:$GO_VERSION-bookworm   debian:bookworm-slim + the Go installed on this machine (go env GOROOT)
 #                                 + this machine's CA bundle (the module proxy is reached through it)
 #   python:3.12-slim-bookworm     debian:bookworm-slim + Debian's python3 (3.11) and python3-venv
@@ -39,6 +40,7 @@ else
   rm -rf "$rootfs"
   trap - EXIT
 fi
+have debian:12-slim || "$DOCKER" tag debian:bookworm-slim debian:12-slim
 
 golang="golang:${GO_VERSION}-bookworm"
 if have "$golang"; then
