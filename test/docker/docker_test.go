@@ -28,6 +28,11 @@ func TestMain(m *testing.M) {
 	// The reaper container (testcontainers/ryuk) would be pulled from a registry; every test terminates its
 	// own containers and networks instead.
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	// The ports are published on loopback (loopbackPorts); without this, testcontainers takes the
+	// machine for a container and dials the bridge's gateway address instead.
+	if os.Getenv("TESTCONTAINERS_HOST_OVERRIDE") == "" {
+		os.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+	}
 	if err := requireImages(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "test/docker:", err)
 		os.Exit(1)

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	dockernetwork "github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
 	tcexec "github.com/testcontainers/testcontainers-go/exec"
 	"github.com/testcontainers/testcontainers-go/network"
@@ -69,13 +71,30 @@ func containerLog(c *testcontainers.DockerContainer) string {
 	return string(b)
 }
 
+// loopbackPorts publishes the container's ports on 127.0.0.1 only (Docker's default is every address).
+func loopbackPorts(ports ...string) testcontainers.CustomizeRequestOption {
+	return func(req *testcontainers.GenericContainerRequest) error {
+		if err := testcontainers.WithExposedPorts(ports...)(req); err != nil {
+			return err
+		}
+		return testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			if hc.PortBindings == nil {
+				hc.PortBindings = dockernetwork.PortMap{}
+			}
+			for _, p := range ports {
+				hc.PortBindings[dockernetwork.MustParsePort(p)] = []dockernetwork.PortBinding{{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: "0"}}
+			}
+		})(req)
+	}
+}
+
 // startBroker starts one RabbitMQ node named rabbit@host, reachable on nw as host.
 func startBroker(t *testing.T, nw *testcontainers.DockerNetwork, host string, opts ...testcontainers.ContainerCustomizer) *testcontainers.DockerContainer {
 	t.Helper()
 	return run(t, rabbitmqImage, append([]testcontainers.ContainerCustomizer{
 		network.WithNetwork([]string{host}, nw),
 		testcontainers.WithConfigModifier(func(c *container.Config) { c.Hostname = host }),
-		testcontainers.WithExposedPorts("5672/tcp"),
+		loopbackPorts("5672/tcp"),
 		testcontainers.WithWaitStrategyAndDeadline(3*time.Minute, wait.ForLog("Server startup complete")),
 	}, opts...)...)
 }
@@ -86,7 +105,7 @@ func startGateway(t *testing.T, nw *testcontainers.DockerNetwork, amqpURL string
 	c := run(t, gatewayImage,
 		network.WithNetwork([]string{"gateway"}, nw),
 		testcontainers.WithEnv(map[string]string{"RABBITMQ_URL": amqpURL, "JWT_SECRET": jwtSecret, "LOG_LEVEL": "info"}),
-		testcontainers.WithExposedPorts("8080/tcp"),
+		loopbackPorts("8080/tcp"),
 		testcontainers.WithWaitStrategyAndDeadline(time.Minute, wait.ForHTTP("/health").WithPort("8080/tcp")),
 	)
 	endpoint, err := c.PortEndpoint(t.Context(), "8080/tcp", "http")

@@ -71,7 +71,6 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 			hc.SecurityOpt = []string{"no-new-privileges"}
 			hc.Binds = []string{scripts + ":/scripts:ro", wheels + ":/wheels:ro"}
 		}),
-		testcontainers.WithExposedPorts("9100/tcp"),
 		testcontainers.WithWaitStrategyAndDeadline(time.Minute, wait.ForLog("worker started")),
 	)
 
