@@ -14,6 +14,7 @@ import (
 
 	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/shared/wheeltest"
+	"github.com/scrapeplatform/platform/test/testkit"
 )
 
 // The worker image as Fargate runs it: Docker's default capabilities (Fargate adds none but SYS_PTRACE, which
@@ -94,7 +95,10 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 
 	// A script with requirements: pip builds its environment on the tmpfs from the mounted wheels.
 	var dep struct{ Version, Python string }
-	r = scrape(t, gateway, "dep_v1", nil, 60)
+	testkit.RetryWhileInstalling(t, "dep_v1", func() (int, string) {
+		r = scrape(t, gateway, "dep_v1", nil, 25)
+		return r.code, r.Code
+	})
 	if r.code != 200 || r.Status != "completed" {
 		t.Fatalf("dep_v1: %d %s %s %s", r.code, r.Status, r.Code, r.Error)
 	}
