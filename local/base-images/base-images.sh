@@ -8,7 +8,7 @@
 #                                 the runtime stages' pinned name for the same release)
 #   golang:$GO_VERSION-bookworm   debian:bookworm-slim + the Go installed on this machine (go env GOROOT)
 #                                 + this machine's CA bundle (the module proxy is reached through it)
-#   python:3.12-slim-bookworm     debian:bookworm-slim + Debian's python3 (3.11) and python3-venv
+#   python:3.12-slim-bookworm     debian:bookworm-slim + Debian's python3 (3.11), python3-venv, python3-pip
 #   rabbitmq:4.2-management       debian:bookworm-slim + Debian's rabbitmq-server (3.10)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -65,7 +65,7 @@ python="python:${PYTHON_VERSION}-slim-bookworm"
 if have "$python"; then
   say "$python exists; kept"
 else
-  say "$python: STAND-IN from debian:bookworm-slim + Debian's python3 (3.11, not $PYTHON_VERSION) and python3-venv"
+  say "$python: STAND-IN from debian:bookworm-slim + Debian's python3 (3.11, not $PYTHON_VERSION), python3-venv and python3-pip"
   "$DOCKER" build -q -t "$python" -f python.Dockerfile . >/dev/null
 fi
 

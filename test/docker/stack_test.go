@@ -118,6 +118,7 @@ func startGateway(t *testing.T, nw *testcontainers.DockerNetwork, amqpURL string
 // reply is the part of POST /scrape's answer the tests read.
 type reply struct {
 	code   int
+	raw    string
 	Status string          `json:"status"`
 	Data   json.RawMessage `json:"data"`
 	Error  string          `json:"error"`
@@ -141,7 +142,7 @@ func scrape(t *testing.T, gateway, script string, params map[string]any, timeout
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	r := reply{code: resp.StatusCode}
+	r := reply{code: resp.StatusCode, raw: string(b)}
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatalf("POST /scrape %s: %d %s: %v", script, resp.StatusCode, b, err)
 	}

@@ -47,34 +47,7 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 		}
 	}
 
-	const memoryLimit = 1 << 30 // the infra stack's default worker task: 1 GiB
-	worker := run(t, workerImage,
-		network.WithNetwork([]string{"worker"}, nw),
-		testcontainers.WithEnv(map[string]string{
-			"RABBITMQ_URL":           amqpURL,
-			"SCRIPT_REPOSITORY_TYPE": "local",
-			"SCRIPT_REPOSITORY_URL":  "/scripts",
-			"WORKER_CONCURRENCY":     "2",
-			"WORKER_ID":              "fargate-like",
-			"LOG_LEVEL":              "info",
-			"SCRIPT_MEMORY_LIMIT_MB": "256",
-			"SCRIPT_MAX_PROCESSES":   "64",
-			"PIP_NO_INDEX":           "1",
-			"PIP_FIND_LINKS":         "/wheels",
-			// A secret the scripts must not see.
-			"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/secret-path",
-		}),
-		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
-			hc.ReadonlyRootfs = true
-			hc.Tmpfs = map[string]string{"/tmp": "rw,nosuid,nodev,exec,size=512m,mode=1777"}
-			hc.Memory = memoryLimit
-			hc.MemorySwap = memoryLimit
-			hc.SecurityOpt = []string{"no-new-privileges"}
-			hc.Binds = []string{scripts + ":/scripts:ro", wheels + ":/wheels:ro"}
-		}),
-		testcontainers.WithWaitStrategyAndDeadline(time.Minute, wait.ForLog("worker started")),
-	)
-
+	worker := fargateWorker(t, nw, scripts, wheels, nil, wait.ForLog("worker started"))
 	// As the image declares: the worker is PID 1 (the entrypoint execs it) and runs as uid 10001, with no
 	// effective capabilities (Docker drops them all for a non-root user).
 	st := procStatus(t, worker, "1")
@@ -140,15 +113,16 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 
 	// A fork bomb: RLIMIT_NPROC (SCRIPT_MAX_PROCESSES) applies, the image's user is not root.
 	r = scrape(t, gateway, "fork_bomb", map[string]any{"pid_file": "/tmp/fork.pid"}, 5)
-	forkBombStopped := r.code == 200 && r.Status != "completed"
+	// The fixture refuses to run without a process limit; a failure with BlockingIOError is the limit's.
+	forkBombStopped := r.code == 200 && r.Status == "failed" && strings.Contains(r.raw, "BlockingIOError")
 	if !forkBombStopped {
-		t.Errorf("fork_bomb: %d %s %s", r.code, r.Status, r.Code)
+		t.Errorf("fork_bomb: %d %s %s: want failed by BlockingIOError (RLIMIT_NPROC): %s", r.code, r.Status, r.Code, truncate(r.raw, 400))
 	}
 	// A memory bomb: RLIMIT_AS (SCRIPT_MEMORY_LIMIT_MB) stops it before the container's limit.
 	r = scrape(t, gateway, "memory_bomb", nil, 20)
-	memoryBombStopped := r.code == 200 && r.Status == "failed"
+	memoryBombStopped := r.code == 200 && r.Status == "failed" && strings.Contains(r.raw, "MemoryError")
 	if !memoryBombStopped {
-		t.Errorf("memory_bomb: %d %s %s", r.code, r.Status, r.Code)
+		t.Errorf("memory_bomb: %d %s %s: want failed by MemoryError (RLIMIT_AS): %s", r.code, r.Status, r.Code, truncate(r.raw, 400))
 	}
 	// The worker survived all of it and still answers.
 	if r := scrape(t, gateway, "echo", map[string]any{"n": 2}, 20); r.Status != "completed" {
@@ -159,10 +133,14 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 		t.Errorf("PID 1 is %q after the hostile scripts, want the worker", st["Name"])
 	}
 
-	// What containment holds in this container, from the worker's own choice and the probes above.
-	pidns := "no: SCRIPT_CONTAINMENT=auto chose session (no CAP_SYS_ADMIN for a non-root worker)"
-	if strings.Contains(containerLog(worker), "pidns") {
-		pidns = "see the worker's log"
+	// The stronger modes, asked for explicitly: the worker refuses to start when they cannot hold.
+	pidns := "NO: SCRIPT_CONTAINMENT=pidns refused (no CAP_SYS_ADMIN); auto runs session"
+	if !refuses(t, nw, scripts, wheels, map[string]string{"SCRIPT_CONTAINMENT": "pidns"}, "needs a PID namespace") {
+		pidns = "yes?: SCRIPT_CONTAINMENT=pidns was not refused"
+	}
+	runAs := "NO: SCRIPT_RUN_AS=10002 refused (a non-root worker has no CAP_SETUID)"
+	if !refuses(t, nw, scripts, wheels, map[string]string{"SCRIPT_RUN_AS": "10002"}, "cannot run scripts as uid") {
+		runAs = "yes?: SCRIPT_RUN_AS was not refused"
 	}
 	t.Logf("containment in the worker container (user %s, CapEff %s, read-only root, %d MiB):\n%s", uid[0], capEff, memoryLimit>>20,
 		strings.Join([]string{
@@ -172,7 +150,7 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 			fmtRow("effective capabilities", capEff),
 			fmtRow("read-only root filesystem, work dir on tmpfs", "yes (venvs and runs under /tmp)"),
 			fmtRow("PID namespace per run", pidns),
-			fmtRow("run as another uid (SCRIPT_RUN_AS)", "no: needs a root worker (CAP_SETUID)"),
+			fmtRow("run as another uid (SCRIPT_RUN_AS)", runAs),
 			fmtRow("nothing outlives a run (escapes_and_sleeps)", yes(escaped == "")),
 			fmtRow("process limit (fork_bomb, RLIMIT_NPROC)", yes(forkBombStopped)),
 			fmtRow("memory limit (memory_bomb, RLIMIT_AS)", yes(memoryBombStopped)),
@@ -180,6 +158,54 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 			fmtRow("/proc/1/environ hidden from the same user", yes(environHidden)),
 			fmtRow("worker survives and answers", yes(st["Name"] == "worker")),
 		}, "\n"))
+}
+
+// memoryLimit is the worker task's memory (the infra stack's default: 1 GiB).
+const memoryLimit = 1 << 30
+
+// fargateWorker starts the worker image as Fargate runs it, with the scripts and wheels folders mounted,
+// extra settings in env, and waits with ready.
+func fargateWorker(t *testing.T, nw *testcontainers.DockerNetwork, scripts, wheels string, env map[string]string, ready wait.Strategy) *testcontainers.DockerContainer {
+	t.Helper()
+	settings := map[string]string{
+		"RABBITMQ_URL":           "amqp://guest:guest@rabbitmq:5672/",
+		"SCRIPT_REPOSITORY_TYPE": "local",
+		"SCRIPT_REPOSITORY_URL":  "/scripts",
+		"WORKER_CONCURRENCY":     "2",
+		"WORKER_ID":              "fargate-like",
+		"LOG_LEVEL":              "info",
+		"SCRIPT_MEMORY_LIMIT_MB": "256",
+		"SCRIPT_MAX_PROCESSES":   "64",
+		"PIP_NO_INDEX":           "1",
+		"PIP_FIND_LINKS":         "/wheels",
+		// A secret the scripts must not see.
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/secret-path",
+	}
+	for k, v := range env {
+		settings[k] = v
+	}
+	return run(t, workerImage,
+		network.WithNetwork(nil, nw),
+		testcontainers.WithEnv(settings),
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.ReadonlyRootfs = true
+			hc.Tmpfs = map[string]string{"/tmp": "rw,nosuid,nodev,exec,size=512m,mode=1777"}
+			hc.Memory = memoryLimit
+			hc.MemorySwap = memoryLimit
+			hc.SecurityOpt = []string{"no-new-privileges"}
+			hc.Binds = []string{scripts + ":/scripts:ro", wheels + ":/wheels:ro"}
+		}),
+		testcontainers.WithWaitStrategyAndDeadline(2*time.Minute, ready),
+	)
+}
+
+// refuses starts the worker with env and reports whether it exits at start with a log holding want.
+func refuses(t *testing.T, nw *testcontainers.DockerNetwork, scripts, wheels string, env map[string]string, want string) bool {
+	t.Helper()
+	c := fargateWorker(t, nw, scripts, wheels, env, wait.ForExit())
+	log := containerLog(c)
+	t.Logf("worker with %v: %s", env, truncate(log[max(0, strings.Index(log, "runner:")):], 300))
+	return strings.Contains(log, want)
 }
 
 // yes is a table cell for a probe's outcome.
