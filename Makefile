@@ -119,11 +119,11 @@ DOCKER       ?= docker
 IMAGE_TAG    ?= local
 
 .PHONY: base-images
-base-images: ## Build stand-ins for the official base images from Debian packages where they are missing (debootstrap; needs root)
+base-images: ## Build stand-ins for the official base images from Debian packages where they are missing (debootstrap; needs root; PULL_BASE_IMAGES=1 pulls the official ones instead)
 	DOCKER=$(DOCKER) GO=$(GO) local/base-images/base-images.sh
 
 .PHONY: images
-images: ## Build scraping-platform/{gateway,worker,scrapectl}:$(IMAGE_TAG) (make base-images first where no registry answers)
+images: ## Build scraping-platform/{gateway,worker,scrapectl}:local (IMAGE_TAG) (make base-images first where no registry answers)
 	$(DOCKER) build -f functions/Dockerfile -t scraping-platform/gateway:$(IMAGE_TAG) .
 	$(DOCKER) build -f worker/Dockerfile -t scraping-platform/worker:$(IMAGE_TAG) .
 	$(DOCKER) build -f worker/Dockerfile --target scrapectl -t scraping-platform/scrapectl:$(IMAGE_TAG) .

@@ -2,7 +2,8 @@
 # make base-images: stand-ins, built from Debian packages, for the official base images the Dockerfiles
 # default to, on machines where no image registry answers. Each stand-in is tagged with the official name,
 # so `FROM debian:bookworm-slim` (and the others) use it without pulling. An image that already exists
-# (official or stand-in) is kept: delete it (docker rmi) to rebuild it.
+# (official or stand-in) is kept: delete it (docker rmi) to rebuild it. With PULL_BASE_IMAGES=1 the missing
+# official images are pulled instead.
 #
 #   debian:bookworm-slim          debootstrap --variant=minbase bookworm, imported (also tagged debian:12-slim,
 #                                 the runtime stages' pinned name for the same release)
@@ -23,7 +24,17 @@ RABBITMQ_IMAGE="${RABBITMQ_IMAGE:-$(sed -n 's/^ *image: \(rabbitmq:.*\)$/\1/p' .
 MIRROR="${DEBIAN_MIRROR:-$({ grep -hoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | head -1 | tr -d ' ' || true; })}"
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 
-have() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
+# PULL_BASE_IMAGES=1 (where Docker Hub answers): pull the official images that are missing instead of
+# building stand-ins.
+have() {
+  "$DOCKER" image inspect "$1" >/dev/null 2>&1 && return 0
+  if [ "${PULL_BASE_IMAGES:-}" = 1 ]; then
+    say "$1: pulling the official image (PULL_BASE_IMAGES=1)"
+    "$DOCKER" pull -q "$1" >/dev/null || { say "$1: docker pull failed"; exit 1; }
+    return 0
+  fi
+  return 1
+}
 say() { echo "base-images: $*"; }
 
 if have debian:bookworm-slim; then
