@@ -69,7 +69,7 @@ test: ## Run every check: prerequisites, images, vet, staticcheck, tidy check, G
 	@$(MAKE) --no-print-directory lint test-go test-scripts fuzz-ci
 
 .PHONY: prereq
-prereq: ## Check what make test needs (broker and its plugins, rabbitmq-server, prometheus, chromium, python3 with bs4, git, versitygw, rie) and list all that is missing
+prereq: ## Check what make test needs (broker and its plugins, rabbitmq-server, prometheus, chromium, python3 with bs4, git, a Docker engine, debootstrap, versitygw, rie) and list all that is missing
 	@mkdir -p $(BIN) && cd test && $(GO) build -o $(BIN)/prereq ./cmd/prereq
 	@SCRIPTS_PYTHON="$(SCRIPTS_PYTHON)" VERSITYGW="$(VERSITYGW)" AWS_LAMBDA_RIE="$${AWS_LAMBDA_RIE:-$(RIE)}" $(BIN)/prereq
 

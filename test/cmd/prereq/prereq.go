@@ -158,6 +158,18 @@ func prerequisites(e env) []prerequisite {
 			check:    func(context.Context) error { _, err := e.lookPath("git"); return err },
 		},
 		{
+			what:     "a Docker engine",
+			neededBy: "make base-images, make images, test/docker (the images under a real engine)",
+			fix:      apt + "docker.io && " + e.sudo + "dockerd &   (Debian's package; or any engine the docker CLI reaches)",
+			check:    func(ctx context.Context) error { return e.dockerEngine(ctx) },
+		},
+		{
+			what:     "debootstrap",
+			neededBy: "make base-images (stand-ins for the official base images where no registry answers)",
+			fix:      apt + "debootstrap",
+			check:    func(context.Context) error { _, err := e.lookPath("debootstrap"); return err },
+		},
+		{
 			what:     "versitygw",
 			neededBy: "the S3 script repository tests, test/e2e, test/observability",
 			fix:      "make versitygw   (or set VERSITYGW to its path)",
@@ -237,6 +249,23 @@ func (e env) pythonWithBS4(ctx context.Context, python string) error {
 		return fmt.Errorf("%s cannot import bs4: %s", bin, last)
 	}
 	return fmt.Errorf("%s cannot import bs4: %w", bin, err)
+}
+
+// dockerEngine asks the docker CLI on the caller's PATH for the engine's version: the engine must answer.
+func (e env) dockerEngine(ctx context.Context) error {
+	bin, err := e.lookPath("docker")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*probeTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "version", "--format", "{{.Server.Version}}")
+	cmd.Env = append(os.Environ(), "PATH="+e.getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		return fmt.Errorf("no Docker engine answers: %s", lines[len(lines)-1])
+	}
+	return nil
 }
 
 // tool is found as the tests find a tool that make installs: the variable when set, else .tools/bin/<name> in
