@@ -116,6 +116,27 @@ $(RIE):
 $(VERSITYGW):
 	GOBIN=$(TOOLS) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
+# --- Images (README.md, "Docker"). Every base image is a build argument defaulting to the official image;
+# where no registry answers, base-images builds stand-ins from Debian packages under the official names.
+DOCKER       ?= docker
+IMAGE_TAG    ?= local
+
+.PHONY: base-images
+base-images: ## Build stand-ins for the official base images from Debian packages where they are missing (debootstrap; needs root; PULL_BASE_IMAGES=1 pulls the official ones instead)
+	DOCKER=$(DOCKER) GO=$(GO) local/base-images/base-images.sh
+
+.PHONY: images
+images: ## Build scraping-platform/{gateway,worker,scrapectl}:local (IMAGE_TAG) (make base-images first where no registry answers)
+	$(DOCKER) build -f functions/Dockerfile -t scraping-platform/gateway:$(IMAGE_TAG) .
+	$(DOCKER) build -f worker/Dockerfile -t scraping-platform/worker:$(IMAGE_TAG) .
+	$(DOCKER) build -f worker/Dockerfile --target scrapectl -t scraping-platform/scrapectl:$(IMAGE_TAG) .
+	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' 'scraping-platform/*:$(IMAGE_TAG)'
+
+.PHONY: test-containers
+test-containers: ## The images under a real Docker engine (not yet part of make test): the worker as Fargate runs it, a RabbitMQ cluster in containers; builds base images and images first
+	@$(MAKE) --no-print-directory base-images images
+	cd test && $(GO) test -tags containers -race -count=1 -timeout 30m ./docker/
+
 .PHONY: scrapectl
 scrapectl: ## Build scrapectl (publishes scripts to the S3 repository) into bin/
 	@mkdir -p $(BIN)

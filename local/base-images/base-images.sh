@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# make base-images: stand-ins, built from Debian packages, for the official base images the Dockerfiles
+# default to, on machines where no image registry answers. Each stand-in is tagged with the official name,
+# so `FROM debian:bookworm-slim` (and the others) use it without pulling. An image that already exists
+# (official or stand-in) is kept: delete it (docker rmi) to rebuild it. With PULL_BASE_IMAGES=1 the missing
+# official images are pulled instead.
+#
+#   debian:bookworm-slim          debootstrap --variant=minbase bookworm, imported (also tagged debian:12-slim,
+#                                 the runtime stages' pinned name for the same release)
+#   golang:$GO_VERSION-bookworm   debian:bookworm-slim + the Go installed on this machine (go env GOROOT)
+#                                 + this machine's CA bundle (the module proxy is reached through it)
+#   python:3.12-slim-bookworm     debian:bookworm-slim + Debian's python3 (3.11), python3-venv, python3-pip
+#   rabbitmq:4.2-management       debian:bookworm-slim + Debian's rabbitmq-server (3.10)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DOCKER="${DOCKER:-docker}"
+GO="${GO:-go}"
+# The versions the Dockerfiles and compose file default to.
+GO_VERSION="${GO_VERSION:-$(sed -n 's/^ARG GO_VERSION=//p' ../../worker/Dockerfile)}"
+PYTHON_VERSION="${PYTHON_VERSION:-$(sed -n 's/^ARG PYTHON_VERSION=//p' ../../worker/Dockerfile)}"
+RABBITMQ_IMAGE="${RABBITMQ_IMAGE:-$(sed -n 's/^ *image: \(rabbitmq:.*\)$/\1/p' ../compose.yaml | head -1)}"
+# The Debian mirror: the first one of this machine's apt sources.
+MIRROR="${DEBIAN_MIRROR:-$({ grep -hoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | head -1 | tr -d ' ' || true; })}"
+MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+
+# PULL_BASE_IMAGES=1 (where Docker Hub answers): pull the official images that are missing instead of
+# building stand-ins.
+have() {
+  "$DOCKER" image inspect "$1" >/dev/null 2>&1 && return 0
+  if [ "${PULL_BASE_IMAGES:-}" = 1 ]; then
+    say "$1: pulling the official image (PULL_BASE_IMAGES=1)"
+    "$DOCKER" pull -q "$1" >/dev/null || { say "$1: docker pull failed"; exit 1; }
+    return 0
+  fi
+  return 1
+}
+say() { echo "base-images: $*"; }
+
+if have debian:bookworm-slim; then
+  say "debian:bookworm-slim exists; kept"
+else
+  say "debian:bookworm-slim: STAND-IN from debootstrap --variant=minbase bookworm $MIRROR"
+  rootfs="$(mktemp -d)"
+  trap 'rm -rf "$rootfs"' EXIT
+  debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" >/dev/null
+  # What the official slim image leaves out: package lists, downloaded packages, documentation.
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
+    "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/var/log/*.log
+  tar -C "$rootfs" -c . | "$DOCKER" import -c 'CMD ["bash"]' - debian:bookworm-slim >/dev/null
+  rm -rf "$rootfs"
+  trap - EXIT
+fi
+have debian:12-slim || "$DOCKER" tag debian:bookworm-slim debian:12-slim
+
+golang="golang:${GO_VERSION}-bookworm"
+if have "$golang"; then
+  say "$golang exists; kept"
+else
+  goroot="$("$GO" env GOROOT)"
+  installed="$("$GO" env GOVERSION)"
+  [ "$installed" = "go$GO_VERSION" ] || say "warning: the installed Go is $installed, the Dockerfiles want $GO_VERSION"
+  say "$golang: STAND-IN from debian:bookworm-slim + $goroot ($installed) + /etc/ssl/certs/ca-certificates.crt"
+  ctx="$(mktemp -d)"
+  trap 'rm -rf "$ctx"' EXIT
+  cp -a "$goroot" "$ctx/go"
+  rm -rf "$ctx/go/pkg/obj" "$ctx/go/test" "$ctx/go/.git"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
+  cp golang.Dockerfile "$ctx/Dockerfile"
+  "$DOCKER" build -q -t "$golang" "$ctx" >/dev/null
+  rm -rf "$ctx"
+  trap - EXIT
+fi
+
+python="python:${PYTHON_VERSION}-slim-bookworm"
+if have "$python"; then
+  say "$python exists; kept"
+else
+  say "$python: STAND-IN from debian:bookworm-slim + Debian's python3 (3.11, not $PYTHON_VERSION), python3-venv and python3-pip"
+  "$DOCKER" build -q -t "$python" -f python.Dockerfile . >/dev/null
+fi
+
+if have "$RABBITMQ_IMAGE"; then
+  say "$RABBITMQ_IMAGE exists; kept"
+else
+  say "$RABBITMQ_IMAGE: STAND-IN from debian:bookworm-slim + Debian's rabbitmq-server (3.10) with the management and Prometheus plugins"
+  "$DOCKER" build -q -t "$RABBITMQ_IMAGE" -f rabbitmq.Dockerfile . >/dev/null
+fi
