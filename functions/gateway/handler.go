@@ -113,7 +113,7 @@ func New(cfg Config, o Options) *Handler {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	// Every answer, errors before any route included, carries the request's id (see requestid.go).
-	r = withRequestID(r, newRequestID())
+	r = withRequestID(r, NewRequestID())
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
 		if p := recover(); p != nil {

@@ -7,8 +7,10 @@ import (
 	"net/http"
 )
 
-// newRequestID returns a random UUID (version 4).
-func newRequestID() string {
+// NewRequestID returns a random UUID (version 4): the id of a request, in its answer, logs and task. The
+// local server's own early answers (over the connection cap, request smuggling) use it too, so every error
+// body names its request.
+func NewRequestID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
@@ -30,5 +32,5 @@ func requestID(r *http.Request) string {
 	if id, ok := r.Context().Value(requestIDKey{}).(string); ok {
 		return id
 	}
-	return newRequestID()
+	return NewRequestID()
 }

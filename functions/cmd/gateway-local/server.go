@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/scrapeplatform/platform/functions/gateway"
 	"github.com/scrapeplatform/platform/functions/gateway/localedge"
 	"github.com/scrapeplatform/platform/shared/contract"
 )
@@ -135,7 +136,7 @@ func writeRefusal(w http.ResponseWriter, status int, code contract.Code, msg str
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg, "error_code": string(code)})
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg, "error_code": string(code), "request_id": gateway.NewRequestID()})
 }
 
 // capListener accepts at most cap(slots) connections at a time. Past that it answers each new connection
@@ -173,18 +174,20 @@ func (l *capListener) Accept() (net.Conn, error) {
 	}
 }
 
-// overCapAnswer is what a connection past the cap gets before it is closed.
-var overCapAnswer = func() []byte {
-	body := `{"error":"the gateway has too many open connections; retry shortly","error_code":"server_busy"}` + "\n"
+// overCapAnswer is what a connection past the cap gets before it is closed: a 503 naming a request id of
+// its own, like every error body.
+func overCapAnswer() []byte {
+	body := `{"error":"the gateway has too many open connections; retry shortly","error_code":"server_busy","request_id":"` +
+		gateway.NewRequestID() + `"}` + "\n"
 	return []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n" +
 		"Connection: close\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
-}()
+}
 
 // refuseConn writes overCapAnswer (a few hundred bytes fit any socket buffer; the deadline covers a peer
 // that reads nothing) and closes c.
 func refuseConn(c net.Conn) {
 	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	_, _ = c.Write(overCapAnswer)
+	_, _ = c.Write(overCapAnswer())
 	_ = c.Close()
 }
 
