@@ -18,10 +18,14 @@ What the columns mean:
   errors           requests that failed or timed out during the measured period (0 expected)
   ratio system/raw throughput: system's requests/s divided by raw's (1 = no cost over the transport);
                    latency xN: system's p50/p99 is N times raw's
-Then make bench runs two Go benchmarks (go test -bench; ns/op is the time of one benchmark iteration):
+Then make bench runs three Go benchmarks (go test -bench; ns/op is the time of one benchmark iteration):
   cold-ms/req      ms per run of a trivial script in a fresh Python process
   warm-ms/req      ms per run of the same script on a warm runner (a Python process kept between runs)
   cold/warm        how many times slower cold is than warm
+  shared-calls/s   calls/s of 64 concurrent async scripts awaiting 200 ms, all in one shared warm runner
+                   (the ideal is 320/s)
+  one-per-runner-calls/s  the same calls when each warm runner serves one call at a time (the old path)
+  shared/old       how many times more calls/s the shared runner serves
   uncached-ms      ms a script's first request pays to build its environment (venv + offline pip install)
   cached-ms        ms the same first request pays when the environment is already on disk
   uncached/cached  how many times slower uncached is than cached
