@@ -396,7 +396,9 @@ func TestConsumerPrefetchAndStop(t *testing.T) {
 		t.Fatalf("delivery (%v) after stop", task.Invalid)
 	case <-time.After(300 * time.Millisecond):
 	}
-	cons.Close()
+	if err := cons.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	q, err := ch.QueueDeclarePassive(s.topo.TaskQueue, true, false, false, false, nil)
 	if err != nil {
 		t.Fatal(err)

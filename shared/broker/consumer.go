@@ -152,14 +152,21 @@ func (c *Consumer) Connected() bool { return c.session.Connected() }
 // Problem says why it is not connected (Session.Problem), or nil.
 func (c *Consumer) Problem() error { return c.session.Problem() }
 
-// Close closes the channel and the connection; the broker requeues every delivery not yet acknowledged.
-func (c *Consumer) Close() {
+// Shutdown closes the channel and the connection; the broker requeues every delivery not yet
+// acknowledged. Call it after Run has returned and the tasks in flight are settled. It waits for the
+// connection to close until ctx ends.
+func (c *Consumer) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
 	stop := c.stopSession
 	c.mu.Unlock()
 	if stop == nil {
-		return // never ran
+		return nil // never ran
 	}
 	stop()
-	<-c.session.done
+	select {
+	case <-c.session.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close the consumer's connection: %w", ctx.Err())
+	}
 }

@@ -34,6 +34,7 @@
 //
 // Lifecycle: every long-running part (Session, RPCClient, Publisher, Consumer) runs in Run(ctx) and stops
 // when ctx ends; ending ctx interrupts every wait (redial backoff, reply retries, calls waiting for a
-// channel). Consumer.Close then closes the channel it kept open for settling. A nil Logger in any config
+// channel). Consumer.Shutdown(ctx) then closes the channel it kept open for settling, as the worker's other
+// long-running parts stop with Shutdown(ctx). A nil Logger in any config
 // discards.
 package broker

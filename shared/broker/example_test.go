@@ -28,7 +28,7 @@ func Example_rpc() {
 	go func() { _ = replies.Run(ctx) }()
 	consumer := broker.NewConsumer(broker.ConsumerConfig{URL: url, Name: "example-worker", Topology: topo,
 		Settler: broker.Settler{Publisher: replies, DeadLetterQueue: topo.DeadLetterQueue, ID: "example-worker"}})
-	defer consumer.Close()
+	defer func() { _ = consumer.Shutdown(context.Background()) }()
 	go func() {
 		_ = consumer.Run(ctx, func(task *broker.Task) {
 			if task.Invalid != nil {

@@ -160,7 +160,7 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 	bounded(log, "stop the warm runners", scripts.Shutdown)
 	// 5. Close the connections: consume first (the broker requeues what is still unacknowledged), then
 	// publish.
-	bounded(log, "close the consume connection", func(context.Context) error { consumer.Close(); return nil })
+	bounded(log, "close the consume connection", consumer.Shutdown)
 	stopPublisher()
 	bounded(log, "close the publish connection", func(ctx context.Context) error {
 		select {
