@@ -333,7 +333,13 @@ func (r *Remote) update(ctx context.Context, name string, e *entry, gen int) (Sc
 	}
 	// A copy is trusted again only while it still matches its inventory.
 	if cur != nil {
-		if err := VerifyDir(filepath.Join(base, cur.Dir), cur.Files); err != nil {
+		dir := filepath.Join(base, cur.Dir)
+		// Copies installed by earlier versions are 0700 (MkdirTemp's mode); scripts run as another user
+		// must read them, as install makes them now.
+		if fi, err := os.Lstat(dir); err == nil && fi.IsDir() && fi.Mode().Perm() != 0o755 {
+			_ = os.Chmod(dir, 0o755)
+		}
+		if err := VerifyDir(dir, cur.Files); err != nil {
 			r.log.Warn("cached script copy is damaged; downloading it again", "script", name,
 				"script_version", cur.Remote.Version, "error", err)
 			r.opts.Metrics.DamagedCopy()
@@ -438,8 +444,14 @@ func (r *Remote) install(ctx context.Context, name string, res fetched) (*copySt
 		return nil, err
 	}
 	tmp, err := os.MkdirTemp(base, ".tmp-")
+	if err == nil {
+		// MkdirTemp makes it 0700; scripts that run as another user (SCRIPT_RUN_AS) must read the copy,
+		// as they read its files (0644) and folders (0755). The cache folder above stays private.
+		err = os.Chmod(tmp, 0o755)
+	}
 	if err != nil {
 		_ = res.body.Close()
+		_ = os.RemoveAll(tmp)
 		return nil, err
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed

@@ -188,6 +188,12 @@ func TestCacheServesWithinTTLAndRevalidatesAfter(t *testing.T) {
 	if first.Version != "v1" || !strings.Contains(readScript(t, first), "return 1") || !strings.HasPrefix(first.Dir, s.dir) {
 		t.Fatalf("first resolve: %+v", first)
 	}
+	// Scripts that run as another user (SCRIPT_RUN_AS) read the copy: its folder and files are theirs to read.
+	for _, p := range []string{first.Dir, filepath.Join(first.Dir, "scraper.py")} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm()&0o004 == 0 || (fi.IsDir() && fi.Mode().Perm()&0o001 == 0) {
+			t.Fatalf("%s is not readable by other users: %v %v", p, fi.Mode(), err)
+		}
+	}
 	// Within the TTL: no question to the remote.
 	s.clock.Advance(29 * time.Second)
 	if again, err := s.repo.Resolve(ctx, "hello"); err != nil || again != first {
