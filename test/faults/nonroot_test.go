@@ -23,7 +23,7 @@ import (
 // own user, must not read the worker's /proc/<pid>/environ.
 func TestNonRootWorker(t *testing.T) {
 	t.Parallel()
-	e := start(t, options{workers: 0})
+	e := start(t, options{workers: 0, gatewayEnv: []string{slowMachineGrace}})
 	id := "worker-nonroot"
 	work := filepath.Join(e.base, "work-"+id)
 	home := filepath.Join(e.base, "home-"+id)
