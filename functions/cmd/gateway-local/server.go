@@ -56,6 +56,10 @@ func newServer(cfg localedge.Config, h http.Handler) *http.Server {
 	}
 }
 
+// earlyAnswerLinger bounds how long a connection stays open after an answer sent before its request's body
+// arrived (guardBody).
+const earlyAnswerLinger = time.Second
+
 // guardBody applies the rules on request bodies that http.Server has no setting for:
 //
 //   - a request with both Content-Length and Transfer-Encoding is refused (400): Go's server would let
@@ -84,9 +88,12 @@ func guardBody(next http.Handler, bodyTimeout, lifetime time.Duration) http.Hand
 		r.Body = body
 		next.ServeHTTP(&earlyAnswer{ResponseWriter: w, body: body}, r)
 		if !body.complete.Load() {
-			// The answer is flushed before the server reads the body again; a read deadline in the past
-			// makes that read fail at once, and the connection (marked "Connection: close") is closed.
-			_ = rc.SetReadDeadline(time.Now())
+			// The answer is flushed before the server reads the body again; the connection is marked
+			// "Connection: close" and ends within earlyAnswerLinger. Not at once: closing a socket whose
+			// peer is still sending makes the kernel send a reset, which can destroy the answer before the
+			// client reads it (seen as "connection reset by peer" on a 413); the short linger lets Go's
+			// server drain a little and half-close first, as it does for any unread body.
+			_ = rc.SetReadDeadline(time.Now().Add(earlyAnswerLinger))
 		}
 	})
 }
