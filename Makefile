@@ -24,7 +24,7 @@ FUZZMINIMIZE ?= 200x
 # testdata/fuzz/ also run on every plain `go test`.
 FUZZ_CI_TIME ?= 4s
 FUZZ_CI_TARGETS := shared:./auth:FuzzParseJWKS shared:./contract:FuzzParseRequest shared:./contract:FuzzParseReply \
-  functions:./gateway:FuzzDecodeScrapeBody shared:./contract:FuzzScanJSON shared:./webhook:FuzzVerify worker:./internal/runner:FuzzParseResult shared:./auth:FuzzVerify
+  functions:./gateway:FuzzDecodeScrapeBody worker:./internal/runner:FuzzParseResult shared:./auth:FuzzVerify
 
 .PHONY: help
 help: ## Show this help
