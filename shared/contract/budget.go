@@ -38,8 +38,13 @@ type Budget struct {
 	Accepted time.Time `json:"accepted_at,omitzero"`
 	// Timeout bounds the script's own run time.
 	Timeout Seconds `json:"timeout"`
-	// Deadline is when the caller stops waiting; work that cannot finish by then is not started.
+	// Deadline is when the caller stops waiting; work that cannot finish by then is not started. For a job
+	// (NewJobBudget) it includes the time the job may wait in the queue.
 	Deadline time.Time `json:"deadline"`
+	// SyncUntil, when set, is the end of the gateway's synchronous window (SCRAPE_SYNC_WAIT, Prefer: wait):
+	// the gateway stops waiting then and answers 202 while the job goes on until Deadline. It is the
+	// gateway's own and does not travel.
+	SyncUntil time.Time `json:"-"`
 }
 
 // NewBudget computes the budget of a request accepted at accepted with the given script timeout. Its
@@ -56,8 +61,33 @@ func NewBudget(accepted time.Time, timeout, grace time.Duration, hardStop time.T
 	return Budget{Accepted: accepted, Timeout: SecondsOf(timeout), Deadline: deadline}
 }
 
-// WaitUntil is when the gateway stops waiting for the reply.
-func (b Budget) WaitUntil() time.Time { return b.Deadline }
+// NewJobBudget computes the budget of a request recorded as a job (it outlives the gateway's wait): the
+// task may wait up to queueWait for a worker and still run its whole timeout, so its deadline is
+// accepted+queueWait+timeout+grace; the gateway waits for the reply until SyncUntil, which is syncWait
+// after accepted, cut by hardStop (less InvocationMargin) and by the deadline. syncWait 0 answers at once
+// (Prefer: respond-async).
+func NewJobBudget(accepted time.Time, timeout, grace, queueWait, syncWait time.Duration, hardStop time.Time) Budget {
+	b := Budget{Accepted: accepted, Timeout: SecondsOf(timeout), Deadline: accepted.Add(queueWait + timeout + grace)}
+	b.SyncUntil = accepted.Add(max(syncWait, 0))
+	if !hardStop.IsZero() {
+		if stop := hardStop.Add(-InvocationMargin); stop.Before(b.SyncUntil) {
+			b.SyncUntil = stop
+		}
+	}
+	if b.Deadline.Before(b.SyncUntil) {
+		b.SyncUntil = b.Deadline
+	}
+	return b
+}
+
+// WaitUntil is when the gateway stops waiting for the reply: the deadline, or the end of the sync window
+// when the request is a job.
+func (b Budget) WaitUntil() time.Time {
+	if !b.SyncUntil.IsZero() && b.SyncUntil.Before(b.Deadline) {
+		return b.SyncUntil
+	}
+	return b.Deadline
+}
 
 // Left is the time left to the deadline at now (negative once it has passed).
 func (b Budget) Left(now time.Time) time.Duration { return b.Deadline.Sub(now) }

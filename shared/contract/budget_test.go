@@ -105,3 +105,39 @@ func TestBudgetWireCompatibility(t *testing.T) {
 		t.Errorf("old request decoded as %+v (%v)", old.Budget, old.Validate())
 	}
 }
+
+func TestNewJobBudget(t *testing.T) {
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	b := NewJobBudget(at, 60*time.Second, DefaultReplyGrace, 10*time.Minute, 25*time.Second, time.Time{})
+	if want := at.Add(10*time.Minute + 60*time.Second + DefaultReplyGrace); !b.Deadline.Equal(want) {
+		t.Errorf("deadline %s, want %s (queue wait + timeout + grace)", b.Deadline, want)
+	}
+	if want := at.Add(25 * time.Second); !b.WaitUntil().Equal(want) {
+		t.Errorf("wait until %s, want the end of the sync window %s", b.WaitUntil(), want)
+	}
+	// A job started late in its queue wait still runs its whole timeout.
+	if got := b.RunTime(at.Add(9 * time.Minute)); got != 60*time.Second {
+		t.Errorf("run time after 9 min in the queue = %s, want the whole 60s", got)
+	}
+	// A Lambda invocation's hard stop cuts the sync window, not the job.
+	stop := at.Add(10 * time.Second)
+	b = NewJobBudget(at, 60*time.Second, DefaultReplyGrace, 0, 25*time.Second, stop)
+	if want := stop.Add(-InvocationMargin); !b.WaitUntil().Equal(want) {
+		t.Errorf("wait until %s, want the invocation's stop less its margin %s", b.WaitUntil(), want)
+	}
+	if b.Deadline.Before(at.Add(60 * time.Second)) {
+		t.Errorf("deadline %s was cut by the invocation's stop", b.Deadline)
+	}
+	// Prefer: respond-async: no wait at all; a sync window longer than the job ends with the job.
+	if b := NewJobBudget(at, time.Second, DefaultReplyGrace, 0, 0, time.Time{}); !b.WaitUntil().Equal(at) {
+		t.Errorf("respond-async waits until %s, want %s", b.WaitUntil(), at)
+	}
+	if b := NewJobBudget(at, time.Second, time.Second, 0, time.Hour, time.Time{}); !b.WaitUntil().Equal(b.Deadline) {
+		t.Errorf("sync window past the deadline: wait until %s, want the deadline %s", b.WaitUntil(), b.Deadline)
+	}
+	// The sync window does not travel.
+	doc, err := json.Marshal(b)
+	if err != nil || strings.Contains(string(doc), "sync") {
+		t.Errorf("budget on the wire %s (%v): the sync window must not travel", doc, err)
+	}
+}

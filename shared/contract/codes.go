@@ -66,6 +66,19 @@ const (
 	// Reserved: a worker that stops requeues its unfinished tasks (the broker redelivers them, bounded by the
 	// queue's delivery limit), so no reply carries it today; a worker that cannot requeue would.
 	CodeWorkerShuttingDown Code = "worker_shutting_down"
+	// CodeCancelled: the job's owner cancelled it (DELETE /jobs/{id}); its status is cancelled.
+	CodeCancelled Code = "cancelled"
+	// CodeJobNotFound: no job with this id belongs to the caller (unknown, another client's, or older than
+	// the retention: the three are indistinguishable on purpose).
+	CodeJobNotFound Code = "job_not_found"
+	// CodeJobStoreUnavailable: the job store (S3) cannot be reached, so a job cannot be recorded or read;
+	// retry later. A synchronous scrape that finishes within the sync window still works without it.
+	CodeJobStoreUnavailable Code = "job_store_unavailable"
+	// CodeIdempotencyConflict: the Idempotency-Key was used within 24 h with a different request body.
+	CodeIdempotencyConflict Code = "idempotency_conflict"
+	// CodeWorkerLost: the worker running a long job stopped answering (its lease ran out) and too little of
+	// the job's time was left to run it again elsewhere.
+	CodeWorkerLost Code = "worker_lost"
 	// CodeInternal: a fault in the platform itself; the message says what.
 	CodeInternal Code = "internal_error"
 )

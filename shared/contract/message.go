@@ -22,7 +22,7 @@ const (
 	// MinTimeout and MaxTimeout bound a request's timeout. A deployment may narrow them (see the gateway's
 	// SCRAPE_MAX_TIMEOUT) but never widen them.
 	MinTimeout = 100 * time.Millisecond
-	MaxTimeout = 15 * time.Minute
+	MaxTimeout = time.Hour
 	// MaxParameterDepth bounds how deeply objects and arrays nest in a request's parameters (the
 	// parameters object itself is depth 1).
 	MaxParameterDepth = 64
@@ -42,6 +42,8 @@ const (
 	StatusCompleted Status = "completed"
 	StatusFailed    Status = "failed"
 	StatusTimeout   Status = "timeout"
+	// StatusCancelled: the job's owner cancelled it (DELETE /jobs/{id}) before it finished.
+	StatusCancelled Status = "cancelled"
 )
 
 // Request asks a worker to run one script once.
@@ -61,6 +63,19 @@ type Request struct {
 	TimeoutDefaulted bool `json:"timeout_defaulted,omitempty"`
 	// Subject is the authenticated caller (JWT sub or IAM principal), for logs and audit.
 	Subject string `json:"subject,omitempty"`
+	// Job, when set, says the gateway recorded the request as a job in the job store (shared/job): the
+	// job outlives the gateway's wait, so the worker records its start and end there, writes a result too
+	// large for a message to the store (the claim check), and has the callback delivered.
+	Job *JobTicket `json:"job,omitempty"`
+}
+
+// JobTicket is what a worker needs to keep a request's job: whose it is and where its callback goes. The
+// job's created_at is the budget's Accepted.
+type JobTicket struct {
+	// Owner is the token's subject or client id; only the owner sees the job.
+	Owner string `json:"owner"`
+	// CallbackURL, when set, receives the final job (a signed webhook) once the job ends.
+	CallbackURL string `json:"callback_url,omitempty"`
 }
 
 // Reply is a worker's answer to a Request.
@@ -68,8 +83,14 @@ type Reply struct {
 	Version   int    `json:"version"`
 	RequestID string `json:"request_id"`
 	Status    Status `json:"status"`
-	// Data is the script's return value (JSON), present when Status is completed.
+	// Data is the script's return value (JSON), present when Status is completed and the value travels
+	// inline.
 	Data json.RawMessage `json:"data,omitempty"`
+	// ResultKey names the job store object holding a completed job's value when it was too large to travel
+	// in a message (the claim check, job.ResultKey); Data is then empty.
+	ResultKey string `json:"result_key,omitempty"`
+	// ResultSize is the value's size in bytes (inline or claim-checked).
+	ResultSize int64 `json:"result_size,omitempty"`
 	// Error explains a failed or timed-out scrape.
 	Error *Error `json:"error,omitempty"`
 	// ExecutionTime is the script's wall-clock run time in seconds, as measured by the worker.
@@ -217,8 +238,22 @@ func (r *Request) Validate() error {
 	if r.Deadline.IsZero() {
 		errs = append(errs, errors.New("deadline is required"))
 	}
+	if j := r.Job; j != nil {
+		if j.Owner == "" || len(j.Owner) > 512 {
+			errs = append(errs, errors.New("job.owner is required and at most 512 characters"))
+		}
+		if len(j.CallbackURL) > MaxCallbackURLLength {
+			errs = append(errs, fmt.Errorf("job.callback_url is longer than %d characters", MaxCallbackURLLength))
+		}
+		if r.Accepted.IsZero() {
+			errs = append(errs, errors.New("a job needs accepted_at (its created_at)"))
+		}
+	}
 	return errors.Join(errs...)
 }
+
+// MaxCallbackURLLength bounds a callback_url.
+const MaxCallbackURLLength = 2048
 
 // Validate checks that rep is a well-formed reply.
 func (rep *Reply) Validate() error {
@@ -229,9 +264,12 @@ func (rep *Reply) Validate() error {
 	if rep.RequestID == "" {
 		errs = append(errs, errors.New("request_id is required"))
 	}
+	if len(rep.Data) > 0 && rep.ResultKey != "" {
+		errs = append(errs, errors.New("a reply holds either inline data or a result_key, not both"))
+	}
 	switch rep.Status {
 	case StatusCompleted:
-	case StatusFailed, StatusTimeout:
+	case StatusFailed, StatusTimeout, StatusCancelled:
 		if rep.Error == nil || rep.Error.Code == "" {
 			errs = append(errs, fmt.Errorf("a %s reply needs an error with a code", rep.Status))
 		}
@@ -244,8 +282,11 @@ func (rep *Reply) Validate() error {
 // Failed builds a failed (or, for CodeScriptTimeout, timeout) reply to req.
 func Failed(req *Request, code Code, message string) *Reply {
 	status := StatusFailed
-	if code == CodeScriptTimeout {
+	switch code {
+	case CodeScriptTimeout:
 		status = StatusTimeout
+	case CodeCancelled:
+		status = StatusCancelled
 	}
 	return &Reply{
 		Version:   Version,

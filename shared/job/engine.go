@@ -52,7 +52,7 @@ const (
 )
 
 // CodeCancelled is the error code of a job its owner cancelled.
-const CodeCancelled contract.Code = "cancelled"
+const CodeCancelled = contract.CodeCancelled
 
 func eventKey(id, event string) string { return "jobs/" + id + "/" + event + ".json" }
 
