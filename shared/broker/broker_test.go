@@ -29,7 +29,7 @@ func newSetup(t *testing.T) *setup {
 	t.Helper()
 	url := brokertest.URL(t)
 	topo := broker.NewTopology(brokertest.Name("test-tasks"))
-	brokertest.DeleteQueues(t, url, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange})
+	brokertest.DeleteQueues(t, url, []string{topo.TaskQueue, topo.DeadLetterQueue}, []string{topo.DeadLetterExchange, topo.CancelExchange})
 	return &setup{url: url, topo: topo}
 }
 
@@ -452,5 +452,45 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestNotifyCancelReachesEveryBoundQueue(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	c := s.client(t, nil)
+	waitFor(t, c.Connected, "client to connect") // it declares the topology, cancel exchange included
+	_, ch := brokertest.Channel(t, s.url)
+	var queues []string
+	for range 2 { // two workers, each with a queue of its own
+		q, err := ch.QueueDeclare("", false, true, true, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.QueueBind(q.Name, "", s.topo.CancelExchange, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		queues = append(queues, q.Name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.NotifyCancel(ctx, "job-42"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.NotifyCancel(ctx, ""); err == nil {
+		t.Error("a cancel notice without a request id was sent")
+	}
+	for _, q := range queues {
+		var d amqp.Delivery
+		var ok bool
+		for deadline := time.Now().Add(5 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var err error
+			if d, ok, err = ch.Get(q, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !ok || d.Type != broker.CancelNoticeType || d.CorrelationId != "job-42" {
+			t.Errorf("queue %s: got %v type %q id %q, want the cancel notice of job-42", q, ok, d.Type, d.CorrelationId)
+		}
 	}
 }

@@ -87,14 +87,14 @@ func (p *Publisher) Publish(ctx context.Context, routingKey string, msg amqp.Pub
 		return ctx.Err()
 	}
 	defer func() { <-p.window }()
-	return publishConfirmed(ctx, p.session, ch, p.log, p.cfg.ConfirmTimeout, routingKey, false, msg)
+	return publishConfirmed(ctx, p.session, ch, p.log, p.cfg.ConfirmTimeout, "", routingKey, false, msg)
 }
 
 // publishConfirmed publishes msg on ch and waits for its confirm. It resets the session when no confirm
 // arrives within confirmTimeout: a connection that stopped confirming is as good as dead.
 func publishConfirmed(ctx context.Context, s *Session, ch *amqp.Channel, log *slog.Logger, confirmTimeout time.Duration,
-	routingKey string, mandatory bool, msg amqp.Publishing) error {
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", routingKey, mandatory, false, msg)
+	exchange, routingKey string, mandatory bool, msg amqp.Publishing) error {
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, routingKey, mandatory, false, msg)
 	if err != nil {
 		if errorsIsClosed(err) {
 			return fmt.Errorf("%w: %w", ErrConnectionLost, err)

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -247,7 +248,26 @@ func (c *RPCClient) call(ctx context.Context, msg amqp.Publishing) (amqp.Deliver
 }
 
 func (c *RPCClient) publish(ctx context.Context, ch *amqp.Channel, msg amqp.Publishing) error {
-	return publishConfirmed(ctx, c.session, ch, c.log, c.cfg.ConfirmTimeout, c.cfg.Topology.TaskQueue, true, msg)
+	return publishConfirmed(ctx, c.session, ch, c.log, c.cfg.ConfirmTimeout, "", c.cfg.Topology.TaskQueue, true, msg)
+}
+
+// CancelNoticeType is the AMQP type of a cancel notice; its correlation id is the job's request id.
+const CancelNoticeType = "scrape.cancel.v1"
+
+// NotifyCancel tells every worker, through the topology's cancel exchange, to stop the job with the given
+// request id if it runs it. It returns once the broker has confirmed the notice. A worker that misses it
+// (disconnected at that moment) still learns of the cancel from the job store (job.Store.CancelRequested).
+func (c *RPCClient) NotifyCancel(ctx context.Context, requestID string) error {
+	if requestID == "" {
+		return errors.New("cancel notice needs a request id")
+	}
+	_, ch, err := c.session.Channel(ctx, c.cfg.ConnectWait)
+	if err != nil {
+		return err
+	}
+	msg := amqp.Publishing{Type: CancelNoticeType, CorrelationId: requestID, MessageId: requestID,
+		Timestamp: time.Now().UTC(), DeliveryMode: amqp.Transient, Expiration: "60000"}
+	return publishConfirmed(ctx, c.session, ch, c.log, c.cfg.ConfirmTimeout, c.cfg.Topology.CancelExchange, "", false, msg)
 }
 
 // forget removes the waiter for id; when late is set, a reply that arrives afterwards is counted as late.

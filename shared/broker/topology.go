@@ -22,6 +22,9 @@ type Topology struct {
 	DeadLetterTTLMillis int64
 	// DeadLetterMaxLength bounds how many dead letters are kept; the oldest are dropped first (0 = unbounded).
 	DeadLetterMaxLength int64
+	// CancelExchange (fanout) carries job cancel notices (DELETE /jobs/{id}) from the gateway to every
+	// worker: each binds a queue of its own and stops the named job if it runs it.
+	CancelExchange string
 }
 
 // DefaultDeliveryLimit is how often a task may be delivered before it is considered poison.
@@ -37,6 +40,7 @@ func NewTopology(taskQueue string) Topology {
 		DeliveryLimit:       DefaultDeliveryLimit,
 		DeadLetterTTLMillis: 7 * 24 * 3600 * 1000,
 		DeadLetterMaxLength: 100_000,
+		CancelExchange:      taskQueue + ".cancel",
 	}
 }
 
@@ -60,7 +64,8 @@ func (t Topology) deadLetterQueueArgs() amqp.Table {
 	return args
 }
 
-// Declare declares the dead-letter exchange and queue, their binding, and the task queue on ch.
+// Declare declares the dead-letter exchange and queue, their binding, the task queue and the cancel
+// exchange on ch.
 func (t Topology) Declare(ch *amqp.Channel) error {
 	if err := ch.ExchangeDeclare(t.DeadLetterExchange, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %q: %w", t.DeadLetterExchange, err)
@@ -73,6 +78,11 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 	}
 	if _, err := ch.QueueDeclare(t.TaskQueue, true, false, false, false, t.TaskQueueArgs()); err != nil {
 		return fmt.Errorf("declare queue %q: %w", t.TaskQueue, err)
+	}
+	if t.CancelExchange != "" {
+		if err := ch.ExchangeDeclare(t.CancelExchange, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("declare exchange %q: %w", t.CancelExchange, err)
+		}
 	}
 	return nil
 }
