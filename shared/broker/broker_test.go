@@ -494,3 +494,81 @@ func TestNotifyCancelReachesEveryBoundQueue(t *testing.T) {
 		}
 	}
 }
+
+func TestConsumerLivePrefetch(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	cons := broker.NewConsumer(broker.ConsumerConfig{URL: s.url, Name: "test-live-prefetch", Topology: s.topo, Prefetch: 2, Logger: testLogger(t)})
+	_, ch := brokertest.Channel(t, s.url)
+	if err := s.topo.Declare(ch); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := ch.Publish("", s.topo.TaskQueue, false, false, amqp.Publishing{Body: []byte(fmt.Sprint(i)), DeliveryMode: amqp.Persistent}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	got := make(chan *broker.Task, 32)
+	done := make(chan struct{})
+	go func() { _ = cons.Run(ctx, func(task *broker.Task) { got <- task }); close(done) }()
+	var held []*broker.Task
+	take := func(n int, why string) {
+		t.Helper()
+		for range n {
+			select {
+			case task := <-got:
+				held = append(held, task)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: only %d deliveries held", why, len(held))
+			}
+		}
+		select {
+		case task := <-got:
+			t.Fatalf("%s: one delivery too many (%d held, then %s)", why, len(held), task.MessageID)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if want, n := cons.Prefetch(); n != len(held) {
+			t.Fatalf("%s: consumer counts %d held (want %d), the test holds %d", why, n, want, len(held))
+		}
+	}
+	settle := func(n int) {
+		for _, task := range held[:n] {
+			if err := task.Settle(context.Background(), broker.Outcome{Action: broker.Ack}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		held = held[n:]
+	}
+	take(2, "prefetch 2")
+	if err := cons.SetPrefetch(5); err != nil {
+		t.Fatal(err)
+	}
+	take(3, "raised to 5")
+	if err := cons.SetPrefetch(3); err != nil {
+		t.Fatal(err)
+	}
+	take(0, "lowered to 3 while 5 are held") // nothing is taken back, nothing new arrives
+	settle(2)
+	take(0, "3 held, 3 allowed")
+	settle(1)
+	take(1, "2 held after a settle, 3 allowed")
+	settle(3)
+	take(3, "all settled, 3 allowed")
+	settle(3)
+	take(3, "again")
+	settle(3)
+	take(3, "and again")
+	settle(3)
+	// 2+3+1+3+3+3 = 15 taken and settled; the other 5 are back in the queue once the consumer has closed
+	// (what it received and nobody settled is requeued): none lost.
+	stop()
+	<-done
+	if err := cons.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		q, err := ch.QueueDeclarePassive(s.topo.TaskQueue, true, false, false, false, nil)
+		return err == nil && q.Messages == 5
+	}, "the 5 unsettled messages back in the queue")
+}

@@ -41,8 +41,38 @@ type Consumer struct {
 	mu          sync.Mutex
 	stopped     bool
 	ch          *amqp.Channel
+	chCtx       context.Context // the session's context of ch
 	deliveries  chan amqp.Delivery
 	stopSession context.CancelFunc
+
+	// Live prefetch (SetPrefetch). The broker applies a consumer's prefetch only when it subscribes, so a
+	// change re-subscribes: the consumer with tag consuming gets prefetch - (deliveries still held from
+	// earlier subscriptions), and held counts every delivery handed out and not yet settled, per tag.
+	want      int                      // the total the handler wants outstanding
+	consuming string                   // the live subscription's tag ("" while paused or not consuming)
+	current   int                      // its prefetch
+	gen       int                      // subscriptions made on this channel
+	subs      map[string]*subscription // by tag, until all their deliveries are settled
+}
+
+// subscription is the prefetch accounting of one subscription: the broker keeps its unacknowledged
+// deliveries at or below prefetch; received and settled count what reached the consumer and what was settled.
+type subscription struct {
+	prefetch, received, settled int
+	cancelled                   bool
+	settledAfterCancel          int
+	drained                     bool // its delivery channel closed: received is final
+}
+
+// outstanding bounds how many of its deliveries are unsettled (held, or still on their way to the handler).
+func (s *subscription) outstanding() int {
+	n := s.received - s.settled
+	if s.cancelled && !s.drained {
+		// Deliveries the broker sent before the cancel may still be on their way: at most prefetch were
+		// unacknowledged then, less those settled since.
+		n = max(n, s.prefetch-s.settledAfterCancel)
+	}
+	return n
 }
 
 // NewConsumer returns a consumer; call Run to start consuming.
@@ -60,7 +90,7 @@ func NewConsumer(cfg ConsumerConfig) *Consumer {
 	if cfg.Settler.Logger == nil {
 		cfg.Settler.Logger = log
 	}
-	c := &Consumer{cfg: cfg, log: log, deliveries: make(chan amqp.Delivery)}
+	c := &Consumer{cfg: cfg, log: log, deliveries: make(chan amqp.Delivery), want: cfg.Prefetch, subs: map[string]*subscription{}}
 	c.session = NewSession(SessionConfig{
 		URL:          cfg.URL,
 		Name:         cfg.Name,
@@ -76,21 +106,49 @@ func (c *Consumer) setup(ctx context.Context, _ *amqp.Connection, ch *amqp.Chann
 	if err := c.cfg.Topology.Declare(ch); err != nil {
 		return err
 	}
-	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
-		return fmt.Errorf("set prefetch %d: %w", c.cfg.Prefetch, err)
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.ch = ch
+	c.ch, c.chCtx = ch, ctx
+	c.consuming, c.current, c.gen = "", 0, 0
+	clear(c.subs) // the old channel's deliveries went back to the queue with it
 	if c.stopped {
 		return nil // connected for acks only
 	}
-	ds, err := ch.Consume(c.cfg.Topology.TaskQueue, c.cfg.Tag, false, false, false, false, nil)
+	return c.subscribeLocked(c.want)
+}
+
+// subscribeLocked subscribes to the task queue with the given prefetch under a new tag, on c.ch.
+func (c *Consumer) subscribeLocked(prefetch int) error {
+	ch, ctx := c.ch, c.chCtx
+	if err := ch.Qos(prefetch, 0, false); err != nil {
+		return fmt.Errorf("set prefetch %d: %w", prefetch, err)
+	}
+	c.gen++
+	tag := c.cfg.Tag
+	if c.gen > 1 {
+		tag = fmt.Sprintf("%s#%d", c.cfg.Tag, c.gen)
+	}
+	ds, err := ch.Consume(c.cfg.Topology.TaskQueue, tag, false, false, false, false, nil)
 	if err != nil {
 		return fmt.Errorf("consume %q: %w", c.cfg.Topology.TaskQueue, err)
 	}
+	c.consuming, c.current = tag, prefetch
+	sub := &subscription{prefetch: prefetch}
+	c.subs[tag] = sub
 	go func() {
+		defer func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			sub.drained = true
+			c.forgetLocked(tag, sub)
+			if err := c.reconcileLocked(true); err != nil {
+				c.log.Warn("re-subscribe after a subscription ended", "error", err)
+			}
+		}()
 		for d := range ds {
+			c.mu.Lock()
+			sub.received++
+			c.mu.Unlock()
 			select {
 			case c.deliveries <- d:
 			case <-ctx.Done():
@@ -99,6 +157,97 @@ func (c *Consumer) setup(ctx context.Context, _ *amqp.Connection, ch *amqp.Chann
 		}
 	}()
 	return nil
+}
+
+// forgetLocked drops a subscription once it can hold nothing more.
+func (c *Consumer) forgetLocked(tag string, sub *subscription) {
+	if sub.drained && sub.received == sub.settled && c.subs[tag] == sub {
+		delete(c.subs, tag)
+	}
+}
+
+// SetPrefetch changes how many unsettled deliveries the consumer may hold in all, while it runs (an
+// admission controller's capacity). The broker fixes a subscription's prefetch when it subscribes, so a
+// change cancels the live subscription and subscribes again with the new total less what earlier
+// subscriptions still hold (their deliveries stay valid and are settled as usual); while they hold the
+// whole total, it consumes nothing. Lowering it never takes deliveries back: they are settled as they end.
+func (c *Consumer) SetPrefetch(n int) error {
+	if n < 1 {
+		n = 1
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.want = n
+	return c.reconcileLocked(false)
+}
+
+// Prefetch reports the total SetPrefetch asked for, and how many deliveries are held unsettled now.
+func (c *Consumer) Prefetch() (want, held int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, sub := range c.subs {
+		held += sub.received - sub.settled
+	}
+	return c.want, held
+}
+
+// reconcileLocked re-subscribes when the live subscription's prefetch, plus what earlier subscriptions
+// may still hold, differs from the total asked for. lazy (after a settle) re-subscribes only for a sizeable
+// gain, so steady traffic does not churn subscriptions.
+func (c *Consumer) reconcileLocked(lazy bool) error {
+	if c.stopped || c.ch == nil || c.ch.IsClosed() {
+		return nil
+	}
+	older := 0
+	for tag, sub := range c.subs {
+		if tag != c.consuming {
+			older += sub.outstanding()
+		}
+	}
+	if live := c.subs[c.consuming]; c.consuming != "" && live != nil {
+		reach := older + c.current // what may be outstanding if the live subscription stays
+		if reach == c.want || (lazy && reach < c.want && c.want-reach < max(1, c.want/8)) {
+			return nil
+		}
+		// A new subscription: the live one's deliveries become older ones.
+		if err := c.ch.Cancel(c.consuming, false); err != nil {
+			return fmt.Errorf("cancel subscription %q: %w", c.consuming, err)
+		}
+		live.cancelled = true
+		older += live.outstanding()
+		c.consuming, c.current = "", 0
+	}
+	if target := c.want - older; target >= 1 {
+		return c.subscribeLocked(target)
+	}
+	return nil // paused until older deliveries settle
+}
+
+// handOut wraps d as a task that reports its settling to the prefetch accounting.
+func (c *Consumer) handOut(d amqp.Delivery) *Task {
+	t := NewTask(d, c.cfg.Settler)
+	tag := d.ConsumerTag
+	c.mu.Lock()
+	sub := c.subs[tag]
+	c.mu.Unlock()
+	if sub == nil {
+		return t // a channel that is gone: nothing to account
+	}
+	t.settled = func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		sub.settled++
+		if sub.cancelled {
+			sub.settledAfterCancel++
+		}
+		c.forgetLocked(tag, sub)
+		if tag != c.consuming {
+			if err := c.reconcileLocked(true); err != nil {
+				c.log.Warn("re-subscribe after settling", "error", err)
+			}
+		}
+	}
+	return t
 }
 
 // Run connects and hands every delivery, as a Task, to handle until ctx ends. When ctx ends it cancels the
@@ -115,7 +264,7 @@ func (c *Consumer) Run(ctx context.Context, handle func(*Task)) error {
 	for {
 		select {
 		case d := <-c.deliveries:
-			handle(NewTask(d, c.cfg.Settler))
+			handle(c.handOut(d))
 		case <-ctx.Done():
 			c.cancel()
 			// Deliveries in flight to us when we cancelled still arrive; hand them over briefly.
@@ -124,7 +273,7 @@ func (c *Consumer) Run(ctx context.Context, handle func(*Task)) error {
 			for {
 				select {
 				case d := <-c.deliveries:
-					handle(NewTask(d, c.cfg.Settler))
+					handle(c.handOut(d))
 				case <-drain.C:
 					return ctx.Err()
 				}
@@ -137,10 +286,11 @@ func (c *Consumer) Run(ctx context.Context, handle func(*Task)) error {
 func (c *Consumer) cancel() {
 	c.mu.Lock()
 	c.stopped = true
-	ch := c.ch
+	ch, tag := c.ch, c.consuming
+	c.consuming = ""
 	c.mu.Unlock()
-	if ch != nil && !ch.IsClosed() {
-		if err := ch.Cancel(c.cfg.Tag, false); err != nil {
+	if ch != nil && !ch.IsClosed() && tag != "" {
+		if err := ch.Cancel(tag, false); err != nil {
 			c.log.Warn("cancel consumer", "error", err)
 		}
 	}

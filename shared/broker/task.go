@@ -87,6 +87,8 @@ type Task struct {
 
 	d amqp.Delivery
 	s Settler
+	// settled, when set (by the Consumer), is told once that the delivery was settled.
+	settled func()
 }
 
 // NewTask parses d into a task settled through s. Consumer does this for every delivery; tests of task
@@ -155,6 +157,10 @@ func (t *Task) Settle(ctx context.Context, o Outcome) error {
 	}
 	if settleErr != nil {
 		settleErr = fmt.Errorf("settle task (%s): %w", o.Action, settleErr)
+	}
+	if t.settled != nil {
+		t.settled()
+		t.settled = nil
 	}
 	return errors.Join(replyErr, settleErr)
 }
