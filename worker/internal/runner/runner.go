@@ -93,6 +93,8 @@ type Runner struct {
 	tempMu   sync.Mutex // temp.go
 	active   int        // runs whose processes may be alive
 	tempDirs []string   // sharedTempDirs; tests point it elsewhere
+
+	loopLag lagMeter // lag.go: the shared runners' event-loop lag, for admission control
 }
 
 // New checks cfg, makes cfg.WorkDir private (see the privatedir package; an existing folder another user

@@ -477,6 +477,7 @@ func (r *Runner) dispatch(w *warmProc) {
 				r.fail(w, contract.CodeScriptCrashed, "the shared runner sent a malformed heartbeat; it was stopped")
 				return
 			}
+			r.loopLag.observe(time.Duration(hb.LagMS) * time.Millisecond)
 			if lag := time.Duration(hb.LagMS) * time.Millisecond; lag > p.cfg.LoopLagLimit {
 				r.fail(w, contract.CodeEventLoopBlocked, blockedMessage(lag, p.cfg.LoopLagLimit))
 				return
