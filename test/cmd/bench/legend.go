@@ -10,14 +10,20 @@ import (
 const legend = `
 What the columns mean:
   run              raw amqp091 RPC: the platform's transport alone (persistent messages into a quorum queue,
-                   publisher confirms, direct reply-to, responders that answer at once); system POST /scrape:
-                   the real gateway and workers over HTTP with a JWT, running a trivial script
+                   publisher confirms, direct reply-to, responders that answer at once); system <scenario>:
+                   the real gateway and workers (make run's topology) over HTTP with a JWT: trivial (a script
+                   that returns at once), async 200ms x64 / async 2s x1000 (an async def script awaiting that
+                   long, with that many callers), blocking 200ms x32 (a def script in time.sleep), fetch 200ms
+                   x64 (a blocking urllib fetch, through the egress proxy, of a page on this machine that
+                   answers in 200 ms)
   requests/s       completed requests per second over the measured period (the warm-up is not counted)
   p50              latency seen by the caller: half of the requests took at most this long
   p99              99% of the requests took at most this long
   errors           requests that failed or timed out during the measured period (0 expected)
-  ratio system/raw throughput: system's requests/s divided by raw's (1 = no cost over the transport);
-                   latency xN: system's p50/p99 is N times raw's
+  ideal/s          callers / the time one call waits: the throughput if the platform overlapped every wait
+  ratio            trivial: its requests/s divided by raw's (1 = no cost over the transport); the others:
+                   requests/s divided by ideal/s (1 = every wait overlapped)
+  peak RSS         the largest resident memory of the workers and all their runners during the run
 Then make bench runs three Go benchmarks (go test -bench; ns/op is the time of one benchmark iteration):
   cold-ms/req      ms per run of a trivial script in a fresh Python process
   warm-ms/req      ms per run of the same script on a warm runner (a Python process kept between runs)

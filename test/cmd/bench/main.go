@@ -1,5 +1,7 @@
-// Command bench measures POST /scrape end to end against raw amqp091-go RPC on the same broker, in the
-// same run, and prints throughput, latency percentiles and the system/raw ratio.
+// Command bench measures POST /scrape end to end, in the same run, against raw amqp091-go RPC on the same
+// broker (the trivial script: the platform's cost over its transport) and against the ideal throughput of
+// I/O-bound scripts (callers / the time one call waits: how much of the waiting the platform overlaps), and
+// prints throughput, latency percentiles and both ratios.
 //
 // The raw baseline does what the platform's transport does and nothing else: persistent messages into a
 // quorum queue (same arguments as the task queue), publisher confirms, direct reply-to, and responders with
@@ -22,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +45,7 @@ type options struct {
 	bin, scripts, url, script string
 	concurrency, workers      int
 	slots                     int
+	only                      string
 	duration, warmup          time.Duration
 }
 
@@ -51,10 +55,11 @@ func main() {
 	flag.StringVar(&o.scripts, "scripts", "", "script folder for the workers (default: the suites' fixture scripts, from shared/scripttest)")
 	flag.StringVar(&o.script, "script", "noop", "script to scrape")
 	flag.StringVar(&o.url, "broker", envOr("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"), "AMQP URL")
-	flag.IntVar(&o.concurrency, "c", 16, "concurrent callers")
+	flag.IntVar(&o.concurrency, "c", 32, "concurrent callers of the raw baseline and the trivial script")
 	flag.IntVar(&o.workers, "workers", 2, "workers (and raw responders)")
-	flag.IntVar(&o.slots, "slots", 4, "script slots per worker (WORKER_CONCURRENCY) and raw responder prefetch")
-	flag.DurationVar(&o.duration, "d", 10*time.Second, "measured duration of each run")
+	flag.IntVar(&o.slots, "slots", 0, "WORKER_CONCURRENCY of the workers and the raw responders' prefetch (0: the worker's default; raw 256)")
+	flag.StringVar(&o.only, "only", "", "comma-separated parts of scenario names to run (default: all): trivial, async 200ms, async 2s, blocking, fetch")
+	flag.DurationVar(&o.duration, "d", 8*time.Second, "measured duration of each run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up before each run")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -90,28 +95,54 @@ func (r result) pct(p float64) time.Duration {
 }
 
 func run(ctx context.Context, o options, out io.Writer) error {
-	fmt.Fprintf(out, "bench: %d callers, %d workers x %d slots, %s per run (after %s warm-up), script %q\n",
-		o.concurrency, o.workers, o.slots, o.duration, o.warmup, o.script)
+	only := func(name string) bool {
+		return o.only == "" || slices.ContainsFunc(strings.Split(o.only, ","), func(p string) bool { return strings.Contains(name, strings.TrimSpace(p)) })
+	}
+	fmt.Fprintf(out, "bench: %d workers (WORKER_CONCURRENCY %s), %s per run (after %s warm-up); raw baseline and trivial script with %d callers\n",
+		o.workers, slotsLabel(o.slots), o.duration, o.warmup, o.concurrency)
 	// A wrong password or virtual host stops the bench at once, with the broker's reason.
 	if err := broker.CheckLogin(ctx, o.url); err != nil {
 		return err
 	}
-	raw, err := benchRaw(ctx, o)
+	rawSlots := o.slots
+	if rawSlots <= 0 {
+		rawSlots = 256
+	}
+	raw, err := benchRaw(ctx, o, rawSlots)
 	if err != nil {
 		return fmt.Errorf("raw RPC: %w", err)
 	}
-	sys, err := benchSystem(ctx, o)
+	ran, results, peaks, err := benchSystem(ctx, o, only)
 	if err != nil {
 		return fmt.Errorf("system: %w", err)
 	}
-	fmt.Fprintf(out, "\n%-26s %12s %10s %10s %8s\n", "run", "requests/s", "p50", "p99", "errors")
-	for _, r := range []result{raw, sys} {
-		fmt.Fprintf(out, "%-26s %12.0f %10s %10s %8d\n", r.name, r.throughput(), r.pct(0.50).Round(10*time.Microsecond), r.pct(0.99).Round(10*time.Microsecond), r.errs)
+	fmt.Fprintf(out, "\n%-30s %12s %10s %10s %8s %10s %8s %9s\n", "run", "requests/s", "p50", "p99", "errors", "ideal/s", "ratio", "peak RSS")
+	row := func(r result, ideal, ratio string, rss string) {
+		fmt.Fprintf(out, "%-30s %12.0f %10s %10s %8d %10s %8s %9s\n", r.name, r.throughput(), r.pct(0.50).Round(10*time.Microsecond), r.pct(0.99).Round(10*time.Microsecond), r.errs, ideal, ratio, rss)
 	}
-	fmt.Fprintf(out, "\nratio system/raw: throughput %.3f, p50 latency x%.1f, p99 latency x%.1f\n",
-		sys.throughput()/raw.throughput(), float64(sys.pct(0.5))/float64(raw.pct(0.5)), float64(sys.pct(0.99))/float64(raw.pct(0.99)))
+	row(raw, "-", "-", "-")
+	for i, sc := range ran {
+		r := results[i]
+		ideal, ratio, rss := "-", "-", "-"
+		if sc.wait > 0 {
+			ideal, ratio = fmt.Sprintf("%.0f", sc.ideal()), fmt.Sprintf("%.3f", r.throughput()/sc.ideal())
+		} else if raw.throughput() > 0 {
+			ratio = fmt.Sprintf("%.3f", r.throughput()/raw.throughput())
+		}
+		if sc.rss {
+			rss = fmt.Sprintf("%.0f MiB", float64(peaks[i])/(1<<20))
+		}
+		row(r, ideal, ratio, rss)
+	}
 	printLegend(out)
 	return nil
+}
+
+func slotsLabel(n int) string {
+	if n <= 0 {
+		return "default"
+	}
+	return strconv.Itoa(n)
 }
 
 // drive runs call from c goroutines for warm-up plus d, recording latencies after the warm-up.
@@ -178,7 +209,7 @@ func openChannel(url string) (*amqp.Connection, *amqp.Channel, error) {
 }
 
 // benchRaw measures plain amqp091-go RPC: no HTTP, no JSON validation, no child process.
-func benchRaw(ctx context.Context, o options) (result, error) {
+func benchRaw(ctx context.Context, o options, prefetch int) (result, error) {
 	topo := broker.NewTopology("bench-raw-" + randomSuffix())
 	admin, ach, err := openChannel(o.url)
 	if err != nil {
@@ -201,7 +232,7 @@ func benchRaw(ctx context.Context, o options) (result, error) {
 			return result{}, err
 		}
 		defer conn.Close()
-		if err := ch.Qos(o.slots, 0, false); err != nil {
+		if err := ch.Qos(prefetch, 0, false); err != nil {
 			return result{}, err
 		}
 		ds, err := ch.Consume(topo.TaskQueue, "", false, false, false, false, nil)
@@ -268,39 +299,89 @@ func benchRaw(ctx context.Context, o options) (result, error) {
 	return drive(ctx, "raw amqp091 RPC", o.concurrency, o.warmup, o.duration, call), nil
 }
 
-// benchSystem starts the gateway and workers and measures POST /scrape.
-func benchSystem(ctx context.Context, o options) (result, error) {
+// scenario is one system run: callers scraping one script with the same parameters. wait is what one call
+// waits (its ideal latency); the ideal throughput is callers/wait. A scenario without a wait (the trivial
+// script) is compared with the raw RPC baseline instead.
+type scenario struct {
+	name    string
+	script  string
+	params  string
+	callers int
+	wait    time.Duration
+	timeout int
+	// rss samples the workers' and their runners' memory during the run.
+	rss bool
+}
+
+func (sc scenario) ideal() float64 { return float64(sc.callers) / sc.wait.Seconds() }
+
+// scenarios are issue 12's goals, in the order make bench prints them.
+func scenarios(o options, page string) []scenario {
+	return []scenario{
+		{name: "trivial", script: o.script, params: `{}`, callers: o.concurrency, timeout: 10},
+		{name: "async 200ms x64", script: "async_shared", params: `{"sleep":0.2}`, callers: 64, wait: 200 * time.Millisecond, timeout: 10},
+		{name: "async 2s x1000", script: "async_shared", params: `{"sleep":2}`, callers: 1000, wait: 2 * time.Second, timeout: 20, rss: true},
+		{name: "blocking 200ms x32", script: "sleeper", params: `{"seconds":0.2}`, callers: 32, wait: 200 * time.Millisecond, timeout: 10},
+		{name: "fetch 200ms x64", script: "fetch", params: fmt.Sprintf(`{"url":%q}`, page), callers: 64, wait: 200 * time.Millisecond, timeout: 10},
+	}
+}
+
+// slowPage serves a page that answers after 200 ms: a stand-in for a remote site a scrape fetches.
+func slowPage() (url string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+		_, _ = io.WriteString(w, "<html><body><h1>a page</h1></body></html>")
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String() + "/page", func() { _ = srv.Close() }, nil
+}
+
+// benchSystem starts the gateway and workers once and runs every selected scenario through POST /scrape.
+func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scenario, []result, []int64, error) {
 	secret := "bench-" + randomSuffix() + randomSuffix() + randomSuffix() + randomSuffix()
 	queue := "bench-system-" + randomSuffix()
 	work, err := os.MkdirTemp("", "bench-work-")
 	if err != nil {
-		return result{}, err
+		return nil, nil, nil, err
 	}
 	defer os.RemoveAll(work)
 	scripts, err := filepath.Abs(o.scripts)
 	if err != nil {
-		return result{}, err
+		return nil, nil, nil, err
 	}
 	if o.scripts == "" {
 		scripts = filepath.Join(work, "scripts")
-		if err := scripttest.Write(scripts, testkit.Scripts...); err != nil {
-			return result{}, err
+		if err := scripttest.Write(scripts, append(slices.Clone(testkit.Scripts), "async_shared", "fetch")...); err != nil {
+			return nil, nil, nil, err
 		}
 	}
+	page, stopPage, err := slowPage()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer stopPage()
 	addr, err := freeAddr()
 	if err != nil {
-		return result{}, err
+		return nil, nil, nil, err
 	}
+	pageHost := strings.SplitN(strings.TrimPrefix(page, "http://"), "/", 2)[0]
 	env := append(os.Environ(),
 		"RABBITMQ_URL="+o.url, "RABBITMQ_TASK_QUEUE="+queue, "JWT_SECRET="+secret,
 		"SCRIPT_REPOSITORY_TYPE=local", "SCRIPT_REPOSITORY_URL="+scripts, "WORKER_WORK_DIR="+work,
-		fmt.Sprintf("WORKER_CONCURRENCY=%d", o.slots), "LOG_LEVEL=warn")
+		"EGRESS_ALLOW="+pageHost, "GATEWAY_MAX_CONNECTIONS=4096", "LOG_LEVEL=warn")
+	if o.slots > 0 {
+		env = append(env, fmt.Sprintf("WORKER_CONCURRENCY=%d", o.slots))
+	}
 	s, err := stack.Start(ctx, stack.Options{
 		BinDir: o.bin, GatewayAddr: addr, Workers: o.workers, WorkerMetricsBasePort: 19400,
 		Env: env, Output: io.Discard, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
-		return result{}, err
+		return nil, nil, nil, err
 	}
 	defer func() {
 		_ = s.Stop(30 * time.Second)
@@ -310,31 +391,110 @@ func benchSystem(ctx context.Context, o options) (result, error) {
 				_, _ = ch.QueueDelete(topo.TaskQueue, false, false, false)
 				_, _ = ch.QueueDelete(topo.DeadLetterQueue, false, false, false)
 				_ = ch.ExchangeDelete(topo.DeadLetterExchange, false, false)
+				_ = ch.ExchangeDelete(topo.CancelExchange, false, false)
 			}
 			conn.Close()
 		}
 	}()
 	token, err := auth.IssueHS256([]byte(secret), auth.Claims{Subject: "bench"}, time.Hour)
 	if err != nil {
-		return result{}, err
+		return nil, nil, nil, err
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.concurrency * 2}, Timeout: 30 * time.Second}
-	body := fmt.Sprintf(`{"script_name":%q,"parameters":{},"timeout":10}`, o.script)
-	call := func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, "POST", s.GatewayURL()+"/scrape", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := client.Do(req)
+	var workers []int
+	for _, p := range s.Processes() {
+		if strings.HasPrefix(p.Name(), "worker") {
+			workers = append(workers, p.Pid())
+		}
+	}
+	var ran []scenario
+	var results []result
+	var peaks []int64
+	for _, sc := range scenarios(o, page) {
+		if !only(sc.name) {
+			continue
+		}
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: sc.callers * 2, MaxConnsPerHost: sc.callers * 2}, Timeout: time.Duration(sc.timeout+10) * time.Second}
+		body := fmt.Sprintf(`{"script_name":%q,"parameters":%s,"timeout":%d}`, sc.script, sc.params, sc.timeout)
+		call := func(ctx context.Context) error {
+			req, _ := http.NewRequestWithContext(ctx, "POST", s.GatewayURL()+"/scrape", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(b), `"status":"completed"`) {
+				return fmt.Errorf("%d %s", resp.StatusCode, b)
+			}
+			return nil
+		}
+		var peak atomic.Int64
+		stopRSS := make(chan struct{})
+		rssDone := make(chan struct{})
+		go func() {
+			defer close(rssDone)
+			for sc.rss {
+				peak.Store(max(peak.Load(), treeRSS(workers)))
+				select {
+				case <-stopRSS:
+					return
+				case <-time.After(250 * time.Millisecond):
+				}
+			}
+		}()
+		r := drive(ctx, "system "+sc.name, sc.callers, o.warmup, o.duration, call)
+		close(stopRSS)
+		<-rssDone
+		client.CloseIdleConnections()
+		ran, results, peaks = append(ran, sc), append(results, r), append(peaks, peak.Load())
+		if ctx.Err() != nil {
+			return ran, results, peaks, ctx.Err()
+		}
+	}
+	return ran, results, peaks, nil
+}
+
+// treeRSS sums the resident memory (bytes) of the given processes and all their descendants.
+func treeRSS(roots []int) int64 {
+	children := map[int][]int{}
+	rss := map[int]int64{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
-			return err
+			continue
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(b), `"status":"completed"`) {
-			return fmt.Errorf("%d %s", resp.StatusCode, b)
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
 		}
-		return nil
+		for line := range strings.Lines(string(b)) {
+			f := strings.Fields(line)
+			switch {
+			case len(f) >= 2 && f[0] == "PPid:":
+				ppid, _ := strconv.Atoi(f[1])
+				children[ppid] = append(children[ppid], pid)
+			case len(f) >= 2 && f[0] == "VmRSS:":
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				rss[pid] = kb << 10
+			}
+		}
 	}
-	return drive(ctx, "system POST /scrape", o.concurrency, o.warmup, o.duration, call), nil
+	var sum int64
+	seen := map[int]bool{}
+	stack := slices.Clone(roots)
+	for len(stack) > 0 {
+		pid := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		sum += rss[pid]
+		stack = append(stack, children[pid]...)
+	}
+	return sum
 }
 
 func freeAddr() (string, error) {
