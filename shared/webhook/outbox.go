@@ -131,7 +131,21 @@ func (o *Outbox) Enqueue(ctx context.Context, j job.Job) error {
 	if err != nil {
 		return fmt.Errorf("webhook: encode the delivery of job %s: %w", j.RequestID, err)
 	}
-	if err := o.p.Publish(ctx, o.q.Main, publishing(m, data)); err != nil {
+	for try := 0; ; try++ {
+		err = o.p.Publish(ctx, o.q.Main, publishing(m, data))
+		// A quorum queue another connection is declaring at this very moment exists before its leader
+		// runs, and refuses the message (nack): seen when a worker and the first enqueue declare at once.
+		// A nack means the message was not taken, so trying again cannot duplicate it.
+		if err == nil || !errors.Is(err, broker.ErrNacked) || try == 3 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("webhook: enqueue the delivery of job %s: %w", j.RequestID, ctx.Err())
+		case <-time.After(time.Duration(try+1) * 100 * time.Millisecond):
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("webhook: enqueue the delivery of job %s: %w", j.RequestID, err)
 	}
 	return nil
