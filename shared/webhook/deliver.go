@@ -93,7 +93,7 @@ type Deliverer struct {
 	log     *slog.Logger
 	q       Queues
 	client  *http.Client
-	session *Session
+	session *broker.Session
 	// slots bounds the deliveries in flight; Shutdown takes them all to wait for the last.
 	slots chan struct{}
 	// work is the context of the deliveries in flight: Shutdown cancels it when its own ends.
@@ -106,9 +106,6 @@ type Deliverer struct {
 	stopSession context.CancelFunc
 	sessionDone chan struct{}
 }
-
-// Session is broker.Session (named here so the Deliverer's fields read plainly).
-type Session = broker.Session
 
 // consumerTag is the deliverer's consumer tag on its channel.
 const consumerTag = "webhook-deliverer"
@@ -296,8 +293,8 @@ wait:
 	stop()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Second):
-		err = errors.Join(err, errors.New("the webhook deliverer's connection did not close in time"))
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("close the webhook deliverer's connection: %w", ctx.Err()))
 	}
 	return err
 }
