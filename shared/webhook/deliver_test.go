@@ -387,7 +387,7 @@ func TestDeliverer(t *testing.T) {
 		recv := newReceiver(t, 1<<30, nil)
 		metrics := &fakeMetrics{}
 		sched := Schedule{Initial: []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}, Factor: 2,
-			MaxDelay: 400 * time.Millisecond, Total: 1500 * time.Millisecond, Jitter: 0.2}
+			MaxDelay: 400 * time.Millisecond, Total: 3 * time.Second, Jitter: 0.2}
 		d, _ := h.deliverer(DelivererConfig{Schedule: sched, Metrics: metrics})
 		final := h.finishedJob("req-dead", recv.URL)
 		if err := h.outbox.Enqueue(context.Background(), final); err != nil {
@@ -396,6 +396,9 @@ func TestDeliverer(t *testing.T) {
 		state := h.waitWebhook("req-dead", "failed", func(w job.WebhookState) bool { return w.Status == job.WebhookFailed })
 		if !strings.Contains(state.LastError, "gave up") || !strings.Contains(state.LastError, "HTTP 500") {
 			t.Errorf("last_error %q; want it to say it gave up after HTTP 500s", state.LastError)
+		}
+		if strings.Contains(state.LastError, strings.TrimPrefix(h.secret.Encode(), SecretPrefix)) {
+			t.Error("last_error shows the signing secret")
 		}
 		h.waitDepth(h.q.Dead, 1)
 		requests, _ := recv.counts()

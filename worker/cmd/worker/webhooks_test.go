@@ -30,11 +30,20 @@ func TestStartWebhooksDelivers(t *testing.T) {
 	url := brokertest.URL(t)
 	task := brokertest.Name("test-worker-webhooks")
 	q := webhook.NewQueues(task)
-	brokertest.DeleteQueues(t, url, []string{q.Main, q.Dead, q.Delay(time.Second), q.Delay(5 * time.Second)}, nil)
 	secret, err := webhook.NewSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
+	env := map[string]string{"WEBHOOK_SECRET": secret.Encode(), "WEBHOOK_RETRY_DELAYS": "1s,5s", "WEBHOOK_MAX_AGE": "1m"}
+	cfg, err := webhook.LoadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	queues := []string{q.Main, q.Dead}
+	for _, d := range cfg.Schedule.DelayLevels() {
+		queues = append(queues, q.Delay(d))
+	}
+	brokertest.DeleteQueues(t, url, queues, nil)
 	var accepted atomic.Int64
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -60,7 +69,6 @@ func TestStartWebhooksDelivers(t *testing.T) {
 	}
 
 	reg := prometheus.NewRegistry()
-	env := map[string]string{"WEBHOOK_SECRET": secret.Encode(), "WEBHOOK_RETRY_DELAYS": "1s,5s", "WEBHOOK_MAX_AGE": "1m"}
 	ctx, cancel := context.WithCancel(context.Background())
 	stop, err := startWebhooks(ctx, webhookDeps{Getenv: func(k string) string { return env[k] }, RabbitMQURL: url,
 		TaskQueue: task, WorkerID: "w1", Store: store, CheckAddr: allowAll, Registry: reg})
