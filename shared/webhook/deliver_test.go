@@ -61,7 +61,7 @@ func (m *fakeMetrics) String() string {
 
 // harness is one test's broker queues, job store, publisher and outbox.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	task   string
 	q      Queues
@@ -72,7 +72,7 @@ type harness struct {
 
 var bucketSeq atomic.Int64
 
-func newHarness(t *testing.T, s3 *s3test.Server) *harness {
+func newHarness(t testing.TB, s3 *s3test.Server) *harness {
 	t.Helper()
 	url := brokertest.URL(t)
 	task := brokertest.Name("test-webhooks")
@@ -237,7 +237,7 @@ type receiver struct {
 	verifyFn func(http.Header, []byte) error
 }
 
-func newReceiver(t *testing.T, failures int, secrets []Secret) *receiver {
+func newReceiver(t testing.TB, failures int, secrets []Secret) *receiver {
 	r := &receiver{failures: failures}
 	r.verifyFn = func(h http.Header, body []byte) error { return Verify(secrets, h, body, time.Now()) }
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -575,4 +575,34 @@ func TestQueuesDeclaredByBothSides(t *testing.T) {
 	if err := h.outbox.Enqueue(context.Background(), job.Job{RequestID: "req-q", Status: job.StatusRunning, CallbackURL: recv.URL}); err == nil {
 		t.Error("Enqueue of a running job succeeded")
 	}
+}
+
+// BenchmarkDeliver measures end-to-end deliveries: b.N finished jobs enqueued at once, each POSTed to a
+// receiver on 127.0.0.1 that verifies it and answers 204, its state recorded in versitygw; reported as
+// deliveries per second (default concurrency 8).
+func BenchmarkDeliver(b *testing.B) {
+	h := newHarness(b, s3test.Start(b))
+	recv := newReceiver(b, 0, []Secret{h.secret})
+	jobs := make([]job.Job, b.N)
+	for i := range jobs {
+		jobs[i] = h.finishedJob(fmt.Sprintf("req-bench-%d", i), recv.URL)
+	}
+	h.deliverer(DelivererConfig{})
+	b.ResetTimer()
+	start := time.Now()
+	for _, j := range jobs {
+		if err := h.outbox.Enqueue(context.Background(), j); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for {
+		if _, accepted := recv.counts(); accepted == b.N {
+			break
+		}
+		if time.Since(start) > 5*time.Minute {
+			b.Fatal("deliveries did not finish")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "deliveries/s")
 }
