@@ -306,6 +306,8 @@ func (d *Deliverer) Connected() bool { return d.session.Connected() }
 type attemptResult struct {
 	delivered bool
 	refused   bool
+	// permanent: no retry can succeed (the job is gone from the store, the request cannot be built).
+	permanent bool
 	err       string // why it failed, for last_error (never the secret)
 }
 
@@ -337,6 +339,9 @@ func (d *Deliverer) handle(ctx context.Context, ch *amqp.Channel, dl amqp.Delive
 		state.Status, outcome = job.WebhookDelivered, OutcomeDelivered
 	case res.refused:
 		state.Status, outcome = job.WebhookFailed, OutcomeRefused
+		nextQueue, next = d.q.Dead, d.repost(m, m.Attempt, res.err, 0)
+	case res.permanent:
+		state.Status, outcome = job.WebhookFailed, OutcomeFailed
 		nextQueue, next = d.q.Dead, d.repost(m, m.Attempt, res.err, 0)
 	default:
 		delay, level, ok := d.nextDelay(m.Attempt, time.Since(m.FirstAttempt))
@@ -444,16 +449,17 @@ func (d *Deliverer) attempt(ctx context.Context, m message) attemptResult {
 			body, err = Payload(j)
 		}
 		if err != nil {
-			return attemptResult{err: truncate("read the job from the store: " + err.Error())}
+			// Gone (past its retention) is for good; a store outage is worth retrying.
+			return attemptResult{permanent: errors.Is(err, job.ErrNotFound) || errors.Is(err, job.ErrInvalid), err: truncate("read the job from the store: " + err.Error())}
 		}
 	}
 	headers, err := Sign(d.cfg.Secrets[0], m.RequestID, time.Now(), body, d.cfg.Secrets[1:]...)
 	if err != nil {
-		return attemptResult{refused: true, err: truncate("sign: " + err.Error())}
+		return attemptResult{permanent: true, err: truncate("sign: " + err.Error())}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return attemptResult{refused: true, err: truncate("build the request: " + err.Error())}
+		return attemptResult{permanent: true, err: truncate("build the request: " + err.Error())}
 	}
 	for name, values := range headers {
 		req.Header[name] = values

@@ -549,6 +549,32 @@ func TestDeliverer(t *testing.T) {
 	})
 }
 
+// A message without a body whose job is gone from the store (past its retention) fails for good at once.
+func TestDelivererJobGone(t *testing.T) {
+	h := newHarness(t, startStore(t))
+	metrics := &fakeMetrics{}
+	h.deliverer(DelivererConfig{Metrics: metrics})
+	h.waitDepth(h.q.Main, 0) // declared by the deliverer
+	m := message{RequestID: "req-gone", Owner: "client-a", CallbackURL: "http://127.0.0.1:9/", Attempt: 1, FirstAttempt: time.Now()}
+	data, _ := json.Marshal(m)
+	_, ch := brokertest.Channel(t, h.url)
+	if err := ch.Publish("", h.q.Main, false, false, amqp.Publishing{Body: data}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitDepth(h.q.Dead, 1)
+	dl, ok, err := ch.Get(h.q.Dead, true)
+	if err != nil || !ok {
+		t.Fatalf("get the dead letter: %v, %v", ok, err)
+	}
+	back, err := decodeMessage(dl.Body)
+	if err != nil || !strings.Contains(back.LastError, "not found") || back.Attempt != 1 {
+		t.Errorf("dead letter %+v, %v; want attempt 1 and a not-found last_error", back, err)
+	}
+	if got := metrics.String(); got != "failed/1" {
+		t.Errorf("metrics %q", got)
+	}
+}
+
 // Two sides declare the queues in any order without conflict: the outbox first here, then the
 // deliverer, then the outbox of another publisher.
 func TestQueuesDeclaredByBothSides(t *testing.T) {
