@@ -90,6 +90,18 @@ func (p *Publisher) Publish(ctx context.Context, routingKey string, msg amqp.Pub
 	return publishConfirmed(ctx, p.session, ch, p.log, p.cfg.ConfirmTimeout, "", routingKey, false, msg)
 }
 
+// Declare runs declare on the publisher's channel, waiting for one as Publish does: for a user that
+// publishes to queues of its own (shared/webhook's outbox) and must declare them first, since a message
+// published to a missing queue through the default exchange is dropped. Declarations must be idempotent;
+// one the broker refuses (other arguments) closes the channel, and the session redials.
+func (p *Publisher) Declare(ctx context.Context, declare func(ch *amqp.Channel) error) error {
+	_, ch, err := p.session.Channel(ctx, p.cfg.ConnectWait)
+	if err != nil {
+		return err
+	}
+	return declare(ch)
+}
+
 // publishConfirmed publishes msg on ch and waits for its confirm. It resets the session when no confirm
 // arrives within confirmTimeout: a connection that stopped confirming is as good as dead.
 func publishConfirmed(ctx context.Context, s *Session, ch *amqp.Channel, log *slog.Logger, confirmTimeout time.Duration,
