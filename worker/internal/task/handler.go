@@ -53,6 +53,27 @@ type Config struct {
 	Egress EgressRefusals
 	// Metrics records the handler's work; nil records nothing.
 	Metrics Metrics
+	// Jobs is the job store, for tasks that carry a job (Request.Job); nil: such tasks fail with
+	// internal_error (this worker has no job store). See jobs.go.
+	Jobs JobStore
+	// Callbacks enqueues the webhook of a job whose final state this worker recorded; nil: none.
+	Callbacks Callbacks
+	// Leaser leases long jobs (see jobs.go); nil: every job holds its delivery.
+	Leaser Leaser
+	// MaxJobResultBytes is a job's result limit (SCRAPE_MAX_RESULT_MB); 0 means DefaultMaxJobResultBytes.
+	MaxJobResultBytes int
+	// InlineResultBytes is the largest job result that travels inline (JOB_INLINE_RESULT_KB); larger ones
+	// are claim-checked. 0 means DefaultInlineResultBytes.
+	InlineResultBytes int
+	// CancelPoll is how often a running job's cancel marker is checked (JOB_CANCEL_POLL); 0 means
+	// DefaultCancelPoll.
+	CancelPoll time.Duration
+	// ConsumerTimeout is the broker's consumer_timeout (RABBITMQ_CONSUMER_TIMEOUT) and LeaseMargin what a
+	// held delivery keeps clear of it: a job whose run time exceeds ConsumerTimeout - LeaseMargin is leased.
+	// 0 means DefaultConsumerTimeout, DefaultLeaseMargin.
+	ConsumerTimeout, LeaseMargin time.Duration
+	// JobMetrics records jobs' outcomes and results; nil records nothing.
+	JobMetrics JobMetrics
 	// Logger, nil: discard.
 	Logger *slog.Logger
 	// Now, nil: time.Now.
@@ -72,6 +93,9 @@ type Handler struct {
 
 	limitsMu sync.Mutex
 	limits   map[string]chan struct{} // per-script concurrency caps from manifests
+
+	jobsMu  sync.Mutex
+	running map[string]context.CancelCauseFunc // the jobs this worker runs, by request id
 
 	layoutsMu sync.Mutex
 	layouts   map[string]layout // by script folder and content: what the folder holds besides scraper.py
@@ -94,6 +118,7 @@ func New(cfg Config) *Handler {
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = DefaultStopGrace
 	}
+	cfg = cfg.jobDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handler{
 		cfg:        cfg,
@@ -164,6 +189,10 @@ func (h *Handler) process(t *broker.Task) {
 	if t.Redelivered {
 		log.Info("task redelivered")
 	}
+	if req.Job != nil {
+		h.processJob(t, log, received)
+		return
+	}
 
 	timeout := req.RunTime(received)
 	if timeout <= 0 {
@@ -175,7 +204,7 @@ func (h *Handler) process(t *broker.Task) {
 	}
 
 	log.Debug("task started", "timeout_ms", timeout.Milliseconds(), "subject", req.Subject)
-	reply, requeue := h.run(log, req, timeout)
+	reply, requeue := h.run(h.hardCtx, log, req, timeout, 0)
 	if requeue {
 		h.requeue(log, t, "run interrupted by shutdown")
 		return

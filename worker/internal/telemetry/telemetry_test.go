@@ -47,6 +47,11 @@ func TestSameMetricsAsBefore(t *testing.T) {
 		"scraping_worker_slots_busy":            `GAUGE, "Script slots currently running a task.", 1 series`,
 		"scraping_worker_slots":                 `GAUGE, "Script slots of this worker (WORKER_CONCURRENCY).", 1 series`,
 		"scraping_reply_publish_failures_total": `COUNTER, "Replies that could not be published before the caller's deadline (retried until then; then dropped and the task acked).", 1 series`,
+		// Jobs (issue 10).
+		"scraping_jobs_finished_total":  `COUNTER, "Jobs whose final state this worker recorded, by status (completed, failed, timeout, cancelled).", 4 series`,
+		"scraping_job_duration_seconds": `HISTOGRAM, "Time from the gateway's acceptance of a job to its final state, as recorded by this worker.", 1 series`,
+		"scraping_results_total":        `COUNTER, "Completed jobs' results, by storage: inline (in the reply and the job document) or claim_check (an object in the job store).", 2 series`,
+		"scraping_result_bytes_total":   `COUNTER, "Bytes of completed jobs' results (JSON), by storage (inline, claim_check).", 2 series`,
 	}
 	got := families(t, reg)
 	for name, w := range want {
@@ -168,5 +173,38 @@ scraping_reply_publish_failures_total 1
 		if got[name] != w {
 			t.Errorf("%s:\n got %s\nwant %s", name, got[name], w)
 		}
+	}
+}
+
+func TestJobMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.JobFinished("completed", 3*time.Second)
+	m.JobFinished("cancelled", time.Second)
+	m.ResultStored("claim_check", 3<<20)
+	m.ResultStored("inline", 100)
+	m.ResultStored("inline", 20)
+	want := `
+# HELP scraping_jobs_finished_total Jobs whose final state this worker recorded, by status (completed, failed, timeout, cancelled).
+# TYPE scraping_jobs_finished_total counter
+scraping_jobs_finished_total{status="cancelled"} 1
+scraping_jobs_finished_total{status="completed"} 1
+scraping_jobs_finished_total{status="failed"} 0
+scraping_jobs_finished_total{status="timeout"} 0
+# HELP scraping_result_bytes_total Bytes of completed jobs' results (JSON), by storage (inline, claim_check).
+# TYPE scraping_result_bytes_total counter
+scraping_result_bytes_total{storage="claim_check"} 3.145728e+06
+scraping_result_bytes_total{storage="inline"} 120
+# HELP scraping_results_total Completed jobs' results, by storage: inline (in the reply and the job document) or claim_check (an object in the job store).
+# TYPE scraping_results_total counter
+scraping_results_total{storage="claim_check"} 1
+scraping_results_total{storage="inline"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "scraping_jobs_finished_total", "scraping_result_bytes_total", "scraping_results_total"); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(m.Jobs.duration); n != 1 {
+		t.Fatalf("job duration series: %d", n)
 	}
 }
