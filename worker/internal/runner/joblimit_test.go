@@ -1,6 +1,8 @@
 package runner
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -51,4 +53,28 @@ func TestJobResultLimit(t *testing.T) {
 			t.Fatalf("the same result with the configured limit: status %s, err %+v; want output_too_large", res.Status, res.Err)
 		}
 	})
+}
+
+// A completed document as runner.py writes it is not copied: Data is the value inside doc, equal to what
+// decoding the document gives. Documents with more in them take the decoding path and say the same.
+func TestParseResultDoesNotCopy(t *testing.T) {
+	t.Parallel()
+	for _, doc := range []string{`{"ok":true,"data":{"a":[1,"}"]}}`, `{"ok":true,"data":"x" }`, `{"ok":true,"data":{"a":1},"x":{}}`, `{"ok":true,"data":1}`} {
+		b := []byte(doc)
+		o, err := parseResult(b, 1<<20)
+		if err != nil || o.Status != contract.StatusCompleted {
+			t.Fatalf("%s: %+v, %v", doc, o, err)
+		}
+		var d resultDoc
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(bytes.TrimSpace(o.Data), d.Data) {
+			t.Errorf("%s: data %s, decoded %s", doc, o.Data, d.Data)
+		}
+		aliased := &b[len(okPrefix)] == &o.Data[0]
+		if fast := !strings.Contains(doc, `"x":`); aliased != fast {
+			t.Errorf("%s: data aliases the document: %v, want %v", doc, aliased, fast)
+		}
+	}
 }
