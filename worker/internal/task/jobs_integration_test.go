@@ -119,7 +119,7 @@ func newJobStack(t *testing.T, o stackOptions) *jobStack {
 	}
 	log := testlog.New(t, slog.LevelInfo)
 
-	scripts := scripttest.Dir(t, "echo", "huge_result", "sleeper", "escapes_and_sleeps")
+	scripts := scripttest.Dir(t, "echo", "huge_result", "sleeper", "escapes_and_sleeps", "async_shared")
 	repo, err := repository.NewLocal(scripts)
 	if err != nil {
 		t.Fatal(err)
@@ -422,6 +422,39 @@ func TestJobCancelBackstop(t *testing.T) {
 		t.Fatalf("reply %+v", rep)
 	}
 	waitFor(t, "the setsid grandchild to die", func() bool { return processGone(escapee) })
+}
+
+// TestJobCancelInSharedRunner: cancelling a job whose async def script shares its runner with another
+// job's call cancels that call's task alone; the other job completes on the same runner.
+func TestJobCancelInSharedRunner(t *testing.T) {
+	t.Parallel()
+	s := newJobStack(t, stackOptions{cancelPoll: time.Hour})
+	never, release := filepath.Join(s.dir, "never"), filepath.Join(s.dir, "release")
+	aStarted, bStarted := filepath.Join(s.dir, "a-started"), filepath.Join(s.dir, "b-started")
+	a := s.call(s.request("job-shared-a", "async_shared", fmt.Sprintf(`{"create": %q, "wait_for": %q}`, aStarted, never), 50*time.Second))
+	waitFor(t, "job a to start", func() bool { _, err := os.Stat(aStarted); return err == nil })
+	b := s.call(s.request("job-shared-b", "async_shared", fmt.Sprintf(`{"create": %q, "wait_for": %q}`, bStarted, release), 50*time.Second))
+	waitFor(t, "job b to start", func() bool { _, err := os.Stat(bStarted); return err == nil })
+	if _, err := s.store.Cancel(t.Context(), "job-shared-a", owner, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.rpc.NotifyCancel(t.Context(), "job-shared-a"); err != nil {
+		t.Fatal(err)
+	}
+	if rep := s.reply(a); rep.Status != contract.StatusCancelled {
+		t.Fatalf("cancelled call: %+v", rep)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := s.reply(b)
+	if rep.Status != contract.StatusCompleted {
+		t.Fatalf("the other call: %+v", rep)
+	}
+	var got struct{ PID int }
+	if err := json.Unmarshal(rep.Data, &got); err != nil || got.PID == 0 || processGone(got.PID) {
+		t.Fatalf("the shared runner (pid %d) did not survive the other call's cancel: %s, %v", got.PID, rep.Data, err)
+	}
 }
 
 // queueCounts asks rabbitmqctl for queue's ready and unacknowledged messages.
