@@ -140,7 +140,10 @@ func (h *Handler) Handle(t *broker.Task) {
 		return
 	}
 	h.wg.Add(1)
-	h.slots <- struct{}{}
+	if !h.takeSlot(t) {
+		h.wg.Done()
+		return
+	}
 	h.cfg.Metrics.SlotTaken()
 	go func() {
 		defer func() {

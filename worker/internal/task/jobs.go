@@ -162,7 +162,7 @@ func (h *Handler) processJob(t *broker.Task, log *slog.Logger, received time.Tim
 			}
 			return
 		}
-		log.Warn("the worker that leased this job was lost; running it again", "time_left", timeout)
+		log.Warn("no worker holds a live lease on this job (its worker was lost, or the task was parked); running it", "time_left", timeout)
 	}
 	if timeout <= 0 {
 		log.Warn("deadline passed before the job started; recording it failed and dead-lettering the task", "deadline", req.Deadline)
@@ -464,4 +464,42 @@ func (h *Handler) lease(ctx context.Context, log *slog.Logger, t *broker.Task) b
 		}
 	}()
 	return true
+}
+
+// takeSlot waits for a free slot for t. Prefetch equals the slots, so a task waits only behind a leased job
+// (whose delivery was acked while it still holds its slot). With a leaser, a task that has waited as long
+// as a delivery may be held (Config.ConsumerTimeout - Config.LeaseMargin) is parked rather than held past
+// the broker's consumer_timeout: a copy goes to the lease queue, comes back after a lease period, and
+// the delivery is acked. It reports false when t was parked.
+func (h *Handler) takeSlot(t *broker.Task) bool {
+	if h.cfg.Leaser == nil {
+		h.slots <- struct{}{}
+		return true
+	}
+	select {
+	case h.slots <- struct{}{}:
+		return true
+	default:
+	}
+	timer := time.NewTimer(h.cfg.ConsumerTimeout - h.cfg.LeaseMargin)
+	defer timer.Stop()
+	select {
+	case h.slots <- struct{}{}:
+		return true
+	case <-timer.C:
+	}
+	log := h.log.With("correlation_id", t.CorrelationID)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.hardCtx), storeCallLimit)
+	defer cancel()
+	if err := h.cfg.Leaser.Lease(ctx, t, h.cfg.ID); err != nil {
+		log.Error("could not park a task waiting for a slot; holding it", "error", err)
+		h.slots <- struct{}{}
+		return true
+	}
+	if err := t.Release(); err != nil {
+		log.Warn("ack of a parked task failed; the broker redelivers it", "error", err)
+	}
+	h.cfg.Metrics.TaskRejected(RejectedParked)
+	log.Info("every slot is busy with leased jobs: task parked in the lease queue for a lease period", "lease", h.cfg.Leaser.Period())
+	return false
 }

@@ -86,6 +86,8 @@ type stackOptions struct {
 	lease, consumerTimeout, leaseMargin time.Duration
 	cancelPoll                          time.Duration
 	noListener                          bool
+	// slots is the worker's concurrency (and prefetch); 0 means 4.
+	slots int
 }
 
 type jobStack struct {
@@ -96,6 +98,7 @@ type jobStack struct {
 	handler   *Handler
 	rpc       *broker.RPCClient
 	metrics   *jobRecorder
+	taskStats *recorder
 	callbacks *callbackLog
 	consumer  string // the consumer's connection name
 	dir       string // a folder for the scripts' pid and flag files
@@ -133,17 +136,20 @@ func newJobStack(t *testing.T, o stackOptions) *jobStack {
 	topo := broker.NewTopology(queue)
 	brokertest.DeleteQueues(t, url, []string{queue, topo.DeadLetterQueue, topo.LeaseQueue()}, []string{topo.DeadLetterExchange, topo.CancelExchange})
 	ctx, stop := context.WithCancel(context.Background())
+	if o.slots == 0 {
+		o.slots = 4
+	}
 
 	publisher := broker.NewPublisher(broker.PublisherConfig{URL: url, Name: queue + "/publish", Logger: log})
 	go func() { _ = publisher.Run(ctx) }()
 	consumerName := queue + "/consume"
-	consumer := broker.NewConsumer(broker.ConsumerConfig{URL: url, Name: consumerName, Topology: topo, Prefetch: 4, Logger: log,
+	consumer := broker.NewConsumer(broker.ConsumerConfig{URL: url, Name: consumerName, Topology: topo, Prefetch: o.slots, Logger: log,
 		Settler: broker.Settler{Publisher: publisher, DeadLetterQueue: topo.DeadLetterQueue, ID: "w-jobs"}})
-	s := &jobStack{t: t, url: url, topo: topo, store: store, metrics: &jobRecorder{}, callbacks: &callbackLog{},
+	s := &jobStack{t: t, url: url, topo: topo, store: store, metrics: &jobRecorder{}, taskStats: &recorder{}, callbacks: &callbackLog{},
 		consumer: consumerName, dir: scripttest.ReachableTempDir(t)}
-	cfg := Config{ID: "w-jobs", Concurrency: 4, Repository: repo, Runner: run, Jobs: store, Callbacks: s.callbacks,
+	cfg := Config{ID: "w-jobs", Concurrency: o.slots, Repository: repo, Runner: run, Jobs: store, Callbacks: s.callbacks,
 		JobMetrics: s.metrics, CancelPoll: o.cancelPoll, ConsumerTimeout: o.consumerTimeout, LeaseMargin: o.leaseMargin,
-		Metrics: &recorder{}, Logger: log}
+		Metrics: s.taskStats, Logger: log}
 	if o.lease > 0 {
 		leaser := broker.NewLeaser(broker.LeaserConfig{URL: url, Name: queue + "/lease", Topology: topo, Period: o.lease, Logger: log})
 		go func() { _ = leaser.Run(ctx) }()
@@ -537,6 +543,41 @@ func TestJobLeased(t *testing.T) {
 	})
 	if n := lines(started); n != 1 {
 		t.Fatalf("the leased job started %d times; want once", n)
+	}
+}
+
+// TestTaskParkedBehindLeasedJobs: with its one slot held by a leased job, the worker does not hold the next
+// delivery past the consumer timeout (scaled down: 4 s less a 2 s margin): it parks it in the lease queue,
+// again each time it comes back, and runs it once the slot is free.
+func TestTaskParkedBehindLeasedJobs(t *testing.T) {
+	t.Parallel()
+	s := newJobStack(t, stackOptions{slots: 1, lease: time.Second, consumerTimeout: 4 * time.Second, leaseMargin: 2 * time.Second})
+	release, aStarted, bStarted := filepath.Join(s.dir, "release"), filepath.Join(s.dir, "a-started"), filepath.Join(s.dir, "b-started")
+	a := s.call(s.request("job-slot-a", "sleeper", fmt.Sprintf(`{"seconds": 120, "until_file": %q, "started_file": %q}`, release, aStarted), time.Minute))
+	waitFor(t, "job a to be leased", func() bool {
+		_, found, err := s.store.GetLease(t.Context(), "job-slot-a")
+		return err == nil && found
+	})
+	b := s.call(s.request("job-slot-b", "sleeper", fmt.Sprintf(`{"seconds": 0, "started_file": %q}`, bStarted), time.Minute))
+	// Parked at least twice: b waits 2 s for the slot, then 1 s in the lease queue, each round.
+	waitFor(t, "job b to be parked twice", func() bool {
+		_, found, err := s.store.GetLease(t.Context(), "job-slot-b")
+		return err == nil && !found && s.taskStats.get("rejected "+RejectedParked) >= 2
+	})
+	if lines(bStarted) != 0 {
+		t.Fatal("job b ran while the slot was busy")
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep := s.reply(a); rep.Status != contract.StatusCompleted {
+		t.Fatalf("job a: %+v", rep)
+	}
+	if rep := s.reply(b); rep.Status != contract.StatusCompleted {
+		t.Fatalf("job b: %+v", rep)
+	}
+	if lines(aStarted) != 1 || lines(bStarted) != 1 {
+		t.Fatalf("a ran %d times, b %d times; want once each", lines(aStarted), lines(bStarted))
 	}
 }
 

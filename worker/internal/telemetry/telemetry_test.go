@@ -43,7 +43,7 @@ func TestSameMetricsAsBefore(t *testing.T) {
 		"scraping_script_cache_damaged_total":  `COUNTER, "Cached script copies found damaged (changed on disk) and downloaded again.", 1 series`,
 		"scraping_egress_requests_total":       `COUNTER, "Requests of scripts through the egress proxy: decision allowed (per upstream connection) or refused (reason private, resolve, bad_request).", 2 series`,
 		// From the task handler's former worker/metrics.go; the vectors without series yet are checked below.
-		"scraping_tasks_rejected_total":         `COUNTER, "Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown).", 3 series`,
+		"scraping_tasks_rejected_total":         `COUNTER, "Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown, job store unavailable), parked (every slot busy with leased jobs: back after a lease period).", 4 series`,
 		"scraping_worker_slots_busy":            `GAUGE, "Script slots currently running a task.", 1 series`,
 		"scraping_worker_slots":                 `GAUGE, "Script slots of this worker (WORKER_CONCURRENCY).", 1 series`,
 		"scraping_reply_publish_failures_total": `COUNTER, "Replies that could not be published before the caller's deadline (retried until then; then dropped and the task acked).", 1 series`,
@@ -137,10 +137,11 @@ func TestTaskAndBrokerMetrics(t *testing.T) {
 # HELP scraping_requests_total Scrape requests handled by this worker, by script and outcome (completed, failed, timeout).
 # TYPE scraping_requests_total counter
 scraping_requests_total{script_name="quotes",status="completed"} 1
-# HELP scraping_tasks_rejected_total Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown).
+# HELP scraping_tasks_rejected_total Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown, job store unavailable), parked (every slot busy with leased jobs: back after a lease period).
 # TYPE scraping_tasks_rejected_total counter
 scraping_tasks_rejected_total{reason="expired"} 1
 scraping_tasks_rejected_total{reason="invalid"} 0
+scraping_tasks_rejected_total{reason="parked"} 0
 scraping_tasks_rejected_total{reason="requeued"} 0
 # HELP scraping_worker_slots Script slots of this worker (WORKER_CONCURRENCY).
 # TYPE scraping_worker_slots gauge
