@@ -175,7 +175,10 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 	log.Info("worker started", "concurrency", cfg.Task.Concurrency, "queue", cfg.TaskQueue,
 		"broker", broker.Redact(cfg.RabbitMQURL), "scripts", repo.Describe(), "metrics_addr", srv.Addr)
 
-	// 1. Consume until ctx ends (SIGTERM/SIGINT).
+	// 1. Consume until ctx ends (SIGTERM/SIGINT). A task waiting for a slot behind leased jobs is requeued
+	// at once, so the consumer can stop.
+	stopTaking := context.AfterFunc(ctx, handler.StopTaking)
+	defer stopTaking()
 	_ = consumer.Run(ctx, handler.Handle)
 
 	// 2–4. Drain, then kill and requeue what still runs.

@@ -87,6 +87,9 @@ type Handler struct {
 	slots    chan struct{}
 	wg       sync.WaitGroup
 	stopping atomic.Bool
+	// stopTaking is closed by StopTaking: a task waiting for a slot is requeued.
+	stopTaking chan struct{}
+	stopOnce   sync.Once
 	// hardCtx is cancelled when Shutdown's ctx ends: running scripts are killed.
 	hardCtx    context.Context
 	hardCancel context.CancelFunc
@@ -126,6 +129,7 @@ func New(cfg Config) *Handler {
 		slots:      make(chan struct{}, cfg.Concurrency),
 		hardCtx:    ctx,
 		hardCancel: cancel,
+		stopTaking: make(chan struct{}),
 	}
 	cfg.Metrics.Slots(cfg.Concurrency)
 	return h
@@ -155,12 +159,22 @@ func (h *Handler) Handle(t *broker.Task) {
 	}()
 }
 
+// StopTaking makes the handler requeue new tasks from now on, and a task that waits for a slot behind
+// leased jobs at once. Shutdown calls it; the worker calls it as soon as its stop signal arrives, while the
+// consumer may still be handing over a task.
+func (h *Handler) StopTaking() {
+	h.stopOnce.Do(func() {
+		h.stopping.Store(true)
+		close(h.stopTaking)
+	})
+}
+
 // Shutdown stops the handler: new tasks are requeued from now on; running tasks may finish until ctx
 // ends (the drain); then their scripts are stopped (their process groups killed) and their tasks
 // requeued, which may take at most Config.StopGrace more. It returns nil when every task was settled, an
 // error when some were still running at the end (the broker requeues those when the connection closes).
 func (h *Handler) Shutdown(ctx context.Context) error {
-	h.stopping.Store(true)
+	h.StopTaking()
 	done := make(chan struct{})
 	go func() { h.wg.Wait(); close(done) }()
 	select {

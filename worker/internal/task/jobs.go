@@ -470,7 +470,8 @@ func (h *Handler) lease(ctx context.Context, log *slog.Logger, t *broker.Task) b
 // (whose delivery was acked while it still holds its slot). With a leaser, a task that has waited as long
 // as a delivery may be held (Config.ConsumerTimeout - Config.LeaseMargin) is parked rather than held past
 // the broker's consumer_timeout: a copy goes to the lease queue, comes back after a lease period, and
-// the delivery is acked. It reports false when t was parked.
+// the delivery is acked. A stop (StopTaking) requeues a waiting task. It reports false when t was parked or
+// requeued.
 func (h *Handler) takeSlot(t *broker.Task) bool {
 	if h.cfg.Leaser == nil {
 		h.slots <- struct{}{}
@@ -483,12 +484,15 @@ func (h *Handler) takeSlot(t *broker.Task) bool {
 	}
 	timer := time.NewTimer(h.cfg.ConsumerTimeout - h.cfg.LeaseMargin)
 	defer timer.Stop()
+	log := h.log.With("correlation_id", t.CorrelationID)
 	select {
 	case h.slots <- struct{}{}:
 		return true
+	case <-h.stopTaking:
+		h.requeue(log, t, "worker is shutting down")
+		return false
 	case <-timer.C:
 	}
-	log := h.log.With("correlation_id", t.CorrelationID)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.hardCtx), storeCallLimit)
 	defer cancel()
 	if err := h.cfg.Leaser.Lease(ctx, t, h.cfg.ID); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
 	"github.com/scrapeplatform/platform/shared/job"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
@@ -127,5 +128,41 @@ func TestJobRunGetsTheJobResultLimit(t *testing.T) {
 	acks.wait(t)
 	if a, b := <-limits, <-limits; a+b != 7<<20 || a*b != 0 {
 		t.Fatalf("result limits %d and %d; want 7 MiB for the job and 0 for the plain task", a, b)
+	}
+}
+
+type fakeLeaser struct{}
+
+func (fakeLeaser) Lease(context.Context, *broker.Task, string) error { return nil }
+func (fakeLeaser) Period() time.Duration                             { return time.Minute }
+
+// A task waiting for a slot (behind a long run) is requeued as soon as the worker stops taking tasks, so
+// the consumer is not held until the slot frees (a StopTaking that comes first requeues it as it arrives).
+func TestStopTakingRequeuesAWaitingTask(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	pub := &fakePublisher{}
+	m := &recorder{}
+	w := New(Config{ID: "w", Concurrency: 1, Repository: fakeRepo{}, Leaser: fakeLeaser{}, Metrics: m,
+		Runner: fakeRunner{func(ctx context.Context, j runner.Job) (runner.Result, error) { <-release; return ok(ctx, j) }}})
+	settler := broker.Settler{Publisher: pub}
+	first, second := newAckLog(), newAckLog()
+	w.Handle(broker.NewTask(delivery(t, first, "busy", 30*time.Second, time.Now().Add(time.Minute)), settler))
+	handled := make(chan struct{})
+	go func() {
+		w.Handle(broker.NewTask(delivery(t, second, "waiting", 30*time.Second, time.Now().Add(time.Minute)), settler))
+		close(handled)
+	}()
+	w.StopTaking()
+	if got := second.wait(t); got != "requeue" {
+		t.Fatalf("the waiting task was settled with %s", got)
+	}
+	<-handled
+	close(release)
+	if got := first.wait(t); got != "ack" {
+		t.Fatalf("the running task was settled with %s", got)
+	}
+	if m.get("rejected requeued") != 1 {
+		t.Fatalf("metrics %v", m.counts)
 	}
 }
