@@ -294,7 +294,9 @@ func TestJobClaimCheck(t *testing.T) {
 	s := newJobStack(t, stackOptions{})
 	for _, size := range []int{3 << 20, 50 << 20} {
 		id := fmt.Sprintf("job-big-%d", size)
+		sent := time.Now()
 		rep := s.reply(s.call(s.request(id, "huge_result", fmt.Sprintf(`{"bytes": %d}`, size), time.Minute)))
+		t.Logf("%d MiB: reply %s after the request", size>>20, time.Since(sent).Round(time.Millisecond))
 		want := []byte(`{"blob":"` + strings.Repeat("x", size) + `"}`)
 		if rep.Status != contract.StatusCompleted || len(rep.Data) != 0 || rep.ResultKey != job.ResultKey(id) || rep.ResultSize != int64(len(want)) {
 			t.Fatalf("%d bytes: reply status %s, key %q, size %d, %d bytes inline, err %+v", size, rep.Status, rep.ResultKey, rep.ResultSize, len(rep.Data), rep.Error)
