@@ -146,6 +146,8 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 		leaser = broker.NewLeaser(broker.LeaserConfig{URL: cfg.RabbitMQURL, Name: cfg.Task.ID + "/lease", Topology: topo,
 			Period: cfg.JobLease, Logger: log, OnConnect: leaseUp, OnDisconnect: leaseDown})
 		taskCfg.Jobs, taskCfg.Leaser, taskCfg.JobMetrics = store, leaser, metrics
+		// taskCfg.Callbacks stays nil (no webhooks) until shared/webhook's Outbox is wired here:
+		// webhook.NewOutbox(publisher, cfg.TaskQueue) implements task.Callbacks.
 	} else {
 		log.Warn("no job store (JOB_STORE_BUCKET unset): tasks that carry a job will fail")
 	}
