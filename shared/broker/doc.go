@@ -23,6 +23,13 @@
 //     dead-letter with a reason.
 //   - [Publisher]: confirmed publishes on a session of their own (the worker publishes replies on a
 //     connection separate from the one it consumes on, as RabbitMQ advises).
+//   - [CancelListener] (cancel.go): the worker's own exclusive, auto-delete queue on the topology's cancel
+//     exchange, redeclared on every reconnect; it hands each job cancel notice (RPCClient.NotifyCancel) to
+//     a callback.
+//   - [Leaser] (lease.go): lease copies of long jobs' tasks in "<task queue>.lease", a queue without
+//     consumers whose messages expire after the lease period and are dead-lettered back into the task
+//     queue; [Task.Release] acks a leased task early and [Task.Reply] still answers it (RabbitMQ's
+//     consumer_timeout would otherwise close a channel holding a delivery for more than 30 minutes).
 //
 // Broker problems are said at once and in words: [CheckLogin] logs in and leaves again, the check every
 // binary runs at start (a wrong password fails in milliseconds with the broker's own reason, "403

@@ -3,12 +3,14 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/config"
+	"github.com/scrapeplatform/platform/shared/job"
 	"github.com/scrapeplatform/platform/worker/internal/egress"
 	"github.com/scrapeplatform/platform/worker/internal/envcache"
 	"github.com/scrapeplatform/platform/worker/internal/manifest"
@@ -41,6 +43,13 @@ type workerConfig struct {
 	Envs       envcache.Config
 	Repository repository.Options
 	Egress     egress.Config
+
+	// JobStore locates the job store (JOB_STORE_BUCKET and the rest of job.Load's variables); nil when
+	// JOB_STORE_BUCKET is unset: tasks that carry a job then fail with internal_error.
+	JobStore *job.Config
+	// JobLease is the lease period of long jobs (JOB_LEASE); the task handler's part has the rest
+	// (SCRAPE_MAX_RESULT_MB, JOB_INLINE_RESULT_KB, JOB_CANCEL_POLL, RABBITMQ_CONSUMER_TIMEOUT).
+	JobLease time.Duration
 }
 
 // loadConfig reads the configuration through getenv, once (one config.Env, each package's loader adding
@@ -66,7 +75,22 @@ func loadConfig(getenv func(string) string) (workerConfig, error) {
 	c.Envs = envcache.LoadConfig(e, c.WorkDir)
 	c.Repository = repository.LoadOptions(e, c.WorkDir, c.Task.ID)
 	c.Egress = egress.LoadConfig(e)
-	return c, e.Err()
+
+	c.Task.MaxJobResultBytes = e.Int("SCRAPE_MAX_RESULT_MB", task.DefaultMaxJobResultBytes>>20, 1, 1024) << 20
+	c.Task.InlineResultBytes = e.Int("JOB_INLINE_RESULT_KB", task.DefaultInlineResultBytes>>10, 1, 400) << 10
+	c.Task.CancelPoll = e.Duration("JOB_CANCEL_POLL", task.DefaultCancelPoll, time.Second, 10*time.Minute)
+	c.Task.ConsumerTimeout = e.Duration("RABBITMQ_CONSUMER_TIMEOUT", task.DefaultConsumerTimeout, 10*time.Minute, 24*time.Hour)
+	c.Task.LeaseMargin = task.DefaultLeaseMargin
+	c.JobLease = e.Duration("JOB_LEASE", 10*time.Minute, time.Minute, time.Hour)
+	if c.JobLease >= c.Task.ConsumerTimeout-c.Task.LeaseMargin {
+		e.Fail("JOB_LEASE: %s must be shorter than RABBITMQ_CONSUMER_TIMEOUT less its 5 min margin (%s)", c.JobLease, c.Task.ConsumerTimeout-c.Task.LeaseMargin)
+	}
+	var jobErr error
+	if getenv("JOB_STORE_BUCKET") != "" {
+		jc, err := job.Load(getenv)
+		c.JobStore, jobErr = &jc, err
+	}
+	return c, errors.Join(e.Err(), jobErr)
 }
 
 // defaultWorkerID is WORKER_ID's default: the host name and a random suffix.

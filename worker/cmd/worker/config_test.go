@@ -70,3 +70,41 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+// The job settings: defaults, values, the job store only with JOB_STORE_BUCKET, and their problems.
+func TestLoadConfigJobs(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.JobStore != nil || c.Task.MaxJobResultBytes != 100<<20 || c.Task.InlineResultBytes != 256<<10 ||
+		c.Task.CancelPoll != 10*time.Second || c.Task.ConsumerTimeout != 30*time.Minute || c.Task.LeaseMargin != 5*time.Minute ||
+		c.JobLease != 10*time.Minute {
+		t.Fatalf("job defaults: store %v, %+v, lease %s", c.JobStore, c.Task, c.JobLease)
+	}
+	c, err = loadConfig(env(map[string]string{"JOB_STORE_BUCKET": "results", "JOB_STORE_PREFIX": "dev", "SCRAPE_MAX_RESULT_MB": "20",
+		"JOB_INLINE_RESULT_KB": "64", "JOB_CANCEL_POLL": "2s", "RABBITMQ_CONSUMER_TIMEOUT": "1h", "JOB_LEASE": "20m"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.JobStore == nil || c.JobStore.Bucket != "results" || c.JobStore.Prefix != "dev/" || c.Task.MaxJobResultBytes != 20<<20 ||
+		c.Task.InlineResultBytes != 64<<10 || c.Task.CancelPoll != 2*time.Second || c.Task.ConsumerTimeout != time.Hour || c.JobLease != 20*time.Minute {
+		t.Fatalf("job settings: store %+v, %+v, lease %s", c.JobStore, c.Task, c.JobLease)
+	}
+	vars := map[string]string{"JOB_STORE_BUCKET": "b", "JOB_RETENTION": "1m", "SCRAPE_MAX_RESULT_MB": "0", "JOB_INLINE_RESULT_KB": "500",
+		"JOB_CANCEL_POLL": "10ms", "RABBITMQ_CONSUMER_TIMEOUT": "1m"}
+	_, err = loadConfig(env(vars))
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for k := range vars {
+		if k != "JOB_STORE_BUCKET" && !strings.Contains(err.Error(), k) {
+			t.Errorf("error does not name %s: %v", k, err)
+		}
+	}
+	_, err = loadConfig(env(map[string]string{"RABBITMQ_CONSUMER_TIMEOUT": "15m", "JOB_LEASE": "10m"}))
+	if err == nil || !strings.Contains(err.Error(), "JOB_LEASE") {
+		t.Fatalf("a lease as long as the consumer timeout less the margin: %v", err)
+	}
+}

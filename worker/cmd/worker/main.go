@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/shared/job"
 	"github.com/scrapeplatform/platform/worker/internal/envcache"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
 	"github.com/scrapeplatform/platform/worker/internal/task"
@@ -133,11 +134,38 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 	if proxy != nil {
 		taskCfg.Egress = proxy // a failed run's reply says what the proxy refused it
 	}
+	// Jobs (issue 10): the job store, the lease queue of long jobs and the cancel notices. Without a job
+	// store, tasks that carry a job fail (internal_error).
+	var leaser *broker.Leaser
+	if cfg.JobStore != nil {
+		store, err := job.NewS3(ctx, *cfg.JobStore)
+		if err != nil {
+			return fmt.Errorf("job store: %w", err)
+		}
+		leaseUp, leaseDown := metrics.Connection("lease")
+		leaser = broker.NewLeaser(broker.LeaserConfig{URL: cfg.RabbitMQURL, Name: cfg.Task.ID + "/lease", Topology: topo,
+			Period: cfg.JobLease, Logger: log, OnConnect: leaseUp, OnDisconnect: leaseDown})
+		taskCfg.Jobs, taskCfg.Leaser, taskCfg.JobMetrics = store, leaser, metrics
+		// taskCfg.Callbacks stays nil (no webhooks) until shared/webhook's Outbox is wired here:
+		// webhook.NewOutbox(publisher, cfg.TaskQueue) implements task.Callbacks.
+	} else {
+		log.Warn("no job store (JOB_STORE_BUCKET unset): tasks that carry a job will fail")
+	}
 	handler := task.New(taskCfg)
 
 	pubCtx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))
 	pubDone := make(chan struct{})
 	go func() { _ = publisher.Run(pubCtx); close(pubDone) }()
+	if leaser != nil {
+		cancelUp, cancelDown := metrics.Connection("cancel")
+		listener := broker.NewCancelListener(broker.CancelListenerConfig{URL: cfg.RabbitMQURL, Name: cfg.Task.ID + "/cancel",
+			Topology: topo, OnNotice: func(id string) { handler.CancelJob(id) }, Logger: log,
+			OnConnect: cancelUp, OnDisconnect: cancelDown})
+		// Both live until the publisher's context ends (step 5): leased jobs renew, and running jobs hear
+		// cancels, throughout the drain.
+		go func() { _ = leaser.Run(pubCtx) }()
+		go func() { _ = listener.Run(pubCtx) }()
+	}
 
 	srv, err := serveStatus(cfg.MetricsAddr, reg, func() bool { return consumer.Connected() && publisher.Connected() },
 		statusLimits{}, log)
@@ -149,7 +177,10 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 	log.Info("worker started", "concurrency", cfg.Task.Concurrency, "queue", cfg.TaskQueue,
 		"broker", broker.Redact(cfg.RabbitMQURL), "scripts", repo.Describe(), "metrics_addr", srv.Addr)
 
-	// 1. Consume until ctx ends (SIGTERM/SIGINT).
+	// 1. Consume until ctx ends (SIGTERM/SIGINT). A task waiting for a slot behind leased jobs is requeued
+	// at once, so the consumer can stop.
+	stopTaking := context.AfterFunc(ctx, handler.StopTaking)
+	defer stopTaking()
 	_ = consumer.Run(ctx, handler.Handle)
 
 	// 2–4. Drain, then kill and requeue what still runs.

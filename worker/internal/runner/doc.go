@@ -95,7 +95,7 @@
 // ends, a line 0x1e nonce 0x1d on both streams marks its last line, and only then its answer is written.
 // The worker strips the tags, logs each line with the call's request_id and keeps it in the call's tail;
 // untagged lines (import time, subprocesses, threads without the call's context) are the script's. Many
-// Run calls with the same warmKey (interpreter, script folder, content, memory limit) go to one runner, up
+// Run calls with the same warmKey (interpreter, script folder, content, memory limit, result limit) go to one runner, up
 // to WarmConfig.MaxCalls each; calls of different keys never share a process. A caller whose ctx ends
 // sends {"nonce": ..., "cancel": true}: that call's task alone is cancelled.
 //

@@ -125,12 +125,39 @@ func closeAll(files ...*os.File) {
 
 // readResultDoc reads the result channel to EOF, but no more than limit bytes. It reports overflow instead
 // of a document when the channel carries more, and stops reading: the caller kills the group.
+//
+// A job's result may be 100 MiB: the document is read in chunks of at most resultChunk bytes and joined
+// once, so reading N bytes allocates about 2N (io.ReadAll's growth by a quarter at a time allocated about
+// 3.4N for 100 MiB) and keeps N.
 func readResultDoc(f *os.File, limit int) (doc []byte, overflow bool) {
 	// A read error (the deadline, when something that escaped the group holds the pipe) leaves a torn
 	// document, which fails to parse and is reported as such.
-	doc, _ = io.ReadAll(io.LimitReader(f, int64(limit)+1))
-	if len(doc) > limit {
+	r := io.LimitReader(f, int64(limit)+1)
+	var chunks [][]byte
+	total := 0
+	for size := 64 << 10; ; size = min(2*size, resultChunk) {
+		chunk := make([]byte, size)
+		n, err := io.ReadFull(r, chunk)
+		if n > 0 {
+			chunks = append(chunks, chunk[:n])
+			total += n
+		}
+		if err != nil {
+			break
+		}
+	}
+	if total > limit {
 		return nil, true
+	}
+	if len(chunks) == 1 {
+		return chunks[0], false
+	}
+	doc = make([]byte, 0, total)
+	for _, c := range chunks {
+		doc = append(doc, c...)
 	}
 	return doc, false
 }
+
+// resultChunk is the largest chunk readResultDoc reads at once.
+const resultChunk = 4 << 20

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +41,15 @@ type resultDoc struct {
 // the same process as the runner and can write to the channel. The outcome is either completed, with Data
 // that is valid JSON of at most maxData bytes, or failed with an Err whose texts are capped and valid UTF-8.
 // An error means the document is malformed.
+//
+// A completed document exactly as runner.py writes it ({"ok":true,"data":<value>}) is not decoded: its Data
+// is the value's bytes inside doc, checked with json.Valid, so a 100 MiB result is not copied.
 func parseResult(doc []byte, maxData int) (outcome, error) {
+	if data, ok := bytes.CutPrefix(doc, []byte(okPrefix)); ok && bytes.HasSuffix(data, []byte("}")) {
+		if data = bytes.TrimSpace(data[:len(data)-1]); len(data) > 0 && json.Valid(data) {
+			return completed(data, maxData), nil
+		}
+	}
 	var d resultDoc
 	if err := json.Unmarshal(doc, &d); err != nil {
 		return outcome{}, fmt.Errorf("decode: %w", err)
@@ -49,16 +58,10 @@ func parseResult(doc []byte, maxData int) (outcome, error) {
 		return outcome{}, errors.New(`no "ok" field`)
 	}
 	if *d.OK {
-		switch {
-		case d.Data == nil:
+		if d.Data == nil {
 			return outcome{}, errors.New(`no "data" field`)
-		case len(d.Data) > maxData:
-			return failed(contract.CodeOutputTooLarge, "", tooLargeMessage(int64(len(d.Data)), maxData), ""), nil
 		}
-		if depth := contract.JSONDepth(d.Data); depth > contract.MaxResultDepth {
-			return failed(contract.CodeInvalidOutput, "", fmt.Sprintf("the result is nested %d deep; the limit is %d", depth, contract.MaxResultDepth), ""), nil
-		}
-		return outcome{Status: contract.StatusCompleted, Data: d.Data}, nil
+		return completed(d.Data, maxData), nil
 	}
 
 	typ := capText(d.Type, maxTypeBytes)
@@ -94,6 +97,20 @@ func parseResult(doc []byte, maxData int) (outcome, error) {
 		return failed(contract.CodeInternal, "", "the runner could not start the script: "+msg, ""), nil
 	}
 	return outcome{}, fmt.Errorf("unknown failure kind %q", capText(d.Kind, 40))
+}
+
+// okPrefix is how runner.py starts a completed result document.
+const okPrefix = `{"ok":true,"data":`
+
+// completed is the outcome of a completed document with the value data (valid JSON).
+func completed(data json.RawMessage, maxData int) outcome {
+	if len(data) > maxData {
+		return failed(contract.CodeOutputTooLarge, "", tooLargeMessage(int64(len(data)), maxData), "")
+	}
+	if depth := contract.JSONDepth(data); depth > contract.MaxResultDepth {
+		return failed(contract.CodeInvalidOutput, "", fmt.Sprintf("the result is nested %d deep; the limit is %d", depth, contract.MaxResultDepth), "")
+	}
+	return outcome{Status: contract.StatusCompleted, Data: data}
 }
 
 func failed(code contract.Code, typ, msg, detail string) outcome {

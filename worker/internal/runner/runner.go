@@ -65,6 +65,17 @@ type Job struct {
 	// Warm runs the job on a long-lived runner that imported the script once (see warm.go) instead of a
 	// fresh process.
 	Warm bool
+	// MaxResultBytes overrides Config.MaxResultBytes when positive: the worker gives a job's run (whose
+	// result may be claim-checked) SCRAPE_MAX_RESULT_MB. Warm runners are kept per limit (warmKey).
+	MaxResultBytes int
+}
+
+// resultLimit is job's result limit: its own, else the configured one.
+func (r *Runner) resultLimit(job Job) int {
+	if job.MaxResultBytes > 0 {
+		return job.MaxResultBytes
+	}
+	return r.cfg.MaxResultBytes
 }
 
 // Result is the outcome of a run that reached the script.
@@ -308,7 +319,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	wg.Go(func() { out.consume(ctx, "stdout", p.stdoutR) })
 	wg.Go(func() { out.consume(ctx, "stderr", p.stderrR) })
 	wg.Go(func() {
-		doc, overflow = readResultDoc(p.resultR, r.cfg.MaxResultBytes+resultEnvelopeBytes)
+		doc, overflow = readResultDoc(p.resultR, r.resultLimit(job)+resultEnvelopeBytes)
 		if overflow {
 			stopRun(errResultTooLarge)
 		}
@@ -341,7 +352,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 		return failure(res, contract.StatusTimeout, contract.CodeScriptTimeout,
 			fmt.Sprintf("script did not finish within %s and was stopped", job.Timeout)), nil
 	case errors.Is(cause, errResultTooLarge):
-		return r.tooLarge(res), nil
+		return r.tooLarge(res, job), nil
 	default: // ctx ended first
 		if err = ctx.Err(); err == nil {
 			err = cause
@@ -349,7 +360,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 		return res, fmt.Errorf("run script %q: stopped after %s: %w", job.ScriptName, duration.Round(time.Millisecond), err)
 	}
 	if overflow { // written by a process that outlived the child
-		return r.tooLarge(res), nil
+		return r.tooLarge(res, job), nil
 	}
 	return r.interpret(res, doc, cmd.ProcessState, job)
 }
@@ -359,7 +370,7 @@ func (r *Runner) interpret(res Result, doc []byte, ps *os.ProcessState, job Job)
 	if len(doc) == 0 {
 		return failure(res, contract.StatusFailed, contract.CodeScriptCrashed, r.describeExit(ps)), nil
 	}
-	o, err := parseResult(doc, r.cfg.MaxResultBytes)
+	o, err := parseResult(doc, r.resultLimit(job))
 	switch {
 	case err != nil && (ps == nil || !ps.Success()):
 		// Most likely killed while writing (the OOM killer, say); the exit says more than the torn document.
@@ -380,9 +391,9 @@ func (r *Runner) interpret(res Result, doc []byte, ps *os.ProcessState, job Job)
 	return res, nil
 }
 
-func (r *Runner) tooLarge(res Result) Result {
+func (r *Runner) tooLarge(res Result, job Job) Result {
 	return failure(res, contract.StatusFailed, contract.CodeOutputTooLarge,
-		fmt.Sprintf("the result is larger than the limit of %d bytes", r.cfg.MaxResultBytes))
+		fmt.Sprintf("the result is larger than the limit of %d bytes", r.resultLimit(job)))
 }
 
 // failure sets res to a failure with the output tail as its detail.
@@ -403,7 +414,7 @@ func (r *Runner) command(ctx context.Context, python string, job Job, runDir str
 		args = append(args, "--serve")
 		files = append(files, serve) // fd 4
 	}
-	args = append(args, job.ScriptDir, strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.cfg.MaxResultBytes),
+	args = append(args, job.ScriptDir, strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.resultLimit(job)),
 		strconv.Itoa(r.processLimit()))
 	cmd := exec.CommandContext(ctx, python, args...)
 	cmd.Dir = runDir

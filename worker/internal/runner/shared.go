@@ -327,7 +327,7 @@ func (r *Runner) callShared(ctx context.Context, w *warmProc, job Job, params []
 		p.mu.Unlock()
 		c.out.finish(ctx)
 		res := Result{Duration: time.Since(start), OutputTail: c.out.tail()}
-		o, err := parseResult(doc, r.cfg.MaxResultBytes)
+		o, err := parseResult(doc, w.maxResult)
 		if err != nil {
 			return failure(res, contract.StatusFailed, contract.CodeInvalidOutput,
 				"the script's result channel held a malformed document: "+err.Error()), nil
@@ -445,12 +445,12 @@ func (r *Runner) becomeShared(w *warmProc) {
 
 // dispatch reads w's answer frames for its whole life and hands each to its call.
 func (r *Runner) dispatch(w *warmProc) {
-	limit := r.cfg.MaxResultBytes + resultEnvelopeBytes + nonceLen
+	limit := w.maxResult + resultEnvelopeBytes + nonceLen
 	_ = w.resF.SetReadDeadline(time.Time{}) // the ready frame's deadline no longer applies
 	for {
 		body, err := readFrameBody(w.res, limit)
 		if errors.Is(err, errResultTooLarge) {
-			r.fail(w, contract.CodeOutputTooLarge, fmt.Sprintf("the shared runner sent an answer larger than the limit of %d bytes; it was stopped", r.cfg.MaxResultBytes))
+			r.fail(w, contract.CodeOutputTooLarge, fmt.Sprintf("the shared runner sent an answer larger than the limit of %d bytes; it was stopped", w.maxResult))
 			return
 		}
 		if err != nil { // the runner is gone

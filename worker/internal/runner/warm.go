@@ -131,7 +131,8 @@ func warmKey(python string, job Job) string {
 	if content == "" {
 		content = job.Version
 	}
-	return python + "\x00" + job.ScriptDir + "\x00" + content + "\x00" + strconv.FormatInt(job.MemoryLimitBytes, 10)
+	return python + "\x00" + job.ScriptDir + "\x00" + content + "\x00" + strconv.FormatInt(job.MemoryLimitBytes, 10) +
+		"\x00" + strconv.Itoa(job.MaxResultBytes)
 }
 
 // take returns an idle runner for key, discarding idle runners of older versions of the same script.
@@ -315,6 +316,8 @@ type warmProc struct {
 	async     bool
 	shared    *sharedState
 	retireWhy string
+	// maxResult is the result limit the runner was started with (Job.MaxResultBytes, part of its key).
+	maxResult int
 }
 
 func (w *warmProc) kill(why string) {
@@ -427,7 +430,7 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	w := &warmProc{
 		key: key, script: job.ScriptName, reqW: reqW, resF: p.resultR, res: bufio.NewReader(p.resultR),
 		runDir: runDir, group: &group{}, exited: make(chan struct{}), log: r.cfg.Logger.With("script", job.ScriptName),
-		nonce: newNonce(),
+		nonce: newNonce(), maxResult: r.resultLimit(job),
 	}
 	// The runner outlives ctx (the request that started it): it ends by w.kill, never by a context.
 	cmd := r.command(context.WithoutCancel(ctx), python, job, runDir, p, w.group, reqR)
@@ -565,7 +568,7 @@ func (r *Runner) readFrame(ctx context.Context, w *warmProc, deadline time.Time,
 			return
 		}
 		n := int(binary.BigEndian.Uint32(header[:]))
-		if n > r.cfg.MaxResultBytes+resultEnvelopeBytes+nonceLen {
+		if n > w.maxResult+resultEnvelopeBytes+nonceLen {
 			got <- frame{err: errResultTooLarge}
 			return
 		}
@@ -583,7 +586,7 @@ func (r *Runner) readFrame(ctx context.Context, w *warmProc, deadline time.Time,
 			return f.doc, nil, nil
 		case errors.Is(f.err, errResultTooLarge):
 			w.kill("result too large")
-			res := r.tooLarge(Result{OutputTail: w.out.currentTail()})
+			res := r.tooLarge(Result{OutputTail: w.out.currentTail()}, job)
 			return nil, &res, nil
 		case errors.Is(f.err, os.ErrDeadlineExceeded):
 			w.kill("timeout")

@@ -11,7 +11,9 @@
 //
 // Files: handler.go (Handler: slots, Handle, Shutdown, the outcome of one task), run.go (resolving,
 // environment, per-script caps and the run itself), layout.go (what a script folder holds besides
-// scraper.py), settle.go (reply, dead-letter, requeue), metrics.go (the Metrics the handler records into).
+// scraper.py), settle.go (reply, dead-letter, requeue), metrics.go (the Metrics the handler records
+// into), jobs.go (tasks that carry a job: the job store, the claim check, cancels, leases of long jobs,
+// parking).
 //
 // Handler.Shutdown(ctx) is the handler's part of the worker's ordered shutdown (cmd/worker's run): new tasks
 // are requeued at once; running ones may finish until ctx ends; then their scripts are stopped (the runner

@@ -53,6 +53,27 @@ type Config struct {
 	Egress EgressRefusals
 	// Metrics records the handler's work; nil records nothing.
 	Metrics Metrics
+	// Jobs is the job store, for tasks that carry a job (Request.Job); nil: such tasks fail with
+	// internal_error (this worker has no job store). See jobs.go.
+	Jobs JobStore
+	// Callbacks enqueues the webhook of a job whose final state this worker recorded; nil: none.
+	Callbacks Callbacks
+	// Leaser leases long jobs (see jobs.go); nil: every job holds its delivery.
+	Leaser Leaser
+	// MaxJobResultBytes is a job's result limit (SCRAPE_MAX_RESULT_MB); 0 means DefaultMaxJobResultBytes.
+	MaxJobResultBytes int
+	// InlineResultBytes is the largest job result that travels inline (JOB_INLINE_RESULT_KB); larger ones
+	// are claim-checked. 0 means DefaultInlineResultBytes.
+	InlineResultBytes int
+	// CancelPoll is how often a running job's cancel marker is checked (JOB_CANCEL_POLL); 0 means
+	// DefaultCancelPoll.
+	CancelPoll time.Duration
+	// ConsumerTimeout is the broker's consumer_timeout (RABBITMQ_CONSUMER_TIMEOUT) and LeaseMargin what a
+	// held delivery keeps clear of it: a job whose run time exceeds ConsumerTimeout - LeaseMargin is leased.
+	// 0 means DefaultConsumerTimeout, DefaultLeaseMargin.
+	ConsumerTimeout, LeaseMargin time.Duration
+	// JobMetrics records jobs' outcomes and results; nil records nothing.
+	JobMetrics JobMetrics
 	// Logger, nil: discard.
 	Logger *slog.Logger
 	// Now, nil: time.Now.
@@ -66,12 +87,18 @@ type Handler struct {
 	slots    chan struct{}
 	wg       sync.WaitGroup
 	stopping atomic.Bool
+	// stopTaking is closed by StopTaking: a task waiting for a slot is requeued.
+	stopTaking chan struct{}
+	stopOnce   sync.Once
 	// hardCtx is cancelled when Shutdown's ctx ends: running scripts are killed.
 	hardCtx    context.Context
 	hardCancel context.CancelFunc
 
 	limitsMu sync.Mutex
 	limits   map[string]chan struct{} // per-script concurrency caps from manifests
+
+	jobsMu  sync.Mutex
+	running map[string]context.CancelCauseFunc // the jobs this worker runs, by request id
 
 	layoutsMu sync.Mutex
 	layouts   map[string]layout // by script folder and content: what the folder holds besides scraper.py
@@ -94,6 +121,7 @@ func New(cfg Config) *Handler {
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = DefaultStopGrace
 	}
+	cfg = cfg.jobDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handler{
 		cfg:        cfg,
@@ -101,6 +129,7 @@ func New(cfg Config) *Handler {
 		slots:      make(chan struct{}, cfg.Concurrency),
 		hardCtx:    ctx,
 		hardCancel: cancel,
+		stopTaking: make(chan struct{}),
 	}
 	cfg.Metrics.Slots(cfg.Concurrency)
 	return h
@@ -115,7 +144,10 @@ func (h *Handler) Handle(t *broker.Task) {
 		return
 	}
 	h.wg.Add(1)
-	h.slots <- struct{}{}
+	if !h.takeSlot(t) {
+		h.wg.Done()
+		return
+	}
 	h.cfg.Metrics.SlotTaken()
 	go func() {
 		defer func() {
@@ -127,12 +159,22 @@ func (h *Handler) Handle(t *broker.Task) {
 	}()
 }
 
+// StopTaking makes the handler requeue new tasks from now on, and a task that waits for a slot behind
+// leased jobs at once. Shutdown calls it; the worker calls it as soon as its stop signal arrives, while the
+// consumer may still be handing over a task.
+func (h *Handler) StopTaking() {
+	h.stopOnce.Do(func() {
+		h.stopping.Store(true)
+		close(h.stopTaking)
+	})
+}
+
 // Shutdown stops the handler: new tasks are requeued from now on; running tasks may finish until ctx
 // ends (the drain); then their scripts are stopped (their process groups killed) and their tasks
 // requeued, which may take at most Config.StopGrace more. It returns nil when every task was settled, an
 // error when some were still running at the end (the broker requeues those when the connection closes).
 func (h *Handler) Shutdown(ctx context.Context) error {
-	h.stopping.Store(true)
+	h.StopTaking()
 	done := make(chan struct{})
 	go func() { h.wg.Wait(); close(done) }()
 	select {
@@ -164,6 +206,10 @@ func (h *Handler) process(t *broker.Task) {
 	if t.Redelivered {
 		log.Info("task redelivered")
 	}
+	if req.Job != nil {
+		h.processJob(t, log, received)
+		return
+	}
 
 	timeout := req.RunTime(received)
 	if timeout <= 0 {
@@ -175,7 +221,7 @@ func (h *Handler) process(t *broker.Task) {
 	}
 
 	log.Debug("task started", "timeout_ms", timeout.Milliseconds(), "subject", req.Subject)
-	reply, requeue := h.run(log, req, timeout)
+	reply, requeue := h.run(h.hardCtx, log, req, timeout, 0)
 	if requeue {
 		h.requeue(log, t, "run interrupted by shutdown")
 		return

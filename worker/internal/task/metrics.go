@@ -12,12 +12,16 @@ const (
 	RejectedInvalid = "invalid"
 	// RejectedExpired: the caller's deadline passed before the task could start; it was dead-lettered.
 	RejectedExpired = "expired"
-	// RejectedRequeued: the worker was shutting down; the task went back to the queue.
+	// RejectedRequeued: the worker was shutting down (or a job's store was unavailable at its start); the
+	// task went back to the queue.
 	RejectedRequeued = "requeued"
+	// RejectedParked: every slot was busy with leased jobs for as long as a delivery may be held; the task
+	// was parked in the lease queue and comes back after a lease period.
+	RejectedParked = "parked"
 )
 
 // RejectReasons lists every reason Metrics.TaskRejected is called with.
-var RejectReasons = []string{RejectedInvalid, RejectedExpired, RejectedRequeued}
+var RejectReasons = []string{RejectedInvalid, RejectedExpired, RejectedRequeued, RejectedParked}
 
 // Metrics records the handler's work. The worker's edge implements it with Prometheus (the telemetry
 // package); Config.Metrics nil records nothing.

@@ -15,15 +15,17 @@ import (
 )
 
 // run resolves and runs the script. requeue is set when the run was cut short by a forced shutdown.
-func (h *Handler) run(log *slog.Logger, req *contract.Request, timeout time.Duration) (_ *contract.Reply, requeue bool) {
-	ctx := h.hardCtx
+//
+// ctx ends the run: on shutdown (h.hardCtx) it is requeued; a job's run cancelled by its owner (ctx's cause
+// errJobCancelled) ends with a cancelled reply. maxResult, when positive, is the run's result limit (a job's).
+func (h *Handler) run(ctx context.Context, log *slog.Logger, req *contract.Request, timeout time.Duration, maxResult int) (_ *contract.Reply, requeue bool) {
 	script, err := h.cfg.Repository.Resolve(ctx, req.ScriptName)
 	if errors.Is(err, repository.ErrNotFound) {
 		return contract.Failed(req, contract.CodeScriptNotFound, fmt.Sprintf("script %q was not found in the script repository", req.ScriptName)), false
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, true
+			return stopped(ctx, req)
 		}
 		log.Error("resolve script", "error", err)
 		return contract.Failed(req, contract.CodeInternal, fmt.Sprintf("could not load script %q: %v", req.ScriptName, err)), false
@@ -55,6 +57,7 @@ func (h *Handler) run(log *slog.Logger, req *contract.Request, timeout time.Dura
 		Content:          script.Content,
 		MemoryLimitBytes: int64(man.MemoryLimitMB) << 20,
 		Warm:             isolation == manifest.Warm,
+		MaxResultBytes:   maxResult,
 	}
 
 	// Everything before the script starts waits no longer than the budget allows.
@@ -64,7 +67,10 @@ func (h *Handler) run(log *slog.Logger, req *contract.Request, timeout time.Dura
 		asked := h.cfg.Now()
 		lease, reply := h.environment(waitCtx, log, req, lay.reqFile)
 		if reply != nil {
-			return reply, ctx.Err() != nil
+			if ctx.Err() != nil {
+				return stopped(ctx, req)
+			}
+			return reply, false
 		}
 		defer lease.Release()
 		job.Python = lease.Python
@@ -79,7 +85,7 @@ func (h *Handler) run(log *slog.Logger, req *contract.Request, timeout time.Dura
 	release, ok := h.acquireScriptSlot(waitCtx, req.ScriptName, man.Concurrency)
 	if !ok {
 		if ctx.Err() != nil {
-			return nil, true
+			return stopped(ctx, req)
 		}
 		return contract.Failed(req, contract.CodeScriptTimeout, fmt.Sprintf("script %q allows %d concurrent runs per worker and none became free before the deadline", req.ScriptName, man.Concurrency)), false
 	}
@@ -95,6 +101,12 @@ func (h *Handler) run(log *slog.Logger, req *contract.Request, timeout time.Dura
 	finished := h.cfg.Now()
 	if err != nil {
 		if contract.Classify(err) == contract.Cancelled && ctx.Err() != nil {
+			if reply, requeue := stopped(ctx, req); !requeue {
+				log.Info("script stopped: its job was cancelled")
+				reply.ExecutionTime, reply.ScriptVersion = finished.Sub(started).Seconds(), script.Version
+				reply.StartedAt, reply.FinishedAt = started.UTC(), finished.UTC()
+				return reply, false
+			}
 			log.Warn("script stopped by shutdown; requeueing", "error", err)
 			return nil, true
 		}
@@ -162,4 +174,16 @@ func (h *Handler) acquireScriptSlot(ctx context.Context, script string, limit in
 	case <-ctx.Done():
 		return nil, false
 	}
+}
+
+// errJobCancelled is the cause with which a job's run is stopped when its owner cancels it.
+var errJobCancelled = errors.New("the job was cancelled by its owner")
+
+// stopped is what a run that ctx ended becomes: the cancelled reply of a cancelled job, or a requeue (a
+// shutdown).
+func stopped(ctx context.Context, req *contract.Request) (*contract.Reply, bool) {
+	if errors.Is(context.Cause(ctx), errJobCancelled) {
+		return contract.Failed(req, contract.CodeCancelled, errJobCancelled.Error()), false
+	}
+	return nil, true
 }

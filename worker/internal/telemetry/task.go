@@ -27,7 +27,7 @@ func NewTasks(reg prometheus.Registerer) *Tasks {
 		requests:      r.counterVec("scraping_requests_total", "Scrape requests handled by this worker, by script and outcome (completed, failed, timeout).", "script_name", "status"),
 		duration:      r.histogramVec("scraping_request_duration_seconds", "Time from receiving a task to publishing its reply, by script.", latencyBuckets, "script_name"),
 		scriptRuntime: r.histogramVec("scraping_script_runtime_seconds", "Wall-clock run time of the script's child process, by script.", latencyBuckets, "script_name"),
-		rejected:      withKnown(r.counterVec("scraping_tasks_rejected_total", "Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown).", "reason"), task.RejectReasons),
+		rejected:      withKnown(r.counterVec("scraping_tasks_rejected_total", "Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown, job store unavailable), parked (every slot busy with leased jobs: back after a lease period).", "reason"), task.RejectReasons),
 		slotsBusy:     r.gauge("scraping_worker_slots_busy", "Script slots currently running a task."),
 		slots:         r.gauge("scraping_worker_slots", "Script slots of this worker (WORKER_CONCURRENCY)."),
 	}

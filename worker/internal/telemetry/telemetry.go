@@ -28,6 +28,7 @@ type Metrics struct {
 	*Scripts
 	*Egress
 	*Broker
+	*Jobs
 }
 
 var (
@@ -36,12 +37,13 @@ var (
 	_ envcache.Metrics   = (*Metrics)(nil)
 	_ repository.Metrics = (*Metrics)(nil)
 	_ egress.Metrics     = (*Metrics)(nil)
+	_ task.JobMetrics    = (*Metrics)(nil)
 )
 
 // New creates every metric of the worker and registers them with reg, once.
 func New(reg prometheus.Registerer) *Metrics {
 	return &Metrics{Tasks: NewTasks(reg), Warm: NewWarm(reg), Envs: NewEnvs(reg), Scripts: NewScripts(reg),
-		Egress: NewEgress(reg), Broker: NewBroker(reg)}
+		Egress: NewEgress(reg), Broker: NewBroker(reg), Jobs: NewJobs(reg)}
 }
 
 // Warm records the warm runner pool (runner.Metrics).

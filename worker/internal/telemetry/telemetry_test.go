@@ -43,10 +43,15 @@ func TestSameMetricsAsBefore(t *testing.T) {
 		"scraping_script_cache_damaged_total":  `COUNTER, "Cached script copies found damaged (changed on disk) and downloaded again.", 1 series`,
 		"scraping_egress_requests_total":       `COUNTER, "Requests of scripts through the egress proxy: decision allowed (per upstream connection) or refused (reason private, resolve, bad_request).", 2 series`,
 		// From the task handler's former worker/metrics.go; the vectors without series yet are checked below.
-		"scraping_tasks_rejected_total":         `COUNTER, "Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown).", 3 series`,
+		"scraping_tasks_rejected_total":         `COUNTER, "Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown, job store unavailable), parked (every slot busy with leased jobs: back after a lease period).", 4 series`,
 		"scraping_worker_slots_busy":            `GAUGE, "Script slots currently running a task.", 1 series`,
 		"scraping_worker_slots":                 `GAUGE, "Script slots of this worker (WORKER_CONCURRENCY).", 1 series`,
 		"scraping_reply_publish_failures_total": `COUNTER, "Replies that could not be published before the caller's deadline (retried until then; then dropped and the task acked).", 1 series`,
+		// Jobs (issue 10).
+		"scraping_jobs_finished_total":  `COUNTER, "Jobs whose final state this worker recorded, by status (completed, failed, timeout, cancelled).", 4 series`,
+		"scraping_job_duration_seconds": `HISTOGRAM, "Time from the gateway's acceptance of a job to its final state, as recorded by this worker.", 1 series`,
+		"scraping_results_total":        `COUNTER, "Completed jobs' results, by storage: inline (in the reply and the job document) or claim_check (an object in the job store).", 2 series`,
+		"scraping_result_bytes_total":   `COUNTER, "Bytes of completed jobs' results (JSON), by storage (inline, claim_check).", 2 series`,
 	}
 	got := families(t, reg)
 	for name, w := range want {
@@ -132,10 +137,11 @@ func TestTaskAndBrokerMetrics(t *testing.T) {
 # HELP scraping_requests_total Scrape requests handled by this worker, by script and outcome (completed, failed, timeout).
 # TYPE scraping_requests_total counter
 scraping_requests_total{script_name="quotes",status="completed"} 1
-# HELP scraping_tasks_rejected_total Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown).
+# HELP scraping_tasks_rejected_total Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown, job store unavailable), parked (every slot busy with leased jobs: back after a lease period).
 # TYPE scraping_tasks_rejected_total counter
 scraping_tasks_rejected_total{reason="expired"} 1
 scraping_tasks_rejected_total{reason="invalid"} 0
+scraping_tasks_rejected_total{reason="parked"} 0
 scraping_tasks_rejected_total{reason="requeued"} 0
 # HELP scraping_worker_slots Script slots of this worker (WORKER_CONCURRENCY).
 # TYPE scraping_worker_slots gauge
@@ -168,5 +174,38 @@ scraping_reply_publish_failures_total 1
 		if got[name] != w {
 			t.Errorf("%s:\n got %s\nwant %s", name, got[name], w)
 		}
+	}
+}
+
+func TestJobMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.JobFinished("completed", 3*time.Second)
+	m.JobFinished("cancelled", time.Second)
+	m.ResultStored("claim_check", 3<<20)
+	m.ResultStored("inline", 100)
+	m.ResultStored("inline", 20)
+	want := `
+# HELP scraping_jobs_finished_total Jobs whose final state this worker recorded, by status (completed, failed, timeout, cancelled).
+# TYPE scraping_jobs_finished_total counter
+scraping_jobs_finished_total{status="cancelled"} 1
+scraping_jobs_finished_total{status="completed"} 1
+scraping_jobs_finished_total{status="failed"} 0
+scraping_jobs_finished_total{status="timeout"} 0
+# HELP scraping_result_bytes_total Bytes of completed jobs' results (JSON), by storage (inline, claim_check).
+# TYPE scraping_result_bytes_total counter
+scraping_result_bytes_total{storage="claim_check"} 3.145728e+06
+scraping_result_bytes_total{storage="inline"} 120
+# HELP scraping_results_total Completed jobs' results, by storage: inline (in the reply and the job document) or claim_check (an object in the job store).
+# TYPE scraping_results_total counter
+scraping_results_total{storage="claim_check"} 1
+scraping_results_total{storage="inline"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "scraping_jobs_finished_total", "scraping_result_bytes_total", "scraping_results_total"); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(m.Jobs.duration); n != 1 {
+		t.Fatalf("job duration series: %d", n)
 	}
 }
