@@ -228,6 +228,9 @@ func (c *RPCClient) call(ctx context.Context, msg amqp.Publishing) (amqp.Deliver
 		c.forget(msg.CorrelationId, false)
 		return amqp.Delivery{}, err
 	}
+	if f, ok := ctx.Value(publishedKey{}).(func()); ok {
+		f()
+	}
 
 	select {
 	case r := <-wait:
@@ -245,6 +248,15 @@ func (c *RPCClient) call(ctx context.Context, msg amqp.Publishing) (amqp.Deliver
 		}
 		return amqp.Delivery{}, ctx.Err()
 	}
+}
+
+type publishedKey struct{}
+
+// WithPublished returns ctx carrying f, which RPCClient.Call runs once the broker has confirmed the
+// request's message (before waiting for the reply): a caller that stops waiting early (the gateway's sync
+// window of a job) learns that the task is on its way.
+func WithPublished(ctx context.Context, f func()) context.Context {
+	return context.WithValue(ctx, publishedKey{}, f)
 }
 
 func (c *RPCClient) publish(ctx context.Context, ch *amqp.Channel, msg amqp.Publishing) error {
