@@ -228,9 +228,7 @@ func (c *RPCClient) call(ctx context.Context, msg amqp.Publishing) (amqp.Deliver
 		c.forget(msg.CorrelationId, false)
 		return amqp.Delivery{}, err
 	}
-	if f, ok := ctx.Value(publishedKey{}).(func()); ok {
-		f()
-	}
+	ReportPublished(ctx)
 
 	select {
 	case r := <-wait:
@@ -257,6 +255,14 @@ type publishedKey struct{}
 // window of a job) learns that the task is on its way.
 func WithPublished(ctx context.Context, f func()) context.Context {
 	return context.WithValue(ctx, publishedKey{}, f)
+}
+
+// ReportPublished runs the hook WithPublished put in ctx, if any. Call runs it; a stand-in for Call in a
+// unit test may too.
+func ReportPublished(ctx context.Context) {
+	if f, ok := ctx.Value(publishedKey{}).(func()); ok {
+		f()
+	}
 }
 
 func (c *RPCClient) publish(ctx context.Context, ch *amqp.Channel, msg amqp.Publishing) error {
