@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -107,4 +108,17 @@ func (c Config) LongestWait() time.Duration {
 // RPCConfig is the configuration of the handler's RPC client, named name; an edge adds its metric hooks.
 func (c Config) RPCConfig(name string, log *slog.Logger) broker.RPCConfig {
 	return broker.RPCConfig{URL: c.RabbitMQURL, Name: name, Topology: broker.NewTopology(c.TaskQueue), Logger: log}
+}
+
+// OpenJobStore opens the job store cfg.JobStore locates (S3, or an S3-compatible server); nil, nil without
+// one. It does not reach the store: a store that is down is found by the requests that need it.
+func (c Config) OpenJobStore(ctx context.Context) (JobStore, error) {
+	if c.JobStore == nil {
+		return nil, nil
+	}
+	s, err := job.NewS3(ctx, *c.JobStore)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }

@@ -42,7 +42,11 @@ func main() {
 	_ = level.UnmarshalText([]byte(cfg.Gateway.LogLevel))
 	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
 	// The Lambda edge: API Gateway's authorizers, EMF metrics on stdout.
-	h, client := lambdaedge.Build(cfg, "gateway-lambda", log, os.Stdout)
+	h, client, err := lambdaedge.Build(cfg, "gateway-lambda", log, os.Stdout)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gateway: job store: %v\n", err)
+		os.Exit(2)
+	}
 	// One connection per execution environment, dialled during init and kept across invocations.
 	go func() { _ = client.Run(context.Background()) }()
 	lambda.Start(httpadapter.NewV2(routes(h)).ProxyWithContext)
