@@ -33,6 +33,7 @@ type fakeBroker struct {
 	connected bool
 	blocked   bool
 	state     broker.QueueState
+	notified  []string // NotifyCancel's request ids
 }
 
 func (f *fakeBroker) Call(ctx context.Context, req *contract.Request) (*contract.Reply, error) {
@@ -44,11 +45,14 @@ func (f *fakeBroker) Call(ctx context.Context, req *contract.Request) (*contract
 	rep, err := f.answer(*req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
+			// Published, but no reply comes.
+			broker.ReportPublished(ctx)
 			<-ctx.Done()
 			return nil, ctx.Err()
 		}
-		return nil, err
+		return nil, err // not published
 	}
+	broker.ReportPublished(ctx)
 	// The real client checks the reply as contract.ParseReply does.
 	if err := rep.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", broker.ErrMalformedReply, err)
@@ -57,6 +61,13 @@ func (f *fakeBroker) Call(ctx context.Context, req *contract.Request) (*contract
 }
 
 func (f *fakeBroker) Connected() bool { return f.connected }
+
+func (f *fakeBroker) NotifyCancel(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.notified = append(f.notified, id)
+	return nil
+}
 
 func (f *fakeBroker) Blocked() bool { return f.blocked }
 

@@ -287,8 +287,8 @@ func (h *Handler) answerExisting(w http.ResponseWriter, r *http.Request, log *sl
 	if prefs.respondAsync || prefs.hasWait {
 		w.Header().Set("Preference-Applied", prefs.applied(syncWait))
 	}
-	until = later(until, h.now().Add(2*time.Second)) // time for a racing first request to record the job
-	j, err := h.pollJob(r.Context(), id, owner, until, true)
+	// A racing first request gets a moment to record the job.
+	j, err := h.pollJob(r.Context(), id, owner, until, later(until, h.now().Add(2*time.Second)))
 	if errors.Is(err, job.ErrNotFound) {
 		// The first request has not recorded its job (yet): it is being submitted; answer where it will be.
 		w.Header().Set("Location", "/jobs/"+id)
@@ -310,18 +310,21 @@ func later(a, b time.Time) time.Time {
 }
 
 // pollJob reads the owner's job until it is final or until passes (then it returns the job as it stands).
-// notFoundRetry keeps looking for a job not found yet.
-func (h *Handler) pollJob(ctx context.Context, id, owner string, until time.Time, notFoundRetry bool) (job.Job, error) {
+// A job not found is looked for again until notFoundUntil (zero: not at all).
+func (h *Handler) pollJob(ctx context.Context, id, owner string, until, notFoundUntil time.Time) (job.Job, error) {
 	interval := 100 * time.Millisecond
 	for {
 		j, err := h.jobs.Get(ctx, id, owner)
+		end := until
 		switch {
 		case err == nil && j.Status.Final():
 			return j, nil
-		case err != nil && !(notFoundRetry && errors.Is(err, job.ErrNotFound)):
+		case errors.Is(err, job.ErrNotFound):
+			end = notFoundUntil
+		case err != nil:
 			return j, err
 		}
-		left := until.Sub(h.now())
+		left := end.Sub(h.now())
 		if left <= 0 {
 			return j, err
 		}
@@ -457,7 +460,7 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request, p Principal) {
 			until = stop
 		}
 	}
-	j, err := h.pollJob(r.Context(), id, p.owner(), until, false)
+	j, err := h.pollJob(r.Context(), id, p.owner(), until, time.Time{})
 	if err != nil {
 		if r.Context().Err() != nil {
 			writeError(w, 499, contract.CodeInternal, "client closed the request", rid)
