@@ -65,7 +65,7 @@ func parsePrefer(values []string) (preferences, error) {
 			switch name {
 			case "respond-async":
 				if hasValue {
-					return p, errors.New("Prefer: respond-async takes no value")
+					return p, errors.New("header Prefer: respond-async takes no value")
 				}
 				p.respondAsync = true
 			case "wait":
@@ -82,9 +82,9 @@ func parsePrefer(values []string) (preferences, error) {
 
 // parseDeltaSeconds reads wait's value: 1*DIGIT, capped at maxPreferWait.
 func parseDeltaSeconds(value string, hasValue bool) (time.Duration, error) {
-	bad := fmt.Errorf("Prefer: wait must be a whole number of seconds (wait=10), not %q", value)
+	bad := fmt.Errorf("header Prefer: wait must be a whole number of seconds (wait=10), not %q", value)
 	if !hasValue || value == "" {
-		return 0, errors.New("Prefer: wait needs a number of seconds (wait=10)")
+		return 0, errors.New("header Prefer: wait needs a number of seconds (wait=10)")
 	}
 	for _, c := range value {
 		if c < '0' || c > '9' {
@@ -104,7 +104,7 @@ func parsePreferPair(s string) (name, value string, hasValue bool, err error) {
 	name, rest, hasValue := strings.Cut(s, "=")
 	name = strings.TrimRight(name, " \t")
 	if !isToken(name) {
-		return "", "", false, fmt.Errorf("Prefer: %q is not a preference (RFC 7240: a token, optionally =value)", truncate(s, 40))
+		return "", "", false, fmt.Errorf("header Prefer: %q is not a preference (RFC 7240: a token, optionally =value)", truncate(s, 40))
 	}
 	if !hasValue {
 		return name, "", false, nil
@@ -113,12 +113,12 @@ func parsePreferPair(s string) (name, value string, hasValue bool, err error) {
 	if strings.HasPrefix(rest, `"`) {
 		v, ok := unquote(rest)
 		if !ok {
-			return "", "", false, fmt.Errorf("Prefer: the value of %s is a malformed quoted string", name)
+			return "", "", false, fmt.Errorf("header Prefer: the value of %s is a malformed quoted string", name)
 		}
 		return name, v, true, nil
 	}
 	if rest != "" && !isToken(rest) {
-		return "", "", false, fmt.Errorf("Prefer: the value of %s must be a token or a quoted string", name)
+		return "", "", false, fmt.Errorf("header Prefer: the value of %s must be a token or a quoted string", name)
 	}
 	return name, rest, true, nil
 }
@@ -139,7 +139,7 @@ func splitOutsideQuotes(s string, sep byte) ([]string, error) {
 		}
 	}
 	if inQuote {
-		return nil, errors.New("Prefer: a quoted string is not closed")
+		return nil, errors.New("header Prefer: a quoted string is not closed")
 	}
 	return append(out, s[start:]), nil
 }
