@@ -291,7 +291,7 @@ func (h *Handler) answerExisting(w http.ResponseWriter, r *http.Request, log *sl
 	j, err := h.pollJob(r.Context(), id, owner, until, later(until, h.now().Add(2*time.Second)))
 	if errors.Is(err, job.ErrNotFound) {
 		// The first request has not recorded its job (yet): it is being submitted; answer where it will be.
-		w.Header().Set("Location", "/jobs/"+id)
+		w.Header().Set("Location", jobLocation(r, id))
 		writeJSON(w, http.StatusAccepted, JobResponse{RequestID: id, Status: job.StatusQueued, Data: json.RawMessage("null"), CreatedAt: h.now().UTC()})
 		return
 	}
@@ -364,7 +364,7 @@ func (h *Handler) writeJob(w http.ResponseWriter, r *http.Request, log *slog.Log
 	status := http.StatusOK
 	if !get && !j.Status.Final() {
 		status = http.StatusAccepted
-		w.Header().Set("Location", "/jobs/"+j.RequestID)
+		w.Header().Set("Location", jobLocation(r, j.RequestID))
 		log.Info("scrape accepted as a job", "status", j.Status)
 	}
 	writeJSON(w, status, resp)
@@ -427,6 +427,20 @@ func jobStoreMessage(err error) string {
 		return "jobs are not available: " + errNoJobStore.Error() + "; send the scrape without Prefer: respond-async, Idempotency-Key and callback_url"
 	}
 	return "the job store cannot be reached right now; retry later (a scrape without Prefer: respond-async, Idempotency-Key and callback_url still runs synchronously)"
+}
+
+type basePathKey struct{}
+
+// WithBasePath returns r carrying the path prefix under which a client reached the handler (the Lambda
+// bootstrap's /iam routes), so that a job's Location names the route the client can use.
+func WithBasePath(r *http.Request, prefix string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), basePathKey{}, prefix))
+}
+
+// jobLocation is the Location of job id as the client of r reaches it.
+func jobLocation(r *http.Request, id string) string {
+	prefix, _ := r.Context().Value(basePathKey{}).(string)
+	return prefix + "/jobs/" + id
 }
 
 // jobID reads {id} of /jobs/{id}.

@@ -16,6 +16,7 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/scrapeplatform/platform/functions/brokersecret"
+	"github.com/scrapeplatform/platform/functions/gateway"
 	"github.com/scrapeplatform/platform/functions/gateway/lambdaedge"
 )
 
@@ -56,6 +57,10 @@ func main() {
 func routes(h http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
-	mux.Handle(machinePrefix+"/", http.StripPrefix(machinePrefix, h))
+	iam := http.StripPrefix(machinePrefix, h)
+	mux.Handle(machinePrefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A job's Location stays under the prefix: IAM clients poll /iam/jobs/{id}.
+		iam.ServeHTTP(w, gateway.WithBasePath(r, machinePrefix))
+	}))
 	return mux
 }
