@@ -45,6 +45,10 @@ type canceller interface {
 
 var _ canceller = (*broker.RPCClient)(nil)
 
+// claimGrace is how long a request that finds its Idempotency-Key claimed waits for the claiming request to
+// record the job before it takes the claim over.
+const claimGrace = 2 * time.Second
+
 // publishAllowance is how long a job's task may take to be confirmed by the broker when the sync window is
 // shorter (respond-async): the answer waits for the confirm, so a 202 means the task is queued.
 const publishAllowance = 10 * time.Second
@@ -123,13 +127,37 @@ func (h *Handler) scrapeJob(w http.ResponseWriter, r *http.Request, log *slog.Lo
 			return
 		case existed:
 			log.Info("idempotent replay", "job", claimed)
-			h.answerExisting(w, r, log, claimed, owner, start.Add(syncWait), prefs, syncWait)
-			return
+			// The job of the first request with this key: its result if it ends within the window, else 202.
+			// The first request may still be recording it, so a job not found yet gets a moment more.
+			windowEnd := start.Add(syncWait)
+			j, err := h.pollJob(r.Context(), claimed, owner, windowEnd, later(windowEnd, h.now().Add(claimGrace)))
+			if !errors.Is(err, job.ErrNotFound) {
+				if prefs.respondAsync || prefs.hasWait {
+					w.Header().Set("Preference-Applied", prefs.applied(syncWait))
+				}
+				if err != nil {
+					h.storeFailed(w, log, id, err)
+					return
+				}
+				h.writeJob(w, r, log, j, false)
+				return
+			}
+			// The first request claimed the key but recorded no job (it failed in between): this request
+			// takes the claim over. Create is conditional, so if the first one records it after all, exactly
+			// one of the two publishes.
+			log.Warn("the first request with this Idempotency-Key recorded no job; taking it over", "job", claimed)
+			id = claimed
+			in.req.RequestID = claimed
 		}
 	}
 	j := job.Job{RequestID: id, Owner: owner, ScriptName: in.req.ScriptName, Status: job.StatusQueued, CreatedAt: start.UTC(),
 		CallbackURL: in.callbackURL}
 	if err := h.jobs.Create(r.Context(), j); err != nil {
+		if errors.Is(err, job.ErrExists) && key != "" {
+			// A request with the same Idempotency-Key recorded the job first: answer it.
+			h.answerExisting(w, r, log, id, owner, start.Add(syncWait), prefs, syncWait)
+			return
+		}
 		if contract.Classify(err) == contract.Transient && !prefs.respondAsync && key == "" && in.callbackURL == "" {
 			// The store is down: a plain scrape still runs synchronously, as without a store.
 			log.Warn("job store unavailable: running the scrape synchronously", "error", err)
@@ -280,15 +308,13 @@ func (h *Handler) result(ctx context.Context, res *job.Result) (json.RawMessage,
 	return nil, url, err
 }
 
-// answerExisting answers the job an earlier request with the same Idempotency-Key started: its result when
-// it finishes within the window, else 202. The first request may still be recording it, so a job not found
-// yet is looked for again until the window ends.
+// answerExisting answers the job another request with the same Idempotency-Key recorded: its result when
+// it finishes within the window, else 202.
 func (h *Handler) answerExisting(w http.ResponseWriter, r *http.Request, log *slog.Logger, id, owner string, until time.Time, prefs preferences, syncWait time.Duration) {
 	if prefs.respondAsync || prefs.hasWait {
 		w.Header().Set("Preference-Applied", prefs.applied(syncWait))
 	}
-	// A racing first request gets a moment to record the job.
-	j, err := h.pollJob(r.Context(), id, owner, until, later(until, h.now().Add(2*time.Second)))
+	j, err := h.pollJob(r.Context(), id, owner, until, later(until, h.now().Add(claimGrace)))
 	if errors.Is(err, job.ErrNotFound) {
 		// The first request has not recorded its job (yet): it is being submitted; answer where it will be.
 		w.Header().Set("Location", jobLocation(r, id))

@@ -502,3 +502,32 @@ func FuzzParsePrefer(f *testing.F) {
 		}
 	})
 }
+
+// A key claimed by a request that then failed before recording its job is taken over by the next request
+// with that key: the job runs once, under the claimed id.
+func TestIdempotencyKeyOfALostRequestIsTakenOver(t *testing.T) {
+	t.Parallel()
+	e := newJobEnv(t, never, nil)
+	body := `{"script_name":"slow","parameters":{"x":1}}`
+	b, err := decodeScrapeBody([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := e.h.validateScrape(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.store.Claim(context.Background(), "alice", "k-lost", bodyHash(in), "lost-request"); err != nil {
+		t.Fatal(err)
+	}
+	w, m := do(t, e.h, "POST", "/scrape", body, with(tokenFor(t, "alice"), "Idempotency-Key", "k-lost", "Prefer", "respond-async"))
+	if w.Code != 202 || m["request_id"] != "lost-request" || w.Header().Get("Location") != "/jobs/lost-request" {
+		t.Fatalf("got %d %v %v", w.Code, w.Header(), m)
+	}
+	if len(e.fb.calls) != 1 || e.fb.calls[0].RequestID != "lost-request" {
+		t.Fatalf("published %d tasks (%v), want one for lost-request", len(e.fb.calls), e.fb.calls)
+	}
+	if j, err := e.store.Get(context.Background(), "lost-request", "alice"); err != nil || j.Status != job.StatusQueued {
+		t.Fatalf("job %+v, %v", j, err)
+	}
+}
