@@ -180,12 +180,9 @@ func (h *Handler) scrapeJob(w http.ResponseWriter, r *http.Request, log *slog.Lo
 		h.rec.JobAccepted(ModeSync)
 		h.answerReply(w, r, log, req, reply)
 		return
-	case r.Context().Err() != nil:
-		log.Info("client went away before the reply", "error", err)
-		writeError(w, 499, contract.CodeInternal, "client closed the request", id)
-		return
 	case !published:
-		// The task never reached the queue: the job ends here, so no worker runs it later.
+		// The task never reached the queue (or the client left first): the job ends here, so no worker runs
+		// it later.
 		if callErrorCode(err) == contract.CodeNoWorkerResponse {
 			// The publish was not confirmed in time: the broker's fault, not the workers'.
 			err = contract.WithCode(contract.CodeBrokerUnavailable, err)
@@ -195,7 +192,11 @@ func (h *Handler) scrapeJob(w http.ResponseWriter, r *http.Request, log *slog.Lo
 		if _, _, ferr := h.jobs.Finish(context.WithoutCancel(r.Context()), j); ferr != nil {
 			log.Error("could not record the failed job", "error", ferr)
 		}
-		h.callFailed(w, r, log, id, req, err)
+		h.callFailed(w, r, log, id, req, err) // 499 when the client left
+		return
+	case r.Context().Err() != nil:
+		log.Info("client went away before the reply; the job goes on", "error", err)
+		writeError(w, 499, contract.CodeInternal, "client closed the request", id)
 		return
 	}
 	// The window ended with the task queued: the job's state as the store has it.
