@@ -13,6 +13,9 @@ type Principal struct {
 	// Method says how the caller was authenticated: "jwt" (verified here), "apigateway-jwt" (verified by
 	// API Gateway's JWT authorizer) or "iam" (SigV4, verified by API Gateway).
 	Method string
+	// ClientID is the token's client_id claim (an OAuth client's own token), when it has one: the owner of
+	// the caller's jobs; without one the subject owns them.
+	ClientID string
 }
 
 // Authenticator authenticates a request. Its error is shown to the client, so it must not leak secrets:

@@ -19,6 +19,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/shared/netguard"
 )
 
 // Broker is what the handler needs from the message broker.
@@ -68,6 +69,11 @@ type Handler struct {
 	stats  SystemStats
 	now    func() time.Time
 	mux    *http.ServeMux
+	// jobs is the job store (nil: none, every scrape is synchronous); callbacks enqueues the webhook of a
+	// job this gateway cancels; resolver resolves callback hosts for the SSRF guard.
+	jobs      JobStore
+	callbacks Callbacks
+	resolver  netguard.Resolver
 }
 
 // Options are a Handler's collaborators.
@@ -80,6 +86,12 @@ type Options struct {
 	// Stats samples memory and CPU for GET /status; nil samples /proc.
 	Stats SystemStats
 	Now   func() time.Time
+	// Jobs is the job store; nil runs every scrape synchronously and answers the job routes 503.
+	Jobs JobStore
+	// Callbacks enqueues the webhook of a job cancelled here (nil: none).
+	Callbacks Callbacks
+	// Resolver resolves callback_url hosts for the SSRF guard; nil uses the system's.
+	Resolver netguard.Resolver
 }
 
 // New returns the API handler.
@@ -97,14 +109,17 @@ func New(cfg Config, o Options) *Handler {
 		o.Stats = &sysstat.Sampler{}
 	}
 	h := &Handler{cfg: cfg, broker: o.Broker, authn: o.Authenticator, log: o.Logger, rec: o.Recorder, stats: o.Stats,
-		topo: broker.NewTopology(cfg.TaskQueue), now: o.Now, mux: http.NewServeMux()}
+		topo: broker.NewTopology(cfg.TaskQueue), now: o.Now, mux: http.NewServeMux(), jobs: o.Jobs, callbacks: o.Callbacks,
+		resolver: o.Resolver}
 	h.mux.HandleFunc("POST /scrape", h.authenticated(h.scrape))
-	h.mux.HandleFunc("GET /status", h.authenticated(h.status))
+	h.mux.HandleFunc("GET /jobs/{id}", h.authenticated(h.getJob))
+	h.mux.HandleFunc("DELETE /jobs/{id}", h.authenticated(h.deleteJob))
+	h.mux.HandleFunc("GET /status", h.status)
 	h.mux.HandleFunc("GET /health", h.health)
 	h.mux.HandleFunc("GET /openapi.json", serveStatic("application/json", openAPIDocument))
 	h.mux.HandleFunc("GET /docs", serveStatic("text/html; charset=utf-8", docsPage))
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, contract.CodeNotFound, fmt.Sprintf("no route %s %s; the API has POST /scrape, GET /health and GET /status (documented at GET /docs)", r.Method, r.URL.Path), requestID(r))
+		writeError(w, http.StatusNotFound, contract.CodeNotFound, fmt.Sprintf("no route %s %s; the API has POST /scrape, GET and DELETE /jobs/{id}, GET /health and GET /status (documented at GET /docs)", r.Method, r.URL.Path), requestID(r))
 	})
 	return h
 }
@@ -134,6 +149,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(rec, http.StatusMethodNotAllowed, contract.CodeMethodNotAllowed, fmt.Sprintf("%s needs %s, not %s", r.URL.Path, allowed, r.Method), requestID(r))
 		return
 	}
+	if jobPathMethods(r) {
+		w.Header().Set("Allow", "GET, DELETE")
+		writeError(rec, http.StatusMethodNotAllowed, contract.CodeMethodNotAllowed, fmt.Sprintf("/jobs/{id} takes GET or DELETE, not %s", r.Method), requestID(r))
+		return
+	}
 	h.mux.ServeHTTP(rec, r)
 }
 
@@ -145,6 +165,12 @@ func allowedMethod(path string) string {
 		return http.MethodGet
 	}
 	return ""
+}
+
+// jobPathMethods reports a method other than GET and DELETE on /jobs/{id} (answered 405).
+func jobPathMethods(r *http.Request) bool {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/jobs/")
+	return ok && rest != "" && !strings.Contains(rest, "/") && r.Method != http.MethodGet && r.Method != http.MethodDelete
 }
 
 type statusRecorder struct {
@@ -192,9 +218,10 @@ func (h *Handler) authenticated(next func(http.ResponseWriter, *http.Request, Pr
 
 // scrapeBody is the body of POST /scrape.
 type scrapeBody struct {
-	ScriptName *string          `json:"script_name"`
-	Parameters json.RawMessage  `json:"parameters"`
-	Timeout    *json.RawMessage `json:"timeout"`
+	ScriptName  *string          `json:"script_name"`
+	Parameters  json.RawMessage  `json:"parameters"`
+	Timeout     *json.RawMessage `json:"timeout"`
+	CallbackURL *string          `json:"callback_url"`
 }
 
 // ScrapeResponse is the 200 answer of POST /scrape.
@@ -211,6 +238,16 @@ type ScrapeResponse struct {
 	WorkerID      string          `json:"worker_id"`
 	ScriptName    string          `json:"script_name"`
 	ScriptVersion string          `json:"script_version,omitempty"`
+	// DataURL is a presigned GET of a result too large to inline (GATEWAY_INLINE_RESULT_MB); data is then
+	// null. ResultSize is the size of a claim-checked result in bytes.
+	DataURL    string `json:"data_url,omitempty"`
+	ResultSize int64  `json:"result_size,omitempty"`
+}
+
+// scrapeInput is a validated POST /scrape.
+type scrapeInput struct {
+	req         contract.Request
+	callbackURL string
 }
 
 // requestError is a 4xx found while reading the request.
@@ -225,18 +262,69 @@ func (h *Handler) scrape(w http.ResponseWriter, r *http.Request, p Principal) {
 	id := requestID(r)
 	log := h.log.With("request_id", id, "subject", p.Subject)
 
-	req, rerr := h.readScrape(w, r)
+	prefs, err := parsePrefer(r.Header.Values("Prefer"))
+	if err != nil {
+		log.Info("bad Prefer header", "error", err)
+		writeError(w, http.StatusBadRequest, contract.CodeInvalidRequest, err.Error(), id)
+		return
+	}
+	key, err := idempotencyKey(r.Header.Values("Idempotency-Key"))
+	if err != nil {
+		log.Info("bad Idempotency-Key header", "error", err)
+		writeError(w, http.StatusBadRequest, contract.CodeInvalidRequest, err.Error(), id)
+		return
+	}
+	in, rerr := h.readScrape(w, r)
 	if rerr != nil {
 		log.Info("bad scrape request", "status", rerr.status, "error", rerr.msg)
 		writeError(w, rerr.status, rerr.code, rerr.msg, id)
 		return
 	}
-	req.RequestID = id
-	req.Subject = p.Subject
+	if in.callbackURL != "" {
+		if err := h.cfg.Egress.CheckURL(r.Context(), h.resolver, in.callbackURL); err != nil {
+			log.Info("callback_url refused", "error", err)
+			writeError(w, http.StatusUnprocessableEntity, contract.CodeInvalidRequest, err.Error(), id)
+			return
+		}
+	}
+	in.req.RequestID = id
+	in.req.Subject = p.Subject
+	in.req.Accepted = start
+	log = log.With("script", in.req.ScriptName)
+
+	syncWait := h.cfg.SyncWait
+	switch {
+	case prefs.hasWait:
+		syncWait = min(prefs.wait, syncWait)
+	case prefs.respondAsync:
+		syncWait = 0
+	}
+	needsJob := prefs.respondAsync || key != "" || in.callbackURL != ""
+	if h.jobs == nil {
+		if needsJob {
+			h.storeFailed(w, log, id, errNoJobStore)
+			return
+		}
+		if prefs.hasWait {
+			w.Header().Set("Preference-Applied", prefs.applied(syncWait))
+		}
+		h.scrapeSync(w, r, log, in.req, syncWait)
+		return
+	}
+	h.scrapeJob(w, r, log, p, in, prefs, key, syncWait)
+}
+
+// scrapeSync runs a scrape without a job: the caller waits for the reply up to the request's deadline,
+// which the sync window bounds, and gets 504 past it (there is no job to come back to).
+func (h *Handler) scrapeSync(w http.ResponseWriter, r *http.Request, log *slog.Logger, req contract.Request, syncWait time.Duration) {
+	start := req.Accepted
+	id := req.RequestID
 	// In Lambda the invocation's own deadline may come first; the budget answers before it.
 	hardStop, _ := r.Context().Deadline()
 	req.Budget = contract.NewBudget(start, req.Timeout.Duration(), h.cfg.ReplyGrace, hardStop)
-	log = log.With("script", req.ScriptName)
+	if window := start.Add(max(syncWait, time.Second)); req.Deadline.After(window) {
+		req.Deadline = window
+	}
 
 	ctx, cancel := context.WithDeadline(r.Context(), req.WaitUntil())
 	defer cancel()
@@ -248,20 +336,12 @@ func (h *Handler) scrape(w http.ResponseWriter, r *http.Request, p Principal) {
 		h.callFailed(w, r, log, id, req, err)
 		return
 	}
-	resp := ScrapeResponse{
-		RequestID: id, Status: reply.Status, Data: reply.Data, ExecutionTime: reply.ExecutionTime,
-		TotalTime: h.now().Sub(start).Seconds(), WorkerID: reply.WorkerID, ScriptName: req.ScriptName,
-		ScriptVersion: reply.ScriptVersion,
+	if reply.ResultKey != "" {
+		// Only a job's reply may be claim-checked; this task had none.
+		h.callFailed(w, r, log, id, req, fmt.Errorf("%w: a claim-checked result for a task without a job", broker.ErrMalformedReply))
+		return
 	}
-	if len(resp.Data) == 0 {
-		resp.Data = json.RawMessage("null")
-	}
-	if e := reply.Error; e != nil {
-		resp.Error, resp.ErrorCode, resp.ErrorType, resp.ErrorDetail = &e.Message, &e.Code, e.Type, e.Detail
-	}
-	h.rec.ObserveScrape(reply.Status, h.now().Sub(start))
-	log.Info("scrape answered", "status", reply.Status, "worker_id", reply.WorkerID, "duration_ms", h.now().Sub(start).Milliseconds())
-	writeJSON(w, http.StatusOK, resp)
+	h.answerReply(w, r, log, req, reply)
 }
 
 // Retry-After of the answers that ask the caller to come back: a full queue drains within seconds; a broker
@@ -314,30 +394,30 @@ func (h *Handler) callFailed(w http.ResponseWriter, r *http.Request, log *slog.L
 }
 
 // readScrape reads and validates the body of POST /scrape.
-func (h *Handler) readScrape(w http.ResponseWriter, r *http.Request) (contract.Request, *requestError) {
+func (h *Handler) readScrape(w http.ResponseWriter, r *http.Request) (scrapeInput, *requestError) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return contract.Request{}, &requestError{http.StatusRequestEntityTooLarge, contract.CodePayloadTooLarge,
+			return scrapeInput{}, &requestError{http.StatusRequestEntityTooLarge, contract.CodePayloadTooLarge,
 				fmt.Sprintf("request body is larger than %d bytes", h.cfg.MaxBodyBytes)}
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// The server's body read timeout (gateway-local's GATEWAY_BODY_TIMEOUT) passed mid-body.
-			return contract.Request{}, &requestError{http.StatusRequestTimeout, contract.CodeRequestTimeout,
+			return scrapeInput{}, &requestError{http.StatusRequestTimeout, contract.CodeRequestTimeout,
 				"the request body did not arrive within the server's read timeout; send the whole body at once"}
 		}
-		return contract.Request{}, &requestError{http.StatusBadRequest, contract.CodeInvalidRequest, "could not read the request body: " + err.Error()}
+		return scrapeInput{}, &requestError{http.StatusBadRequest, contract.CodeInvalidRequest, "could not read the request body: " + err.Error()}
 	}
 	b, derr := decodeScrapeBody(body)
 	if derr != nil {
-		return contract.Request{}, &requestError{http.StatusBadRequest, contract.CodeInvalidRequest, derr.Error()}
+		return scrapeInput{}, &requestError{http.StatusBadRequest, contract.CodeInvalidRequest, derr.Error()}
 	}
-	req, verr := h.validateScrape(b)
+	in, verr := h.validateScrape(b)
 	if verr != nil {
-		return contract.Request{}, &requestError{http.StatusUnprocessableEntity, contract.CodeInvalidRequest, verr.Error()}
+		return scrapeInput{}, &requestError{http.StatusUnprocessableEntity, contract.CodeInvalidRequest, verr.Error()}
 	}
-	return req, nil
+	return in, nil
 }
 
 // decodeScrapeBody parses the JSON body strictly: one object, no unknown fields, no trailing data.
@@ -359,7 +439,7 @@ func decodeScrapeBody(body []byte) (scrapeBody, error) {
 		case errors.As(err, &te):
 			return b, fmt.Errorf("request body must be a JSON object, not a JSON %s", te.Value)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return b, fmt.Errorf("unknown field %s; the fields are script_name, parameters and timeout", strings.TrimPrefix(err.Error(), "json: unknown field "))
+			return b, fmt.Errorf("unknown field %s; the fields are script_name, parameters, timeout and callback_url", strings.TrimPrefix(err.Error(), "json: unknown field "))
 		case errors.Is(err, io.ErrUnexpectedEOF):
 			return b, errors.New("request body is not valid JSON: it ends too early")
 		}
@@ -380,14 +460,14 @@ func decodeScrapeBody(body []byte) (scrapeBody, error) {
 	}
 	for name := range fields {
 		if !slices.Contains(scrapeFields, name) {
-			return b, fmt.Errorf("unknown field %q; field names are case-sensitive: the fields are script_name, parameters and timeout", name)
+			return b, fmt.Errorf("unknown field %q; field names are case-sensitive: the fields are script_name, parameters, timeout and callback_url", name)
 		}
 	}
 	return b, nil
 }
 
 // scrapeFields are the fields of a POST /scrape body, spelled exactly.
-var scrapeFields = []string{"script_name", "parameters", "timeout"}
+var scrapeFields = []string{"script_name", "parameters", "timeout", "callback_url"}
 
 func jsonKind(field string) string {
 	switch field {
@@ -397,11 +477,13 @@ func jsonKind(field string) string {
 		return "an object"
 	case "timeout":
 		return "a number of seconds"
+	case "callback_url":
+		return "a string (an http or https URL)"
 	}
 	return "another type"
 }
 
-func (h *Handler) validateScrape(b scrapeBody) (contract.Request, error) {
+func (h *Handler) validateScrape(b scrapeBody) (scrapeInput, error) {
 	var errs []error
 	req := contract.Request{Version: contract.Version, Parameters: b.Parameters, Budget: contract.Budget{Timeout: contract.SecondsOf(h.cfg.DefaultTimeout.Round(contract.TimeoutResolution))},
 		TimeoutDefaulted: b.Timeout == nil || string(*b.Timeout) == "null"}
@@ -429,7 +511,18 @@ func (h *Handler) validateScrape(b scrapeBody) (contract.Request, error) {
 			req.Timeout = contract.Seconds(t)
 		}
 	}
-	return req, errors.Join(errs...)
+	in := scrapeInput{req: req}
+	if b.CallbackURL != nil {
+		switch u := *b.CallbackURL; {
+		case u == "":
+			errs = append(errs, errors.New("callback_url is empty; leave it out for no callback"))
+		case len(u) > netguard.MaxURLLength:
+			errs = append(errs, fmt.Errorf("callback_url is longer than %d characters", netguard.MaxURLLength))
+		default:
+			in.callbackURL = u
+		}
+	}
+	return in, errors.Join(errs...)
 }
 
 // HealthResponse is the answer of GET /health.
@@ -460,19 +553,30 @@ func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, resp)
 }
 
-// StatusResponse is the answer of GET /status.
+// StatusResponse is the answer of GET /status. Without a token (STATUS_PUBLIC) only the aggregate figures
+// are filled in: status, queue_length, active_workers, memory_usage, cpu_usage and timestamp.
 type StatusResponse struct {
+	// Status is "healthy" while the broker is connected and accepts messages, else "unhealthy".
+	Status                string    `json:"status"`
 	QueueLength           int       `json:"queue_length"`
 	ActiveWorkers         int       `json:"active_workers"`
-	DeadLetterQueueLength int       `json:"dead_letter_queue_length"`
+	DeadLetterQueueLength *int      `json:"dead_letter_queue_length,omitempty"`
 	MemoryUsage           float64   `json:"memory_usage"`
 	CPUUsage              float64   `json:"cpu_usage"`
-	TaskQueue             string    `json:"task_queue"`
-	RabbitMQ              string    `json:"rabbitmq"`
+	TaskQueue             string    `json:"task_queue,omitempty"`
+	RabbitMQ              string    `json:"rabbitmq,omitempty"`
 	Timestamp             time.Time `json:"timestamp"`
 }
 
-func (h *Handler) status(w http.ResponseWriter, r *http.Request, _ Principal) {
+// status serves GET /status: the aggregate to anyone when STATUS_PUBLIC allows, the details to an
+// authenticated caller. A request without credentials is anonymous; one with bad credentials is refused.
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
+	_, err := h.authn.Authenticate(r)
+	anonymous := errors.Is(err, auth.ErrNoCredentials)
+	if err != nil && !(anonymous && h.cfg.StatusPublic) {
+		h.authenticated(func(http.ResponseWriter, *http.Request, Principal) {})(w, r)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	tasks, err := h.broker.Inspect(ctx, h.topo.TaskQueue)
@@ -481,10 +585,17 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, _ Principal) {
 		writeError(w, http.StatusServiceUnavailable, contract.CodeBrokerUnavailable, "could not read the queue from the broker: "+err.Error(), requestID(r))
 		return
 	}
-	resp := StatusResponse{QueueLength: tasks.Messages, ActiveWorkers: tasks.Consumers, TaskQueue: h.topo.TaskQueue,
-		RabbitMQ: "connected", Timestamp: h.now().UTC()}
-	if dead, err := h.broker.Inspect(ctx, h.topo.DeadLetterQueue); err == nil {
-		resp.DeadLetterQueueLength = dead.Messages
+	resp := StatusResponse{Status: "healthy", QueueLength: tasks.Messages, ActiveWorkers: tasks.Consumers, Timestamp: h.now().UTC()}
+	if !h.broker.Connected() || h.broker.Blocked() {
+		resp.Status = "unhealthy"
+	}
+	if !anonymous {
+		resp.TaskQueue, resp.RabbitMQ = h.topo.TaskQueue, "connected"
+		dead := 0
+		if d, err := h.broker.Inspect(ctx, h.topo.DeadLetterQueue); err == nil {
+			dead = d.Messages
+		}
+		resp.DeadLetterQueueLength = &dead
 	}
 	if m, err := h.stats.MemoryPercent(); err == nil {
 		resp.MemoryUsage = m

@@ -33,6 +33,7 @@ type fakeBroker struct {
 	connected bool
 	blocked   bool
 	state     broker.QueueState
+	notified  []string // NotifyCancel's request ids
 }
 
 func (f *fakeBroker) Call(ctx context.Context, req *contract.Request) (*contract.Reply, error) {
@@ -44,11 +45,14 @@ func (f *fakeBroker) Call(ctx context.Context, req *contract.Request) (*contract
 	rep, err := f.answer(*req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
+			// Published, but no reply comes.
+			broker.ReportPublished(ctx)
 			<-ctx.Done()
 			return nil, ctx.Err()
 		}
-		return nil, err
+		return nil, err // not published
 	}
+	broker.ReportPublished(ctx)
 	// The real client checks the reply as contract.ParseReply does.
 	if err := rep.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", broker.ErrMalformedReply, err)
@@ -57,6 +61,13 @@ func (f *fakeBroker) Call(ctx context.Context, req *contract.Request) (*contract
 }
 
 func (f *fakeBroker) Connected() bool { return f.connected }
+
+func (f *fakeBroker) NotifyCancel(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.notified = append(f.notified, id)
+	return nil
+}
 
 func (f *fakeBroker) Blocked() bool { return f.blocked }
 
@@ -150,7 +161,9 @@ func TestScrapeValidation(t *testing.T) {
 		{"integer beyond 2^53", `{"script_name":"echo","parameters":{"ids":[9007199254740993]}}`, 422, "parameters.ids[0]: integer 9007199254740993 is beyond ±2^53"},
 		{"float out of range", `{"script_name":"echo","parameters":{"x":1e999}}`, 422, "out of range"},
 		{"timeout finer than ms", `{"script_name":"echo","timeout":2.0000000001}`, 422, "whole number of milliseconds"},
-		{"timeout just above max", `{"script_name":"echo","timeout":25.0000000001}`, 422, "between 0.1 and 25 seconds"},
+		{"timeout just above max", `{"script_name":"echo","timeout":900.001}`, 422, "between 0.1 and 900 seconds"},
+		{"callback_url not a string", `{"script_name":"echo","callback_url":5}`, 400, `field "callback_url" must be a string`},
+		{"callback_url empty", `{"script_name":"echo","callback_url":""}`, 422, "callback_url is empty"},
 		{"too large", `{"script_name":"x","parameters":{"a":"` + strings.Repeat("a", 300*1024) + `"}}`, 413, "larger than"},
 		{"ok", `{"script_name":"echo","parameters":{"a":1},"timeout":2.5}`, 200, ""},
 		{"ok strict edges", `{"script_name":"echo","parameters":{"a":1,"A":2,"n":-9007199254740992,"f":1e300,"o":[{"k":1},{"k":2}]},"timeout":1.001}`, 200, ""},
@@ -269,8 +282,23 @@ func TestAuthAndRoutes(t *testing.T) {
 			t.Errorf("status lacks %s", k)
 		}
 	}
-	if w, _ := do(t, h, "GET", "/status", "", nil); w.Code != 401 {
-		t.Errorf("status without token: %d", w.Code)
+	// Without a token, the spec's aggregate figures only (STATUS_PUBLIC, default true).
+	w, m = do(t, h, "GET", "/status", "", nil)
+	if w.Code != 200 || m["status"] != "healthy" || m["queue_length"] != float64(4) || m["active_workers"] != float64(2) {
+		t.Fatalf("status without token: %d %v", w.Code, m)
+	}
+	for _, k := range []string{"dead_letter_queue_length", "task_queue", "rabbitmq"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("status without token shows %s", k)
+		}
+	}
+	if w, _ := do(t, h, "GET", "/status", "", map[string]string{"Authorization": "Bearer nonsense"}); w.Code != 401 {
+		t.Errorf("status with a bad token: %d, want 401", w.Code)
+	}
+	closed := testConfig()
+	closed.StatusPublic = false
+	if w, _ := do(t, New(closed, Options{Broker: fb, Authenticator: bearerAuth{}}), "GET", "/status", "", nil); w.Code != 401 {
+		t.Errorf("status without token, STATUS_PUBLIC=false: %d", w.Code)
 	}
 	w, m = do(t, h, "GET", "/health", "", nil)
 	if w.Code != 200 || m["status"] != "healthy" || m["components"].(map[string]any)["rabbitmq"] != "connected" {
@@ -356,7 +384,8 @@ func FuzzDecodeScrapeBody(f *testing.F) {
 		`{"script_name":"echo","script_name":"x"}`, `{"ſcript_name":"echo"}`, `{"script_name":"echo","TIMEOUT":1}`,
 		`{"script_name":"echo","parameters":{"a":1,"\u0061":2}}`, `{"script_name":"echo","parameters":{"n":9007199254740993}}`,
 		`{"script_name":"echo","parameters":{"n":-9007199254740992,"A":1,"a":2}}`, `{"script_name":"echo","timeout":24.0000000001}`,
-		`{"script_name":"echo","timeout":1.001}`, `{"script_name":"echo","parameters":{"x":[{"k":1},{"k":1}]}}`} {
+		`{"script_name":"echo","timeout":1.001}`, `{"script_name":"echo","parameters":{"x":[{"k":1},{"k":1}]}}`,
+		`{"script_name":"echo","callback_url":"https://hooks.example.com/x"}`, `{"script_name":"echo","callback_url":7}`} {
 		f.Add([]byte(s))
 	}
 	h := New(testConfig(), Options{Broker: &fakeBroker{}, Authenticator: bearerAuth{}})
@@ -365,7 +394,8 @@ func FuzzDecodeScrapeBody(f *testing.F) {
 		if err != nil {
 			return
 		}
-		req, err := h.validateScrape(b)
+		in, err := h.validateScrape(b)
+		req := in.req
 		if err != nil {
 			return
 		}
@@ -376,7 +406,7 @@ func FuzzDecodeScrapeBody(f *testing.F) {
 		var top map[string]json.RawMessage
 		if json.Unmarshal(body, &top) == nil {
 			for k := range top {
-				if k != "script_name" && k != "parameters" && k != "timeout" {
+				if k != "script_name" && k != "parameters" && k != "timeout" && k != "callback_url" {
 					t.Fatalf("accepted body %q has field %q", body, k)
 				}
 			}

@@ -22,6 +22,8 @@ type S3Options struct {
 	Dir string
 	// Bucket is created (as a folder) when missing.
 	Bucket string
+	// Buckets are more buckets created (as folders) when missing: the job store's.
+	Buckets []string
 	// AccessKey, SecretKey and Region are the credentials and region clients use.
 	AccessKey, SecretKey, Region string
 	// Output receives its log lines, prefixed "[s3] ".
@@ -72,8 +74,10 @@ func StartS3(ctx context.Context, o S3Options) (*S3Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, o.Bucket), 0o700); err != nil {
-		return nil, fmt.Errorf("S3 data folder: %w", err)
+	for _, b := range append([]string{o.Bucket}, o.Buckets...) {
+		if err := os.MkdirAll(filepath.Join(dir, b), 0o700); err != nil {
+			return nil, fmt.Errorf("S3 data folder: %w", err)
+		}
 	}
 	if err := checkAddrFree("s3", o.Addr); err != nil {
 		return nil, err
@@ -103,6 +107,18 @@ func (s *S3Server) Env() []string {
 		"SCRIPT_REPOSITORY_TYPE=s3",
 		"S3_BUCKET_NAME=" + s.o.Bucket,
 		"S3_PREFIX=scripts/",
+		"S3_REGION=" + s.o.Region,
+		"S3_ENDPOINT_URL=" + s.endpoint,
+		"S3_ACCESS_KEY=" + s.o.AccessKey,
+		"S3_SECRET_KEY=" + s.o.SecretKey,
+	}
+}
+
+// JobEnv returns the gateway's and the workers' variables for a job store in this server's bucket (one of
+// S3Options.Buckets).
+func (s *S3Server) JobEnv(bucket string) []string {
+	return []string{
+		"JOB_STORE_BUCKET=" + bucket,
 		"S3_REGION=" + s.o.Region,
 		"S3_ENDPOINT_URL=" + s.endpoint,
 		"S3_ACCESS_KEY=" + s.o.AccessKey,

@@ -22,6 +22,8 @@ type Claims struct {
 	ExpiresAt time.Time
 	// Scopes come from "scope" (space-separated) or, when that is absent, "scp" (string or array).
 	Scopes []string
+	// ClientID is the "client_id" claim (an OAuth client's token, e.g. Cognito's access tokens), if any.
+	ClientID string
 }
 
 // HasScope reports whether the claims grant scope s.
@@ -49,6 +51,7 @@ func (w *wireClaims) claims() Claims {
 		Issuer:   w.Issuer,
 		Audience: append([]string(nil), w.Audience...),
 		Scopes:   w.Scope,
+		ClientID: w.ClientID,
 	}
 	if len(c.Scopes) == 0 {
 		c.Scopes = w.Scp

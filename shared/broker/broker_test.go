@@ -194,6 +194,31 @@ func TestRPCRoundTrip(t *testing.T) {
 	}
 }
 
+func TestRPCReportsPublishedBeforeTheReply(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	s.responder(t, echo)
+	c := s.client(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	published := 0
+	rep, err := c.Call(broker.WithPublished(ctx, func() { published++ }), request("req-published", time.Now().Add(5*time.Second)))
+	if err != nil || rep.RequestID != "req-published" {
+		t.Fatalf("Call = %v, %v", rep, err)
+	}
+	if published != 1 {
+		t.Errorf("the published hook ran %d times, want 1", published)
+	}
+	// A call that cannot publish never reports it.
+	published = 0
+	if _, err := c.Call(broker.WithPublished(ctx, func() { published++ }), request("req-expired", time.Now().Add(-time.Second))); err == nil {
+		t.Fatal("an expired request was published")
+	}
+	if published != 0 {
+		t.Errorf("the published hook ran for a request that was not published")
+	}
+}
+
 func TestRPCNeverWaitsPastDeadlineAndCountsLateReply(t *testing.T) {
 	t.Parallel()
 	s := newSetup(t)

@@ -228,6 +228,7 @@ func (c *RPCClient) call(ctx context.Context, msg amqp.Publishing) (amqp.Deliver
 		c.forget(msg.CorrelationId, false)
 		return amqp.Delivery{}, err
 	}
+	ReportPublished(ctx)
 
 	select {
 	case r := <-wait:
@@ -244,6 +245,23 @@ func (c *RPCClient) call(ctx context.Context, msg amqp.Publishing) (amqp.Deliver
 		default:
 		}
 		return amqp.Delivery{}, ctx.Err()
+	}
+}
+
+type publishedKey struct{}
+
+// WithPublished returns ctx carrying f, which RPCClient.Call runs once the broker has confirmed the
+// request's message (before waiting for the reply): a caller that stops waiting early (the gateway's sync
+// window of a job) learns that the task is on its way.
+func WithPublished(ctx context.Context, f func()) context.Context {
+	return context.WithValue(ctx, publishedKey{}, f)
+}
+
+// ReportPublished runs the hook WithPublished put in ctx, if any. Call runs it; a stand-in for Call in a
+// unit test may too.
+func ReportPublished(ctx context.Context) {
+	if f, ok := ctx.Value(publishedKey{}).(func()); ok {
+		f()
 	}
 }
 

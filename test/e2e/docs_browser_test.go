@@ -69,7 +69,7 @@ func TestDocsPageRendersInABrowser(t *testing.T) {
 		for method, op := range item.Operations() {
 			ops++
 			entry := regexp.MustCompile(`<summary><span class="method ` + strings.ToLower(method) + `">` + method +
-				`</span><code>` + regexp.QuoteMeta(path) + `</code>(<span class="lock">bearer token</span>)?</summary>`)
+				`</span><code>` + regexp.QuoteMeta(path) + `</code>(<span class="lock">bearer token( optional)?</span>)?</summary>`)
 			m := entry.FindStringSubmatch(dom)
 			if m == nil {
 				t.Errorf("no entry for %s %s", method, path)
@@ -78,6 +78,16 @@ func TestDocsPageRendersInABrowser(t *testing.T) {
 			secured := op.Security != nil && len(*op.Security) > 0 || op.Security == nil && len(doc.Security) > 0
 			if (m[1] != "") != secured {
 				t.Errorf("%s %s: marked secured=%v, document says %v", method, path, m[1] != "", secured)
+			}
+			// A requirement list with an empty requirement ({}) makes the token optional (GET /status).
+			optional := false
+			if op.Security != nil {
+				for _, req := range *op.Security {
+					optional = optional || len(req) == 0
+				}
+			}
+			if (m[2] != "") != optional {
+				t.Errorf("%s %s: marked optional=%v, document says %v", method, path, m[2] != "", optional)
 			}
 		}
 	}

@@ -20,8 +20,9 @@ import (
 
 const secret = "e2e-secret-e2e-secret-e2e-secret-0123"
 
-// maxTimeout is the largest timeout the gateway accepts (SCRAPE_MAX_TIMEOUT, 25 s by default, which the stack
-// keeps): for requests whose work (an environment build, say) takes however long a loaded machine needs.
+// maxTimeout is the sync window (SCRAPE_SYNC_WAIT, 25 s by default, which the stack keeps): a stack without a
+// job store answers 504 past it. For requests whose work (an environment build, say) takes however long a
+// loaded machine needs.
 const maxTimeout = 25
 
 // env is one running stack and what a test needs to talk to it.
@@ -72,12 +73,19 @@ func start(t *testing.T, workers int, extraEnv ...string) *env {
 
 // response is a decoded answer.
 type response struct {
-	Code int
-	Body map[string]any
-	Raw  string
+	Code   int
+	Body   map[string]any
+	Raw    string
+	Header http.Header
 }
 
 func (e *env) do(t *testing.T, method, path, body, token string) response {
+	t.Helper()
+	return e.doWith(t, method, path, body, token, nil)
+}
+
+// doWith is do with more request headers (name, value pairs); the answer's headers are in response.Header.
+func (e *env) doWith(t *testing.T, method, path, body, token string, headers []string) response {
 	t.Helper()
 	req, err := http.NewRequest(method, e.url+path, strings.NewReader(body))
 	if err != nil {
@@ -87,6 +95,9 @@ func (e *env) do(t *testing.T, method, path, body, token string) response {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
 	client := &http.Client{Timeout: 60 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -95,7 +106,7 @@ func (e *env) do(t *testing.T, method, path, body, token string) response {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	checkAgainstSpec(t, method, e.url+path, []byte(body), resp.Header, resp.StatusCode, raw)
-	r := response{Code: resp.StatusCode, Raw: string(raw)}
+	r := response{Code: resp.StatusCode, Raw: string(raw), Header: resp.Header}
 	if err := json.Unmarshal(raw, &r.Body); err != nil {
 		t.Fatalf("%s %s: %d, body is not JSON: %q", method, path, resp.StatusCode, raw)
 	}

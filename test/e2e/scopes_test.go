@@ -8,7 +8,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/auth"
 )
 
-// With JWT_SCOPES the gateway asks for one of those scopes on /scrape and /status, as API Gateway's route
+// With JWT_SCOPES the gateway asks for one of those scopes on /scrape, /jobs and (with a token) /status, as API Gateway's route
 // scopes do in AWS: a valid token without one is 403 forbidden; with one it is served.
 func TestRequiredScopes(t *testing.T) {
 	e := start(t, 1, "JWT_SCOPES=scrape:run,scrape:admin")
@@ -23,6 +23,15 @@ func TestRequiredScopes(t *testing.T) {
 		}
 		if r := e.do(t, c.method, c.path, c.body, scoped); r.Code != http.StatusOK {
 			t.Errorf("%s %s with scrape:run: %d %s", c.method, c.path, r.Code, r.Raw)
+		}
+	}
+	// The job routes ask for the same scopes (this stack has no job store: with a scope, 503).
+	for _, method := range []string{"GET", "DELETE"} {
+		if r := e.do(t, method, "/jobs/some-job", "", e.token); r.Code != http.StatusForbidden || r.Body["error_code"] != "forbidden" {
+			t.Errorf("%s /jobs without a required scope: %d %s", method, r.Code, r.Raw)
+		}
+		if r := e.do(t, method, "/jobs/some-job", "", scoped); r.Code != http.StatusServiceUnavailable || r.Body["error_code"] != "job_store_unavailable" {
+			t.Errorf("%s /jobs with scrape:run and no job store: %d %s", method, r.Code, r.Raw)
 		}
 	}
 }

@@ -178,7 +178,10 @@ func start(t *testing.T, o options) *env {
 func (e *env) startGateway(t *testing.T, extra ...string) {
 	t.Helper()
 	addr := proctest.FreeAddr(t)
-	environ := append(append(append([]string{}, e.baseEnv...), extra...), "GATEWAY_ADDR="+addr)
+	// These stacks have no job store, so the sync window bounds every scrape (issue 10); a wide one keeps a
+	// caller's wait at timeout + SCRAPE_REPLY_GRACE, which these tests measure.
+	environ := append(append(append([]string{}, e.baseEnv...), "SCRAPE_SYNC_WAIT=2m"), extra...)
+	environ = append(environ, "GATEWAY_ADDR="+addr)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	p, err := stack.StartProcess(context.WithoutCancel(ctx), "gateway", filepath.Join(binDir, "gateway-local"), nil, environ, e.out)

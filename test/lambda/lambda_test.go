@@ -21,6 +21,7 @@ import (
 
 	"github.com/scrapeplatform/platform/local/stack"
 	"github.com/scrapeplatform/platform/shared/proctest"
+	"github.com/scrapeplatform/platform/shared/s3test"
 	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/test/testkit"
 )
@@ -62,6 +63,12 @@ func rie(t *testing.T) string {
 // event loads an API Gateway v2 fixture and sets its body.
 func event(t *testing.T, fixture, body string) []byte {
 	t.Helper()
+	return eventWith(t, fixture, body, nil)
+}
+
+// eventWith is event with more request headers (API Gateway v2 lower-cases their names).
+func eventWith(t *testing.T, fixture, body string, headers map[string]string) []byte {
+	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "functions", "gateway", "testdata", fixture))
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +80,16 @@ func event(t *testing.T, fixture, body string) []byte {
 	if body != "" {
 		ev["body"], ev["isBase64Encoded"] = body, false
 	}
+	if len(headers) > 0 {
+		h, _ := ev["headers"].(map[string]any)
+		if h == nil {
+			h = map[string]any{}
+		}
+		for k, v := range headers {
+			h[strings.ToLower(k)] = v
+		}
+		ev["headers"] = h
+	}
 	b, _ := json.Marshal(ev)
 	return b
 }
@@ -81,6 +98,16 @@ type proxyResponse struct {
 	StatusCode int               `json:"statusCode"`
 	Headers    map[string]string `json:"headers"`
 	Body       string            `json:"body"`
+}
+
+// header returns the response header name, whatever the case of its key.
+func (pr proxyResponse) header(name string) string {
+	for k, v := range pr.Headers {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
 }
 
 // invoke sends one event to the emulator and decodes the API Gateway proxy response and its JSON body.
@@ -144,6 +171,11 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 
 	queue := "lambda-test"
 	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "RABBITMQ_URL=" + brokerURL, "RABBITMQ_TASK_QUEUE=" + queue}
+	// The job store, as the stack's results bucket is in AWS: a real versitygw.
+	s3 := s3test.Start(t)
+	s3.CreateBucket(t, "lambda-jobs", false)
+	base = append(base, "JOB_STORE_BUCKET=lambda-jobs", "S3_ENDPOINT_URL="+s3.Endpoint, "S3_REGION="+s3.Region,
+		"S3_ACCESS_KEY="+s3.AccessKey, "S3_SECRET_KEY="+s3.SecretKey)
 	ctx := context.Background()
 	workerMetrics := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	workerEnv := append(append([]string{}, base...), "WORKER_ID=lambda-test-worker",
@@ -206,6 +238,28 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 	if pr.StatusCode != 401 || body["error_code"] != "unauthorized" {
 		t.Fatalf("no authorizer context: %d %v", pr.StatusCode, body)
 	}
+	// Prefer: respond-async through an API Gateway v2 event: 202 with the job's Location, at once; the job
+	// is then readable through GET /jobs/{id}.
+	pr, body = invoke(t, addr, eventWith(t, "apigw-v2-scrape-jwt.json", `{"script_name":"echo","parameters":{"q":"async"},"timeout":60}`,
+		map[string]string{"Prefer": "respond-async"}))
+	id, _ := body["request_id"].(string)
+	if pr.StatusCode != 202 || pr.header("Location") != "/jobs/"+id || pr.header("Preference-Applied") != "respond-async" || body["created_at"] == nil {
+		t.Fatalf("respond-async: %d %v %v", pr.StatusCode, pr.Headers, body)
+	}
+	get := eventWith(t, "apigw-v2-scrape-jwt.json", "", nil)
+	var ev map[string]any
+	_ = json.Unmarshal(get, &ev)
+	ev["rawPath"], ev["body"] = "/jobs/"+id, ""
+	ev["routeKey"] = "GET /jobs/{id}"
+	if rc, ok := ev["requestContext"].(map[string]any); ok {
+		if h, ok := rc["http"].(map[string]any); ok {
+			h["method"], h["path"] = "GET", "/jobs/"+id
+		}
+	}
+	get, _ = json.Marshal(ev)
+	if pr, body = invoke(t, addr, get); pr.StatusCode != 200 || body["request_id"] != id {
+		t.Fatalf("GET /jobs/%s: %d %v", id, pr.StatusCode, body)
+	}
 	pr, body = invoke(t, addr, event(t, "apigw-v2-health.json", ""))
 	if pr.StatusCode != 200 || body["status"] != "healthy" {
 		t.Fatalf("health: %d %v", pr.StatusCode, body)
@@ -238,7 +292,7 @@ func TestBootstrapUnderRuntimeEmulator(t *testing.T) {
 		return strings.Contains(line, `"CloudWatchMetrics"`) && strings.Contains(line, `"Scrapes":1`)
 	}
 	if got := out.WaitCount(isScrapeEMF, 3, 30*time.Second); got < 3 {
-		t.Fatalf("want an EMF line per scrape (3), found %d", got)
+		t.Fatalf("want an EMF line per scrape answered 200 (3), found %d", got)
 	}
 }
 

@@ -98,7 +98,7 @@ func run(ctx context.Context, cfg localedge.Config, addr string, log *slog.Logge
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing requests in flight")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Gateway.MaxTimeout+cfg.Gateway.ReplyGrace+time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Gateway.LongestWait()+time.Second)
 	defer cancel()
 	err = srv.Shutdown(shutdownCtx)
 	stopBroker()

@@ -31,14 +31,18 @@ const (
 	headerSlop     = 4096
 	// answerMargin is added to a request's longest legitimate life for writing the answer.
 	answerMargin = 5 * time.Second
+	// publishAllowance is the time a job's task may take to be confirmed after a short sync window
+	// (gateway's publishAllowance).
+	publishAllowance = 10 * time.Second
 )
 
 // requestLifetime is the longest a request may legitimately take once its header has arrived: its body
-// (BodyTimeout), then the longest time budget a scrape gets (SCRAPE_MAX_TIMEOUT + SCRAPE_REPLY_GRACE), then
-// the answer. The server's ReadTimeout and WriteTimeout are that: a shorter ReadTimeout would cut long
+// (BodyTimeout), then the longest the handler waits (the sync window or a job's long poll, plus
+// SCRAPE_REPLY_GRACE, gateway.Config.LongestWait; plus the publish allowance of a job's task), then the
+// answer. The server's ReadTimeout and WriteTimeout are that: a shorter ReadTimeout would cut long
 // scrapes (a read deadline that passes while a handler runs cancels its request's context).
 func requestLifetime(cfg localedge.Config) time.Duration {
-	return cfg.BodyTimeout + cfg.Gateway.MaxTimeout + cfg.Gateway.ReplyGrace + answerMargin
+	return cfg.BodyTimeout + cfg.Gateway.LongestWait() + publishAllowance + answerMargin
 }
 
 // newServer returns the gateway's HTTP server for h, with every timeout set, the header limit, and h

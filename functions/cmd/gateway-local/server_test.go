@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scrapeplatform/platform/functions/gateway"
 	"github.com/scrapeplatform/platform/functions/gateway/localedge"
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
@@ -345,7 +346,9 @@ func TestServerTimeoutsFitTheBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := newServer(cfg, http.NotFoundHandler())
-	longest := cfg.BodyTimeout + cfg.Gateway.MaxTimeout + cfg.Gateway.ReplyGrace
+	// The handler waits through the sync window (a job goes on without it) or a job's long poll, and may
+	// give a job's task publishAllowance to be confirmed.
+	longest := cfg.BodyTimeout + max(cfg.Gateway.SyncWait, gateway.MaxJobWait) + cfg.Gateway.ReplyGrace + publishAllowance
 	if srv.ReadTimeout <= longest || srv.WriteTimeout <= longest || srv.ReadHeaderTimeout == 0 || srv.IdleTimeout == 0 {
 		t.Fatalf("timeouts %+v do not cover a request's %v", srv, longest)
 	}

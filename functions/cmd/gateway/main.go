@@ -16,6 +16,7 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/scrapeplatform/platform/functions/brokersecret"
+	"github.com/scrapeplatform/platform/functions/gateway"
 	"github.com/scrapeplatform/platform/functions/gateway/lambdaedge"
 )
 
@@ -42,7 +43,11 @@ func main() {
 	_ = level.UnmarshalText([]byte(cfg.Gateway.LogLevel))
 	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
 	// The Lambda edge: API Gateway's authorizers, EMF metrics on stdout.
-	h, client := lambdaedge.Build(cfg, "gateway-lambda", log, os.Stdout)
+	h, client, err := lambdaedge.Build(cfg, "gateway-lambda", log, os.Stdout)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gateway: job store: %v\n", err)
+		os.Exit(2)
+	}
 	// One connection per execution environment, dialled during init and kept across invocations.
 	go func() { _ = client.Run(context.Background()) }()
 	lambda.Start(httpadapter.NewV2(routes(h)).ProxyWithContext)
@@ -52,6 +57,10 @@ func main() {
 func routes(h http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
-	mux.Handle(machinePrefix+"/", http.StripPrefix(machinePrefix, h))
+	iam := http.StripPrefix(machinePrefix, h)
+	mux.Handle(machinePrefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A job's Location stays under the prefix: IAM clients poll /iam/jobs/{id}.
+		iam.ServeHTTP(w, gateway.WithBasePath(r, machinePrefix))
+	}))
 	return mux
 }

@@ -29,7 +29,7 @@ func (APIGatewayAuth) Authenticate(r *http.Request) (gateway.Principal, error) {
 		if sub == "" {
 			return gateway.Principal{}, fmt.Errorf("%w: token has no subject", auth.ErrInvalidToken)
 		}
-		return gateway.Principal{Subject: sub, Method: "apigateway-jwt"}, nil
+		return gateway.Principal{Subject: sub, Method: "apigateway-jwt", ClientID: jwt.Claims["client_id"]}, nil
 	}
 	if iam := rc.Authorizer.IAM; iam != nil {
 		id := iam.UserARN

@@ -22,6 +22,7 @@ var _ gateway.Recorder = (*EMF)(nil)
 //	ScrapeDuration  Milliseconds  dimensions [Stage], [Stage, Outcome]
 //	HTTPRequests    Count         dimensions [Stage], [Stage, Route, StatusClass]
 //	RepliesDropped  Count         dimensions [Stage, Reason]
+//	JobsAccepted    Count         dimensions [Stage, Mode] (sync: 200 within the window; async: 202)
 type EMF struct {
 	w         io.Writer
 	namespace string
@@ -84,4 +85,10 @@ func (e *EMF) ObserveHTTP(route string, code int, _ time.Duration) {
 func (e *EMF) ReplyDropped(reason string) {
 	e.emit([][]string{{"Stage", "Reason"}}, []emfMetric{{"RepliesDropped", "Count"}},
 		map[string]any{"Reason": reason, "RepliesDropped": 1})
+}
+
+// JobAccepted implements gateway.Recorder.
+func (e *EMF) JobAccepted(mode string) {
+	e.emit([][]string{{"Stage", "Mode"}}, []emfMetric{{"JobsAccepted", "Count"}},
+		map[string]any{"Mode": mode, "JobsAccepted": 1})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/scrapeplatform/platform/functions/gateway"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
+	"github.com/scrapeplatform/platform/shared/job"
 )
 
 // echoBroker answers every call at once with a completed reply. Unit tests only.
@@ -87,12 +88,12 @@ func TestEMFLinesFromAScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := gateway.New(cfg, gateway.Options{Broker: echoBroker{}, Authenticator: anyone{},
-		Logger: slog.New(slog.DiscardHandler), Recorder: NewEMF(&buf, "ScrapingPlatform", "test")})
+		Logger: slog.New(slog.DiscardHandler), Recorder: NewEMF(&buf, "ScrapingPlatform", "test"), Jobs: job.NewMemory(0, nil)})
 	for _, body := range []string{`{"script_name":"echo"}`, `{`} {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/scrape", strings.NewReader(body)))
 	}
 
-	var scrapes, http4xx int
+	var scrapes, http4xx, jobs int
 	sc := bufio.NewScanner(&buf)
 	for sc.Scan() {
 		doc := checkEMF(t, sc.Bytes(), "ScrapingPlatform")
@@ -105,8 +106,11 @@ func TestEMFLinesFromAScrape(t *testing.T) {
 		if doc["HTTPRequests"] == float64(1) && doc["StatusClass"] == "4xx" && doc["Route"] == "POST /scrape" {
 			http4xx++
 		}
+		if doc["JobsAccepted"] == float64(1) && doc["Mode"] == "sync" {
+			jobs++
+		}
 	}
-	if scrapes != 1 || http4xx != 1 {
-		t.Fatalf("want one completed scrape and one 4xx: got %d and %d in\n%s", scrapes, http4xx, buf.String())
+	if scrapes != 1 || http4xx != 1 || jobs != 1 {
+		t.Fatalf("want one completed scrape, one 4xx and one job answered in the sync window: got %d, %d and %d in\n%s", scrapes, http4xx, jobs, buf.String())
 	}
 }

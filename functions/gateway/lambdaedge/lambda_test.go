@@ -58,7 +58,10 @@ func TestLambdaAdapterWithRealBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, client := Build(cfg, "test-lambda-gateway", testlog.New(t, slog.LevelInfo), nil)
+	h, client, err := Build(cfg, "test-lambda-gateway", testlog.New(t, slog.LevelInfo), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = client.Run(ctx); close(done) }()

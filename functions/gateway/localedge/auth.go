@@ -33,5 +33,5 @@ func (a BearerAuth) Authenticate(r *http.Request) (gateway.Principal, error) {
 	if len(a.Scopes) > 0 && !slices.ContainsFunc(a.Scopes, claims.HasScope) {
 		return gateway.Principal{}, fmt.Errorf("%w (one of: %s)", gateway.ErrInsufficientScope, strings.Join(a.Scopes, ", "))
 	}
-	return gateway.Principal{Subject: claims.Subject, Method: "jwt"}, nil
+	return gateway.Principal{Subject: claims.Subject, Method: "jwt", ClientID: claims.ClientID}, nil
 }

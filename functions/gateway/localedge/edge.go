@@ -4,6 +4,7 @@
 package localedge
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -12,8 +13,8 @@ import (
 	"github.com/scrapeplatform/platform/shared/broker"
 )
 
-// Build wires the HTTP API handler for the local server: bearer-token authentication and metrics (nil:
-// none). The caller runs client.Run for as long as the handler serves.
+// Build wires the HTTP API handler for the local server: bearer-token authentication, metrics (nil:
+// none) and the job store when JOB_STORE_BUCKET names one. The caller runs client.Run for as long as the handler serves.
 func Build(cfg Config, name string, log *slog.Logger, metrics *Metrics) (*gateway.Handler, *broker.RPCClient, error) {
 	var v auth.Verifier
 	var err error
@@ -32,8 +33,12 @@ func Build(cfg Config, name string, log *slog.Logger, metrics *Metrics) (*gatewa
 		rec = metrics
 		rpc.OnConnect, rpc.OnDisconnect, rpc.OnDrop = metrics.BrokerHooks()
 	}
+	store, err := cfg.Gateway.OpenJobStore(context.Background())
+	if err != nil {
+		return nil, nil, err
+	}
 	client := broker.NewRPCClient(rpc)
 	h := gateway.New(cfg.Gateway, gateway.Options{Broker: client, Authenticator: BearerAuth{Verifier: v, Scopes: cfg.JWTScopes},
-		Logger: log, Recorder: rec})
+		Logger: log, Recorder: rec, Jobs: store})
 	return h, client, nil
 }

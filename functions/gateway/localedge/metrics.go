@@ -16,6 +16,7 @@ type Metrics struct {
 	HTTPDuration   *prometheus.HistogramVec
 	ScrapeOutcomes *prometheus.CounterVec
 	RepliesDropped *prometheus.CounterVec
+	JobsAccepted   *prometheus.CounterVec
 	Connected      prometheus.Gauge
 	Connects       prometheus.Counter
 }
@@ -42,6 +43,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "scraping_rpc_replies_dropped_total",
 			Help: "Replies that matched no waiting request: late (the caller had given up) or unknown.",
 		}, []string{"reason"}),
+		JobsAccepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scraping_gateway_jobs_accepted_total",
+			Help: "Scrapes recorded as jobs, by how they were answered: sync (200 within the sync window) or async (202).",
+		}, []string{"mode"}),
 		Connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "scraping_gateway_broker_connected",
 			Help: "1 while the gateway's AMQP connection is up.",
@@ -51,11 +56,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "AMQP connections the gateway established; more than one means reconnects.",
 		}),
 	}
-	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ScrapeOutcomes, m.RepliesDropped, m.Connected, m.Connects)
+	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ScrapeOutcomes, m.RepliesDropped, m.JobsAccepted, m.Connected, m.Connects)
 	// Every known label value exists from the start at 0, so rates and alert ratios have a series to work on
 	// before the first event of its kind (a series that appears at 1 hides its first increase from rate()).
 	for _, o := range []contract.Status{contract.StatusCompleted, contract.StatusFailed, contract.StatusTimeout, "broker_unavailable", "no_worker_response", "queue_full"} {
 		m.ScrapeOutcomes.WithLabelValues(string(o))
+	}
+	for _, mode := range []string{gateway.ModeSync, gateway.ModeAsync} {
+		m.JobsAccepted.WithLabelValues(mode)
 	}
 	for _, r := range []string{"late", "unknown"} {
 		m.RepliesDropped.WithLabelValues(r)
@@ -76,6 +84,9 @@ func (m *Metrics) ObserveScrape(outcome contract.Status, _ time.Duration) {
 
 // ReplyDropped implements gateway.Recorder.
 func (m *Metrics) ReplyDropped(reason string) { m.RepliesDropped.WithLabelValues(reason).Inc() }
+
+// JobAccepted implements gateway.Recorder.
+func (m *Metrics) JobAccepted(mode string) { m.JobsAccepted.WithLabelValues(mode).Inc() }
 
 // BrokerHooks returns callbacks for broker.RPCConfig's OnConnect, OnDisconnect and OnDrop.
 func (m *Metrics) BrokerHooks() (onConnect func(), onDisconnect func(error), onDrop func(string)) {

@@ -74,4 +74,11 @@ func TestMetricsKnownLabelsStartAtZero(t *testing.T) {
 	if n := testutil.CollectAndCount(m.RepliesDropped); n != 2 {
 		t.Fatalf("replies dropped: %d series, want 2 (late, unknown)", n)
 	}
+	if n := testutil.CollectAndCount(m.JobsAccepted); n != 2 {
+		t.Fatalf("jobs accepted: %d series, want 2 (sync, async)", n)
+	}
+	m.JobAccepted("async")
+	if v := testutil.ToFloat64(m.JobsAccepted.WithLabelValues("async")); v != 1 {
+		t.Fatalf("scraping_gateway_jobs_accepted_total{mode=async} = %v", v)
+	}
 }

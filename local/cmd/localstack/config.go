@@ -19,6 +19,7 @@ const (
 	defaultRepositoryDir = "scripts"
 	defaultS3Addr        = "127.0.0.1:7070"
 	defaultS3Bucket      = "scraping-scripts"
+	defaultJobsBucket    = "scraping-jobs"
 	// The local S3 server listens on loopback only; its keys are not secrets.
 	localS3AccessKey       = "scraping-local"
 	localS3SecretKey       = "scraping-local-secret-key"
@@ -53,6 +54,7 @@ type config struct {
 	repositoryURL  string // absolute for the local repository
 	scriptsDir     string // absolute: the folder published to a local S3 server
 	localS3        bool   // run versitygw and publish scriptsDir to it
+	localJobs      bool   // run versitygw for the job store (no JOB_STORE_BUCKET and no S3 of the user's)
 	s3Addr         string
 	versitygw      string // VERSITYGW
 	workDir        string // WORKER_WORK_DIR for the workers: the user's, else one of this stack's own
@@ -146,6 +148,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 			return config{}, err
 		}
 	}
+	// The job store lives on the local S3 server too, whatever the script repository, unless the user
+	// names a job store or an S3 server of their own (their S3_* variables would point it elsewhere).
+	c.localJobs = getenv("JOB_STORE_BUCKET") == "" && getenv("S3_ENDPOINT_URL") == "" && getenv("S3_BUCKET_NAME") == ""
 	// s3 without a bucket or endpoint of the user's: the S3 server is ours.
 	if c.repositoryType == "s3" && getenv("S3_BUCKET_NAME") == "" && getenv("S3_ENDPOINT_URL") == "" {
 		c.localS3 = true

@@ -131,7 +131,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var s3Env []string
 	if s3 != nil {
-		s3Env = s3.Env()
+		if cfg.repositoryType == "s3" {
+			s3Env = s3.Env()
+		}
+		if cfg.localJobs {
+			s3Env = append(s3Env, s3.JobEnv(defaultJobsBucket)...)
+		}
 		defer func() {
 			if err := s3.Stop(10 * time.Second); err != nil {
 				log.Warn("stopping the S3 server", "err", err)
@@ -216,23 +221,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return failure
 }
 
-// startScriptServer settles where the workers read scripts from. With
-// SCRIPT_REPOSITORY_TYPE=s3 and no bucket or endpoint of the user's, or with
-// no SCRIPT_REPOSITORY_TYPE at all while versitygw is installed, it starts a
-// local S3-compatible server (versitygw, objects under <data>/s3) and
-// publishes the script folders to it with scrapectl — the deployed topology.
-// Without versitygw (and no explicit s3) the workers read the folder itself.
+// startScriptServer settles where the workers read scripts from and where jobs are kept. With
+// SCRIPT_REPOSITORY_TYPE=s3 and no bucket or endpoint of the user's, or with no SCRIPT_REPOSITORY_TYPE at
+// all while versitygw is installed, it starts a local S3-compatible server (versitygw, objects under
+// <data>/s3) and publishes the script folders to it with scrapectl — the deployed topology. Without
+// versitygw (and no explicit s3) the workers read the folder itself. The same server keeps the job store
+// (bucket scraping-jobs), also for SCRIPT_REPOSITORY_TYPE=local, unless the user names their own.
 func startScriptServer(ctx context.Context, cfg *config, out io.Writer, log *slog.Logger) (*stack.S3Server, error) {
 	explicit := cfg.localS3
-	if !explicit && cfg.repositoryType != "" {
+	scripts := explicit || cfg.repositoryType == ""
+	if !scripts && !cfg.localJobs {
 		return nil, nil
+	}
+	noJobs := func(reason string, err error) {
+		if cfg.localJobs {
+			log.Warn("no job store: async scrapes (Prefer: respond-async, Idempotency-Key, callback_url) answer 503: "+reason, "reason", err)
+			cfg.localJobs = false
+		}
 	}
 	fallback := func(reason string, err error) (*stack.S3Server, error) {
 		if explicit {
 			return nil, fmt.Errorf("local S3 server: %w", err)
 		}
-		log.Info("the workers read scripts from the folder: "+reason, "folder", cfg.scriptsDir, "reason", err)
-		cfg.useLocalFolder()
+		if scripts {
+			log.Info("the workers read scripts from the folder: "+reason, "folder", cfg.scriptsDir, "reason", err)
+			cfg.useLocalFolder()
+		}
+		noJobs(reason, err)
 		return nil, nil
 	}
 	root, err := os.Getwd()
@@ -244,15 +259,30 @@ func startScriptServer(ctx context.Context, cfg *config, out io.Writer, log *slo
 		return fallback("no S3 server (make versitygw installs one)", err)
 	}
 	scrapectl := filepath.Join(cfg.binDir, "scrapectl")
-	if _, err := os.Stat(scrapectl); err != nil {
-		return fallback("scrapectl, which publishes them, is not built (make build)", err)
+	if _, err := os.Stat(scrapectl); err != nil && scripts {
+		if explicit || !cfg.localJobs {
+			return fallback("scrapectl, which publishes them, is not built (make build)", err)
+		}
+		log.Info("the workers read scripts from the folder: scrapectl, which publishes them, is not built (make build)", "folder", cfg.scriptsDir)
+		cfg.useLocalFolder()
+		scripts = false
+	}
+	var buckets []string
+	if cfg.localJobs {
+		buckets = []string{defaultJobsBucket}
 	}
 	srv, err := stack.StartS3(ctx, stack.S3Options{
-		Binary: bin, Addr: cfg.s3Addr, Dir: filepath.Join(cfg.dataDir, "s3"), Bucket: defaultS3Bucket,
+		Binary: bin, Addr: cfg.s3Addr, Dir: filepath.Join(cfg.dataDir, "s3"), Bucket: defaultS3Bucket, Buckets: buckets,
 		AccessKey: localS3AccessKey, SecretKey: localS3SecretKey, Region: "us-east-1", Output: out,
 	})
 	if err != nil {
 		return fallback("the S3 server did not start", err)
+	}
+	if cfg.localJobs {
+		log.Info("jobs are kept on the local S3 server", "endpoint", srv.Endpoint(), "bucket", defaultJobsBucket)
+	}
+	if !scripts {
+		return srv, nil
 	}
 	names, err := srv.PublishScripts(ctx, scrapectl, cfg.scriptsDir)
 	if err != nil {
@@ -341,7 +371,13 @@ func printUsage(w io.Writer, s *stack.Stack, prom *stack.Prometheus, s3 *stack.S
 	}
 	scripts := cfg.repositoryType + " " + cfg.repositoryURL
 	republish := ""
-	if s3 != nil {
+	jobs := "none (install versitygw: make versitygw; or set JOB_STORE_BUCKET): async scrapes answer 503"
+	if s3 != nil && cfg.localJobs {
+		jobs = "s3://" + defaultJobsBucket + " on " + s3.Endpoint() + " (versitygw)"
+	} else if v := os.Getenv("JOB_STORE_BUCKET"); v != "" {
+		jobs = "s3://" + v + " (JOB_STORE_BUCKET)"
+	}
+	if s3 != nil && cfg.repositoryType == "s3" {
 		scripts = "s3://" + defaultS3Bucket + "/scripts/ on " + s3.Endpoint() + " (versitygw), published from " + cfg.scriptsDir
 		republish = "After editing a script, publish it again (workers pick it up within SCRIPT_CACHE_TTL, 30 s):\n  " +
 			strings.Join(s3.Env()[1:], " ") + " " + filepath.Join(cfg.binDir, "scrapectl") + " scripts push scripts/NAME\n" +
@@ -349,10 +385,11 @@ func printUsage(w io.Writer, s *stack.Stack, prom *stack.Prometheus, s3 *stack.S
 	}
 	fmt.Fprintf(w, `
 Local stack ready.
-  gateway     %[1]s   (GET /health, GET /status, POST /scrape, GET /metrics)
+  gateway     %[1]s   (GET /health, GET /status, POST /scrape, GET|DELETE /jobs/ID, GET /metrics)
   workers     %[2]s
   broker      %[3]s
   scripts     %[4]s
+  jobs        %[9]s
   prometheus  %[6]s
   state       %[5]s
 
@@ -360,7 +397,7 @@ Local stack ready.
 %[7]sCtrl-C stops everything.
 
 `, s.GatewayURL(), strings.Join(metrics, " "), redact(cfg.rabbitMQURL), scripts, cfg.dataDir, promLine, republish,
-		callText(s.GatewayURL(), cfg.egressAllow))
+		callText(s.GatewayURL(), cfg.egressAllow), jobs)
 }
 
 // demoAddr is where `make demo` serves the bundled demo page (local/demo/).

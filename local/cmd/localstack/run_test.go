@@ -413,7 +413,19 @@ func TestRunPublishesScriptsToALocalS3Server(t *testing.T) {
 			t.Errorf("worker environment lacks %s (as its last word)", want)
 		}
 	}
+	// The job store lives on the same server.
+	for _, want := range []string{"JOB_STORE_BUCKET=scraping-jobs"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("worker environment lacks %s", want)
+		}
+	}
+	if want := "jobs        s3://scraping-jobs on http://" + s3Addr; !strings.Contains(r.stdout.String(), want) {
+		t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+	}
 	wd, _ := os.Getwd()
+	if fi, err := os.Stat(filepath.Join(wd, ".local", "s3", "scraping-jobs")); err != nil || !fi.IsDir() {
+		t.Errorf("the jobs bucket was not created: %v", err)
+	}
 	for name, want := range map[string]bool{"hello": true, "other": true, "not_a_script": false} {
 		_, err := os.Stat(filepath.Join(wd, ".local", "s3", "scraping-scripts", "scripts", name+".tar.gz"))
 		if (err == nil) != want {
@@ -427,6 +439,43 @@ func TestRunPublishesScriptsToALocalS3Server(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", s3Addr, time.Second); err == nil {
 		c.Close()
 		t.Error("the S3 server still listens after the stack stopped")
+	}
+}
+
+// SCRIPT_REPOSITORY_TYPE=local runs get jobs too: the local S3 server runs for the job store only, and the
+// workers still read the folder.
+func TestRunKeepsJobsOnTheLocalS3ServerWithALocalRepository(t *testing.T) {
+	versitygw, err := filepath.Abs("../../../.tools/bin/versitygw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(versitygw); err != nil {
+		t.Fatalf("this test needs versitygw: run `make versitygw` (make test does): %v", err)
+	}
+	scripts := t.TempDir()
+	base := freeBase(t, 3)
+	s3Addr := "127.0.0.1:" + strconv.Itoa(base+3)
+	r := startRun(t, map[string]string{"RABBITMQ_URL": fakeBroker(t), "VERSITYGW": versitygw, "SCRIPT_REPOSITORY_TYPE": "local", "SCRIPT_REPOSITORY_URL": scripts},
+		"-bin", fakeBinDir, "-gateway-addr", "127.0.0.1:"+strconv.Itoa(base+1), "-workers", "1", "-worker-metrics-base-port", strconv.Itoa(base+1), "-s3-addr", s3Addr)
+	r.waitFor(t, "Ctrl-C stops everything")
+	env := childEnvOf(t, "http://127.0.0.1:"+strconv.Itoa(base+2))
+	for _, want := range []string{"SCRIPT_REPOSITORY_TYPE=local", "SCRIPT_REPOSITORY_URL=" + scripts, "JOB_STORE_BUCKET=scraping-jobs",
+		"S3_ENDPOINT_URL=http://" + s3Addr, "S3_ACCESS_KEY=" + localS3AccessKey} {
+		if !slices.Contains(env, want) {
+			t.Errorf("worker environment lacks %s", want)
+		}
+	}
+	if slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "S3_BUCKET_NAME=") }) {
+		t.Error("a local repository got the script bucket's S3_BUCKET_NAME")
+	}
+	if c, err := net.DialTimeout("tcp", s3Addr, 5*time.Second); err != nil {
+		t.Errorf("the S3 server for jobs does not listen: %v", err)
+	} else {
+		c.Close()
+	}
+	r.cancel()
+	if err := r.wait(t); err != nil {
+		t.Fatal(err)
 	}
 }
 

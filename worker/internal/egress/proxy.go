@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/netguard"
 )
 
 // Timeouts of the proxy.
@@ -430,15 +432,15 @@ func (p *Proxy) resolve(ctx context.Context, host string, port int) ([]netip.Add
 	name := strings.TrimSuffix(strings.ToLower(host), ".")
 	if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err == nil {
 		var re *RefusedError
-		if err := p.cfg.Policy.check(a, port); errors.As(err, &re) {
+		if err := p.cfg.Policy.Check(a, port); errors.As(err, &re) {
 			return nil, private(re, re.Error(), a.Unmap().String())
 		}
 		return []netip.Addr{a.Unmap()}, nil
 	}
-	if a, ok := parseNumericHost(name); ok {
+	if a, ok := netguard.ParseNumericHost(name); ok {
 		// 2852039166, 0251.0376.0251.0376 and the like: an address, however it is spelled.
 		var re *RefusedError
-		if err := p.cfg.Policy.check(a, port); errors.As(err, &re) {
+		if err := p.cfg.Policy.Check(a, port); errors.As(err, &re) {
 			return nil, private(re, fmt.Sprintf("%q is the address %s, %s", host, a, re.Why), a.String())
 		}
 		return []netip.Addr{a}, nil
@@ -452,12 +454,12 @@ func (p *Proxy) resolve(ctx context.Context, host string, port int) ([]netip.Add
 	if err != nil || len(addrs) == 0 {
 		return nil, &refusal{target: target, reason: "resolve", status: http.StatusBadGateway, why: notResolved(host, err)}
 	}
-	if p.cfg.Policy.allowsName(name, port) {
+	if p.cfg.Policy.AllowsName(name, port) {
 		return addrs, nil
 	}
 	for _, a := range addrs {
 		var re *RefusedError
-		if err := p.cfg.Policy.check(a, port); errors.As(err, &re) {
+		if err := p.cfg.Policy.Check(a, port); errors.As(err, &re) {
 			return nil, private(re, fmt.Sprintf("%s resolves to %s, %s", host, re.Addr, re.Why), name)
 		}
 	}
