@@ -72,7 +72,7 @@ type DelivererConfig struct {
 	// CheckAddr vets every address the delivery connects to, at connect time, after DNS resolution (so a
 	// name that resolves to a forbidden address later, DNS rebinding, is still refused). Required: the
 	// shared SSRF guard in production; tests pass their own.
-	CheckAddr func(netip.Addr) error
+	CheckAddr func(addr netip.Addr, port int) error
 	// Metrics counts attempts (nil: none).
 	Metrics      Metrics
 	OnConnect    func()
@@ -174,7 +174,7 @@ func (e *refusedError) Unwrap() error { return e.err }
 // dialled (after DNS resolution); no proxy from the environment (the check must see the real target);
 // redirects are not followed (a 3xx is a failed attempt: following one would let a receiver point the
 // signed body, or the guard's decision, elsewhere); the whole request is bounded by timeout.
-func newClient(timeout time.Duration, check func(netip.Addr) error) *http.Client {
+func newClient(timeout time.Duration, check func(netip.Addr, int) error) *http.Client {
 	dialer := &net.Dialer{
 		Timeout: timeout,
 		Control: func(_, address string, _ syscall.RawConn) error {
@@ -182,7 +182,7 @@ func newClient(timeout time.Duration, check func(netip.Addr) error) *http.Client
 			if err != nil {
 				return &refusedError{addr: address, err: fmt.Errorf("not an IP address: %w", err)}
 			}
-			if err := check(ap.Addr().Unmap()); err != nil {
+			if err := check(ap.Addr().Unmap(), int(ap.Port())); err != nil {
 				return &refusedError{addr: ap.Addr().Unmap().String(), err: err}
 			}
 			return nil

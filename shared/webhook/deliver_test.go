@@ -29,9 +29,9 @@ import (
 
 // testGuard is the tests' address check: it refuses the metadata range and 10.0.0.0/8 (what the shared
 // SSRF guard refuses too) and allows the rest, loopback included, so receivers on 127.0.0.1 are reachable.
-func testGuard(extra ...netip.Prefix) func(netip.Addr) error {
+func testGuard(extra ...netip.Prefix) func(netip.Addr, int) error {
 	refused := append([]netip.Prefix{netip.MustParsePrefix("169.254.0.0/16"), netip.MustParsePrefix("10.0.0.0/8")}, extra...)
-	return func(a netip.Addr) error {
+	return func(a netip.Addr, _ int) error {
 		for _, p := range refused {
 			if p.Contains(a) {
 				return fmt.Errorf("%s is in the forbidden range %s", a, p)

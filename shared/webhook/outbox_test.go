@@ -148,7 +148,7 @@ func TestDelayLevels(t *testing.T) {
 func testDeliverer(t *testing.T, s Schedule, random float64) *Deliverer {
 	t.Helper()
 	d, err := NewDeliverer(DelivererConfig{URL: "amqp://x", TaskQueue: "t", Store: job.NewMemory(0, nil),
-		Secrets: []Secret{newSecret(t)}, Schedule: s, CheckAddr: func(netip.Addr) error { return nil },
+		Secrets: []Secret{newSecret(t)}, Schedule: s, CheckAddr: func(netip.Addr, int) error { return nil },
 		Random: func() float64 { return random }})
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +188,7 @@ func TestNewDelivererRefusesIncompleteConfig(t *testing.T) {
 		}
 	}
 	_, err = NewDeliverer(DelivererConfig{URL: "amqp://x", TaskQueue: "t", Store: job.NewMemory(0, nil),
-		Secrets: []Secret{{}}, Schedule: DefaultSchedule(), CheckAddr: func(netip.Addr) error { return nil }})
+		Secrets: []Secret{{}}, Schedule: DefaultSchedule(), CheckAddr: func(netip.Addr, int) error { return nil }})
 	if err == nil || !strings.Contains(err.Error(), "secret 1 is empty") {
 		t.Errorf("NewDeliverer with an empty secret: %v", err)
 	}

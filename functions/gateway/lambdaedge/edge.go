@@ -27,6 +27,7 @@ func Build(cfg Config, name string, log *slog.Logger, metricsOut io.Writer) (*ga
 		return nil, nil, err
 	}
 	client := broker.NewRPCClient(rpc)
-	h := gateway.New(cfg.Gateway, gateway.Options{Broker: client, Authenticator: APIGatewayAuth{}, Logger: log, Recorder: rec, Jobs: store})
+	h := gateway.New(cfg.Gateway, gateway.Options{Broker: client, Authenticator: APIGatewayAuth{}, Logger: log, Recorder: rec, Jobs: store,
+		Callbacks: cfg.Gateway.OutboxCallbacks(context.Background(), name+"/webhooks", log)})
 	return h, client, nil
 }

@@ -39,6 +39,6 @@ func Build(cfg Config, name string, log *slog.Logger, metrics *Metrics) (*gatewa
 	}
 	client := broker.NewRPCClient(rpc)
 	h := gateway.New(cfg.Gateway, gateway.Options{Broker: client, Authenticator: BearerAuth{Verifier: v, Scopes: cfg.JWTScopes},
-		Logger: log, Recorder: rec, Jobs: store})
+		Logger: log, Recorder: rec, Jobs: store, Callbacks: cfg.Gateway.OutboxCallbacks(context.Background(), name+"/webhooks", log)})
 	return h, client, nil
 }

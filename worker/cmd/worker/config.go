@@ -11,6 +11,7 @@ import (
 
 	"github.com/scrapeplatform/platform/shared/config"
 	"github.com/scrapeplatform/platform/shared/job"
+	"github.com/scrapeplatform/platform/shared/webhook"
 	"github.com/scrapeplatform/platform/worker/internal/egress"
 	"github.com/scrapeplatform/platform/worker/internal/envcache"
 	"github.com/scrapeplatform/platform/worker/internal/manifest"
@@ -43,6 +44,8 @@ type workerConfig struct {
 	Envs       envcache.Config
 	Repository repository.Options
 	Egress     egress.Config
+	// Webhooks are the deliverer's settings (WEBHOOK_*, webhook.LoadConfigFrom).
+	Webhooks webhook.Config
 
 	// JobStore locates the job store (JOB_STORE_BUCKET and the rest of job.Load's variables); nil when
 	// JOB_STORE_BUCKET is unset: tasks that carry a job then fail with internal_error.
@@ -75,6 +78,7 @@ func loadConfig(getenv func(string) string) (workerConfig, error) {
 	c.Envs = envcache.LoadConfig(e, c.WorkDir)
 	c.Repository = repository.LoadOptions(e, c.WorkDir, c.Task.ID)
 	c.Egress = egress.LoadConfig(e)
+	c.Webhooks = webhook.LoadConfigFrom(e)
 
 	c.Task.MaxJobResultBytes = e.Int("SCRAPE_MAX_RESULT_MB", task.DefaultMaxJobResultBytes>>20, 1, 1024) << 20
 	c.Task.InlineResultBytes = e.Int("JOB_INLINE_RESULT_KB", task.DefaultInlineResultBytes>>10, 1, 400) << 10

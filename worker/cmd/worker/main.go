@@ -16,6 +16,7 @@ import (
 
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/job"
+	"github.com/scrapeplatform/platform/shared/webhook"
 	"github.com/scrapeplatform/platform/worker/internal/envcache"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
 	"github.com/scrapeplatform/platform/worker/internal/task"
@@ -137,6 +138,7 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 	// Jobs (issue 10): the job store, the lease queue of long jobs and the cancel notices. Without a job
 	// store, tasks that carry a job fail (internal_error).
 	var leaser *broker.Leaser
+	var jobStore webhook.Store // stays a nil interface without a store (startWebhooks then starts nothing)
 	if cfg.JobStore != nil {
 		store, err := job.NewS3(ctx, *cfg.JobStore)
 		if err != nil {
@@ -146,8 +148,10 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 		leaser = broker.NewLeaser(broker.LeaserConfig{URL: cfg.RabbitMQURL, Name: cfg.Task.ID + "/lease", Topology: topo,
 			Period: cfg.JobLease, Logger: log, OnConnect: leaseUp, OnDisconnect: leaseDown})
 		taskCfg.Jobs, taskCfg.Leaser, taskCfg.JobMetrics = store, leaser, metrics
-		// taskCfg.Callbacks stays nil (no webhooks) until shared/webhook's Outbox is wired here:
-		// webhook.NewOutbox(publisher, cfg.TaskQueue) implements task.Callbacks.
+		// A job with a callback_url that this worker ends is handed to the webhook queue; the deliverers
+		// (started below, one per worker) post it.
+		taskCfg.Callbacks = webhook.NewOutbox(publisher, cfg.TaskQueue)
+		jobStore = store
 	} else {
 		log.Warn("no job store (JOB_STORE_BUCKET unset): tasks that carry a job will fail")
 	}
@@ -165,6 +169,17 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 		// cancels, throughout the drain.
 		go func() { _ = leaser.Run(pubCtx) }()
 		go func() { _ = listener.Run(pubCtx) }()
+	}
+
+	// Webhooks: delivered from <task>.webhooks, every connection through the scripts' SSRF guard (the same
+	// EGRESS_ALLOW exceptions).
+	whUp, whDown := metrics.Connection("webhooks")
+	stopWebhooks, err := startWebhooks(pubCtx, webhookDeps{Config: cfg.Webhooks, RabbitMQURL: cfg.RabbitMQURL,
+		TaskQueue: cfg.TaskQueue, WorkerID: cfg.Task.ID, Store: jobStore, CheckAddr: cfg.Egress.Policy.Check,
+		Registry: reg, OnConnect: whUp, OnDisconnect: whDown, Logger: log})
+	if err != nil {
+		stopPublisher()
+		return fmt.Errorf("webhooks: %w", err)
 	}
 
 	srv, err := serveStatus(cfg.MetricsAddr, reg, func() bool { return consumer.Connected() && publisher.Connected() },
@@ -189,6 +204,7 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 	handlerErr := handler.Shutdown(drainCtx)
 	cancelDrain()
 	bounded(log, "stop the warm runners", scripts.Shutdown)
+	bounded(log, "stop webhook deliveries", stopWebhooks)
 	// 5. Close the connections: consume first (the broker requeues what is still unacknowledged), then
 	// publish.
 	bounded(log, "close the consume connection", consumer.Shutdown)

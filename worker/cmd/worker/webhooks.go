@@ -15,8 +15,9 @@ import (
 
 // webhookDeps is what the webhook deliverer takes from the rest of the worker.
 type webhookDeps struct {
-	// Getenv reads the WEBHOOK_* settings (webhook.LoadConfig documents them).
-	Getenv func(string) string
+	// Config is the WEBHOOK_* settings (webhook.LoadConfigFrom documents them), read with the rest of the
+	// worker's configuration.
+	Config webhook.Config
 	// RabbitMQURL, TaskQueue and WorkerID are the worker's own settings: the deliverer consumes
 	// <TaskQueue>.webhooks on a connection of its own named <WorkerID>/webhooks.
 	RabbitMQURL, TaskQueue, WorkerID string
@@ -24,7 +25,7 @@ type webhookDeps struct {
 	Store webhook.Store
 	// CheckAddr is the SSRF guard every callback connection passes (shared/netguard's check, with the
 	// worker's EGRESS_ALLOW): required.
-	CheckAddr func(netip.Addr) error
+	CheckAddr func(addr netip.Addr, port int) error
 	// Registry receives scraping_webhook_deliveries_total.
 	Registry prometheus.Registerer
 	// OnConnect and OnDisconnect report the connection (telemetry's Connection("webhooks")); may be nil.
@@ -45,10 +46,7 @@ func startWebhooks(ctx context.Context, deps webhookDeps) (stop func(context.Con
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cfg, err := webhook.LoadConfig(deps.Getenv)
-	if err != nil {
-		return nil, fmt.Errorf("webhook settings: %w", err)
-	}
+	cfg := deps.Config
 	metrics := newWebhookMetrics(deps.Registry)
 	noop := func(context.Context) error { return nil }
 	queue := webhook.NewQueues(deps.TaskQueue).Main

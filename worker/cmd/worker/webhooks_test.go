@@ -22,7 +22,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/webhook"
 )
 
-func allowAll(netip.Addr) error { return nil }
+func allowAll(netip.Addr, int) error { return nil }
 
 // The worker's deliverer, built from WEBHOOK_* settings, delivers a signed job and counts it in
 // scraping_webhook_deliveries_total.
@@ -70,7 +70,7 @@ func TestStartWebhooksDelivers(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
-	stop, err := startWebhooks(ctx, webhookDeps{Getenv: func(k string) string { return env[k] }, RabbitMQURL: url,
+	stop, err := startWebhooks(ctx, webhookDeps{Config: webhookConfig(t, env), RabbitMQURL: url,
 		TaskQueue: task, WorkerID: "w1", Store: store, CheckAddr: allowAll, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func newWebhookMetricsProbe(t *testing.T, reg *prometheus.Registry) float64 {
 func TestStartWebhooksWithoutSecretOrWithBadSettings(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	stop, err := startWebhooks(context.Background(), webhookDeps{Getenv: func(string) string { return "" }, TaskQueue: "q",
+	stop, err := startWebhooks(context.Background(), webhookDeps{Config: webhookConfig(t, nil), TaskQueue: "q",
 		Store: job.NewMemory(0, nil), CheckAddr: allowAll, Registry: prometheus.NewRegistry(), Logger: log})
 	if err != nil || stop == nil || stop(context.Background()) != nil {
 		t.Fatalf("without a secret: %v", err)
@@ -154,15 +154,14 @@ func TestStartWebhooksWithoutSecretOrWithBadSettings(t *testing.T) {
 		t.Errorf("log %q does not say why nothing is delivered", logs.String())
 	}
 	env := map[string]string{"WEBHOOK_SECRET": "whsec_c2hvcnQ=", "WEBHOOK_RETRY_DELAYS": "soon"}
-	_, err = startWebhooks(context.Background(), webhookDeps{Getenv: func(k string) string { return env[k] }, TaskQueue: "q",
-		Store: job.NewMemory(0, nil), CheckAddr: allowAll, Registry: prometheus.NewRegistry()})
+	_, err = loadConfig(func(k string) string { return env[k] }) // the worker reads WEBHOOK_* with the rest
 	if err == nil || !strings.Contains(err.Error(), "WEBHOOK_SECRET") || !strings.Contains(err.Error(), "WEBHOOK_RETRY_DELAYS") ||
 		strings.Contains(err.Error(), "c2hvcnQ") {
 		t.Errorf("bad settings: %v; want both named, the secret not shown", err)
 	}
 	secret, _ := webhook.NewSecret()
 	env = map[string]string{"WEBHOOK_SECRET": secret.Encode()}
-	if _, err := startWebhooks(context.Background(), webhookDeps{Getenv: func(k string) string { return env[k] }, TaskQueue: "q",
+	if _, err := startWebhooks(context.Background(), webhookDeps{Config: webhookConfig(t, env), TaskQueue: "q",
 		Store: job.NewMemory(0, nil), Registry: prometheus.NewRegistry()}); err == nil {
 		t.Error("started without an address check")
 	}
@@ -179,4 +178,14 @@ func TestWebhookMetrics(t *testing.T) {
 	if n := testutil.CollectAndCount(m.deliveries); n != 5 {
 		t.Errorf("%d series; want the 4 first-attempt series at 0 plus retry/2", n)
 	}
+}
+
+// webhookConfig reads the WEBHOOK_* settings of env as the worker's configuration does.
+func webhookConfig(t *testing.T, env map[string]string) webhook.Config {
+	t.Helper()
+	c, err := webhook.LoadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
