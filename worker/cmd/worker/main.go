@@ -85,6 +85,7 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 	var proxyURL string
 	if proxy != nil {
 		proxyURL = proxy.URL()
+		cfg.Runner.ServeProxy = proxy.Serve // each run's way out of its network namespace
 		defer bounded(log, "stop the egress proxy", proxy.Shutdown)
 	}
 
