@@ -111,9 +111,11 @@ func probeJail(python string, cred *syscall.Credential) error {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if err := cmd.Start(); err != nil {
+	// Registered as a run's leader, so the sweep of session-mode runners in this process (tests) leaves it.
+	if err := startChild(cmd); err != nil {
 		return err
 	}
+	defer forgetChild(cmd.Process.Pid)
 	var gotListener bool
 	err = j.start(func(ln net.Listener) { gotListener = ln != nil })
 	if werr := cmd.Wait(); err == nil && werr != nil {
