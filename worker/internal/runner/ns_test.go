@@ -272,9 +272,30 @@ func TestScriptsRunAsUIDsOfTheirOwn(t *testing.T) {
 	if p.Signal != "PermissionError" {
 		t.Errorf("signalling another script's warm runner: %q, want PermissionError", p.Signal)
 	}
-	// The control: the same script may signal its own processes (itself).
 	if !isLive(state.PID) {
 		t.Errorf("the victim %d is gone", state.PID)
+	}
+
+	// Marks a live warm runner of one script leaves in the shared /tmp, /var/tmp and /dev/shm are not
+	// readable by another script (its own uid; scripts create files 0600).
+	name := fmt.Sprintf("uid-test-%d", os.Getpid())
+	for _, d := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
+		t.Cleanup(func() { _ = os.Remove(filepath.Join(d, "mark-"+name)) })
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join("/tmp", "dir-"+name)); _ = os.Remove(filepath.Join("/dev/shm", "big-"+name)) })
+	writer := job(t, "leaves_temp_files", fmt.Sprintf(`{"name": %q}`, name), 20*time.Second)
+	writer.Warm, writer.Version = true, "v1"
+	if res := mustRun(t, r, writer); res.Status != contract.StatusCompleted {
+		t.Fatalf("writer: %q %+v", res.Status, res.Err)
+	}
+	if _, err := os.Stat("/tmp/mark-" + name); err != nil {
+		t.Fatalf("the live warm runner's mark is not there, so the test proves nothing: %v", err)
+	}
+	reader := job(t, "leaves_temp_files", fmt.Sprintf(`{"name": %q, "read": true}`, name), 20*time.Second)
+	reader.ScriptName = "looks_for_marks"
+	res = mustRun(t, r, reader)
+	if res.Status != contract.StatusCompleted || strings.Contains(string(res.Data), "secret of") || !strings.Contains(string(res.Data), "PermissionError") {
+		t.Errorf("another script looking for the marks: %q %s %+v; want PermissionError for each", res.Status, res.Data, res.Err)
 	}
 }
 
