@@ -282,7 +282,10 @@ func TestScriptsRunAsUIDsOfTheirOwn(t *testing.T) {
 	for _, d := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
 		t.Cleanup(func() { _ = os.Remove(filepath.Join(d, "mark-"+name)) })
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join("/tmp", "dir-"+name)); _ = os.Remove(filepath.Join("/dev/shm", "big-"+name)) })
+	t.Cleanup(func() {
+		_ = os.RemoveAll(filepath.Join("/tmp", "dir-"+name))
+		_ = os.Remove(filepath.Join("/dev/shm", "big-"+name))
+	})
 	writer := job(t, "leaves_temp_files", fmt.Sprintf(`{"name": %q}`, name), 20*time.Second)
 	writer.Warm, writer.Version = true, "v1"
 	if res := mustRun(t, r, writer); res.Status != contract.StatusCompleted {
