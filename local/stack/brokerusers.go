@@ -13,8 +13,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -44,6 +48,10 @@ type BrokerUsersOptions struct {
 	ManagementURL string
 	// TaskQueue is the task queue's name (RABBITMQ_TASK_QUEUE).
 	TaskQueue string
+	// Ctl, when the management API does not answer, is the rabbitmqctl command (with its node option, if
+	// any) to make the users with instead, e.g. {"rabbitmqctl"} for the machine's own broker; nil: none.
+	// rabbitmq-diagnostics is expected beside it.
+	Ctl []string
 	// StateFile keeps the users' names and passwords across restarts (created 0600).
 	StateFile string
 	// Timeout bounds each management API call (default 10 s).
@@ -53,6 +61,8 @@ type BrokerUsersOptions struct {
 // BrokerUsers are the users ProvisionBrokerUsers made: AMQP URLs for the gateway and the workers, and the
 // management credentials of the monitoring user.
 type BrokerUsers struct {
+	// Via says how they were made: "management API at <url>" or "rabbitmqctl".
+	Via                            string
 	GatewayURL, WorkerURL          string
 	MonitoringUser, MonitoringPass string
 }
@@ -93,8 +103,14 @@ func ProvisionBrokerUsers(ctx context.Context, o BrokerUsersOptions) (BrokerUser
 	if err != nil {
 		return BrokerUsers{}, err
 	}
-	m := mgmt{base: o.ManagementURL, user: admin.User.Username(), client: &http.Client{Timeout: o.Timeout}}
-	m.pass, _ = admin.User.Password()
+	port := admin.Port()
+	if port == "" {
+		port = "5672"
+	}
+	ua, err := chooseUserAdmin(ctx, o, admin, port)
+	if err != nil {
+		return BrokerUsers{}, err
+	}
 	configure, write, read := BrokerPermissions(o.TaskQueue)
 	for _, u := range []struct {
 		user                   brokerUser
@@ -103,13 +119,12 @@ func ProvisionBrokerUsers(ctx context.Context, o BrokerUsersOptions) (BrokerUser
 	}{
 		{state.Gateway, "", configure, write, read},
 		{state.Worker, "", configure, write, read},
-		{state.Monitoring, "monitoring,policymaker", "^$", "^$", "^$"},
+		{state.Monitoring, "monitoring policymaker", "^$", "^$", "^$"},
 	} {
-		if err := m.put(ctx, "/api/users/"+url.PathEscape(u.user.Name), map[string]string{"password": u.user.Password, "tags": u.tags}); err != nil {
+		if err := ua.putUser(ctx, u.user.Name, u.user.Password, u.tags); err != nil {
 			return BrokerUsers{}, err
 		}
-		perms := map[string]string{"configure": u.configure, "write": u.write, "read": u.read}
-		if err := m.put(ctx, "/api/permissions/"+url.PathEscape(vhost)+"/"+url.PathEscape(u.user.Name), perms); err != nil {
+		if err := ua.putPermissions(ctx, vhost, u.user.Name, u.configure, u.write, u.read); err != nil {
 			return BrokerUsers{}, err
 		}
 	}
@@ -119,6 +134,7 @@ func ProvisionBrokerUsers(ctx context.Context, o BrokerUsersOptions) (BrokerUser
 		return c.String()
 	}
 	return BrokerUsers{
+		Via:        ua.String(),
 		GatewayURL: withUser(state.Gateway), WorkerURL: withUser(state.Worker),
 		MonitoringUser: state.Monitoring.Name, MonitoringPass: state.Monitoring.Password,
 	}, nil
@@ -154,59 +170,197 @@ func loadBrokerUsers(path string) (brokerUserState, error) {
 	return s, nil
 }
 
+// userAdmin makes users: through the management API (mgmt) or rabbitmqctl (ctlAdmin).
+type userAdmin interface {
+	putUser(ctx context.Context, name, password, tags string) error
+	putPermissions(ctx context.Context, vhost, name, configure, write, read string) error
+	deleteUser(ctx context.Context, name string) error
+	amqpPorts(ctx context.Context) ([]string, error)
+	String() string
+}
+
+// chooseUserAdmin picks the management API, else rabbitmqctl, and checks that the broker it reaches is
+// the one at the AMQP URL (it listens on port): a management API or a local node that belongs to another
+// broker is never changed.
+func chooseUserAdmin(ctx context.Context, o BrokerUsersOptions, admin *url.URL, port string) (userAdmin, error) {
+	pass, _ := admin.User.Password()
+	var candidates []userAdmin
+	if o.ManagementURL != "" {
+		candidates = append(candidates, mgmt{base: strings.TrimRight(o.ManagementURL, "/"), user: admin.User.Username(), pass: pass,
+			client: &http.Client{Timeout: o.Timeout}})
+	}
+	if len(o.Ctl) > 0 {
+		candidates = append(candidates, ctlAdmin{cmd: o.Ctl, timeout: 4 * o.Timeout})
+	}
+	var errs []error
+	for _, c := range candidates {
+		ports, err := c.amqpPorts(ctx)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", c, err))
+		case !slices.Contains(ports, port):
+			errs = append(errs, fmt.Errorf("%s belongs to a broker that listens on AMQP ports %v, not %s", c, ports, port))
+		default:
+			return c, nil
+		}
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("broker users: no management API or rabbitmqctl to make them with")
+	}
+	return nil, fmt.Errorf("broker users: %w", errors.Join(errs...))
+}
+
 // mgmt is a minimal management API client.
 type mgmt struct {
 	base, user, pass string
 	client           *http.Client
 }
 
-func (m mgmt) put(ctx context.Context, path string, body any) error {
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, m.base+path, bytes.NewReader(b))
+func (m mgmt) String() string { return "the management API at " + m.base }
+
+func (m mgmt) putUser(ctx context.Context, name, password, tags string) error {
+	return m.do(ctx, http.MethodPut, "/api/users/"+url.PathEscape(name), map[string]string{"password": password, "tags": strings.ReplaceAll(tags, " ", ",")}, nil)
+}
+
+func (m mgmt) putPermissions(ctx context.Context, vhost, name, configure, write, read string) error {
+	return m.do(ctx, http.MethodPut, "/api/permissions/"+url.PathEscape(vhost)+"/"+url.PathEscape(name),
+		map[string]string{"configure": configure, "write": write, "read": read}, nil)
+}
+
+func (m mgmt) deleteUser(ctx context.Context, name string) error {
+	return m.do(ctx, http.MethodDelete, "/api/users/"+url.PathEscape(name), nil, nil)
+}
+
+func (m mgmt) amqpPorts(ctx context.Context) ([]string, error) {
+	var overview struct {
+		Listeners []struct {
+			Protocol string
+			Port     int
+		}
+	}
+	if err := m.do(ctx, http.MethodGet, "/api/overview", nil, &overview); err != nil {
+		return nil, err
+	}
+	var ports []string
+	for _, l := range overview.Listeners {
+		if l.Protocol == "amqp" || l.Protocol == "amqp/ssl" {
+			ports = append(ports, strconv.Itoa(l.Port))
+		}
+	}
+	return ports, nil
+}
+
+func (m mgmt) do(ctx context.Context, method, path string, body, out any) error {
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, m.base+path, r)
 	if err != nil {
-		return fmt.Errorf("broker users: %w", err)
+		return err
 	}
 	req.SetBasicAuth(m.user, m.pass)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := m.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("broker users: the management API at %s: %w", m.base, err)
+		return err
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("broker users: PUT %s: %s: %s", path, resp.Status, bytes.TrimSpace(msg))
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(msg))
+	}
+	if out != nil {
+		return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out)
 	}
 	return nil
 }
 
-// DeleteBrokerUsers removes the users of a state file (tests; a person can use rabbitmqctl delete_user).
-func DeleteBrokerUsers(ctx context.Context, adminURL, managementURL, stateFile string) error {
-	s, err := loadBrokerUsers(stateFile)
+// ctlAdmin makes users with rabbitmqctl (the machine's own broker, when its management plugin is off).
+type ctlAdmin struct {
+	cmd     []string
+	timeout time.Duration
+}
+
+func (c ctlAdmin) String() string { return strings.Join(c.cmd, " ") }
+
+func (c ctlAdmin) run(ctx context.Context, tool string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	name := c.cmd[0]
+	if tool != "" {
+		name = filepath.Join(filepath.Dir(name), tool)
+	}
+	cmd := exec.CommandContext(ctx, name, append(append(slices.Clone(c.cmd[1:]), "-q"), args...)...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w: %s", filepath.Base(name), args[0], err, lastLine(out))
+	}
+	return string(out), nil
+}
+
+func (c ctlAdmin) putUser(ctx context.Context, name, password, tags string) error {
+	if _, err := c.run(ctx, "", "add_user", name, password); err != nil {
+		if _, err2 := c.run(ctx, "", "change_password", name, password); err2 != nil {
+			return fmt.Errorf("%w; %w", err, err2)
+		}
+	}
+	_, err := c.run(ctx, "", append([]string{"set_user_tags", name}, strings.Fields(tags)...)...)
+	return err
+}
+
+func (c ctlAdmin) putPermissions(ctx context.Context, vhost, name, configure, write, read string) error {
+	_, err := c.run(ctx, "", "set_permissions", "-p", vhost, name, configure, write, read)
+	return err
+}
+
+func (c ctlAdmin) deleteUser(ctx context.Context, name string) error {
+	_, err := c.run(ctx, "", "delete_user", name)
+	return err
+}
+
+var listenerPort = regexp.MustCompile(`port: (\d+), protocol: amqp`)
+
+func (c ctlAdmin) amqpPorts(ctx context.Context) ([]string, error) {
+	out, err := c.run(ctx, "rabbitmq-diagnostics", "listeners")
+	if err != nil {
+		return nil, err
+	}
+	var ports []string
+	for _, m := range listenerPort.FindAllStringSubmatch(out, -1) {
+		ports = append(ports, m[1])
+	}
+	return ports, nil
+}
+
+// DeleteBrokerUsers removes the users ProvisionBrokerUsers made with the same options (a broker found
+// running gets them back at the next start; tests).
+func DeleteBrokerUsers(ctx context.Context, o BrokerUsersOptions) error {
+	s, err := loadBrokerUsers(o.StateFile)
 	if err != nil {
 		return err
 	}
-	admin, err := url.Parse(adminURL)
+	admin, err := url.Parse(o.AdminURL)
 	if err != nil || admin.User == nil {
 		return errors.New("broker users: the admin URL carries no user")
 	}
-	pass, _ := admin.User.Password()
-	client := &http.Client{Timeout: 10 * time.Second}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	port := admin.Port()
+	if port == "" {
+		port = "5672"
+	}
+	ua, err := chooseUserAdmin(ctx, o, admin, port)
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, u := range []brokerUser{s.Gateway, s.Worker, s.Monitoring} {
-		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, managementURL+"/api/users/"+url.PathEscape(u.Name), nil)
-		if err != nil {
-			return err
-		}
-		req.SetBasicAuth(admin.User.Username(), pass)
-		resp, err := client.Do(req)
-		if err != nil {
+		if err := ua.deleteUser(ctx, u.Name); err != nil {
 			errs = append(errs, err)
-			continue
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotFound {
-			errs = append(errs, fmt.Errorf("delete %s: %s", u.Name, resp.Status))
 		}
 	}
 	return errors.Join(errs...)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,4 +180,42 @@ func mgmtGet(t *testing.T, base, path, user, pass string) int {
 	}
 	_ = resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestBrokerUsersWithRabbitmqctl: without a management API, the users are made with rabbitmqctl on the
+// machine's own broker (CI's, whose management plugin is off), only once its listeners show that it is the
+// broker at the URL; DeleteBrokerUsers removes them again.
+func TestBrokerUsersWithRabbitmqctl(t *testing.T) {
+	if _, err := exec.LookPath("rabbitmqctl"); err != nil {
+		t.Fatal("this test needs rabbitmqctl and CI's RabbitMQ on 127.0.0.1:5672")
+	}
+	t.Parallel()
+	ctx := t.Context()
+	opts := BrokerUsersOptions{AdminURL: "amqp://guest:guest@127.0.0.1:5672/", TaskQueue: "h5-ctl-test",
+		StateFile: filepath.Join(t.TempDir(), "broker-users.json"), Ctl: []string{"rabbitmqctl"}, Timeout: 30 * time.Second}
+	// Another port: the local node is not that broker, so nothing is made.
+	wrong := opts
+	wrong.AdminURL = "amqp://guest:guest@127.0.0.1:1/"
+	if _, err := ProvisionBrokerUsers(ctx, wrong); err == nil || !strings.Contains(err.Error(), "not 1") {
+		t.Fatalf("users for a broker on port 1 made through the node on 5672: %v", err)
+	}
+	users, err := ProvisionBrokerUsers(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := DeleteBrokerUsers(context.Background(), opts); err != nil {
+			t.Errorf("DeleteBrokerUsers: %v", err)
+		}
+	})
+	if users.Via != "rabbitmqctl" {
+		t.Errorf("Via = %q", users.Via)
+	}
+	c := dial(t, users.WorkerURL)
+	if _, err := channel(t, c).QueueDeclare("h5-ctl-test", false, true, true, false, nil); err != nil {
+		t.Errorf("worker user: declare its task queue: %v", err)
+	}
+	if _, err := channel(t, c).QueueDeclare("another-application", false, true, true, false, nil); !refused(err) {
+		t.Errorf("worker user: declaring another application's queue: %v; want ACCESS_REFUSED", err)
+	}
 }

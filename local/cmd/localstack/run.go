@@ -110,7 +110,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("broker: %w", err)
 	}
 	log.Info("the broker accepted the login", "url", redact(cfg.rabbitMQURL))
-	gatewayBrokerEnv, workerBrokerEnv := brokerUsers(ctx, cfg, brk, log)
+	gatewayBrokerEnv, workerBrokerEnv, removeBrokerUsers := brokerUsers(ctx, cfg, brk, log)
+	defer removeBrokerUsers() // runs before the broker's stop (deferred earlier)
 
 	if cfg.jwksURL != "" {
 		log.Info("JWT: the gateway checks the identity provider's tokens", "jwks_url", cfg.jwksURL)
