@@ -360,7 +360,7 @@ func jailKeeps(runDir, scriptDir, pythonRoot string) []jailKeep {
 		}
 		keeps = append(keeps, k)
 	}
-	sort.Slice(keeps, func(a, b int) bool { return len(keeps[a].Path) < len(keeps[b].Path) })
+	sort.SliceStable(keeps, func(a, b int) bool { return len(keeps[a].Path) < len(keeps[b].Path) })
 	var out []jailKeep
 	for _, k := range keeps {
 		inside := false
