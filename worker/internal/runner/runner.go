@@ -232,6 +232,7 @@ func (r *Runner) newRunDir(prefix string, job Job) (string, error) {
 	}
 	if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 		_ = os.RemoveAll(dir)
+		r.runEnded(r.cfg.Logger, int(cred.Uid))
 		return "", err
 	}
 	return dir, nil
