@@ -19,7 +19,7 @@ set -eu
 
 NODE="${RABBITMQ_NODE:-rabbit@rabbitmq}"
 TASK_QUEUE="${RABBITMQ_TASK_QUEUE:-scraping_tasks}"
-DIR=/credentials
+DIR="${CREDENTIALS_DIR:-/credentials}"
 umask 077
 
 q=$(printf '%s' "$TASK_QUEUE" | sed 's/[.[\*^$()+?{}|\\]/\\&/g')
