@@ -172,7 +172,8 @@ func New(cfg Config) (*Runner, error) {
 	case cfg.RunAs != nil:
 		users = fmt.Sprintf("%d:%d", cfg.RunAs.UID, cfg.RunAs.GID)
 	}
-	cfg.Logger.Info("script containment", "containment", contain.mode, "script_users", users, "process_limit", contain.nproc)
+	cfg.Logger.Info("script containment", "containment", contain.mode, "pid_namespace", contain.pidns, "script_users", users,
+		"run_as", cfg.RunAs != nil, "process_limit", contain.nproc)
 	return &Runner{
 		cfg:      cfg,
 		python:   python,
