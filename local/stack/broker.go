@@ -47,6 +47,9 @@ type BrokerOptions struct {
 	// rabbitmq_prometheus plugin on 127.0.0.1:PrometheusPort (a system node
 	// may already hold the default port, 15692).
 	PrometheusPort int
+	// ManagementPort, when above 0, has a private node run the management plugin on
+	// 127.0.0.1:ManagementPort (Broker.ManagementURL; the stack creates its broker users through it).
+	ManagementPort int
 	// Policies are set (rabbitmqctl set_policy, in the URL's vhost) on a
 	// broker this package starts; a broker found running is left alone.
 	Policies []Policy
@@ -90,6 +93,10 @@ type Broker struct {
 	// would when the plugin is enabled: host:15692 for a broker found or run
 	// by Docker, 127.0.0.1:PrometheusPort for a private node ("" without).
 	PrometheusAddr string
+	// ManagementURL is where its management API answers, or would: RABBITMQ_MANAGEMENT_URL or
+	// http://host:15672 for a broker found or run by Docker, http://127.0.0.1:ManagementPort for a private
+	// node ("" without).
+	ManagementURL string
 	// Stop stops a broker that was started; for one found it does nothing.
 	// It is safe to call more than once.
 	Stop func() error
@@ -150,7 +157,8 @@ func RunBroker(ctx context.Context, o BrokerOptions) (Broker, error) {
 			o.Logger.Info("a broker found running is left as it is: set the policy yourself if you want it", "policy", p.Name,
 				"command", fmt.Sprintf("rabbitmqctl set_policy -p %s --apply-to queues --priority %d %s '%s' '%s'", target.vhost, p.Priority, p.Name, p.Pattern, p.Definition))
 		}
-		return Broker{Origin: BrokerFound, PrometheusAddr: defaultMetrics, Stop: func() error { return nil }}, nil
+		return Broker{Origin: BrokerFound, PrometheusAddr: defaultMetrics, ManagementURL: defaultManagementURL(target.host),
+			Stop: func() error { return nil }}, nil
 	case errors.Is(err, errNotAMQP):
 		return Broker{}, fmt.Errorf("%s accepts connections but is not an AMQP 0-9-1 broker (%v): free the port or point RABBITMQ_URL at a RabbitMQ broker", target.addr, err)
 	case ctx.Err() != nil:
@@ -172,6 +180,9 @@ func RunBroker(ctx context.Context, o BrokerOptions) (Broker, error) {
 			return Broker{}, err
 		}
 		b := Broker{Origin: BrokerPrivate, Stop: stop}
+		if o.ManagementPort > 0 {
+			b.ManagementURL = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(o.ManagementPort))
+		}
 		if o.PrometheusPort > 0 {
 			b.PrometheusAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(o.PrometheusPort))
 		}
@@ -184,7 +195,7 @@ func RunBroker(ctx context.Context, o BrokerOptions) (Broker, error) {
 			if err != nil {
 				return Broker{}, err
 			}
-			return Broker{Origin: BrokerDocker, PrometheusAddr: defaultMetrics, Stop: stop}, nil
+			return Broker{Origin: BrokerDocker, PrometheusAddr: defaultMetrics, ManagementURL: defaultManagementURL(target.host), Stop: stop}, nil
 		}
 	}
 	return Broker{}, installHint(target, o.ComposeFile, dockerErr)

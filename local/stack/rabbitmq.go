@@ -72,7 +72,7 @@ func startRabbitMQNode(ctx context.Context, serverPath string, t brokerTarget, o
 		}
 	}
 	node := NodeName(t.port)
-	files, err := writeNodeFiles(dataDir, t, o.PrometheusPort)
+	files, err := writeNodeFiles(dataDir, t, o.PrometheusPort, o.ManagementPort)
 	if err != nil {
 		return nil, fmt.Errorf("prepare RabbitMQ data folder: %w", err)
 	}
@@ -188,7 +188,7 @@ func rabbitmqScripts(onPath string) (server, ctl string, err error) {
 // nodeFiles are the configuration files written for a private node.
 type nodeFiles struct{ envConf, conf, plugins string }
 
-func writeNodeFiles(dataDir string, t brokerTarget, prometheusPort int) (nodeFiles, error) {
+func writeNodeFiles(dataDir string, t brokerTarget, prometheusPort, managementPort int) (nodeFiles, error) {
 	for _, d := range []string{"home", "mnesia", "log"} {
 		if err := os.MkdirAll(filepath.Join(dataDir, d), 0o700); err != nil {
 			return nodeFiles{}, err
@@ -213,6 +213,7 @@ func writeNodeFiles(dataDir string, t brokerTarget, prometheusPort int) (nodeFil
 		plugins = "[rabbitmq_prometheus].\n"
 		conf += "prometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = " + strconv.Itoa(prometheusPort) + "\n"
 	}
+	plugins = withManagement(plugins, &conf, managementPort) // brokerusers_node.go
 	writes := []struct{ path, body string }{
 		// Keeps /etc/rabbitmq/rabbitmq-env.conf (and its NODENAME) out.
 		{f.envConf, "# Private node of the local stack: its settings come from the environment.\n"},

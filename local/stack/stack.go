@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,9 @@ type Options struct {
 	// are appended after it and win. Nil gives the children nothing but
 	// those: no PATH, no RABBITMQ_URL.
 	Env []string
+	// GatewayEnv and WorkerEnv are appended to Env for the gateway and for each worker (e.g. their own
+	// RABBITMQ_URL, with the least-privilege users of ProvisionBrokerUsers); they win over Env.
+	GatewayEnv, WorkerEnv []string
 	// Output receives the children's stdout and stderr, each line prefixed
 	// "[gateway] " or "[worker-N] ". Nil discards it.
 	Output io.Writer
@@ -154,11 +158,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.procs = append(s.procs, p)
 		return nil
 	}
-	err := start("gateway", gatewayBin, "GATEWAY_ADDR="+o.GatewayAddr)
+	err := start("gateway", gatewayBin, append(slices.Clone(o.GatewayEnv), "GATEWAY_ADDR="+o.GatewayAddr)...)
 	for i := 0; err == nil && i < o.Workers; i++ {
-		err = start(workerName(i), workerBin,
+		err = start(workerName(i), workerBin, append(slices.Clone(o.WorkerEnv),
 			"WORKER_ID="+workerName(i),
-			"WORKER_METRICS_ADDR="+workerAddrs[i])
+			"WORKER_METRICS_ADDR="+workerAddrs[i])...)
 	}
 	if err == nil {
 		err = s.waitReady(ctx, o.ReadyTimeout)

@@ -62,6 +62,11 @@ func start(t *testing.T, workers int, extraEnv ...string) *env {
 		// The tests' own sites run on loopback, which the worker's egress proxy refuses by default.
 		"EGRESS_ALLOW=127.0.0.1",
 	}
+	if os.Geteuid() == 0 {
+		// The fixtures report to the host (pid files in the test's folder), which a run's private /tmp under
+		// the default namespaces containment would hide; worker/internal/runner's ns_test.go tests that.
+		base = append(base, "SCRIPT_CONTAINMENT=pidns")
+	}
 	base = append(base, extraEnv...)
 	s, out := testkit.StartStack(t, binDir, workers, base)
 	tok, err := auth.IssueHS256([]byte(secret), auth.Claims{Subject: "e2e"}, time.Hour)

@@ -139,6 +139,10 @@ func start(t *testing.T, o options) *env {
 	if os.Getuid() == 0 {
 		// A root worker runs scripts as another user; its interpreter must be one that user can run.
 		workerEnv = append(workerEnv, "SCRIPT_RUN_AS="+sandboxIdentity, "WORKER_PYTHON="+scripttest.SandboxPython(t, sandboxUID, "FAULTS_SANDBOX_PYTHON"))
+		// These fixtures report to the host (pid files in the test's folder, host pids from /proc), which a
+		// run's private /tmp and /proc under the default namespaces containment would hide; the runner's
+		// ns_test.go tests that containment.
+		workerEnv = append(workerEnv, "SCRIPT_CONTAINMENT=pidns")
 	}
 	workerEnv = append(workerEnv, o.workerEnv...)
 

@@ -30,6 +30,8 @@ import (
 //     (stack.EnsureBroker, private node under <data>/rabbitmq), and that it
 //     accepts RABBITMQ_URL's login (broker.CheckLogin: a wrong password
 //     stops the start at once with the broker's reason);
+//     Then give the gateway and the workers least-privilege broker users
+//     of their own (brokerUsers; RABBITMQ_URL's user stays with localstack);
 //  2. resolve the JWT secret: JWT_SECRET, else <data>/jwt-secret, created
 //     on first run;
 //  3. settle the scripts: a local S3 server (versitygw) with scripts/
@@ -80,6 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ComposeFile:    cfg.composeFile,
 		Logger:         log,
 		PrometheusPort: rabbitMQPrometheusPort(),
+		ManagementPort: freeManagementPort(),
 		Policies:       policies,
 	})
 	if err != nil {
@@ -107,6 +110,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("broker: %w", err)
 	}
 	log.Info("the broker accepted the login", "url", redact(cfg.rabbitMQURL))
+	gatewayBrokerEnv, workerBrokerEnv, removeBrokerUsers := brokerUsers(ctx, cfg, brk, log)
+	defer removeBrokerUsers() // runs before the broker's stop (deferred earlier)
 
 	if cfg.jwksURL != "" {
 		log.Info("JWT: the gateway checks the identity provider's tokens", "jwks_url", cfg.jwksURL)
@@ -168,6 +173,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Workers:               cfg.workers,
 		WorkerMetricsBasePort: cfg.metricsBasePort,
 		Env:                   cfg.childEnv(os.Environ(), s3Env...),
+		GatewayEnv:            gatewayBrokerEnv,
+		WorkerEnv:             workerBrokerEnv,
 		Output:                stdout,
 		ReadyTimeout:          cfg.readyTimeout,
 		Logger:                log,

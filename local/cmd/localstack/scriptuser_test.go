@@ -22,16 +22,19 @@ func TestScriptUser(t *testing.T) {
 	if e, note, warning := scriptUser(t.Context(), env(map[string]string{"SCRIPT_RUN_AS": "10002"}), 0, ""); e != nil || note != "" || warning != "" {
 		t.Errorf("SCRIPT_RUN_AS set: %v %q %q", e, note, warning)
 	}
+	if e, note, warning := scriptUser(t.Context(), env(map[string]string{"SCRIPT_UID_RANGE": "300000-300999"}), 0, ""); e != nil || note != "" || warning != "" {
+		t.Errorf("SCRIPT_UID_RANGE set: %v %q %q", e, note, warning)
+	}
 	if os.Geteuid() != 0 {
 		return // the rest runs interpreters as another user, which needs root (CI runs as root)
 	}
 	reachable := scripttest.Dir(t, "echo")
 	e, note, warning := scriptUser(t.Context(), env(map[string]string{"PATH": os.Getenv("PATH")}), 0, reachable)
-	if warning != "" || !slices.Contains(e, "SCRIPT_RUN_AS=65534:65534") || !strings.Contains(note, "uid 65534") {
+	if warning != "" || !slices.Contains(e, "SCRIPT_UID_RANGE=200000-265535") || !strings.Contains(note, "uids of their own") {
 		t.Errorf("reachable scripts: env %v, note %q, warning %q", e, note, warning)
 	}
 	private := t.TempDir()
-	if err := os.Chmod(private, 0o700); err != nil { // nobody cannot enter it
+	if err := os.Chmod(private, 0o700); err != nil { // the scripts' uids cannot enter it
 		t.Fatal(err)
 	}
 	hidden := filepath.Join(private, "scripts")

@@ -87,6 +87,7 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 	var proxyURL string
 	if proxy != nil {
 		proxyURL = proxy.URL()
+		cfg.Runner.ServeProxy = proxy.Serve // each run's way out of its network namespace
 		defer bounded(log, "stop the egress proxy", proxy.Shutdown)
 	}
 
@@ -99,6 +100,10 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 	}
 	// On an early return; after a normal run the shutdown sequence has stopped it already.
 	defer bounded(log, "stop the warm runners", scripts.Shutdown)
+	// What holds for scripts here (worker/README.md, Security): the runner logs it at start too.
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "scraping_script_containment",
+		Help:        "1, labelled with the containment of scripts the worker settled on at start",
+		ConstLabels: prometheus.Labels{"mode": scripts.Containment()}}, func() float64 { return 1 }))
 
 	envCfg := cfg.Envs
 	envCfg.Python, envCfg.Logger, envCfg.Metrics = scripts.Python(), log, metrics

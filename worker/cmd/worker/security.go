@@ -24,8 +24,8 @@ func protectSecrets(rc runner.Config, log *slog.Logger) {
 
 // warnRunAsRoot warns when scripts would run as root.
 func warnRunAsRoot(rc runner.Config, log *slog.Logger) {
-	if rc.RunAs == nil && os.Getuid() == 0 {
-		log.Warn("the worker runs as root and so do its scripts: set SCRIPT_RUN_AS to run them as another user")
+	if rc.RunAs == nil && rc.UIDRange == nil && os.Getuid() == 0 {
+		log.Warn("the worker runs as root and so do its scripts: set SCRIPT_UID_RANGE (a uid per script) or SCRIPT_RUN_AS to run them as other users")
 	}
 }
 

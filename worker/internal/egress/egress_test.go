@@ -388,3 +388,44 @@ func TestRefusalIsAttributedToTheRun(t *testing.T) {
 		t.Fatalf("Refusal of a warm run = %q, %v", got, ok)
 	}
 }
+
+// TestProxyServesAnotherListener: Serve serves the proxy on a listener of the caller's (a run's, made in its
+// network namespace) under the same connection cap, until that listener is closed.
+func TestProxyServesAnotherListener(t *testing.T) {
+	t.Parallel()
+	proxy, err := Start(Config{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Shutdown(context.Background()) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.Serve(ln)
+	served := func(addr string) string {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return "dial: " + err.Error()
+		}
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		status, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return "read: " + err.Error()
+		}
+		return status
+	}
+	if s := served(ln.Addr().String()); !strings.Contains(s, "400") {
+		t.Fatalf("on the other listener: %q; want the proxy's 400 for an origin-form request", s)
+	}
+	// That connection holds the one slot: the proxy's own listener turns the next away.
+	if s := served(strings.TrimPrefix(proxy.URL(), "http://")); !strings.Contains(s, "503") {
+		t.Fatalf("over the shared cap: %q; want 503", s)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	if s := served(addr); !strings.HasPrefix(s, "dial:") {
+		t.Fatalf("after the listener closed: %q; want no answer", s)
+	}
+}

@@ -139,6 +139,14 @@ func Start(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
+// Serve serves the proxy on another listener as well, until ln is closed or the proxy shut down: the
+// runner hands it the listener it made inside a run's network namespace (127.0.0.1 there), which is that
+// run's only way out. Its connections count against the same MaxConns as the proxy's own listener.
+func (p *Proxy) Serve(ln net.Listener) {
+	capped := &cappedListener{Listener: ln, slots: p.ln.slots, turnAway: p.turnAway}
+	go func() { _ = p.srv.Serve(capped) }()
+}
+
 // URL is the proxy's address for http_proxy and https_proxy.
 func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
 

@@ -87,3 +87,27 @@ func BenchmarkSharedVsOneCallPerRunner(b *testing.B) {
 	b.Logf("%d concurrent 200 ms calls: shared runner %.0f calls/s, one call per runner (%d slots) %.0f calls/s, ratio %.1f",
 		n, shared, runtime.NumCPU(), old, shared/old)
 }
+
+// BenchmarkColdRunByContainment measures a trivial script's cold run under each containment the machine
+// allows (namespaces and pidns need root), as the cost of each: the namespaces helper adds an exec of the
+// worker's binary, mounts and a socket handed over per run.
+func BenchmarkColdRunByContainment(b *testing.B) {
+	for _, mode := range []string{ContainSession, ContainPIDNamespace, ContainNamespaces} {
+		b.Run(mode, func(b *testing.B) {
+			r, err := New(Config{Python: "python3", WorkDir: b.TempDir(), Containment: mode})
+			if err != nil {
+				b.Skipf("%s: %v", mode, err)
+			}
+			defer func() { _ = r.Shutdown(b.Context()) }()
+			j := Job{RequestID: "bench", ScriptName: "noop", ScriptDir: scripttest.Path(b, "returns_dict"), Parameters: []byte(`{}`),
+				Timeout: 10 * time.Second, Version: "v"}
+			b.ResetTimer()
+			for range b.N {
+				if res, err := r.Run(context.Background(), j); err != nil || res.Err != nil {
+					b.Fatalf("%v %+v", err, res.Err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/run")
+		})
+	}
+}

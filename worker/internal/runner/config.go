@@ -2,6 +2,7 @@ package runner
 
 import (
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,9 @@ const (
 	DefaultWarmLoopLagLimit = 2 * time.Second
 	// DefaultWarmMaxRSSBytes is WarmConfig.MaxRSSBytes's default.
 	DefaultWarmMaxRSSBytes = 512 << 20
+	// DefaultJailTmpfsBytes is what a namespaced run's /tmp, /var/tmp and /dev/shm may hold together (a
+	// quarter each... see tmpfsSizes) when it has no memory limit.
+	DefaultJailTmpfsBytes = 1 << 30
 )
 
 // Config configures a Runner. Zero fields take the defaults above (withDefaults); WorkDir is required.
@@ -54,6 +58,10 @@ type Config struct {
 	// Containment is ContainAuto (the default), ContainPIDNamespace or ContainSession: how a run's processes
 	// are kept together and ended (doc.go, "Containment").
 	Containment string
+	// UIDRange, when set, runs each script as a uid of its own from this range (see UIDRange; exclusive
+	// with RunAs). Like RunAs it needs a root worker, and the scripts, the interpreter and the environments
+	// must be readable by any user.
+	UIDRange *UIDRange
 	// RunAs, when set, runs scripts as this user and group. The worker needs root (or CAP_SETUID and
 	// CAP_SETGID), and the scripts, the interpreter and the environments must be readable by that user.
 	RunAs *Credential
@@ -64,6 +72,10 @@ type Config struct {
 	// ProxyURL, when set, is the egress proxy scripts get as http_proxy, https_proxy and their upper-case
 	// forms (see the egress package).
 	ProxyURL string
+	// ServeProxy, under ContainNamespaces, is given each run's listener inside its network namespace
+	// (127.0.0.1 at ProxyURL's port there), to serve the egress proxy on it (egress.Proxy.Serve) until the
+	// runner closes it at the end of the run. Nil leaves namespaced runs without any way out.
+	ServeProxy func(net.Listener)
 	// ProtectSecrets asks the worker's main to call protect.Process (shared/protect) at start (WORKER_PROTECT_SECRETS). It
 	// acts on the whole worker process, so New does not apply it.
 	ProtectSecrets bool
@@ -107,7 +119,7 @@ func (c Config) withDefaults() Config {
 // LoadConfig reads the runner's settings from the environment (worker/README.md, "Configuration"):
 // WORKER_PYTHON, SCRIPT_MAX_RESULT_BYTES, SCRIPT_MEMORY_LIMIT_MB, SCRIPT_MAX_FILE_MB, WARM_RUNNER_MAX_REQUESTS,
 // WARM_RUNNER_IDLE_TIMEOUT, WARM_RUNNER_MAX_IDLE, WARM_RUNNER_MAX_CALLS, WARM_LOOP_LAG_LIMIT,
-// WARM_RUNNER_MAX_RSS_MB, SCRIPT_CONTAINMENT, SCRIPT_MAX_PROCESSES, SCRIPT_RUN_AS and
+// WARM_RUNNER_MAX_RSS_MB, SCRIPT_CONTAINMENT, SCRIPT_MAX_PROCESSES, SCRIPT_RUN_AS, SCRIPT_UID_RANGE and
 // WORKER_PROTECT_SECRETS. e collects every problem. workDir is the worker's WORKER_WORK_DIR (the parent of
 // the run folders); concurrency is WORKER_CONCURRENCY, of which WARM_RUNNER_MAX_IDLE defaults to twice.
 // Logger, ProxyURL and Metrics are the caller's to set.
@@ -127,7 +139,7 @@ func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 				10*time.Minute),
 			MaxRSSBytes: int64(e.Int("WARM_RUNNER_MAX_RSS_MB", DefaultWarmMaxRSSBytes>>20, 0, 1<<20)) << 20,
 		},
-		Containment:    e.OneOf("SCRIPT_CONTAINMENT", ContainAuto, ContainAuto, ContainPIDNamespace, ContainSession),
+		Containment:    e.OneOf("SCRIPT_CONTAINMENT", ContainAuto, ContainAuto, ContainNamespaces, ContainPIDNamespace, ContainSession),
 		MaxProcesses:   e.Int("SCRIPT_MAX_PROCESSES", DefaultMaxProcesses, 0, 1<<22),
 		ProtectSecrets: e.Bool("WORKER_PROTECT_SECRETS", true),
 	}
@@ -149,6 +161,17 @@ func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 			e.Fail("SCRIPT_RUN_AS must not be root (uid 0)")
 		default:
 			c.RunAs = &Credential{UID: uid, GID: gid}
+		}
+	}
+	if v := strings.TrimSpace(e.String("SCRIPT_UID_RANGE", "")); v != "" {
+		u, err := parseUIDRange(v)
+		switch {
+		case err != nil:
+			e.Fail("%v", err)
+		case c.RunAs != nil:
+			e.Fail("SCRIPT_UID_RANGE and SCRIPT_RUN_AS exclude each other: set one")
+		default:
+			c.UIDRange = &u
 		}
 	}
 	return c

@@ -88,3 +88,39 @@ func TestLoadConfigSharedRunners(t *testing.T) {
 		}
 	}
 }
+
+// SCRIPT_UID_RANGE: a range of uids, a uid per script picked from its name (stable, inside the range);
+// malformed ranges, root, and SCRIPT_RUN_AS alongside are refused with the variable named.
+func TestLoadConfigUIDRange(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(map[string]string{"SCRIPT_UID_RANGE": "200000-265535", "SCRIPT_CONTAINMENT": "namespaces"})
+	if err != nil || c.UIDRange == nil || *c.UIDRange != (UIDRange{First: 200000, Count: 65536}) || c.Containment != ContainNamespaces {
+		t.Fatalf("set: %+v %v", c.UIDRange, err)
+	}
+	if c.UIDRange.String() != "200000-265535" {
+		t.Errorf("String() = %q", c.UIDRange.String())
+	}
+	seen := map[uint32]bool{}
+	for _, name := range []string{"a", "b", "example_scraper", "quotes_scraper", "x.y"} {
+		uid := c.UIDRange.uidFor(name)
+		if uid < 200000 || uid > 265535 || uid != c.UIDRange.uidFor(name) {
+			t.Errorf("uidFor(%q) = %d", name, uid)
+		}
+		seen[uid] = true
+	}
+	if len(seen) < 4 {
+		t.Errorf("five scripts got %d uids", len(seen))
+	}
+	if one := (UIDRange{First: 5000, Count: 1}); one.uidFor("anything") != 5000 {
+		t.Error("a range of one uid")
+	}
+	for _, bad := range []string{"200000", "0-10", "10-5", "a-b", "1-4294967295", "1-20000000"} {
+		if _, err := loadConfig(map[string]string{"SCRIPT_UID_RANGE": bad}); err == nil || !strings.Contains(err.Error(), "SCRIPT_UID_RANGE") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if _, err := loadConfig(map[string]string{"SCRIPT_UID_RANGE": "200000-265535", "SCRIPT_RUN_AS": "10002"}); err == nil ||
+		!strings.Contains(err.Error(), "exclude each other") {
+		t.Errorf("both set: %v", err)
+	}
+}

@@ -135,9 +135,21 @@
 //
 // # Containment
 //
-// A process group holds only processes that stay in it. Config.Containment decides how the rest are caught:
+// A process group holds only processes that stay in it. Config.Containment decides how the rest are caught,
+// and how much of the machine a run sees ("auto" takes the first of these the worker can make, probing at
+// New, and Runner.Containment reports which):
 //
-//   - pidns (chosen by "auto" when the worker may create PID namespaces: root or CAP_SYS_ADMIN): the child
+//   - namespaces (root or CAP_SYS_ADMIN): pidns below, plus mount, network and IPC namespaces. The child is
+//     the namespaces helper (jail_linux.go: the worker's binary re-executed through /proc/self/exe, caught
+//     in this package's init), which as root inside the new namespaces makes every mount private, mounts a
+//     /proc of the run's PID namespace and tmpfs on /tmp, /var/tmp and /dev/shm (a quarter of the run's
+//     memory limit each; the run folder, script folder and interpreter tree bound back), brings up the
+//     namespace's loopback and listens there on the egress proxy's port. It hands that listener to the
+//     worker over a socketpair (SCM_RIGHTS), whose proxy serves it (Config.ServeProxy): the run's
+//     http_proxy is 127.0.0.1:<port> inside, its only way out. The helper then drops to the script's user,
+//     sets Pdeathsig again, waits for the worker's go-ahead and executes the interpreter as the namespace's
+//     PID 1. A failure at any step is reported over the socketpair and fails the run as transient.
+//   - pidns (root or CAP_SYS_ADMIN): the child
 //     is started with CLONE_NEWPID. runner.py, finding itself PID 1, forks; the parent stays behind as the
 //     namespace's init (no descriptors, no signal handlers, reaps orphans) and mirrors the runner's exit
 //     (death by signal N as status 128+N). No process can leave a PID namespace, and when its init ends
@@ -158,10 +170,12 @@
 //
 // Config.MaxProcesses becomes RLIMIT_NPROC = (tasks the script's user runs now) + MaxProcesses: the kernel
 // counts every process and thread of the user, so a fork bomb stops there with EAGAIN, which the failure
-// message names. The kernel exempts root: a root worker must run scripts as another user (Config.RunAs,
-// SCRIPT_RUN_AS) for the limit to hold. RunAs starts the child with that uid and gid and no supplementary
-// groups; its run folder is chowned to it and the work dir made traversable (0711). The scripts, the
-// interpreter and the environments must be readable by that user.
+// message names. The kernel exempts root: a root worker must run scripts as other users (Config.UIDRange,
+// SCRIPT_UID_RANGE: a uid per script, picked from its name; or Config.RunAs, SCRIPT_RUN_AS: one for all) for
+// the limit to hold. The child starts with that uid and gid and no supplementary groups; its run folder is
+// chowned to it and the work dir made traversable (0711). The scripts, the interpreter and the
+// environments must be readable by that user; runner.py sets umask 077, so what a script creates is its
+// own.
 //
 // # Secrets
 //
@@ -183,8 +197,10 @@
 // proxy (see package egress), and no_proxy is not set, so loopback and private addresses go through the
 // proxy too, which refuses them. The URL carries the run's name (script and request id) as its user
 // information, which HTTP libraries send as Proxy-Authorization, so the proxy can tell the worker why it
-// refused the run's requests (egress.RunProxyURL, Proxy.Refusal). A client that ignores these variables, or a raw socket, bypasses the proxy:
-// it protects scripts from callers who choose URLs (SSRF), not the platform from a hostile script.
+// refused the run's requests (egress.RunProxyURL, Proxy.Refusal). Outside the namespaces containment a
+// client that ignores these variables, or a raw socket, bypasses the proxy: it then protects scripts from
+// callers who choose URLs (SSRF), not the platform from a hostile script. Under namespaces nothing else
+// leaves the run's network namespace.
 //
 // The minimal environment is hygiene, not a sandbox on its own; see Containment and Secrets for the rest,
 // and the worker's README for what holds where.

@@ -10,8 +10,8 @@ import (
 
 // sysProcAttr starts the child as the leader of its own session. PID namespaces and PR_SET_PDEATHSIG are
 // Linux-only.
-func sysProcAttr(c containment) *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setsid: true, Credential: c.cred}
+func sysProcAttr(_ containment, cred *syscall.Credential) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setsid: true, Credential: cred}
 }
 
 func probeAttr(pidns bool, cred *syscall.Credential) (*syscall.SysProcAttr, error) {

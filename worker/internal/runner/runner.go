@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,9 +102,9 @@ type Runner struct {
 	contain containment
 	scratch *scratch
 
-	tempMu   sync.Mutex // temp.go
-	active   int        // runs whose processes may be alive
-	tempDirs []string   // sharedTempDirs; tests point it elsewhere
+	tempMu   sync.Mutex  // temp.go
+	active   map[int]int // per script uid (-1: the worker's), runs whose processes may be alive
+	tempDirs []string    // sharedTempDirs; tests point it elsewhere
 
 	loopLag lagMeter // lag.go: the shared runners' event-loop lag, for admission control
 }
@@ -129,6 +130,12 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.KillGrace < 0 {
 		errs = append(errs, fmt.Errorf("runner: KillGrace must not be negative, got %s", cfg.KillGrace))
 	}
+	if cfg.RunAs != nil && cfg.UIDRange != nil {
+		errs = append(errs, errors.New("runner: RunAs and UIDRange exclude each other"))
+	}
+	if cfg.UIDRange != nil && (cfg.UIDRange.First == 0 || cfg.UIDRange.Count == 0) {
+		errs = append(errs, fmt.Errorf("runner: UIDRange %+v is empty or includes root", *cfg.UIDRange))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -143,7 +150,8 @@ func New(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	contain, err := chooseContainment(cfg, python)
+	probeRunner := &Runner{cfg: cfg}
+	contain, err := chooseContainment(cfg, python, probeRunner.credFor(Job{ScriptName: "probe"}))
 	if err != nil {
 		return nil, err
 	}
@@ -153,17 +161,32 @@ func New(cfg Config) (*Runner, error) {
 		}
 	}
 	mode := fs.FileMode(0o700)
-	if cfg.RunAs != nil {
+	if cfg.RunAs != nil || cfg.UIDRange != nil {
 		mode = 0o711 // the scripts' user must reach its run folders, which are its own (0700) inside
 	}
 	scratch, err := newScratch(workDir, mode, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	if contain.nprocUID < 0 && cfg.MaxProcesses > 0 {
-		cfg.Logger.Warn("scripts run as root: the process limit (SCRIPT_MAX_PROCESSES) cannot be enforced; run scripts as another user (SCRIPT_RUN_AS)")
+	if !contain.nproc && cfg.MaxProcesses > 0 {
+		cfg.Logger.Warn("scripts run as root: the process limit (SCRIPT_MAX_PROCESSES) cannot be enforced; run scripts as other users (SCRIPT_UID_RANGE or SCRIPT_RUN_AS)")
 	}
-	cfg.Logger.Debug("script containment", "pid_namespace", contain.pidns, "run_as", cfg.RunAs != nil, "process_limit", contain.nprocUID >= 0)
+	if contain.fallback != "" && os.Geteuid() == 0 {
+		cfg.Logger.Warn("scripts run without network and mount namespaces: their own sockets reach what the worker's network reaches, and /proc, /tmp and /dev/shm are the host's",
+			"containment", contain.mode, "reason", contain.fallback)
+	}
+	if contain.jail && cfg.ProxyURL != "" && cfg.ServeProxy == nil {
+		cfg.Logger.Warn("scripts run in network namespaces but the egress proxy is not served into them: they have no network at all")
+	}
+	users := "the worker's"
+	switch {
+	case cfg.UIDRange != nil:
+		users = "one per script from " + cfg.UIDRange.String()
+	case cfg.RunAs != nil:
+		users = fmt.Sprintf("%d:%d", cfg.RunAs.UID, cfg.RunAs.GID)
+	}
+	cfg.Logger.Info("script containment", "containment", contain.mode, "pid_namespace", contain.pidns, "script_users", users,
+		"run_as", cfg.RunAs != nil, "process_limit", contain.nproc)
 	return &Runner{
 		cfg:      cfg,
 		python:   python,
@@ -178,29 +201,52 @@ func New(cfg Config) (*Runner, error) {
 // PIDNamespace reports whether each run gets a PID namespace of its own (see doc.go).
 func (r *Runner) PIDNamespace() bool { return r.contain.pidns }
 
-// ProcessLimit reports whether MaxProcesses is enforced.
-func (r *Runner) ProcessLimit() bool { return r.contain.nprocUID >= 0 }
+// Containment reports the containment New settled on: ContainNamespaces, ContainPIDNamespace or
+// ContainSession.
+func (r *Runner) Containment() string { return r.contain.mode }
 
-// processLimit is the RLIMIT_NPROC for a child starting now, or 0 for none.
-func (r *Runner) processLimit() int {
-	if r.contain.nprocUID < 0 {
+// ProcessLimit reports whether MaxProcesses is enforced.
+func (r *Runner) ProcessLimit() bool { return r.contain.nproc }
+
+// processLimit is the RLIMIT_NPROC for a child of job starting now, or 0 for none.
+func (r *Runner) processLimit(job Job) int {
+	if !r.contain.nproc {
 		return 0
 	}
-	return tasksOf(r.contain.nprocUID) + r.cfg.MaxProcesses
+	uid := r.uidOf(job)
+	if uid < 0 {
+		uid = os.Getuid()
+	}
+	return tasksOf(uid) + r.cfg.MaxProcesses
 }
 
-// newRunDir creates a run's scratch folder, owned by the scripts' user.
+// proxyPort is the egress proxy's port (0 without a proxy).
+func (r *Runner) proxyPort() int {
+	if r.cfg.ProxyURL == "" {
+		return 0
+	}
+	u, err := url.Parse(r.cfg.ProxyURL)
+	if err != nil {
+		return 0
+	}
+	port, _ := strconv.Atoi(u.Port())
+	return port
+}
+
+// newRunDir creates a run's scratch folder, owned by the job's script user.
 // Each successful call is a run that started (runStarted): r.sweep, after its processes are gone, ends it.
-func (r *Runner) newRunDir(prefix string) (string, error) {
+func (r *Runner) newRunDir(prefix string, job Job) (string, error) {
 	dir, err := r.scratch.newDir(prefix)
 	if err == nil {
-		r.runStarted()
+		r.runStarted(r.uidOf(job))
 	}
-	if err != nil || r.cfg.RunAs == nil {
+	cred := r.credFor(job)
+	if err != nil || cred == nil {
 		return dir, err
 	}
-	if err := os.Chown(dir, int(r.cfg.RunAs.UID), int(r.cfg.RunAs.GID)); err != nil {
+	if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 		_ = os.RemoveAll(dir)
+		r.runEnded(r.cfg.Logger, int(cred.Uid))
 		return "", err
 	}
 	return dir, nil
@@ -276,15 +322,16 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 		return r.runWarm(ctx, job, python, params, log)
 	}
 
-	runDir, err := r.newRunDir("run-")
+	runDir, err := r.newRunDir("run-", job)
 	if err != nil {
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
 	}
 	defer removeRunDir(ctx, log, runDir)
 
+	uid := r.uidOf(job)
 	p, err := newPipes()
 	if err != nil {
-		r.runEnded(log)
+		r.runEnded(log, uid)
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
 	}
 	defer p.close()
@@ -297,17 +344,32 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	request := append(encodeRequest(job, params, deadline), '\n')
 
 	g := &group{}
-	cmd := r.command(runCtx, python, job, runDir, p, g, nil)
+	cmd, jl, err := r.command(runCtx, python, job, runDir, p, g, nil)
+	if err != nil {
+		r.runEnded(log, uid)
+		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
+	}
+	defer jl.close()
 
 	// Pdeathsig fires when the thread that started the child exits, so that thread must outlive the child.
 	runtime.LockOSThread()
 	start := time.Now()
 	if err := startChild(cmd); err != nil {
 		runtime.UnlockOSThread()
-		r.runEnded(log)
+		r.runEnded(log, uid)
 		return Result{}, fmt.Errorf("run script %q: start %s: %w", job.ScriptName, python, contract.Transiently(err))
 	}
 	p.closeChildEnds()
+	if jl != nil {
+		if err := jl.start(r.cfg.ServeProxy); err != nil {
+			g.exited(cmd.Process.Pid) // kills the helper's group
+			_ = cmd.Wait()
+			runtime.UnlockOSThread()
+			forgetChild(cmd.Process.Pid)
+			r.runEnded(log, uid)
+			return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
+		}
+	}
 
 	out := newOutput(log, r.cfg.MaxOutputBytes)
 	var (
@@ -337,7 +399,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	}
 	runtime.UnlockOSThread()
 	forgetChild(cmd.Process.Pid)
-	r.sweep(log, cmd.Process.Pid)
+	r.sweep(log, cmd.Process.Pid, uid)
 
 	// Give the pipes KillGrace to reach EOF: longer only if something escaped the group and holds them.
 	p.setDeadline(time.Now().Add(r.cfg.KillGrace))
@@ -407,7 +469,10 @@ func failure(res Result, status contract.Status, code contract.Code, message str
 // interpreter and its flags, runner.py and its arguments, the environment, the scratch folder, the pipes,
 // the containment (SysProcAttr) and how it ends: cancelling ctx kills g's process group, with the cause
 // context.Cause(ctx), and Wait leaves the pipes KillGrace to close.
-func (r *Runner) command(ctx context.Context, python string, job Job, runDir string, p *pipes, g *group, serve *os.File) *exec.Cmd {
+//
+// Under ContainNamespaces the child is the namespaces helper (jail_linux.go), which executes the interpreter;
+// the caller calls the jail's start once the child has started, and close at the end of the run.
+func (r *Runner) command(ctx context.Context, python string, job Job, runDir string, p *pipes, g *group, serve *os.File) (*exec.Cmd, *jail, error) {
 	args := append(r.interpreterArgs(job), "-c", runnerSource)
 	files := []*os.File{p.resultW} // fd 3
 	if serve != nil {
@@ -415,7 +480,7 @@ func (r *Runner) command(ctx context.Context, python string, job Job, runDir str
 		files = append(files, serve) // fd 4
 	}
 	args = append(args, job.ScriptDir, strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.resultLimit(job)),
-		strconv.Itoa(r.processLimit()))
+		strconv.Itoa(r.processLimit(job)))
 	cmd := exec.CommandContext(ctx, python, args...)
 	cmd.Dir = runDir
 	cmd.Env = r.env(job, runDir)
@@ -423,10 +488,20 @@ func (r *Runner) command(ctx context.Context, python string, job Job, runDir str
 	cmd.Stdout = p.stdoutW
 	cmd.Stderr = p.stderrW
 	cmd.ExtraFiles = files
-	cmd.SysProcAttr = sysProcAttr(r.contain)
+	cmd.SysProcAttr = sysProcAttr(r.contain, r.credFor(job))
 	cmd.WaitDelay = r.cfg.KillGrace
 	cmd.Cancel = func() error { return g.cancel(cmd.Process.Pid, context.Cause(ctx)) }
-	return cmd
+	if !r.contain.jail {
+		return cmd, nil, nil
+	}
+	if cmd.Err != nil {
+		return nil, nil, cmd.Err
+	}
+	jl, err := r.newJail(cmd, job, runDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cmd, jl, nil
 }
 
 // env is the child's whole environment: nothing of the worker's own gets through.
@@ -453,6 +528,14 @@ func (r *Runner) env(job Job, runDir string) []string {
 		if job.Warm {
 			run = ""
 		}
+		if r.contain.jail {
+			// In its network namespace the run reaches the proxy at 127.0.0.1 on the proxy's port, whatever
+			// address the proxy listens on outside (jail_linux.go).
+			if u, err := url.Parse(p); err == nil {
+				u.Host = "127.0.0.1:" + u.Port()
+				p = u.String()
+			}
+		}
 		p = egress.RunProxyURL(p, clean(job.ScriptName), clean(run))
 		// Both spellings: Python's urllib and requests read either; curl and Go read the lower-case http_proxy.
 		// No no_proxy: loopback and private addresses must go through the proxy too, which refuses them.
@@ -463,8 +546,8 @@ func (r *Runner) env(job Job, runDir string) []string {
 
 // sweep ends what a finished run left in its session and what escaped it (session mode; doc.go), then
 // what it left in the shared temporary folders (runEnded, temp.go).
-func (r *Runner) sweep(log *slog.Logger, leader int) {
-	defer r.runEnded(log)
+func (r *Runner) sweep(log *slog.Logger, leader, uid int) {
+	defer r.runEnded(log, uid)
 	if r.contain.pidns {
 		return // the kernel killed everything in the run's PID namespace with its init
 	}

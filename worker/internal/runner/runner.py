@@ -565,6 +565,9 @@ LIMITS = {"memory": 0, "processes": 0, "file": 0}
 def set_limits(memory_limit, max_processes):
     if PROTECT_ERROR is not None:
         raise Failure(setup_doc("cannot make the runner non-dumpable: %s" % PROTECT_ERROR))
+    # What the script creates (in /tmp, /dev/shm, its run folder) is its user's alone: scripts that run as
+    # uids of their own (SCRIPT_UID_RANGE) cannot read each other's files.
+    os.umask(0o077)
     try:
         import resource
         import signal

@@ -51,6 +51,15 @@ func newTestRunner(t *testing.T, edit func(*Config)) *Runner {
 	if edit != nil {
 		edit(&cfg)
 	}
+	if cfg.Containment == "" {
+		// The suites written before namespaces look at the run from the host (its /proc, files in the
+		// test's temporary folder): they keep a PID namespace where one can be made. ns_test.go tests
+		// ContainNamespaces.
+		cfg.Containment = ContainSession
+		if probe(cfg.Python, true, nil) == nil {
+			cfg.Containment = ContainPIDNamespace
+		}
+	}
 	r, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)

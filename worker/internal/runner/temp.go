@@ -15,25 +15,32 @@ var sharedTempDirs = []string{"/tmp", "/var/tmp", "/dev/shm"}
 
 // runStarted and runEnded count the runs (cold runs and warm runners) whose processes may be alive;
 // leftovers are removed only when none is.
-func (r *Runner) runStarted() {
+func (r *Runner) runStarted(uid int) {
 	r.tempMu.Lock()
-	r.active++
+	if r.active == nil {
+		r.active = map[int]int{}
+	}
+	r.active[uid]++
 	r.tempMu.Unlock()
 }
 
-// runEnded is called once a run's processes are gone (after the sweep). When scripts run as their own user
-// (RunAs), no other run of this Runner is alive and no process of that user exists anywhere on the machine
-// (another worker, another stack), it removes what that user left at the top of /tmp, /var/tmp and
-// /dev/shm. Without a mount namespace that is the only bound on those files: until the end of the run a
-// script can fill /dev/shm up to MaxFileBytes per file.
-func (r *Runner) runEnded(log *slog.Logger) {
+// runEnded is called once a run's processes are gone (after the sweep); uid is its script's user (-1: the
+// worker's). When scripts run as their own user (RunAs, UIDRange), no other run of this Runner as that user
+// is alive and no process of that user exists anywhere on the machine (another worker, another stack), it
+// removes what that user left at the top of /tmp, /var/tmp and /dev/shm. Without a mount namespace that is
+// the only bound on those files: until the end of the run a script can fill /dev/shm up to MaxFileBytes
+// per file. With one (ContainNamespaces) the run's own tmpfs went with it, and the host's folders were
+// never the run's to write.
+func (r *Runner) runEnded(log *slog.Logger, uid int) {
 	r.tempMu.Lock()
 	defer r.tempMu.Unlock()
-	r.active--
-	if r.cfg.RunAs == nil || r.active > 0 {
+	r.active[uid]--
+	if r.active[uid] <= 0 {
+		delete(r.active, uid)
+	}
+	if uid < 0 || r.active[uid] > 0 || r.contain.jail {
 		return
 	}
-	uid := int(r.cfg.RunAs.UID)
 	if !userIdle(uid) {
 		log.Debug("another process of the scripts' user runs; its temporary files stay for now", "uid", uid)
 		return

@@ -132,7 +132,7 @@ func warmKey(python string, job Job) string {
 		content = job.Version
 	}
 	return python + "\x00" + job.ScriptDir + "\x00" + content + "\x00" + strconv.FormatInt(job.MemoryLimitBytes, 10) +
-		"\x00" + strconv.Itoa(job.MaxResultBytes)
+		"\x00" + strconv.Itoa(job.MaxResultBytes) + "\x00" + job.ScriptName // with UIDRange the script's name picks its user
 }
 
 // take returns an idle runner for key, discarding idle runners of older versions of the same script.
@@ -412,19 +412,22 @@ func (r *Runner) replaceWarm(job Job, python, key string) {
 // startWarm starts a runner and waits for its ready frame. A script that cannot be imported comes back as
 // a Result (and the runner is gone).
 func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, deadline time.Time, log *slog.Logger) (*warmProc, *Result, error) {
-	runDir, err := r.newRunDir("warm-")
+	runDir, err := r.newRunDir("warm-", job)
+	uid := r.uidOf(job)
 	if err != nil {
 		return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
 	}
 	p, err := newPipes()
 	if err != nil {
 		_ = os.RemoveAll(runDir)
+		r.runEnded(r.cfg.Logger, uid)
 		return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
 	}
 	reqR, reqW, err := os.Pipe()
 	if err != nil {
 		p.close()
 		_ = os.RemoveAll(runDir)
+		r.runEnded(r.cfg.Logger, uid)
 		return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
 	}
 	w := &warmProc{
@@ -433,7 +436,14 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 		nonce: newNonce(), maxResult: r.resultLimit(job),
 	}
 	// The runner outlives ctx (the request that started it): it ends by w.kill, never by a context.
-	cmd := r.command(context.WithoutCancel(ctx), python, job, runDir, p, w.group, reqR)
+	cmd, jl, err := r.command(context.WithoutCancel(ctx), python, job, runDir, p, w.group, reqR)
+	if err != nil {
+		p.close()
+		closeAll(reqR, reqW)
+		_ = os.RemoveAll(runDir)
+		r.runEnded(r.cfg.Logger, uid)
+		return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
+	}
 	w.out = newOutputRouter(w.log, r.cfg.MaxOutputBytes)
 
 	// The thread that starts the child must outlive it (Pdeathsig), so a goroutine locked to its thread
@@ -446,6 +456,16 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 			return
 		}
 		w.pid = cmd.Process.Pid
+		if jl != nil {
+			if err := jl.start(r.cfg.ServeProxy); err != nil {
+				w.group.exited(w.pid) // kills the helper's group
+				_ = cmd.Wait()
+				forgetChild(w.pid)
+				jl.close()
+				started <- err
+				return
+			}
+		}
 		started <- nil
 		if waitExited(w.pid) {
 			w.group.exited(w.pid)
@@ -454,7 +474,8 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 		w.group.exited(w.pid)
 		w.state = cmd.ProcessState
 		forgetChild(w.pid)
-		r.sweep(w.log, w.pid)
+		r.sweep(w.log, w.pid, uid)
+		jl.close()
 		closeAll(p.stdinW, reqW)
 		// Leave the pipes KillGrace to drain what escaped processes still hold, then let go.
 		p.setDeadline(time.Now().Add(r.cfg.KillGrace))
@@ -467,6 +488,7 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 		p.close()
 		closeAll(reqR, reqW)
 		_ = os.RemoveAll(runDir)
+		r.runEnded(r.cfg.Logger, uid)
 		return nil, nil, fmt.Errorf("run script %q: start %s: %w", job.ScriptName, python, contract.Transiently(err))
 	}
 	closeAll(p.stdinR, p.stdoutW, p.stderrW, p.resultW, reqR)
