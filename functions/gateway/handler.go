@@ -15,11 +15,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/scrapeplatform/platform/functions/sysstat"
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/contract"
 	"github.com/scrapeplatform/platform/shared/netguard"
+	"github.com/scrapeplatform/platform/shared/sysstat"
 )
 
 // Broker is what the handler needs from the message broker.

@@ -7,8 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scrapeplatform/platform/functions/sysstat"
 	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/shared/sysstat"
 )
 
 // QueueInspector is what StatusCollector needs from the broker; *broker.RPCClient satisfies it.

@@ -126,6 +126,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	} else {
 		log.Info("JWT secret from JWT_SECRET")
 	}
+	// Webhooks (job callbacks) are signed with WEBHOOK_SECRET, else <data>/webhook-secret, created once: a
+	// receiver of make run's callbacks verifies with that file's secret.
+	webhookEnv := []string(nil)
+	if os.Getenv("WEBHOOK_SECRET") == "" {
+		path := filepath.Join(cfg.dataDir, "webhook-secret")
+		secret, created, err := loadOrCreateWebhookSecret(path)
+		if err != nil {
+			return fmt.Errorf("webhook secret: %w", err)
+		}
+		webhookEnv = append(webhookEnv, "WEBHOOK_SECRET="+secret)
+		log.Info("webhook signing secret", "file", path, "created", created)
+	}
 	s3, err := startScriptServer(ctx, &cfg, stdout, log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -174,7 +186,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		WorkerMetricsBasePort: cfg.metricsBasePort,
 		Env:                   cfg.childEnv(os.Environ(), s3Env...),
 		GatewayEnv:            gatewayBrokerEnv,
-		WorkerEnv:             workerBrokerEnv,
+		WorkerEnv:             append(workerBrokerEnv, webhookEnv...),
 		Output:                stdout,
 		ReadyTimeout:          cfg.readyTimeout,
 		Logger:                log,
