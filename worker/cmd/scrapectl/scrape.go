@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/config"
@@ -110,13 +111,40 @@ func runScrape(ctx context.Context, t *terminal, o *apiOptions, name string) err
 	line := newStatusLine(t.stderr, o.progress)
 	start := time.Now()
 	line.show("submitting "+name, 0)
-	j, accepted, err := c.submit(ctx, body, key, o.async, func(msg string) { line.note(msg) })
+	// Ctrl-C while the submission is in flight stops it; the key then finds the job if it was accepted.
+	var gotInterrupt atomic.Bool
+	subCtx, cancelSub := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-t.interrupts:
+			gotInterrupt.Store(true)
+			cancelSub()
+		case <-subCtx.Done():
+		}
+	}()
+	j, accepted, err := c.submit(subCtx, body, key, o.async, func(msg string) { line.note(msg) })
+	cancelSub()
+	<-watched
 	if err != nil {
 		line.done()
+		if gotInterrupt.Load() {
+			return &exitErr{exitNotFinished, fmt.Errorf("interrupted before the API answered: the scrape may have been accepted; "+
+				"submit it again with --idempotency-key %s to get that job rather than a new one", key)}
+		}
 		return err
 	}
 	if !accepted {
 		line.done()
+		return finish(ctx, t, c, o, j)
+	}
+	if gotInterrupt.Load() && !o.async {
+		// The interrupt came as the API accepted the job: handle it as one during the wait.
+		line.done()
+		if j, err = interrupted(ctx, t, c, j.RequestID, j); err != nil {
+			return err
+		}
 		return finish(ctx, t, c, o, j)
 	}
 	if o.async {

@@ -537,3 +537,31 @@ func TestScrapeUsageErrors(t *testing.T) {
 		t.Errorf("ftp URL: %v", err)
 	}
 }
+
+// TestScrapeCtrlCWhileSubmitting: an interrupt before the API answered stops the submission and says how
+// to find the job if it was accepted: the same Idempotency-Key.
+func TestScrapeCtrlCWhileSubmitting(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // so the server notices when the client goes away
+		got <- r.Header.Get("Idempotency-Key")
+		<-r.Context().Done() // the gateway is still in its sync window
+	}))
+	t.Cleanup(srv.Close)
+	interrupts := make(chan os.Signal, 1)
+	var out, errOut bytes.Buffer
+	term := &terminal{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, interrupts: interrupts, noRetryDelay: true}
+	keys := make(chan string, 1)
+	go func() {
+		k := <-got
+		keys <- k
+		interrupts <- os.Interrupt
+	}()
+	env := map[string]string{"SCRAPE_API_URL": srv.URL, "SCRAPE_TOKEN": "tok"}
+	err := runTerminal(context.Background(), []string{"scrape", "x"}, func(k string) string { return env[k] }, term)
+	key := <-keys
+	if exitCode(err) != exitNotFinished || !strings.Contains(err.Error(), "--idempotency-key "+key) || len(key) != 32 {
+		t.Fatalf("exit %d, err %v (key %q)", exitCode(err), err, key)
+	}
+}
