@@ -102,6 +102,17 @@ func (c *Collector) measureBroker(ctx context.Context, mgmt *Management, s *Samp
 	default:
 		s.DeadLettersKnown, s.DeadLetters = true, dlq.Messages
 	}
+	if name := c.Config.WebhookDeadLetterQueue; name != "" {
+		wq, err := mgmt.Queue(ctx, c.Config.VHost, name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			s.WebhookDeadLetterQueue, s.WebhookDeadLettersKnown = name, true
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			s.WebhookDeadLetterQueue, s.WebhookDeadLettersKnown, s.WebhookDeadLetters = name, true, wq.Messages
+		}
+	}
 	nodes, err := mgmt.Nodes(ctx)
 	if err != nil {
 		errs = append(errs, err)

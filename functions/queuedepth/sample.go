@@ -32,6 +32,11 @@ type Sample struct {
 	DeadLettersKnown bool
 	DeadLetters      int64
 
+	// WebhookDeadLetters is the depth of the webhook dead-letter queue WebhookDeadLetterQueue.
+	WebhookDeadLettersKnown bool
+	WebhookDeadLetterQueue  string
+	WebhookDeadLetters      int64
+
 	TasksKnown   bool
 	RunningTasks int32
 	DesiredTasks int32
@@ -78,6 +83,10 @@ func (s Sample) Datums(stage, queue string) []cwtypes.MetricDatum {
 	}
 	if s.DeadLettersKnown {
 		add(MetricDeadLetterMessages, float64(s.DeadLetters), cwtypes.StandardUnitCount, queueDims)
+	}
+	if s.WebhookDeadLettersKnown && s.WebhookDeadLetterQueue != "" {
+		add(MetricDeadLetterMessages, float64(s.WebhookDeadLetters), cwtypes.StandardUnitCount,
+			[]cwtypes.Dimension{{Name: aws.String("Stage"), Value: aws.String(stage)}, {Name: aws.String("Queue"), Value: aws.String(s.WebhookDeadLetterQueue)}})
 	}
 	if s.TasksKnown {
 		add(MetricRunningTasks, float64(s.RunningTasks), cwtypes.StandardUnitCount, queueDims)

@@ -67,4 +67,10 @@ func TestDatumsPublishOnlyWhatWasMeasured(t *testing.T) {
 			t.Errorf("%s missing from a complete sample", n)
 		}
 	}
+	// The webhook dead letters: DeadLetterMessages of their own queue.
+	ds := Sample{Time: now, WebhookDeadLettersKnown: true, WebhookDeadLetterQueue: "q.webhooks.dead", WebhookDeadLetters: 3}.Datums("dev", "q")
+	if len(ds) != 1 || aws.ToString(ds[0].MetricName) != MetricDeadLetterMessages || aws.ToFloat64(ds[0].Value) != 3 ||
+		len(ds[0].Dimensions) != 2 || aws.ToString(ds[0].Dimensions[1].Value) != "q.webhooks.dead" {
+		t.Fatalf("webhook dead letters: %+v", ds)
+	}
 }
