@@ -91,7 +91,7 @@ func (r *resultsBucket) grant(role awsiam.IRole, sid string, get, put []string) 
 const WebhookSecretLength = 48
 
 // newWebhookSecret creates the deployment's webhook signing secret. Only the workers get it (ECS injects
-// it as WEBHOOK_SECRETS); a receiver is given "whsec_" + its value (infra/README.md: webhooks).
+// it as WEBHOOK_SECRET); a receiver is given "whsec_" + its value (infra/README.md: webhooks).
 func newWebhookSecret(st awscdk.Stack, s stage.Settings) awssecretsmanager.Secret {
 	secret := awssecretsmanager.NewSecret(st, jsii.String("WebhookSecret"), &awssecretsmanager.SecretProps{
 		Description: jsii.String("Webhook signing key of scraping-" + s.Name + " (base64; receivers verify with whsec_ + this value)"),
@@ -105,7 +105,7 @@ func newWebhookSecret(st awscdk.Stack, s stage.Settings) awssecretsmanager.Secre
 	cdknag.NagSuppressions_AddResourceSuppressions(secret, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-SMG4"),
 		Reason: jsii.String("Every receiver holds a copy of the webhook key, so a rotation must be coordinated with them: put the new " +
-			"key first in the secret's value (WEBHOOK_SECRETS takes a list; all are sent during a rotation), hand it out, then drop " +
+			"key first in the secret's value (WEBHOOK_SECRET takes a list; all are sent during a rotation), hand it out, then drop " +
 			"the old one (README.md: webhooks). An automatic rotation would break every receiver at once."),
 	}}, jsii.Bool(false))
 	return secret

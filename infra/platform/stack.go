@@ -127,7 +127,7 @@ func New(scope constructs.Construct, s stage.Settings, art Artifacts) (*Platform
 	}), "resource to grant machine clients execute-api:Invoke on (the IAM-authorized routes)")
 	out("ScriptsBucketName", *scripts.bucket.BucketName(), "bucket the workers read scripts from (prefix scripts/)")
 	out("ResultsBucketName", *results.bucket.BucketName(), "job store of the gateway and the workers (JOB_STORE_BUCKET): jobs/, results/, idempotency/")
-	out("WebhookSecretArn", *webhookSecret.SecretArn(), "Secrets Manager secret whose value, prefixed whsec_, verifies webhook signatures (WEBHOOK_SECRETS of the workers)")
+	out("WebhookSecretArn", *webhookSecret.SecretArn(), "Secrets Manager secret whose value, prefixed whsec_, verifies webhook signatures (WEBHOOK_SECRET of the workers)")
 	out("BrokerSecretArn", *brk.secret.SecretArn(), "Secrets Manager secret with the broker user's credentials")
 	out("ClusterName", *workers.cluster.ClusterName(), "ECS cluster of the workers")
 	out("WorkerServiceName", *workers.service.ServiceName(), "ECS service of the workers")

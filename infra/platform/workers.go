@@ -38,7 +38,7 @@ var WorkerImageExclude = []string{
 }
 
 // WebhookSecretVariable is the workers' variable holding the webhook signing secrets (shared/webhook).
-const WebhookSecretVariable = "WEBHOOK_SECRETS"
+const WebhookSecretVariable = "WEBHOOK_SECRET"
 
 // ScrapeOutcomeMetric counts the worker's "task done" log lines by status (a CloudWatch Logs metric
 // filter, so the dashboard shows scrape outcomes without waiting for the Prometheus side).

@@ -23,8 +23,9 @@ func TestAdmissionBacksOffUnderACPUHog(t *testing.T) {
 	ctrl := admission.New(admission.Config{Ceiling: 256, Initial: 64, Floor: 4, Interval: 200 * time.Millisecond})
 	var inFlight atomic.Int64
 	inFlight.Store(64)
-	s := loadSampler{sys: &sysstat.Sampler{Window: time.Minute}, lag: func() time.Duration { return 0 },
-		inFlight: func() int { return int(inFlight.Load()) }}
+	sys := &sysstat.Sampler{Window: time.Minute}
+	s := loadSampler{sys: sys, lag: func() time.Duration { return 0 }, inFlight: func() int { return int(inFlight.Load()) },
+		own: newTreeCPU(sys)} // the hog runs in this process: it is the worker's own load
 	var mu sync.Mutex
 	var applied []int
 	ctx, cancel := context.WithCancel(context.Background())

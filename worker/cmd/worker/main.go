@@ -209,8 +209,9 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 	// at once, so the consumer can stop.
 	stopTaking := context.AfterFunc(ctx, handler.StopTaking)
 	defer stopTaking()
-	go runAdmission(ctx, admit, loadSampler{sys: &sysstat.Sampler{}, lag: scripts.TakeLoopLag,
-		inFlight: handler.InFlight}, consumer.SetPrefetch, metrics.Admission, log)
+	sys := &sysstat.Sampler{}
+	go runAdmission(ctx, admit, loadSampler{sys: sys, lag: scripts.TakeLoopLag, inFlight: handler.InFlight, own: newTreeCPU(sys)},
+		consumer.SetPrefetch, metrics.Admission, log)
 	_ = consumer.Run(ctx, handler.Handle)
 
 	// 2–4. Drain, then kill and requeue what still runs.
