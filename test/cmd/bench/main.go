@@ -83,6 +83,8 @@ type result struct {
 	n, errs   int
 	elapsed   time.Duration
 	latencies []time.Duration
+	// firstErrs are up to three of the errors, to say what failed.
+	firstErrs []string
 }
 
 func (r result) throughput() float64 { return float64(r.n) / r.elapsed.Seconds() }
@@ -134,6 +136,14 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 		row(r, ideal, ratio, rss)
 	}
+	for _, r := range append([]result{raw}, results...) {
+		for _, e := range r.firstErrs {
+			if len(e) > 300 {
+				e = e[:300] + "…"
+			}
+			fmt.Fprintf(out, "error in %s: %s\n", r.name, e)
+		}
+	}
 	printLegend(out)
 	return nil
 }
@@ -148,11 +158,12 @@ func slotsLabel(n int) string {
 // drive runs call from c goroutines for warm-up plus d, recording latencies after the warm-up.
 func drive(ctx context.Context, name string, c int, warmup, d time.Duration, call func(context.Context) error) result {
 	var (
-		mu   sync.Mutex
-		lat  []time.Duration
-		errs atomic.Int64
-		n    atomic.Int64
-		wg   sync.WaitGroup
+		mu        sync.Mutex
+		firstErrs []string
+		lat       []time.Duration
+		errs      atomic.Int64
+		n         atomic.Int64
+		wg        sync.WaitGroup
 	)
 	startMeasure := time.Now().Add(warmup)
 	end := startMeasure.Add(d)
@@ -172,7 +183,11 @@ func drive(ctx context.Context, name string, c int, warmup, d time.Duration, cal
 					continue
 				}
 				if err != nil {
-					errs.Add(1)
+					if errs.Add(1) <= 3 {
+						mu.Lock()
+						firstErrs = append(firstErrs, err.Error())
+						mu.Unlock()
+					}
 					continue
 				}
 				n.Add(1)
@@ -185,7 +200,7 @@ func drive(ctx context.Context, name string, c int, warmup, d time.Duration, cal
 	}
 	wg.Wait()
 	slices.Sort(lat)
-	return result{name: name, n: int(n.Load()), errs: int(errs.Load()), elapsed: d, latencies: lat}
+	return result{name: name, n: int(n.Load()), errs: int(errs.Load()), elapsed: d, latencies: lat, firstErrs: firstErrs}
 }
 
 func randomSuffix() string {
