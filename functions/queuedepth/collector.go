@@ -91,7 +91,7 @@ func (c *Collector) measureBroker(ctx context.Context, mgmt *Management, s *Samp
 	case err != nil:
 		errs = append(errs, err)
 	default:
-		s.QueueKnown, s.Ready, s.Unacked, s.Consumers = true, q.Ready, q.Unacknowledged, q.Consumers
+		s.QueueKnown, s.Ready, s.Unacked, s.Consumers, s.Capacity = true, q.Ready, q.Unacknowledged, q.Consumers, q.Capacity
 	}
 	dlq, err := mgmt.Queue(ctx, c.Config.VHost, c.Config.DeadLetterQueue)
 	switch {

@@ -607,13 +607,13 @@ func TestScaling(t *testing.T) {
 				"MinCapacity": w.MinTasks, "MaxCapacity": w.MaxTasks,
 			})
 		})
-		check(t, "target tracking on backlog per task", func() {
+		check(t, "target tracking on the workers' capacity utilisation", func() {
 			s.template.HasResourceProperties(jsii.String("AWS::ApplicationAutoScaling::ScalingPolicy"), map[string]any{
 				"PolicyType": "TargetTrackingScaling",
 				"TargetTrackingScalingPolicyConfiguration": assertions.Match_ObjectLike(&map[string]any{
-					"TargetValue": w.BacklogPerTaskTarget,
+					"TargetValue": w.UtilizationTarget(),
 					"CustomizedMetricSpecification": map[string]any{
-						"Namespace": MetricNamespace, "MetricName": "BacklogPerTask", "Statistic": "Average",
+						"Namespace": MetricNamespace, "MetricName": "CapacityUtilization", "Statistic": "Average",
 						"Dimensions": assertions.Match_ArrayWith(&[]any{map[string]any{"Name": "Stage", "Value": s.settings.Name}}),
 					},
 				}),

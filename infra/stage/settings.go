@@ -154,8 +154,13 @@ type Workers struct {
 	OnDemandBase   int `json:"onDemandBase"`
 	OnDemandWeight int `json:"onDemandWeight"`
 	SpotWeight     int `json:"spotWeight"`
-	// BacklogPerTaskTarget is the target-tracking target for (ready + unacked) / running tasks.
+	// BacklogPerTaskTarget bounds the backlog alarm: (ready + unacked) / running tasks above twice it for 10
+	// minutes means the service cannot keep up.
 	BacklogPerTaskTarget float64 `json:"backlogPerTaskTarget"`
+	// CapacityUtilizationTarget is the target-tracking target for (ready + unacked) / the workers' admission
+	// capacity (the sum of their consumers' prefetch, which follows their measured load); 0 means
+	// DefaultCapacityUtilizationTarget.
+	CapacityUtilizationTarget float64 `json:"capacityUtilizationTarget"`
 	// DrainTimeoutSeconds is WORKER_DRAIN_TIMEOUT; ECS stopTimeout is set StopGraceSeconds above it.
 	DrainTimeoutSeconds  int `json:"drainTimeoutSeconds"`
 	ScriptMemoryLimitMiB int `json:"scriptMemoryLimitMiB"`
@@ -201,11 +206,28 @@ var connectionLimits = map[string]map[string]int{
 // ConnectionLimit is the broker's connection limit per node (0 when the combination is unknown).
 func (b Broker) ConnectionLimit() int { return connectionLimits[b.EngineVersion][b.InstanceType] }
 
-// ConnectionBudget is the most broker connections the stage's clients can open: one per gateway
-// execution environment, two per worker task (consume and publish), and ConnectionHeadroom for operators
-// and rolling deploys.
+// WorkerConnections is how many broker connections one worker task opens: consume, publish, lease (long
+// jobs), cancel (job cancel notices) and webhooks (the deliverer).
+const WorkerConnections = 5
+
+// DefaultCapacityUtilizationTarget is workers.capacityUtilizationTarget's default: scale out when the work
+// in the system passes three quarters of what the running workers take in at once.
+const DefaultCapacityUtilizationTarget = 0.75
+
+// UtilizationTarget is the target-tracking target (CapacityUtilizationTarget or its default).
+func (w Workers) UtilizationTarget() float64 {
+	if w.CapacityUtilizationTarget > 0 {
+		return w.CapacityUtilizationTarget
+	}
+	return DefaultCapacityUtilizationTarget
+}
+
+// ConnectionBudget is the broker connections the stage's clients open: one per gateway execution
+// environment, WorkerConnections per worker task, and ConnectionHeadroom for operators and rolling deploys.
+// Not counted: the publisher a gateway environment opens on its first cancel of a job with a callback_url
+// (gateway.OutboxCallbacks), rare enough that the headroom covers it.
 func (s Settings) ConnectionBudget() int {
-	return s.GatewayConcurrency() + 2*s.Workers.MaxTasks + ConnectionHeadroom
+	return s.GatewayConcurrency() + WorkerConnections*s.Workers.MaxTasks + ConnectionHeadroom
 }
 
 // Defaults of the API settings that may be left out (0 or absent).
@@ -468,8 +490,8 @@ func (s Settings) Validate() error {
 	} else if w.MemoryMiB < r[0] || w.MemoryMiB > r[1] || w.MemoryMiB%1024 != 0 && w.MemoryMiB != 512 {
 		fail("workers.memoryMiB %d does not fit workers.cpu %d (Fargate allows %d-%d MiB in 1 GiB steps)", w.MemoryMiB, w.CPU, r[0], r[1])
 	}
-	if w.Concurrency < 1 || w.Concurrency > 256 {
-		fail("workers.concurrency %d must be 1-256", w.Concurrency)
+	if w.Concurrency < 1 || w.Concurrency > 4096 {
+		fail("workers.concurrency %d (WORKER_CONCURRENCY, the admission ceiling) must be 1-4096", w.Concurrency)
 	}
 	if w.MinTasks < 0 || w.MaxTasks < 1 || w.MinTasks > w.MaxTasks {
 		fail("workers: need 0 <= minTasks <= maxTasks and maxTasks >= 1, got %d..%d", w.MinTasks, w.MaxTasks)
@@ -484,6 +506,9 @@ func (s Settings) Validate() error {
 		fail("workers.backlogPerTaskTarget must be positive")
 	} else if w.Concurrency > 0 && w.BacklogPerTaskTarget > float64(4*w.Concurrency) {
 		fail("workers.backlogPerTaskTarget %.1f is more than 4x workers.concurrency: tasks would wait in the queue past the API's timeout", w.BacklogPerTaskTarget)
+	}
+	if w.CapacityUtilizationTarget < 0 || w.CapacityUtilizationTarget > 2 {
+		fail("workers.capacityUtilizationTarget %.2f must be between 0 (the default, %.2f) and 2", w.CapacityUtilizationTarget, DefaultCapacityUtilizationTarget)
 	}
 	if w.DrainTimeoutSeconds < 1 || w.StopTimeoutSeconds() > 120 {
 		fail("workers.drainTimeoutSeconds %d must be 1-%d: ECS stopTimeout (drain + %d s) is at most 120 s", w.DrainTimeoutSeconds, 120-StopGraceSeconds, StopGraceSeconds)
@@ -513,8 +538,8 @@ func (s Settings) Validate() error {
 		}
 	}
 	if limit := b.ConnectionLimit(); limit > 0 && s.ConnectionBudget() > limit {
-		fail("capacity: broker connections: gateway concurrency %d + 2 x workers.maxTasks %d + %d headroom = %d exceeds %s's %d per node",
-			s.GatewayConcurrency(), w.MaxTasks, ConnectionHeadroom, s.ConnectionBudget(), b.InstanceType, limit)
+		fail("capacity: broker connections: gateway concurrency %d + %d x workers.maxTasks %d + %d headroom = %d exceeds %s's %d per node",
+			s.GatewayConcurrency(), WorkerConnections, w.MaxTasks, ConnectionHeadroom, s.ConnectionBudget(), b.InstanceType, limit)
 	}
 
 	// Observability.

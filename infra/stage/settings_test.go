@@ -135,7 +135,7 @@ func TestValidationRefusesBadSettings(t *testing.T) {
 			set("api.throttleRateLimit", 1)(dev)
 			set("api.throttleBurstLimit", 60)(dev)
 		}, "throttleBurstLimit 60 exceeds"},
-		{"unreserved throttle above the broker", set("api.throttleRateLimit", 4), "gateway concurrency 100 + 2 x workers.maxTasks 4 + 20 headroom = 128 exceeds mq.m7g.medium's 100"},
+		{"unreserved throttle above the broker", set("api.throttleRateLimit", 4), "gateway concurrency 100 + 5 x workers.maxTasks 4 + 20 headroom = 140 exceeds mq.m7g.medium's 100"},
 		{"negative reservation", set("api.gatewayReservedConcurrency", -1), "0 (none reserved) or more"},
 		{"broker generation", set("broker.generation", -1), "broker.generation must be 0-9999"},
 		{"Fargate size", set("workers.memoryMiB", 8192), "does not fit workers.cpu 512"},
