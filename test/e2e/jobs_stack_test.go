@@ -51,14 +51,31 @@ func startJobStack(t *testing.T, workers int, extraEnv ...string) *jobStack {
 	jobEnv := []string{"JOB_STORE_BUCKET=jobs", "S3_ENDPOINT_URL=" + srv.Endpoint, "S3_REGION=" + srv.Region,
 		"S3_ACCESS_KEY=" + srv.AccessKey, "S3_SECRET_KEY=" + srv.SecretKey,
 		"WEBHOOK_SECRET=" + secret.Encode(), "WEBHOOK_RETRY_DELAYS=1s,2s"}
-	e := start(t, workers, append(jobEnv, extraEnv...)...)
+	jobEnv = append(jobEnv, extraEnv...)
+	hooks, err := webhook.LoadConfig(func(name string) string {
+		v := ""
+		for _, kv := range jobEnv {
+			if k, val, _ := strings.Cut(kv, "="); k == name {
+				v = val
+			}
+		}
+		return v
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, workers, jobEnv...)
 	scripttest.Copy(t, e.scripts, "huge_result", "long_job")
-	// What the jobs add to the task queue's topology (testkit.Queue deletes the rest); cleanups run last
-	// first, so this one runs after the stack has stopped.
+	// What the jobs add to the task queue's topology (testkit.Queue deletes the rest), the webhook delay
+	// queues the deliverers declare included; cleanups run last first, so this one runs after the stack
+	// has stopped.
 	topo := broker.NewTopology(e.queue)
 	q := webhook.NewQueues(e.queue)
-	brokertest.DeleteQueues(t, e.amqpURL, []string{q.Main, q.Dead, q.Delay(time.Second), q.Delay(2 * time.Second), q.Delay(10 * time.Second), topo.LeaseQueue()},
-		[]string{topo.CancelExchange})
+	queues := []string{q.Main, q.Dead, topo.LeaseQueue()}
+	for _, d := range hooks.Schedule.DelayLevels() {
+		queues = append(queues, q.Delay(d))
+	}
+	brokertest.DeleteQueues(t, e.amqpURL, queues, []string{topo.CancelExchange})
 	return &jobStack{env: e, s3: srv, secret: secret}
 }
 

@@ -267,7 +267,11 @@ func deleteJobsTopology(url, queue string) {
 	}
 	topo := broker.NewTopology(queue)
 	wh := webhook.NewQueues(queue)
-	for _, q := range []string{topo.TaskQueue, topo.DeadLetterQueue, topo.LeaseQueue(), wh.Main, wh.Dead} {
+	queues := []string{topo.TaskQueue, topo.DeadLetterQueue, topo.LeaseQueue(), wh.Main, wh.Dead}
+	for _, d := range webhook.DefaultSchedule().DelayLevels() {
+		queues = append(queues, wh.Delay(d))
+	}
+	for _, q := range queues {
 		_, _ = ch.QueueDelete(q, false, false, false)
 	}
 	_ = ch.ExchangeDelete(topo.DeadLetterExchange, false, false)
