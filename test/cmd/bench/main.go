@@ -6,7 +6,9 @@
 // The raw baseline does what the platform's transport does and nothing else: persistent messages into a
 // quorum queue (same arguments as the task queue), publisher confirms, direct reply-to, and responders with
 // the same number of consumers and prefetch as the workers, answering at once. The system run starts the
-// real gateway and workers (as processes) and scrapes a trivial script through HTTP with a JWT.
+// real gateway and workers (as processes) and scrapes a trivial script through HTTP with a JWT. The jobs
+// runs (jobs.go) start another stack with a job store on a versitygw: async submit and poll against sync,
+// and the throughput of claim-checked 10 MB results.
 package main
 
 import (
@@ -58,7 +60,7 @@ func main() {
 	flag.IntVar(&o.concurrency, "c", 32, "concurrent callers of the raw baseline and the trivial script")
 	flag.IntVar(&o.workers, "workers", 2, "workers (and raw responders)")
 	flag.IntVar(&o.slots, "slots", 0, "WORKER_CONCURRENCY of the workers and the raw responders' prefetch (0: the worker's default; raw 256)")
-	flag.StringVar(&o.only, "only", "", "comma-separated parts of scenario names to run (default: all): trivial, async 200ms, async 2s, blocking, fetch")
+	flag.StringVar(&o.only, "only", "", "comma-separated parts of scenario names to run (default: all): trivial, async 200ms, async 2s, blocking, fetch, jobs")
 	flag.DurationVar(&o.duration, "d", 8*time.Second, "measured duration of each run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up before each run")
 	flag.Parse()
@@ -118,6 +120,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("system: %w", err)
 	}
+	var jobs []jobsResult
+	if only("jobs") {
+		if jobs, err = benchJobs(ctx, o); err != nil {
+			return fmt.Errorf("jobs: %w", err)
+		}
+	}
 	fmt.Fprintf(out, "\n%-30s %12s %10s %10s %8s %10s %8s %9s\n", "run", "requests/s", "p50", "p99", "errors", "ideal/s", "ratio", "peak RSS")
 	row := func(r result, ideal, ratio string, rss string) {
 		fmt.Fprintf(out, "%-30s %12.0f %10s %10s %8d %10s %8s %9s\n", r.name, r.throughput(), r.pct(0.50).Round(10*time.Microsecond), r.pct(0.99).Round(10*time.Microsecond), r.errs, ideal, ratio, rss)
@@ -144,6 +152,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			fmt.Fprintf(out, "error in %s: %s\n", r.name, e)
 		}
 	}
+	printJobs(out, jobs)
 	printLegend(out)
 	return nil
 }
@@ -357,6 +366,9 @@ func slowPage() (url string, stop func(), err error) {
 
 // benchSystem starts the gateway and workers once and runs every selected scenario through POST /scrape.
 func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scenario, []result, []int64, error) {
+	if !slices.ContainsFunc(scenarios(o, ""), func(sc scenario) bool { return only(sc.name) }) {
+		return nil, nil, nil, nil
+	}
 	secret := "bench-" + randomSuffix() + randomSuffix() + randomSuffix() + randomSuffix()
 	queue := "bench-system-" + randomSuffix()
 	work, err := os.MkdirTemp("", "bench-work-")
