@@ -185,10 +185,9 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 
 	// Webhooks: delivered from <task>.webhooks, every connection through the scripts' SSRF guard (the same
 	// EGRESS_ALLOW exceptions).
-	whUp, whDown := metrics.Connection("webhooks")
 	stopWebhooks, err := startWebhooks(pubCtx, webhookDeps{Config: cfg.Webhooks, RabbitMQURL: cfg.RabbitMQURL,
 		TaskQueue: cfg.TaskQueue, WorkerID: cfg.Task.ID, Store: jobStore, CheckAddr: cfg.Egress.Policy.Check,
-		Registry: reg, OnConnect: whUp, OnDisconnect: whDown, Logger: log})
+		Registry: reg, Connection: metrics.Connection, Logger: log})
 	if err != nil {
 		stopPublisher()
 		return fmt.Errorf("webhooks: %w", err)

@@ -28,9 +28,9 @@ type webhookDeps struct {
 	CheckAddr func(addr netip.Addr, port int) error
 	// Registry receives scraping_webhook_deliveries_total.
 	Registry prometheus.Registerer
-	// OnConnect and OnDisconnect report the connection (telemetry's Connection("webhooks")); may be nil.
-	OnConnect    func()
-	OnDisconnect func(error)
+	// Connection reports the deliverer's connection (telemetry's Connection, called with "webhooks" only
+	// when a deliverer starts, so a worker that delivers none shows no disconnected connection); may be nil.
+	Connection func(name string) (onConnect func(), onDisconnect func(error))
 	Logger       *slog.Logger
 }
 
@@ -62,11 +62,16 @@ func startWebhooks(ctx context.Context, deps webhookDeps) (stop func(context.Con
 	case deps.CheckAddr == nil:
 		return nil, errors.New("webhooks: no address check for callback connections")
 	}
+	var onConnect func()
+	var onDisconnect func(error)
+	if deps.Connection != nil {
+		onConnect, onDisconnect = deps.Connection("webhooks")
+	}
 	d, err := webhook.NewDeliverer(webhook.DelivererConfig{
 		URL: deps.RabbitMQURL, Name: deps.WorkerID + "/webhooks", TaskQueue: deps.TaskQueue,
 		Store: deps.Store, Secrets: cfg.Secrets, Schedule: cfg.Schedule,
 		Concurrency: cfg.Concurrency, Timeout: cfg.Timeout, CheckAddr: deps.CheckAddr,
-		Metrics: metrics, OnConnect: deps.OnConnect, OnDisconnect: deps.OnDisconnect, Logger: log,
+		Metrics: metrics, OnConnect: onConnect, OnDisconnect: onDisconnect, Logger: log,
 	})
 	if err != nil {
 		return nil, err
