@@ -50,6 +50,12 @@ type problemReporter interface {
 
 var _ problemReporter = (*broker.RPCClient)(nil)
 
+// CapacityReader reads the workers' figures of the task queue for GET /status: the deliveries they hold
+// (in flight) and the sum of their consumers' prefetch (their admission capacity).
+type CapacityReader interface {
+	Capacity(ctx context.Context, queue string) (inFlight, capacity int64, err error)
+}
+
 // SystemStats reports the system's memory and CPU usage for GET /status.
 type SystemStats interface {
 	MemoryPercent() (float64, error)
@@ -67,8 +73,10 @@ type Handler struct {
 	rec    Recorder
 	topo   broker.Topology
 	stats  SystemStats
-	now    func() time.Time
-	mux    *http.ServeMux
+	// capacity reads the workers' in-flight tasks and capacity (nil: GET /status leaves them out).
+	capacity CapacityReader
+	now      func() time.Time
+	mux      *http.ServeMux
 	// jobs is the job store (nil: none, every scrape is synchronous); callbacks enqueues the webhook of a
 	// job this gateway cancels; resolver resolves callback hosts for the SSRF guard.
 	jobs      JobStore
@@ -85,7 +93,9 @@ type Options struct {
 	Recorder Recorder
 	// Stats samples memory and CPU for GET /status; nil samples /proc.
 	Stats SystemStats
-	Now   func() time.Time
+	// Capacity, when set, adds the workers' in-flight tasks and capacity to GET /status.
+	Capacity CapacityReader
+	Now      func() time.Time
 	// Jobs is the job store; nil runs every scrape synchronously and answers the job routes 503.
 	Jobs JobStore
 	// Callbacks enqueues the webhook of a job cancelled here (nil: none).
@@ -108,7 +118,7 @@ func New(cfg Config, o Options) *Handler {
 	if o.Stats == nil {
 		o.Stats = &sysstat.Sampler{}
 	}
-	h := &Handler{cfg: cfg, broker: o.Broker, authn: o.Authenticator, log: o.Logger, rec: o.Recorder, stats: o.Stats,
+	h := &Handler{cfg: cfg, broker: o.Broker, authn: o.Authenticator, log: o.Logger, rec: o.Recorder, stats: o.Stats, capacity: o.Capacity,
 		topo: broker.NewTopology(cfg.TaskQueue), now: o.Now, mux: http.NewServeMux(), jobs: o.Jobs, callbacks: o.Callbacks,
 		resolver: o.Resolver}
 	h.mux.HandleFunc("POST /scrape", h.authenticated(h.scrape))
@@ -557,9 +567,14 @@ func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
 // are filled in: status, queue_length, active_workers, memory_usage, cpu_usage and timestamp.
 type StatusResponse struct {
 	// Status is "healthy" while the broker is connected and accepts messages, else "unhealthy".
-	Status                string    `json:"status"`
-	QueueLength           int       `json:"queue_length"`
-	ActiveWorkers         int       `json:"active_workers"`
+	Status        string `json:"status"`
+	QueueLength   int    `json:"queue_length"`
+	ActiveWorkers int    `json:"active_workers"`
+	// InFlight is how many tasks the workers hold now (running or about to), and Capacity how many they
+	// take at once now (the sum of their admission capacities: their consumers' prefetch). Present when
+	// the gateway can read the broker's management API (RABBITMQ_MANAGEMENT_URL).
+	InFlight              *int64    `json:"in_flight,omitempty"`
+	Capacity              *int64    `json:"capacity,omitempty"`
 	DeadLetterQueueLength *int      `json:"dead_letter_queue_length,omitempty"`
 	MemoryUsage           float64   `json:"memory_usage"`
 	CPUUsage              float64   `json:"cpu_usage"`
@@ -586,6 +601,13 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := StatusResponse{Status: "healthy", QueueLength: tasks.Messages, ActiveWorkers: tasks.Consumers, Timestamp: h.now().UTC()}
+	if h.capacity != nil {
+		if inFlight, capacity, err := h.capacity.Capacity(ctx, h.topo.TaskQueue); err == nil {
+			resp.InFlight, resp.Capacity = &inFlight, &capacity
+		} else {
+			h.log.Warn("status: read the workers' capacity", "error", err)
+		}
+	}
 	if !h.broker.Connected() || h.broker.Blocked() {
 		resp.Status = "unhealthy"
 	}

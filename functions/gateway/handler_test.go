@@ -295,6 +295,18 @@ func TestAuthAndRoutes(t *testing.T) {
 	if w, _ := do(t, h, "GET", "/status", "", map[string]string{"Authorization": "Bearer nonsense"}); w.Code != 401 {
 		t.Errorf("status with a bad token: %d, want 401", w.Code)
 	}
+	if _, ok := m["in_flight"]; ok {
+		t.Error("status shows in_flight without a capacity reader")
+	}
+	// With the management API, the workers' in-flight tasks and capacity, to anyone.
+	hc := New(testConfig(), Options{Broker: fb, Authenticator: bearerAuth{}, Capacity: fakeCapacity{inFlight: 37, capacity: 300}})
+	if w, m := do(t, hc, "GET", "/status", "", nil); w.Code != 200 || m["in_flight"] != float64(37) || m["capacity"] != float64(300) {
+		t.Errorf("status with a capacity reader: %d %v", w.Code, m)
+	}
+	hf := New(testConfig(), Options{Broker: fb, Authenticator: bearerAuth{}, Capacity: fakeCapacity{err: errors.New("management API down")}})
+	if w, m := do(t, hf, "GET", "/status", "", nil); w.Code != 200 || m["in_flight"] != nil || m["active_workers"] != float64(2) {
+		t.Errorf("status with a failing capacity reader: %d %v; want the rest without in_flight", w.Code, m)
+	}
 	closed := testConfig()
 	closed.StatusPublic = false
 	if w, _ := do(t, New(closed, Options{Broker: fb, Authenticator: bearerAuth{}}), "GET", "/status", "", nil); w.Code != 401 {
@@ -450,4 +462,14 @@ func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelInf
 func isRequestID(v any) bool {
 	s, ok := v.(string)
 	return ok && len(s) == 36 && s[14] == '4' && strings.Count(s, "-") == 4
+}
+
+// fakeCapacity is a CapacityReader with fixed figures.
+type fakeCapacity struct {
+	inFlight, capacity int64
+	err                error
+}
+
+func (f fakeCapacity) Capacity(context.Context, string) (int64, int64, error) {
+	return f.inFlight, f.capacity, f.err
 }

@@ -91,7 +91,7 @@ func (c *Collector) measureBroker(ctx context.Context, mgmt *Management, s *Samp
 	case err != nil:
 		errs = append(errs, err)
 	default:
-		s.QueueKnown, s.Ready, s.Unacked, s.Consumers = true, q.Ready, q.Unacknowledged, q.Consumers
+		s.QueueKnown, s.Ready, s.Unacked, s.Consumers, s.Capacity = true, q.Ready, q.Unacknowledged, q.Consumers, q.Capacity
 	}
 	dlq, err := mgmt.Queue(ctx, c.Config.VHost, c.Config.DeadLetterQueue)
 	switch {
@@ -101,6 +101,17 @@ func (c *Collector) measureBroker(ctx context.Context, mgmt *Management, s *Samp
 		errs = append(errs, err)
 	default:
 		s.DeadLettersKnown, s.DeadLetters = true, dlq.Messages
+	}
+	if name := c.Config.WebhookDeadLetterQueue; name != "" {
+		wq, err := mgmt.Queue(ctx, c.Config.VHost, name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			s.WebhookDeadLetterQueue, s.WebhookDeadLettersKnown = name, true
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			s.WebhookDeadLetterQueue, s.WebhookDeadLettersKnown, s.WebhookDeadLetters = name, true, wq.Messages
+		}
 	}
 	nodes, err := mgmt.Nodes(ctx)
 	if err != nil {

@@ -112,6 +112,9 @@ func TestCollectorPublishesBacklogPerTask(t *testing.T) {
 			"RunningTasks{Stage=dev," + q + "}":       4,
 			"DesiredTasks{Stage=dev," + q + "}":       5,
 			"BacklogPerTask{Stage=dev," + q + "}":     2, // (6 + 2) / 4
+			// The fixture's consumer holds 2 with prefetch 2: the workers' capacity is 2.
+			"WorkerCapacity{Stage=dev," + q + "}":      2,
+			"CapacityUtilization{Stage=dev," + q + "}": 4, // (6 + 2) / 2
 		}
 		if ns != "ScrapingPlatformTest" {
 			return fmt.Errorf("namespace %q", ns)

@@ -21,6 +21,10 @@ type Config struct {
 	TaskQueue string
 	// DeadLetterQueue defaults to "<TaskQueue>.dead", the name shared/broker's topology declares.
 	DeadLetterQueue string
+	// WebhookDeadLetterQueue (RABBITMQ_WEBHOOK_DEAD_LETTER_QUEUE, default "<TaskQueue>.webhooks.dead") is where
+	// shared/webhook puts deliveries whose retries ran out; its depth is published as DeadLetterMessages
+	// with that Queue dimension. "-" leaves it out.
+	WebhookDeadLetterQueue string
 	// Cluster and Service name the worker's ECS service; both empty = no task counts (local runs).
 	Cluster string
 	Service string
@@ -58,6 +62,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		LogLevel:      e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 	}
 	c.DeadLetterQueue = e.String("RABBITMQ_DEAD_LETTER_QUEUE", c.TaskQueue+".dead")
+	if c.WebhookDeadLetterQueue = e.String("RABBITMQ_WEBHOOK_DEAD_LETTER_QUEUE", c.TaskQueue+".webhooks.dead"); c.WebhookDeadLetterQueue == "-" {
+		c.WebhookDeadLetterQueue = ""
+	}
 	c.MaxLength = int64(e.Int("TASK_QUEUE_MAX_LENGTH", 0, 0, 10_000_000))
 	defaultName, _, _ := broker.NewTopology(c.TaskQueue).BoundPolicy(0)
 	c.PolicyName = e.String("TASK_QUEUE_POLICY", defaultName)

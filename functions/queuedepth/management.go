@@ -44,6 +44,9 @@ type QueueStats struct {
 	Unacknowledged int64
 	Messages       int64
 	Consumers      int64
+	// Capacity is the sum of the consumers' prefetch counts: how many deliveries the workers take at once
+	// now (their admission capacity, issue 12).
+	Capacity int64
 }
 
 // queueJSON is the part of GET /api/queues/{vhost}/{name} this package reads. Counters are absent for a
@@ -54,6 +57,9 @@ type queueJSON struct {
 	MessagesUnacknowledged int64  `json:"messages_unacknowledged"`
 	Messages               int64  `json:"messages"`
 	Consumers              int64  `json:"consumers"`
+	ConsumerDetails        []struct {
+		PrefetchCount int64 `json:"prefetch_count"`
+	} `json:"consumer_details"`
 }
 
 // DecodeQueue parses a GET /api/queues/{vhost}/{name} answer.
@@ -65,7 +71,15 @@ func DecodeQueue(body []byte) (QueueStats, error) {
 	if q.MessagesReady < 0 || q.MessagesUnacknowledged < 0 || q.Messages < 0 || q.Consumers < 0 {
 		return QueueStats{}, errors.New("decode queue: negative counter")
 	}
-	return QueueStats{Ready: q.MessagesReady, Unacknowledged: q.MessagesUnacknowledged, Messages: q.Messages, Consumers: q.Consumers}, nil
+	var capacity int64
+	for _, c := range q.ConsumerDetails {
+		if c.PrefetchCount < 0 {
+			return QueueStats{}, errors.New("decode queue: negative prefetch count")
+		}
+		capacity += c.PrefetchCount
+	}
+	return QueueStats{Ready: q.MessagesReady, Unacknowledged: q.MessagesUnacknowledged, Messages: q.Messages, Consumers: q.Consumers,
+		Capacity: capacity}, nil
 }
 
 // Queue returns the counters of the queue name in vhost; ErrNotFound when there is no such queue.

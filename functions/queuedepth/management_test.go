@@ -113,7 +113,7 @@ func TestManagementQueue(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if want := (QueueStats{Ready: 3, Unacknowledged: 2, Messages: 5, Consumers: 1}); q != want {
+		if want := (QueueStats{Ready: 3, Unacknowledged: 2, Messages: 5, Consumers: 1, Capacity: 2}); q != want {
 			return fmt.Errorf("task queue = %+v, want %+v", q, want)
 		}
 		return nil

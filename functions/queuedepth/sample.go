@@ -16,6 +16,8 @@ const (
 	MetricRunningTasks        = "RunningTasks"
 	MetricDesiredTasks        = "DesiredTasks"
 	MetricBacklogPerTask      = "BacklogPerTask"
+	MetricWorkerCapacity      = "WorkerCapacity"
+	MetricCapacityUtilization = "CapacityUtilization"
 	MetricBrokerMemoryPercent = "BrokerMemoryUsedPercent"
 	MetricBrokerAlarms        = "BrokerResourceAlarms"
 )
@@ -28,9 +30,16 @@ type Sample struct {
 	Ready      int64
 	Unacked    int64
 	Consumers  int64
+	// Capacity is the workers' admission capacity: the sum of their consumers' prefetch counts.
+	Capacity int64
 
 	DeadLettersKnown bool
 	DeadLetters      int64
+
+	// WebhookDeadLetters is the depth of the webhook dead-letter queue WebhookDeadLetterQueue.
+	WebhookDeadLettersKnown bool
+	WebhookDeadLetterQueue  string
+	WebhookDeadLetters      int64
 
 	TasksKnown   bool
 	RunningTasks int32
@@ -47,6 +56,13 @@ type Sample struct {
 // With no task running it equals the whole backlog, which is what the scale-from-zero step policy needs.
 func (s Sample) BacklogPerTask() float64 {
 	return float64(s.Ready+s.Unacked) / float64(max(1, s.RunningTasks))
+}
+
+// CapacityUtilization is (ready + unacknowledged) / max(1, the workers' capacity): above 1 tasks wait that no
+// worker takes in now. The workers' capacity follows their measured load (admission control), so scaling
+// on it follows what the running tasks can really take, not a fixed number per task.
+func (s Sample) CapacityUtilization() float64 {
+	return float64(s.Ready+s.Unacked) / float64(max(1, s.Capacity))
 }
 
 // SetNodes derives the broker figures from the nodes' stats.
@@ -75,9 +91,15 @@ func (s Sample) Datums(stage, queue string) []cwtypes.MetricDatum {
 		add(MetricReadyMessages, float64(s.Ready), cwtypes.StandardUnitCount, queueDims)
 		add(MetricUnackedMessages, float64(s.Unacked), cwtypes.StandardUnitCount, queueDims)
 		add(MetricConsumers, float64(s.Consumers), cwtypes.StandardUnitCount, queueDims)
+		add(MetricWorkerCapacity, float64(s.Capacity), cwtypes.StandardUnitCount, queueDims)
+		add(MetricCapacityUtilization, s.CapacityUtilization(), cwtypes.StandardUnitNone, queueDims)
 	}
 	if s.DeadLettersKnown {
 		add(MetricDeadLetterMessages, float64(s.DeadLetters), cwtypes.StandardUnitCount, queueDims)
+	}
+	if s.WebhookDeadLettersKnown && s.WebhookDeadLetterQueue != "" {
+		add(MetricDeadLetterMessages, float64(s.WebhookDeadLetters), cwtypes.StandardUnitCount,
+			[]cwtypes.Dimension{{Name: aws.String("Stage"), Value: aws.String(stage)}, {Name: aws.String("Queue"), Value: aws.String(s.WebhookDeadLetterQueue)}})
 	}
 	if s.TasksKnown {
 		add(MetricRunningTasks, float64(s.RunningTasks), cwtypes.StandardUnitCount, queueDims)

@@ -61,10 +61,46 @@ func TestDatumsPublishOnlyWhatWasMeasured(t *testing.T) {
 		t.Fatalf("queue only: %v", got)
 	}
 	got = names(Sample{Time: now, QueueKnown: true, TasksKnown: true, DeadLettersKnown: true, NodesKnown: true}.Datums("dev", "q"))
-	for _, n := range []string{MetricReadyMessages, MetricUnackedMessages, MetricConsumers, MetricDeadLetterMessages, MetricRunningTasks,
+	for _, n := range []string{MetricReadyMessages, MetricUnackedMessages, MetricConsumers, MetricWorkerCapacity, MetricCapacityUtilization,
+		MetricDeadLetterMessages, MetricRunningTasks,
 		MetricDesiredTasks, MetricBacklogPerTask, MetricBrokerMemoryPercent, MetricBrokerAlarms} {
 		if !got[n] {
 			t.Errorf("%s missing from a complete sample", n)
 		}
+	}
+	// The webhook dead letters: DeadLetterMessages of their own queue.
+	ds := Sample{Time: now, WebhookDeadLettersKnown: true, WebhookDeadLetterQueue: "q.webhooks.dead", WebhookDeadLetters: 3}.Datums("dev", "q")
+	if len(ds) != 1 || aws.ToString(ds[0].MetricName) != MetricDeadLetterMessages || aws.ToFloat64(ds[0].Value) != 3 ||
+		len(ds[0].Dimensions) != 2 || aws.ToString(ds[0].Dimensions[1].Value) != "q.webhooks.dead" {
+		t.Fatalf("webhook dead letters: %+v", ds)
+	}
+}
+
+func TestCapacityUtilization(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		ready, unacked, capacity int64
+		want                     float64
+	}{
+		{0, 0, 512, 0},
+		{100, 256, 512, 356.0 / 512},
+		{10, 0, 0, 10}, // no worker: the whole backlog
+	} {
+		s := Sample{QueueKnown: true, Ready: tt.ready, Unacked: tt.unacked, Capacity: tt.capacity}
+		if got := s.CapacityUtilization(); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("CapacityUtilization(%d, %d, capacity %d) = %v, want %v", tt.ready, tt.unacked, tt.capacity, got, tt.want)
+		}
+	}
+}
+
+func TestDecodeQueueSumsPrefetch(t *testing.T) {
+	t.Parallel()
+	q, err := DecodeQueue([]byte(`{"name":"q","messages_ready":1,"messages_unacknowledged":3,"messages":4,"consumers":2,
+		"consumer_details":[{"prefetch_count":256,"consumer_tag":"w1"},{"prefetch_count":48,"consumer_tag":"w2#3"}]}`))
+	if err != nil || q.Capacity != 304 || q.Consumers != 2 {
+		t.Fatalf("DecodeQueue = %+v, %v; want capacity 304", q, err)
+	}
+	if _, err := DecodeQueue([]byte(`{"consumer_details":[{"prefetch_count":-1}]}`)); err == nil {
+		t.Error("a negative prefetch count was accepted")
 	}
 }

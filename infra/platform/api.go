@@ -19,9 +19,14 @@ import (
 // MachinePrefix is where the IAM-authorized copies of the routes live; cmd/gateway strips it.
 const MachinePrefix = "/iam"
 
-// gatewayTimeout is the Lambda's timeout: under API Gateway's fixed 30 s, above the gateway's own
-// deadline (SCRAPE_MAX_TIMEOUT, at most 25 s, + SCRAPE_REPLY_GRACE 1.5 s).
+// gatewayTimeoutSeconds is the Lambda's timeout: under API Gateway's fixed 30 s, above the longest the
+// gateway holds a request: the sync window (SCRAPE_SYNC_WAIT, at most stage.MaxSyncWaitSeconds = 25 s)
+// plus GatewayAnswerMarginSeconds to read the job and answer 202 (a long poll of GET /jobs/{id} holds at
+// most 20 s).
 const gatewayTimeoutSeconds = 29
+
+// GatewayAnswerMarginSeconds is what the Lambda's timeout leaves beyond the longest sync window.
+const GatewayAnswerMarginSeconds = gatewayTimeoutSeconds - stage.MaxSyncWaitSeconds
 
 type api struct {
 	fn       awslambda.Function
@@ -38,6 +43,9 @@ type route struct {
 	path   string
 	// scoped routes require the stage's JWT scopes; /health does not.
 	scoped bool
+	// public routes take no token at their path when the stage says so (GET /status, api.statusPublic);
+	// their IAM copy stays authorized.
+	public bool
 }
 
 // Routes are the handler's routes; each is served twice, with the JWT authorizer at its path and with
@@ -45,17 +53,21 @@ type route struct {
 // The job routes serve long scrapes as an asynchronous wait (POST /scrape with Prefer: respond-async, then
 // GET /jobs/{id}); the smoke check uses them.
 var routes = []route{
-	{awsapigatewayv2.HttpMethod_POST, "/scrape", true},
-	{awsapigatewayv2.HttpMethod_GET, "/status", true},
-	{awsapigatewayv2.HttpMethod_GET, "/jobs/{id}", true},
-	{awsapigatewayv2.HttpMethod_DELETE, "/jobs/{id}", true},
-	{awsapigatewayv2.HttpMethod_GET, "/health", false},
+	{method: awsapigatewayv2.HttpMethod_POST, path: "/scrape", scoped: true},
+	{method: awsapigatewayv2.HttpMethod_GET, path: "/status", scoped: true, public: true},
+	{method: awsapigatewayv2.HttpMethod_GET, path: "/jobs/{id}", scoped: true},
+	{method: awsapigatewayv2.HttpMethod_DELETE, path: "/jobs/{id}", scoped: true},
+	{method: awsapigatewayv2.HttpMethod_GET, path: "/health"},
 }
 
-func newAPI(st awscdk.Stack, s stage.Settings, net *network, brk *broker, id *identity, art Artifacts) *api {
+func newAPI(st awscdk.Stack, s stage.Settings, net *network, brk *broker, id *identity, results *resultsBucket, art Artifacts) *api {
 	sg := securityGroup(st, "GatewaySecurityGroup", "gateway Lambda: AMQPS to the broker, HTTPS to the VPC endpoints", net.vpc, false)
 	sg.AddEgressRule(brk.sg, awsec2.Port_Tcp(jsii.Number(5671)), jsii.String("AMQPS to the broker"), jsii.Bool(false))
 	sg.AddEgressRule(awsec2.Peer_Ipv4(net.vpc.VpcCidrBlock()), awsec2.Port_Tcp(jsii.Number(443)), jsii.String("HTTPS to the VPC endpoints (Secrets Manager)"), jsii.Bool(false))
+	// The job store: S3 through the VPC's gateway endpoint. S3's addresses are a regional prefix list whose
+	// id CloudFormation cannot look up without a custom resource; any IPv4 on 443 is no wider in effect:
+	// the internal subnets have no route out of the VPC but the S3 endpoint's.
+	sg.AddEgressRule(awsec2.Peer_AnyIpv4(), awsec2.Port_Tcp(jsii.Number(443)), jsii.String("HTTPS to S3 (the job store) through the gateway endpoint; the subnets route nowhere else"), jsii.Bool(false))
 	brk.allowAMQPS(sg, "the gateway Lambda")
 
 	defaultTimeout := min(20, s.API.ScrapeMaxTimeoutSeconds)
@@ -85,10 +97,23 @@ func newAPI(st awscdk.Stack, s stage.Settings, net *network, brk *broker, id *id
 			"RABBITMQ_TASK_QUEUE":    jsii.String(TaskQueue),
 			"SCRAPE_MAX_TIMEOUT":     jsii.String(fmt.Sprintf("%ds", s.API.ScrapeMaxTimeoutSeconds)),
 			"SCRAPE_DEFAULT_TIMEOUT": jsii.String(fmt.Sprintf("%ds", defaultTimeout)),
-			"LOG_LEVEL":              jsii.String("info"),
+			"SCRAPE_SYNC_WAIT":       jsii.String(fmt.Sprintf("%ds", s.API.SyncWindowSeconds())),
+			"STATUS_PUBLIC":          jsii.String(fmt.Sprint(s.API.StatusIsPublic())),
+			"JOB_STORE_BUCKET":       results.bucket.BucketName(),
+			"JOB_RETENTION":          jsii.String(fmt.Sprintf("%dh", 24*s.API.JobRetention())),
+			// EMF metrics (namespace ScrapingPlatform) carry the stage as a dimension.
+			"STAGE":     jsii.String(s.Name),
+			"LOG_LEVEL": jsii.String("info"),
 		},
 	})
 	brk.secret.GrantRead(fn, nil)
+	// Jobs: the gateway records accepted jobs and cancels (jobs/), claims idempotency keys (idempotency/),
+	// and reads claim-checked results to inline them or presign their URL (results/, read only).
+	results.grant(fn.Role(), "GatewayJobStore", []string{JobsPrefix, IdempotencyPrefix, ResultsPrefix}, []string{JobsPrefix, IdempotencyPrefix})
+	suppress(fn.Role(), finding("AwsSolutions-IAM5",
+		"The job store: objects named by request id or idempotency-key digest, unknown at deploy time (s3:GetObject on jobs/*, "+
+			"idempotency/* and results/*, s3:PutObject on jobs/* and idempotency/* of the results bucket; no delete).",
+		matching(`/^Resource::<ResultsBucket[0-9A-F]+\.Arn>\/(jobs|results|idempotency)\/\*$/`)))
 	suppressLambdaRole(fn, "the gateway")
 
 	httpAPI := awsapigatewayv2.NewHttpApi(st, jsii.String("Api"), &awsapigatewayv2.HttpApiProps{
@@ -130,10 +155,22 @@ func newAPI(st awscdk.Stack, s stage.Settings, net *network, brk *broker, id *id
 			Integration: integration,
 			Authorizer:  jwt,
 		}
-		if r.scoped && len(id.scopes) > 0 {
+		public := r.public && s.API.StatusIsPublic()
+		if public {
+			// The spec's aggregate figures, for anyone; the handler (STATUS_PUBLIC) keeps the details for
+			// authenticated callers, who ask on the IAM copy.
+			opts.Authorizer = awsapigatewayv2.NewHttpNoneAuthorizer()
+		} else if r.scoped && len(id.scopes) > 0 {
 			opts.AuthorizationScopes = jsii.Strings(id.scopes...)
 		}
-		httpAPI.AddRoutes(opts)
+		for _, rt := range *httpAPI.AddRoutes(opts) {
+			if public {
+				suppress(rt, finding("AwsSolutions-APIG4",
+					"GET /status is public by the stage's setting api.statusPublic (the API's own spec calls it without a token): it "+
+						"serves aggregate figures only (status, queue length, active workers, memory, cpu); set statusPublic false to put "+
+						"it behind the JWT authorizer."))
+			}
+		}
 		httpAPI.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
 			Path:        jsii.String(MachinePrefix + r.path),
 			Methods:     &[]awsapigatewayv2.HttpMethod{r.method},

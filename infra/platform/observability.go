@@ -20,6 +20,18 @@ import (
 // second; a purge makes it negative, which never alarms).
 const DeadLetterRateExpression = "RATE(dead) * 60"
 
+// WebhookDeadLetterRateExpression is the webhook dead-letter alarm's metric, like DeadLetterRateExpression.
+const WebhookDeadLetterRateExpression = "RATE(webhookDead) * 60"
+
+// WebhookDeadLetterQueue is where shared/webhook dead-letters a callback whose retries ran out; the
+// queue-depth Lambda publishes its depth as DeadLetterMessages with this Queue dimension.
+const WebhookDeadLetterQueue = TaskQueue + ".webhooks.dead"
+
+// JobsAcceptedMetric is the gateway's EMF count of accepted scrapes by Mode ("sync": answered 200 within
+// the sync window; "async": 202), dimensions Stage and Mode (the Prometheus counter
+// scraping_gateway_jobs_accepted_total{mode}).
+const JobsAcceptedMetric = "JobsAccepted"
+
 // DeadLetterWindowMinutes is how long the dead-letter alarm stays in ALARM after the last new dead letter.
 const DeadLetterWindowMinutes = 15
 
@@ -137,6 +149,13 @@ func newDashboardAndAlarms(st awscdk.Stack, s stage.Settings, a *alerting, brk *
 	running := queueMetric(s, "RunningTasks", "Maximum")
 	desired := queueMetric(s, "DesiredTasks", "Maximum")
 	readySamples := queueMetric(s, "ReadyMessages", "SampleCount")
+	webhookDead := m(&awscloudwatch.MetricProps{Namespace: jsii.String(MetricNamespace), MetricName: jsii.String("DeadLetterMessages"),
+		DimensionsMap: &map[string]*string{"Stage": jsii.String(s.Name), "Queue": jsii.String(WebhookDeadLetterQueue)},
+		Statistic:     jsii.String("Maximum"), Period: minute, Label: jsii.String("webhook dead letters")})
+	accepted := func(mode string) awscloudwatch.Metric {
+		return m(&awscloudwatch.MetricProps{Namespace: jsii.String(MetricNamespace), MetricName: jsii.String(JobsAcceptedMetric),
+			DimensionsMap: &map[string]*string{"Stage": jsii.String(s.Name), "Mode": jsii.String(mode)}, Statistic: jsii.String("Sum"), Period: fiveMin, Label: jsii.String(mode)})
+	}
 	cpu := w.service.MetricCpuUtilization(opt(fiveMin, "Average"))
 	mem := w.service.MetricMemoryUtilization(opt(fiveMin, "Average"))
 	outcome := func(status string) awscloudwatch.Metric {
@@ -165,6 +184,15 @@ func newDashboardAndAlarms(st awscdk.Stack, s stage.Settings, a *alerting, brk *
 			Expression:   jsii.String(DeadLetterRateExpression),
 			UsingMetrics: &map[string]awscloudwatch.IMetric{"dead": dead},
 			Label:        jsii.String("new dead letters per minute"),
+			Period:       minute,
+		}), awscloudwatch.CreateAlarmOptions{Threshold: jsii.Number(0), ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+			EvaluationPeriods: jsii.Number(DeadLetterWindowMinutes), DatapointsToAlarm: jsii.Number(1)})
+	// Webhooks whose retries ran out (WEBHOOK_RETRY_TOTAL, 24 h): the receiver never got the job's end.
+	a.alarm(st, "WebhookDeadLettersAlarm", fmt.Sprintf("Webhook deliveries reached %s in the last %d minutes: their retries ran out and the receivers never got the job's end. Read the job's webhook.last_error (GET /jobs/{id}), fix the receiver, replay the dead letters (infra/README.md: Runbook, webhook dead letters).", WebhookDeadLetterQueue, DeadLetterWindowMinutes),
+		awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+			Expression:   jsii.String(WebhookDeadLetterRateExpression),
+			UsingMetrics: &map[string]awscloudwatch.IMetric{"webhookDead": webhookDead},
+			Label:        jsii.String("new webhook dead letters per minute"),
 			Period:       minute,
 		}), awscloudwatch.CreateAlarmOptions{Threshold: jsii.Number(0), ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
 			EvaluationPeriods: jsii.Number(DeadLetterWindowMinutes), DatapointsToAlarm: jsii.Number(1)})
@@ -240,8 +268,12 @@ func newDashboardAndAlarms(st awscdk.Stack, s stage.Settings, a *alerting, brk *
 					&awscloudwatch.HorizontalAnnotation{Value: jsii.Number(s.Workers.MaxTasks), Label: jsii.String("maxTasks")}),
 			),
 			row(
-				graph("Scrape outcomes", []awscloudwatch.IMetric{outcome("completed"), outcome("failed"), outcome("timeout")}, nil),
+				graph("Scrape and job outcomes", []awscloudwatch.IMetric{outcome("completed"), outcome("failed"), outcome("timeout"), outcome("cancelled")}, nil),
 				graph("Worker CPU and memory (%)", []awscloudwatch.IMetric{cpu, mem}, nil),
+				graph("Scrapes accepted: sync (200 in the window), async (202)", []awscloudwatch.IMetric{accepted("sync"), accepted("async")}, nil),
+			),
+			row(
+				graph("Webhook dead letters", []awscloudwatch.IMetric{webhookDead}, nil),
 			),
 		},
 	})

@@ -60,7 +60,7 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::Lambda::Function":                       3,
 			"Custom::LogRetention":                        1,
 			"AWS::AmazonMQ::Broker":                       1,
-			"AWS::S3::Bucket":                             2, // scripts + their access logs
+			"AWS::S3::Bucket":                             3, // scripts, their access logs, results (the job store)
 			"AWS::ApiGatewayV2::Api":                      1,
 			"AWS::ApiGatewayV2::Route":                    10,
 			"AWS::ApiGatewayV2::Authorizer":               1, // JWT; IAM routes need none
@@ -71,7 +71,7 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::ApplicationAutoScaling::ScalableTarget": 1,
 			"AWS::ApplicationAutoScaling::ScalingPolicy":  2,
 			"AWS::CloudWatch::Dashboard":                  1,
-			"AWS::CloudWatch::Alarm":                      12, // 11 paging + the scale-from-zero alarm
+			"AWS::CloudWatch::Alarm":                      13, // 12 paging + the scale-from-zero alarm
 			"AWS::SNS::Topic":                             1,
 			"AWS::SNS::Subscription":                      len(s.settings.Observability.AlarmEmails) + min(1, len(s.settings.Observability.AlarmEmailParameter)),
 			"AWS::APS::Workspace":                         1,
@@ -87,7 +87,7 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::EC2::VPCEndpoint":                       8,
 			"AWS::EC2::FlowLog":                           1,
 			"AWS::Events::Rule":                           1,
-			"AWS::SecretsManager::Secret":                 1,
+			"AWS::SecretsManager::Secret":                 2, // broker user, webhook signing key
 			"AWS::Logs::MetricFilter":                     1,
 		} {
 			check(t, typ, func() { s.template.ResourceCountIs(jsii.String(typ), jsii.Number(n)) })
@@ -109,11 +109,20 @@ func TestLambdas(t *testing.T) {
 		if r := s.settings.API.GatewayReservedConcurrency; r > 0 {
 			reserved = r
 		}
+		// The Lambda outlives the sync window by a margin to answer 202, within API Gateway's 30 s.
+		if sync := s.settings.API.SyncWindowSeconds(); sync+GatewayAnswerMarginSeconds > gatewayTimeoutSeconds || gatewayTimeoutSeconds > 29 || GatewayAnswerMarginSeconds < 3 {
+			t.Errorf("Lambda timeout %d s for a %d s sync window (margin %d s)", gatewayTimeoutSeconds, sync, GatewayAnswerMarginSeconds)
+		}
 		check(t, "gateway", func() {
 			s.template.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
 				"ReservedConcurrentExecutions": reserved,
 				"Timeout":                      29,
 				"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
+					"SCRAPE_SYNC_WAIT":    fmt.Sprintf("%ds", s.settings.API.SyncWindowSeconds()),
+					"STATUS_PUBLIC":       fmt.Sprint(s.settings.API.StatusIsPublic()),
+					"JOB_STORE_BUCKET":    assertions.Match_AnyValue(),
+					"JOB_RETENTION":       fmt.Sprintf("%dh", 24*s.settings.API.JobRetention()),
+					"STAGE":               s.settings.Name,
 					"AUTH_MODE":           "apigateway",
 					"RABBITMQ_TASK_QUEUE": TaskQueue,
 					"SCRAPE_MAX_TIMEOUT":  fmt.Sprintf("%ds", s.settings.API.ScrapeMaxTimeoutSeconds),
@@ -126,13 +135,14 @@ func TestLambdas(t *testing.T) {
 			s.template.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
 				"ReservedConcurrentExecutions": 1,
 				"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
-					"STAGE":                      s.settings.Name,
-					"METRIC_NAMESPACE":           MetricNamespace,
-					"RABBITMQ_MANAGEMENT_URL":    assertions.Match_AnyValue(),
-					"ECS_CLUSTER":                assertions.Match_AnyValue(),
-					"ECS_SERVICE":                assertions.Match_AnyValue(),
-					"TASK_QUEUE_MAX_LENGTH":      strconv.Itoa(s.settings.Broker.TaskQueueMaxLength),
-					"TASK_QUEUE_POLICY_APPLY_TO": "quorum_queues",
+					"STAGE":                              s.settings.Name,
+					"METRIC_NAMESPACE":                   MetricNamespace,
+					"RABBITMQ_MANAGEMENT_URL":            assertions.Match_AnyValue(),
+					"ECS_CLUSTER":                        assertions.Match_AnyValue(),
+					"ECS_SERVICE":                        assertions.Match_AnyValue(),
+					"TASK_QUEUE_MAX_LENGTH":              strconv.Itoa(s.settings.Broker.TaskQueueMaxLength),
+					"TASK_QUEUE_POLICY_APPLY_TO":         "quorum_queues",
+					"RABBITMQ_WEBHOOK_DEAD_LETTER_QUEUE": WebhookDeadLetterQueue,
 				})},
 			})
 			s.template.HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": "rate(1 minute)"})
@@ -155,7 +165,7 @@ func TestAPIRoutesAreAllAuthorized(t *testing.T) {
 			key, _ := p["RouteKey"].(string)
 			auth, _ := p["AuthorizationType"].(string)
 			keys[key] = auth
-			if auth != "JWT" && auth != "AWS_IAM" {
+			if auth != "JWT" && auth != "AWS_IAM" && !(key == "GET /status" && auth == "NONE" && s.settings.API.StatusIsPublic()) {
 				t.Errorf("route %s (%s) has authorization %q", key, id, auth)
 			}
 			if auth == "JWT" && p["AuthorizerId"] == nil {
@@ -165,8 +175,12 @@ func TestAPIRoutesAreAllAuthorized(t *testing.T) {
 				t.Errorf("catch-all route %s: the API serves exactly the handler's routes", key)
 			}
 		}
+		status := "JWT"
+		if s.settings.API.StatusIsPublic() {
+			status = "NONE" // the spec's aggregate figures; api.statusPublic false closes it (closedStatusTestStage)
+		}
 		want := map[string]string{
-			"POST /scrape": "JWT", "GET /status": "JWT", "GET /health": "JWT", "GET /jobs/{id}": "JWT", "DELETE /jobs/{id}": "JWT",
+			"POST /scrape": "JWT", "GET /status": status, "GET /health": "JWT", "GET /jobs/{id}": "JWT", "DELETE /jobs/{id}": "JWT",
 			"POST /iam/scrape": "AWS_IAM", "GET /iam/status": "AWS_IAM", "GET /iam/health": "AWS_IAM",
 			"GET /iam/jobs/{id}": "AWS_IAM", "DELETE /iam/jobs/{id}": "AWS_IAM",
 		}
@@ -184,6 +198,7 @@ func TestAPIRoutesAreAllAuthorized(t *testing.T) {
 			}
 			scopes := compact(p["AuthorizationScopes"])
 			if key == "GET /health" && p["AuthorizationScopes"] != nil || key != "GET /health" && scopes != `["`+stage.ScrapeScope+`"]` {
+				// The job routes (and a closed /status) take exactly /scrape's scope.
 				t.Errorf("route %s requires scopes %s", key, scopes)
 			}
 		}
@@ -432,7 +447,16 @@ func TestWorkers(t *testing.T) {
 			t.Errorf("ADOT sidecar: %s", compact(adot))
 		}
 
-		// Task role: read the scripts, remote-write metrics; nothing else.
+		// The job store and the webhook key: the workers only.
+		for k, v := range map[string]string{"JOB_STORE_BUCKET": "<token>", "JOB_RETENTION": fmt.Sprintf("%dh", 24*s.settings.API.JobRetention())} {
+			if env[k] != v {
+				t.Errorf("worker %s = %q, want %q", k, env[k], v)
+			}
+		}
+		if !contains(worker["Secrets"], `"Name":"`+WebhookSecretVariable+`"`, "WebhookSecret") {
+			t.Errorf("the webhook secret is not injected from Secrets Manager: %s", compact(worker["Secrets"]))
+		}
+		// Task role: read the scripts, remote-write metrics, the job store (TestJobStore); nothing else.
 		for id, pol := range s.resources("AWS::IAM::Policy") {
 			if !contains(props(pol)["Roles"], "WorkerTaskTaskRole") {
 				continue
@@ -449,8 +473,126 @@ func TestWorkers(t *testing.T) {
 				}
 			}
 			slices.Sort(actions)
-			if want := []string{"aps:RemoteWrite", "s3:GetBucket*", "s3:GetObject*", "s3:List*"}; !slices.Equal(actions, want) {
+			if want := []string{"aps:RemoteWrite", "s3:GetBucket*", "s3:GetObject", "s3:GetObject*", "s3:List*", "s3:ListBucket", "s3:PutObject"}; !slices.Equal(actions, want) {
 				t.Errorf("%s: task role actions %v, want %v", id, actions, want)
+			}
+		}
+	})
+}
+
+// TestJobStore: the results bucket is private, encrypted, TLS only, unversioned, with the lifecycle the job
+// store's doc promises; the gateway and the workers get exactly their prefixes, and nobody may delete.
+func TestJobStore(t *testing.T) {
+	forEachStage(t, func(t *testing.T, s *synthesized) {
+		id, bucket := "", map[string]any(nil)
+		for rid, b := range s.resources("AWS::S3::Bucket") {
+			if strings.HasPrefix(rid, "ResultsBucket") {
+				id, bucket = rid, b
+			}
+		}
+		if bucket == nil {
+			t.Fatal("no results bucket")
+		}
+		p := props(bucket)
+		if p["VersioningConfiguration"] != nil {
+			t.Errorf("results bucket is versioned: %s", compact(p["VersioningConfiguration"]))
+		}
+		if !contains(p["BucketEncryption"], `"SSEAlgorithm":"AES256"`) || !contains(p["LoggingConfiguration"], "results-bucket/") {
+			t.Errorf("results bucket: encryption %s, logs %s", compact(p["BucketEncryption"]), compact(p["LoggingConfiguration"]))
+		}
+		days := float64(s.settings.API.JobRetention())
+		want := map[string]float64{JobsPrefix: days, ResultsPrefix: days, IdempotencyPrefix: IdempotencyDays}
+		rules := p["LifecycleConfiguration"].(map[string]any)["Rules"].([]any)
+		for _, r := range rules {
+			rule := r.(map[string]any)
+			prefix, _ := rule["Prefix"].(string)
+			if d, ok := want[prefix]; ok {
+				if rule["ExpirationInDays"] != d || rule["Status"] != "Enabled" {
+					t.Errorf("lifecycle rule for %s: %s, want expiry after %g days", prefix, compact(rule), d)
+				}
+				delete(want, prefix)
+			}
+		}
+		if len(want) > 0 {
+			t.Errorf("no lifecycle rule for %v: %s", want, compact(rules))
+		}
+		var tls, noDelete int
+		for _, pol := range s.resources("AWS::S3::BucketPolicy") {
+			if !contains(props(pol)["Bucket"], id) {
+				continue
+			}
+			doc := compact(props(pol)["PolicyDocument"])
+			if strings.Contains(doc, `"aws:SecureTransport":"false"`) {
+				tls++
+			}
+			noDelete += strings.Count(doc, "NoDelete")
+		}
+		if tls != 1 || noDelete != 2 {
+			t.Errorf("results bucket policy: TLS enforced %d, delete denied to %d roles (want the gateway and the workers)", tls, noDelete)
+		}
+
+		// Least privilege: object actions by prefix, per role.
+		grants := map[string]map[string][]string{} // role -> action -> resources
+		for _, pol := range s.resources("AWS::IAM::Policy") {
+			role := compact(props(pol)["Roles"])
+			for _, st := range props(pol)["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+				stm := st.(map[string]any)
+				res := compact(stm["Resource"])
+				if !strings.Contains(res, id) {
+					continue
+				}
+				actions := fmt.Sprint(stm["Action"])
+				if grants[role] == nil {
+					grants[role] = map[string][]string{}
+				}
+				for _, prefix := range []string{JobsPrefix, ResultsPrefix, IdempotencyPrefix} {
+					if strings.Contains(res, "/"+prefix+"*") {
+						grants[role][actions] = append(grants[role][actions], prefix)
+					}
+				}
+				if strings.Contains(actions, "Delete") || strings.Contains(actions, "*") {
+					t.Errorf("%s may %s on the results bucket", role, actions)
+				}
+			}
+		}
+		var gateway, workers map[string][]string
+		for role, g := range grants {
+			switch {
+			case strings.Contains(role, "GatewayServiceRole"):
+				gateway = g
+			case strings.Contains(role, "WorkerTaskTaskRole"):
+				workers = g
+			default:
+				t.Errorf("%s has access to the results bucket: %v", role, g)
+			}
+		}
+		for who, c := range map[string]struct {
+			got      map[string][]string
+			get, put []string
+		}{
+			"gateway": {gateway, []string{JobsPrefix, ResultsPrefix, IdempotencyPrefix}, []string{JobsPrefix, IdempotencyPrefix}},
+			"workers": {workers, []string{JobsPrefix, ResultsPrefix}, []string{JobsPrefix, ResultsPrefix}},
+		} {
+			if !slices.Equal(c.got["s3:GetObject"], c.get) || !slices.Equal(c.got["s3:PutObject"], c.put) || len(c.got) != 2 {
+				t.Errorf("%s: object grants %v, want GetObject on %v and PutObject on %v only", who, c.got, c.get, c.put)
+			}
+		}
+
+		// The webhook key reaches the workers only: no Lambda has it.
+		for fid, fn := range s.resources("AWS::Lambda::Function") {
+			if contains(props(fn)["Environment"], "WebhookSecret") || contains(props(fn)["Environment"], WebhookSecretVariable) {
+				t.Errorf("%s gets the webhook secret", fid)
+			}
+		}
+		secretID := ""
+		for sid := range s.resources("AWS::SecretsManager::Secret") {
+			if strings.HasPrefix(sid, "WebhookSecret") {
+				secretID = sid
+			}
+		}
+		for pid, pol := range s.resources("AWS::IAM::Policy") {
+			if contains(props(pol)["PolicyDocument"], secretID) && !contains(props(pol)["Roles"], "WorkerTaskExecutionRole") {
+				t.Errorf("%s may read the webhook secret: roles %s", pid, compact(props(pol)["Roles"]))
 			}
 		}
 	})
@@ -465,13 +607,13 @@ func TestScaling(t *testing.T) {
 				"MinCapacity": w.MinTasks, "MaxCapacity": w.MaxTasks,
 			})
 		})
-		check(t, "target tracking on backlog per task", func() {
+		check(t, "target tracking on the workers' capacity utilisation", func() {
 			s.template.HasResourceProperties(jsii.String("AWS::ApplicationAutoScaling::ScalingPolicy"), map[string]any{
 				"PolicyType": "TargetTrackingScaling",
 				"TargetTrackingScalingPolicyConfiguration": assertions.Match_ObjectLike(&map[string]any{
-					"TargetValue": w.BacklogPerTaskTarget,
+					"TargetValue": w.UtilizationTarget(),
 					"CustomizedMetricSpecification": map[string]any{
-						"Namespace": MetricNamespace, "MetricName": "BacklogPerTask", "Statistic": "Average",
+						"Namespace": MetricNamespace, "MetricName": "CapacityUtilization", "Statistic": "Average",
 						"Dimensions": assertions.Match_ArrayWith(&[]any{map[string]any{"Name": "Stage", "Value": s.settings.Name}}),
 					},
 				}),
@@ -522,11 +664,11 @@ func TestAlarmsNotifyTheTopic(t *testing.T) {
 				t.Errorf("alarm %s does not notify the topic: %s", id, compact(p["AlarmActions"]))
 			}
 		}
-		if paging != 11 {
-			t.Errorf("%d paging alarms, want 11", paging)
+		if paging != 12 {
+			t.Errorf("%d paging alarms, want 12", paging)
 		}
 		for _, about := range []string{"5xx", "gateway Lambda failed", "reserved concurrency", "queue-depth", "dead-letter", "Backlog per task",
-			"no worker task", "memory", "memory or disk alarm", "connections"} {
+			"no worker task", "memory", "memory or disk alarm", "connections", "Webhook deliveries"} {
 			var ok bool
 			for d := range descriptions {
 				ok = ok || strings.Contains(d, about)
@@ -568,6 +710,23 @@ func TestAlarmsNotifyTheTopic(t *testing.T) {
 		if !deadLetters {
 			t.Error("no dead-letter alarm")
 		}
+		// The webhook dead-letter alarm: new dead letters of <task>.webhooks.dead, as the queue-depth Lambda
+		// publishes them, the same rate rule as the task queue's.
+		var webhooks bool
+		for _, al := range s.resources("AWS::CloudWatch::Alarm") {
+			p := props(al)
+			if !strings.Contains(fmt.Sprint(p["AlarmDescription"]), "Webhook deliveries") {
+				continue
+			}
+			webhooks = true
+			if !contains(p["Metrics"], WebhookDeadLetterRateExpression, "DeadLetterMessages", `"Value":"`+WebhookDeadLetterQueue+`"`) || p["Threshold"] != 0.0 ||
+				p["ComparisonOperator"] != "GreaterThanThreshold" || p["EvaluationPeriods"] != float64(DeadLetterWindowMinutes) || p["DatapointsToAlarm"] != 1.0 {
+				t.Errorf("webhook dead-letter alarm: %s", compact(p))
+			}
+		}
+		if !webhooks {
+			t.Error("no webhook dead-letter alarm")
+		}
 	})
 }
 
@@ -580,7 +739,8 @@ func TestDashboardShowsTheSystem(t *testing.T) {
 			`\"Errors\"`, `\"Throttles\"`, `\"Duration\"`, // Lambda
 			`\"ConnectionCount\"`, `\"ChannelCount\"`, "BrokerMemoryUsedPercent", // broker
 			"ReadyMessages", "UnackedMessages", "DeadLetterMessages", "BacklogPerTask", "RunningTasks", // queue, workers
-			ScrapeOutcomeMetric, // scrape outcomes
+			ScrapeOutcomeMetric, `\"cancelled\"`, // scrape and job outcomes
+			JobsAcceptedMetric, `\"async\"`, WebhookDeadLetterQueue, // jobs: sync vs async, webhook dead letters
 		} {
 			if !strings.Contains(body, m) {
 				t.Errorf("dashboard lacks %s", m)
@@ -802,7 +962,8 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 func TestOutputs(t *testing.T) {
 	forEachStage(t, func(t *testing.T, s *synthesized) {
 		outputs, _ := s.json["Outputs"].(map[string]any)
-		for _, name := range []string{"ApiUrl", "Region", "ScriptsBucketName", "ApiIamRoutesArn", "DashboardName", "BrokerSecretArn", "BrokerName"} {
+		for _, name := range []string{"ApiUrl", "Region", "ScriptsBucketName", "ApiIamRoutesArn", "DashboardName", "BrokerSecretArn", "BrokerName",
+			"ResultsBucketName", "WebhookSecretArn"} {
 			if _, ok := outputs[name]; !ok {
 				t.Errorf("no output %s", name)
 			}

@@ -46,11 +46,13 @@ func newQueueDepth(st awscdk.Stack, s stage.Settings, net *network, brk *broker,
 			"RABBITMQ_MANAGEMENT_URL": brk.managementURL,
 			"RABBITMQ_SECRET_ARN":     brk.secret.SecretArn(),
 			"RABBITMQ_TASK_QUEUE":     jsii.String(TaskQueue),
-			"ECS_CLUSTER":             w.cluster.ClusterName(),
-			"ECS_SERVICE":             w.service.ServiceName(),
-			"METRIC_NAMESPACE":        jsii.String(MetricNamespace),
-			"STAGE":                   jsii.String(s.Name),
-			"LOG_LEVEL":               jsii.String("info"),
+			// Its depth too, as DeadLetterMessages{Queue=<task>.webhooks.dead} (the webhook dead-letter alarm).
+			"RABBITMQ_WEBHOOK_DEAD_LETTER_QUEUE": jsii.String(WebhookDeadLetterQueue),
+			"ECS_CLUSTER":                        w.cluster.ClusterName(),
+			"ECS_SERVICE":                        w.service.ServiceName(),
+			"METRIC_NAMESPACE":                   jsii.String(MetricNamespace),
+			"STAGE":                              jsii.String(s.Name),
+			"LOG_LEVEL":                          jsii.String("info"),
 			// Backpressure: the Lambda keeps the task queue's bound on the broker as a policy (Amazon MQ has
 			// no CloudFormation resource for RabbitMQ policies).
 			"TASK_QUEUE_MAX_LENGTH": jsii.String(strconv.Itoa(s.Broker.TaskQueueMaxLength)),

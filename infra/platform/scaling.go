@@ -37,10 +37,13 @@ func brokerMetric(s stage.Settings, name, statistic string) awscloudwatch.Metric
 // while tasks wait or have just expired into the dead-letter queue.
 const ScaleFromZeroExpression = "IF(desired < 1 AND (ready >= 1 OR DIFF(dead) > 0), 1, 0)"
 
-// newScaling scales the worker service on backlog per task:
+// newScaling scales the worker service on the workers' real capacity:
 //
-//   - target tracking holds BacklogPerTask ((ready + unacked) / running tasks, published every minute by
-//     the queue-depth Lambda) at the stage's target, scaling out fast and in slowly;
+//   - target tracking holds CapacityUtilization ((ready + unacked) / the sum of the workers' consumer
+//     prefetch, published every minute by the queue-depth Lambda) at the stage's target, scaling out fast
+//     and in slowly. A worker's prefetch is its admission capacity, which follows its measured CPU, memory
+//     and event-loop lag (worker/README.md, "Admission by load"), so a fleet of I/O-bound workers taking
+//     hundreds of scrapes each scales on what they really take in, not on a fixed number per task;
 //   - target tracking cannot leave zero tasks (its formula multiplies the current capacity), so a step
 //     policy adds a task whenever tasks wait (or expired waiting) and the service wants no task at all.
 func newScaling(st awscdk.Stack, s stage.Settings, w *workers, obs *alerting) {
@@ -62,9 +65,9 @@ func newScaling(st awscdk.Stack, s stage.Settings, w *workers, obs *alerting) {
 	})
 	target.Node().AddDependency(w.service)
 
-	target.ScaleToTrackMetric(jsii.String("BacklogPerTaskTracking"), &awsapplicationautoscaling.BasicTargetTrackingScalingPolicyProps{
-		TargetValue:      jsii.Number(s.Workers.BacklogPerTaskTarget),
-		CustomMetric:     queueMetric(s, "BacklogPerTask", "Average"),
+	target.ScaleToTrackMetric(jsii.String("CapacityUtilizationTracking"), &awsapplicationautoscaling.BasicTargetTrackingScalingPolicyProps{
+		TargetValue:      jsii.Number(s.Workers.UtilizationTarget()),
+		CustomMetric:     queueMetric(s, "CapacityUtilization", "Average"),
 		ScaleOutCooldown: awscdk.Duration_Seconds(jsii.Number(60)),
 		// Slow scale-in: a task that is stopped drains first (stopTimeout), and load comes in bursts.
 		ScaleInCooldown: awscdk.Duration_Seconds(jsii.Number(300)),

@@ -12,6 +12,8 @@ const ScriptsPrefix = "scripts/"
 
 type scriptsBucket struct {
 	bucket awss3.Bucket
+	// logs holds the server access logs (of the results bucket too).
+	logs awss3.Bucket
 }
 
 func newScriptsBucket(st awscdk.Stack) *scriptsBucket {
@@ -42,5 +44,5 @@ func newScriptsBucket(st awscdk.Stack) *scriptsBucket {
 		// the scripts' version history is the backup (README: backup and recovery).
 		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
 	})
-	return &scriptsBucket{bucket: b}
+	return &scriptsBucket{bucket: b, logs: logs}
 }

@@ -190,6 +190,11 @@ func doSynth() (_ *assembly, err error) {
 		s.Observability.Grafana = true
 		all[grafanaTestStage] = s
 	}
+	// Every stage of cdk.json serves GET /status openly; one stage closes it here, so both are checked.
+	if s, ok := all[closedStatusTestStage]; ok {
+		s.API.StatusPublic = jsii.Bool(false)
+		all[closedStatusTestStage] = s
+	}
 	for _, name := range sortedNames(all) {
 		p, err := New(app, all[name], art)
 		if err != nil {
@@ -225,6 +230,9 @@ func doSynth() (_ *assembly, err error) {
 
 // grafanaTestStage is the stage the tests synthesize with its optional Grafana stack.
 const grafanaTestStage = "staging"
+
+// closedStatusTestStage is the stage the tests synthesize with api.statusPublic false.
+const closedStatusTestStage = "prod"
 
 var cleanups []func()
 

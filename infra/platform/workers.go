@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
@@ -36,6 +37,9 @@ var WorkerImageExclude = []string{
 	"**/__pycache__",
 }
 
+// WebhookSecretVariable is the workers' variable holding the webhook signing secrets (shared/webhook).
+const WebhookSecretVariable = "WEBHOOK_SECRET"
+
 // ScrapeOutcomeMetric counts the worker's "task done" log lines by status (a CloudWatch Logs metric
 // filter, so the dashboard shows scrape outcomes without waiting for the Prometheus side).
 const ScrapeOutcomeMetric = "ScrapeOutcomes"
@@ -53,7 +57,8 @@ type workers struct {
 	container awsecs.ContainerDefinition
 }
 
-func newWorkers(st awscdk.Stack, s stage.Settings, net *network, brk *broker, scripts *scriptsBucket, prom *prometheus, art Artifacts) *workers {
+func newWorkers(st awscdk.Stack, s stage.Settings, net *network, brk *broker, scripts *scriptsBucket, results *resultsBucket,
+	webhookSecret awssecretsmanager.ISecret, prom *prometheus, art Artifacts) *workers {
 	w := s.Workers
 	cluster := awsecs.NewCluster(st, jsii.String("Cluster"), &awsecs.ClusterProps{
 		Vpc:                            net.vpc,
@@ -82,6 +87,10 @@ func newWorkers(st awscdk.Stack, s stage.Settings, net *network, brk *broker, sc
 		Actions:    jsii.Strings("s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:PutBucket*", "s3:DeleteBucket*", "s3:PutLifecycleConfiguration", "s3:PutReplicationConfiguration"),
 		Resources:  jsii.Strings(*scripts.bucket.BucketArn(), *scripts.bucket.ArnForObjects(jsii.String("*"))),
 	}))
+	// Jobs: the workers record running and final job state (jobs/) and write claim-checked results
+	// (results/); they read both back (the lease and cancel checks, the webhook's job body). No idempotency
+	// claims, no deletes.
+	results.grant(task.TaskRole(), "WorkersJobStore", []string{JobsPrefix, ResultsPrefix}, []string{JobsPrefix, ResultsPrefix})
 	// Metrics: the ADOT sidecar remote-writes to this stage's Prometheus workspace.
 	task.TaskRole().AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("RemoteWriteMetrics"),
@@ -109,6 +118,8 @@ func newWorkers(st awscdk.Stack, s stage.Settings, net *network, brk *broker, sc
 		"S3_BUCKET_NAME":         scripts.bucket.BucketName(),
 		"S3_REGION":              jsii.String(s.Region),
 		"S3_PREFIX":              jsii.String(ScriptsPrefix),
+		"JOB_STORE_BUCKET":       results.bucket.BucketName(),
+		"JOB_RETENTION":          jsii.String(fmt.Sprintf("%dh", 24*s.API.JobRetention())),
 		"LOG_LEVEL":              jsii.String("info"),
 	}
 	container := task.AddContainer(jsii.String("worker"), &awsecs.ContainerDefinitionOptions{
@@ -118,6 +129,8 @@ func newWorkers(st awscdk.Stack, s stage.Settings, net *network, brk *broker, sc
 		Secrets: &map[string]awsecs.Secret{
 			"RABBITMQ_USERNAME": awsecs.Secret_FromSecretsManager(brk.secret, jsii.String("username")),
 			"RABBITMQ_PASSWORD": awsecs.Secret_FromSecretsManager(brk.secret, jsii.String("password")),
+			// Signs webhook deliveries; the workers are the only senders.
+			WebhookSecretVariable: awsecs.Secret_FromSecretsManager(webhookSecret, nil),
 		},
 		Logging: awsecs.LogDriver_AwsLogs(&awsecs.AwsLogDriverProps{
 			StreamPrefix: jsii.String("worker"),
@@ -170,8 +183,10 @@ func newWorkers(st awscdk.Stack, s stage.Settings, net *network, brk *broker, sc
 		"Resource::*"))
 	suppress(task.TaskRole(), finding("AwsSolutions-IAM5",
 		"Read-only access to the scripts prefix of the scripts bucket: the object names are the script files, unknown at deploy time "+
-			"(s3:GetObject*, s3:List* on scripts/*).",
-		"Action::s3:GetBucket*", "Action::s3:GetObject*", "Action::s3:List*", matching(`/^Resource::<ScriptsBucket[0-9A-F]+\.Arn>\/scripts\/\*$/`)))
+			"(s3:GetObject*, s3:List* on scripts/*). The job store: objects named by request id, unknown at deploy time "+
+			"(s3:GetObject and s3:PutObject on jobs/* and results/* of the results bucket).",
+		"Action::s3:GetBucket*", "Action::s3:GetObject*", "Action::s3:List*", matching(`/^Resource::<ScriptsBucket[0-9A-F]+\.Arn>\/scripts\/\*$/`),
+		matching(`/^Resource::<ResultsBucket[0-9A-F]+\.Arn>\/(jobs|results)\/\*$/`)))
 
 	sg := securityGroup(st, "WorkerSecurityGroup", "worker tasks: outbound only (the broker, AWS endpoints, and the web pages scripts fetch)", net.vpc, true)
 	brk.allowAMQPS(sg, "the workers")

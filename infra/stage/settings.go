@@ -122,8 +122,19 @@ type API struct {
 	JWTScopes          []string `json:"jwtScopes"`
 	ThrottleRateLimit  float64  `json:"throttleRateLimit"`
 	ThrottleBurstLimit int      `json:"throttleBurstLimit"`
-	// ScrapeMaxTimeoutSeconds is the gateway's SCRAPE_MAX_TIMEOUT; API Gateway cuts requests at 30 s.
+	// ScrapeMaxTimeoutSeconds is the gateway's SCRAPE_MAX_TIMEOUT, the longest timeout a scrape may ask for
+	// (1-3600; 900 in cdk.json). A scrape that outlasts the sync window becomes a job (202, then GET /jobs/{id}).
 	ScrapeMaxTimeoutSeconds int `json:"scrapeMaxTimeoutSeconds"`
+	// SyncWaitSeconds is the gateway's SCRAPE_SYNC_WAIT: how long POST /scrape waits for the result before
+	// it answers 202. API Gateway cuts requests at 30 s, so 1-25; 0 means DefaultSyncWaitSeconds.
+	SyncWaitSeconds int `json:"syncWaitSeconds"`
+	// StatusPublic (STATUS_PUBLIC; default true) serves GET /status without a token (the aggregate figures;
+	// the details still need authentication, e.g. on /iam/status). false puts the route behind the JWT
+	// authorizer like /scrape.
+	StatusPublic *bool `json:"statusPublic"`
+	// JobRetentionDays is how long jobs and their results are kept (JOB_RETENTION, and the results bucket's
+	// lifecycle rule); 0 means DefaultJobRetentionDays.
+	JobRetentionDays int `json:"jobRetentionDays"`
 	// GatewayReservedConcurrency caps the gateway's execution environments, each holding one broker
 	// connection, below the broker's connection limit, and reserves them out of the account's Lambda
 	// concurrency quota (which must keep 100 unreserved). 0 reserves none: the API throttle then bounds the
@@ -143,8 +154,13 @@ type Workers struct {
 	OnDemandBase   int `json:"onDemandBase"`
 	OnDemandWeight int `json:"onDemandWeight"`
 	SpotWeight     int `json:"spotWeight"`
-	// BacklogPerTaskTarget is the target-tracking target for (ready + unacked) / running tasks.
+	// BacklogPerTaskTarget bounds the backlog alarm: (ready + unacked) / running tasks above twice it for 10
+	// minutes means the service cannot keep up.
 	BacklogPerTaskTarget float64 `json:"backlogPerTaskTarget"`
+	// CapacityUtilizationTarget is the target-tracking target for (ready + unacked) / the workers' admission
+	// capacity (the sum of their consumers' prefetch, which follows their measured load); 0 means
+	// DefaultCapacityUtilizationTarget.
+	CapacityUtilizationTarget float64 `json:"capacityUtilizationTarget"`
 	// DrainTimeoutSeconds is WORKER_DRAIN_TIMEOUT; ECS stopTimeout is set StopGraceSeconds above it.
 	DrainTimeoutSeconds  int `json:"drainTimeoutSeconds"`
 	ScriptMemoryLimitMiB int `json:"scriptMemoryLimitMiB"`
@@ -190,16 +206,61 @@ var connectionLimits = map[string]map[string]int{
 // ConnectionLimit is the broker's connection limit per node (0 when the combination is unknown).
 func (b Broker) ConnectionLimit() int { return connectionLimits[b.EngineVersion][b.InstanceType] }
 
-// ConnectionBudget is the most broker connections the stage's clients can open: one per gateway
-// execution environment, two per worker task (consume and publish), and ConnectionHeadroom for operators
-// and rolling deploys.
-func (s Settings) ConnectionBudget() int {
-	return s.GatewayConcurrency() + 2*s.Workers.MaxTasks + ConnectionHeadroom
+// WorkerConnections is how many broker connections one worker task opens: consume, publish, lease (long
+// jobs), cancel (job cancel notices) and webhooks (the deliverer).
+const WorkerConnections = 5
+
+// DefaultCapacityUtilizationTarget is workers.capacityUtilizationTarget's default: scale out when the work
+// in the system passes three quarters of what the running workers take in at once.
+const DefaultCapacityUtilizationTarget = 0.75
+
+// UtilizationTarget is the target-tracking target (CapacityUtilizationTarget or its default).
+func (w Workers) UtilizationTarget() float64 {
+	if w.CapacityUtilizationTarget > 0 {
+		return w.CapacityUtilizationTarget
+	}
+	return DefaultCapacityUtilizationTarget
 }
 
-// SyncWindowSeconds is how long one synchronous request may hold a gateway execution environment: the
-// scrape's longest timeout (the gateway waits that long before it answers 202 or 504).
-func (a API) SyncWindowSeconds() int { return a.ScrapeMaxTimeoutSeconds }
+// ConnectionBudget is the broker connections the stage's clients open: one per gateway execution
+// environment, WorkerConnections per worker task, and ConnectionHeadroom for operators and rolling deploys.
+// Not counted: the publisher a gateway environment opens on its first cancel of a job with a callback_url
+// (gateway.OutboxCallbacks), rare enough that the headroom covers it.
+func (s Settings) ConnectionBudget() int {
+	return s.GatewayConcurrency() + WorkerConnections*s.Workers.MaxTasks + ConnectionHeadroom
+}
+
+// Defaults of the API settings that may be left out (0 or absent).
+const (
+	DefaultSyncWaitSeconds  = 25
+	DefaultJobRetentionDays = 7
+	// MaxScrapeTimeoutSeconds is contract.MaxTimeout (1 h), the longest timeout the gateway accepts.
+	MaxScrapeTimeoutSeconds = 3600
+	// MaxSyncWaitSeconds keeps the sync window (plus the gateway's margin to answer 202) under API
+	// Gateway's 30 s integration limit.
+	MaxSyncWaitSeconds = 25
+)
+
+// SyncWindowSeconds is how long one request may hold a gateway execution environment: the sync window
+// (SCRAPE_SYNC_WAIT), after which the gateway answers 202 and the job goes on without it. A long poll of
+// GET /jobs/{id} holds it at most 20 s, less than the window.
+func (a API) SyncWindowSeconds() int {
+	if a.SyncWaitSeconds == 0 {
+		return DefaultSyncWaitSeconds
+	}
+	return a.SyncWaitSeconds
+}
+
+// StatusIsPublic reports whether GET /status is served without a token (statusPublic, default true).
+func (a API) StatusIsPublic() bool { return a.StatusPublic == nil || *a.StatusPublic }
+
+// JobRetention is how many days jobs and results are kept.
+func (a API) JobRetention() int {
+	if a.JobRetentionDays == 0 {
+		return DefaultJobRetentionDays
+	}
+	return a.JobRetentionDays
+}
 
 // ThrottleConcurrency is how many gateway environments the API throttle can keep busy when every request
 // takes the whole sync window (Little's law: rate x time in the system), or its burst if that is more.
@@ -406,8 +467,14 @@ func (s Settings) Validate() error {
 	if a.ThrottleRateLimit <= 0 || a.ThrottleBurstLimit < 1 {
 		fail("api.throttleRateLimit and api.throttleBurstLimit must be positive")
 	}
-	if a.ScrapeMaxTimeoutSeconds < 1 || a.ScrapeMaxTimeoutSeconds > 25 {
-		fail("api.scrapeMaxTimeoutSeconds %d must be 1-25: API Gateway's HTTP API gives up after 30 s", a.ScrapeMaxTimeoutSeconds)
+	if a.ScrapeMaxTimeoutSeconds < 1 || a.ScrapeMaxTimeoutSeconds > MaxScrapeTimeoutSeconds {
+		fail("api.scrapeMaxTimeoutSeconds %d must be 1-%d (a scrape longer than the sync window runs as a job)", a.ScrapeMaxTimeoutSeconds, MaxScrapeTimeoutSeconds)
+	}
+	if a.SyncWaitSeconds < 0 || a.SyncWaitSeconds > MaxSyncWaitSeconds {
+		fail("api.syncWaitSeconds %d must be 1-%d (0: %d): API Gateway's HTTP API gives up after 30 s", a.SyncWaitSeconds, MaxSyncWaitSeconds, DefaultSyncWaitSeconds)
+	}
+	if a.JobRetentionDays < 0 || a.JobRetentionDays > 365 {
+		fail("api.jobRetentionDays %d must be 1-365 (0: %d)", a.JobRetentionDays, DefaultJobRetentionDays)
 	}
 	if a.GatewayReservedConcurrency < 0 {
 		fail("api.gatewayReservedConcurrency must be 0 (none reserved) or more, got %d", a.GatewayReservedConcurrency)
@@ -423,8 +490,8 @@ func (s Settings) Validate() error {
 	} else if w.MemoryMiB < r[0] || w.MemoryMiB > r[1] || w.MemoryMiB%1024 != 0 && w.MemoryMiB != 512 {
 		fail("workers.memoryMiB %d does not fit workers.cpu %d (Fargate allows %d-%d MiB in 1 GiB steps)", w.MemoryMiB, w.CPU, r[0], r[1])
 	}
-	if w.Concurrency < 1 || w.Concurrency > 256 {
-		fail("workers.concurrency %d must be 1-256", w.Concurrency)
+	if w.Concurrency < 1 || w.Concurrency > 4096 {
+		fail("workers.concurrency %d (WORKER_CONCURRENCY, the admission ceiling) must be 1-4096", w.Concurrency)
 	}
 	if w.MinTasks < 0 || w.MaxTasks < 1 || w.MinTasks > w.MaxTasks {
 		fail("workers: need 0 <= minTasks <= maxTasks and maxTasks >= 1, got %d..%d", w.MinTasks, w.MaxTasks)
@@ -440,11 +507,17 @@ func (s Settings) Validate() error {
 	} else if w.Concurrency > 0 && w.BacklogPerTaskTarget > float64(4*w.Concurrency) {
 		fail("workers.backlogPerTaskTarget %.1f is more than 4x workers.concurrency: tasks would wait in the queue past the API's timeout", w.BacklogPerTaskTarget)
 	}
+	if w.CapacityUtilizationTarget < 0 || w.CapacityUtilizationTarget > 2 {
+		fail("workers.capacityUtilizationTarget %.2f must be between 0 (the default, %.2f) and 2", w.CapacityUtilizationTarget, DefaultCapacityUtilizationTarget)
+	}
 	if w.DrainTimeoutSeconds < 1 || w.StopTimeoutSeconds() > 120 {
 		fail("workers.drainTimeoutSeconds %d must be 1-%d: ECS stopTimeout (drain + %d s) is at most 120 s", w.DrainTimeoutSeconds, 120-StopGraceSeconds, StopGraceSeconds)
 	}
-	if w.DrainTimeoutSeconds > 0 && w.DrainTimeoutSeconds < a.ScrapeMaxTimeoutSeconds {
-		fail("workers.drainTimeoutSeconds %d is shorter than api.scrapeMaxTimeoutSeconds %d: scale-in would kill scrapes that could finish", w.DrainTimeoutSeconds, a.ScrapeMaxTimeoutSeconds)
+	// A drain cannot outlast a job (ECS stops a task within 120 s, jobs run up to an hour): a stopping task's
+	// unfinished jobs go back to the queue or their lease runs out, and another task runs them. It must
+	// still outlast the sync window, so scale-in does not kill scrapes a caller is waiting for.
+	if w.DrainTimeoutSeconds > 0 && w.DrainTimeoutSeconds < a.SyncWindowSeconds() {
+		fail("workers.drainTimeoutSeconds %d is shorter than the sync window (api.syncWaitSeconds) %d: scale-in would kill scrapes a caller waits for", w.DrainTimeoutSeconds, a.SyncWindowSeconds())
 	}
 	if w.ScriptMemoryLimitMiB < 0 {
 		fail("workers.scriptMemoryLimitMiB must be >= 0 (0 = no limit)")
@@ -453,7 +526,7 @@ func (s Settings) Validate() error {
 	// Capacity. Every request may hold a gateway environment for the whole sync window, so the throttle
 	// must not admit more than the reserved concurrency sustains; every gateway environment and worker task
 	// holds broker connections, which must fit the broker's limit.
-	if r := a.GatewayReservedConcurrency; r > 0 && a.ThrottleRateLimit > 0 && a.ScrapeMaxTimeoutSeconds > 0 {
+	if r := a.GatewayReservedConcurrency; r > 0 && a.ThrottleRateLimit > 0 {
 		if a.ThrottleRateLimit > s.SustainedRPS() {
 			fail("capacity: api.throttleRateLimit %g rps exceeds what api.gatewayReservedConcurrency %d sustains at the %d s sync window (%.1f rps): "+
 				"lower the throttle or raise the concurrency (and the broker) to at least %d",
@@ -465,8 +538,8 @@ func (s Settings) Validate() error {
 		}
 	}
 	if limit := b.ConnectionLimit(); limit > 0 && s.ConnectionBudget() > limit {
-		fail("capacity: broker connections: gateway concurrency %d + 2 x workers.maxTasks %d + %d headroom = %d exceeds %s's %d per node",
-			s.GatewayConcurrency(), w.MaxTasks, ConnectionHeadroom, s.ConnectionBudget(), b.InstanceType, limit)
+		fail("capacity: broker connections: gateway concurrency %d + %d x workers.maxTasks %d + %d headroom = %d exceeds %s's %d per node",
+			s.GatewayConcurrency(), WorkerConnections, w.MaxTasks, ConnectionHeadroom, s.ConnectionBudget(), b.InstanceType, limit)
 	}
 
 	// Observability.

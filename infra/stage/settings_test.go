@@ -87,9 +87,12 @@ func TestValidationRefusesBadSettings(t *testing.T) {
 		want  string
 	}{
 		{"unknown field", set("workers.maxTask", 3), `unknown field "maxTask"`},
-		{"API Gateway timeout", set("api.scrapeMaxTimeoutSeconds", 29), "1-25"},
+		{"timeout above an hour", set("api.scrapeMaxTimeoutSeconds", 3601), "1-3600"},
+		{"sync window past API Gateway's timeout", set("api.syncWaitSeconds", 29), "1-25"},
+		{"retention above a year", set("api.jobRetentionDays", 400), "1-365"},
+		{"status setting not a boolean", set("api.statusPublic", "yes"), "statusPublic"},
 		{"stopTimeout above ECS's 120 s", set("workers.drainTimeoutSeconds", 110), "at most 120 s"},
-		{"drain shorter than a scrape", set("workers.drainTimeoutSeconds", 10), "shorter than api.scrapeMaxTimeoutSeconds"},
+		{"drain shorter than a scrape", set("workers.drainTimeoutSeconds", 10), "shorter than the sync window"},
 		{"connection budget", set("api.gatewayReservedConcurrency", 90), "exceeds mq.m7g.medium's 100 per node"},
 		{"RabbitMQ 4.2 on t3", set("broker.instanceType", "mq.t3.micro"), "not available for RabbitMQ 4.2"},
 		{"cluster in two AZs", set("broker.deploymentMode", "CLUSTER_MULTI_AZ"), "list 3 availabilityZones"},
@@ -132,7 +135,7 @@ func TestValidationRefusesBadSettings(t *testing.T) {
 			set("api.throttleRateLimit", 1)(dev)
 			set("api.throttleBurstLimit", 60)(dev)
 		}, "throttleBurstLimit 60 exceeds"},
-		{"unreserved throttle above the broker", set("api.throttleRateLimit", 4), "gateway concurrency 100 + 2 x workers.maxTasks 4 + 20 headroom = 128 exceeds mq.m7g.medium's 100"},
+		{"unreserved throttle above the broker", set("api.throttleRateLimit", 4), "gateway concurrency 100 + 5 x workers.maxTasks 4 + 20 headroom = 140 exceeds mq.m7g.medium's 100"},
 		{"negative reservation", set("api.gatewayReservedConcurrency", -1), "0 (none reserved) or more"},
 		{"broker generation", set("broker.generation", -1), "broker.generation must be 0-9999"},
 		{"Fargate size", set("workers.memoryMiB", 8192), "does not fit workers.cpu 512"},

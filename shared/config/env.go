@@ -62,6 +62,20 @@ func (e *Env) Int(name string, def, lo, hi int) int {
 	return n
 }
 
+// Float returns the variable as a number within [lo, hi], or def.
+func (e *Env) Float(name string, def, lo, hi float64) float64 {
+	v, ok := e.lookup(name)
+	if !ok {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f != f || f < lo || f > hi {
+		e.Fail("%s=%q: must be a number from %g to %g", name, v, lo, hi)
+		return def
+	}
+	return f
+}
+
 // Duration returns the variable as a duration within [lo, hi], or def. It accepts Go durations ("90s",
 // "1m30s") and plain numbers of seconds ("90", "2.5").
 func (e *Env) Duration(name string, def, lo, hi time.Duration) time.Duration {

@@ -76,6 +76,27 @@ func (s *Sampler) MemoryPercent() (float64, error) {
 	return round1(100 * (total - avail) / total), nil
 }
 
+// MemoryLimit is the memory the process may use, in bytes: its cgroup's limit, else the machine's total
+// (0 when neither can be read).
+func (s *Sampler) MemoryLimit() int64 {
+	if _, limit, ok := s.cgroupMemory(); ok {
+		return int64(limit)
+	}
+	f, err := os.Open(s.path("/proc/meminfo"))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(fields[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
 // cgroupMemory reads the cgroup's memory use and limit; ok is false without a limit.
 func (s *Sampler) cgroupMemory() (used, limit float64, ok bool) {
 	if max, err := s.read("/sys/fs/cgroup/memory.max"); err == nil { // v2

@@ -95,3 +95,13 @@ func TestCPUPercentAgainstTheQuota(t *testing.T) {
 		t.Fatalf("saturated cgroup: %v%% (%v), want 100", got, err)
 	}
 }
+
+func TestMemoryLimit(t *testing.T) {
+	t.Parallel()
+	if got := (&Sampler{Root: fakeTree(t, map[string]string{"sys/fs/cgroup/memory.max": "2048\n", "sys/fs/cgroup/memory.current": "1\n", "proc/meminfo": meminfo})}).MemoryLimit(); got != 2048 {
+		t.Errorf("cgroup limit: %d, want 2048", got)
+	}
+	if got := (&Sampler{Root: fakeTree(t, map[string]string{"proc/meminfo": meminfo})}).MemoryLimit(); got != 1000<<10 {
+		t.Errorf("no cgroup: %d, want MemTotal %d", got, 1000<<10)
+	}
+}

@@ -55,10 +55,12 @@ func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
 	testRules := writeRulesWithFor(t, rulesDoc, promDir, testFor)
 	promtool(t, "rules", testRules)
 
+	// The job and webhook series, fed as one more worker and gateway target (synthetic_test.go).
+	synth := startSyntheticJobs(t)
 	cfg := stack.PrometheusConfig{
 		ScrapeInterval: interval,
-		Gateways:       []string{hostPort(s.gatewayURL)},
-		Workers:        mapSlice(s.stack.WorkerMetricsURLs(), hostPort),
+		Gateways:       []string{hostPort(s.gatewayURL), hostPort(synth.gateway.URL)},
+		Workers:        append(mapSlice(s.stack.WorkerMetricsURLs(), hostPort), hostPort(synth.worker.URL)),
 		RabbitMQ:       []string{brk.PrometheusAddr},
 		RuleFiles:      []string{testRules},
 	}
@@ -81,7 +83,7 @@ func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
 	api := newPromAPI(prom.URL())
 
 	// Every target answers, RabbitMQ's own endpoint included.
-	wantUp := 1 + len(cfg.Workers) + 2*len(cfg.RabbitMQ)
+	wantUp := len(cfg.Gateways) + len(cfg.Workers) + 2*len(cfg.RabbitMQ)
 	api.waitQuery(t, "up", 30*time.Second, func(ss []sample) bool {
 		n := 0
 		for _, x := range ss {
@@ -187,6 +189,10 @@ func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
 	// A malformed task: the worker dead-letters it.
 	publishRaw(t, brk.URL, s.queue, []byte("this is not a task"))
 	expect("DeadLetterQueueNotEmpty", map[string]string{"job": stack.JobGateway})
+
+	// Webhook deliveries whose retries ran out.
+	synth.failWebhooks(2)
+	expect("WebhookDeliveriesFailing", map[string]string{"job": stack.JobWorker})
 
 	// Scripts failing: the error ratio passes 20%.
 	for range 3 * (completed + failed + unanswered) / 2 {

@@ -2,6 +2,7 @@ package localedge
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"time"
 
@@ -28,6 +29,9 @@ type Config struct {
 	// connections the server holds at a time (503 past it, before reading a request).
 	BodyTimeout    time.Duration
 	MaxConnections int
+	// ManagementURL, when set (RABBITMQ_MANAGEMENT_URL, credentials in it: a monitoring user), has GET
+	// /status add the workers' in-flight tasks and capacity, read from the broker's management API.
+	ManagementURL string
 }
 
 // DefaultMaxConnections is GATEWAY_MAX_CONNECTIONS' default: room for 10,000 stalled connections with
@@ -52,6 +56,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		JWTMaxTTL:      e.Duration("JWT_MAX_TTL", auth.DefaultMaxTTL, time.Minute, 30*24*time.Hour),
 		BodyTimeout:    e.Duration("GATEWAY_BODY_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute),
 		MaxConnections: e.Int("GATEWAY_MAX_CONNECTIONS", DefaultMaxConnections, 1, 1<<20),
+		ManagementURL:  e.String("RABBITMQ_MANAGEMENT_URL", ""),
+	}
+	if c.ManagementURL != "" {
+		if u, err := url.Parse(c.ManagementURL); err != nil || u.Host == "" || u.User == nil {
+			e.Fail("RABBITMQ_MANAGEMENT_URL must be an absolute URL with a user's credentials (http://user:password@host:15672)")
+		}
 	}
 	switch {
 	case c.JWTJWKSURL != "" && c.JWTSecret != "":

@@ -37,8 +37,13 @@ func Build(cfg Config, name string, log *slog.Logger, metrics *Metrics) (*gatewa
 	if err != nil {
 		return nil, nil, err
 	}
+	capacity, err := newManagementCapacity(cfg.ManagementURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("RABBITMQ_MANAGEMENT_URL: %w", err)
+	}
 	client := broker.NewRPCClient(rpc)
 	h := gateway.New(cfg.Gateway, gateway.Options{Broker: client, Authenticator: BearerAuth{Verifier: v, Scopes: cfg.JWTScopes},
-		Logger: log, Recorder: rec, Jobs: store, Callbacks: cfg.Gateway.OutboxCallbacks(context.Background(), name+"/webhooks", log)})
+		Logger: log, Recorder: rec, Jobs: store, Callbacks: cfg.Gateway.OutboxCallbacks(context.Background(), name+"/webhooks", log),
+		Capacity: capacity})
 	return h, client, nil
 }

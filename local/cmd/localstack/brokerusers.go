@@ -68,7 +68,13 @@ func brokerUsers(ctx context.Context, cfg config, brk stack.Broker, log *slog.Lo
 	} else {
 		log.Info("least-privilege broker users with generated passwords", attrs...)
 	}
-	return []string{"RABBITMQ_URL=" + users.GatewayURL}, []string{"RABBITMQ_URL=" + users.WorkerURL}, remove
+	gatewayEnv = []string{"RABBITMQ_URL=" + users.GatewayURL}
+	if m, err := url.Parse(brk.ManagementURL); err == nil && m.Host != "" && users.MonitoringUser != "" {
+		// GET /status reads the workers' in-flight tasks and capacity with the monitoring user.
+		m.User = url.UserPassword(users.MonitoringUser, users.MonitoringPass)
+		gatewayEnv = append(gatewayEnv, "RABBITMQ_MANAGEMENT_URL="+m.String())
+	}
+	return gatewayEnv, []string{"RABBITMQ_URL=" + users.WorkerURL}, remove
 }
 
 func isLoopback(host string) bool {

@@ -24,6 +24,17 @@ What the columns mean:
   ratio            trivial: its requests/s divided by raw's (1 = no cost over the transport); the others:
                    requests/s divided by ideal/s (1 = every wait overlapped)
   peak RSS         the largest resident memory of the workers and all their runners during the run
+  jobs             the jobs runs, on a stack of their own whose gateway and workers keep jobs in a bucket of a
+                   versitygw the bench starts, with 4 callers each: jobs sync (POST /scrape of the trivial
+                   script, answered 200 within the sync window), jobs async + poll 50ms (Prefer:
+                   respond-async, 202, then GET /jobs/{id} every 50 ms until the job is final), jobs async +
+                   long poll (the same with GET /jobs/{id}?wait=20), jobs 10 MB claim-checked (a script
+                   returning 10 MB: the worker stores it in the bucket, the 200 carries a data_url, the
+                   caller downloads it)
+  jobs/s           jobs completed per second over the measured period, each the whole call (submit, polls,
+                   download)
+  added p50        the run's p50 minus jobs sync's: what answering through the job (202, then polls) adds
+  MB/s             result bytes received per second (10^6 bytes), the data_url downloads
 Then make bench runs three Go benchmarks (go test -bench; ns/op is the time of one benchmark iteration):
   cold-ms/req      ms per run of a trivial script in a fresh Python process
   warm-ms/req      ms per run of the same script on a warm runner (a Python process kept between runs)
@@ -35,6 +46,9 @@ Then make bench runs three Go benchmarks (go test -bench; ns/op is the time of o
   uncached-ms      ms a script's first request pays to build its environment (venv + offline pip install)
   cached-ms        ms the same first request pays when the environment is already on disk
   uncached/cached  how many times slower uncached is than cached
+And one the make target leaves out (cd worker && go test -run '^$' -bench ColdRunByContainment ./internal/runner/):
+  ms/run           ms per cold run of a trivial script under each containment the machine allows (one
+                   sub-benchmark each: namespaces, pidns, session)
 `
 
 // printLegend writes the legend to out.

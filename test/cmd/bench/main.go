@@ -6,7 +6,9 @@
 // The raw baseline does what the platform's transport does and nothing else: persistent messages into a
 // quorum queue (same arguments as the task queue), publisher confirms, direct reply-to, and responders with
 // the same number of consumers and prefetch as the workers, answering at once. The system run starts the
-// real gateway and workers (as processes) and scrapes a trivial script through HTTP with a JWT.
+// real gateway and workers (as processes) and scrapes a trivial script through HTTP with a JWT. The jobs
+// runs (jobs.go) start another stack with a job store on a versitygw: async submit and poll against sync,
+// and the throughput of claim-checked 10 MB results.
 package main
 
 import (
@@ -58,7 +60,7 @@ func main() {
 	flag.IntVar(&o.concurrency, "c", 32, "concurrent callers of the raw baseline and the trivial script")
 	flag.IntVar(&o.workers, "workers", 2, "workers (and raw responders)")
 	flag.IntVar(&o.slots, "slots", 0, "WORKER_CONCURRENCY of the workers and the raw responders' prefetch (0: the worker's default; raw 256)")
-	flag.StringVar(&o.only, "only", "", "comma-separated parts of scenario names to run (default: all): trivial, async 200ms, async 2s, blocking, fetch")
+	flag.StringVar(&o.only, "only", "", "comma-separated parts of scenario names to run (default: all): trivial, async 200ms, async 2s, blocking, fetch, jobs")
 	flag.DurationVar(&o.duration, "d", 8*time.Second, "measured duration of each run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up before each run")
 	flag.Parse()
@@ -83,6 +85,8 @@ type result struct {
 	n, errs   int
 	elapsed   time.Duration
 	latencies []time.Duration
+	// firstErrs are up to three of the errors, to say what failed.
+	firstErrs []string
 }
 
 func (r result) throughput() float64 { return float64(r.n) / r.elapsed.Seconds() }
@@ -116,6 +120,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("system: %w", err)
 	}
+	var jobs []jobsResult
+	if only("jobs") {
+		if jobs, err = benchJobs(ctx, o); err != nil {
+			return fmt.Errorf("jobs: %w", err)
+		}
+	}
 	fmt.Fprintf(out, "\n%-30s %12s %10s %10s %8s %10s %8s %9s\n", "run", "requests/s", "p50", "p99", "errors", "ideal/s", "ratio", "peak RSS")
 	row := func(r result, ideal, ratio string, rss string) {
 		fmt.Fprintf(out, "%-30s %12.0f %10s %10s %8d %10s %8s %9s\n", r.name, r.throughput(), r.pct(0.50).Round(10*time.Microsecond), r.pct(0.99).Round(10*time.Microsecond), r.errs, ideal, ratio, rss)
@@ -134,6 +144,15 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 		row(r, ideal, ratio, rss)
 	}
+	for _, r := range append([]result{raw}, results...) {
+		for _, e := range r.firstErrs {
+			if len(e) > 300 {
+				e = e[:300] + "…"
+			}
+			fmt.Fprintf(out, "error in %s: %s\n", r.name, e)
+		}
+	}
+	printJobs(out, jobs)
 	printLegend(out)
 	return nil
 }
@@ -148,11 +167,12 @@ func slotsLabel(n int) string {
 // drive runs call from c goroutines for warm-up plus d, recording latencies after the warm-up.
 func drive(ctx context.Context, name string, c int, warmup, d time.Duration, call func(context.Context) error) result {
 	var (
-		mu   sync.Mutex
-		lat  []time.Duration
-		errs atomic.Int64
-		n    atomic.Int64
-		wg   sync.WaitGroup
+		mu        sync.Mutex
+		firstErrs []string
+		lat       []time.Duration
+		errs      atomic.Int64
+		n         atomic.Int64
+		wg        sync.WaitGroup
 	)
 	startMeasure := time.Now().Add(warmup)
 	end := startMeasure.Add(d)
@@ -172,7 +192,11 @@ func drive(ctx context.Context, name string, c int, warmup, d time.Duration, cal
 					continue
 				}
 				if err != nil {
-					errs.Add(1)
+					if errs.Add(1) <= 3 {
+						mu.Lock()
+						firstErrs = append(firstErrs, err.Error())
+						mu.Unlock()
+					}
 					continue
 				}
 				n.Add(1)
@@ -185,7 +209,7 @@ func drive(ctx context.Context, name string, c int, warmup, d time.Duration, cal
 	}
 	wg.Wait()
 	slices.Sort(lat)
-	return result{name: name, n: int(n.Load()), errs: int(errs.Load()), elapsed: d, latencies: lat}
+	return result{name: name, n: int(n.Load()), errs: int(errs.Load()), elapsed: d, latencies: lat, firstErrs: firstErrs}
 }
 
 func randomSuffix() string {
@@ -342,6 +366,9 @@ func slowPage() (url string, stop func(), err error) {
 
 // benchSystem starts the gateway and workers once and runs every selected scenario through POST /scrape.
 func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scenario, []result, []int64, error) {
+	if !slices.ContainsFunc(scenarios(o, ""), func(sc scenario) bool { return only(sc.name) }) {
+		return nil, nil, nil, nil
+	}
 	secret := "bench-" + randomSuffix() + randomSuffix() + randomSuffix() + randomSuffix()
 	queue := "bench-system-" + randomSuffix()
 	work, err := os.MkdirTemp("", "bench-work-")

@@ -20,6 +20,16 @@ const usage = `usage:
   scrapectl scripts push [flags] DIR    check a script folder, bundle it, upload it; prints the new version
   scrapectl scripts check [flags] DIR   check a script folder without uploading it
   scrapectl scripts list [flags]        list the published scripts and their versions
+  scrapectl scrape NAME [flags]         run a script through the API, wait for it, print (or --out) its result
+  scrapectl jobs get ID [--out FILE]    show a job (with --out: write a completed job's result)
+  scrapectl jobs cancel ID              cancel a job
+
+scrape and jobs talk to the HTTP API at SCRAPE_API_URL (default http://127.0.0.1:8080) with the bearer
+token SCRAPE_TOKEN. scrape submits with a generated Idempotency-Key (a retried submission never runs the
+script twice), shows the job's status while it waits (queued, running, elapsed), follows data_url for
+large results, and on Ctrl-C asks whether to cancel the job (without a terminal it leaves the job running
+and prints its id). Exit codes: 0 completed, 1 local error, 2 usage, 3 failed, 4 timeout, 5 cancelled,
+6 HTTP error (refused or unreachable API), 7 not finished (--wait-for ran out, or left running on Ctrl-C).
 
 The S3 repository comes from the worker's variables: S3_BUCKET_NAME, S3_PREFIX (default scripts/),
 S3_REGION, S3_ENDPOINT_URL, and S3_ACCESS_KEY/S3_SECRET_KEY (without them, the AWS default credential
@@ -37,12 +47,31 @@ type options struct {
 	progress string
 }
 
-// run executes the command line args; it is main without the process.
+// run executes the command line args; it is main without the process (no terminal, no interrupts).
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runTerminal(ctx, args, getenv, &terminal{stdin: strings.NewReader(""), stdout: stdout, stderr: stderr})
+}
+
+// runTerminal executes the command line args with t's streams and interrupts.
+func runTerminal(ctx context.Context, args []string, getenv func(string) string, t *terminal) error {
+	stdout, stderr := t.stdout, t.stderr
+	if len(args) >= 1 && (args[0] == "scrape" || args[0] == "jobs") {
+		return runAPI(ctx, args, getenv, t)
+	}
+	// The scripts commands stop on the first interrupt.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-t.interrupts:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	o, fs := newFlags(getenv, stderr)
 	if len(args) < 2 || args[0] != "scripts" {
 		fs.Usage()
-		return fmt.Errorf("%w: expected `scripts push|check|list`", errUsage)
+		return fmt.Errorf("%w: expected `scripts push|check|list`, `scrape NAME` or `jobs get|cancel ID`", errUsage)
 	}
 	verb := args[1]
 	positional, err := parseInterspersed(fs, args[2:])
@@ -66,6 +95,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fs.Usage()
 	return fmt.Errorf("%w: unknown command %q", errUsage, verb)
+}
+
+// runAPI runs `scrape NAME` and `jobs get|cancel ID`.
+func runAPI(ctx context.Context, args []string, getenv func(string) string, t *terminal) error {
+	cmd := args[0]
+	o, fs := newAPIFlags(getenv, t.stderr, cmd)
+	if cmd == "jobs" {
+		if len(args) < 2 || args[1] != "get" && args[1] != "cancel" {
+			fs.Usage()
+			return fmt.Errorf("%w: expected `jobs get ID` or `jobs cancel ID`", errUsage)
+		}
+		positional, err := parseInterspersed(fs, args[2:])
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if len(positional) != 1 || positional[0] == "" {
+			return fmt.Errorf("%w: jobs %s takes one job id", errUsage, args[1])
+		}
+		return runJobs(ctx, t, o, args[1], positional[0])
+	}
+	positional, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if len(positional) != 1 {
+		return fmt.Errorf("%w: scrape takes one script name, got %d arguments", errUsage, len(positional))
+	}
+	return runScrape(ctx, t, o, positional[0])
 }
 
 func newFlags(getenv func(string) string, stderr io.Writer) (*options, *flag.FlagSet) {

@@ -1,15 +1,18 @@
-// Command scrapectl publishes scripts to the S3 script repository and lists what is published.
+// Command scrapectl publishes scripts to the S3 script repository, lists what is published, and runs
+// scrapes through the HTTP API.
 //
 //	scrapectl scripts push [flags] DIR    check a script folder, bundle it and upload it; prints its version
 //	scrapectl scripts check [flags] DIR   only check the folder (what push checks first)
 //	scrapectl scripts list [flags]        list the published scripts with their versions
+//	scrapectl scrape NAME [flags]         submit a scrape, wait for its job, print or save the result
+//	scrapectl jobs get|cancel ID          show or cancel a job
 //
-// It reads the worker's S3_* variables (flags override them). See worker/README.md.
+// The scripts commands read the worker's S3_* variables (flags override them); scrape and jobs read
+// SCRAPE_API_URL and SCRAPE_TOKEN. See worker/README.md.
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -17,15 +20,17 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	interrupts := make(chan os.Signal, 1)
+	signal.Notify(interrupts, os.Interrupt, syscall.SIGTERM)
+	t := &terminal{
+		stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
+		interactive: isTerminal(os.Stdin) && isTerminal(os.Stderr),
+		interrupts:  interrupts,
+	}
+	err := runTerminal(context.Background(), os.Args[1:], os.Getenv, t)
 	if err == nil {
 		return
 	}
 	fmt.Fprintln(os.Stderr, "scrapectl:", err)
-	if errors.Is(err, errUsage) {
-		os.Exit(2)
-	}
-	os.Exit(1)
+	os.Exit(exitCode(err))
 }

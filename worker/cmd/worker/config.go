@@ -12,12 +12,14 @@ import (
 	"github.com/scrapeplatform/platform/shared/config"
 	"github.com/scrapeplatform/platform/shared/job"
 	"github.com/scrapeplatform/platform/shared/webhook"
+	"github.com/scrapeplatform/platform/worker/internal/admission"
 	"github.com/scrapeplatform/platform/worker/internal/egress"
 	"github.com/scrapeplatform/platform/worker/internal/envcache"
 	"github.com/scrapeplatform/platform/worker/internal/manifest"
 	"github.com/scrapeplatform/platform/worker/internal/repository"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
 	"github.com/scrapeplatform/platform/worker/internal/task"
+	"github.com/scrapeplatform/platform/worker/internal/telemetry"
 )
 
 // workerConfig is the worker's whole configuration: the worker's own settings and each package's part, read from
@@ -53,6 +55,13 @@ type workerConfig struct {
 	// JobLease is the lease period of long jobs (JOB_LEASE); the task handler's part has the rest
 	// (SCRAPE_MAX_RESULT_MB, JOB_INLINE_RESULT_KB, JOB_CANCEL_POLL, RABBITMQ_CONSUMER_TIMEOUT).
 	JobLease time.Duration
+
+	// Admission bounds how many scrapes the worker takes at once (issue 12): WORKER_CONCURRENCY is its
+	// ceiling, WORKER_MIN_CONCURRENCY its floor; ADMISSION_CPU_HIGH, ADMISSION_MEMORY_HIGH and
+	// ADMISSION_LAG_HIGH the load past which it backs off.
+	Admission admission.Config
+	// MaxClients caps scraping_requests_total's client_id values (METRICS_MAX_CLIENTS).
+	MaxClients int
 }
 
 // loadConfig reads the configuration through getenv, once (one config.Env, each package's loader adding
@@ -68,8 +77,19 @@ func loadConfig(getenv func(string) string) (workerConfig, error) {
 		LogLevel:     e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		Task: task.Config{
 			ID:          e.String("WORKER_ID", defaultWorkerID()),
-			Concurrency: e.Int("WORKER_CONCURRENCY", runtime.NumCPU(), 1, 256),
+			Concurrency: e.Int("WORKER_CONCURRENCY", admission.DefaultCeiling, 1, 4096),
 		},
+		MaxClients: e.Int("METRICS_MAX_CLIENTS", telemetry.DefaultMaxClients, 0, 10_000),
+	}
+	c.Admission = admission.Config{
+		Ceiling:    c.Task.Concurrency,
+		Floor:      e.Int("WORKER_MIN_CONCURRENCY", min(defaultFloor(), c.Task.Concurrency), 1, 4096),
+		CPUHigh:    e.Float("ADMISSION_CPU_HIGH", admission.DefaultCPUHigh, 0.1, 1),
+		MemoryHigh: e.Float("ADMISSION_MEMORY_HIGH", admission.DefaultMemoryHigh, 0.1, 1),
+		LagHigh:    e.Duration("ADMISSION_LAG_HIGH", admission.DefaultLagHigh, time.Millisecond, time.Minute),
+	}
+	if c.Admission.Floor > c.Admission.Ceiling {
+		e.Fail("WORKER_MIN_CONCURRENCY (%d) is larger than WORKER_CONCURRENCY (%d)", c.Admission.Floor, c.Admission.Ceiling)
 	}
 	c.WorkDir = e.String("WORKER_WORK_DIR", filepath.Join(os.TempDir(), "scrape-worker-"+c.Task.ID))
 	c.Manifest = manifest.LoadDefaults(e)
@@ -107,3 +127,8 @@ func defaultWorkerID() string {
 	_, _ = rand.Read(b)
 	return host + "-" + hex.EncodeToString(b)
 }
+
+// defaultFloor is WORKER_MIN_CONCURRENCY's default: twice the CPUs the worker may use (at least 4), so a
+// loaded worker still keeps every CPU busy with CPU-bound scripts, as the old fixed default (one per CPU)
+// did, and more.
+func defaultFloor() int { return max(4, 2*runtime.NumCPU()) }

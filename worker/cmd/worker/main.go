@@ -16,7 +16,9 @@ import (
 
 	"github.com/scrapeplatform/platform/shared/broker"
 	"github.com/scrapeplatform/platform/shared/job"
+	"github.com/scrapeplatform/platform/shared/sysstat"
 	"github.com/scrapeplatform/platform/shared/webhook"
+	"github.com/scrapeplatform/platform/worker/internal/admission"
 	"github.com/scrapeplatform/platform/worker/internal/envcache"
 	"github.com/scrapeplatform/platform/worker/internal/runner"
 	"github.com/scrapeplatform/platform/worker/internal/task"
@@ -75,6 +77,7 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := telemetry.New(reg)
+	metrics.LimitClients(cfg.MaxClients)
 
 	repo, err := openRepository(ctx, cfg.Repository, metrics, log)
 	if err != nil {
@@ -121,13 +124,17 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 		log.Error("AMQP login check failed; starting anyway and redialling until the broker accepts", "error", err)
 	}
 	topo := broker.NewTopology(cfg.TaskQueue)
+	// Admission by load (issue 12): the consumer's prefetch follows the controller's capacity, from its
+	// initial value up to WORKER_CONCURRENCY while CPU, memory and the runners' event loops stay healthy.
+	admit := admission.New(cfg.Admission)
+	initialCapacity, _, _ := admit.Capacity()
 	pubUp, pubDown := metrics.Connection("publish")
 	publisher := broker.NewPublisher(broker.PublisherConfig{
 		URL: cfg.RabbitMQURL, Name: cfg.Task.ID + "/publish", Logger: log, OnConnect: pubUp, OnDisconnect: pubDown,
 	})
 	conUp, conDown := metrics.Connection("consume")
 	consumer := broker.NewConsumer(broker.ConsumerConfig{
-		URL: cfg.RabbitMQURL, Name: cfg.Task.ID + "/consume", Topology: topo, Prefetch: cfg.Task.Concurrency,
+		URL: cfg.RabbitMQURL, Name: cfg.Task.ID + "/consume", Topology: topo, Prefetch: initialCapacity,
 		Logger: log, OnConnect: conUp, OnDisconnect: conDown,
 		// Tasks are settled through the publisher: replies, and dead letters (invalid and expired tasks go
 		// to the dead-letter queue with the reason).
@@ -194,13 +201,17 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 		return err
 	}
 	defer bounded(log, "stop the HTTP server", srv.Shutdown)
-	log.Info("worker started", "concurrency", cfg.Task.Concurrency, "queue", cfg.TaskQueue,
+	ac := admit.Config()
+	log.Info("worker started", "concurrency", cfg.Task.Concurrency, "admission_floor", ac.Floor, "admission_initial", ac.Initial, "queue", cfg.TaskQueue,
 		"broker", broker.Redact(cfg.RabbitMQURL), "scripts", repo.Describe(), "metrics_addr", srv.Addr)
 
 	// 1. Consume until ctx ends (SIGTERM/SIGINT). A task waiting for a slot behind leased jobs is requeued
 	// at once, so the consumer can stop.
 	stopTaking := context.AfterFunc(ctx, handler.StopTaking)
 	defer stopTaking()
+	sys := &sysstat.Sampler{}
+	go runAdmission(ctx, admit, loadSampler{sys: sys, lag: scripts.TakeLoopLag, inFlight: handler.InFlight, own: newTreeCPU(sys)},
+		consumer.SetPrefetch, metrics.Admission, log)
 	_ = consumer.Run(ctx, handler.Handle)
 
 	// 2–4. Drain, then kill and requeue what still runs.

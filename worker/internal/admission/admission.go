@@ -17,6 +17,9 @@ type Signals struct {
 	// CPU and Memory are the used fractions (0 to 1) of what the worker may use (its cgroup's quota and
 	// limit, else the machine's).
 	CPU, Memory float64
+	// OwnCPU is the fraction of those CPUs that the worker's own process tree (itself and its runners)
+	// used: it tells load the worker's scripts cause from load other processes on the machine cause.
+	OwnCPU float64
 	// LoopLag is the largest event-loop lag the worker's shared async runners reported since the last
 	// sample.
 	LoopLag time.Duration
@@ -44,6 +47,11 @@ type Config struct {
 	Initial int
 	// CPUHigh and MemoryHigh are the fractions past which the worker backs off (defaults 0.90, 0.85).
 	CPUHigh, MemoryHigh float64
+	// OwnCPUShare is the share of the CPUs the worker's own tree must use for high CPU to count as its
+	// overload (default 0.3): on a machine it shares (make run: a broker, a gateway, two workers), CPU
+	// saturated by others is no reason to run fewer I/O-bound scrapes, which would only lose throughput; in
+	// a container of its own (Fargate) the worker's tree is what uses the CPU, so the rule is CPUHigh alone.
+	OwnCPUShare float64
 	// LagHigh is the event-loop lag past which the worker backs off (default 250 ms: well below the lag
 	// that retires a runner, WARM_LOOP_LAG_LIMIT).
 	LagHigh time.Duration
@@ -57,6 +65,7 @@ const (
 	DefaultInitial    = 16
 	DefaultCPUHigh    = 0.90
 	DefaultMemoryHigh = 0.85
+	DefaultOwnCPU     = 0.3
 	DefaultLagHigh    = 250 * time.Millisecond
 	DefaultInterval   = time.Second
 )
@@ -78,6 +87,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MemoryHigh <= 0 {
 		c.MemoryHigh = DefaultMemoryHigh
+	}
+	if c.OwnCPUShare <= 0 {
+		c.OwnCPUShare = DefaultOwnCPU
 	}
 	if c.LagHigh <= 0 {
 		c.LagHigh = DefaultLagHigh
@@ -115,15 +127,15 @@ func (c *Controller) Capacity() (capacity int, state State, reason string) {
 }
 
 // Step applies one sample and returns the new capacity: a quarter less (at least one) when a signal is past
-// its bound; a quarter more (at least one) when the work in flight fills three quarters of it and every
+// its bound (CPU only when the worker's own tree uses at least OwnCPUShare of it); a quarter more (at least one) when the work in flight fills three quarters of it and every
 // signal is healthy; otherwise unchanged. Multiplicative both ways, so 16 reaches 256 in about ten healthy
 // seconds of demand, and an overload halves it in about three.
 func (c *Controller) Step(s Signals) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case s.CPU > c.cfg.CPUHigh:
-		c.backOff(fmt.Sprintf("cpu %.0f%% > %.0f%%", 100*s.CPU, 100*c.cfg.CPUHigh))
+	case s.CPU > c.cfg.CPUHigh && s.OwnCPU >= c.cfg.OwnCPUShare:
+		c.backOff(fmt.Sprintf("cpu %.0f%% > %.0f%%, %.0f%% of it this worker's", 100*s.CPU, 100*c.cfg.CPUHigh, 100*s.OwnCPU))
 	case s.Memory > c.cfg.MemoryHigh:
 		c.backOff(fmt.Sprintf("memory %.0f%% > %.0f%%", 100*s.Memory, 100*c.cfg.MemoryHigh))
 	case s.LoopLag > c.cfg.LagHigh:

@@ -42,7 +42,7 @@ func TestBacksOffOnEachSignalAndRecovers(t *testing.T) {
 		name string
 		sig  Signals
 	}{
-		{"cpu", Signals{CPU: 0.97, Memory: 0.2, InFlight: 64}},
+		{"cpu", Signals{CPU: 0.97, OwnCPU: 0.8, Memory: 0.2, InFlight: 64}},
 		{"memory", Signals{CPU: 0.2, Memory: 0.9, InFlight: 64}},
 		{"event-loop lag", Signals{CPU: 0.2, Memory: 0.2, LoopLag: time.Second, InFlight: 64}},
 	} {
@@ -90,12 +90,12 @@ func TestRunAppliesChangesOnly(t *testing.T) {
 	t.Parallel()
 	c := New(Config{Initial: 4, Ceiling: 8, Interval: time.Millisecond})
 	s := &fakeSampler{sig: []Signals{
-		{InFlight: 0},                // holds at 4: applied once (the first)
-		{InFlight: 0},                // holds: not applied again
-		{InFlight: 4},                // grows to 5
-		{CPU: 1, InFlight: 5},        // backs off to 4
-		{CPU: 1, InFlight: 4},        // 3
-		{InFlight: 3}, {InFlight: 0}, // 4, then holds
+		{InFlight: 0},                    // holds at 4: applied once (the first)
+		{InFlight: 0},                    // holds: not applied again
+		{InFlight: 4},                    // grows to 5
+		{CPU: 1, OwnCPU: 1, InFlight: 5}, // backs off to 4
+		{CPU: 1, OwnCPU: 1, InFlight: 4}, // 3
+		{InFlight: 3}, {InFlight: 0},     // 4, then holds
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var got []int
@@ -123,5 +123,18 @@ func TestRunAppliesChangesOnly(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("applied %v, want %v", got, want)
 		}
+	}
+}
+
+// A machine saturated by other processes is no reason to take fewer scrapes: only the worker's own share of
+// the CPU makes high CPU an overload.
+func TestCPUOfOthersIsNoOverload(t *testing.T) {
+	t.Parallel()
+	c := New(Config{Initial: 16})
+	if n := c.Step(Signals{CPU: 1, OwnCPU: 0.1, Memory: 0.2, InFlight: 16}); n != 20 {
+		t.Fatalf("capacity %d with the CPU busy with others' work and a full pipeline, want it to grow to 20", n)
+	}
+	if n := c.Step(Signals{CPU: 1, OwnCPU: 0.5, Memory: 0.2, InFlight: 20}); n != 15 {
+		t.Fatalf("capacity %d with the worker's own tree using half the CPUs, want a back-off to 15", n)
 	}
 }

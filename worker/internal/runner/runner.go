@@ -106,7 +106,8 @@ type Runner struct {
 	active   map[int]int // per script uid (-1: the worker's), runs whose processes may be alive
 	tempDirs []string    // sharedTempDirs; tests point it elsewhere
 
-	loopLag lagMeter // lag.go: the shared runners' event-loop lag, for admission control
+	loopLag  lagMeter       // lag.go: the shared runners' event-loop lag, for admission control
+	blocking *processBudget // budget.go: processes of blocking runs within the memory budget
 }
 
 // New checks cfg, makes cfg.WorkDir private (see the privatedir package; an existing folder another user
@@ -195,6 +196,7 @@ func New(cfg Config) (*Runner, error) {
 		contain:  contain,
 		scratch:  scratch,
 		tempDirs: sharedTempDirs,
+		blocking: newProcessBudget(cfg.MaxBlockingRuns),
 	}, nil
 }
 
@@ -321,6 +323,14 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	if job.Warm {
 		return r.runWarm(ctx, job, python, params, log)
 	}
+	release, late, err := r.blocking.acquire(ctx, time.Now().Add(job.Timeout), time.Now())
+	if err != nil {
+		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
+	}
+	if late != nil {
+		return *late, nil
+	}
+	defer release()
 
 	runDir, err := r.newRunDir("run-", job)
 	if err != nil {

@@ -337,6 +337,15 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []b
 	if res, err, ok := r.runShared(ctx, job, python, key, params, deadline, log); ok {
 		return res, err
 	}
+	// A blocking script: one call per runner process, as many at once as the memory budget allows.
+	release, late, err := r.blocking.acquire(ctx, deadline, time.Now())
+	if err != nil {
+		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
+	}
+	if late != nil {
+		return *late, nil
+	}
+	defer release()
 	w := r.warm.take(key, job.ScriptName)
 	if w == nil {
 		var res *Result

@@ -159,6 +159,10 @@ func (h *Handler) Handle(t *broker.Task) {
 	}()
 }
 
+// InFlight is how many tasks hold a slot now (running, or waiting for their environment or a per-script
+// slot): the admission controller's measure of demand.
+func (h *Handler) InFlight() int { return len(h.slots) }
+
 // StopTaking makes the handler requeue new tasks from now on, and a task that waits for a slot behind
 // leased jobs at once. Shutdown calls it; the worker calls it as soon as its stop signal arrives, while the
 // consumer may still be handing over a task.

@@ -121,7 +121,7 @@ func (r *recorder) get(key string) float64 {
 	return r.counts[key]
 }
 
-func (r *recorder) TaskDone(script, status string, _ time.Duration) {
+func (r *recorder) TaskDone(script, _, status string, _ time.Duration) {
 	r.add("done "+script+" "+status, 1)
 }
 func (r *recorder) ScriptRan(script string, _ time.Duration) { r.add("ran "+script, 1) }

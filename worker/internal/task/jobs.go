@@ -234,7 +234,7 @@ func (h *Handler) processJob(t *broker.Task, log *slog.Logger, received time.Tim
 		h.respond(log, t, reply, received)
 		return
 	}
-	h.cfg.Metrics.TaskDone(req.ScriptName, string(reply.Status), h.cfg.Now().Sub(received))
+	h.cfg.Metrics.TaskDone(req.ScriptName, clientOf(req), string(reply.Status), h.cfg.Now().Sub(received))
 	if err := t.Reply(h.hardCtx, reply, log); err != nil {
 		log.Info("reply of a leased job not published (its caller reads the job store)", "error", err)
 	}

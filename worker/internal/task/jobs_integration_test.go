@@ -127,7 +127,11 @@ func newJobStack(t *testing.T, o stackOptions) *jobStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := runner.New(runner.Config{Python: "python3", WorkDir: filepath.Join(t.TempDir(), "work"), KillGrace: time.Second, Logger: log})
+	// The fixtures report through files in the test's folder and host pids (pid_file, started_file,
+	// until_file), which the namespaces containment hides (a private /tmp and /proc): a PID namespace alone
+	// keeps them visible, as in test/faults and test/e2e.
+	run, err := runner.New(runner.Config{Python: "python3", WorkDir: filepath.Join(t.TempDir(), "work"), KillGrace: time.Second, Logger: log,
+		Containment: testContainment()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -655,4 +659,12 @@ func TestNonJobTaskUnchanged(t *testing.T) {
 	if rep := s.reply(s.call(req)); rep.Status != contract.StatusCompleted || len(rep.Data) == 0 || rep.ResultKey != "" {
 		t.Fatalf("plain echo %+v", rep)
 	}
+}
+
+// testContainment is a PID namespace where the test may make one (root), else a session.
+func testContainment() string {
+	if os.Geteuid() == 0 {
+		return runner.ContainPIDNamespace
+	}
+	return runner.ContainSession
 }

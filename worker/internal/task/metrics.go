@@ -28,7 +28,7 @@ var RejectReasons = []string{RejectedInvalid, RejectedExpired, RejectedRequeued,
 type Metrics interface {
 	// TaskDone counts a task answered with status (completed, failed, timeout) and how long it took from
 	// receipt to reply; script is UnknownScript when the script could not be resolved.
-	TaskDone(script, status string, d time.Duration)
+	TaskDone(script, client, status string, d time.Duration)
 	// ScriptRan records how long a script's run took.
 	ScriptRan(script string, d time.Duration)
 	// TaskRejected counts a task not run, for one of RejectReasons.
@@ -43,9 +43,9 @@ type Metrics interface {
 // nopMetrics records nothing: the Metrics of a Config without one.
 type nopMetrics struct{}
 
-func (nopMetrics) TaskDone(string, string, time.Duration) {}
-func (nopMetrics) ScriptRan(string, time.Duration)        {}
-func (nopMetrics) TaskRejected(string)                    {}
-func (nopMetrics) Slots(int)                              {}
-func (nopMetrics) SlotTaken()                             {}
-func (nopMetrics) SlotFreed()                             {}
+func (nopMetrics) TaskDone(string, string, string, time.Duration) {}
+func (nopMetrics) ScriptRan(string, time.Duration)                {}
+func (nopMetrics) TaskRejected(string)                            {}
+func (nopMetrics) Slots(int)                                      {}
+func (nopMetrics) SlotTaken()                                     {}
+func (nopMetrics) SlotFreed()                                     {}

@@ -16,7 +16,7 @@ func (h *Handler) respond(log *slog.Logger, t *broker.Task, reply *contract.Repl
 		label = UnknownScript
 	}
 	elapsed := h.cfg.Now().Sub(received)
-	h.cfg.Metrics.TaskDone(label, string(reply.Status), elapsed)
+	h.cfg.Metrics.TaskDone(label, clientOf(t.Request), string(reply.Status), elapsed)
 	if err := t.Settle(h.hardCtx, broker.Outcome{Reply: reply, Action: broker.Ack, Logger: log}); err != nil {
 		// Nobody waits any more: running the script again elsewhere would only produce another reply that
 		// nobody reads, so the task is acked, not requeued.
@@ -46,4 +46,16 @@ func (h *Handler) reject(t *broker.Task) {
 func (h *Handler) requeue(log *slog.Logger, t *broker.Task, why string) {
 	h.cfg.Metrics.TaskRejected(RejectedRequeued)
 	_ = t.Settle(h.hardCtx, broker.Outcome{Action: broker.Requeue, Reason: why, Logger: log})
+}
+
+// clientOf is the client a task is counted for (scraping_requests_total's client_id): the job's owner,
+// else the authenticated subject.
+func clientOf(req *contract.Request) string {
+	if req == nil {
+		return ""
+	}
+	if req.Job != nil {
+		return req.Job.Owner
+	}
+	return req.Subject
 }

@@ -29,6 +29,7 @@ type Metrics struct {
 	*Egress
 	*Broker
 	*Jobs
+	*Admission
 }
 
 var (
@@ -43,7 +44,7 @@ var (
 // New creates every metric of the worker and registers them with reg, once.
 func New(reg prometheus.Registerer) *Metrics {
 	return &Metrics{Tasks: NewTasks(reg), Warm: NewWarm(reg), Envs: NewEnvs(reg), Scripts: NewScripts(reg),
-		Egress: NewEgress(reg), Broker: NewBroker(reg), Jobs: NewJobs(reg)}
+		Egress: NewEgress(reg), Broker: NewBroker(reg), Jobs: NewJobs(reg), Admission: NewAdmission(reg)}
 }
 
 // Warm records the warm runner pool (runner.Metrics).

@@ -52,6 +52,9 @@ func TestSameMetricsAsBefore(t *testing.T) {
 		"scraping_job_duration_seconds": `HISTOGRAM, "Time from the gateway's acceptance of a job to its final state, as recorded by this worker.", 1 series`,
 		"scraping_results_total":        `COUNTER, "Completed jobs' results, by storage: inline (in the reply and the job document) or claim_check (an object in the job store).", 2 series`,
 		"scraping_result_bytes_total":   `COUNTER, "Bytes of completed jobs' results (JSON), by storage (inline, claim_check).", 2 series`,
+		// Admission by load (issue 12).
+		"scraping_worker_capacity":        `GAUGE, "Scrapes this worker takes at once now: the admission controller's capacity, applied as the consumer's prefetch (between WORKER_MIN_CONCURRENCY and WORKER_CONCURRENCY).", 1 series`,
+		"scraping_worker_admission_state": `GAUGE, "The admission controller's last decision: 1 for the current state (growing, holding, backing_off), 0 for the others.", 3 series`,
 	}
 	got := families(t, reg)
 	for name, w := range want {
@@ -123,7 +126,7 @@ func TestTaskAndBrokerMetrics(t *testing.T) {
 	m.SlotTaken()
 	m.SlotTaken()
 	m.SlotFreed()
-	m.TaskDone("quotes", "completed", 2*time.Second)
+	m.TaskDone("quotes", "team-a", "completed", 2*time.Second)
 	m.ScriptRan("quotes", time.Second)
 	m.TaskRejected("expired")
 	up, down := m.Connection("consume")
@@ -134,9 +137,9 @@ func TestTaskAndBrokerMetrics(t *testing.T) {
 	pubUp()
 	m.ReplyFailed(nil)
 	want := `
-# HELP scraping_requests_total Scrape requests handled by this worker, by script and outcome (completed, failed, timeout).
+# HELP scraping_requests_total Scrape requests handled by this worker, by script, client (the job's owner or the token's subject; past METRICS_MAX_CLIENTS distinct ones: other) and outcome (completed, failed, timeout, cancelled).
 # TYPE scraping_requests_total counter
-scraping_requests_total{script_name="quotes",status="completed"} 1
+scraping_requests_total{client_id="team-a",script_name="quotes",status="completed"} 1
 # HELP scraping_tasks_rejected_total Tasks not run, by reason: invalid (dead-lettered), expired (deadline passed, dead-lettered), requeued (shutdown, job store unavailable), parked (every slot busy with leased jobs: back after a lease period).
 # TYPE scraping_tasks_rejected_total counter
 scraping_tasks_rejected_total{reason="expired"} 1
@@ -207,5 +210,24 @@ scraping_results_total{storage="inline"} 2
 	}
 	if n := testutil.CollectAndCount(m.Jobs.duration); n != 1 {
 		t.Fatalf("job duration series: %d", n)
+	}
+}
+
+func TestAdmissionStateIsOneHot(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.Admission.Set(48, "backing_off")
+	want := `# HELP scraping_worker_admission_state The admission controller's last decision: 1 for the current state (growing, holding, backing_off), 0 for the others.
+# TYPE scraping_worker_admission_state gauge
+scraping_worker_admission_state{state="backing_off"} 1
+scraping_worker_admission_state{state="growing"} 0
+scraping_worker_admission_state{state="holding"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "scraping_worker_admission_state"); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(m.Admission.capacity); got != 48 {
+		t.Errorf("capacity %v, want 48", got)
 	}
 }
