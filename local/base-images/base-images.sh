@@ -22,6 +22,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# One run at a time on a machine: .ci/run starts one in the background while the Go tests run, and make
+# test's own waits here for it, then keeps what it built.
+exec 9>"${TMPDIR:-/tmp}/scraping-platform-base-images.lock"
+flock 9
+
 DOCKER="${DOCKER:-docker}"
 GO="${GO:-go}"
 # The versions the Dockerfiles and compose file default to.
