@@ -65,11 +65,11 @@ token: ## Print a dev JWT for the local stack: TOKEN=$(make -s token) (SCOPE="a 
 	  $(BIN)/devtoken -secret-file $(CURDIR)/.local/jwt-secret -scope "$(SCOPE)"; fi
 
 .PHONY: test
-test: ## Run every check: prerequisites, vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end, faults), script tests, brief fuzzing
+test: ## Run every check: prerequisites, vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end, faults), script tests, brief fuzzing, the images under Docker (a subset)
 	@# The tools make installs itself come first; if that fails (offline), prereq lists them with the rest.
 	@$(MAKE) --no-print-directory $(VERSITYGW) $(RIE) || echo "make test: installing versitygw or aws-lambda-rie failed (above)"
 	@$(MAKE) --no-print-directory prereq
-	@$(MAKE) --no-print-directory lint test-go test-scripts fuzz-ci
+	@$(MAKE) --no-print-directory lint test-go test-scripts fuzz-ci test-containers-ci
 
 .PHONY: prereq
 prereq: ## Check what make test needs (broker and its plugins, rabbitmq-server, prometheus, chromium, python3 with bs4, git, versitygw, rie) and list all that is missing
@@ -122,19 +122,46 @@ DOCKER       ?= docker
 IMAGE_TAG    ?= local
 
 .PHONY: base-images
-base-images: ## Build stand-ins for the official base images from Debian packages where they are missing (debootstrap; needs root; PULL_BASE_IMAGES=1 pulls the official ones instead)
-	DOCKER=$(DOCKER) GO=$(GO) local/base-images/base-images.sh
+base-images: ## Build stand-ins for the official base images from Debian packages where they are missing (debootstrap; needs root; PULL_BASE_IMAGES=1 pulls the official ones instead; PREBUILT=1 skips the Go image)
+	DOCKER=$(DOCKER) GO=$(GO) PREBUILT=$(PREBUILT) VERSITYGW=$(VERSITYGW) local/base-images/base-images.sh
+
+# PREBUILT=1: the images get binaries built here (static, CGO_ENABLED=0) instead of compiling them inside
+# (each Dockerfile's `prebuilt` target; no Go image, no module download in the build); the container tests
+# build them so. The default compiles from the sources inside the build, as users and the CDK asset do.
+PREBUILT     ?=
+IMAGE_BIN    := $(BIN)/image
+IMAGE_GOFLAGS := CGO_ENABLED=0 GOFLAGS=-trimpath
 
 .PHONY: images
-images: ## Build scraping-platform/{gateway,worker,scrapectl}:local (IMAGE_TAG) (make base-images first where no registry answers)
+images: ## Build scraping-platform/{gateway,worker,scrapectl}:local (IMAGE_TAG; PREBUILT=1 copies host-built binaries in) (make base-images first where no registry answers)
+ifeq ($(PREBUILT),1)
+	@mkdir -p $(IMAGE_BIN)
+	cd functions && $(IMAGE_GOFLAGS) $(GO) build -ldflags='-s -w' -o $(IMAGE_BIN)/gateway-local ./cmd/gateway-local && \
+	  $(IMAGE_GOFLAGS) $(GO) build -ldflags='-s -w' -o $(IMAGE_BIN)/devtoken ./cmd/devtoken
+	cd worker && $(IMAGE_GOFLAGS) $(GO) build -ldflags='-s -w' -o $(IMAGE_BIN)/worker ./cmd/worker && \
+	  $(IMAGE_GOFLAGS) $(GO) build -ldflags='-s -w' -o $(IMAGE_BIN)/scrapectl ./cmd/scrapectl
+	cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_BIN)/
+	printf 'FROM scratch\nCOPY . /out/\n' | $(DOCKER) build -q -t scraping-platform/binaries:$(IMAGE_TAG) -f - $(IMAGE_BIN) >/dev/null
+	$(DOCKER) build --target prebuilt --build-arg BINARIES_IMAGE=scraping-platform/binaries:$(IMAGE_TAG) -f functions/Dockerfile -t scraping-platform/gateway:$(IMAGE_TAG) .
+	$(DOCKER) build --target prebuilt --build-arg BINARIES_IMAGE=scraping-platform/binaries:$(IMAGE_TAG) -f worker/Dockerfile -t scraping-platform/worker:$(IMAGE_TAG) .
+	$(DOCKER) build --target scrapectl-prebuilt --build-arg BINARIES_IMAGE=scraping-platform/binaries:$(IMAGE_TAG) -f worker/Dockerfile -t scraping-platform/scrapectl:$(IMAGE_TAG) .
+else
 	$(DOCKER) build -f functions/Dockerfile -t scraping-platform/gateway:$(IMAGE_TAG) .
 	$(DOCKER) build -f worker/Dockerfile -t scraping-platform/worker:$(IMAGE_TAG) .
 	$(DOCKER) build -f worker/Dockerfile --target scrapectl -t scraping-platform/scrapectl:$(IMAGE_TAG) .
+endif
 	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' 'scraping-platform/*:$(IMAGE_TAG)'
 
+# The container tests (test/docker, build tag containers). make test runs them with -short (the subset
+# README.md's Docker section lists); make test-containers runs them all.
+.PHONY: test-containers-ci
+test-containers-ci: ## The container tests' fast subset (-short; part of make test): builds base images and images (PREBUILT=1) first; fails without an engine
+	@$(MAKE) --no-print-directory base-images images PREBUILT=1
+	cd test && $(GO) test -tags containers -race -count=1 -short -timeout 20m ./docker/
+
 .PHONY: test-containers
-test-containers: ## The images under a real Docker engine (not yet part of make test): the worker as Fargate runs it, a RabbitMQ cluster in containers; builds base images and images first
-	@$(MAKE) --no-print-directory base-images images
+test-containers: ## The images under a real Docker engine, every test in full: the worker as Fargate runs it, a RabbitMQ cluster in containers, the compose stack; builds base images and images (PREBUILT=1) first
+	@$(MAKE) --no-print-directory base-images images PREBUILT=1
 	cd test && $(GO) test -tags containers -race -count=1 -timeout 30m ./docker/
 
 .PHONY: scrapectl

@@ -11,8 +11,21 @@
 #                                 + this machine's CA bundle (the module proxy is reached through it)
 #   python:3.12-slim-bookworm     debian:bookworm-slim + Debian's python3 (3.11), python3-venv, python3-pip
 #   rabbitmq:4.2-management       debian:bookworm-slim + Debian's rabbitmq-server (3.10)
+#   versity/versitygw:v1.8.0      debian:bookworm-slim + wget + the versitygw make installs (.tools/bin,
+#                                 VERSITYGW), the same version
+#   prom/prometheus:v2.53.3       debian:bookworm-slim + wget + this machine's prometheus (Debian's, 2.42;
+#                                 apt-get install prometheus), laid out as the official image is
+# (compose's) grafana/grafana has no Debian package: no stand-in; the compose test says it skipped it.
+#
+# PREBUILT=1 (make images PREBUILT=1 copies host-built binaries into the images): the Go image is not needed
+# and not built.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# One run at a time on a machine: .ci/run starts one in the background while the Go tests run, and make
+# test's own waits here for it, then keeps what it built.
+exec 9>"${TMPDIR:-/tmp}/scraping-platform-base-images.lock"
+flock 9
 
 DOCKER="${DOCKER:-docker}"
 GO="${GO:-go}"
@@ -54,7 +67,9 @@ fi
 have debian:12-slim || "$DOCKER" tag debian:bookworm-slim debian:12-slim
 
 golang="golang:${GO_VERSION}-bookworm"
-if have "$golang"; then
+if [ "${PREBUILT:-}" = 1 ]; then
+  say "$golang: not needed (PREBUILT=1: the images copy binaries built on this machine)"
+elif have "$golang"; then
   say "$golang exists; kept"
 else
   goroot="$("$GO" env GOROOT)"
@@ -85,4 +100,38 @@ if have "$RABBITMQ_IMAGE"; then
 else
   say "$RABBITMQ_IMAGE: STAND-IN from debian:bookworm-slim + Debian's rabbitmq-server (3.10) with the management and Prometheus plugins"
   "$DOCKER" build -q -t "$RABBITMQ_IMAGE" -f rabbitmq.Dockerfile . >/dev/null
+fi
+
+# The compose stack's other images (the compose test). Both stand-ins add wget, which compose's health
+# checks run (the official images have busybox's); the layer is shared.
+versitygw_image="$(sed -n 's/^ *image: \(versity\/versitygw:.*\)$/\1/p' ../compose.yaml | head -1)"
+if have "$versitygw_image"; then
+  say "$versitygw_image exists; kept"
+else
+  bin="${VERSITYGW:-../../.tools/bin/versitygw}"
+  [ -x "$bin" ] || { say "$versitygw_image: no versitygw binary at $bin (make versitygw)"; exit 1; }
+  say "$versitygw_image: STAND-IN from debian:bookworm-slim + wget + $bin ($("$bin" --version 2>/dev/null | head -1))"
+  ctx="$(mktemp -d)"
+  trap 'rm -rf "$ctx"' EXIT
+  cp "$bin" "$ctx/versitygw"
+  cp versitygw.Dockerfile "$ctx/Dockerfile"
+  "$DOCKER" build -q -t "$versitygw_image" "$ctx" >/dev/null
+  rm -rf "$ctx"
+  trap - EXIT
+fi
+
+prometheus_image="$(sed -n 's/^ *image: \(prom\/prometheus:.*\)$/\1/p' ../compose.yaml | head -1)"
+if have "$prometheus_image"; then
+  say "$prometheus_image exists; kept"
+else
+  bin="$(command -v prometheus || true)"
+  [ -n "$bin" ] || { say "$prometheus_image: no prometheus on PATH (apt-get install prometheus)"; exit 1; }
+  say "$prometheus_image: STAND-IN from debian:bookworm-slim + wget + $bin ($("$bin" --version 2>&1 | head -1))"
+  ctx="$(mktemp -d)"
+  trap 'rm -rf "$ctx"' EXIT
+  cp "$bin" "$ctx/prometheus"
+  cp prometheus.Dockerfile "$ctx/Dockerfile"
+  "$DOCKER" build -q -t "$prometheus_image" "$ctx" >/dev/null
+  rm -rf "$ctx"
+  trap - EXIT
 fi

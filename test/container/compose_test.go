@@ -135,7 +135,8 @@ func TestComposeTopology(t *testing.T) {
 	}
 }
 
-// targetStage returns the stage a built service's image comes from: build.target, else the last one.
+// targetStage returns the stage a built service's image comes from (build.target, else the last one), with
+// the commands of the stages it builds on.
 func targetStage(t *testing.T, s types.ServiceConfig) (instructions.Stage, bool) {
 	t.Helper()
 	rel, err := filepath.Rel(repoRoot, filepath.Join(s.Build.Context, s.Build.Dockerfile))
@@ -144,11 +145,11 @@ func targetStage(t *testing.T, s types.ServiceConfig) (instructions.Stage, bool)
 	}
 	p := parseDockerfile(t, rel)
 	if s.Build.Target == "" {
-		return p.stages[len(p.stages)-1], true
+		return p.flatten(p.stages[len(p.stages)-1]), true
 	}
 	for _, st := range p.stages {
 		if strings.EqualFold(st.Name, s.Build.Target) {
-			return st, true
+			return p.flatten(st), true
 		}
 	}
 	return instructions.Stage{}, false

@@ -97,6 +97,49 @@ func (p parsedDockerfile) baseImage(s instructions.Stage) string {
 	return ref
 }
 
+// flatten returns stage s with the commands of the stages it builds on (FROM <an earlier stage>) before its
+// own, and the base image of the first of them: what the image of s holds.
+func (p parsedDockerfile) flatten(s instructions.Stage) instructions.Stage {
+	for range len(p.stages) {
+		i := slices.IndexFunc(p.stages, func(st instructions.Stage) bool {
+			return st.Name != "" && strings.EqualFold(st.Name, s.BaseName)
+		})
+		if i < 0 {
+			break
+		}
+		parent := p.stages[i]
+		s.BaseName = parent.BaseName
+		s.Commands = append(slices.Clone(parent.Commands), s.Commands...)
+	}
+	return s
+}
+
+// stage returns the stage named name.
+func (p parsedDockerfile) stage(name string) (instructions.Stage, bool) {
+	i := slices.IndexFunc(p.stages, func(st instructions.Stage) bool { return strings.EqualFold(st.Name, name) })
+	if i < 0 {
+		return instructions.Stage{}, false
+	}
+	return p.stages[i], true
+}
+
+// copied returns where a stage's COPY instructions put files, with the stage they come from.
+func copied(s instructions.Stage) []string {
+	var out []string
+	for _, c := range s.Commands {
+		if cp, ok := c.(*instructions.CopyCommand); ok {
+			from := cp.From
+			if from == "" {
+				from = "context"
+			}
+			for _, src := range cp.SourcePaths {
+				out = append(out, filepath.Base(src)+" → "+cp.DestPath+" (from "+from+")")
+			}
+		}
+	}
+	return out
+}
+
 // pinned reports whether ref names a fixed version: a digest, or a tag that carries a version number
 // (golang:1.26.8-bookworm, python:3.12-slim-bookworm) — never "latest" or no tag.
 func pinned(ref string) bool {
@@ -127,7 +170,9 @@ func TestDockerfiles(t *testing.T) {
 			names := map[string]bool{}
 			for i, s := range p.stages {
 				base := p.baseImage(s)
-				if !names[strings.ToLower(base)] && !pinned(base) {
+				// scratch: BINARIES_IMAGE's default, the prebuilt targets' empty stand-in (make images PREBUILT=1
+				// names the image with the host's binaries).
+				if !names[strings.ToLower(base)] && !pinned(base) && base != "scratch" {
 					t.Errorf("stage %d: base image %q is not pinned to a version", i, base)
 				}
 				// Where no registry answers, make base-images provides stand-ins; a build argument lets
@@ -152,7 +197,29 @@ func TestDockerfiles(t *testing.T) {
 				}
 			}
 
-			final := p.stages[len(p.stages)-1]
+			final := p.flatten(p.stages[len(p.stages)-1])
+			// The prebuilt target (make images PREBUILT=1, the container tests' images) is the same image with
+			// the host's binaries: the same runtime stage, the same files copied to the same places.
+			if pre, ok := p.stage("prebuilt"); !ok {
+				t.Error("no `prebuilt` stage (make images PREBUILT=1 builds it)")
+			} else {
+				pre = p.flatten(pre)
+				if pre.BaseName != final.BaseName {
+					t.Errorf("the prebuilt target is based on %s, the default image on %s", pre.BaseName, final.BaseName)
+				}
+				strip := func(l []string) []string {
+					out := []string{}
+					for _, x := range l {
+						x, _, _ = strings.Cut(x, " (from ")
+						out = append(out, x)
+					}
+					slices.Sort(out)
+					return out
+				}
+				if a, b := strip(copied(pre)), strip(copied(final)); !slices.Equal(a, b) {
+					t.Errorf("the prebuilt target copies %v, the default image %v", a, b)
+				}
+			}
 			user, health, entry := "", (*instructions.HealthCheckCommand)(nil), false
 			for _, c := range final.Commands {
 				switch c := c.(type) {

@@ -24,6 +24,10 @@ const (
 	workerImage   = "scraping-platform/worker:local"
 	gatewayImage  = "scraping-platform/gateway:local"
 	rabbitmqImage = "rabbitmq:4.2-management" // local/compose.yaml's; a Debian stand-in where it cannot be pulled
+	// The compose stack's other images (TestComposeStack); grafana/grafana is optional.
+	scrapectlImage  = "scraping-platform/scrapectl:local"
+	versitygwImage  = "versity/versitygw:v1.8.0"
+	prometheusImage = "prom/prometheus:v2.53.3"
 )
 
 func TestMain(m *testing.M) {
@@ -52,9 +56,9 @@ func requireImages(ctx context.Context) error {
 	if err := p.Health(ctx); err != nil {
 		return fmt.Errorf("the Docker engine does not answer: %w", err)
 	}
-	for _, img := range []string{workerImage, gatewayImage, rabbitmqImage} {
+	for _, img := range []string{workerImage, gatewayImage, rabbitmqImage, scrapectlImage, versitygwImage, prometheusImage} {
 		if _, err := p.Client().ImageInspect(ctx, img); err != nil {
-			return fmt.Errorf("image %s: %w (run `make base-images images`)", img, err)
+			return fmt.Errorf("image %s: %w (run `make base-images images PREBUILT=1`)", img, err)
 		}
 	}
 	return nil

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -73,18 +75,30 @@ func containerLog(c *testcontainers.DockerContainer) string {
 	return string(b)
 }
 
-// loopbackPorts publishes the container's ports on 127.0.0.1 only (Docker's default is every address).
+// loopbackPorts publishes the container's ports on 127.0.0.1 only (Docker's default is every address), each
+// on a port the kernel reports free: Docker's own pick (HostPort 0) walks up from 32768 and collides with
+// the ephemeral ports other processes of a busy machine hold ("bind: address already in use").
 func loopbackPorts(ports ...string) testcontainers.CustomizeRequestOption {
 	return func(req *testcontainers.GenericContainerRequest) error {
 		if err := testcontainers.WithExposedPorts(ports...)(req); err != nil {
 			return err
 		}
+		bindings := dockernetwork.PortMap{}
+		for _, p := range ports {
+			l, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			free := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+			l.Close()
+			bindings[dockernetwork.MustParsePort(p)] = []dockernetwork.PortBinding{{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: free}}
+		}
 		return testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 			if hc.PortBindings == nil {
 				hc.PortBindings = dockernetwork.PortMap{}
 			}
-			for _, p := range ports {
-				hc.PortBindings[dockernetwork.MustParsePort(p)] = []dockernetwork.PortBinding{{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: "0"}}
+			for p, b := range bindings {
+				hc.PortBindings[p] = b
 			}
 		})(req)
 	}

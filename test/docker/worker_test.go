@@ -3,8 +3,10 @@
 package docker
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +68,10 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 	r := scrape(t, gateway, "echo", map[string]any{"n": 1}, 20)
 	if r.code != 200 || r.Status != "completed" || !strings.Contains(string(r.Data), `"n":1`) {
 		t.Fatalf("echo: %d %s %s %s", r.code, r.Status, r.Code, r.Data)
+	}
+	if testing.Short() {
+		t.Log("-short (make test): the image's user, read-only root and a plain scrape checked; make test-containers runs the rest")
+		return
 	}
 
 	// A script with requirements: pip builds its environment on the tmpfs from the mounted wheels.
@@ -162,12 +168,112 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 		}, "\n"))
 }
 
+// The other choice for the image on Fargate: the worker as root with a uid per script (SCRIPT_UID_RANGE, what
+// compose runs), under the same Fargate-like settings. Docker's default capabilities keep CAP_SETUID and
+// CAP_SETGID (so the per-script uids hold) but not CAP_SYS_ADMIN (so no namespaces: the session mode). The
+// worker logs into the broker as a user of its own, which the script must not find.
+func TestRootWorkerAsFargateRunsIt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("make test-containers runs it; make test (-short) does not")
+	}
+	nw := newNetwork(t)
+	broker := startBroker(t, nw, "rabbitmq")
+	for _, cmd := range [][]string{
+		{"rabbitmqctl", "add_user", "scrape-worker", "worker-secret-password"},
+		{"rabbitmqctl", "set_permissions", "-p", "/", "scrape-worker", ".*", ".*", ".*"},
+	} {
+		if code, out := execOut(t, broker, cmd...); code != 0 {
+			t.Fatalf("%v: %d %s", cmd, code, out)
+		}
+	}
+	gateway := startGateway(t, nw, "amqp://guest:guest@rabbitmq:5672/")
+	scripts := scripttest.Dir(t, "echo", "probes_containment", "escapes_and_sleeps", "fork_bomb")
+	if err := filepath.WalkDir(scripts, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if e.IsDir() {
+			mode = 0o755
+		}
+		return os.Chmod(p, mode)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	worker := fargateWorker(t, nw, scripts, scripttest.ReachableTempDir(t), map[string]string{
+		"RABBITMQ_URL":     "amqp://scrape-worker:worker-secret-password@rabbitmq:5672/",
+		"SCRIPT_UID_RANGE": "200000-265535",
+	}, wait.ForLog("worker started"), testcontainers.WithConfigModifier(func(c *container.Config) { c.User = "0:0" }))
+	log := containerLog(worker)
+	st := procStatus(t, worker, "1")
+	if uid := strings.Fields(st["Uid"]); len(uid) == 0 || uid[0] != "0" {
+		t.Fatalf("the worker runs as uid %q, want 0", st["Uid"])
+	}
+	session := strings.Contains(log, `"containment":"session"`)
+	if !session {
+		t.Errorf("a root worker without CAP_SYS_ADMIN did not settle on the session mode: %s", truncate(log, 1500))
+	}
+
+	var probe struct {
+		UID              int               `json:"uid"`
+		Connect          map[string]string `json:"connect"`
+		CredentialsFound []string          `json:"credentials_found"`
+		Signal           string            `json:"signal"`
+	}
+	r := scrape(t, gateway, "probes_containment", map[string]any{"connect": []string{"rabbitmq:5672"}, "amqp": []string{"rabbitmq:5672"}, "signal": "1"}, 30)
+	if r.code != 200 || r.Status != "completed" {
+		t.Fatalf("probes_containment: %d %s %s %s", r.code, r.Status, r.Code, r.Error)
+	}
+	mustJSON(t, r.Data, &probe)
+	ownUID := probe.UID >= 200000 && probe.UID <= 265535
+	if !ownUID {
+		t.Errorf("the script ran as uid %d, want one of SCRIPT_UID_RANGE", probe.UID)
+	}
+	credsHidden := !slices.Contains(probe.CredentialsFound, "scrape-worker")
+	if !credsHidden {
+		t.Errorf("the script found the worker's broker credentials: %v", probe.CredentialsFound)
+	}
+	signalRefused := probe.Signal == "PermissionError"
+	if !signalRefused {
+		t.Errorf("the script may signal the worker (PID 1): %q", probe.Signal)
+	}
+	r = scrape(t, gateway, "escapes_and_sleeps", map[string]any{"pid_file": "/tmp/escape.pid"}, 3)
+	if r.Status != "timeout" {
+		t.Errorf("escapes_and_sleeps: status %q (%s), want timeout", r.Status, r.Code)
+	}
+	escaped := ""
+	waitFor(t, "the escaped sleep to die", 10*time.Second, func() bool {
+		_, escaped = execOut(t, worker, "sh", "-c", "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = sleep ] && echo ${p#/proc/}; done; true")
+		return escaped == ""
+	})
+	r = scrape(t, gateway, "fork_bomb", map[string]any{"pid_file": "/tmp/fork.pid"}, 5)
+	forkBombStopped := r.code == 200 && r.Status == "failed" && strings.Contains(r.raw, "BlockingIOError")
+	if !forkBombStopped {
+		t.Errorf("fork_bomb: %d %s %s: want failed by BlockingIOError (RLIMIT_NPROC): %s", r.code, r.Status, r.Code, truncate(r.raw, 400))
+	}
+	if r := scrape(t, gateway, "echo", map[string]any{"n": 3}, 20); r.Status != "completed" {
+		t.Errorf("echo after the hostile scripts: %s %s", r.Status, r.Code)
+	}
+	t.Logf("containment in the worker container as root with SCRIPT_UID_RANGE (CapEff %s, read-only root, no-new-privileges):\n%s", st["CapEff"],
+		strings.Join([]string{
+			fmtRow("protection", "holds"),
+			fmtRow("---", "---"),
+			fmtRow("containment mode", map[bool]string{true: "session (no CAP_SYS_ADMIN: no namespaces)", false: "NOT session"}[session]),
+			fmtRow("scripts run as a uid of their own", fmt.Sprintf("%s (uid %d)", yes(ownUID), probe.UID)),
+			fmtRow("the worker's broker credentials hidden from the script", yes(credsHidden)),
+			fmtRow("the script cannot signal the worker", yes(signalRefused)),
+			fmtRow("a raw socket to the broker", probe.Connect["rabbitmq:5672"]),
+			fmtRow("nothing outlives a run (escapes_and_sleeps)", yes(escaped == "")),
+			fmtRow("process limit (fork_bomb, RLIMIT_NPROC per script uid)", yes(forkBombStopped)),
+		}, "\n"))
+}
+
 // memoryLimit is the worker task's memory (the infra stack's default: 1 GiB).
 const memoryLimit = 1 << 30
 
 // fargateWorker starts the worker image as Fargate runs it, with the scripts and wheels folders mounted,
 // extra settings in env, and waits with ready.
-func fargateWorker(t *testing.T, nw *testcontainers.DockerNetwork, scripts, wheels string, env map[string]string, ready wait.Strategy) *testcontainers.DockerContainer {
+func fargateWorker(t *testing.T, nw *testcontainers.DockerNetwork, scripts, wheels string, env map[string]string, ready wait.Strategy, extra ...testcontainers.ContainerCustomizer) *testcontainers.DockerContainer {
 	t.Helper()
 	settings := map[string]string{
 		"RABBITMQ_URL":           "amqp://guest:guest@rabbitmq:5672/",
@@ -186,7 +292,7 @@ func fargateWorker(t *testing.T, nw *testcontainers.DockerNetwork, scripts, whee
 	for k, v := range env {
 		settings[k] = v
 	}
-	return run(t, workerImage,
+	return run(t, workerImage, append([]testcontainers.ContainerCustomizer{
 		network.WithNetwork(nil, nw),
 		testcontainers.WithEnv(settings),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
@@ -198,7 +304,7 @@ func fargateWorker(t *testing.T, nw *testcontainers.DockerNetwork, scripts, whee
 			hc.Binds = []string{scripts + ":/scripts:ro", wheels + ":/wheels:ro"}
 		}),
 		testcontainers.WithWaitStrategyAndDeadline(2*time.Minute, ready),
-	)
+	}, extra...)...)
 }
 
 // refuses starts the worker with env and reports whether it exits at start with a log holding want.

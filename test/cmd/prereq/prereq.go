@@ -158,6 +158,18 @@ func prerequisites(e env) []prerequisite {
 			check:    func(context.Context) error { _, err := e.lookPath("git"); return err },
 		},
 		{
+			what:     "a Docker engine",
+			neededBy: "make test-containers-ci (test/docker: the images under Docker; part of make test)",
+			fix:      apt + "docker.io, then start it: sudo dockerd &   (.ci/run does both)",
+			check:    func(ctx context.Context) error { return e.dockerEngine(ctx) },
+		},
+		{
+			what:     "debootstrap",
+			neededBy: "make base-images (the base images' stand-ins where no registry answers)",
+			fix:      apt + "debootstrap",
+			check:    func(context.Context) error { _, err := e.lookPath("debootstrap"); return err },
+		},
+		{
 			what:     "versitygw",
 			neededBy: "the S3 script repository tests, test/e2e, test/observability",
 			fix:      "make versitygw   (or set VERSITYGW to its path)",
@@ -218,6 +230,25 @@ func (e env) chromium() error {
 }
 
 // pythonWithBS4 runs python -c "import bs4" with the caller's PATH.
+// dockerEngine asks the docker CLI (DOCKER, default docker) for the engine's version: the CLI alone is not
+// enough, the tests need a daemon that answers.
+func (e env) dockerEngine(ctx context.Context) error {
+	bin, err := e.lookPath(e.or("DOCKER", "docker"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*probeTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "version", "--format", "{{.Server.Version}}")
+	cmd.Env = append(os.Environ(), "PATH="+e.getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		return nil
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return fmt.Errorf("no Docker engine answers %s: %s", bin, lines[len(lines)-1])
+}
+
 func (e env) pythonWithBS4(ctx context.Context, python string) error {
 	bin, err := e.lookPath(python)
 	if err != nil {

@@ -73,7 +73,7 @@ func plugins(t *testing.T) (managementURL, prometheusAddr string) {
 func completeEnv(t *testing.T) map[string]string {
 	t.Helper()
 	mgmt, prom := plugins(t)
-	tools := fakeTools(t, "rabbitmq-server", "prometheus", "promtool", "chromium", "python3", "git")
+	tools := fakeTools(t, "rabbitmq-server", "prometheus", "promtool", "chromium", "python3", "git", "docker", "debootstrap")
 	vgw := filepath.Join(t.TempDir(), "versitygw")
 	writeExecutable(t, vgw, "exit 0")
 	rie := filepath.Join(t.TempDir(), "aws-lambda-rie")
@@ -108,15 +108,15 @@ func TestEverythingPresent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	if strings.Contains(out, "MISSING") || strings.Count(out, "  ok ") != 11 {
-		t.Errorf("want 11 ok lines and nothing missing:\n%s", out)
+	if strings.Contains(out, "MISSING") || strings.Count(out, "  ok ") != 13 {
+		t.Errorf("want 13 ok lines and nothing missing:\n%s", out)
 	}
 }
 
 // A tool missing from PATH is reported with the command that installs it.
 func TestToolMissingFromPath(t *testing.T) {
 	vars := completeEnv(t)
-	vars["PATH"] = fakeTools(t, "rabbitmq-server", "prometheus", "chromium", "python3", "git") // no promtool
+	vars["PATH"] = fakeTools(t, "rabbitmq-server", "prometheus", "chromium", "python3", "git", "docker", "debootstrap") // no promtool
 	out, err := check(t, vars)
 	if !errors.Is(err, errMissing) {
 		t.Fatalf("run: %v, want errMissing", err)
@@ -125,7 +125,7 @@ func TestToolMissingFromPath(t *testing.T) {
 		"MISSING  promtool: promtool is not on PATH",
 		"needed by test/observability",
 		"fix: apt-get install -y --no-install-recommends prometheus",
-		"1 of 11 prerequisites missing",
+		"1 of 13 prerequisites missing",
 	} {
 		if !strings.Contains(strings.ReplaceAll(out, "sudo ", ""), want) {
 			t.Errorf("report lacks %q", want)
@@ -164,7 +164,9 @@ func TestEverythingMissingAtOnce(t *testing.T) {
 		"MISSING  git", "install -y --no-install-recommends git",
 		"MISSING  versitygw", "make versitygw",
 		"MISSING  aws-lambda-rie", "make rie",
-		"11 of 11 prerequisites missing",
+		"MISSING  a Docker engine", "docker.io",
+		"MISSING  debootstrap", "install -y --no-install-recommends debootstrap",
+		"13 of 13 prerequisites missing",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)
@@ -212,5 +214,20 @@ func TestProgramExitsNonZero(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "MISSING  git: git is not on PATH") {
 		t.Errorf("output lacks the missing git:\n%s", out)
+	}
+}
+
+// A docker CLI without an engine behind it is missing, with the CLI's own reason.
+func TestDockerCLIWithoutEngine(t *testing.T) {
+	vars := completeEnv(t)
+	writeExecutable(t, filepath.Join(vars["PATH"], "docker"), `echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2; exit 1`)
+	out, err := check(t, vars)
+	if !errors.Is(err, errMissing) {
+		t.Fatalf("run: %v, want errMissing", err)
+	}
+	for _, want := range []string{"MISSING  a Docker engine: no Docker engine answers", "Cannot connect to the Docker daemon", "1 of 13 prerequisites missing"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
 	}
 }
