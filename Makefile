@@ -65,11 +65,18 @@ token: ## Print a dev JWT for the local stack: TOKEN=$(make -s token) (SCOPE="a 
 	  $(BIN)/devtoken -secret-file $(CURDIR)/.local/jwt-secret -scope "$(SCOPE)"; fi
 
 .PHONY: test
-test: ## Run every check: prerequisites, vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end, faults), script tests, brief fuzzing, the images under Docker (a subset)
+test: ## Run every check: prerequisites, vet, staticcheck, tidy check, Go tests (unit, integration, end-to-end, faults), script tests, brief fuzzing, the images under Docker
 	@# The tools make installs itself come first; if that fails (offline), prereq lists them with the rest.
 	@$(MAKE) --no-print-directory $(VERSITYGW) $(RIE) || echo "make test: installing versitygw or aws-lambda-rie failed (above)"
 	@$(MAKE) --no-print-directory prereq
-	@$(MAKE) --no-print-directory lint test-go test-scripts fuzz-ci test-containers-ci
+	@# The container tests mostly wait (image layers, RabbitMQ nodes booting in containers): they run beside
+	@# the rest, their output kept in $(CONTAINERS_LOG) and printed at the end; either failing fails make test.
+	@mkdir -p $(dir $(CONTAINERS_LOG)); echo "make test: the container tests run in the background (output: $(CONTAINERS_LOG), printed at the end)"; \
+	  $(MAKE) --no-print-directory test-containers-ci >$(CONTAINERS_LOG) 2>&1 & containers=$$!; \
+	  r=0; $(MAKE) --no-print-directory lint test-go test-scripts fuzz-ci || r=1; \
+	  c=0; wait $$containers || c=1; \
+	  echo "== make test-containers-ci (test/docker)"; cat $(CONTAINERS_LOG); \
+	  [ $$c = 0 ] || { echo "make test: the container tests failed (above)"; r=1; }; exit $$r
 
 .PHONY: prereq
 prereq: ## Check what make test needs (broker and its plugins, rabbitmq-server, prometheus, chromium, python3 with bs4, git, versitygw, rie) and list all that is missing
@@ -155,12 +162,14 @@ endif
 # The container tests (test/docker, build tag containers). make test runs them with -short (the subset
 # README.md's Docker section lists); make test-containers runs them all.
 .PHONY: test-containers-ci
-test-containers-ci: ## The container tests' fast subset (-short; part of make test): builds base images and images (PREBUILT=1) first; fails without an engine
+CONTAINERS_LOG ?= $(BIN)/test-containers.log
+
+test-containers-ci: ## The container tests as make test runs them: base images and images (PREBUILT=1) first, then test/docker (no race detector: the code under test runs in the containers); fails without an engine
 	@$(MAKE) --no-print-directory base-images images PREBUILT=1
-	cd test && $(GO) test -tags containers -race -count=1 -short -timeout 20m ./docker/
+	cd test && $(GO) test -tags containers -count=1 -v -timeout 20m ./docker/
 
 .PHONY: test-containers
-test-containers: ## The images under a real Docker engine, every test in full: the worker as Fargate runs it, a RabbitMQ cluster in containers, the compose stack; builds base images and images (PREBUILT=1) first
+test-containers: ## The images under a real Docker engine (make test runs them too, through test-containers-ci), with the race detector: the worker as Fargate runs it, a RabbitMQ cluster in containers, the compose stack; builds base images and images (PREBUILT=1) first
 	@$(MAKE) --no-print-directory base-images images PREBUILT=1
 	cd test && $(GO) test -tags containers -race -count=1 -timeout 30m ./docker/
 

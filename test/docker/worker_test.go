@@ -69,10 +69,6 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 	if r.code != 200 || r.Status != "completed" || !strings.Contains(string(r.Data), `"n":1`) {
 		t.Fatalf("echo: %d %s %s %s", r.code, r.Status, r.Code, r.Data)
 	}
-	if testing.Short() {
-		t.Log("-short (make test): the image's user, read-only root and a plain scrape checked; make test-containers runs the rest")
-		return
-	}
 
 	// A script with requirements: pip builds its environment on the tmpfs from the mounted wheels.
 	var dep struct{ Version, Python string }
@@ -173,9 +169,6 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 // CAP_SETGID (so the per-script uids hold) but not CAP_SYS_ADMIN (so no namespaces: the session mode). The
 // worker logs into the broker as a user of its own, which the script must not find.
 func TestRootWorkerAsFargateRunsIt(t *testing.T) {
-	if testing.Short() {
-		t.Skip("make test-containers runs it; make test (-short) does not")
-	}
 	nw := newNetwork(t)
 	broker := startBroker(t, nw, "rabbitmq")
 	for _, cmd := range [][]string{
