@@ -31,7 +31,7 @@ type webhookDeps struct {
 	// Connection reports the deliverer's connection (telemetry's Connection, called with "webhooks" only
 	// when a deliverer starts, so a worker that delivers none shows no disconnected connection); may be nil.
 	Connection func(name string) (onConnect func(), onDisconnect func(error))
-	Logger       *slog.Logger
+	Logger     *slog.Logger
 }
 
 // startWebhooks builds the webhook deliverer from the worker's settings and runs it until ctx ends. It
