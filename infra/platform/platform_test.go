@@ -423,10 +423,15 @@ func TestWorkers(t *testing.T) {
 			"SCRIPT_REPOSITORY_TYPE": "s3", "S3_PREFIX": ScriptsPrefix, "S3_REGION": s.settings.Region, "S3_BUCKET_NAME": "<token>",
 			"RABBITMQ_ENDPOINT": "<token>", "RABBITMQ_TASK_QUEUE": TaskQueue, "WORKER_METRICS_ADDR": ":9100",
 			"WORKER_CONCURRENCY": fmt.Sprint(w.Concurrency), "WORKER_DRAIN_TIMEOUT": fmt.Sprintf("%ds", w.DrainTimeoutSeconds),
+			"SCRIPT_UID_RANGE": ScriptUIDRange,
 		} {
 			if env[k] != v {
 				t.Errorf("worker %s = %q, want %q", k, env[k], v)
 			}
+		}
+		// Root in the container for the per-script uids (the stronger containment test/docker measured).
+		if worker["User"] != "0" {
+			t.Errorf("worker container user %v, want 0 (root, scripts as uids of SCRIPT_UID_RANGE)", worker["User"])
 		}
 		if _, ok := env["RABBITMQ_URL"]; ok {
 			t.Error("worker environment carries RABBITMQ_URL (with the password)")

@@ -54,6 +54,9 @@ const (
 	DeadLetterQueue = TaskQueue + ".dead"
 	// WorkerDockerfile is the worker's Dockerfile, relative to Artifacts.RepoRoot.
 	WorkerDockerfile = "worker/Dockerfile"
+	// ScriptUIDRange is the workers' SCRIPT_UID_RANGE: the uids scripts run as (one per script), as make run
+	// as root and compose use.
+	ScriptUIDRange = "200000-265535"
 )
 
 // Platform is the synthesized stage, with handles tests and callers may want.

@@ -121,9 +121,17 @@ func newWorkers(st awscdk.Stack, s stage.Settings, net *network, brk *broker, sc
 		"JOB_STORE_BUCKET":       results.bucket.BucketName(),
 		"JOB_RETENTION":          jsii.String(fmt.Sprintf("%dh", 24*s.API.JobRetention())),
 		"LOG_LEVEL":              jsii.String("info"),
+		// Each script runs as a uid of its own (picked from its name), so scripts cannot signal the worker,
+		// read its files or each other's, and their process limit is their own (worker/README.md#security).
+		"SCRIPT_UID_RANGE": jsii.String(ScriptUIDRange),
 	}
 	container := task.AddContainer(jsii.String("worker"), &awsecs.ContainerDefinitionOptions{
-		Image:       image,
+		Image: image,
+		// Root in the container, for the per-script uids (CAP_SETUID/CAP_SETGID, which Fargate grants);
+		// Fargate grants no CAP_SYS_ADMIN, so no namespaces: the session containment. The image's own user
+		// (10001) runs scripts as itself, which test/docker shows is weaker (TestWorkerAsFargateRunsIt vs
+		// TestRootWorkerAsFargateRunsIt); each Fargate task is a VM of its own.
+		User:        jsii.String("0"),
 		Essential:   jsii.Bool(true),
 		Environment: &env,
 		Secrets: &map[string]awsecs.Secret{

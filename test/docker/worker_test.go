@@ -164,8 +164,8 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 		}, "\n"))
 }
 
-// The other choice for the image on Fargate: the worker as root with a uid per script (SCRIPT_UID_RANGE, what
-// compose runs), under the same Fargate-like settings. Docker's default capabilities keep CAP_SETUID and
+// What the infra stack runs on Fargate: the worker image as root with a uid per script (SCRIPT_UID_RANGE, as
+// compose does), under the same Fargate-like settings. Docker's default capabilities keep CAP_SETUID and
 // CAP_SETGID (so the per-script uids hold) but not CAP_SYS_ADMIN (so no namespaces: the session mode). The
 // worker logs into the broker as a user of its own, which the script must not find.
 func TestRootWorkerAsFargateRunsIt(t *testing.T) {
@@ -180,20 +180,24 @@ func TestRootWorkerAsFargateRunsIt(t *testing.T) {
 		}
 	}
 	gateway := startGateway(t, nw, "amqp://guest:guest@rabbitmq:5672/")
-	scripts := scripttest.Dir(t, "echo", "probes_containment", "escapes_and_sleeps", "fork_bomb")
-	if err := filepath.WalkDir(scripts, func(p string, e os.DirEntry, err error) error {
-		if err != nil {
-			return err
+	scripts := scripttest.Dir(t, "echo", "probes_containment", "escapes_and_sleeps", "fork_bomb", "dep_v1")
+	wheels := scripttest.ReachableTempDir(t)
+	wheeltest.Build(t, wheels, "conflictpkg", "1.0", "")
+	for _, d := range []string{scripts, wheels} {
+		if err := filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			mode := os.FileMode(0o644)
+			if e.IsDir() {
+				mode = 0o755
+			}
+			return os.Chmod(p, mode)
+		}); err != nil {
+			t.Fatal(err)
 		}
-		mode := os.FileMode(0o644)
-		if e.IsDir() {
-			mode = 0o755
-		}
-		return os.Chmod(p, mode)
-	}); err != nil {
-		t.Fatal(err)
 	}
-	worker := fargateWorker(t, nw, scripts, scripttest.ReachableTempDir(t), map[string]string{
+	worker := fargateWorker(t, nw, scripts, wheels, map[string]string{
 		"RABBITMQ_URL":     "amqp://scrape-worker:worker-secret-password@rabbitmq:5672/",
 		"SCRIPT_UID_RANGE": "200000-265535",
 	}, wait.ForLog("worker started"), testcontainers.WithConfigModifier(func(c *container.Config) { c.User = "0:0" }))
@@ -230,6 +234,20 @@ func TestRootWorkerAsFargateRunsIt(t *testing.T) {
 	if !signalRefused {
 		t.Errorf("the script may signal the worker (PID 1): %q", probe.Signal)
 	}
+	// A script with requirements: the root worker builds the environment, the script's uid runs it.
+	var dep struct{ Version, Python string }
+	testkit.RetryWhileInstalling(t, "dep_v1", func() (int, string) {
+		r = scrape(t, gateway, "dep_v1", nil, 25)
+		return r.code, r.Code
+	})
+	depRuns := r.code == 200 && r.Status == "completed"
+	if depRuns {
+		mustJSON(t, r.Data, &dep)
+		depRuns = dep.Version == "1.0"
+	}
+	if !depRuns {
+		t.Errorf("dep_v1 under a script uid: %d %s %s %s (conflictpkg %q)", r.code, r.Status, r.Code, r.Error, dep.Version)
+	}
 	r = scrape(t, gateway, "escapes_and_sleeps", map[string]any{"pid_file": "/tmp/escape.pid"}, 3)
 	if r.Status != "timeout" {
 		t.Errorf("escapes_and_sleeps: status %q (%s), want timeout", r.Status, r.Code)
@@ -253,6 +271,7 @@ func TestRootWorkerAsFargateRunsIt(t *testing.T) {
 			fmtRow("---", "---"),
 			fmtRow("containment mode", map[bool]string{true: "session (no CAP_SYS_ADMIN: no namespaces)", false: "NOT session"}[session]),
 			fmtRow("scripts run as a uid of their own", fmt.Sprintf("%s (uid %d)", yes(ownUID), probe.UID)),
+			fmtRow("a script with requirements (environment built by the worker, run by the script's uid)", yes(depRuns)),
 			fmtRow("the worker's broker credentials hidden from the script", yes(credsHidden)),
 			fmtRow("the script cannot signal the worker", yes(signalRefused)),
 			fmtRow("a raw socket to the broker", probe.Connect["rabbitmq:5672"]),
