@@ -68,23 +68,23 @@ func ParseProperties(m map[string]any) (Properties, error) {
 	}
 	var errs []error
 	if u, err := url.Parse(p.ManagementURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-		errs = append(errs, errors.New("ManagementURL must be an http(s) URL without credentials"))
+		errs = append(errs, errors.New("property ManagementURL must be an http(s) URL without credentials"))
 	}
 	if p.AdminSecretArn == "" {
-		errs = append(errs, errors.New("AdminSecretArn is required"))
+		errs = append(errs, errors.New("property AdminSecretArn is required"))
 	}
 	if p.TaskQueue == "" {
-		errs = append(errs, errors.New("TaskQueue is required"))
+		errs = append(errs, errors.New("property TaskQueue is required"))
 	}
 	if len(p.Users) == 0 {
-		errs = append(errs, errors.New("Users is empty"))
+		errs = append(errs, errors.New("property Users is empty"))
 	}
 	for i, u := range p.Users {
 		if _, err := users.For(users.Role(u.Role), p.TaskQueue); err != nil {
-			errs = append(errs, fmt.Errorf("Users[%d]: %w", i, err))
+			errs = append(errs, fmt.Errorf("property Users[%d]: %w", i, err))
 		}
 		if u.SecretArn == "" {
-			errs = append(errs, fmt.Errorf("Users[%d] (%s): SecretArn is required", i, u.Role))
+			errs = append(errs, fmt.Errorf("property Users[%d] (%s): SecretArn is required", i, u.Role))
 		}
 	}
 	if len(errs) > 0 {

@@ -40,8 +40,8 @@ func roleSecret(st awscdk.Stack, s stage.Settings, id, user, who string) awssecr
 	})
 	suppress(secret, finding("AwsSolutions-SMG4",
 		"Secrets Manager has no rotation function for a RabbitMQ user on Amazon MQ; rotation is the documented runbook in README.md "+
-			"(Operations, rotating secrets): a new secret value, then a deployment that re-runs the BrokerUsers custom resource, which "+
-			"sets the user's password through the management API."))
+			"(Operations, rotating secrets): set the new password on the broker through the management API with the administrator, "+
+			"then put it into the secret; the processes read the secret at start (queue depth: every minute)."))
 	return secret
 }
 
