@@ -49,6 +49,11 @@ lambda-queuedepth: ## Build the queue-depth Lambda (bootstrap, arm64, provided.a
 	@mkdir -p dist/queuedepth
 	cd functions && GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(CURDIR)/dist/queuedepth/bootstrap ./cmd/queuedepth
 
+.PHONY: lambda-brokerusers
+lambda-brokerusers: ## Build the BrokerUsers custom resource's Lambda (bootstrap, arm64, provided.al2023) into dist/brokerusers/
+	@mkdir -p dist/brokerusers
+	cd functions && GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(CURDIR)/dist/brokerusers/bootstrap ./cmd/brokerusers
+
 .PHONY: run
 run: build $(VERSITYGW) ## Run the whole local stack in the foreground (broker, S3 server, gateway on 127.0.0.1:8080, two workers, Prometheus); Ctrl-C stops it
 	$(BIN)/localstack -bin $(BIN)
@@ -228,7 +233,7 @@ CDK_APP      ?=
 # never in CI; locally the CLI asks before widening IAM or security groups.
 CDK_APPROVAL ?= broadening
 OUTPUTS      := $(CURDIR)/dist/outputs-$(STAGE).json
-CDK_LAMBDAS  := $(if $(CDK_APP),,lambda lambda-queuedepth)
+CDK_LAMBDAS  := $(if $(CDK_APP),,lambda lambda-queuedepth lambda-brokerusers)
 
 # Installed outside the Go modules (gofmt and `go ./...` would otherwise walk its node_modules).
 $(CDK_BIN): infra/package.json infra/package-lock.json
@@ -241,7 +246,7 @@ $(CDK_BIN): infra/package.json infra/package-lock.json
 cdk: $(CDK_BIN) ## Install the pinned AWS CDK CLI and Node.js 22 into .tools/cdk (make synth/deploy do it when needed)
 
 .PHONY: synth
-synth: lambda lambda-queuedepth $(CDK_BIN) ## Synthesize every stage into cdk.out/ (cdk-nag or CloudFormation findings fail it)
+synth: lambda lambda-queuedepth lambda-brokerusers $(CDK_BIN) ## Synthesize every stage into cdk.out/ (cdk-nag or CloudFormation findings fail it)
 	@# --quiet still ends with the CLI's "Supply a stack id … to display its template" hint, which reads as a
 	@# request here: it is dropped, and the templates' paths are printed instead.
 	@set -o pipefail; $(CDK) synth -c stage=all --quiet --output $(CURDIR)/cdk.out 2>&1 | grep -v '^Supply a stack id'

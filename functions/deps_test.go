@@ -23,6 +23,9 @@ func TestEdgesLinkOnlyTheirOwnDependencies(t *testing.T) {
 		{"./cmd/gateway", "lambda.norpc",
 			[]string{"github.com/prometheus/client_golang", "github.com/aws/aws-cdk-go", "github.com/scrapeplatform/platform/functions/gateway/localedge"},
 			[]string{"github.com/aws/aws-lambda-go/lambda", "github.com/scrapeplatform/platform/functions/gateway/lambdaedge"}},
+		{"./cmd/brokerusers", "lambda.norpc",
+			[]string{"github.com/prometheus/client_golang", "github.com/aws/aws-cdk-go", "github.com/scrapeplatform/platform/functions/gateway"},
+			[]string{"github.com/aws/aws-lambda-go/cfn", "github.com/scrapeplatform/platform/shared/brokerusers"}},
 	} {
 		args := []string{"list", "-deps"}
 		if tc.tags != "" {

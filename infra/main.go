@@ -2,8 +2,8 @@
 // run ."); the stage comes from the context: `cdk synth -c stage=dev`, or `-c stage=all` for every stage.
 // Stage settings live in cdk.json's "stages" context (see package stage and infra/README.md).
 //
-// Artifacts default to the repository's build output (make lambda, make lambda-queuedepth); the context
-// keys gatewayCode, queueDepthCode and repoRoot override them (paths relative to the repository root; the
+// Artifacts default to the repository's build output (make lambda, make lambda-queuedepth, make
+// lambda-brokerusers); the context keys gatewayCode, queueDepthCode, brokerUsersCode and repoRoot override them (paths relative to the repository root; the
 // tests point them at their own builds).
 package main
 
@@ -71,9 +71,10 @@ func build(app awscdk.App, root string) error {
 		return def
 	}
 	art := platform.Artifacts{
-		GatewayCode:    path("gatewayCode", filepath.Join(root, "dist", "gateway")),
-		QueueDepthCode: path("queueDepthCode", filepath.Join(root, "dist", "queuedepth")),
-		RepoRoot:       path("repoRoot", root),
+		GatewayCode:     path("gatewayCode", filepath.Join(root, "dist", "gateway")),
+		QueueDepthCode:  path("queueDepthCode", filepath.Join(root, "dist", "queuedepth")),
+		BrokerUsersCode: path("brokerUsersCode", filepath.Join(root, "dist", "brokerusers")),
+		RepoRoot:        path("repoRoot", root),
 	}
 	for _, s := range selected {
 		if _, err := platform.New(app, s, art); err != nil {

@@ -27,7 +27,7 @@ func TestCLISynth(t *testing.T) {
 	}
 
 	dist := t.TempDir()
-	for _, b := range []struct{ pkg, dir string }{{"./cmd/gateway", "gateway"}, {"./cmd/queuedepth", "queuedepth"}} {
+	for _, b := range []struct{ pkg, dir string }{{"./cmd/gateway", "gateway"}, {"./cmd/queuedepth", "queuedepth"}, {"./cmd/brokerusers", "brokerusers"}} {
 		cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-o", filepath.Join(dist, b.dir, "bootstrap"), b.pkg)
 		cmd.Dir = filepath.Join(root, "functions")
 		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
@@ -43,7 +43,8 @@ func TestCLISynth(t *testing.T) {
 	})
 	synth := func(stage string) (string, error) {
 		cmd := exec.Command(cdk, "synth", "--quiet", "--output", out, "-c", "stage="+stage,
-			"-c", "gatewayCode="+filepath.Join(dist, "gateway"), "-c", "queueDepthCode="+filepath.Join(dist, "queuedepth"))
+			"-c", "gatewayCode="+filepath.Join(dist, "gateway"), "-c", "queueDepthCode="+filepath.Join(dist, "queuedepth"),
+			"-c", "brokerUsersCode="+filepath.Join(dist, "brokerusers"))
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "CDK_DISABLE_VERSION_CHECK=1")
 		b, err := cmd.CombinedOutput()

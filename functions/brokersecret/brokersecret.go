@@ -1,8 +1,9 @@
 // Package brokersecret turns the broker user's credentials, kept in AWS Secrets Manager, into the URLs the
 // functions dial, so the password never sits in a Lambda's plain environment.
 //
-// In AWS the infra stack generates the Amazon MQ user's password into a secret holding
-// {"username": …, "password": …} and hands the functions its ARN (RABBITMQ_SECRET_ARN) and the broker's
+// In AWS the infra stack generates each process's broker user's password (the users the BrokerUsers custom
+// resource makes, package brokerusers) into a secret holding {"username": …, "password": …} and hands the
+// functions its ARN (RABBITMQ_SECRET_ARN) and the broker's
 // endpoint without credentials (RABBITMQ_ENDPOINT, e.g. amqps://b-1234.mq.eu-west-1.on.aws:5671).
 // Locally neither is set and RABBITMQ_URL is used as it is.
 package brokersecret

@@ -12,7 +12,7 @@ import (
 type Config struct {
 	// ManagementURL is the broker's management API base, e.g. https://b-1234.mq.eu-west-1.on.aws.
 	ManagementURL string
-	// SecretARN names the Secrets Manager secret with the broker user's credentials. When it is empty,
+	// SecretARN names the Secrets Manager secret with the monitoring broker user's credentials. When it is empty,
 	// Username and Password are used (local runs).
 	SecretARN string
 	Username  string

@@ -92,7 +92,7 @@ func newAPI(st awscdk.Stack, s stage.Settings, net *network, brk *broker, id *id
 		LogGroup:                     logGroup(st, "GatewayLogs", s),
 		Environment: &map[string]*string{
 			"AUTH_MODE":              jsii.String("apigateway"),
-			"RABBITMQ_SECRET_ARN":    brk.secret.SecretArn(),
+			"RABBITMQ_SECRET_ARN":    brk.users.gateway.SecretArn(),
 			"RABBITMQ_ENDPOINT":      brk.amqpEndpoint,
 			"RABBITMQ_TASK_QUEUE":    jsii.String(TaskQueue),
 			"SCRAPE_MAX_TIMEOUT":     jsii.String(fmt.Sprintf("%ds", s.API.ScrapeMaxTimeoutSeconds)),
@@ -106,7 +106,9 @@ func newAPI(st awscdk.Stack, s stage.Settings, net *network, brk *broker, id *id
 			"LOG_LEVEL": jsii.String("info"),
 		},
 	})
-	brk.secret.GrantRead(fn, nil)
+	brk.users.gateway.GrantRead(fn, nil)
+	// Its user exists before the gateway starts (a cold start fails without it).
+	fn.Node().AddDependency(brk.users.resource)
 	// Jobs: the gateway records accepted jobs and cancels (jobs/), claims idempotency keys (idempotency/),
 	// and reads claim-checked results to inline them or presign their URL (results/, read only).
 	results.grant(fn.Role(), "GatewayJobStore", []string{JobsPrefix, IdempotencyPrefix, ResultsPrefix}, []string{JobsPrefix, IdempotencyPrefix})

@@ -40,7 +40,8 @@ func suppressLogRetentionProvider(st awscdk.Stack) {
 // logRetentionProvider is the construct id of CDK's singleton log-retention function in a stack.
 const logRetentionProvider = "LogRetentionaae0aa3c5b4d4f87b02d85b201efdd8a"
 
-// BrokerUser is the Amazon MQ user CloudFormation creates (an administrator: the management API needs it).
+// BrokerUser is the Amazon MQ user CloudFormation creates, an administrator; only the BrokerUsers custom
+// resource uses it, to make the processes' own users (brokerusers.go).
 const BrokerUser = "scraper"
 
 type broker struct {
@@ -51,6 +52,8 @@ type broker struct {
 	// amqpEndpoint is amqps://<host>:5671, managementURL https://<host> (CloudFormation tokens).
 	amqpEndpoint  *string
 	managementURL *string
+	// users are the least-privilege users of the gateway, the workers and the queue-depth Lambda.
+	users *brokerUsers
 }
 
 // BrokerName is the broker's name: the stage, then a digest of the settings behind every property
@@ -73,7 +76,7 @@ func newBroker(st awscdk.Stack, s stage.Settings, net *network) *broker {
 	// Amazon MQ passwords: 12-250 characters without , : = — alphanumeric only, so the password can sit
 	// in an amqps:// URL without escaping in any client.
 	secret := awssecretsmanager.NewSecret(st, jsii.String("BrokerSecret"), &awssecretsmanager.SecretProps{
-		Description: jsii.String("Amazon MQ user of the broker of scraping-" + s.Name + ": {\"username\", \"password\"}"),
+		Description: jsii.String("Amazon MQ administrator of the broker of scraping-" + s.Name + " (read by the BrokerUsers custom resource only): {\"username\", \"password\"}"),
 		GenerateSecretString: &awssecretsmanager.SecretStringGenerator{
 			SecretStringTemplate: jsii.String(`{"username":"` + BrokerUser + `"}`),
 			GenerateStringKey:    jsii.String("password"),
@@ -89,7 +92,7 @@ func newBroker(st awscdk.Stack, s stage.Settings, net *network) *broker {
 			"through the Amazon MQ API, then the secret; the Lambdas read the secret at start and every minute."),
 	}}, jsii.Bool(false))
 
-	sg := securityGroup(st, "BrokerSecurityGroup", "Amazon MQ broker: AMQPS 5671 from the gateway Lambda and the workers, HTTPS 443 from the queue-depth Lambda", net.vpc, false)
+	sg := securityGroup(st, "BrokerSecurityGroup", "Amazon MQ broker: AMQPS 5671 from the gateway Lambda and the workers, HTTPS 443 from the queue-depth Lambda and the BrokerUsers custom resource", net.vpc, false)
 
 	subnets := net.vpc.SelectSubnets(net.internal).SubnetIds
 	if !s.Broker.Cluster() {

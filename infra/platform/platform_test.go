@@ -56,8 +56,10 @@ func TestResourceCounts(t *testing.T) {
 			subnetGroups = 2 // the workers use the public subnets
 		}
 		for typ, n := range map[string]int{
-			// gateway + queue depth, and CDK's log-retention function (sets the retention of Amazon MQ's own log group)
-			"AWS::Lambda::Function":                       3,
+			// gateway, queue depth, the BrokerUsers custom resource's, and CDK's log-retention function (sets the
+			// retention of Amazon MQ's own log group)
+			"AWS::Lambda::Function":                       4,
+			"Custom::BrokerUsers":                         1,
 			"Custom::LogRetention":                        1,
 			"AWS::AmazonMQ::Broker":                       1,
 			"AWS::S3::Bucket":                             3, // scripts, their access logs, results (the job store)
@@ -87,7 +89,7 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::EC2::VPCEndpoint":                       8,
 			"AWS::EC2::FlowLog":                           1,
 			"AWS::Events::Rule":                           1,
-			"AWS::SecretsManager::Secret":                 2, // broker user, webhook signing key
+			"AWS::SecretsManager::Secret":                 5, // broker administrator, the three broker users, webhook signing key
 			"AWS::Logs::MetricFilter":                     1,
 		} {
 			check(t, typ, func() { s.template.ResourceCountIs(jsii.String(typ), jsii.Number(n)) })
@@ -97,13 +99,13 @@ func TestResourceCounts(t *testing.T) {
 
 func TestLambdas(t *testing.T) {
 	forEachStage(t, func(t *testing.T, s *synthesized) {
-		check(t, "both workload Lambdas are provided.al2023 on arm64 in the VPC", func() {
+		check(t, "the workload Lambdas and the BrokerUsers function are provided.al2023 on arm64 in the VPC", func() {
 			s.template.ResourcePropertiesCountIs(jsii.String("AWS::Lambda::Function"), map[string]any{
 				"Runtime":       "provided.al2023",
 				"Architectures": []any{"arm64"},
 				"Handler":       "bootstrap",
 				"VpcConfig":     assertions.Match_ObjectLike(&map[string]any{"SubnetIds": assertions.Match_AnyValue()}),
-			}, jsii.Number(2))
+			}, jsii.Number(3))
 		})
 		var reserved any = assertions.Match_Absent()
 		if r := s.settings.API.GatewayReservedConcurrency; r > 0 {
@@ -288,7 +290,7 @@ func TestBroker(t *testing.T) {
 			})
 		})
 
-		// AMQPS and the management API only, from the three security groups that need them; no CIDR.
+		// AMQPS and the management API only, from the four security groups that need them; no CIDR.
 		sgID := ref(p["SecurityGroups"].([]any)[0])
 		var ports []string
 		for _, r := range s.resources("AWS::EC2::SecurityGroupIngress") {
@@ -302,8 +304,8 @@ func TestBroker(t *testing.T) {
 			ports = append(ports, fmt.Sprint(ip["FromPort"], "-", ip["ToPort"]))
 		}
 		slices.Sort(ports)
-		if want := []string{"443-443", "5671-5671", "5671-5671"}; !slices.Equal(ports, want) {
-			t.Errorf("broker ingress ports %v, want %v (AMQPS from gateway and workers, HTTPS from queue depth)", ports, want)
+		if want := []string{"443-443", "443-443", "5671-5671", "5671-5671"}; !slices.Equal(ports, want) {
+			t.Errorf("broker ingress ports %v, want %v (AMQPS from gateway and workers, HTTPS from queue depth and BrokerUsers)", ports, want)
 		}
 		sg := s.resources("AWS::EC2::SecurityGroup")[sgID]
 		if ingress := props(sg)["SecurityGroupIngress"]; ingress != nil {

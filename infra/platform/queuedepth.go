@@ -44,7 +44,7 @@ func newQueueDepth(st awscdk.Stack, s stage.Settings, net *network, brk *broker,
 		LogGroup:                     logGroup(st, "QueueDepthLogs", s),
 		Environment: &map[string]*string{
 			"RABBITMQ_MANAGEMENT_URL": brk.managementURL,
-			"RABBITMQ_SECRET_ARN":     brk.secret.SecretArn(),
+			"RABBITMQ_SECRET_ARN":     brk.users.monitoring.SecretArn(),
 			"RABBITMQ_TASK_QUEUE":     jsii.String(TaskQueue),
 			// Its depth too, as DeadLetterMessages{Queue=<task>.webhooks.dead} (the webhook dead-letter alarm).
 			"RABBITMQ_WEBHOOK_DEAD_LETTER_QUEUE": jsii.String(WebhookDeadLetterQueue),
@@ -60,7 +60,8 @@ func newQueueDepth(st awscdk.Stack, s stage.Settings, net *network, brk *broker,
 			"TASK_QUEUE_POLICY_APPLY_TO": jsii.String("quorum_queues"),
 		},
 	})
-	brk.secret.GrantRead(fn, nil)
+	brk.users.monitoring.GrantRead(fn, nil)
+	fn.Node().AddDependency(brk.users.resource)
 	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("DescribeWorkerService"),
 		Actions:   jsii.Strings("ecs:DescribeServices"),

@@ -15,10 +15,11 @@ import (
 
 // Artifacts are the built things the stack packages, by path.
 type Artifacts struct {
-	// GatewayCode and QueueDepthCode are folders holding a `bootstrap` for provided.al2023 on arm64
-	// (make lambda, make lambda-queuedepth).
-	GatewayCode    string
-	QueueDepthCode string
+	// GatewayCode, QueueDepthCode and BrokerUsersCode are folders holding a `bootstrap` for
+	// provided.al2023 on arm64 (make lambda, make lambda-queuedepth, make lambda-brokerusers).
+	GatewayCode     string
+	QueueDepthCode  string
+	BrokerUsersCode string
 	// RepoRoot is the worker image's Docker build context; the Dockerfile is worker/Dockerfile in it.
 	RepoRoot string
 }
@@ -29,6 +30,7 @@ func (a Artifacts) Validate() error {
 	for _, dir := range []struct{ name, path, build string }{
 		{"gateway Lambda", a.GatewayCode, "make lambda"},
 		{"queue-depth Lambda", a.QueueDepthCode, "make lambda-queuedepth"},
+		{"BrokerUsers custom resource's Lambda", a.BrokerUsersCode, "make lambda-brokerusers"},
 	} {
 		fi, err := os.Stat(filepath.Join(dir.path, "bootstrap"))
 		if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
@@ -102,6 +104,7 @@ func New(scope constructs.Construct, s stage.Settings, art Artifacts) (*Platform
 
 	net := newNetwork(st, s)
 	brk := newBroker(st, s, net)
+	brk.users = newBrokerUsers(st, s, net, brk, art)
 	scripts := newScriptsBucket(st)
 	results := newResultsBucket(st, s, scripts.logs)
 	webhookSecret := newWebhookSecret(st, s)
@@ -131,7 +134,7 @@ func New(scope constructs.Construct, s stage.Settings, art Artifacts) (*Platform
 	out("ScriptsBucketName", *scripts.bucket.BucketName(), "bucket the workers read scripts from (prefix scripts/)")
 	out("ResultsBucketName", *results.bucket.BucketName(), "job store of the gateway and the workers (JOB_STORE_BUCKET): jobs/, results/, idempotency/")
 	out("WebhookSecretArn", *webhookSecret.SecretArn(), "Secrets Manager secret whose value, prefixed whsec_, verifies webhook signatures (WEBHOOK_SECRET of the workers)")
-	out("BrokerSecretArn", *brk.secret.SecretArn(), "Secrets Manager secret with the broker user's credentials")
+	out("BrokerSecretArn", *brk.secret.SecretArn(), "Secrets Manager secret with the broker administrator's credentials (only the BrokerUsers custom resource reads it)")
 	out("ClusterName", *workers.cluster.ClusterName(), "ECS cluster of the workers")
 	out("WorkerServiceName", *workers.service.ServiceName(), "ECS service of the workers")
 	out("DashboardName", *obs.dashboardName, "CloudWatch dashboard")

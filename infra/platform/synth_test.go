@@ -144,13 +144,15 @@ func doSynth() (_ *assembly, err error) {
 		functionsDir = filepath.Join(repoRoot, "functions")
 	}
 	art := Artifacts{
-		GatewayCode:    filepath.Join(tmp, "dist", "gateway"),
-		QueueDepthCode: filepath.Join(tmp, "dist", "queuedepth"),
-		RepoRoot:       repoRoot,
+		GatewayCode:     filepath.Join(tmp, "dist", "gateway"),
+		QueueDepthCode:  filepath.Join(tmp, "dist", "queuedepth"),
+		BrokerUsersCode: filepath.Join(tmp, "dist", "brokerusers"),
+		RepoRoot:        repoRoot,
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, b := range []struct{ pkg, dir string }{{"./cmd/gateway", art.GatewayCode}, {"./cmd/queuedepth", art.QueueDepthCode}} {
+	builds := []struct{ pkg, dir string }{{"./cmd/gateway", art.GatewayCode}, {"./cmd/queuedepth", art.QueueDepthCode}, {"./cmd/brokerusers", art.BrokerUsersCode}}
+	errs := make([]error, len(builds))
+	for i, b := range builds {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs[i] = buildLambda(functionsDir, b.pkg, b.dir) }()
 	}

@@ -135,8 +135,8 @@ func newWorkers(st awscdk.Stack, s stage.Settings, net *network, brk *broker, sc
 		Essential:   jsii.Bool(true),
 		Environment: &env,
 		Secrets: &map[string]awsecs.Secret{
-			"RABBITMQ_USERNAME": awsecs.Secret_FromSecretsManager(brk.secret, jsii.String("username")),
-			"RABBITMQ_PASSWORD": awsecs.Secret_FromSecretsManager(brk.secret, jsii.String("password")),
+			"RABBITMQ_USERNAME": awsecs.Secret_FromSecretsManager(brk.users.worker, jsii.String("username")),
+			"RABBITMQ_PASSWORD": awsecs.Secret_FromSecretsManager(brk.users.worker, jsii.String("password")),
 			// Signs webhook deliveries; the workers are the only senders.
 			WebhookSecretVariable: awsecs.Secret_FromSecretsManager(webhookSecret, nil),
 		},
@@ -226,6 +226,8 @@ func newWorkers(st awscdk.Stack, s stage.Settings, net *network, brk *broker, sc
 	// a capacity provider that is not associated with the cluster". The CDK creates the association in an
 	// aspect during synthesis, so the dependency is added by an aspect that runs after it.
 	awscdk.Aspects_Of(cluster).Add(&capacityProviderDependency{service: service}, &awscdk.AspectOptions{Priority: awscdk.AspectPriority_DEFAULT()})
+	// The workers' broker user exists before the first task starts.
+	service.Node().AddDependency(brk.users.resource)
 
 	// Scrape outcomes from the worker's JSON log line {"msg":"task done","status":…}.
 	awslogs.NewMetricFilter(st, jsii.String("ScrapeOutcomesFilter"), &awslogs.MetricFilterProps{

@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,23 +15,21 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/brokerusers"
 )
 
 // Least-privilege broker users (issue 11). The platform's processes never use the broker's administrator:
 // ProvisionBrokerUsers creates, through the management HTTP API and with the administrator credentials the
-// stack was given (RABBITMQ_URL), three users with generated passwords:
+// stack was given (RABBITMQ_URL), three users with generated passwords, with the grants of
+// shared/brokerusers (the one owner of what they may do; the BrokerUsers custom resource makes the same
+// users in AWS):
 //
-//   - the gateway's: configure, write and read limited to the task queue's names (<task>, <task>.dlx,
-//     <task>.dead, <task>.cancel, <task>.lease, <task>.webhooks*: `^<task>(\..*)?$`), the server-named
-//     queues it declares (amq.gen-*), the default exchange it publishes tasks through (amq.default, write)
-//     and the direct reply-to pseudo-queue (amq.rabbitmq.reply-to, read);
-//   - the workers': the same resources (they declare the topology, consume the task queue, reply through
-//     the default exchange, bind a server-named queue to the cancel exchange);
-//   - a monitoring one for the queue-depth Lambda: tags monitoring (read the management API) and
-//     policymaker (it keeps the task queue's bound policy), and no AMQP permission at all.
+//   - the gateway's and the workers': configure, write and read limited to the task queue's names, the
+//     server-named queues, the default exchange and direct reply-to (brokerusers.Permissions);
+//   - a monitoring one for the queue-depth Lambda: tags monitoring and policymaker, no AMQP permission.
 //
 // Neither can touch another application's queues, read the management API, or act as an administrator.
 // The passwords are kept in a file of the stack's data folder (0600), so a restart reuses them (and a
@@ -75,13 +71,9 @@ type brokerUserState struct {
 type brokerUser struct{ Name, Password string }
 
 // BrokerPermissions are the configure, write and read regular expressions of the gateway's and the
-// workers' users for taskQueue.
+// workers' users for taskQueue (brokerusers.Permissions).
 func BrokerPermissions(taskQueue string) (configure, write, read string) {
-	q := regexp.QuoteMeta(taskQueue)
-	configure = `^(` + q + `(\..*)?|amq\.gen-.*)$`
-	write = `^(` + q + `(\..*)?|amq\.gen-.*|amq\.default)$`
-	read = `^(` + q + `(\..*)?|amq\.gen-.*|amq\.rabbitmq\.reply-to.*)$`
-	return configure, write, read
+	return brokerusers.Permissions(taskQueue)
 }
 
 // ProvisionBrokerUsers creates (or updates) the gateway's, the workers' and the monitoring user in the
@@ -111,20 +103,18 @@ func ProvisionBrokerUsers(ctx context.Context, o BrokerUsersOptions) (BrokerUser
 	if err != nil {
 		return BrokerUsers{}, err
 	}
-	configure, write, read := BrokerPermissions(o.TaskQueue)
 	for _, u := range []struct {
-		user                   brokerUser
-		tags                   string
-		configure, write, read string
-	}{
-		{state.Gateway, "", configure, write, read},
-		{state.Worker, "", configure, write, read},
-		{state.Monitoring, "monitoring policymaker", "^$", "^$", "^$"},
-	} {
-		if err := ua.putUser(ctx, u.user.Name, u.user.Password, u.tags); err != nil {
+		user brokerUser
+		role brokerusers.Role
+	}{{state.Gateway, brokerusers.Gateway}, {state.Worker, brokerusers.Worker}, {state.Monitoring, brokerusers.Monitoring}} {
+		g, err := brokerusers.For(u.role, o.TaskQueue)
+		if err != nil {
 			return BrokerUsers{}, err
 		}
-		if err := ua.putPermissions(ctx, vhost, u.user.Name, u.configure, u.write, u.read); err != nil {
+		if err := ua.PutUser(ctx, u.user.Name, u.user.Password, g.Tags); err != nil {
+			return BrokerUsers{}, err
+		}
+		if err := ua.PutPermissions(ctx, vhost, u.user.Name, g.Configure, g.Write, g.Read); err != nil {
 			return BrokerUsers{}, err
 		}
 	}
@@ -170,12 +160,12 @@ func loadBrokerUsers(path string) (brokerUserState, error) {
 	return s, nil
 }
 
-// userAdmin makes users: through the management API (mgmt) or rabbitmqctl (ctlAdmin).
+// userAdmin makes users: through the management API (*brokerusers.Client) or rabbitmqctl (ctlAdmin).
 type userAdmin interface {
-	putUser(ctx context.Context, name, password, tags string) error
-	putPermissions(ctx context.Context, vhost, name, configure, write, read string) error
-	deleteUser(ctx context.Context, name string) error
-	amqpPorts(ctx context.Context) ([]string, error)
+	PutUser(ctx context.Context, name, password, tags string) error
+	PutPermissions(ctx context.Context, vhost, name, configure, write, read string) error
+	DeleteUser(ctx context.Context, name string) error
+	AMQPPorts(ctx context.Context) ([]string, error)
 	String() string
 }
 
@@ -186,15 +176,14 @@ func chooseUserAdmin(ctx context.Context, o BrokerUsersOptions, admin *url.URL, 
 	pass, _ := admin.User.Password()
 	var candidates []userAdmin
 	if o.ManagementURL != "" {
-		candidates = append(candidates, mgmt{base: strings.TrimRight(o.ManagementURL, "/"), user: admin.User.Username(), pass: pass,
-			client: &http.Client{Timeout: o.Timeout}})
+		candidates = append(candidates, brokerusers.NewClient(o.ManagementURL, admin.User.Username(), pass, &http.Client{Timeout: o.Timeout}))
 	}
 	if len(o.Ctl) > 0 {
 		candidates = append(candidates, ctlAdmin{cmd: o.Ctl, timeout: 4 * o.Timeout})
 	}
 	var errs []error
 	for _, c := range candidates {
-		ports, err := c.amqpPorts(ctx)
+		ports, err := c.AMQPPorts(ctx)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: %w", c, err))
@@ -208,73 +197,6 @@ func chooseUserAdmin(ctx context.Context, o BrokerUsersOptions, admin *url.URL, 
 		return nil, errors.New("broker users: no management API or rabbitmqctl to make them with")
 	}
 	return nil, fmt.Errorf("broker users: %w", errors.Join(errs...))
-}
-
-// mgmt is a minimal management API client.
-type mgmt struct {
-	base, user, pass string
-	client           *http.Client
-}
-
-func (m mgmt) String() string { return "the management API at " + m.base }
-
-func (m mgmt) putUser(ctx context.Context, name, password, tags string) error {
-	return m.do(ctx, http.MethodPut, "/api/users/"+url.PathEscape(name), map[string]string{"password": password, "tags": strings.ReplaceAll(tags, " ", ",")}, nil)
-}
-
-func (m mgmt) putPermissions(ctx context.Context, vhost, name, configure, write, read string) error {
-	return m.do(ctx, http.MethodPut, "/api/permissions/"+url.PathEscape(vhost)+"/"+url.PathEscape(name),
-		map[string]string{"configure": configure, "write": write, "read": read}, nil)
-}
-
-func (m mgmt) deleteUser(ctx context.Context, name string) error {
-	return m.do(ctx, http.MethodDelete, "/api/users/"+url.PathEscape(name), nil, nil)
-}
-
-func (m mgmt) amqpPorts(ctx context.Context) ([]string, error) {
-	var overview struct {
-		Listeners []struct {
-			Protocol string
-			Port     int
-		}
-	}
-	if err := m.do(ctx, http.MethodGet, "/api/overview", nil, &overview); err != nil {
-		return nil, err
-	}
-	var ports []string
-	for _, l := range overview.Listeners {
-		if l.Protocol == "amqp" || l.Protocol == "amqp/ssl" {
-			ports = append(ports, strconv.Itoa(l.Port))
-		}
-	}
-	return ports, nil
-}
-
-func (m mgmt) do(ctx context.Context, method, path string, body, out any) error {
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, m.base+path, r)
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth(m.user, m.pass)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := m.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(msg))
-	}
-	if out != nil {
-		return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out)
-	}
-	return nil
 }
 
 // ctlAdmin makes users with rabbitmqctl (the machine's own broker, when its management plugin is off).
@@ -301,29 +223,29 @@ func (c ctlAdmin) run(ctx context.Context, tool string, args ...string) (string,
 	return string(out), nil
 }
 
-func (c ctlAdmin) putUser(ctx context.Context, name, password, tags string) error {
+func (c ctlAdmin) PutUser(ctx context.Context, name, password, tags string) error {
 	if _, err := c.run(ctx, "", "add_user", name, password); err != nil {
 		if _, err2 := c.run(ctx, "", "change_password", name, password); err2 != nil {
 			return fmt.Errorf("%w; %w", err, err2)
 		}
 	}
-	_, err := c.run(ctx, "", append([]string{"set_user_tags", name}, strings.Fields(tags)...)...)
+	_, err := c.run(ctx, "", append([]string{"set_user_tags", name}, strings.FieldsFunc(tags, func(r rune) bool { return r == ',' || r == ' ' })...)...)
 	return err
 }
 
-func (c ctlAdmin) putPermissions(ctx context.Context, vhost, name, configure, write, read string) error {
+func (c ctlAdmin) PutPermissions(ctx context.Context, vhost, name, configure, write, read string) error {
 	_, err := c.run(ctx, "", "set_permissions", "-p", vhost, name, configure, write, read)
 	return err
 }
 
-func (c ctlAdmin) deleteUser(ctx context.Context, name string) error {
+func (c ctlAdmin) DeleteUser(ctx context.Context, name string) error {
 	_, err := c.run(ctx, "", "delete_user", name)
 	return err
 }
 
 var listenerPort = regexp.MustCompile(`port: (\d+), protocol: amqp`)
 
-func (c ctlAdmin) amqpPorts(ctx context.Context) ([]string, error) {
+func (c ctlAdmin) AMQPPorts(ctx context.Context) ([]string, error) {
 	out, err := c.run(ctx, "rabbitmq-diagnostics", "listeners")
 	if err != nil {
 		return nil, err
@@ -359,7 +281,7 @@ func DeleteBrokerUsers(ctx context.Context, o BrokerUsersOptions) error {
 	}
 	var errs []error
 	for _, u := range []brokerUser{s.Gateway, s.Worker, s.Monitoring} {
-		if err := ua.deleteUser(ctx, u.Name); err != nil {
+		if err := ua.DeleteUser(ctx, u.Name); err != nil {
 			errs = append(errs, err)
 		}
 	}
