@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,9 +26,14 @@ func TestCancelListener(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
 	var listeners []*broker.CancelListener
+	var w1Connects atomic.Int32
 	for _, name := range []string{"w1", "w2"} {
 		l := broker.NewCancelListener(broker.CancelListenerConfig{URL: s.url, Name: s.topo.TaskQueue + "/" + name, Topology: s.topo,
-			Logger: testLogger(t), OnNotice: func(id string) {
+			Logger: testLogger(t), OnConnect: func() {
+				if name == "w1" {
+					w1Connects.Add(1)
+				}
+			}, OnNotice: func(id string) {
 				mu.Lock()
 				heard[name] = append(heard[name], id)
 				mu.Unlock()
@@ -55,9 +61,10 @@ func TestCancelListener(t *testing.T) {
 	notify("job-1")
 	waitFor(t, func() bool { return count("w1") == 1 && count("w2") == 1 }, "both listeners to hear job-1")
 
+	// Counted by OnConnect: a reconnect can be quicker than a poll of Connected would notice the gap.
+	before := w1Connects.Load()
 	brokertest.CloseConnection(t, s.topo.TaskQueue+"/w1")
-	waitFor(t, func() bool { return !listeners[0].Connected() }, "w1 to notice the lost connection")
-	waitFor(t, listeners[0].Connected, "w1 to reconnect")
+	waitFor(t, func() bool { return w1Connects.Load() > before && listeners[0].Connected() }, "w1 to reconnect")
 	notify("job-2")
 	waitFor(t, func() bool { return count("w1") == 2 && count("w2") == 2 }, "both listeners to hear job-2")
 	mu.Lock()

@@ -152,7 +152,9 @@ func startRun(t *testing.T, env map[string]string, args ...string) *runResult {
 
 func (r *runResult) waitFor(t *testing.T, want string) {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
+	// A bound against hangs, not a speed check: a start that asks the machine's rabbitmqctl (an Erlang
+	// CLI) about a found broker takes seconds, and more on a loaded machine.
+	deadline := time.After(2 * time.Minute)
 	for !strings.Contains(r.stdout.String(), want) {
 		select {
 		case err := <-r.done:
