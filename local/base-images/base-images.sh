@@ -104,20 +104,27 @@ fi
 
 # The compose stack's other images (the compose test). Both stand-ins add wget, which compose's health
 # checks run (the official images have busybox's); the layer is shared.
+# from_binary IMAGE NAME BINARY: a stand-in from debian:bookworm-slim + wget + BINARY (copied in as NAME)
+# and NAME.Dockerfile.
+from_binary() {
+  local image="$1" name="$2" bin="$3" ctx
+  say "$image: STAND-IN from debian:bookworm-slim + wget + $bin ($("$bin" --version 2>&1 | head -1))"
+  ctx="$(mktemp -d)"
+  trap 'rm -rf "$ctx"' EXIT
+  cp "$bin" "$ctx/$name"
+  cp "$name.Dockerfile" "$ctx/Dockerfile"
+  "$DOCKER" build -q -t "$image" "$ctx" >/dev/null
+  rm -rf "$ctx"
+  trap - EXIT
+}
+
 versitygw_image="$(sed -n 's/^ *image: \(versity\/versitygw:.*\)$/\1/p' ../compose.yaml | head -1)"
 if have "$versitygw_image"; then
   say "$versitygw_image exists; kept"
 else
   bin="${VERSITYGW:-../../.tools/bin/versitygw}"
   [ -x "$bin" ] || { say "$versitygw_image: no versitygw binary at $bin (make versitygw)"; exit 1; }
-  say "$versitygw_image: STAND-IN from debian:bookworm-slim + wget + $bin ($("$bin" --version 2>/dev/null | head -1))"
-  ctx="$(mktemp -d)"
-  trap 'rm -rf "$ctx"' EXIT
-  cp "$bin" "$ctx/versitygw"
-  cp versitygw.Dockerfile "$ctx/Dockerfile"
-  "$DOCKER" build -q -t "$versitygw_image" "$ctx" >/dev/null
-  rm -rf "$ctx"
-  trap - EXIT
+  from_binary "$versitygw_image" versitygw "$bin"
 fi
 
 prometheus_image="$(sed -n 's/^ *image: \(prom\/prometheus:.*\)$/\1/p' ../compose.yaml | head -1)"
@@ -126,12 +133,5 @@ if have "$prometheus_image"; then
 else
   bin="$(command -v prometheus || true)"
   [ -n "$bin" ] || { say "$prometheus_image: no prometheus on PATH (apt-get install prometheus)"; exit 1; }
-  say "$prometheus_image: STAND-IN from debian:bookworm-slim + wget + $bin ($("$bin" --version 2>&1 | head -1))"
-  ctx="$(mktemp -d)"
-  trap 'rm -rf "$ctx"' EXIT
-  cp "$bin" "$ctx/prometheus"
-  cp prometheus.Dockerfile "$ctx/Dockerfile"
-  "$DOCKER" build -q -t "$prometheus_image" "$ctx" >/dev/null
-  rm -rf "$ctx"
-  trap - EXIT
+  from_binary "$prometheus_image" prometheus "$bin"
 fi

@@ -51,7 +51,7 @@ func Binary(t testing.TB) string {
 		}
 		return p
 	}
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err == nil {
 		p := filepath.Join(root, ".tools", "bin", "versitygw")
 		if _, err := os.Stat(p); err == nil {
@@ -63,8 +63,9 @@ func Binary(t testing.TB) string {
 	return ""
 }
 
-// repoRoot is the nearest folder above the working directory that holds go.work.
-func repoRoot() (string, error) {
+// RepoRoot is the nearest folder above the working directory that holds go.work: the repository, where
+// make installs its tools (.tools/bin). The suites and the test tools (bench, prereq) find it so.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -75,7 +76,7 @@ func repoRoot() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no go.work above the working directory")
+			return "", errors.New("no go.work above the working directory: run it inside the repository")
 		}
 		dir = parent
 	}

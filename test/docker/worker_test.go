@@ -35,21 +35,8 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 	scripts := scripttest.Dir(t, "echo", "envdump", "dep_v1", "fork_bomb", "escapes_and_sleeps", "memory_bomb")
 	wheels := scripttest.ReachableTempDir(t)
 	wheeltest.Build(t, wheels, "conflictpkg", "1.0", "")
-	for _, d := range []string{scripts, wheels} {
-		// The image's user (not root) reads the scripts and wheels through the bind mounts.
-		if err := filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			mode := os.FileMode(0o644)
-			if e.IsDir() {
-				mode = 0o755
-			}
-			return os.Chmod(p, mode)
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// The image's user (not root) reads the scripts and wheels through the bind mounts.
+	readableByAll(t, scripts, wheels)
 
 	worker := fargateWorker(t, nw, scripts, wheels, nil, wait.ForLog("worker started"))
 	// As the image declares: the worker is PID 1 (the entrypoint execs it) and runs as uid 10001, with no
@@ -183,20 +170,8 @@ func TestRootWorkerAsFargateRunsIt(t *testing.T) {
 	scripts := scripttest.Dir(t, "echo", "probes_containment", "escapes_and_sleeps", "fork_bomb", "dep_v1")
 	wheels := scripttest.ReachableTempDir(t)
 	wheeltest.Build(t, wheels, "conflictpkg", "1.0", "")
-	for _, d := range []string{scripts, wheels} {
-		if err := filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			mode := os.FileMode(0o644)
-			if e.IsDir() {
-				mode = 0o755
-			}
-			return os.Chmod(p, mode)
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// The scripts' uids read the scripts and wheels through the bind mounts.
+	readableByAll(t, scripts, wheels)
 	worker := fargateWorker(t, nw, scripts, wheels, map[string]string{
 		"RABBITMQ_URL":     "amqp://scrape-worker:worker-secret-password@rabbitmq:5672/",
 		"SCRIPT_UID_RANGE": "200000-265535",
@@ -334,4 +309,24 @@ func yes(ok bool) string {
 		return "yes"
 	}
 	return "NO"
+}
+
+// readableByAll makes every file in dirs 0644 and every folder 0755, for users other than the test's
+// (the image's user, the scripts' uids) reading them through bind mounts.
+func readableByAll(t *testing.T, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		if err := filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			mode := os.FileMode(0o644)
+			if e.IsDir() {
+				mode = 0o755
+			}
+			return os.Chmod(p, mode)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

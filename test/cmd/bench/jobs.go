@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"github.com/scrapeplatform/platform/local/stack"
 	"github.com/scrapeplatform/platform/shared/auth"
 	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/shared/s3test"
 	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/shared/webhook"
 	"github.com/scrapeplatform/platform/test/testkit"
@@ -64,7 +64,7 @@ func benchJobs(ctx context.Context, o options) ([]jobsResult, error) {
 			return nil, err
 		}
 	}
-	root, err := repoRoot()
+	root, err := s3test.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -276,23 +276,4 @@ func deleteJobsTopology(url, queue string) {
 	}
 	_ = ch.ExchangeDelete(topo.DeadLetterExchange, false, false)
 	_ = ch.ExchangeDelete(topo.CancelExchange, false, false)
-}
-
-// repoRoot is the nearest folder above the working directory that holds go.work (where versitygw is
-// installed, under .tools/bin).
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.work above the working directory: run the bench from the repository")
-		}
-		dir = parent
-	}
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/scrapeplatform/platform/shared/s3test"
 )
 
 // Defaults the test suites use when their variables are not set.
@@ -276,29 +278,11 @@ func (e env) tool(variable, name string) error {
 	if p := e.getenv(variable); p != "" {
 		return isExecutable(p)
 	}
-	root, err := repoRoot()
+	root, err := s3test.RepoRoot()
 	if err != nil {
 		return err
 	}
 	return isExecutable(filepath.Join(root, ".tools", "bin", name))
-}
-
-// repoRoot is the folder holding go.work, from the working directory up.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.work above the working directory: run it inside the repository")
-		}
-		dir = parent
-	}
 }
 
 // redact hides a URL's password.
