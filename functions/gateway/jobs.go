@@ -150,8 +150,12 @@ func (h *Handler) scrapeJob(w http.ResponseWriter, r *http.Request, log *slog.Lo
 			in.req.RequestID = claimed
 		}
 	}
+	req := in.req
+	req.Job = &contract.JobTicket{Owner: owner, CallbackURL: in.callbackURL}
+	hardStop, _ := r.Context().Deadline()
+	req.Budget = contract.NewJobBudget(start, req.Timeout.Duration(), h.cfg.ReplyGrace, h.cfg.QueueWait, syncWait, hardStop)
 	j := job.Job{RequestID: id, Owner: owner, ScriptName: in.req.ScriptName, Status: job.StatusQueued, CreatedAt: start.UTC(),
-		CallbackURL: in.callbackURL}
+		CallbackURL: in.callbackURL, Deadline: req.Deadline.UTC()}
 	if err := h.jobs.Create(r.Context(), j); err != nil {
 		if errors.Is(err, job.ErrExists) && key != "" {
 			// A request with the same Idempotency-Key recorded the job first: answer it.
@@ -167,10 +171,6 @@ func (h *Handler) scrapeJob(w http.ResponseWriter, r *http.Request, log *slog.Lo
 		h.storeFailed(w, log, id, err)
 		return
 	}
-	req := in.req
-	req.Job = &contract.JobTicket{Owner: owner, CallbackURL: in.callbackURL}
-	hardStop, _ := r.Context().Deadline()
-	req.Budget = contract.NewJobBudget(start, req.Timeout.Duration(), h.cfg.ReplyGrace, h.cfg.QueueWait, syncWait, hardStop)
 	if prefs.respondAsync || prefs.hasWait {
 		w.Header().Set("Preference-Applied", prefs.applied(syncWait))
 	}
@@ -341,7 +341,7 @@ func later(a, b time.Time) time.Time {
 func (h *Handler) pollJob(ctx context.Context, id, owner string, until, notFoundUntil time.Time) (job.Job, error) {
 	interval := 100 * time.Millisecond
 	for {
-		j, err := h.jobs.Get(ctx, id, owner)
+		j, err := h.readJob(ctx, id, owner)
 		end := until
 		switch {
 		case err == nil && j.Status.Final():
@@ -364,9 +364,42 @@ func (h *Handler) pollJob(ctx context.Context, id, owner string, until, notFound
 	}
 }
 
+// lostJobMargin is how long past its deadline a job may still be queued or running before readers finish
+// it as lost: its worker may still be recording its end (a claim-checked result on its way to the store).
+const lostJobMargin = time.Minute
+
+// readJob reads the job; one still queued or running lostJobMargin past its deadline was lost (its task
+// dead-lettered after repeated worker failures, or expired in the queue; its worker gone for good) and is
+// finished here as failed (worker_lost), with its callback, so no client polls it forever. Finish is a
+// conditional write: a worker that records the job's end at the same moment wins or loses as a whole.
+func (h *Handler) readJob(ctx context.Context, id, owner string) (job.Job, error) {
+	j, err := h.jobs.Get(ctx, id, owner)
+	if err != nil || j.Status.Final() || j.Deadline.IsZero() || !h.now().After(j.Deadline.Add(lostJobMargin)) {
+		return j, err
+	}
+	lost := j
+	lost.Status, lost.FinishedAt, lost.Result = job.StatusFailed, h.now().UTC(), nil
+	lost.Error = &contract.Error{Code: contract.CodeWorkerLost, Message: fmt.Sprintf(
+		"no worker finished the job by its deadline (%s): its task was dead-lettered or expired in the queue, or its worker was lost; submit it again",
+		j.Deadline.UTC().Format(time.RFC3339))}
+	final, won, err := h.jobs.Finish(context.WithoutCancel(ctx), lost)
+	if err != nil {
+		return j, err
+	}
+	if won {
+		h.log.Warn("job lost: finished as failed", "job", id, "was", j.Status, "deadline", j.Deadline)
+		if h.callbacks != nil && final.CallbackURL != "" {
+			if err := h.callbacks.Enqueue(context.WithoutCancel(ctx), final); err != nil {
+				h.log.Error("could not enqueue the lost job's callback", "job", id, "error", err)
+			}
+		}
+	}
+	return final, nil
+}
+
 // answerJob reads the job and answers it: 200 when final (the result), else 202 (or 200 for GET).
 func (h *Handler) answerJob(w http.ResponseWriter, r *http.Request, log *slog.Logger, id, owner string, get bool) {
-	j, err := h.jobs.Get(r.Context(), id, owner)
+	j, err := h.readJob(r.Context(), id, owner)
 	if err != nil {
 		h.storeFailed(w, log, id, err)
 		return

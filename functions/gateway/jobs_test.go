@@ -531,3 +531,51 @@ func TestIdempotencyKeyOfALostRequestIsTakenOver(t *testing.T) {
 		t.Fatalf("job %+v, %v", j, err)
 	}
 }
+
+// A job still queued or running well past its deadline was lost (its task dead-lettered after repeated
+// worker failures, or expired in the queue): its reader finishes it as failed (worker_lost), once, with its
+// callback, so no client polls it forever; a worker that ends it later changes nothing.
+func TestLostJobIsFinishedByItsReader(t *testing.T) {
+	t.Parallel()
+	e := newJobEnv(t, never, nil)
+	alice := tokenFor(t, "alice")
+	_, m := do(t, e.h, "POST", "/scrape", `{"script_name":"slow","timeout":5,"callback_url":"https://hooks.example.com/cb"}`,
+		with(alice, "Prefer", "respond-async"))
+	id := m["request_id"].(string)
+	j, err := e.store.Get(t.Context(), id, "alice")
+	if err != nil || j.Deadline.IsZero() || !j.Deadline.After(j.CreatedAt) {
+		t.Fatalf("the job records no deadline after its creation: %+v, %v", j, err)
+	}
+	var mu sync.Mutex
+	clock := j.Deadline.Add(lostJobMargin - time.Second)
+	e.h.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	if w, m := do(t, e.h, "GET", "/jobs/"+id, "", alice); w.Code != 200 || m["status"] != "queued" {
+		t.Fatalf("within the margin after the deadline: %d %v, want still queued", w.Code, m)
+	}
+	mu.Lock()
+	clock = j.Deadline.Add(lostJobMargin + time.Second)
+	mu.Unlock()
+	for range 2 {
+		w, m := do(t, e.h, "GET", "/jobs/"+id, "", alice)
+		msg, _ := m["error"].(string)
+		if w.Code != 200 || m["status"] != "failed" || m["error_code"] != "worker_lost" || m["finished_at"] == nil ||
+			!strings.Contains(msg, "deadline") {
+			t.Fatalf("past the margin: %d %v, want failed worker_lost", w.Code, m)
+		}
+	}
+	if got, err := e.store.Get(t.Context(), id, "alice"); err != nil || got.Status != job.StatusFailed {
+		t.Errorf("the store holds %v (%v), want the job failed", got.Status, err)
+	}
+	e.cbs.mu.Lock()
+	callbacks := len(e.cbs.jobs)
+	e.cbs.mu.Unlock()
+	if callbacks != 1 {
+		t.Errorf("%d callbacks enqueued, want 1", callbacks)
+	}
+	// A worker recording the end afterwards loses the conditional write: the job stays failed.
+	late := j
+	late.Status, late.FinishedAt, late.Result = job.StatusCompleted, time.Now().UTC(), &job.Result{Data: json.RawMessage(`"late"`), Size: 6}
+	if final, won, err := e.store.Finish(t.Context(), late); err != nil || won || final.Status != job.StatusFailed {
+		t.Errorf("a late finish: won %v, final %v, %v; want lost to the failed state", won, final.Status, err)
+	}
+}

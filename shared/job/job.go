@@ -43,6 +43,10 @@ type Job struct {
 	CreatedAt  time.Time `json:"created_at"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// Deadline is when the job must have finished (its task's budget: queue wait, timeout and grace). A
+	// job still queued or running well after it was lost (its task dead-lettered or expired, its worker
+	// gone); readers finish it as failed (worker_lost). Zero: not known (older records).
+	Deadline time.Time `json:"deadline,omitzero"`
 	// WorkerID names the worker that runs or ran the job.
 	WorkerID string `json:"worker_id,omitempty"`
 	// ExecutionTime is the script's run time in seconds, as the worker measured it.

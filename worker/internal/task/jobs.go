@@ -152,7 +152,7 @@ func (h *Handler) processJob(t *broker.Task, log *slog.Logger, received time.Tim
 		return
 	}
 	base := job.Job{RequestID: req.RequestID, Owner: req.Job.Owner, ScriptName: req.ScriptName,
-		CreatedAt: req.Accepted, CallbackURL: req.Job.CallbackURL}
+		CreatedAt: req.Accepted, CallbackURL: req.Job.CallbackURL, Deadline: req.Deadline.UTC()}
 	timeout := req.RunTime(received)
 	if t.LeaseCopy() {
 		run, reply := h.leaseCameBack(log, req, base, timeout)
