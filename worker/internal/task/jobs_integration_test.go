@@ -494,19 +494,21 @@ func lines(path string) int {
 	return strings.Count(string(data), "\n")
 }
 
-// TestJobLeased: a job longer than the consumer timeout allows (scaled down: 20 s less a 10 s margin) is
+// TestJobLeased: a job longer than the consumer timeout allows (scaled down: 60 s less a 10 s margin) is
 // leased: its delivery is acked while it runs, so a lost consumer connection does not bring it back (a
 // held delivery would be redelivered and run again, as the job under the threshold shows); the lease is
 // renewed past several lease periods (1 s); the job completes once, and the lease copies that come back
 // are dropped.
 func TestJobLeased(t *testing.T) {
 	t.Parallel()
-	s := newJobStack(t, stackOptions{lease: time.Second, consumerTimeout: 20 * time.Second, leaseMargin: 10 * time.Second})
+	s := newJobStack(t, stackOptions{lease: time.Second, consumerTimeout: time.Minute, leaseMargin: 10 * time.Second})
 
-	// Under the threshold: held, so a lost connection redelivers it and it runs again.
+	// Under the threshold: held, so a lost connection redelivers it and it runs again. Its timeout leaves
+	// room for closing the connection, which waits until the management API lists it (seconds on a loaded
+	// machine): a job that timed out first is finished, and its redelivery rightly does not run it again.
 	shortUntil, shortStarted := filepath.Join(s.dir, "short"), filepath.Join(s.dir, "short-started")
 	shortReplies := s.call(s.request("job-short", "sleeper",
-		fmt.Sprintf(`{"seconds": 60, "until_file": %q, "started_file": %q}`, shortUntil, shortStarted), 9*time.Second))
+		fmt.Sprintf(`{"seconds": 60, "until_file": %q, "started_file": %q}`, shortUntil, shortStarted), 40*time.Second))
 	waitFor(t, "the short job to run", func() bool { return lines(shortStarted) == 1 })
 	brokertest.CloseConnection(t, s.consumer)
 	waitFor(t, "the held job's redelivery to run again", func() bool { return lines(shortStarted) == 2 })
@@ -515,7 +517,7 @@ func TestJobLeased(t *testing.T) {
 
 	until, started := filepath.Join(s.dir, "long"), filepath.Join(s.dir, "long-started")
 	replies := s.call(s.request("job-long", "sleeper",
-		fmt.Sprintf(`{"seconds": 120, "until_file": %q, "started_file": %q}`, until, started), time.Minute))
+		fmt.Sprintf(`{"seconds": 120, "until_file": %q, "started_file": %q}`, until, started), 90*time.Second))
 	waitFor(t, "the long job to be leased", func() bool {
 		l, found, err := s.store.GetLease(t.Context(), "job-long")
 		return err == nil && found && l.WorkerID == "w-jobs"
