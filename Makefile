@@ -95,19 +95,9 @@ define run-each
 	if [ -n "$$failed" ]; then echo "$(1) failed in:$$failed"; exit 1; fi
 endef
 
-GO_TEST        := $(GO) test -race -count=1 -timeout 15m ./...
-TEST_MODULE    := $(CURDIR)/test
-TEST_MODULE_LOG ?= $(BIN)/test-go-test-module.log
-
 .PHONY: test-go
 test-go: $(VERSITYGW) $(RIE) ## Go tests of every module, with the race detector (needs RabbitMQ; see README); every module runs, failures are listed at the end
-	@# The test module (end-to-end, fault, observability and Lambda suites: mostly waiting on processes,
-	@# brokers and timeouts) runs beside the other modules, its output printed after theirs.
-	@mkdir -p $(BIN); echo "== go test $(TEST_MODULE) (beside the other modules; its output follows theirs)"; \
-	  (cd $(TEST_MODULE) && $(GO_TEST)) >$(TEST_MODULE_LOG) 2>&1 & bg=$$!; \
-	  failed=""; for m in $(filter-out $(TEST_MODULE),$(MODULES)); do echo "== go test $$m"; (cd $$m && $(GO_TEST)) || failed="$$failed $$m"; done; \
-	  wait $$bg || failed="$$failed $(TEST_MODULE)"; echo "== go test $(TEST_MODULE)"; cat $(TEST_MODULE_LOG); \
-	  if [ -n "$$failed" ]; then echo "go test failed in:$$failed"; exit 1; fi
+	@$(call run-each,go test,$(GO) test -race -count=1 -timeout 15m ./...)
 
 .PHONY: test-observability
 test-observability: ## Dashboards and alerts against a real Prometheus; compose file and Dockerfiles (part of make test)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,10 +65,12 @@ func TestAdmissionBacksOffUnderACPUHog(t *testing.T) {
 	}
 	low, _, _ := ctrl.Capacity()
 	mu.Lock()
-	last := applied[len(applied)-1]
+	last, peak := applied[len(applied)-1], slices.Max(applied)
 	mu.Unlock()
-	if low >= 64 || last != low {
-		t.Fatalf("capacity %d after backing off from 64, last applied %d", low, last)
+	// The hog may take a few readings to show on a loaded machine, while the controller still grows: the
+	// back-off is measured from the highest capacity it reached.
+	if low >= max(peak, 64) || last != low {
+		t.Fatalf("capacity %d after backing off (started at 64, highest applied %d), last applied %d", low, peak, last)
 	}
 	// The load is gone: with demand filling it, the capacity grows again (a loaded CI machine may take a
 	// while to read below the bound; the deadline is generous and no figure is asserted).
