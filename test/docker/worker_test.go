@@ -92,23 +92,10 @@ func TestWorkerAsFargateRunsIt(t *testing.T) {
 	}
 
 	// A script that leaves its session and outlives its timeout: nothing it started may remain.
-	r = scrape(t, gateway, "escapes_and_sleeps", map[string]any{"pid_file": "/tmp/escape.pid"}, 3)
-	if r.Status != "timeout" {
-		t.Errorf("escapes_and_sleeps: status %q (%s), want timeout", r.Status, r.Code)
-	}
-	escaped := ""
-	waitFor(t, "the escaped sleep to die", 10*time.Second, func() bool {
-		_, escaped = execOut(t, worker, "sh", "-c", "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = sleep ] && echo ${p#/proc/}; done; true")
-		return escaped == ""
-	})
+	escaped := escapeeLeft(t, gateway, worker)
 
 	// A fork bomb: RLIMIT_NPROC (SCRIPT_MAX_PROCESSES) applies, the image's user is not root.
-	r = scrape(t, gateway, "fork_bomb", map[string]any{"pid_file": "/tmp/fork.pid"}, 5)
-	// The fixture refuses to run without a process limit; a failure with BlockingIOError is the limit's.
-	forkBombStopped := r.code == 200 && r.Status == "failed" && strings.Contains(r.raw, "BlockingIOError")
-	if !forkBombStopped {
-		t.Errorf("fork_bomb: %d %s %s: want failed by BlockingIOError (RLIMIT_NPROC): %s", r.code, r.Status, r.Code, truncate(r.raw, 400))
-	}
+	forkBombStopped := runForkBomb(t, gateway)
 	// A memory bomb: RLIMIT_AS (SCRIPT_MEMORY_LIMIT_MB) stops it before the container's limit.
 	r = scrape(t, gateway, "memory_bomb", nil, 20)
 	memoryBombStopped := r.code == 200 && r.Status == "failed" && strings.Contains(r.raw, "MemoryError")
@@ -223,20 +210,8 @@ func TestRootWorkerAsFargateRunsIt(t *testing.T) {
 	if !depRuns {
 		t.Errorf("dep_v1 under a script uid: %d %s %s %s (conflictpkg %q)", r.code, r.Status, r.Code, r.Error, dep.Version)
 	}
-	r = scrape(t, gateway, "escapes_and_sleeps", map[string]any{"pid_file": "/tmp/escape.pid"}, 3)
-	if r.Status != "timeout" {
-		t.Errorf("escapes_and_sleeps: status %q (%s), want timeout", r.Status, r.Code)
-	}
-	escaped := ""
-	waitFor(t, "the escaped sleep to die", 10*time.Second, func() bool {
-		_, escaped = execOut(t, worker, "sh", "-c", "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = sleep ] && echo ${p#/proc/}; done; true")
-		return escaped == ""
-	})
-	r = scrape(t, gateway, "fork_bomb", map[string]any{"pid_file": "/tmp/fork.pid"}, 5)
-	forkBombStopped := r.code == 200 && r.Status == "failed" && strings.Contains(r.raw, "BlockingIOError")
-	if !forkBombStopped {
-		t.Errorf("fork_bomb: %d %s %s: want failed by BlockingIOError (RLIMIT_NPROC): %s", r.code, r.Status, r.Code, truncate(r.raw, 400))
-	}
+	escaped := escapeeLeft(t, gateway, worker)
+	forkBombStopped := runForkBomb(t, gateway)
 	if r := scrape(t, gateway, "echo", map[string]any{"n": 3}, 20); r.Status != "completed" {
 		t.Errorf("echo after the hostile scripts: %s %s", r.Status, r.Code)
 	}
@@ -329,4 +304,33 @@ func readableByAll(t *testing.T, dirs ...string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// escapeeLeft runs escapes_and_sleeps (a sleep in a new session that ignores SIGTERM and outlives the 3 s
+// timeout), wants the timeout reply, and returns the pids of sleeps still running in the worker container
+// once they had 10 s to die ("" when none is left).
+func escapeeLeft(t *testing.T, gateway string, worker *testcontainers.DockerContainer) string {
+	t.Helper()
+	r := scrape(t, gateway, "escapes_and_sleeps", map[string]any{"pid_file": "/tmp/escape.pid"}, 3)
+	if r.Status != "timeout" {
+		t.Errorf("escapes_and_sleeps: status %q (%s), want timeout", r.Status, r.Code)
+	}
+	escaped := ""
+	waitFor(t, "the escaped sleep to die", 10*time.Second, func() bool {
+		_, escaped = execOut(t, worker, "sh", "-c", "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = sleep ] && echo ${p#/proc/}; done; true")
+		return escaped == ""
+	})
+	return escaped
+}
+
+// runForkBomb runs fork_bomb and reports whether the process limit (RLIMIT_NPROC) stopped it. The
+// fixture refuses to run without a process limit; a failure with BlockingIOError is the limit's.
+func runForkBomb(t *testing.T, gateway string) bool {
+	t.Helper()
+	r := scrape(t, gateway, "fork_bomb", map[string]any{"pid_file": "/tmp/fork.pid"}, 5)
+	stopped := r.code == 200 && r.Status == "failed" && strings.Contains(r.raw, "BlockingIOError")
+	if !stopped {
+		t.Errorf("fork_bomb: %d %s %s: want failed by BlockingIOError (RLIMIT_NPROC): %s", r.code, r.Status, r.Code, truncate(r.raw, 400))
+	}
+	return stopped
 }
