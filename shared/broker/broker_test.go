@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -596,4 +597,89 @@ func TestConsumerLivePrefetch(t *testing.T) {
 		q, err := ch.QueueDeclarePassive(s.topo.TaskQueue, true, false, false, false, nil)
 		return err == nil && q.Messages == 5
 	}, "the 5 unsettled messages back in the queue")
+}
+
+// While tasks flow (published as they are worked off, each held a few milliseconds), an admission
+// controller changing the prefetch every few milliseconds must not bounce a single delivery back to the
+// queue: every task reaches the handler exactly once, never marked redelivered. (Cancelling a
+// subscription with deliveries on their way to it had the broker hand them back: each change redelivered
+// tasks, and a task bounced three times was dead-lettered with delivery_limit.)
+func TestConsumerPrefetchChangesBounceNothing(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	cons := broker.NewConsumer(broker.ConsumerConfig{URL: s.url, Name: "test-prefetch-flow", Topology: s.topo, Prefetch: 8, Logger: testLogger(t)})
+	_, ch := brokertest.Channel(t, s.url)
+	if err := s.topo.Declare(ch); err != nil {
+		t.Fatal(err)
+	}
+	const total = 1500
+	var (
+		mu          sync.Mutex
+		seen        = map[string]int{}
+		redelivered []string
+		handled     atomic.Int64
+	)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		_ = cons.Run(ctx, func(task *broker.Task) {
+			mu.Lock()
+			seen[task.MessageID]++
+			if task.Redelivered {
+				redelivered = append(redelivered, task.MessageID)
+			}
+			mu.Unlock()
+			go func() {
+				time.Sleep(time.Duration(rand.IntN(4000)) * time.Microsecond)
+				if err := task.Settle(context.Background(), broker.Outcome{Action: broker.Ack}); err != nil {
+					t.Error(err)
+				}
+				handled.Add(1)
+			}()
+		})
+		close(done)
+	}()
+	// The controller: a new prefetch between 1 and 40 every 2–10 ms, until every task is handled.
+	changes := 0
+	ctlDone := make(chan struct{})
+	go func() {
+		defer close(ctlDone)
+		for handled.Load() < total && ctx.Err() == nil {
+			if err := cons.SetPrefetch(1 + rand.IntN(40)); err != nil {
+				t.Error(err)
+				return
+			}
+			changes++
+			time.Sleep(time.Duration(2+rand.IntN(9)) * time.Millisecond)
+		}
+	}()
+	// The producer keeps a backlog of about 20 tasks, so subscriptions both fill up and run dry.
+	for i := 0; i < total; {
+		if i-int(handled.Load()) > 20 {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if err := ch.Publish("", s.topo.TaskQueue, false, false, amqp.Publishing{MessageId: fmt.Sprint(i), Body: []byte("{}"), DeliveryMode: amqp.Persistent}); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	waitFor(t, func() bool { return handled.Load() == total }, "every task handled")
+	<-ctlDone
+	stop()
+	<-done
+	if err := cons.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range total {
+		if n := seen[fmt.Sprint(i)]; n != 1 {
+			t.Errorf("task %d reached the handler %d times", i, n)
+		}
+	}
+	if len(redelivered) > 0 {
+		t.Errorf("%d of %d deliveries were redeliveries (bounced by a prefetch change), e.g. %v", len(redelivered), total, redelivered[:min(5, len(redelivered))])
+	}
+	t.Logf("%d tasks, %d prefetch changes", total, changes)
 }

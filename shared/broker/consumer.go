@@ -45,35 +45,39 @@ type Consumer struct {
 	deliveries  chan amqp.Delivery
 	stopSession context.CancelFunc
 
-	// Live prefetch (SetPrefetch). The broker applies a consumer's prefetch only when it subscribes, so a
-	// change re-subscribes: the consumer with tag consuming gets prefetch - (deliveries still held from
-	// earlier subscriptions), and held counts every delivery handed out and not yet settled, per tag.
-	want      int                      // the total the handler wants outstanding
-	consuming string                   // the live subscription's tag ("" while paused or not consuming)
-	current   int                      // its prefetch
-	gen       int                      // subscriptions made on this channel
-	subs      map[string]*subscription // by tag, until all their deliveries are settled
+	// Live prefetch (SetPrefetch). The broker fixes a subscription's prefetch when it subscribes, so the
+	// total is made of subscriptions on one channel: a rise adds one for the difference, a cut cancels
+	// live ones — but only a full one (as many deliveries held as its prefetch: the broker can send it
+	// nothing, so no delivery is in flight to it when it is cancelled). Cancelling a subscription with
+	// deliveries on their way has the broker hand them back to the queue (a redelivery, counted against the
+	// queue's delivery limit; amqp091-go drops those that arrive after the cancel), which under a live
+	// admission controller bounced tasks until they were dead-lettered (delivery_limit).
+	want int                      // the total the handler wants outstanding
+	gen  int                      // subscriptions made on this channel
+	subs map[string]*subscription // by tag, until all their deliveries are settled
 }
 
+// maxLiveSubscriptions is how many live subscriptions the consumer keeps before it merges full ones away
+// (each rise adds one).
+const maxLiveSubscriptions = 4
+
 // subscription is the prefetch accounting of one subscription: the broker keeps its unacknowledged
-// deliveries at or below prefetch; received and settled count what reached the consumer and what was settled.
+// deliveries at or below prefetch; received and settled count what reached the consumer and what was (or is
+// being) settled.
 type subscription struct {
 	prefetch, received, settled int
 	cancelled                   bool
-	settledAfterCancel          int
 	drained                     bool // its delivery channel closed: received is final
 }
 
-// outstanding bounds how many of its deliveries are unsettled (held, or still on their way to the handler).
-func (s *subscription) outstanding() int {
-	n := s.received - s.settled
-	if s.cancelled && !s.drained {
-		// Deliveries the broker sent before the cancel may still be on their way: at most prefetch were
-		// unacknowledged then, less those settled since.
-		n = max(n, s.prefetch-s.settledAfterCancel)
-	}
-	return n
-}
+// outstanding is how many of its deliveries are unsettled. Only full subscriptions are cancelled, so a
+// cancelled one has nothing on its way.
+func (s *subscription) outstanding() int { return s.received - s.settled }
+
+// full reports whether the subscription holds as many deliveries as its prefetch. Settling counts before
+// the ack is sent, under the consumer's lock, so while the lock is held a full subscription can be sent
+// nothing, and a cancel sent under the lock reaches the broker before any ack that could free it a slot.
+func (s *subscription) full() bool { return !s.cancelled && s.outstanding() >= s.prefetch }
 
 // NewConsumer returns a consumer; call Run to start consuming.
 func NewConsumer(cfg ConsumerConfig) *Consumer {
@@ -109,7 +113,7 @@ func (c *Consumer) setup(ctx context.Context, _ *amqp.Connection, ch *amqp.Chann
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ch, c.chCtx = ch, ctx
-	c.consuming, c.current, c.gen = "", 0, 0
+	c.gen = 0
 	clear(c.subs) // the old channel's deliveries went back to the queue with it
 	if c.stopped {
 		return nil // connected for acks only
@@ -132,7 +136,6 @@ func (c *Consumer) subscribeLocked(prefetch int) error {
 	if err != nil {
 		return fmt.Errorf("consume %q: %w", c.cfg.Topology.TaskQueue, err)
 	}
-	c.consuming, c.current = tag, prefetch
 	sub := &subscription{prefetch: prefetch}
 	c.subs[tag] = sub
 	go func() {
@@ -148,6 +151,12 @@ func (c *Consumer) subscribeLocked(prefetch int) error {
 		for d := range ds {
 			c.mu.Lock()
 			sub.received++
+			if sub.full() {
+				// A full subscription can be cancelled safely: a cut waiting for one, or a merge.
+				if err := c.reconcileLocked(true); err != nil {
+					c.log.Warn("adjust the prefetch", "error", err)
+				}
+			}
 			c.mu.Unlock()
 			select {
 			case c.deliveries <- d:
@@ -167,10 +176,9 @@ func (c *Consumer) forgetLocked(tag string, sub *subscription) {
 }
 
 // SetPrefetch changes how many unsettled deliveries the consumer may hold in all, while it runs (an
-// admission controller's capacity). The broker fixes a subscription's prefetch when it subscribes, so a
-// change cancels the live subscription and subscribes again with the new total less what earlier
-// subscriptions still hold (their deliveries stay valid and are settled as usual); while they hold the
-// whole total, it consumes nothing. Lowering it never takes deliveries back: they are settled as they end.
+// admission controller's capacity). A rise subscribes again for the difference at once; a cut cancels
+// subscriptions as they fill up (see Consumer), so it takes hold when there is work to take, and lowering
+// never takes deliveries back: they are settled as they end.
 func (c *Consumer) SetPrefetch(n int) error {
 	if n < 1 {
 		n = 1
@@ -186,41 +194,55 @@ func (c *Consumer) Prefetch() (want, held int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, sub := range c.subs {
-		held += sub.received - sub.settled
+		held += sub.outstanding()
 	}
 	return c.want, held
 }
 
-// reconcileLocked re-subscribes when the live subscription's prefetch, plus what earlier subscriptions
-// may still hold, differs from the total asked for. lazy (after a settle) re-subscribes only for a sizeable
-// gain, so steady traffic does not churn subscriptions.
+// reachLocked is how many deliveries may be outstanding with the subscriptions as they are (the live
+// ones' prefetch and what cancelled ones still hold), and what the live ones alone allow.
+func (c *Consumer) reachLocked() (reach, live, liveSubs int) {
+	for _, sub := range c.subs {
+		if sub.cancelled {
+			reach += sub.outstanding()
+		} else {
+			reach += sub.prefetch
+			live += sub.prefetch
+			liveSubs++
+		}
+	}
+	return reach, live, liveSubs
+}
+
+// reconcileLocked brings the subscriptions' reach to the total asked for: it cancels full live
+// subscriptions while the live ones allow more than it (or number more than maxLiveSubscriptions), and
+// subscribes for the difference when the reach is below it. lazy (after a settle) subscribes only for a
+// sizeable gain, so steady traffic does not churn subscriptions.
 func (c *Consumer) reconcileLocked(lazy bool) error {
 	if c.stopped || c.ch == nil || c.ch.IsClosed() {
 		return nil
 	}
-	older := 0
+	_, live, liveSubs := c.reachLocked()
 	for tag, sub := range c.subs {
-		if tag != c.consuming {
-			older += sub.outstanding()
+		if live <= c.want && liveSubs <= maxLiveSubscriptions {
+			break
 		}
-	}
-	if live := c.subs[c.consuming]; c.consuming != "" && live != nil {
-		reach := older + c.current // what may be outstanding if the live subscription stays
-		if reach == c.want || (lazy && reach < c.want && c.want-reach < max(1, c.want/8)) {
-			return nil
+		if !sub.full() {
+			continue
 		}
-		// A new subscription: the live one's deliveries become older ones.
-		if err := c.ch.Cancel(c.consuming, false); err != nil {
-			return fmt.Errorf("cancel subscription %q: %w", c.consuming, err)
+		if err := c.ch.Cancel(tag, false); err != nil {
+			return fmt.Errorf("cancel subscription %q: %w", tag, err)
 		}
-		live.cancelled = true
-		older += live.outstanding()
-		c.consuming, c.current = "", 0
+		sub.cancelled = true // what it frees as its deliveries settle is not taken again
+		live -= sub.prefetch
+		liveSubs--
 	}
-	if target := c.want - older; target >= 1 {
-		return c.subscribeLocked(target)
+	reach, _, liveSubs := c.reachLocked()
+	gap := c.want - reach
+	if gap < 1 || (lazy && liveSubs > 0 && gap < max(1, c.want/8)) {
+		return nil
 	}
-	return nil // paused until older deliveries settle
+	return c.subscribeLocked(gap)
 }
 
 // handOut wraps d as a task that reports its settling to the prefetch accounting.
@@ -233,15 +255,16 @@ func (c *Consumer) handOut(d amqp.Delivery) *Task {
 	if sub == nil {
 		return t // a channel that is gone: nothing to account
 	}
+	t.settling = func() {
+		c.mu.Lock()
+		sub.settled++
+		c.mu.Unlock()
+	}
 	t.settled = func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		sub.settled++
-		if sub.cancelled {
-			sub.settledAfterCancel++
-		}
 		c.forgetLocked(tag, sub)
-		if tag != c.consuming {
+		if sub.cancelled {
 			if err := c.reconcileLocked(true); err != nil {
 				c.log.Warn("re-subscribe after settling", "error", err)
 			}
@@ -286,12 +309,20 @@ func (c *Consumer) Run(ctx context.Context, handle func(*Task)) error {
 func (c *Consumer) cancel() {
 	c.mu.Lock()
 	c.stopped = true
-	ch, tag := c.ch, c.consuming
-	c.consuming = ""
+	ch := c.ch
+	var tags []string
+	for tag, sub := range c.subs {
+		if !sub.cancelled {
+			sub.cancelled = true
+			tags = append(tags, tag)
+		}
+	}
 	c.mu.Unlock()
-	if ch != nil && !ch.IsClosed() && tag != "" {
-		if err := ch.Cancel(tag, false); err != nil {
-			c.log.Warn("cancel consumer", "error", err)
+	for _, tag := range tags {
+		if ch != nil && !ch.IsClosed() {
+			if err := ch.Cancel(tag, false); err != nil {
+				c.log.Warn("cancel consumer", "error", err)
+			}
 		}
 	}
 }

@@ -87,8 +87,9 @@ type Task struct {
 
 	d amqp.Delivery
 	s Settler
-	// settled, when set (by the Consumer), is told once that the delivery was settled.
-	settled func()
+	// settling and settled, when set (by the Consumer), are told once, right before the delivery is
+	// settled at the broker and right after.
+	settling, settled func()
 }
 
 // NewTask parses d into a task settled through s. Consumer does this for every delivery; tests of task
@@ -141,6 +142,10 @@ func (t *Task) Settle(ctx context.Context, o Outcome) error {
 		}
 	}
 	var settleErr error
+	if t.settling != nil {
+		t.settling()
+		t.settling = nil
+	}
 	switch o.Action {
 	case Requeue:
 		log.Info("requeueing task", "reason", o.Reason, "correlation_id", t.d.CorrelationId)

@@ -99,7 +99,7 @@ func benchJobs(ctx context.Context, o options) ([]jobsResult, error) {
 	}
 	s, err := stack.Start(ctx, stack.Options{
 		BinDir: o.bin, GatewayAddr: addr, Workers: o.workers, WorkerMetricsBasePort: jobsMetricsBasePort,
-		Env: env, Output: io.Discard, Logger: slog.New(slog.DiscardHandler),
+		Env: env, Output: o.logs, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return nil, err

@@ -49,6 +49,9 @@ type options struct {
 	slots                     int
 	only                      string
 	duration, warmup          time.Duration
+	// logs receives what the stacks' processes write (their logs); io.Discard without -log.
+	logs     io.Writer
+	logLevel string
 }
 
 func main() {
@@ -63,7 +66,19 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "comma-separated parts of scenario names to run (default: all): trivial, async 200ms, async 2s, blocking, fetch, jobs")
 	flag.DurationVar(&o.duration, "d", 8*time.Second, "measured duration of each run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up before each run")
+	logPath := flag.String("log", "", "file to write the gateways' and workers' logs to (default: discarded)")
+	flag.StringVar(&o.logLevel, "log-level", "warn", "LOG_LEVEL of the gateways and workers")
 	flag.Parse()
+	o.logs = io.Discard
+	if *logPath != "" {
+		f, err := os.Create(*logPath)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		o.logs = &lockedWriter{w: f}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o, os.Stdout); err != nil {
@@ -399,13 +414,13 @@ func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scen
 	env := append(os.Environ(),
 		"RABBITMQ_URL="+o.url, "RABBITMQ_TASK_QUEUE="+queue, "JWT_SECRET="+secret,
 		"SCRIPT_REPOSITORY_TYPE=local", "SCRIPT_REPOSITORY_URL="+scripts, "WORKER_WORK_DIR="+work,
-		"EGRESS_ALLOW="+pageHost, "GATEWAY_MAX_CONNECTIONS=4096", "LOG_LEVEL=warn")
+		"EGRESS_ALLOW="+pageHost, "GATEWAY_MAX_CONNECTIONS=4096", "LOG_LEVEL="+o.logLevel)
 	if o.slots > 0 {
 		env = append(env, fmt.Sprintf("WORKER_CONCURRENCY=%d", o.slots))
 	}
 	s, err := stack.Start(ctx, stack.Options{
 		BinDir: o.bin, GatewayAddr: addr, Workers: o.workers, WorkerMetricsBasePort: 19400,
-		Env: env, Output: io.Discard, Logger: slog.New(slog.DiscardHandler),
+		Env: env, Output: o.logs, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return nil, nil, nil, err
@@ -531,4 +546,16 @@ func freeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// lockedWriter serialises writes from the stack's processes' output copiers.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
