@@ -188,7 +188,7 @@ func New(cfg Config) (*Runner, error) {
 	}
 	cfg.Logger.Info("script containment", "containment", contain.mode, "pid_namespace", contain.pidns, "script_users", users,
 		"run_as", cfg.RunAs != nil, "process_limit", contain.nproc)
-	return &Runner{
+	r := &Runner{
 		cfg:      cfg,
 		python:   python,
 		path:     filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
@@ -197,7 +197,9 @@ func New(cfg Config) (*Runner, error) {
 		scratch:  scratch,
 		tempDirs: sharedTempDirs,
 		blocking: newProcessBudget(cfg.MaxBlockingRuns),
-	}, nil
+	}
+	r.warm.runner = r // shared runners' successors start through it
+	return r, nil
 }
 
 // PIDNamespace reports whether each run gets a PID namespace of its own (see doc.go).

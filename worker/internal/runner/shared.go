@@ -210,7 +210,49 @@ func (p *warmPool) release(w *warmProc, c *sharedCall, abandon bool) {
 		p.retire(w, w.retireWhy)
 	case w.served >= p.cfg.MaxRequests:
 		p.retire(w, "served its maximum of requests")
+	case w.served >= successorAt(p.cfg.MaxRequests) && !w.succeeded:
+		w.succeeded = true
+		p.startSuccessor(w)
 	}
+}
+
+// successorAt is how many calls a shared runner serves before its successor starts: nine tenths of its
+// maximum, so the successor is ready (and takes the new calls, having the fewest) by the time the runner
+// retires, and no call waits for an interpreter to start.
+func successorAt(maxRequests int) int { return max(1, maxRequests-max(1, maxRequests/10)) }
+
+// startSuccessor starts, in the background, another shared runner of w's key, unless one is starting or
+// the family has another runner already. Called with p.mu held.
+func (p *warmPool) startSuccessor(w *warmProc) {
+	f := p.families[w.key]
+	if f == nil || f.starting != nil || len(f.procs) > 1 || p.closed || p.runner == nil {
+		return
+	}
+	f.starting = &starting{done: make(chan struct{})}
+	r, key, job, python := p.runner, w.key, w.start.job, w.start.python
+	p.bg.Go(func() {
+		ctx, cancel := context.WithTimeout(p.stop, job.Timeout) // Shutdown interrupts the start
+		defer cancel()
+		log := r.cfg.Logger.With("script", job.ScriptName)
+		next, _, err := r.startWarm(ctx, job, python, key, time.Now().Add(job.Timeout), log)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if next == nil || !next.async {
+			// Nothing ready (waiters start their own, reporting why) or the script is no longer async.
+			p.startEnded(key, nil, false, nil)
+			if next != nil {
+				next.kill("the script is no longer async")
+			}
+			log.Debug("could not start a successor shared runner; the next call starts one", "error", err)
+			return
+		}
+		p.started(true)
+		p.startEnded(key, next, true, nil)
+		next.shared.live-- // no caller of its own (becomeShared counted one)
+		if next.shared.retired && next.shared.live == 0 {
+			next.kill(next.retireWhy)
+		}
+	})
 }
 
 // fail stops w at once: every call still waiting gets code and message.

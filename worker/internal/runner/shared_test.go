@@ -500,3 +500,39 @@ func TestWarmRunnerForgedFrameRetiresTheRunner(t *testing.T) {
 	}
 	waitGone(t, a.PID)
 }
+
+// A shared runner near its MaxRequests starts its successor in the background, so that no call waits for
+// an interpreter to start when it retires: over 25 calls with MaxRequests 4, only the first call started
+// a runner itself; every later runner was started ahead of need, and each call ran in a live runner.
+func TestSharedRunnerSucceededBeforeItRetires(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, func(c *Config) { c.Warm = WarmConfig{MaxRequests: 4} })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+	pids := map[int]int{}
+	for i := range 25 {
+		pids[sharedPID(t, mustRun(t, r, sharedJob(t, fmt.Sprintf("call-%d", i), nil)))]++
+		if i%4 == 2 {
+			// The successor, started after the third call of a runner, is up before its fourth: wait
+			// for it as a steady stream of calls would give it time to.
+			end := time.Now().Add(20 * time.Second)
+			for s := r.WarmStats(); s.Prestarted < int64(i/4+1); s = r.WarmStats() {
+				if time.Now().After(end) {
+					t.Fatalf("after call %d no successor started: %+v", i, s)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	s := r.WarmStats()
+	if s.Started != s.Prestarted+1 {
+		t.Errorf("stats %+v: want every runner but the first started ahead of need", s)
+	}
+	if len(pids) < 6 {
+		t.Errorf("calls ran in %d runners, want one per 4 calls: %v", len(pids), pids)
+	}
+	for pid, n := range pids {
+		if n > 4 {
+			t.Errorf("runner %d served %d calls, past MaxRequests 4", pid, n)
+		}
+	}
+}

@@ -98,6 +98,7 @@ type warmPool struct {
 	stats      WarmStats
 	gcOnce     sync.Once
 	bg         sync.WaitGroup // the reaper and successors starting
+	runner     *Runner        // starts successors
 }
 
 func newWarmPool(cfg WarmConfig, m Metrics) *warmPool {
@@ -318,6 +319,16 @@ type warmProc struct {
 	retireWhy string
 	// maxResult is the result limit the runner was started with (Job.MaxResultBytes, part of its key).
 	maxResult int
+	// start is what the runner was started for (the job without its request), so that a shared runner
+	// near its end can start its successor; succeeded says it did.
+	start     successorStart
+	succeeded bool
+}
+
+// successorStart is what starting another runner like one needs.
+type successorStart struct {
+	job    Job
+	python string
 }
 
 func (w *warmProc) kill(why string) {
@@ -444,6 +455,8 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 		runDir: runDir, group: &group{}, exited: make(chan struct{}), log: r.cfg.Logger.With("script", job.ScriptName),
 		nonce: newNonce(), maxResult: r.resultLimit(job),
 	}
+	w.start.job, w.start.python = job, python
+	w.start.job.RequestID, w.start.job.Parameters = "", nil
 	// The runner outlives ctx (the request that started it): it ends by w.kill, never by a context.
 	cmd, jl, err := r.command(context.WithoutCancel(ctx), python, job, runDir, p, w.group, reqR)
 	if err != nil {
