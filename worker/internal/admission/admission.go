@@ -39,7 +39,7 @@ const (
 
 // Config bounds the controller. Zero fields take the defaults.
 type Config struct {
-	// Ceiling is the most scrapes in flight (WORKER_CONCURRENCY, default 256).
+	// Ceiling is the most scrapes in flight (WORKER_CONCURRENCY, default 1024).
 	Ceiling int
 	// Floor is the least capacity, however loaded the worker is (default 1).
 	Floor int
@@ -61,7 +61,7 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultCeiling    = 256
+	DefaultCeiling    = 1024
 	DefaultInitial    = 16
 	DefaultCPUHigh    = 0.90
 	DefaultMemoryHigh = 0.85
@@ -127,9 +127,11 @@ func (c *Controller) Capacity() (capacity int, state State, reason string) {
 }
 
 // Step applies one sample and returns the new capacity: a quarter less (at least one) when a signal is past
-// its bound (CPU only when the worker's own tree uses at least OwnCPUShare of it); a quarter more (at least one) when the work in flight fills three quarters of it and every
-// signal is healthy; otherwise unchanged. Multiplicative both ways, so 16 reaches 256 in about ten healthy
-// seconds of demand, and an overload halves it in about three.
+// its bound (CPU only when the worker's own tree uses at least OwnCPUShare of it); half as much again (at
+// least one) when the work in flight fills three quarters of it and every signal is healthy; otherwise
+// unchanged. Multiplicative both ways, so 16 reaches 256 in about seven healthy seconds of demand and 1,024
+// in about eleven (a thousand callers of an async script waiting 2 s each need 500 in flight per worker of
+// two), and an overload halves it in about three.
 func (c *Controller) Step(s Signals) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -141,7 +143,7 @@ func (c *Controller) Step(s Signals) int {
 	case s.LoopLag > c.cfg.LagHigh:
 		c.backOff(fmt.Sprintf("event-loop lag %s > %s", s.LoopLag.Round(time.Millisecond), c.cfg.LagHigh))
 	case s.InFlight*4 >= c.capacity*3 && c.capacity < c.cfg.Ceiling:
-		c.capacity = min(c.cfg.Ceiling, c.capacity+max(1, c.capacity/4))
+		c.capacity = min(c.cfg.Ceiling, c.capacity+max(1, c.capacity/2))
 		c.state, c.reason = Growing, fmt.Sprintf("%d in flight fill the capacity; load healthy", s.InFlight)
 	default:
 		c.state, c.reason = Holding, ""

@@ -92,10 +92,10 @@ func TestRunAppliesChangesOnly(t *testing.T) {
 	s := &fakeSampler{sig: []Signals{
 		{InFlight: 0},                    // holds at 4: applied once (the first)
 		{InFlight: 0},                    // holds: not applied again
-		{InFlight: 4},                    // grows to 5
-		{CPU: 1, OwnCPU: 1, InFlight: 5}, // backs off to 4
-		{CPU: 1, OwnCPU: 1, InFlight: 4}, // 3
-		{InFlight: 3}, {InFlight: 0},     // 4, then holds
+		{InFlight: 4},                    // grows to 6
+		{CPU: 1, OwnCPU: 1, InFlight: 6}, // backs off to 5
+		{CPU: 1, OwnCPU: 1, InFlight: 5}, // 4
+		{InFlight: 3}, {InFlight: 0},     // 6, then holds
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var got []int
@@ -115,7 +115,7 @@ func TestRunAppliesChangesOnly(t *testing.T) {
 	}
 	cancel()
 	<-done
-	want := []int{4, 5, 4, 3, 4}
+	want := []int{4, 6, 5, 4, 6}
 	if len(got) != len(want) {
 		t.Fatalf("applied %v, want %v", got, want)
 	}
@@ -131,10 +131,10 @@ func TestRunAppliesChangesOnly(t *testing.T) {
 func TestCPUOfOthersIsNoOverload(t *testing.T) {
 	t.Parallel()
 	c := New(Config{Initial: 16})
-	if n := c.Step(Signals{CPU: 1, OwnCPU: 0.1, Memory: 0.2, InFlight: 16}); n != 20 {
-		t.Fatalf("capacity %d with the CPU busy with others' work and a full pipeline, want it to grow to 20", n)
+	if n := c.Step(Signals{CPU: 1, OwnCPU: 0.1, Memory: 0.2, InFlight: 16}); n != 24 {
+		t.Fatalf("capacity %d with the CPU busy with others' work and a full pipeline, want it to grow to 24", n)
 	}
-	if n := c.Step(Signals{CPU: 1, OwnCPU: 0.5, Memory: 0.2, InFlight: 20}); n != 15 {
-		t.Fatalf("capacity %d with the worker's own tree using half the CPUs, want a back-off to 15", n)
+	if n := c.Step(Signals{CPU: 1, OwnCPU: 0.5, Memory: 0.2, InFlight: 24}); n != 18 {
+		t.Fatalf("capacity %d with the worker's own tree using half the CPUs, want a back-off to 18", n)
 	}
 }
