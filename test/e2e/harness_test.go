@@ -66,6 +66,9 @@ func start(t *testing.T, workers int, extraEnv ...string) *env {
 		// The fixtures report to the host (pid files in the test's folder), which a run's private /tmp under
 		// the default namespaces containment would hide; worker/internal/runner's ns_test.go tests that.
 		base = append(base, "SCRIPT_CONTAINMENT=pidns")
+	} else {
+		// The same for a non-root worker, which would make the namespaces in user namespaces of its own.
+		base = append(base, "SCRIPT_CONTAINMENT=session")
 	}
 	base = append(base, extraEnv...)
 	s, out := testkit.StartStack(t, binDir, workers, base)

@@ -143,6 +143,9 @@ func start(t *testing.T, o options) *env {
 		// run's private /tmp and /proc under the default namespaces containment would hide; the runner's
 		// ns_test.go tests that containment.
 		workerEnv = append(workerEnv, "SCRIPT_CONTAINMENT=pidns")
+	} else {
+		// The same for a non-root worker, which would make the namespaces in user namespaces of its own.
+		workerEnv = append(workerEnv, "SCRIPT_CONTAINMENT=session")
 	}
 	workerEnv = append(workerEnv, o.workerEnv...)
 

@@ -18,7 +18,10 @@ import (
 )
 
 // TestNonRootWorker runs a worker as an unprivileged user, as the container image does (uid 10001 there):
-// no PID namespace, no other user for scripts. The session sweep must still end a setsid escapee at the
+// no PID namespace, no other user for scripts. Its containment is session, as the image gets under
+// Docker's default seccomp profile (Fargate), which refuses user namespaces: this host may allow them, and
+// the worker would then contain its runs in namespaces of their own (ContainUserns, tested in
+// worker/internal/runner's userns_test.go), where these fixtures cannot report to the host. The session sweep must still end a setsid escapee at the
 // timeout, the process limit must still stop a fork bomb, and a script, although it runs as the worker's
 // own user, must not read the worker's /proc/<pid>/environ.
 func TestNonRootWorker(t *testing.T) {
@@ -30,7 +33,7 @@ func TestNonRootWorker(t *testing.T) {
 	var wrapper []string
 	environ := append([]string{}, e.baseEnv...)
 	environ = append(environ, "SCRIPT_REPOSITORY_TYPE=local", "SCRIPT_REPOSITORY_URL="+e.scripts, "WORKER_CONCURRENCY=3",
-		"SCRIPT_MAX_PROCESSES=64", "SCRIPT_MEMORY_LIMIT_MB=256")
+		"SCRIPT_MAX_PROCESSES=64", "SCRIPT_MEMORY_LIMIT_MB=256", "SCRIPT_CONTAINMENT=session")
 	if os.Getuid() == 0 {
 		// Become the unprivileged user, keeping no capabilities.
 		for _, d := range []string{work, home} {

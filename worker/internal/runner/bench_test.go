@@ -89,10 +89,11 @@ func BenchmarkSharedVsOneCallPerRunner(b *testing.B) {
 }
 
 // BenchmarkColdRunByContainment measures a trivial script's cold run under each containment the machine
-// allows (namespaces and pidns need root), as the cost of each: the namespaces helper adds an exec of the
-// worker's binary, mounts and a socket handed over per run.
+// allows (namespaces and pidns need root, userns a non-root process where the kernel allows user
+// namespaces), as the cost of each: the namespaces helper adds an exec of the worker's binary, mounts and a
+// socket handed over per run; userns a user namespace and a fork without CLONE_VM.
 func BenchmarkColdRunByContainment(b *testing.B) {
-	for _, mode := range []string{ContainSession, ContainPIDNamespace, ContainNamespaces} {
+	for _, mode := range []string{ContainSession, ContainPIDNamespace, ContainNamespaces, ContainUserns} {
 		b.Run(mode, func(b *testing.B) {
 			r, err := New(Config{Python: "python3", WorkDir: b.TempDir(), Containment: mode})
 			if err != nil {

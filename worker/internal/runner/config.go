@@ -3,6 +3,7 @@ package runner
 import (
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,8 @@ const (
 	// DefaultJailTmpfsBytes is what a namespaced run's /tmp, /var/tmp and /dev/shm may hold together (a
 	// quarter each... see tmpfsSizes) when it has no memory limit.
 	DefaultJailTmpfsBytes = 1 << 30
+	// DefaultHidePaths is SCRIPT_HIDE_PATHS's default: where Docker and Kubernetes mount secrets.
+	DefaultHidePaths = "/run/secrets"
 )
 
 // Config configures a Runner. Zero fields take the defaults above (withDefaults); WorkDir is required.
@@ -55,9 +58,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Warm bounds the pool of warm runners used by jobs with Warm set.
 	Warm WarmConfig
-	// Containment is ContainAuto (the default), ContainPIDNamespace or ContainSession: how a run's processes
-	// are kept together and ended (doc.go, "Containment").
+	// Containment is ContainAuto (the default), ContainNamespaces, ContainUserns, ContainPIDNamespace or
+	// ContainSession: how a run's processes are kept together and ended (doc.go, "Containment").
 	Containment string
+	// HidePaths are folders (an empty read-only tmpfs) and files or sockets (/dev/null) that each run's mount
+	// namespace hides, under ContainNamespaces and ContainUserns, besides the worker's HOME and WorkDir
+	// (see hiddenPaths); what a run needs below them is bound back. Absolute; those missing at New are
+	// ignored.
+	HidePaths []string
 	// UIDRange, when set, runs each script as a uid of its own from this range (see UIDRange; exclusive
 	// with RunAs). Like RunAs it needs a root worker, and the scripts, the interpreter and the environments
 	// must be readable by any user.
@@ -123,9 +131,10 @@ func (c Config) withDefaults() Config {
 // LoadConfig reads the runner's settings from the environment (worker/README.md, "Configuration"):
 // WORKER_PYTHON, SCRIPT_MAX_RESULT_BYTES, SCRIPT_MEMORY_LIMIT_MB, SCRIPT_MAX_FILE_MB, WARM_RUNNER_MAX_REQUESTS,
 // WARM_RUNNER_IDLE_TIMEOUT, WARM_RUNNER_MAX_IDLE, WARM_RUNNER_MAX_CALLS, WARM_LOOP_LAG_LIMIT,
-// WARM_RUNNER_MAX_RSS_MB, SCRIPT_CONTAINMENT, SCRIPT_MAX_PROCESSES, SCRIPT_RUN_AS, SCRIPT_UID_RANGE and
-// WORKER_PROTECT_SECRETS. e collects every problem. workDir is the worker's WORKER_WORK_DIR (the parent of
-// the run folders); concurrency is WORKER_CONCURRENCY, of which WARM_RUNNER_MAX_IDLE defaults to twice.
+// WARM_RUNNER_MAX_RSS_MB, SCRIPT_CONTAINMENT, SCRIPT_HIDE_PATHS, SCRIPT_MAX_PROCESSES, SCRIPT_RUN_AS,
+// SCRIPT_UID_RANGE and WORKER_PROTECT_SECRETS. e collects every problem. workDir is the worker's
+// WORKER_WORK_DIR (the parent of the run folders); concurrency is WORKER_CONCURRENCY, of which
+// WARM_RUNNER_MAX_IDLE defaults to twice.
 // Logger, ProxyURL and Metrics are the caller's to set.
 func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 	c := Config{
@@ -143,7 +152,8 @@ func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 				10*time.Minute),
 			MaxRSSBytes: int64(e.Int("WARM_RUNNER_MAX_RSS_MB", DefaultWarmMaxRSSBytes>>20, 0, 1<<20)) << 20,
 		},
-		Containment:    e.OneOf("SCRIPT_CONTAINMENT", ContainAuto, ContainAuto, ContainNamespaces, ContainPIDNamespace, ContainSession),
+		Containment: e.OneOf("SCRIPT_CONTAINMENT", ContainAuto, ContainAuto, ContainNamespaces, ContainUserns,
+			ContainPIDNamespace, ContainSession),
 		MaxProcesses:   e.Int("SCRIPT_MAX_PROCESSES", DefaultMaxProcesses, 0, 1<<22),
 		ProtectSecrets: e.Bool("WORKER_PROTECT_SECRETS", true),
 	}
@@ -160,6 +170,15 @@ func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 	}
 	if c.Warm.MaxRSSBytes == 0 {
 		c.Warm.MaxRSSBytes = -1 // WARM_RUNNER_MAX_RSS_MB=0: no bound
+	}
+	for _, p := range strings.Split(e.String("SCRIPT_HIDE_PATHS", DefaultHidePaths), ",") {
+		switch p = strings.TrimSpace(p); {
+		case p == "" || p == "none":
+		case !filepath.IsAbs(p) || filepath.Clean(p) == "/":
+			e.Fail("SCRIPT_HIDE_PATHS must list absolute paths other than /, separated by commas, got %q", p)
+		default:
+			c.HidePaths = append(c.HidePaths, filepath.Clean(p))
+		}
 	}
 	if v := strings.TrimSpace(e.String("SCRIPT_RUN_AS", "")); v != "" {
 		uid, gid, ok := parseUser(v)

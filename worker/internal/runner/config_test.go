@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +123,26 @@ func TestLoadConfigUIDRange(t *testing.T) {
 	if _, err := loadConfig(map[string]string{"SCRIPT_UID_RANGE": "200000-265535", "SCRIPT_RUN_AS": "10002"}); err == nil ||
 		!strings.Contains(err.Error(), "exclude each other") {
 		t.Errorf("both set: %v", err)
+	}
+}
+
+// SCRIPT_HIDE_PATHS: /run/secrets by default; a list of absolute paths, cleaned; none hides nothing more;
+// relative paths and / are refused. SCRIPT_CONTAINMENT=userns is a containment.
+func TestLoadConfigHidePaths(t *testing.T) {
+	t.Parallel()
+	if c, err := loadConfig(nil); err != nil || !slices.Equal(c.HidePaths, []string{"/run/secrets"}) {
+		t.Fatalf("default: %q %v", c.HidePaths, err)
+	}
+	c, err := loadConfig(map[string]string{"SCRIPT_HIDE_PATHS": " /run/secrets/ , /etc/worker.conf,", "SCRIPT_CONTAINMENT": "userns"})
+	if err != nil || !slices.Equal(c.HidePaths, []string{"/run/secrets", "/etc/worker.conf"}) || c.Containment != ContainUserns {
+		t.Fatalf("set: %q %q %v", c.HidePaths, c.Containment, err)
+	}
+	if c, err := loadConfig(map[string]string{"SCRIPT_HIDE_PATHS": "none"}); err != nil || len(c.HidePaths) != 0 {
+		t.Fatalf("none: %q %v", c.HidePaths, err)
+	}
+	for _, bad := range []string{"run/secrets", "/", "/run/secrets,/.."} {
+		if _, err := loadConfig(map[string]string{"SCRIPT_HIDE_PATHS": bad}); err == nil || !strings.Contains(err.Error(), "SCRIPT_HIDE_PATHS") {
+			t.Errorf("%q: %v", bad, err)
+		}
 	}
 }

@@ -137,18 +137,38 @@
 //
 // A process group holds only processes that stay in it. Config.Containment decides how the rest are caught,
 // and how much of the machine a run sees ("auto" takes the first of these the worker can make, probing at
-// New, and Runner.Containment reports which):
+// New, namespaces for a root worker and userns for any other, and Runner.Containment reports which; where
+// it settles for less than namespaces or userns it warns once with the reason):
 //
 //   - namespaces (root or CAP_SYS_ADMIN): pidns below, plus mount, network and IPC namespaces. The child is
 //     the namespaces helper (jail_linux.go: the worker's binary re-executed through /proc/self/exe, caught
 //     in this package's init), which as root inside the new namespaces makes every mount private, mounts a
 //     /proc of the run's PID namespace and tmpfs on /tmp, /var/tmp and /dev/shm (a quarter of the run's
-//     memory limit each; the run folder, script folder and interpreter tree bound back), brings up the
-//     namespace's loopback and listens there on the egress proxy's port. It hands that listener to the
-//     worker over a socketpair (SCM_RIGHTS), whose proxy serves it (Config.ServeProxy): the run's
-//     http_proxy is 127.0.0.1:<port> inside, its only way out. The helper then drops to the script's user,
-//     sets Pdeathsig again, waits for the worker's go-ahead and executes the interpreter as the namespace's
-//     PID 1. A failure at any step is reported over the socketpair and fails the run as transient.
+//     memory limit each), an empty read-only tmpfs on the worker's HOME, its WorkDir and Config.HidePaths
+//     (SCRIPT_HIDE_PATHS, /run/secrets by default; a file gets /dev/null), and binds back what the run
+//     needs below them (the run folder read-write, the script folder and the interpreter's trees
+//     read-only, each remount keeping the flags of the mount it copies), brings up the namespace's
+//     loopback and listens there on the egress proxy's port. It hands that listener to the worker over a
+//     socketpair (SCM_RIGHTS), whose proxy serves it (Config.ServeProxy): the run's http_proxy is
+//     127.0.0.1:<port> inside, its only way out. The helper then drops to the script's user, sets
+//     no_new_privs and Pdeathsig again, waits for the worker's go-ahead and executes the interpreter as
+//     the namespace's PID 1. A failure at any step is reported over the socketpair and fails the run as
+//     transient.
+//   - userns (a non-root worker where the kernel allows unprivileged user namespaces; not under Docker's
+//     default seccomp profile): the same, with the helper cloned into a user namespace of its own too
+//     (CLONE_NEWUSER), which maps only the worker's uid and gid, each to itself, so the script keeps the
+//     worker's uid number. The helper holds CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_BIND_SERVICE and
+//     CAP_SETPCAP there as ambient capabilities (they survive its execve although it is not root there)
+//     and, once the mounts and the loopback are set up, drops every capability (bounding set, ambient,
+//     effective, permitted, inheritable) and sets no_new_privs before it executes the interpreter: the
+//     script cannot unmount or mount anything, and a user namespace it makes itself finds the run's mounts
+//     locked. It shares the worker's uid but not its PID namespace, so it cannot signal or ptrace the
+//     worker or anything outside its run; hiding HOME and WorkDir keeps the worker's own files (and other
+//     runs' folders, the environment and script caches) out of its sight, but any other file the worker's
+//     user may read elsewhere on the machine is the script's too. Config.Containment namespaces gets this
+//     for a non-root worker too (Containment reports userns); RunAs and UIDRange stay refused (they need a
+//     root worker). RLIMIT_NPROC counts a user's processes per user namespace (Linux 5.14): the limit is
+//     the run's own, MaxProcesses beyond runner.py's init and the runner.
 //   - pidns (root or CAP_SYS_ADMIN): the child
 //     is started with CLONE_NEWPID. runner.py, finding itself PID 1, forks; the parent stays behind as the
 //     namespace's init (no descriptors, no signal handlers, reaps orphans) and mirrors the runner's exit
@@ -170,7 +190,8 @@
 //
 // Config.MaxProcesses becomes RLIMIT_NPROC = (tasks the script's user runs now) + MaxProcesses: the kernel
 // counts every process and thread of the user, so a fork bomb stops there with EAGAIN, which the failure
-// message names. The kernel exempts root: a root worker must run scripts as other users (Config.UIDRange,
+// message names. Under userns the kernel counts the run's own user namespace only (Linux 5.14 and later),
+// and the limit is 2 (runner.py's init and the runner) + MaxProcesses. The kernel exempts root: a root worker must run scripts as other users (Config.UIDRange,
 // SCRIPT_UID_RANGE: a uid per script, picked from its name; or Config.RunAs, SCRIPT_RUN_AS: one for all) for
 // the limit to hold. The child starts with that uid and gid and no supplementary groups; its run folder is
 // chowned to it and the work dir made traversable (0711). The scripts, the interpreter and the
@@ -183,7 +204,7 @@
 // /proc/<pid>/environ shows) and marks the worker non-dumpable, so a process of the same user can read none
 // of its /proc files nor ptrace it. With RunAs the scripts run as another user and cannot read the worker's
 // files (mode 0600 credentials, its HOME) either; without it, anything the worker's user may read, a script
-// may read too.
+// may read too, except, under userns, what the run's mount namespace hides (HOME, WorkDir, HidePaths).
 //
 // # The environment
 //

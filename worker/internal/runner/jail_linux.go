@@ -4,12 +4,15 @@ package runner
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,28 +21,39 @@ import (
 	"unsafe"
 )
 
-// The namespaces containment (ContainNamespaces; doc.go, "Namespaces") starts each run through a helper:
-// the worker's own binary, re-executed (/proc/self/exe) with argv[0] jailArg0 and the run's jailSpec in
-// the environment (jailEnv). The helper starts as root in new PID, mount, network and IPC namespaces
-// (clone flags set by the worker), and before it executes the interpreter:
+// The namespaces containment (ContainNamespaces, and ContainUserns for a non-root worker; doc.go,
+// "Containment") starts each run through a helper: the worker's own binary, re-executed (/proc/self/exe)
+// with argv[0] jailArg0 and the run's jailSpec in the environment (jailEnv). The helper starts in new PID,
+// mount, network and IPC namespaces (clone flags set by the worker): as root for a root worker; for a
+// non-root worker inside a new user namespace too, which maps only the worker's uid and gid (to the same
+// numbers) and in which the helper holds the capabilities its steps need (ambient, so they survive its
+// execve: jailAttr). Before it executes the interpreter the helper:
 //
 //  1. makes every mount private (nothing propagates back to the host), mounts a /proc of its own PID
-//     namespace, and tmpfs on /tmp, /var/tmp and /dev/shm sized within the run's memory limit; the folders
-//     the run needs below them (its run folder read-write; the script's folder and the interpreter's tree
-//     read-only) are bind-mounted back at their paths;
+//     namespace, tmpfs on /tmp, /var/tmp and /dev/shm sized within the run's memory limit, and an empty
+//     read-only tmpfs on each hidden folder (the worker's HOME, its work folder, Config.HidePaths; any
+//     other hidden path, a file or a socket, gets /dev/null); the folders the run needs below them (its
+//     run folder read-write; the script's folder and the interpreter's trees read-only) are bind-mounted
+//     back at their paths. A read-only remount keeps the flags of the mount it copies (nosuid, nodev,
+//     noexec, read-only, atime): in a user namespace the kernel locks those of mounts inherited from the
+//     host;
 //  2. brings up the namespace's loopback, listens on 127.0.0.1:<the egress proxy's port> there, and hands
 //     that listening socket to the worker over the control socket (SCM_RIGHTS): the worker's egress proxy
 //     accepts the run's connections on it (egress.Proxy.Serve). Nothing else leaves the namespace: it has
 //     no other interface, so the broker, loopback services of the host and 169.254.169.254 have no route;
-//  3. drops to the script's user (no supplementary groups), sets its parent-death signal again (a change of
-//     user clears it), waits for the worker's go-ahead (EOF there means the worker is gone: it exits) and
-//     executes the interpreter, which, as PID 1 of its namespace, becomes its init (runner.py).
+//  3. drops to the script's user (root worker: setresuid, no supplementary groups), or, in a user
+//     namespace, drops every capability (bounding set, ambient, effective, permitted, inheritable): the
+//     script keeps the worker's uid and can neither undo the mounts nor touch the network setup (a user
+//     namespace it makes itself finds them locked); sets no_new_privs (no setuid or file-capability gain
+//     from any program the script executes), sets its parent-death signal again (a change of user clears
+//     it), waits for the worker's go-ahead (EOF there means the worker is gone: it exits) and executes the
+//     interpreter, which, as PID 1 of its namespace, becomes its init (runner.py).
 //
 // A failure of any step is sent to the worker as "error: ..." instead of "ok", and the helper exits.
 const (
 	jailArg0 = "scrape-worker-jail"
 	jailEnv  = "SCRAPER_JAIL"
-	// jailCloneFlags are the namespaces of a run under ContainNamespaces.
+	// jailCloneFlags are the namespaces of a run under ContainNamespaces (ContainUserns adds CLONE_NEWUSER).
 	jailCloneFlags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC
 	// jailHandshakeTimeout bounds the wait for the helper's report (it does a few system calls; a loaded
 	// machine may still take a while to schedule it).
@@ -47,16 +61,36 @@ const (
 	oPath                = 0x200000 // O_PATH
 )
 
+// Capabilities (linux/capability.h) the helper holds in a run's user namespace until it drops them all,
+// and the prctl and capset numbers that drop them.
+const (
+	capSetPCAP         = 8  // to empty the bounding set
+	capNetBindService  = 10 // a proxy port below 1024 (the probe's is 9)
+	capNetAdmin        = 12 // bring up lo
+	capSysAdmin        = 21 // the mounts
+	prCapAmbient       = 47 // PR_CAP_AMBIENT
+	prCapAmbientClear  = 4  // PR_CAP_AMBIENT_CLEAR_ALL
+	prSetNoNewPrivs    = 38 // PR_SET_NO_NEW_PRIVS
+	linuxCapVersion3   = 0x20080522
+	lastCapabilityEver = 63
+)
+
+// jailAmbientCaps are what the helper keeps across its execve in a user namespace.
+var jailAmbientCaps = []uintptr{capSetPCAP, capNetBindService, capNetAdmin, capSysAdmin}
+
 // jailSpec is what the helper does for one run.
 type jailSpec struct {
-	Ctl   int        `json:"ctl"`             // the control socket's fd
-	SetID bool       `json:"setid,omitempty"` // drop to UID and GID
-	UID   uint32     `json:"uid"`
-	GID   uint32     `json:"gid"`
-	Port  int        `json:"port,omitempty"` // the egress proxy's port; 0: no way out at all
-	Tmp   int64      `json:"tmp"`            // tmpfs sizes in bytes
-	Shm   int64      `json:"shm"`
-	Keep  []jailKeep `json:"keep,omitempty"`
+	Ctl   int    `json:"ctl"`             // the control socket's fd
+	SetID bool   `json:"setid,omitempty"` // drop to UID and GID
+	UID   uint32 `json:"uid"`
+	GID   uint32 `json:"gid"`
+	Port  int    `json:"port,omitempty"` // the egress proxy's port; 0: no way out at all
+	Tmp   int64  `json:"tmp"`            // tmpfs sizes in bytes
+	Shm   int64  `json:"shm"`
+	// Userns: the helper runs in a user namespace of its own (ContainUserns) and drops every capability.
+	Userns bool       `json:"userns,omitempty"`
+	Hide   []string   `json:"hide,omitempty"` // folders (an empty tmpfs) and files (/dev/null) to hide
+	Keep   []jailKeep `json:"keep,omitempty"`
 }
 
 // jailKeep is a folder under a masked one that the run still needs, at the same path.
@@ -105,8 +139,8 @@ func jailMain(raw string) {
 	if ln >= 0 {
 		_ = syscall.Close(ln)
 	}
+	// On this thread only: execve follows at once, and the new program has this thread's credentials.
 	if s.SetID {
-		// On this thread only: execve follows at once, and the new program has this thread's credentials.
 		if _, _, e := syscall.RawSyscall(syscall.SYS_SETGROUPS, 0, 0, 0); e != 0 {
 			os.Exit(125)
 		}
@@ -116,6 +150,12 @@ func jailMain(raw string) {
 		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, uintptr(s.UID), uintptr(s.UID), uintptr(s.UID)); e != 0 {
 			os.Exit(125)
 		}
+	}
+	if s.Userns && dropCapabilities() != nil {
+		os.Exit(125)
+	}
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetNoNewPrivs, 1, 0, 0, 0, 0); e != 0 {
+		os.Exit(125)
 	}
 	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0); e != 0 {
 		os.Exit(125)
@@ -154,7 +194,10 @@ func jailMounts(s jailSpec) error {
 		}
 		keeps = append(keeps, held{k, fd})
 	}
-	if err := syscall.Mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+	// A new proc matches the host's: in a user namespace the kernel mounts one only when it shows no more
+	// than the host's does, with its locked flags (read-only, atime).
+	procFlags := uintptr(syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC) | mountFlags("/proc")
+	if err := syscall.Mount("proc", "/proc", "proc", procFlags, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
 	}
 	for _, dir := range maskedDirs {
@@ -170,6 +213,24 @@ func jailMounts(s jailSpec) error {
 			return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
 		}
 	}
+	hidden := map[string]uintptr{} // what is hidden, and the flags of its read-only remount
+	for _, p := range s.Hide {
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+			continue // gone since New: nothing to hide
+		case fi.IsDir():
+			// Written to only to make the mount points of the folders kept below it; read-only after.
+			err = syscall.Mount("tmpfs", p, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "mode=0755,size=1m,nr_inodes=4096")
+			hidden[p] = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC
+		default: // a file, a socket (/run/docker.sock), ...: /dev/null, a device (so no nodev)
+			err = syscall.Mount("/dev/null", p, "", syscall.MS_BIND, "")
+			hidden[p] = syscall.MS_NOSUID | syscall.MS_NOEXEC
+		}
+		if err != nil {
+			return fmt.Errorf("hide %s: %w", p, err)
+		}
+	}
 	for _, k := range keeps {
 		if err := os.MkdirAll(k.Path, 0o755); err != nil {
 			return fmt.Errorf("keep %s: %w", k.Path, err)
@@ -179,12 +240,82 @@ func jailMounts(s jailSpec) error {
 			return fmt.Errorf("keep %s: %w", k.Path, err)
 		}
 		if !k.RW {
-			flags := uintptr(syscall.MS_BIND | syscall.MS_REMOUNT | syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV)
-			if err := syscall.Mount("", k.Path, "", flags, ""); err != nil {
+			if err := remountReadOnly(k.Path, syscall.MS_NOSUID|syscall.MS_NODEV); err != nil {
 				return fmt.Errorf("keep %s read-only: %w", k.Path, err)
 			}
 		}
 		_ = syscall.Close(k.fd)
+	}
+	for p, flags := range hidden {
+		if err := remountReadOnly(p, flags); err != nil {
+			return fmt.Errorf("hide %s read-only: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// remountReadOnly makes the mount at path read-only, with the flags add, keeping its other flags: in a
+// user namespace a remount that would clear a flag the kernel locked (nosuid, nodev, noexec, an atime
+// mode) is refused.
+func remountReadOnly(path string, add uintptr) error {
+	flags := syscall.MS_BIND | syscall.MS_REMOUNT | syscall.MS_RDONLY | add | mountFlags(path)
+	return syscall.Mount("", path, "", flags, "")
+}
+
+// mountFlags are the flags of the mount at path, as mount(2) takes them: read-only, nosuid, nodev,
+// noexec and its atime mode (0 if statfs fails: the mount that follows says why).
+func mountFlags(path string) uintptr {
+	const ( // statfs f_flags (ST_*)
+		stRdonly     = 0x1
+		stNosuid     = 0x2
+		stNodev      = 0x4
+		stNoexec     = 0x8
+		stNoatime    = 0x400
+		stNodiratime = 0x800
+		stRelatime   = 0x1000
+	)
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return 0
+	}
+	var flags uintptr
+	for _, f := range []struct{ st, ms uintptr }{
+		{stRdonly, syscall.MS_RDONLY}, {stNosuid, syscall.MS_NOSUID}, {stNodev, syscall.MS_NODEV},
+		{stNoexec, syscall.MS_NOEXEC}, {stNoatime, syscall.MS_NOATIME}, {stNodiratime, syscall.MS_NODIRATIME},
+		{stRelatime, syscall.MS_RELATIME},
+	} {
+		if uintptr(st.Flags)&f.st != 0 {
+			flags |= f.ms
+		}
+	}
+	if flags&(syscall.MS_NOATIME|syscall.MS_RELATIME) == 0 {
+		flags |= syscall.MS_STRICTATIME
+	}
+	return flags
+}
+
+// dropCapabilities leaves the calling thread (whose credentials execve passes on) without any capability:
+// the bounding set emptied (CAP_SETPCAP, held until then, allows it), the ambient set cleared, then the
+// effective, permitted and inheritable sets.
+func dropCapabilities() error {
+	for c := uintptr(0); c <= lastCapabilityEver; c++ {
+		if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, syscall.PR_CAPBSET_DROP, c, 0, 0, 0, 0); e != 0 {
+			if e == syscall.EINVAL {
+				break // past the kernel's last capability
+			}
+			return e
+		}
+	}
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, prCapAmbient, prCapAmbientClear, 0, 0, 0, 0); e != 0 {
+		return e
+	}
+	hdr := struct {
+		version uint32
+		pid     int32
+	}{version: linuxCapVersion3}
+	var data [2]struct{ effective, permitted, inheritable uint32 }
+	if _, _, e := syscall.RawSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
+		return e
 	}
 	return nil
 }
@@ -238,19 +369,30 @@ type jail struct {
 
 // newJail prepares a namespaced start of cmd (whose Path, Args and ExtraFiles it rewrites) for job.
 func (r *Runner) newJail(cmd *exec.Cmd, job Job, runDir string) (*jail, error) {
-	spec := jailSpec{Port: r.proxyPort()}
+	spec := jailSpec{Port: r.proxyPort(), Userns: r.contain.userns, Hide: r.hide}
 	if cred := r.credFor(job); cred != nil {
 		spec.SetID, spec.UID, spec.GID = true, cred.Uid, cred.Gid
 	}
 	spec.Tmp, spec.Shm = tmpfsSizes(r.memoryLimit(job))
-	spec.Keep = jailKeeps(runDir, job.ScriptDir, interpreterRoot(cmd.Path))
+	spec.Keep = jailKeeps(r.hide, runDir, job.ScriptDir, append(interpreterRoots(cmd.Path), interpreterRoots(r.python)...)...)
 	return prepareJail(cmd, spec)
 }
 
-// jailAttr are the attributes of a namespaced child: the helper starts as the worker's user (root) and
-// drops to the script's itself.
-func jailAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: jailCloneFlags}
+// jailAttr are the attributes of a namespaced child: the helper starts as the worker's user and drops to
+// the script's itself. For a non-root worker (userns) it starts in a user namespace of its own that maps
+// the worker's uid and gid to themselves, holding the capabilities its steps need as ambient ones, which
+// it keeps across its execve although it is not root there.
+func jailAttr(userns bool) *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: jailCloneFlags}
+	if userns {
+		uid, gid := os.Geteuid(), os.Getegid()
+		a.Cloneflags |= syscall.CLONE_NEWUSER
+		a.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}}
+		a.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}}
+		a.GidMappingsEnableSetgroups = false // an unprivileged process maps its gid only after "deny"
+		a.AmbientCaps = jailAmbientCaps
+	}
+	return a
 }
 
 // prepareJail rewrites cmd to start through the helper with spec (its Ctl set here).
@@ -346,16 +488,34 @@ func tmpfsSizes(memoryLimit int64) (tmp, shm int64) {
 // interpreterRoot is the tree of an interpreter (a venv's root for <venv>/bin/python).
 func interpreterRoot(python string) string { return filepath.Dir(filepath.Dir(python)) }
 
-// jailKeeps lists the folders under the masked ones that the run needs: the run folder (read-write), the
-// script's folder and the interpreter's tree (read-only). A folder inside another kept one is reached
-// through it.
-func jailKeeps(runDir, scriptDir, pythonRoot string) []jailKeep {
+// interpreterRoots are the trees a run of python needs: its own (a venv's root) and, when it is a link,
+// its target's (the base interpreter's prefix, with the standard library).
+func interpreterRoots(python string) []string {
+	roots := []string{interpreterRoot(python)}
+	if real, err := filepath.EvalSymlinks(python); err == nil && interpreterRoot(real) != roots[0] {
+		roots = append(roots, interpreterRoot(real))
+	}
+	return roots
+}
+
+// jailKeeps lists the folders under the masked ones (/tmp, /var/tmp, /dev/shm and hide) that the run
+// needs: the run folder (read-write), the script's folder and the interpreter's trees (read-only); empty
+// ones are left out. A folder inside another kept one is reached through it.
+func jailKeeps(hide []string, runDir, scriptDir string, pythonRoots ...string) []jailKeep {
+	masks := append(slices.Clone(maskedDirs), hide...)
 	var keeps []jailKeep
-	for _, k := range []jailKeep{{Path: runDir, RW: true}, {Path: scriptDir}, {Path: pythonRoot}} {
+	cands := []jailKeep{{Path: runDir, RW: true}, {Path: scriptDir}}
+	for _, p := range pythonRoots {
+		cands = append(cands, jailKeep{Path: p})
+	}
+	for _, k := range cands {
+		if k.Path == "" {
+			continue
+		}
 		if real, err := filepath.EvalSymlinks(k.Path); err == nil {
 			k.Path = real
 		}
-		if k.Path == "" || !underMasked(k.Path) {
+		if !under(k.Path, masks) {
 			continue
 		}
 		keeps = append(keeps, k)
@@ -363,24 +523,74 @@ func jailKeeps(runDir, scriptDir, pythonRoot string) []jailKeep {
 	sort.SliceStable(keeps, func(a, b int) bool { return len(keeps[a].Path) < len(keeps[b].Path) })
 	var out []jailKeep
 	for _, k := range keeps {
-		inside := false
-		for _, o := range out {
-			if k.Path == o.Path || strings.HasPrefix(k.Path, o.Path+"/") {
-				inside = true
-			}
-		}
-		if !inside {
+		if !under(k.Path, pathsOf(out)) {
 			out = append(out, k)
 		}
 	}
 	return out
 }
 
-func underMasked(p string) bool {
-	for _, d := range maskedDirs {
+func pathsOf(keeps []jailKeep) []string {
+	paths := make([]string, len(keeps))
+	for i, k := range keeps {
+		paths[i] = k.Path
+	}
+	return paths
+}
+
+// under reports whether p is one of dirs or below one.
+func under(p string, dirs []string) bool {
+	for _, d := range dirs {
 		if p == d || strings.HasPrefix(p, d+"/") {
 			return true
 		}
 	}
 	return false
+}
+
+// hiddenPaths is what each run's mount namespace hides (Runner.hide): the worker's HOME (the scripts'
+// HOME is their run folder), its work folder (other runs' folders, the environment and script caches:
+// what a run needs there is bound back) and extra (Config.HidePaths), each resolved; those that do not
+// exist, "/", and those already hidden (below /tmp, /var/tmp, /dev/shm or another hidden path) are left
+// out. The work folder may not exist yet (New creates it after the probe): its nearest existing folder
+// is resolved.
+func hiddenPaths(home, workDir string, extra []string) []string {
+	var cands []string
+	for i, p := range append([]string{home, workDir}, extra...) {
+		if p == "" || !filepath.IsAbs(p) {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil && i == 1 {
+			real, err = resolveExisting(p)
+		}
+		if err != nil || real == "/" || under(real, maskedDirs) {
+			continue
+		}
+		cands = append(cands, real)
+	}
+	sort.SliceStable(cands, func(a, b int) bool { return len(cands[a]) < len(cands[b]) })
+	var out []string
+	for _, p := range cands {
+		if !under(p, out) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// resolveExisting resolves the links in p's nearest existing ancestor and appends the rest of p.
+func resolveExisting(p string) (string, error) {
+	p = filepath.Clean(p)
+	for rest := ""; ; {
+		real, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(real, rest), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || p == "/" {
+			return "", err
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = filepath.Dir(p)
+	}
 }

@@ -24,8 +24,22 @@ type jailSpec struct {
 	UID, GID uint32
 	Port     int
 	Tmp, Shm int64
+	Userns   bool
+	Hide     []string
+	Keep     []jailKeep
+}
+
+type jailKeep struct {
+	Path string
+	RW   bool
 }
 
 func prepareJail(*exec.Cmd, jailSpec) (*jail, error) { return nil, errors.New("namespaces need Linux") }
 
-func jailAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{} }
+func jailAttr(bool) *syscall.SysProcAttr { return &syscall.SysProcAttr{} }
+
+func jailKeeps([]string, string, string, ...string) []jailKeep { return nil }
+
+func interpreterRoots(string) []string { return nil }
+
+func hiddenPaths(string, string, []string) []string { return nil }

@@ -34,7 +34,7 @@ func requireNamespaces(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the namespaces containment needs root (CI runs this as root); skipped, not passed")
 	}
-	if err := probeJail(scripttest.SandboxPython(t, int(testUIDs.First), "RUNNER_SANDBOX_PYTHON"), &nsCred); err != nil {
+	if err := probeJail(scripttest.SandboxPython(t, int(testUIDs.First), "RUNNER_SANDBOX_PYTHON"), &nsCred, false, nil); err != nil {
 		t.Fatalf("running as root, yet the kernel made no PID, mount, network and IPC namespaces for a run: %v", err)
 	}
 }
@@ -95,7 +95,8 @@ type probes struct {
 		Body   string
 		Error  string
 	}
-	Signal string
+	Signal  string
+	Signals map[string]string
 }
 
 func runProbes(t *testing.T, r *Runner, j Job) probes {
@@ -200,6 +201,25 @@ func TestNamespacesContainTheScript(t *testing.T) {
 			}
 		})
 	}
+	// The script's own attempts to undo its mounts, directly and from a user namespace it makes (as
+	// TestUsernsContainTheScript; a script of its own uid keeps the bounding set, which gives it nothing).
+	t.Run("mounts", func(t *testing.T) {
+		mark := filepath.Join("/tmp", fmt.Sprintf("mark-ns-%d", os.Getpid()))
+		if err := os.WriteFile(mark, []byte("hunter2-in-the-hosts-tmp"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.Remove(mark) })
+		res := mustRun(t, r, job(t, "pokes_the_jail", fmt.Sprintf(`{"marks": [%q]}`, mark), 30*time.Second))
+		if res.Status != contract.StatusCompleted {
+			t.Fatalf("%q %+v", res.Status, res.Err)
+		}
+		t.Logf("pokes_the_jail: %s", res.Data)
+		var p jailPokes
+		if err := json.Unmarshal(res.Data, &p); err != nil {
+			t.Fatal(err)
+		}
+		checkPokes(t, p, false)
+	})
 }
 
 // TestNamespacesKeepTempPrivate: marks one script leaves in /tmp, /var/tmp and /dev/shm are not there for
@@ -324,4 +344,60 @@ func TestHostileSocketsWithoutNamespaces(t *testing.T) {
 		t.Errorf("fetch through the proxy: %+v", p.Fetch)
 	}
 	t.Logf("without namespaces: connections %v; AMQP %v", p.Connect, p.AMQP)
+}
+
+// jailPokes is what the pokes_the_jail fixture reports.
+type jailPokes struct {
+	UID, GID     int
+	Status       map[string]any
+	HomeWritable string `json:"home_writable"`
+	Marks        map[string]bool
+	Attempts     map[string]any
+	Nested       map[string]any
+	Escaped      int
+}
+
+// checkPokes checks what pokes_the_jail reports: no capability left (the bounding set emptied too in a
+// user namespace of the run's own, userns), no_new_privs, every unmount and mount refused, the same
+// from a user namespace the script makes itself (where the run's mounts are locked), and no mark seen.
+func checkPokes(t *testing.T, p jailPokes, userns bool) {
+	t.Helper()
+	caps := []string{"CapInh", "CapPrm", "CapEff", "CapAmb"}
+	if userns {
+		caps = append(caps, "CapBnd")
+	}
+	for _, c := range caps {
+		if v, _ := p.Status[c].(string); strings.Trim(v, "0") != "" || v == "" {
+			t.Errorf("%s = %q, want none", c, v)
+		}
+	}
+	if p.HomeWritable != "ok" {
+		t.Errorf("writing in its run folder: %s", p.HomeWritable)
+	}
+	if v, _ := p.Status["NoNewPrivs"].(string); v != "1" {
+		t.Errorf("NoNewPrivs = %q, want 1", v)
+	}
+	for what, got := range p.Attempts {
+		if what != "marks" && got == "ok" {
+			t.Errorf("%s: ok; want it refused", what)
+		}
+	}
+	if p.Nested["unshare"] != "ok" {
+		// Not a failure of the containment, but then the nested attempts below prove nothing.
+		t.Errorf("the script could not make a user namespace of its own (%v), so the locked mounts were not tried", p.Nested["unshare"])
+	}
+	for _, what := range []string{"umount /tmp", "umount -l /tmp", "umount -l /proc", "mount proc"} {
+		if got := p.Nested[what]; got == "ok" || got == nil {
+			t.Errorf("in a user namespace of the script's own: %s: %v; want it refused", what, got)
+		}
+	}
+	if got := p.Nested["umount -l /tmp again"]; got == "ok" {
+		t.Errorf("in a user namespace of the script's own: the run's /tmp was unmounted once the script's own tmpfs was gone")
+	}
+	for _, marks := range []any{p.Marks, p.Attempts["marks"], p.Nested["marks"]} {
+		b, _ := json.Marshal(marks)
+		if strings.Contains(string(b), "true") {
+			t.Errorf("a hidden file was seen: %s", b)
+		}
+	}
 }

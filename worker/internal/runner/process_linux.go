@@ -15,11 +15,11 @@ const (
 
 // sysProcAttr starts the child as the leader of its own session (so its process group and session ids are
 // its pid), has the kernel kill it if the worker dies, and applies the containment New chose: a PID
-// namespace of its own, another user (cred). Under ContainNamespaces the helper's attributes apply
-// (jailAttr): it drops to cred itself.
+// namespace of its own, another user (cred). Under ContainNamespaces and ContainUserns the helper's
+// attributes apply (jailAttr): it drops to cred, or its capabilities, itself.
 func sysProcAttr(c containment, cred *syscall.Credential) *syscall.SysProcAttr {
 	if c.jail {
-		return jailAttr()
+		return jailAttr(c.userns)
 	}
 	a := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	if c.pidns {

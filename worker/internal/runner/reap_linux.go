@@ -4,6 +4,7 @@ package runner
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -262,4 +263,26 @@ func prctl(option, arg uintptr) error {
 		return errno
 	}
 	return nil
+}
+
+// nprocPerUserNamespace reports whether the kernel counts RLIMIT_NPROC per user namespace (Linux 5.14,
+// "Reimplement RLIMIT_NPROC on top of ucounts"): a process in a user namespace then meets the limit when
+// its user has that many processes in that namespace. Older kernels count every process of the uid.
+func nprocPerUserNamespace() bool {
+	var u syscall.Utsname
+	if syscall.Uname(&u) != nil {
+		return false
+	}
+	var b []byte
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(string(b), "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 5 || major == 5 && minor >= 14
 }

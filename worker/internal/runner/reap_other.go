@@ -25,3 +25,5 @@ func tasksOf(int) int { return 0 }
 
 // userIdle cannot be told without /proc: the user counts as busy, so nothing of it is removed.
 func userIdle(int) bool { return false }
+
+func nprocPerUserNamespace() bool { return false }

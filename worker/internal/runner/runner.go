@@ -100,6 +100,7 @@ type Runner struct {
 	path    string // PATH of the child
 	warm    *warmPool
 	contain containment
+	hide    []string // what each run's mount namespace hides (hiddenPaths), under the namespaces containments
 	scratch *scratch
 
 	tempMu   sync.Mutex  // temp.go
@@ -152,9 +153,14 @@ func New(cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	probeRunner := &Runner{cfg: cfg}
-	contain, err := chooseContainment(cfg, python, probeRunner.credFor(Job{ScriptName: "probe"}))
+	home, _ := os.UserHomeDir()
+	hide := hiddenPaths(home, workDir, cfg.HidePaths)
+	contain, err := chooseContainment(cfg, python, probeRunner.credFor(Job{ScriptName: "probe"}), hide)
 	if err != nil {
 		return nil, err
+	}
+	if !contain.jail {
+		hide = nil
 	}
 	if !contain.pidns {
 		if err := enableSweeping(cfg.Logger); err != nil {
@@ -172,8 +178,12 @@ func New(cfg Config) (*Runner, error) {
 	if !contain.nproc && cfg.MaxProcesses > 0 {
 		cfg.Logger.Warn("scripts run as root: the process limit (SCRIPT_MAX_PROCESSES) cannot be enforced; run scripts as other users (SCRIPT_UID_RANGE or SCRIPT_RUN_AS)")
 	}
-	if contain.fallback != "" && os.Geteuid() == 0 {
+	switch {
+	case contain.fallback != "" && os.Geteuid() == 0:
 		cfg.Logger.Warn("scripts run without network and mount namespaces: their own sockets reach what the worker's network reaches, and /proc, /tmp and /dev/shm are the host's",
+			"containment", contain.mode, "reason", contain.fallback)
+	case contain.fallback != "" && cfg.RunAs == nil && cfg.UIDRange == nil:
+		cfg.Logger.Warn("scripts run without user, network and mount namespaces (making them failed, see reason; Docker's default seccomp profile, for one, refuses user namespaces): they run as the worker's user, can signal it and read its files, their own sockets reach what the worker's network reaches, and /proc, /tmp and /dev/shm are the host's",
 			"containment", contain.mode, "reason", contain.fallback)
 	}
 	if contain.jail && cfg.ProxyURL != "" && cfg.ServeProxy == nil {
@@ -187,13 +197,14 @@ func New(cfg Config) (*Runner, error) {
 		users = fmt.Sprintf("%d:%d", cfg.RunAs.UID, cfg.RunAs.GID)
 	}
 	cfg.Logger.Info("script containment", "containment", contain.mode, "pid_namespace", contain.pidns, "script_users", users,
-		"run_as", cfg.RunAs != nil, "process_limit", contain.nproc)
+		"run_as", cfg.RunAs != nil, "process_limit", contain.nproc, "hidden", hide)
 	r := &Runner{
 		cfg:      cfg,
 		python:   python,
 		path:     filepath.Dir(python) + string(os.PathListSeparator) + "/usr/local/bin:/usr/bin:/bin",
 		warm:     newWarmPool(cfg.Warm, cfg.Metrics),
 		contain:  contain,
+		hide:     hide,
 		scratch:  scratch,
 		tempDirs: sharedTempDirs,
 		blocking: newProcessBudget(cfg.MaxBlockingRuns),
@@ -205,17 +216,24 @@ func New(cfg Config) (*Runner, error) {
 // PIDNamespace reports whether each run gets a PID namespace of its own (see doc.go).
 func (r *Runner) PIDNamespace() bool { return r.contain.pidns }
 
-// Containment reports the containment New settled on: ContainNamespaces, ContainPIDNamespace or
-// ContainSession.
+// Containment reports the containment New settled on: ContainNamespaces, ContainUserns,
+// ContainPIDNamespace or ContainSession.
 func (r *Runner) Containment() string { return r.contain.mode }
 
 // ProcessLimit reports whether MaxProcesses is enforced.
 func (r *Runner) ProcessLimit() bool { return r.contain.nproc }
 
 // processLimit is the RLIMIT_NPROC for a child of job starting now, or 0 for none.
+//
+// The kernel counts a process against the limit of its user in its own user namespace (since Linux 5.14):
+// under ContainUserns that is the run's alone, which holds runner.py's init and the runner when the limit
+// is set. Elsewhere it counts every process of the script's uid on the machine.
 func (r *Runner) processLimit(job Job) int {
 	if !r.contain.nproc {
 		return 0
+	}
+	if r.contain.userns && nprocPerUserNamespace() {
+		return 2 + r.cfg.MaxProcesses
 	}
 	uid := r.uidOf(job)
 	if uid < 0 {

@@ -9,6 +9,7 @@ params (all optional):
                and guest/guest; each reports "logged in as <user>", "refused (<code>)" or the error
   fetch        a URL fetched through http_proxy (urllib), as an ordinary scraper does
   signal       a pid: os.kill(pid, 0), to tell whether this script may signal it
+  signals      [pid, ...]: the same for each
 """
 import os
 import re
@@ -52,12 +53,18 @@ def scrape(params):
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             out["fetch"] = {"error": "%s: %s" % (type(exc).__name__, exc)}
     if params.get("signal"):
-        try:
-            os.kill(int(params["signal"]), 0)
-            out["signal"] = "ok"
-        except OSError as exc:
-            out["signal"] = type(exc).__name__
+        out["signal"] = try_signal(params["signal"])
+    if params.get("signals"):
+        out["signals"] = {str(pid): try_signal(pid) for pid in params["signals"]}
     return out
+
+
+def try_signal(pid):
+    try:
+        os.kill(int(pid), 0)
+        return "ok"
+    except OSError as exc:
+        return type(exc).__name__
 
 
 def split(target):
