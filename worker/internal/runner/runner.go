@@ -109,6 +109,8 @@ type Runner struct {
 
 	loopLag  lagMeter       // lag.go: the shared runners' event-loop lag, for admission control
 	blocking *processBudget // budget.go: processes of blocking runs within the memory budget
+	// starts bounds the one-call-at-a-time runners starting at once (warm.go, takeOrStart).
+	starts chan struct{}
 }
 
 // New checks cfg, makes cfg.WorkDir private (see the privatedir package; an existing folder another user
@@ -208,6 +210,7 @@ func New(cfg Config) (*Runner, error) {
 		scratch:  scratch,
 		tempDirs: sharedTempDirs,
 		blocking: newProcessBudget(cfg.MaxBlockingRuns),
+		starts:   make(chan struct{}, max(2, runtime.NumCPU())),
 	}
 	r.warm.runner = r // shared runners' successors start through it
 	return r, nil

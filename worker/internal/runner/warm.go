@@ -357,26 +357,76 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []b
 		return *late, nil
 	}
 	defer release()
-	w := r.warm.take(key, job.ScriptName)
-	if w == nil {
-		var res *Result
-		var err error
-		w, res, err = r.startWarm(ctx, job, python, key, deadline, log)
-		if err != nil || res != nil {
-			if res != nil {
-				return *res, nil
-			}
-			return Result{}, err
+	w, started, res, err := r.takeOrStart(ctx, job, python, key, deadline, log)
+	if err != nil || res != nil {
+		if res != nil {
+			return *res, nil
 		}
-		r.warm.mu.Lock()
-		r.warm.started(false)
-		r.warm.mu.Unlock()
+		return Result{}, err
+	}
+	if started {
 		if w.async { // the script became async under the same key: nothing else waits on this runner
 			w.kill("the script changed from def to async def")
 			return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(errors.New("the script's scrape changed from def to async def")))
 		}
 	}
 	return r.serveTaken(ctx, w, job, python, key, params, deadline, log)
+}
+
+// startPoll is how often a call waiting for a start slot looks for a runner another call has put back.
+const startPoll = 2 * time.Millisecond
+
+// takeOrStart returns an idle runner of key, or starts one. A start costs an interpreter and the script's
+// imports (tens to hundreds of milliseconds of CPU): when many calls of a script arrive at once (a burst,
+// or admission raising the capacity), each starting its own would put all those starts on the CPU together,
+// slowing every one of them, and leave more runners than the calls need once the burst is served. So at
+// most Runner.starts run at once; a call waiting for a slot takes a runner that another call has put back
+// meanwhile (with calls of a few hundred milliseconds, one comes back every few). started says w is new.
+func (r *Runner) takeOrStart(ctx context.Context, job Job, python, key string, deadline time.Time, log *slog.Logger) (w *warmProc, started bool, res *Result, err error) {
+	if w := r.warm.take(key, job.ScriptName); w != nil {
+		return w, false, nil, nil
+	}
+	acquired := false
+	select {
+	case r.starts <- struct{}{}:
+		acquired = true
+	default:
+	}
+	if !acquired {
+		waitStart := time.Now()
+		poll := time.NewTicker(startPoll)
+		defer poll.Stop()
+		late := time.NewTimer(time.Until(deadline))
+		defer late.Stop()
+		for !acquired {
+			select {
+			case r.starts <- struct{}{}:
+				acquired = true
+			case <-poll.C:
+				if w := r.warm.take(key, job.ScriptName); w != nil {
+					return w, false, nil, nil
+				}
+			case <-late.C:
+				out := failure(Result{Duration: time.Since(waitStart)}, contract.StatusTimeout, contract.CodeScriptTimeout,
+					"no runner of this script became free, nor could one start, before the run's timeout")
+				return nil, false, &out, nil
+			case <-ctx.Done():
+				return nil, false, nil, fmt.Errorf("run script %q: %w", job.ScriptName, ctx.Err())
+			}
+		}
+	}
+	defer func() { <-r.starts }()
+	if w := r.warm.take(key, job.ScriptName); w != nil { // put back while this call waited
+		return w, false, nil, nil
+	}
+	w, res, err = r.startWarm(ctx, job, python, key, deadline, log)
+	if err != nil || res != nil {
+		return nil, false, res, err
+	}
+	r.warm.mu.Lock()
+	r.warm.started(false)
+	r.warm.mu.Unlock()
+	return w, true, nil, nil
 }
 
 // serveTaken serves job on w, a one-call-at-a-time runner this caller holds, and pools it again or retires

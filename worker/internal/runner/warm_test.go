@@ -292,3 +292,44 @@ func TestWarmMetrics(t *testing.T) {
 		t.Fatalf("idle after Shutdown: %d", m.idle)
 	}
 }
+
+// A call that finds no idle runner while every start slot is taken (a burst of calls of one script) does
+// not start one more runner: it takes the first runner another call puts back.
+func TestWaitingCallTakesARunnerPutBack(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, nil)
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+	_, first := runWarm(t, r, warmJob(t, `{}`, 1))
+	job := warmJob(t, `{}`, 2)
+	held := r.warm.take(warmKey(r.python, job), job.ScriptName) // a call still running on it, as it were
+	if held == nil {
+		t.Fatal("the first call's runner is not idle")
+	}
+	for range cap(r.starts) { // every start slot busy with other scripts' starts, as it were
+		r.starts <- struct{}{}
+	}
+	done := make(chan Result, 1)
+	go func() { res, _ := r.Run(t.Context(), job); done <- res }()
+	select {
+	case res := <-done:
+		t.Fatalf("the call ran (%s) with no idle runner and no start slot", res.Status)
+	case <-time.After(300 * time.Millisecond):
+	}
+	r.warm.put(held)
+	var res Result
+	select {
+	case res = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not take the runner put back")
+	}
+	for range cap(r.starts) {
+		<-r.starts
+	}
+	var a warmAnswer
+	if err := json.Unmarshal(res.Data, &a); err != nil || a.PID != first.PID {
+		t.Fatalf("the call ran in %d (%s, %v), want the runner put back, %d", a.PID, res.Data, err, first.PID)
+	}
+	if s := r.WarmStats(); s.Started != 1 {
+		t.Fatalf("stats %+v: want the one runner only", s)
+	}
+}
