@@ -171,7 +171,13 @@ func (c *RPCClient) deliver(id string, r result) {
 		reason = "late"
 	}
 	c.dropped.Add(1)
-	c.log.Warn("dropped reply", "request_id", id, "reason", reason)
+	if late {
+		// Expected: the caller stopped waiting (its window ended; a job's result is kept by the worker) and
+		// said so already. A reply nobody ever waited for is the surprise.
+		c.log.Debug("dropped reply", "request_id", id, "reason", reason)
+	} else {
+		c.log.Warn("dropped reply", "request_id", id, "reason", reason)
+	}
 	if c.cfg.OnDrop != nil {
 		c.cfg.OnDrop(reason)
 	}
