@@ -77,7 +77,7 @@ func main() {
 			os.Exit(2)
 		}
 		defer f.Close()
-		o.logs = &lockedWriter{w: f}
+		o.logs = f // *os.File is safe for the processes' concurrent copiers
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -548,14 +548,3 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// lockedWriter serialises writes from the stack's processes' output copiers.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
