@@ -403,33 +403,7 @@ func TestUsernsKeepTempPrivate(t *testing.T) {
 	}
 	requireUserns(t)
 	r := usernsRunner(t, hostileEnv{}, nil)
-	name := fmt.Sprintf("userns-test-%d", os.Getpid())
-	for _, warm := range []bool{false, true} {
-		writer := job(t, "leaves_temp_files", fmt.Sprintf(`{"name": %q, "shm_mb": 1}`, name), 60*time.Second)
-		writer.Warm, writer.Version = warm, "v1"
-		res := mustRun(t, r, writer)
-		if res.Status != contract.StatusCompleted {
-			t.Fatalf("warm=%v writer: %q %+v", warm, res.Status, res.Err)
-		}
-		for _, d := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
-			if _, err := os.Lstat(filepath.Join(d, "mark-"+name)); err == nil {
-				t.Errorf("warm=%v: the script's mark reached the host's %s", warm, d)
-			}
-		}
-		reader := job(t, "leaves_temp_files", fmt.Sprintf(`{"name": %q, "read": true}`, name), 20*time.Second)
-		reader.ScriptName = "looks_for_marks"
-		res = mustRun(t, r, reader)
-		if res.Status != contract.StatusCompleted || strings.Contains(string(res.Data), "secret of") ||
-			strings.Count(string(res.Data), "FileNotFoundError") != 3 {
-			t.Errorf("warm=%v: another run saw the marks: %q %s %+v", warm, res.Status, res.Data, res.Err)
-		}
-	}
-	big := job(t, "leaves_temp_files", fmt.Sprintf(`{"name": %q, "shm_mb": 300}`, name+"-big"), 60*time.Second)
-	big.MemoryLimitBytes = 64 << 20
-	res := mustRun(t, r, big)
-	if res.Status != contract.StatusFailed || res.Err == nil || !strings.Contains(res.Err.Message, "No space left on device") {
-		t.Fatalf("300 MiB in /dev/shm under a 64 MiB limit: %q %s %+v; want a failure for want of space", res.Status, res.Data, res.Err)
-	}
+	checkTempPrivate(t, r, fmt.Sprintf("userns-test-%d", os.Getpid()), true)
 }
 
 // TestUsernsEndsWhatTheScriptStarts: under ContainUserns a fork bomb meets the process limit, which the
