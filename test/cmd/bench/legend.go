@@ -15,12 +15,14 @@ What the columns mean:
                    that returns at once), async 200ms x64 / async 2s x1000 (an async def script awaiting that
                    long, with that many callers), blocking 200ms x32 (a def script in time.sleep), fetch 200ms
                    x64 (a blocking urllib fetch, through the egress proxy, of a page on this machine that
-                   answers in 200 ms)
+                   answers in 200 ms), cpu-bound 50ms x4 (a def script burning 50 ms of CPU per call, 4
+                   callers)
   requests/s       completed requests per second over the measured period (the warm-up is not counted)
   p50              latency seen by the caller: half of the requests took at most this long
   p99              99% of the requests took at most this long
   errors           requests that failed or timed out during the measured period (0 expected)
-  ideal/s          callers / the time one call waits: the throughput if the platform overlapped every wait
+  ideal/s          callers / the time one call waits: the throughput if the platform overlapped every wait;
+                   cpu-bound: what the machine's CPUs allow (CPUs / 50 ms), all of them burning for the script
   ratio            trivial: its requests/s divided by raw's (1 = no cost over the transport); the others:
                    requests/s divided by ideal/s (1 = every wait overlapped)
   peak RSS         the largest resident memory of the workers and all their runners during the run

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,7 +64,7 @@ func main() {
 	flag.IntVar(&o.concurrency, "c", 32, "concurrent callers of the raw baseline and the trivial script")
 	flag.IntVar(&o.workers, "workers", 2, "workers (and raw responders)")
 	flag.IntVar(&o.slots, "slots", 0, "WORKER_CONCURRENCY of the workers and the raw responders' prefetch (0: the worker's default; raw 256)")
-	flag.StringVar(&o.only, "only", "", "comma-separated parts of scenario names to run (default: all): trivial, async 200ms, async 2s, blocking, fetch, jobs")
+	flag.StringVar(&o.only, "only", "", "comma-separated parts of scenario names to run (default: all): trivial, async 200ms, async 2s, blocking, fetch, cpu-bound, jobs")
 	flag.DurationVar(&o.duration, "d", 8*time.Second, "measured duration of each run")
 	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "unmeasured warm-up before each run (a script's first calls start its runners: a burst of cold starts that is not the steady state)")
 	logPath := flag.String("log", "", "file to write the gateways' and workers' logs to (default: discarded)")
@@ -362,6 +363,11 @@ func scenarios(o options, page string) []scenario {
 		{name: "async 2s x1000", script: "async_shared", params: `{"sleep":2}`, callers: 1000, wait: 2 * time.Second, timeout: 20, rss: true},
 		{name: "blocking 200ms x32", script: "sleeper", params: `{"seconds":0.2}`, callers: 32, wait: 200 * time.Millisecond, timeout: 10},
 		{name: "fetch 200ms x64", script: "fetch", params: fmt.Sprintf(`{"url":%q}`, page), callers: 64, wait: 200 * time.Millisecond, timeout: 10},
+		// CPU-bound: each call burns 50 ms of CPU, 4 callers. Its wait is what one call would take if the
+		// machine's CPUs were shared evenly between the callers and did nothing else (callers × 50 ms ÷
+		// CPUs), so ideal/s is what the CPUs allow: 2 ÷ 50 ms = 40/s on 2 cores.
+		{name: "cpu-bound 50ms x4", script: "cpu_burn", params: `{"cpu":0.05}`, callers: 4,
+			wait: time.Duration(4*50/runtime.NumCPU()) * time.Millisecond, timeout: 10},
 	}
 }
 
@@ -397,7 +403,7 @@ func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scen
 	}
 	if o.scripts == "" {
 		scripts = filepath.Join(work, "scripts")
-		if err := scripttest.Write(scripts, append(slices.Clone(testkit.Scripts), "async_shared", "fetch")...); err != nil {
+		if err := scripttest.Write(scripts, append(slices.Clone(testkit.Scripts), "async_shared", "fetch", "cpu_burn")...); err != nil {
 			return nil, nil, nil, err
 		}
 	}
