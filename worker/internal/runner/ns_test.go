@@ -99,6 +99,49 @@ type probes struct {
 	Signals map[string]string
 }
 
+// checkJailed checks what probes_containment saw in a run with namespaces of its own: only its own
+// processes in /proc, tmpfs of its own on /tmp, /var/tmp and /dev/shm, a /proc of its own, no route for the
+// three raw connections nor an AMQP login to the broker, no broker credentials, and the egress proxy
+// fetching the test site.
+func checkJailed(t *testing.T, p probes) {
+	t.Helper()
+	if len(p.Procs) == 0 || len(p.Procs) > 3 {
+		t.Errorf("/proc shows %d processes, want the run's own (1 to 3): %v", len(p.Procs), p.Procs)
+	}
+	for pid, cmd := range p.Procs {
+		if !strings.Contains(cmd, "python") {
+			t.Errorf("/proc shows process %s (%q), which is not the run's", pid, cmd)
+		}
+	}
+	for _, m := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
+		if p.Mounts[m] != "tmpfs" {
+			t.Errorf("%s is %q, want a tmpfs of the run's own", m, p.Mounts[m])
+		}
+	}
+	if p.Mounts["/proc"] != "proc" {
+		t.Errorf("/proc is %q", p.Mounts["/proc"])
+	}
+	for target, got := range p.Connect {
+		if got == "connected" || !strings.Contains(got, "Error") {
+			t.Errorf("raw connection to %s: %s; want no route", target, got)
+		}
+	}
+	if len(p.Connect) != 3 {
+		t.Errorf("connections tried: %v", p.Connect)
+	}
+	if len(p.Credentials) != 0 {
+		t.Errorf("the script found broker credentials: %v", p.Credentials)
+	}
+	for user, got := range p.AMQP[brokerAddr] {
+		if strings.HasPrefix(got, "logged in") || !strings.Contains(got, "Error") {
+			t.Errorf("AMQP login as %s: %s; want no route", user, got)
+		}
+	}
+	if p.Fetch.Status != http.StatusOK || p.Fetch.Body != "hello from the site" {
+		t.Errorf("fetch through the proxy: %+v", p.Fetch)
+	}
+}
+
 func runProbes(t *testing.T, r *Runner, j Job) probes {
 	t.Helper()
 	res := mustRun(t, r, j)
@@ -164,41 +207,7 @@ func TestNamespacesContainTheScript(t *testing.T) {
 			if p.UID != want || p.GID != want || len(p.Groups) != 0 {
 				t.Errorf("uid %d gid %d groups %v; want %d %d and none", p.UID, p.GID, p.Groups, want, want)
 			}
-			if len(p.Procs) == 0 || len(p.Procs) > 3 {
-				t.Errorf("/proc shows %d processes, want the run's own (1 to 3): %v", len(p.Procs), p.Procs)
-			}
-			for pid, cmd := range p.Procs {
-				if !strings.Contains(cmd, "python") {
-					t.Errorf("/proc shows process %s (%q), which is not the run's", pid, cmd)
-				}
-			}
-			for _, m := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
-				if p.Mounts[m] != "tmpfs" {
-					t.Errorf("%s is %q, want a tmpfs of the run's own", m, p.Mounts[m])
-				}
-			}
-			if p.Mounts["/proc"] != "proc" {
-				t.Errorf("/proc is %q", p.Mounts["/proc"])
-			}
-			for target, got := range p.Connect {
-				if got == "connected" || !strings.Contains(got, "Error") {
-					t.Errorf("raw connection to %s: %s; want no route", target, got)
-				}
-			}
-			if len(p.Connect) != 3 {
-				t.Errorf("connections tried: %v", p.Connect)
-			}
-			if len(p.Credentials) != 0 {
-				t.Errorf("the script found broker credentials: %v", p.Credentials)
-			}
-			for user, got := range p.AMQP[brokerAddr] {
-				if strings.HasPrefix(got, "logged in") || !strings.Contains(got, "Error") {
-					t.Errorf("AMQP login as %s: %s; want no route", user, got)
-				}
-			}
-			if p.Fetch.Status != http.StatusOK || p.Fetch.Body != "hello from the site" {
-				t.Errorf("fetch through the proxy: %+v", p.Fetch)
-			}
+			checkJailed(t, p)
 		})
 	}
 	// The script's own attempts to undo its mounts, directly and from a user namespace it makes (as

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -276,41 +275,7 @@ func TestUsernsContainTheScript(t *testing.T) {
 			if p.UID != os.Geteuid() || p.GID != os.Getegid() {
 				t.Errorf("uid %d gid %d; want the worker's, %d %d", p.UID, p.GID, os.Geteuid(), os.Getegid())
 			}
-			if len(p.Procs) == 0 || len(p.Procs) > 3 {
-				t.Errorf("/proc shows %d processes, want the run's own (1 to 3): %v", len(p.Procs), p.Procs)
-			}
-			for pid, cmd := range p.Procs {
-				if !strings.Contains(cmd, "python") {
-					t.Errorf("/proc shows process %s (%q), which is not the run's", pid, cmd)
-				}
-			}
-			for _, m := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
-				if p.Mounts[m] != "tmpfs" {
-					t.Errorf("%s is %q, want a tmpfs of the run's own", m, p.Mounts[m])
-				}
-			}
-			if p.Mounts["/proc"] != "proc" {
-				t.Errorf("/proc is %q", p.Mounts["/proc"])
-			}
-			if len(p.Connect) != 3 {
-				t.Errorf("connections tried: %v", p.Connect)
-			}
-			for target, got := range p.Connect {
-				if got == "connected" || !strings.Contains(got, "Error") {
-					t.Errorf("raw connection to %s: %s; want no route", target, got)
-				}
-			}
-			if len(p.Credentials) != 0 {
-				t.Errorf("the script found broker credentials: %v", p.Credentials)
-			}
-			for user, got := range p.AMQP[brokerAddr] {
-				if strings.HasPrefix(got, "logged in") || !strings.Contains(got, "Error") {
-					t.Errorf("AMQP login as %s: %s; want no route", user, got)
-				}
-			}
-			if p.Fetch.Status != http.StatusOK || p.Fetch.Body != "hello from the site" {
-				t.Errorf("fetch through the proxy: %+v", p.Fetch)
-			}
+			checkJailed(t, p)
 			if len(p.Signals) != 2 {
 				t.Errorf("signals tried: %v", p.Signals)
 			}
