@@ -384,14 +384,22 @@ func TestInspect(t *testing.T) {
 	}
 }
 
-func TestConsumerPrefetchAndStop(t *testing.T) {
-	t.Parallel()
+// newConsumer sets up a task queue with a consumer of the given name and prefetch (not yet running), and
+// a channel of the test's own on which the queue is declared.
+func newConsumer(t *testing.T, name string, prefetch int) (*setup, *broker.Consumer, *amqp.Channel) {
+	t.Helper()
 	s := newSetup(t)
-	cons := broker.NewConsumer(broker.ConsumerConfig{URL: s.url, Name: "test-consumer", Topology: s.topo, Prefetch: 2, Logger: testLogger(t)})
+	cons := broker.NewConsumer(broker.ConsumerConfig{URL: s.url, Name: name, Topology: s.topo, Prefetch: prefetch, Logger: testLogger(t)})
 	_, ch := brokertest.Channel(t, s.url)
 	if err := s.topo.Declare(ch); err != nil {
 		t.Fatal(err)
 	}
+	return s, cons, ch
+}
+
+func TestConsumerPrefetchAndStop(t *testing.T) {
+	t.Parallel()
+	s, cons, ch := newConsumer(t, "test-consumer", 2)
 	for i := range 5 {
 		if err := ch.Publish("", s.topo.TaskQueue, false, false, amqp.Publishing{Body: []byte(fmt.Sprint(i)), DeliveryMode: amqp.Persistent}); err != nil {
 			t.Fatal(err)
@@ -523,12 +531,7 @@ func TestNotifyCancelReachesEveryBoundQueue(t *testing.T) {
 
 func TestConsumerLivePrefetch(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t)
-	cons := broker.NewConsumer(broker.ConsumerConfig{URL: s.url, Name: "test-live-prefetch", Topology: s.topo, Prefetch: 2, Logger: testLogger(t)})
-	_, ch := brokertest.Channel(t, s.url)
-	if err := s.topo.Declare(ch); err != nil {
-		t.Fatal(err)
-	}
+	s, cons, ch := newConsumer(t, "test-live-prefetch", 2)
 	for i := range 20 {
 		if err := ch.Publish("", s.topo.TaskQueue, false, false, amqp.Publishing{Body: []byte(fmt.Sprint(i)), DeliveryMode: amqp.Persistent}); err != nil {
 			t.Fatal(err)
@@ -606,12 +609,7 @@ func TestConsumerLivePrefetch(t *testing.T) {
 // tasks, and a task bounced three times was dead-lettered with delivery_limit.)
 func TestConsumerPrefetchChangesBounceNothing(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t)
-	cons := broker.NewConsumer(broker.ConsumerConfig{URL: s.url, Name: "test-prefetch-flow", Topology: s.topo, Prefetch: 8, Logger: testLogger(t)})
-	_, ch := brokertest.Channel(t, s.url)
-	if err := s.topo.Declare(ch); err != nil {
-		t.Fatal(err)
-	}
+	s, cons, ch := newConsumer(t, "test-prefetch-flow", 8)
 	const total = 1500
 	var (
 		mu          sync.Mutex

@@ -218,16 +218,7 @@ func TestNamespacesContainTheScript(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = os.Remove(mark) })
-		res := mustRun(t, r, job(t, "pokes_the_jail", fmt.Sprintf(`{"marks": [%q]}`, mark), 30*time.Second))
-		if res.Status != contract.StatusCompleted {
-			t.Fatalf("%q %+v", res.Status, res.Err)
-		}
-		t.Logf("pokes_the_jail: %s", res.Data)
-		var p jailPokes
-		if err := json.Unmarshal(res.Data, &p); err != nil {
-			t.Fatal(err)
-		}
-		checkPokes(t, p, false)
+		checkPokes(t, runPokes(t, r, []string{mark}), false)
 	})
 }
 
@@ -377,6 +368,22 @@ type jailPokes struct {
 // checkPokes checks what pokes_the_jail reports: no capability left (the bounding set emptied too in a
 // user namespace of the run's own, userns), no_new_privs, every unmount and mount refused, the same
 // from a user namespace the script makes itself (where the run's mounts are locked), and no mark seen.
+// runPokes runs pokes_the_jail on r, looking for marks, and returns what it reported.
+func runPokes(t *testing.T, r *Runner, marks []string) jailPokes {
+	t.Helper()
+	params, _ := json.Marshal(map[string]any{"marks": marks})
+	res := mustRun(t, r, job(t, "pokes_the_jail", string(params), 30*time.Second))
+	if res.Status != contract.StatusCompleted {
+		t.Fatalf("%q %+v", res.Status, res.Err)
+	}
+	t.Logf("pokes_the_jail: %s", res.Data)
+	var p jailPokes
+	if err := json.Unmarshal(res.Data, &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func checkPokes(t *testing.T, p jailPokes, userns bool) {
 	t.Helper()
 	caps := []string{"CapInh", "CapPrm", "CapEff", "CapAmb"}

@@ -329,17 +329,7 @@ func TestUsernsContainTheScript(t *testing.T) {
 	})
 
 	t.Run("mounts", func(t *testing.T) {
-		params, _ := json.Marshal(map[string]any{"marks": []string{mark, secret, planted}})
-		res := mustRun(t, r, job(t, "pokes_the_jail", string(params), 30*time.Second))
-		if res.Status != contract.StatusCompleted {
-			t.Fatalf("%q %+v", res.Status, res.Err)
-		}
-		t.Logf("pokes_the_jail: %s", res.Data)
-		var p jailPokes
-		if err := json.Unmarshal(res.Data, &p); err != nil {
-			t.Fatal(err)
-		}
-		checkPokes(t, p, true)
+		checkPokes(t, runPokes(t, r, []string{mark, secret, planted}), true)
 	})
 
 	t.Run("shared async runner", func(t *testing.T) {
