@@ -15,8 +15,10 @@ What the columns mean:
                    that returns at once), async 200ms x64 / async 2s x1000 (an async def script awaiting that
                    long, with that many callers), blocking 200ms x32 (a def script in time.sleep), fetch 200ms
                    x64 (a blocking urllib fetch, through the egress proxy, of a page on this machine that
-                   answers in 200 ms), cpu-bound 50ms x4 (a def script burning 50 ms of CPU per call, 4
-                   callers)
+                   answers in 200 ms), each of these two also with "threads" (the same script with a
+                   manifest asking for "isolation": "threads": a runner serves many calls at once, a thread
+                   each, instead of a process per call), cpu-bound 50ms x4 (a def script burning 50 ms of
+                   CPU per call, 4 callers)
   requests/s       completed requests per second over the measured period (the warm-up is not counted)
   p50              latency seen by the caller: half of the requests took at most this long
   p99              99% of the requests took at most this long

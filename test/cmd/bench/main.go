@@ -362,13 +362,33 @@ func scenarios(o options, page string) []scenario {
 		{name: "async 200ms x64", script: "async_shared", params: `{"sleep":0.2}`, callers: 64, wait: 200 * time.Millisecond, timeout: 10},
 		{name: "async 2s x1000", script: "async_shared", params: `{"sleep":2}`, callers: 1000, wait: 2 * time.Second, timeout: 20, rss: true},
 		{name: "blocking 200ms x32", script: "sleeper", params: `{"seconds":0.2}`, callers: 32, wait: 200 * time.Millisecond, timeout: 10},
+		{name: "blocking 200ms x32 threads", script: "sleeper" + threadsSuffix, params: `{"seconds":0.2}`, callers: 32, wait: 200 * time.Millisecond, timeout: 10},
 		{name: "fetch 200ms x64", script: "fetch", params: fmt.Sprintf(`{"url":%q}`, page), callers: 64, wait: 200 * time.Millisecond, timeout: 10},
+		{name: "fetch 200ms x64 threads", script: "fetch" + threadsSuffix, params: fmt.Sprintf(`{"url":%q}`, page), callers: 64, wait: 200 * time.Millisecond, timeout: 10},
 		// CPU-bound: each call burns 50 ms of CPU, 4 callers. Its wait is what one call would take if the
 		// machine's CPUs were shared evenly between the callers and did nothing else (callers × 50 ms ÷
 		// CPUs), so ideal/s is what the CPUs allow: 2 ÷ 50 ms = 40/s on 2 cores.
 		{name: "cpu-bound 50ms x4", script: "cpu_burn", params: `{"cpu":0.05}`, callers: 4,
 			wait: time.Duration(4*50/runtime.NumCPU()) * time.Millisecond, timeout: 10},
 	}
+}
+
+// threadsSuffix names the copy of a blocking fixture whose manifest asks for "isolation": "threads".
+const threadsSuffix = "_threads"
+
+// addThreadsCopies copies each blocking fixture that a scenario runs in threads into dir/<name>_threads,
+// with a manifest.json that asks for "isolation": "threads": the same code, run a thread per call.
+func addThreadsCopies(dir string, names ...string) error {
+	for _, name := range names {
+		to := filepath.Join(dir, name+threadsSuffix)
+		if err := os.CopyFS(to, os.DirFS(filepath.Join(dir, name))); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(to, "manifest.json"), []byte(`{"isolation":"threads"}`), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // slowPage serves a page that answers after 200 ms: a stand-in for a remote site a scrape fetches.
@@ -404,6 +424,9 @@ func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scen
 	if o.scripts == "" {
 		scripts = filepath.Join(work, "scripts")
 		if err := scripttest.Write(scripts, append(slices.Clone(testkit.Scripts), "async_shared", "fetch", "cpu_burn")...); err != nil {
+			return nil, nil, nil, err
+		}
+		if err := addThreadsCopies(scripts, "sleeper", "fetch"); err != nil {
 			return nil, nil, nil, err
 		}
 	}

@@ -109,7 +109,10 @@ func Start(cfg Config) (*Proxy, error) {
 		Proxy:                 nil, // never chain to the worker's own proxy settings
 		DialContext:           p.dial,
 		ForceAttemptHTTP2:     false,
-		MaxIdleConns:          64,
+		// Scrapes fetch many pages of one site at once: keep connections to it for the next fetches rather
+		// than dial (and make the site accept) a new one each time; the default keeps 2 per host.
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   32,
 		IdleConnTimeout:       30 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 0, // the script's own timeout bounds the wait

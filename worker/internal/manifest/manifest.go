@@ -28,6 +28,11 @@ const (
 	Warm = "warm"
 	// Process: a fresh process per request; nothing survives between requests.
 	Process = "process"
+	// Threads: as Warm, but a plain def scrape is shared too: one runner serves many of its calls at once,
+	// each in a thread of its own. For blocking, I/O-bound scripts whose code is thread-safe: threads cost
+	// far less CPU per call than a process each. A call past its time budget cannot be stopped in a thread:
+	// it times out, and its runner takes no new call and is stopped once its other calls have ended.
+	Threads = "threads"
 )
 
 // Manifest holds a script's settings. Zero values mean "use the worker's default".
@@ -36,7 +41,7 @@ type Manifest struct {
 	// Timeout is the script's default timeout in seconds, used when the caller names none. It can only
 	// shorten what the caller's deadline allows.
 	Timeout float64 `json:"timeout,omitempty"`
-	// Isolation is "warm" or "process"; empty means the worker's default (SCRIPT_ISOLATION).
+	// Isolation is "warm", "threads" or "process"; empty means the worker's default (SCRIPT_ISOLATION).
 	Isolation string `json:"isolation,omitempty"`
 	// MemoryLimitMB overrides the worker's SCRIPT_MEMORY_LIMIT_MB for this script.
 	MemoryLimitMB int `json:"memory_limit_mb,omitempty"`
@@ -77,8 +82,8 @@ func Parse(b []byte) (Manifest, error) {
 		return Manifest{}, fmt.Errorf("%s holds more than one JSON value", File)
 	}
 	var errs []error
-	if m.Isolation != "" && m.Isolation != Warm && m.Isolation != Process {
-		errs = append(errs, fmt.Errorf("isolation must be %q or %q, got %q", Warm, Process, m.Isolation))
+	if m.Isolation != "" && m.Isolation != Warm && m.Isolation != Threads && m.Isolation != Process {
+		errs = append(errs, fmt.Errorf("isolation must be %q, %q or %q, got %q", Warm, Threads, Process, m.Isolation))
 	}
 	if m.Timeout < 0 || m.Timeout > 900 || m.Timeout != m.Timeout {
 		errs = append(errs, fmt.Errorf("timeout must be between 0 and 900 seconds, got %g", m.Timeout))
@@ -97,12 +102,13 @@ func Parse(b []byte) (Manifest, error) {
 
 // Defaults are the worker's values for what a manifest leaves out.
 type Defaults struct {
-	// Isolation is used for scripts whose manifest names none: Warm or Process (SCRIPT_ISOLATION).
+	// Isolation is used for scripts whose manifest names none: Warm, Threads or Process (SCRIPT_ISOLATION).
 	Isolation string
 }
 
 // LoadDefaults reads the worker's defaults for manifests from the environment (worker/README.md,
-// "Configuration"): SCRIPT_ISOLATION, "warm" or "process", default "warm". e collects every problem.
+// "Configuration"): SCRIPT_ISOLATION, "warm", "threads" or "process", default "warm". e collects every
+// problem.
 func LoadDefaults(e *config.Env) Defaults {
-	return Defaults{Isolation: e.OneOf("SCRIPT_ISOLATION", Warm, Warm, Process)}
+	return Defaults{Isolation: e.OneOf("SCRIPT_ISOLATION", Warm, Warm, Threads, Process)}
 }

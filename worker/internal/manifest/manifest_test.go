@@ -19,6 +19,7 @@ func TestParse(t *testing.T) {
 		{`{}`, true, Manifest{}},
 		{`{"description":"d","timeout":12.5,"isolation":"process","memory_limit_mb":256,"concurrency":2}`, true,
 			Manifest{Description: "d", Timeout: 12.5, Isolation: Process, MemoryLimitMB: 256, Concurrency: 2}},
+		{`{"isolation":"threads"}`, true, Manifest{Isolation: Threads}},
 		{`{"isolation":"container"}`, false, Manifest{}},
 		{`{"timeout":-1}`, false, Manifest{}},
 		{`{"timeout":1e9}`, false, Manifest{}},

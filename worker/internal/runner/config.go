@@ -21,6 +21,8 @@ const (
 	DefaultMaxFileBytes = 1024 << 20
 	// DefaultWarmMaxCalls is WarmConfig.MaxCalls's default: calls one shared runner serves at once.
 	DefaultWarmMaxCalls = 256
+	// DefaultWarmMaxThreads is WARM_RUNNER_MAX_THREADS's default: calls one threads runner serves at once.
+	DefaultWarmMaxThreads = 64
 	// DefaultWarmLoopLagLimit is WarmConfig.LoopLagLimit's default.
 	DefaultWarmLoopLagLimit = 2 * time.Second
 	// DefaultWarmMaxRSSBytes is WarmConfig.MaxRSSBytes's default.
@@ -130,7 +132,7 @@ func (c Config) withDefaults() Config {
 
 // LoadConfig reads the runner's settings from the environment (worker/README.md, "Configuration"):
 // WORKER_PYTHON, SCRIPT_MAX_RESULT_BYTES, SCRIPT_MEMORY_LIMIT_MB, SCRIPT_MAX_FILE_MB, WARM_RUNNER_MAX_REQUESTS,
-// WARM_RUNNER_IDLE_TIMEOUT, WARM_RUNNER_MAX_IDLE, WARM_RUNNER_MAX_CALLS, WARM_LOOP_LAG_LIMIT,
+// WARM_RUNNER_IDLE_TIMEOUT, WARM_RUNNER_MAX_IDLE, WARM_RUNNER_MAX_CALLS, WARM_RUNNER_MAX_THREADS, WARM_LOOP_LAG_LIMIT,
 // WARM_RUNNER_MAX_RSS_MB, SCRIPT_CONTAINMENT, SCRIPT_HIDE_PATHS, SCRIPT_MAX_PROCESSES, SCRIPT_RUN_AS,
 // SCRIPT_UID_RANGE and WORKER_PROTECT_SECRETS. e collects every problem. workDir is the worker's
 // WORKER_WORK_DIR (the parent of the run folders); concurrency is WORKER_CONCURRENCY, of which
@@ -148,6 +150,7 @@ func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 			IdleTimeout: e.Duration("WARM_RUNNER_IDLE_TIMEOUT", 60*time.Second, time.Second, 24*time.Hour),
 			MaxIdle:     e.Int("WARM_RUNNER_MAX_IDLE", 2*concurrency, 0, 4096),
 			MaxCalls:    e.Int("WARM_RUNNER_MAX_CALLS", DefaultWarmMaxCalls, 1, 100_000),
+			MaxThreads:  e.Int("WARM_RUNNER_MAX_THREADS", DefaultWarmMaxThreads, 1, 1024),
 			LoopLagLimit: e.Duration("WARM_LOOP_LAG_LIMIT", DefaultWarmLoopLagLimit, 10*time.Millisecond,
 				10*time.Minute),
 			MaxRSSBytes: int64(e.Int("WARM_RUNNER_MAX_RSS_MB", DefaultWarmMaxRSSBytes>>20, 0, 1<<20)) << 20,

@@ -66,6 +66,9 @@ type Job struct {
 	// Warm runs the job on a long-lived runner that imported the script once (see warm.go) instead of a
 	// fresh process.
 	Warm bool
+	// Threads (with Warm) shares the runner of a plain def scrape too: it serves many calls at once, each in
+	// a thread of its own (manifest "isolation": "threads"). An async def scrape is shared either way.
+	Threads bool
 	// MaxResultBytes overrides Config.MaxResultBytes when positive: the worker gives a job's run (whose
 	// result may be claim-checked) SCRAPE_MAX_RESULT_MB. Warm runners are kept per limit (warmKey).
 	MaxResultBytes int

@@ -139,8 +139,14 @@ def serve(argv):
         install_call_output()
         scrape = load_scrape(script_dir)
         shared = is_async_function(scrape)
+        threads = hello_threads(hello)
         if shared:
+            threads = None  # an async def scrape runs on the event loop, threads or not
             ready = b'{"ready":true,"async":true}'
+        elif threads:
+            shared = True
+            threads = CallThreads(threads, memory_limit)
+            ready = b'{"ready":true,"async":false,"threads":true}'
         else:
             # One call at a time: the worker attributes output by time, as before; the plain streams return.
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
@@ -155,6 +161,9 @@ def serve(argv):
         scrape = None
     runner_nonce = str(hello.get("nonce", "")).encode("ascii", "replace")[:NONCE_LEN].ljust(NONCE_LEN, b"-")
     if not write_frame(out, runner_nonce + ready) or scrape is None:
+        exit_now(0)
+    if threads:
+        ThreadsServer(scrape, script_dir, max_result, inp, out, runner_nonce, hello, threads).serve()
         exit_now(0)
     if shared:
         serve_shared(scrape, script_dir, max_result, inp, out, runner_nonce, hello)
@@ -200,6 +209,15 @@ def read_hello(inp):
     if not isinstance(hello, dict):
         raise Failure(setup_doc("the worker's hello frame is missing or malformed"))
     return hello
+
+
+def hello_threads(hello):
+    """How many calls of a plain def scrape to serve at once, a thread each ("isolation": "threads"); 0: one
+    call at a time."""
+    try:
+        return max(int(hello.get("threads", 0)), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def request_nonce(request):
@@ -325,11 +343,203 @@ def serve_shared(scrape, script_dir, max_result, inp, out, runner_nonce, hello):
 
     # No SCRAPER_REQUEST_ID in a shared runner: the process serves many requests at once.
     os.environ.pop("SCRAPER_REQUEST_ID", None)
+    asyncio.run(SharedServer(scrape, script_dir, max_result, inp, out, runner_nonce, lag_limit_of(hello)).serve())
+
+
+def lag_limit_of(hello):
     try:
-        lag_limit = float(hello.get("lag_limit_ms", 2000)) / 1000
+        return float(hello.get("lag_limit_ms", 2000)) / 1000
     except (TypeError, ValueError):
-        lag_limit = 2.0
-    asyncio.run(SharedServer(scrape, script_dir, max_result, inp, out, runner_nonce, lag_limit).serve())
+        return 2.0
+
+
+# The stack of each call's thread in a threads runner: RLIMIT_AS counts the reserved stacks, and the
+# default (RLIMIT_STACK, usually 8 MiB) would spend half of a 1 GiB limit on 64 threads.
+THREAD_STACK_BYTES = 2 << 20
+# glibc's malloc gives threads arenas of their own, each reserving 64 MiB of address space, up to 8 per CPU:
+# under RLIMIT_AS that alone makes thread starts fail. Python allocates under its lock anyway.
+MALLOC_ARENA_MAX = 2
+
+
+class CallThreads(object):
+    """The threads of a threads runner, all started before the runner reports ready (so that a memory limit
+    too small for them fails the start, clearly, rather than calls later); each runs one call at a time."""
+
+    def __init__(self, count, memory_limit):
+        import queue
+        import threading
+
+        limit_malloc_arenas()
+        try:
+            threading.stack_size(THREAD_STACK_BYTES)
+        except (ValueError, RuntimeError):
+            pass
+        self.jobs = queue.SimpleQueue()
+        for i in range(count):
+            try:
+                threading.Thread(target=self.work, name="scrape-call-%d" % i, daemon=True).start()
+            except RuntimeError as exc:
+                raise Failure(setup_doc(
+                    "could start only %d of the %d threads of a threads runner (%s) under its memory limit of %d MiB: "
+                    "lower WARM_RUNNER_MAX_THREADS or raise the script's memory_limit_mb"
+                    % (i, count, safe_str(exc), memory_limit >> 20)))
+
+    def work(self):
+        while True:
+            self.jobs.get()()
+
+    def submit(self, fn):
+        """Runs fn in a free thread, or the next one to be free."""
+        self.jobs.put(fn)
+
+
+class ThreadsServer(object):
+    """Serves calls of a plain def scrape concurrently, each in a thread of a CallThreads, until EOF on inp;
+    then waits until every call in flight has been answered. No event loop: this thread reads the requests
+    and hands each to a call thread, which writes its own answer; a watcher thread answers the calls still
+    running at their time budget (a thread cannot be stopped: the call is abandoned, its late answer
+    dropped, and the worker retires the runner); a heartbeat thread reports how late it woke up (it needs
+    the interpreter lock to run, so its lag is how long calls kept the lock) and the RSS."""
+
+    def __init__(self, scrape, script_dir, max_result, inp, out, runner_nonce, hello, threads):
+        import threading
+
+        self.scrape = scrape
+        self.script_dir = script_dir
+        self.max_result = max_result
+        self.inp = inp
+        self.out = out
+        self.runner_nonce = runner_nonce
+        self.interval = min(max(lag_limit_of(hello) / 4, 0.02), 0.5)
+        self.threads = threads
+        self.write_lock = threading.Lock()
+        self.changed = threading.Condition()
+        self.calls = {}  # nonce -> ThreadCall, until answered
+        self.deadlines = []  # heap of (cancel_at, nonce)
+        self.draining = False  # EOF: serve waits for the last answer
+
+    def answer(self, nonce, body):
+        with self.write_lock:
+            if not write_frame(self.out, nonce + body):
+                exit_now(0)  # the worker stopped listening
+
+    def claim(self, nonce):
+        """Takes the right to answer the call: the call once, for the first of its thread and the watcher;
+        then None."""
+        with self.changed:
+            call = self.calls.pop(nonce, None)
+            if self.draining and not self.calls:
+                self.changed.notify_all()
+            return call
+
+    def serve(self):
+        import heapq
+        import threading
+
+        # No SCRAPER_REQUEST_ID in a shared runner: the process serves many requests at once.
+        os.environ.pop("SCRAPER_REQUEST_ID", None)
+        threading.Thread(target=self.watch, name="scrape-deadlines", daemon=True).start()
+        threading.Thread(target=self.heartbeat, name="scrape-heartbeat", daemon=True).start()
+        while True:
+            frame = read_frame(self.inp)
+            if frame is None:
+                break
+            try:
+                request = json.loads(frame.decode("utf-8"))
+                if not isinstance(request, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                self.answer(b"-" * NONCE_LEN, encode_doc(setup_doc("a request frame is not a JSON object")))
+                continue
+            nonce = request_nonce(request)
+            if request.get("cancel"):
+                continue  # a thread cannot be stopped: the worker retires the runner instead
+            call = ThreadCall(nonce, request)
+            with self.changed:
+                self.calls[nonce] = call
+                if call.at is not None:
+                    heapq.heappush(self.deadlines, (call.at, nonce))
+                    if self.deadlines[0][1] == nonce:
+                        self.changed.notify_all()  # the watcher's next wake-up is this call's
+            self.threads.submit(lambda tc=call: self.run(tc))
+        with self.changed:  # EOF: finish the calls in flight
+            self.draining = True
+            while self.calls:
+                self.changed.wait()
+
+    def run(self, tc):
+        import threading
+
+        tc.ident = threading.get_ident()
+        token = CURRENT_CALL.set(tc.nonce)
+        try:
+            try:
+                params = tc.request.get("parameters") or {}
+                if not isinstance(params, dict):
+                    raise Failure(setup_doc("parameters must be a JSON object"))
+                body = encode_result(call(self.scrape, params, self.script_dir, tc.at), self.max_result)
+            except Failure as failure:
+                body = encode_doc(failure.doc)
+            except SystemExit as exc:
+                exit_now(exit_status(exc))
+            except BaseException as exc:
+                body = encode_doc(setup_doc("runner failed: %s: %s" % (type(exc).__name__, safe_str(exc))))
+            end_call_output(tc.nonce)
+        finally:
+            CURRENT_CALL.reset(token)
+        if self.claim(tc.nonce) is not None:
+            self.answer(tc.nonce, body)
+
+    def watch(self):
+        import heapq
+        import time
+
+        while True:
+            with self.changed:
+                while True:
+                    while self.deadlines and self.deadlines[0][1] not in self.calls:
+                        heapq.heappop(self.deadlines)  # answered already
+                    now = time.time()
+                    if self.deadlines and self.deadlines[0][0] <= now:
+                        nonce = heapq.heappop(self.deadlines)[1]
+                        break
+                    self.changed.wait(self.deadlines[0][0] - now if self.deadlines else None)
+            call = self.claim(nonce)
+            if call is not None:
+                stack = thread_stack([call.ident] if call.ident is not None else [])
+                end_call_output(nonce)
+                self.answer(nonce, encode_doc(timeout_doc(ScriptTimeout(stack, THREAD_TIMEOUT_MESSAGE))))
+
+    def heartbeat(self):
+        import time
+
+        while True:
+            expected = time.monotonic() + self.interval
+            time.sleep(self.interval)
+            lag = max(time.monotonic() - expected, 0)
+            doc = '{"lag_ms":%d,"rss_bytes":%d}' % (int(lag * 1000), rss_bytes())
+            self.answer(self.runner_nonce, doc.encode("ascii"))
+
+
+THREAD_TIMEOUT_MESSAGE = "the script's call ran past its time budget in a thread"
+
+
+class ThreadCall(object):
+    def __init__(self, nonce, request):
+        self.nonce = nonce
+        self.request = request
+        self.at = cancel_at(request)
+        self.ident = None  # the thread running it, once one does
+
+
+def limit_malloc_arenas():
+    try:
+        import ctypes
+
+        m_arena_max = -8
+        ctypes.CDLL(None).mallopt(m_arena_max, MALLOC_ARENA_MAX)
+    except Exception:
+        pass
 
 
 class SharedServer(object):
@@ -781,11 +991,13 @@ def is_awaitable(value):
 
 
 class ScriptTimeout(Exception):
-    """An async script's coroutine was cancelled at its time budget; stack is where it was."""
+    """An async script's coroutine was cancelled at its time budget (or a threads runner's call ran past
+    it); stack is where it was."""
 
-    def __init__(self, stack):
+    def __init__(self, stack, message="the script's coroutine was cancelled at its time budget"):
         Exception.__init__(self, "cancelled at the time budget")
         self.stack = stack
+        self.message = message
 
 
 async def await_value(awaitable, cancel_at=None):
@@ -819,6 +1031,19 @@ def task_stack(task):
         return ""
 
 
+def thread_stack(ident):
+    """The stack of the thread whose id is in ident (a list of at most one), as a traceback."""
+    try:
+        import traceback
+
+        frame = sys._current_frames().get(ident[0]) if ident else None
+        if frame is None:
+            return ""
+        return "Traceback (most recent call last):\n" + "".join(traceback.format_stack(frame))
+    except Exception:
+        return ""
+
+
 def timeout_doc(exc):
     tb = exc.stack
     if len(tb) > MAX_TRACEBACK_CHARS:
@@ -827,7 +1052,7 @@ def timeout_doc(exc):
         "ok": False,
         "kind": "timeout",
         "type": "TimeoutError",
-        "message": "the script's coroutine was cancelled at its time budget",
+        "message": exc.message,
         "traceback": tb,
     }
 

@@ -18,7 +18,9 @@ import (
 )
 
 // Shared runners: a warm runner of an `async def scrape` serves many calls at once, each an asyncio task in
-// the runner's one event loop (runner.py, serve_shared). Every call has a random nonce that its request and
+// the runner's one event loop (runner.py, serve_shared); under "isolation": "threads" a runner of a plain
+// `def scrape` does too, each call in a thread of its own that the loop's task waits for (a threads runner,
+// warmProc.threads). Every call has a random nonce that its request and
 // its answer carry; a dispatcher goroutine reads the runner's answer frames and hands each to the call whose
 // nonce it carries. An answer that matches no call in flight (a frame another process forged through
 // /proc/<pid>/fd) stops the runner. Heartbeats on the same channel, carrying the runner's own nonce, report
@@ -77,9 +79,10 @@ type sharedCall struct {
 // sharedState is the part of a warmProc that only shared runners use. Guarded by the pool's mutex except
 // where noted.
 type sharedState struct {
-	calls   map[string]*sharedCall
-	live    int // calls whose caller still waits
-	retired bool
+	calls    map[string]*sharedCall
+	live     int // calls whose caller still waits
+	maxCalls int // bound on live: WarmConfig.MaxCalls, or MaxThreads for a threads runner
+	retired  bool
 	// dead is closed when the runner cannot answer any more (it exited, blocked its loop, sent a forged
 	// frame); failCode and failMessage say why, for every call still waiting.
 	dead        chan struct{}
@@ -90,11 +93,11 @@ type sharedState struct {
 	writeMu     sync.Mutex // serialises request frames
 }
 
-// pick returns the shared runner of f with the fewest live calls below maxCalls, or nil.
-func (f *family) pick(maxCalls int) *warmProc {
+// pick returns the shared runner of f with the fewest live calls below its bound, or nil.
+func (f *family) pick() *warmProc {
 	var best *warmProc
 	for _, w := range f.procs {
-		if w.shared.live < maxCalls && (best == nil || w.shared.live < best.shared.live) {
+		if w.shared.live < w.shared.maxCalls && (best == nil || w.shared.live < best.shared.live) {
 			best = w
 		}
 	}
@@ -123,7 +126,7 @@ func (p *warmPool) acquire(key, script string, c *sharedCall) (w *warmProc, wait
 	if f.known && !f.async {
 		return nil, nil, false
 	}
-	if w := f.pick(p.cfg.MaxCalls); w != nil {
+	if w := f.pick(); w != nil {
 		p.register(w, c)
 		return w, nil, false
 	}
@@ -380,6 +383,15 @@ func (r *Runner) callShared(ctx context.Context, w *warmProc, job Job, params []
 		res.Status, res.Data, res.Err = o.Status, o.Data, o.Err
 		if res.Status == contract.StatusTimeout {
 			res.Err.Message = fmt.Sprintf("script did not finish within %s; its coroutine was cancelled", job.Timeout)
+			if w.threads {
+				// Nothing stops a thread from outside: the call's thread runs on, so the runner takes no new
+				// call and is stopped once its other calls have ended.
+				res.Err.Message = fmt.Sprintf("script did not finish within %s; its call was abandoned (a thread cannot be "+
+					"stopped) and its runner retired", job.Timeout)
+				p.mu.Lock()
+				p.retire(w, "a call in a thread ran past its time budget")
+				p.mu.Unlock()
+			}
 		}
 		if res.Err != nil {
 			res.Err.Detail = joinDetail(res.Err.Detail, res.OutputTail)
@@ -398,6 +410,9 @@ func (r *Runner) callShared(ctx context.Context, w *warmProc, job Job, params []
 	case <-ctx.Done():
 		p.mu.Lock()
 		p.release(w, c, true)
+		if w.threads { // the cancel below cannot stop the call's thread
+			p.retire(w, "a call in a thread was cancelled")
+		}
 		p.mu.Unlock()
 		_ = w.sendFrame(withNonce(c.nonce, []byte(`{"cancel":true}`)), time.Now().Add(time.Second))
 		return Result{Duration: time.Since(start), OutputTail: c.out.tail()},
@@ -455,7 +470,11 @@ type heartbeat struct {
 func (r *Runner) becomeShared(w *warmProc) {
 	// live starts at 1 for the call of the caller that started the runner, so nothing (a heartbeat past the
 	// RSS bound, say) stops the runner before that call is registered.
-	w.shared = &sharedState{calls: map[string]*sharedCall{}, live: 1, dead: make(chan struct{}), lastHeard: time.Now()}
+	maxCalls := r.warm.cfg.MaxCalls
+	if w.threads {
+		maxCalls = r.warm.cfg.MaxThreads
+	}
+	w.shared = &sharedState{calls: map[string]*sharedCall{}, live: 1, maxCalls: maxCalls, dead: make(chan struct{}), lastHeard: time.Now()}
 	w.out.setRoute(func(tag []byte, end bool) *output {
 		r.warm.mu.Lock()
 		defer r.warm.mu.Unlock()
@@ -521,7 +540,7 @@ func (r *Runner) dispatch(w *warmProc) {
 			}
 			r.loopLag.observe(time.Duration(hb.LagMS) * time.Millisecond)
 			if lag := time.Duration(hb.LagMS) * time.Millisecond; lag > p.cfg.LoopLagLimit {
-				r.fail(w, contract.CodeEventLoopBlocked, blockedMessage(lag, p.cfg.LoopLagLimit))
+				r.fail(w, contract.CodeEventLoopBlocked, blockedMessage(w, lag, p.cfg.LoopLagLimit))
 				return
 			}
 			if p.cfg.MaxRSSBytes > 0 && hb.RSSBytes > p.cfg.MaxRSSBytes {
@@ -571,13 +590,19 @@ func (r *Runner) watch(w *warmProc) {
 		busy := len(w.shared.calls) > 0
 		p.mu.Unlock()
 		if busy && silent > p.cfg.LoopLagLimit {
-			r.fail(w, contract.CodeEventLoopBlocked, blockedMessage(silent, p.cfg.LoopLagLimit))
+			r.fail(w, contract.CodeEventLoopBlocked, blockedMessage(w, silent, p.cfg.LoopLagLimit))
 			return
 		}
 	}
 }
 
-func blockedMessage(lag, limit time.Duration) string {
+func blockedMessage(w *warmProc, lag, limit time.Duration) string {
+	if w.threads {
+		return fmt.Sprintf("a call held the interpreter of its threads runner for at least %s (the limit is %s): CPU-bound "+
+			"work, or a C extension that keeps the GIL, stops every call the runner serves in its threads; use "+
+			"\"isolation\": \"warm\" (a process per call) for such a script. The runner was stopped",
+			lag.Round(time.Millisecond), limit)
+	}
 	return fmt.Sprintf("the script blocked its runner's event loop for at least %s (the limit is %s): a blocking call "+
 		"(time.sleep, a CPU-bound loop, blocking I/O) inside async def stops every call the runner serves; "+
 		"use await asyncio.sleep, an async client, or asyncio.to_thread. The runner was stopped",

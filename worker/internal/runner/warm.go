@@ -40,6 +40,9 @@ type WarmConfig struct {
 	// MaxCalls bounds the calls one shared runner (an async def script's) serves at once (default 256); more
 	// concurrent calls of the script start another runner.
 	MaxCalls int
+	// MaxThreads bounds the calls one threads runner (a def script's under "isolation": "threads") serves at
+	// once, a thread each (default 64, at most MaxCalls); more concurrent calls start another runner.
+	MaxThreads int
 	// LoopLagLimit bounds how long a shared runner's event loop may be blocked (default 2 s): past it the
 	// runner is stopped and its calls fail with contract.CodeEventLoopBlocked.
 	LoopLagLimit time.Duration
@@ -63,6 +66,10 @@ func (c WarmConfig) withDefaults() WarmConfig {
 	if c.MaxCalls <= 0 {
 		c.MaxCalls = DefaultWarmMaxCalls
 	}
+	if c.MaxThreads <= 0 {
+		c.MaxThreads = DefaultWarmMaxThreads
+	}
+	c.MaxThreads = min(c.MaxThreads, c.MaxCalls)
 	if c.LoopLagLimit <= 0 {
 		c.LoopLagLimit = DefaultWarmLoopLagLimit
 	}
@@ -133,7 +140,8 @@ func warmKey(python string, job Job) string {
 		content = job.Version
 	}
 	return python + "\x00" + job.ScriptDir + "\x00" + content + "\x00" + strconv.FormatInt(job.MemoryLimitBytes, 10) +
-		"\x00" + strconv.Itoa(job.MaxResultBytes) + "\x00" + job.ScriptName // with UIDRange the script's name picks its user
+		"\x00" + strconv.Itoa(job.MaxResultBytes) + "\x00" + strconv.FormatBool(job.Threads) +
+		"\x00" + job.ScriptName // with UIDRange the script's name picks its user
 }
 
 // take returns an idle runner for key, discarding idle runners of older versions of the same script.
@@ -313,8 +321,10 @@ type warmProc struct {
 	log         *slog.Logger
 	// nonce is the runner's own: its ready frame and heartbeats carry it.
 	nonce string
-	// async says the script's scrape is async def: the runner is shared (shared.go) and shared is set.
+	// async says the runner is shared (shared.go) and shared is set: its script's scrape is async def, or a
+	// def run in threads (threads, Job.Threads).
 	async     bool
+	threads   bool
 	shared    *sharedState
 	retireWhy string
 	// maxResult is the result limit the runner was started with (Job.MaxResultBytes, part of its key).
@@ -571,9 +581,14 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	go func() { defer w.consumers.Done(); w.out.consume("stderr", p.stderrR) }()
 
 	w.out.begin(log)
-	// The hello frame gives the runner its nonce (its ready frame and heartbeats carry it) and the loop lag
-	// bound (its heartbeat interval).
-	hello := fmt.Appendf(nil, `{"nonce":%q,"lag_limit_ms":%d}`, w.nonce, r.warm.cfg.LoopLagLimit.Milliseconds())
+	// The hello frame gives the runner its nonce (its ready frame and heartbeats carry it), the loop lag
+	// bound (its heartbeat interval) and, under "isolation": "threads", how many calls it serves at once
+	// in threads when its scrape is a plain def.
+	threads := 0
+	if job.Threads {
+		threads = r.warm.cfg.MaxThreads
+	}
+	hello := fmt.Appendf(nil, `{"nonce":%q,"lag_limit_ms":%d,"threads":%d}`, w.nonce, r.warm.cfg.LoopLagLimit.Milliseconds(), threads)
 	frame := binary.BigEndian.AppendUint32(nil, uint32(len(hello)))
 	_ = reqW.SetWriteDeadline(deadline)
 	_, _ = reqW.Write(append(frame, hello...)) // a runner that died first shows as EOF below
@@ -594,8 +609,9 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	switch string(doc) {
 	case `{"ready":true,"async":false}`:
 		return w, nil, nil
-	case `{"ready":true,"async":true}`:
+	case `{"ready":true,"async":true}`, `{"ready":true,"async":false,"threads":true}`:
 		w.async = true
+		w.threads = job.Threads && bytes.Contains(doc, []byte(`"threads":true`))
 		w.out.end(ctx) // what the script printed while importing is logged with the request that started it
 		r.becomeShared(w)
 		return w, nil, nil

@@ -48,12 +48,14 @@ func TestManifestChoosesIsolationAndTimeout(t *testing.T) {
 		defaulted   bool
 		wantWarm    bool
 		wantTimeout time.Duration
+		wantThreads bool
 	}{
-		{"", true, true, 10 * time.Second},                                    // no manifest: the worker's default (warm)
-		{`{"isolation":"process"}`, true, false, 10 * time.Second},            // per-request processes
-		{`{"timeout":2}`, true, true, 2 * time.Second},                        // caller named none: the manifest's
-		{`{"timeout":2}`, false, true, 10 * time.Second},                      // caller named one: the caller's
-		{`{"timeout":60,"memory_limit_mb":64}`, true, true, 10 * time.Second}, // never longer than the caller allows
+		{"", true, true, 10 * time.Second, false},                                    // no manifest: the worker's default (warm)
+		{`{"isolation":"process"}`, true, false, 10 * time.Second, false},            // per-request processes
+		{`{"isolation":"threads"}`, true, true, 10 * time.Second, true},              // warm, def calls in threads
+		{`{"timeout":2}`, true, true, 2 * time.Second, false},                        // caller named none: the manifest's
+		{`{"timeout":2}`, false, true, 10 * time.Second, false},                      // caller named one: the caller's
+		{`{"timeout":60,"memory_limit_mb":64}`, true, true, 10 * time.Second, false}, // never longer than the caller allows
 	} {
 		var got runner.Job
 		w, _ := manifestWorker(t, tc.manifest, func(_ context.Context, j runner.Job) (runner.Result, error) {
@@ -68,8 +70,8 @@ func TestManifestChoosesIsolationAndTimeout(t *testing.T) {
 		if e := acks.wait(t); e != "ack" {
 			t.Fatalf("%s: settled with %s", tc.manifest, e)
 		}
-		if got.Warm != tc.wantWarm || got.Timeout > tc.wantTimeout || got.Timeout < tc.wantTimeout-time.Second {
-			t.Errorf("manifest %s defaulted=%v: warm=%v timeout=%v", tc.manifest, tc.defaulted, got.Warm, got.Timeout)
+		if got.Warm != tc.wantWarm || got.Threads != tc.wantThreads || got.Timeout > tc.wantTimeout || got.Timeout < tc.wantTimeout-time.Second {
+			t.Errorf("manifest %s defaulted=%v: warm=%v threads=%v timeout=%v", tc.manifest, tc.defaulted, got.Warm, got.Threads, got.Timeout)
 		}
 		if tc.manifest == `{"timeout":60,"memory_limit_mb":64}` && got.MemoryLimitBytes != 64<<20 {
 			t.Errorf("memory limit %d", got.MemoryLimitBytes)

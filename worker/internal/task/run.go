@@ -56,7 +56,8 @@ func (h *Handler) run(ctx context.Context, log *slog.Logger, req *contract.Reque
 		Version:          script.Version,
 		Content:          script.Content,
 		MemoryLimitBytes: int64(man.MemoryLimitMB) << 20,
-		Warm:             isolation == manifest.Warm,
+		Warm:             isolation == manifest.Warm || isolation == manifest.Threads,
+		Threads:          isolation == manifest.Threads,
 		MaxResultBytes:   maxResult,
 	}
 
