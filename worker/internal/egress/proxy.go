@@ -106,9 +106,9 @@ func Start(cfg Config) (*Proxy, error) {
 	p := &Proxy{cfg: cfg, log: log.With("component", "egress"), tunnels: map[net.Conn]struct{}{}}
 	p.ln = &cappedListener{Listener: ln, slots: make(chan struct{}, cfg.MaxConns), turnAway: p.turnAway}
 	transport := &http.Transport{
-		Proxy:                 nil, // never chain to the worker's own proxy settings
-		DialContext:           p.dial,
-		ForceAttemptHTTP2:     false,
+		Proxy:             nil, // never chain to the worker's own proxy settings
+		DialContext:       p.dial,
+		ForceAttemptHTTP2: false,
 		// Scrapes fetch many pages of one site at once: keep connections to it for the next fetches rather
 		// than dial (and make the site accept) a new one each time; the default keeps 2 per host.
 		MaxIdleConns:          256,
