@@ -142,9 +142,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			return fmt.Errorf("jobs: %w", err)
 		}
 	}
-	fmt.Fprintf(out, "\n%-30s %12s %10s %10s %8s %10s %8s %9s\n", "run", "requests/s", "p50", "p99", "errors", "ideal/s", "ratio", "peak RSS")
+	fmt.Fprintf(out, "\n%-34s %12s %10s %10s %8s %10s %8s %9s\n", "run", "requests/s", "p50", "p99", "errors", "ideal/s", "ratio", "peak RSS")
 	row := func(r result, ideal, ratio string, rss string) {
-		fmt.Fprintf(out, "%-30s %12.0f %10s %10s %8d %10s %8s %9s\n", r.name, r.throughput(), r.pct(0.50).Round(10*time.Microsecond), r.pct(0.99).Round(10*time.Microsecond), r.errs, ideal, ratio, rss)
+		fmt.Fprintf(out, "%-34s %12.0f %10s %10s %8d %10s %8s %9s\n", r.name, r.throughput(), r.pct(0.50).Round(10*time.Microsecond), r.pct(0.99).Round(10*time.Microsecond), r.errs, ideal, ratio, rss)
 	}
 	row(raw, "-", "-", "-")
 	for i, sc := range ran {

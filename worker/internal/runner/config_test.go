@@ -22,7 +22,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Python != "python3" || c.WorkDir != "/w" || c.MaxResultBytes != 400*1024 || c.MemoryLimitBytes != 1<<30 ||
-		c.Warm != (WarmConfig{MaxRequests: 1000, IdleTimeout: time.Minute, MaxIdle: 8, MaxCalls: 256,
+		c.Warm != (WarmConfig{MaxRequests: 1000, IdleTimeout: time.Minute, MaxIdle: 8, MaxCalls: 256, MaxThreads: 64,
 			LoopLagLimit: 2 * time.Second, MaxRSSBytes: 512 << 20}) ||
 		c.Containment != ContainAuto || c.MaxProcesses != 1024 || c.RunAs != nil || !c.ProtectSecrets || c.MaxFileBytes != 1<<30 {
 		t.Fatalf("defaults: %+v", c)
@@ -77,11 +77,16 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 
 func TestLoadConfigSharedRunners(t *testing.T) {
 	t.Parallel()
-	c, err := loadConfig(map[string]string{"WARM_RUNNER_MAX_CALLS": "16", "WARM_LOOP_LAG_LIMIT": "500ms", "WARM_RUNNER_MAX_RSS_MB": "0"})
-	if err != nil || c.Warm.MaxCalls != 16 || c.Warm.LoopLagLimit != 500*time.Millisecond || c.Warm.MaxRSSBytes != -1 {
+	c, err := loadConfig(map[string]string{"WARM_RUNNER_MAX_CALLS": "16", "WARM_RUNNER_MAX_THREADS": "8",
+		"WARM_LOOP_LAG_LIMIT": "500ms", "WARM_RUNNER_MAX_RSS_MB": "0"})
+	if err != nil || c.Warm.MaxCalls != 16 || c.Warm.MaxThreads != 8 || c.Warm.LoopLagLimit != 500*time.Millisecond || c.Warm.MaxRSSBytes != -1 {
 		t.Fatalf("set: %+v %v", c.Warm, err)
 	}
-	env := map[string]string{"WARM_RUNNER_MAX_CALLS": "0", "WARM_LOOP_LAG_LIMIT": "1ms", "WARM_RUNNER_MAX_RSS_MB": "-5"}
+	// A threads runner never serves more calls at once than a shared runner may.
+	if w := (WarmConfig{MaxCalls: 16, MaxThreads: 64}).withDefaults(); w.MaxThreads != 16 {
+		t.Fatalf("MaxThreads %d past MaxCalls 16", w.MaxThreads)
+	}
+	env := map[string]string{"WARM_RUNNER_MAX_CALLS": "0", "WARM_RUNNER_MAX_THREADS": "0", "WARM_LOOP_LAG_LIMIT": "1ms", "WARM_RUNNER_MAX_RSS_MB": "-5"}
 	_, err = loadConfig(env)
 	for k := range env {
 		if err == nil || !strings.Contains(err.Error(), k) {

@@ -79,8 +79,10 @@
 // # Warm and shared runners
 //
 // A warm runner (Job.Warm) is started with --serve and reads frames (a 4-byte big-endian length, then the
-// body) on fd 4 and answers on fd 3. The first frame, the hello, gives it the runner's nonce and the loop
-// lag bound; it imports the script and answers {"ready": true, "async": bool}. Every answer starts with a
+// body) on fd 4 and answers on fd 3. The first frame, the hello, gives it the runner's nonce, the loop
+// lag bound and how many threads to serve a plain def scrape in (Job.Threads; 0: one call at a time); it
+// imports the script and answers {"ready": true, "async": bool}, or {"ready": true, "async": false,
+// "threads": true} for a threads runner. Every answer starts with a
 // 32-character nonce: the runner's for the ready document and heartbeats, the call's for a result. The
 // nonces are random, per runner and per call, and known only to the worker and the runner, so a frame
 // another process writes into the pipe through /proc/<pid>/fd matches no call in flight and the runner is
@@ -93,6 +95,16 @@
 // replaces sys.stdout and sys.stderr (and so what logging writes) by writers that prefix each line written
 // inside a call with 0x1e, the call's nonce and 0x1f, from a contextvar that each task holds; when the call
 // ends, a line 0x1e nonce 0x1d on both streams marks its last line, and only then its answer is written.
+//
+// Under "isolation": "threads" a plain def scrape makes the runner shared too (a threads runner): runner.py
+// starts WarmConfig.MaxThreads threads before it reports ready (a memory limit too small for them fails
+// the start, naming WARM_RUNNER_MAX_THREADS), reads the frames on its main thread and hands each call to a
+// free thread, which sets the call's contextvar (so its output is tagged as above), runs it and writes its
+// own answer. There is no event loop: a watcher thread answers a call still running at its budget as a
+// timeout whose traceback is its thread's stack, and a heartbeat thread reports how late it woke (it needs
+// the interpreter lock, so a call that keeps the lock, such as one long C call, shows as lag and stops the
+// runner with event_loop_blocked). A thread cannot be stopped: a call that timed out or was cancelled runs
+// on unwatched, so the worker retires the runner (no new call; stopped once its other calls have ended).
 // The worker strips the tags, logs each line with the call's request_id and keeps it in the call's tail;
 // untagged lines (import time, subprocesses, threads without the call's context) are the script's. Many
 // Run calls with the same warmKey (interpreter, script folder, content, memory limit, result limit) go to one runner, up

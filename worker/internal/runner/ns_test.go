@@ -188,20 +188,20 @@ func namespacedRunner(t *testing.T, env hostileEnv, edit func(*Config)) *Runner 
 	return r
 }
 
-// TestNamespacesContainTheScript: under ContainNamespaces a hostile script, cold or warm, runs as its own
-// uid of the range with no supplementary groups; its /proc shows only its run's processes; its /tmp,
-// /var/tmp and /dev/shm are tmpfs of its own; its raw sockets reach neither the broker, nor a loopback
-// service of the host, nor the metadata address, so it logs into the broker with nothing; and HTTP through
-// the egress proxy still works.
+// TestNamespacesContainTheScript: under ContainNamespaces a hostile script, cold, warm or in a threads
+// runner, runs as its own uid of the range with no supplementary groups; its /proc shows only its run's
+// processes; its /tmp, /var/tmp and /dev/shm are tmpfs of its own; its raw sockets reach neither the
+// broker, nor a loopback service of the host, nor the metadata address, so it logs into the broker with
+// nothing; and HTTP through the egress proxy still works.
 func TestNamespacesContainTheScript(t *testing.T) {
 	requireNamespaces(t)
 	t.Parallel()
 	env := newHostileEnv(t)
 	r := namespacedRunner(t, env, nil)
-	for _, warm := range []bool{false, true} {
-		t.Run(fmt.Sprintf("warm=%v", warm), func(t *testing.T) {
+	for _, mode := range []struct{ warm, threads bool }{{false, false}, {true, false}, {true, true}} {
+		t.Run(fmt.Sprintf("warm=%v,threads=%v", mode.warm, mode.threads), func(t *testing.T) {
 			j := job(t, "probes_containment", env.probeParams(), 60*time.Second)
-			j.Warm, j.Version = warm, "v1"
+			j.Warm, j.Threads, j.Version = mode.warm, mode.threads, "v1"
 			p := runProbes(t, r, j)
 			want := int(testUIDs.uidFor("probes_containment"))
 			if p.UID != want || p.GID != want || len(p.Groups) != 0 {
