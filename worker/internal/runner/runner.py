@@ -176,15 +176,8 @@ def serve(argv):
         try:
             request = json.loads(frame.decode("utf-8"))
             nonce = request_nonce(request)
-            params = request.get("parameters") or {}
-            if not isinstance(params, dict):
-                raise Failure(setup_doc("parameters must be a JSON object"))
             os.environ["SCRAPER_REQUEST_ID"] = str(request.get("request_id", ""))
-            body = encode_result(call(scrape, params, script_dir, cancel_at(request)), max_result)
-        except Failure as failure:
-            body = encode_doc(failure.doc)
-        except SystemExit as exc:
-            exit_now(exit_status(exc))
+            body = answer_call(scrape, request, script_dir, max_result, cancel_at(request))
         except BaseException as exc:
             body = encode_doc(setup_doc("runner failed: %s: %s" % (type(exc).__name__, safe_str(exc))))
         # Output printed during the request goes out before its answer, so the worker can attribute it.
@@ -198,6 +191,22 @@ def serve(argv):
 
 
 NONCE_LEN = 32
+
+
+def answer_call(scrape, request, script_dir, max_result, at):
+    """The answer body of one call of a warm runner: its result, or the failure document. A SystemExit the
+    script raises ends the runner."""
+    try:
+        params = request.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise Failure(setup_doc("parameters must be a JSON object"))
+        return encode_result(call(scrape, params, script_dir, at), max_result)
+    except Failure as failure:
+        return encode_doc(failure.doc)
+    except SystemExit as exc:
+        exit_now(exit_status(exc))
+    except BaseException as exc:
+        return encode_doc(setup_doc("runner failed: %s: %s" % (type(exc).__name__, safe_str(exc))))
 
 
 def read_hello(inp):
@@ -353,6 +362,44 @@ def lag_limit_of(hello):
         return 2.0
 
 
+class FrameServer(object):
+    """What both kinds of shared runner do with the worker's frames: answer (one frame at a time, from any
+    thread), decode a request frame, and report a heartbeat."""
+
+    def __init__(self, scrape, script_dir, max_result, inp, out, runner_nonce, lag_limit):
+        import threading
+
+        self.scrape = scrape
+        self.script_dir = script_dir
+        self.max_result = max_result
+        self.inp = inp
+        self.out = out
+        self.runner_nonce = runner_nonce
+        self.interval = min(max(lag_limit / 4, 0.02), 0.5)
+        self.write_lock = threading.Lock()
+
+    def answer(self, nonce, body):
+        with self.write_lock:
+            if not write_frame(self.out, nonce + body):
+                exit_now(0)  # the worker stopped listening
+
+    def decode(self, frame):
+        """The request in frame, or None (answered with a setup error) when it is not a JSON object."""
+        try:
+            request = json.loads(frame.decode("utf-8"))
+            if isinstance(request, dict):
+                return request
+        except ValueError:
+            pass
+        self.answer(b"-" * NONCE_LEN, encode_doc(setup_doc("a request frame is not a JSON object")))
+        return None
+
+    def beat(self, lag):
+        """Reports lag (seconds the heartbeat woke up late) and the runner's RSS."""
+        doc = '{"lag_ms":%d,"rss_bytes":%d}' % (int(lag * 1000), rss_bytes())
+        self.answer(self.runner_nonce, doc.encode("ascii"))
+
+
 # The stack of each call's thread in a threads runner: RLIMIT_AS counts the reserved stacks, and the
 # default (RLIMIT_STACK, usually 8 MiB) would spend half of a 1 GiB limit on 64 threads.
 THREAD_STACK_BYTES = 2 << 20
@@ -393,7 +440,7 @@ class CallThreads(object):
         self.jobs.put(fn)
 
 
-class ThreadsServer(object):
+class ThreadsServer(FrameServer):
     """Serves calls of a plain def scrape concurrently, each in a thread of a CallThreads, until EOF on inp;
     then waits until every call in flight has been answered. No event loop: this thread reads the requests
     and hands each to a call thread, which writes its own answer; a watcher thread answers the calls still
@@ -404,24 +451,12 @@ class ThreadsServer(object):
     def __init__(self, scrape, script_dir, max_result, inp, out, runner_nonce, hello, threads):
         import threading
 
-        self.scrape = scrape
-        self.script_dir = script_dir
-        self.max_result = max_result
-        self.inp = inp
-        self.out = out
-        self.runner_nonce = runner_nonce
-        self.interval = min(max(lag_limit_of(hello) / 4, 0.02), 0.5)
+        FrameServer.__init__(self, scrape, script_dir, max_result, inp, out, runner_nonce, lag_limit_of(hello))
         self.threads = threads
-        self.write_lock = threading.Lock()
         self.changed = threading.Condition()
         self.calls = {}  # nonce -> ThreadCall, until answered
         self.deadlines = []  # heap of (cancel_at, nonce)
         self.draining = False  # EOF: serve waits for the last answer
-
-    def answer(self, nonce, body):
-        with self.write_lock:
-            if not write_frame(self.out, nonce + body):
-                exit_now(0)  # the worker stopped listening
 
     def claim(self, nonce):
         """Takes the right to answer the call: the call once, for the first of its thread and the watcher;
@@ -444,12 +479,8 @@ class ThreadsServer(object):
             frame = read_frame(self.inp)
             if frame is None:
                 break
-            try:
-                request = json.loads(frame.decode("utf-8"))
-                if not isinstance(request, dict):
-                    raise ValueError("not an object")
-            except ValueError:
-                self.answer(b"-" * NONCE_LEN, encode_doc(setup_doc("a request frame is not a JSON object")))
+            request = self.decode(frame)
+            if request is None:
                 continue
             nonce = request_nonce(request)
             if request.get("cancel"):
@@ -473,17 +504,7 @@ class ThreadsServer(object):
         tc.ident = threading.get_ident()
         token = CURRENT_CALL.set(tc.nonce)
         try:
-            try:
-                params = tc.request.get("parameters") or {}
-                if not isinstance(params, dict):
-                    raise Failure(setup_doc("parameters must be a JSON object"))
-                body = encode_result(call(self.scrape, params, self.script_dir, tc.at), self.max_result)
-            except Failure as failure:
-                body = encode_doc(failure.doc)
-            except SystemExit as exc:
-                exit_now(exit_status(exc))
-            except BaseException as exc:
-                body = encode_doc(setup_doc("runner failed: %s: %s" % (type(exc).__name__, safe_str(exc))))
+            body = answer_call(self.scrape, tc.request, self.script_dir, self.max_result, tc.at)
             end_call_output(tc.nonce)
         finally:
             CURRENT_CALL.reset(token)
@@ -516,9 +537,7 @@ class ThreadsServer(object):
         while True:
             expected = time.monotonic() + self.interval
             time.sleep(self.interval)
-            lag = max(time.monotonic() - expected, 0)
-            doc = '{"lag_ms":%d,"rss_bytes":%d}' % (int(lag * 1000), rss_bytes())
-            self.answer(self.runner_nonce, doc.encode("ascii"))
+            self.beat(max(time.monotonic() - expected, 0))
 
 
 THREAD_TIMEOUT_MESSAGE = "the script's call ran past its time budget in a thread"
@@ -542,24 +561,10 @@ def limit_malloc_arenas():
         pass
 
 
-class SharedServer(object):
+class SharedServer(FrameServer):
     def __init__(self, scrape, script_dir, max_result, inp, out, runner_nonce, lag_limit):
-        import threading
-
-        self.scrape = scrape
-        self.script_dir = script_dir
-        self.max_result = max_result
-        self.inp = inp
-        self.out = out
-        self.runner_nonce = runner_nonce
-        self.interval = min(max(lag_limit / 4, 0.02), 0.5)
+        FrameServer.__init__(self, scrape, script_dir, max_result, inp, out, runner_nonce, lag_limit)
         self.calls = {}  # nonce -> the call's task
-        self.write_lock = threading.Lock()
-
-    def answer(self, nonce, body):
-        with self.write_lock:
-            if not write_frame(self.out, nonce + body):
-                exit_now(0)  # the worker stopped listening
 
     async def serve(self):
         import asyncio
@@ -589,12 +594,8 @@ class SharedServer(object):
             self.eof.set_result(None)
 
     def on_frame(self, frame):
-        try:
-            request = json.loads(frame.decode("utf-8"))
-            if not isinstance(request, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            self.answer(b"-" * NONCE_LEN, encode_doc(setup_doc("a request frame is not a JSON object")))
+        request = self.decode(frame)
+        if request is None:
             return
         nonce = request_nonce(request)
         if request.get("cancel"):
@@ -669,9 +670,7 @@ class SharedServer(object):
         while True:
             expected = time.monotonic() + self.interval
             await asyncio.sleep(self.interval)
-            lag = max(time.monotonic() - expected, 0)
-            doc = '{"lag_ms":%d,"rss_bytes":%d}' % (int(lag * 1000), rss_bytes())
-            self.answer(self.runner_nonce, doc.encode("ascii"))
+            self.beat(max(time.monotonic() - expected, 0))
 
 
 def rss_bytes():

@@ -183,10 +183,26 @@ func (h recordingHandler) WithGroup(name string) slog.Handler {
 	return h
 }
 
+// callKind is a kind of shared runner under test: how to make a call of its fixture (async_shared, or
+// threads_shared in a threads runner) and read the runner pid a completed call answers.
+type callKind struct {
+	job func(t *testing.T, id string, kv map[string]any) Job
+	pid func(t *testing.T, res Result) int
+}
+
+var (
+	asyncCalls  = callKind{job: sharedJob, pid: sharedPID}
+	threadCalls = callKind{job: threadsJob, pid: func(t *testing.T, res Result) int { p, _ := threadsAnswer(t, res); return p }}
+)
+
 // Two concurrent calls print and log; every line is logged with the request_id of the call that wrote it,
 // and each call's output tail holds its own lines only.
 func TestSharedRunnerAttributesOutputPerCall(t *testing.T) {
 	t.Parallel()
+	checkOutputPerCall(t, asyncCalls)
+}
+
+func checkOutputPerCall(t *testing.T, k callKind) {
 	var mu sync.Mutex
 	var lines [][2]string
 	h := recordingHandler{mu: &mu, lines: &lines, next: testlog.New(t, slog.LevelDebug).Handler()}
@@ -194,8 +210,8 @@ func TestSharedRunnerAttributesOutputPerCall(t *testing.T) {
 	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	dir := t.TempDir()
 	fa, fb := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	a := goRun(t.Context(), r, sharedJob(t, "req-a", map[string]any{"create": fa, "wait_for": fb, "print": "from-a", "raise": true}))
-	b := goRun(t.Context(), r, sharedJob(t, "req-b", map[string]any{"create": fb, "wait_for": fa, "print": "from-b", "raise": true}))
+	a := goRun(t.Context(), r, k.job(t, "req-a", map[string]any{"create": fa, "wait_for": fb, "print": "from-a", "raise": true}))
+	b := goRun(t.Context(), r, k.job(t, "req-b", map[string]any{"create": fb, "wait_for": fa, "print": "from-b", "raise": true}))
 	ra, rb := mustGet(t, a), mustGet(t, b)
 	for _, c := range []struct {
 		res       Result
@@ -347,12 +363,18 @@ func TestSharedRunnerServes200ConcurrentCalls(t *testing.T) {
 // Past MaxCalls concurrent calls, a second runner of the script starts.
 func TestSharedRunnerMaxCalls(t *testing.T) {
 	t.Parallel()
-	r := newTestRunner(t, func(c *Config) { c.Warm.MaxCalls = 2 })
+	checkSecondRunnerPastTheBound(t, asyncCalls, func(c *Config) { c.Warm.MaxCalls = 2 })
+}
+
+// checkSecondRunnerPastTheBound runs 4 calls at once on a runner whose edit bounds its calls at 2: they take
+// 2 runners, 2 calls each.
+func checkSecondRunnerPastTheBound(t *testing.T, k callKind, edit func(*Config)) {
+	r := newTestRunner(t, edit)
 	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	gate := filepath.Join(t.TempDir(), "gate")
 	var chans []<-chan outcome2
 	for i := range 4 {
-		chans = append(chans, goRun(t.Context(), r, sharedJob(t, fmt.Sprintf("call-%d", i), map[string]any{"wait_for": gate})))
+		chans = append(chans, goRun(t.Context(), r, k.job(t, fmt.Sprintf("call-%d", i), map[string]any{"wait_for": gate})))
 	}
 	waitInFlight(t, r, 4)
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
@@ -360,14 +382,14 @@ func TestSharedRunnerMaxCalls(t *testing.T) {
 	}
 	pids := map[int]int{}
 	for _, ch := range chans {
-		pids[sharedPID(t, mustGet(t, ch))]++
+		pids[k.pid(t, mustGet(t, ch))]++
 	}
 	if len(pids) != 2 || r.WarmStats().Started != 2 {
 		t.Fatalf("calls per runner pid: %v, stats %+v", pids, r.WarmStats())
 	}
 	for pid, n := range pids {
 		if n != 2 {
-			t.Fatalf("runner %d served %d calls at once, more than MaxCalls", pid, n)
+			t.Fatalf("runner %d served %d calls at once, more than its bound of 2", pid, n)
 		}
 	}
 }

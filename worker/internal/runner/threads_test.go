@@ -5,16 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/contract"
-	"github.com/scrapeplatform/platform/shared/testlog"
 )
 
 // threadsJob is a call of the threads_shared fixture (a blocking def scrape) under "isolation": "threads",
@@ -109,45 +106,7 @@ func TestThreadsRunnerTimeoutRetiresTheRunner(t *testing.T) {
 // wrote it, and each call's output tail holds its own lines only.
 func TestThreadsRunnerAttributesOutputPerCall(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	var lines [][2]string
-	h := recordingHandler{mu: &mu, lines: &lines, next: testlog.New(t, slog.LevelDebug).Handler()}
-	r := newTestRunner(t, func(c *Config) { c.Logger = slog.New(h) })
-	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
-	dir := t.TempDir()
-	fa, fb := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	a := goRun(t.Context(), r, threadsJob(t, "req-a", map[string]any{"create": fa, "wait_for": fb, "print": "from-a", "raise": true}))
-	b := goRun(t.Context(), r, threadsJob(t, "req-b", map[string]any{"create": fb, "wait_for": fa, "print": "from-b", "raise": true}))
-	ra, rb := mustGet(t, a), mustGet(t, b)
-	for _, c := range []struct {
-		res       Result
-		own, not  string
-		requestID string
-	}{{ra, "from-a", "from-b", "req-a"}, {rb, "from-b", "from-a", "req-b"}} {
-		if c.res.Err == nil || c.res.Err.Type != "ValueError" {
-			t.Fatalf("%s: %+v", c.requestID, c.res.Err)
-		}
-		if !strings.Contains(c.res.OutputTail, c.own) || !strings.Contains(c.res.OutputTail, "logged "+c.own) ||
-			strings.Contains(c.res.OutputTail, c.not) {
-			t.Errorf("%s: output tail %q", c.requestID, c.res.OutputTail)
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	seen := map[string]int{}
-	for _, l := range lines {
-		for _, tag := range []string{"from-a", "from-b"} {
-			if strings.Contains(l[1], tag) {
-				seen[tag]++
-				if want := "req-" + tag[len(tag)-1:]; l[0] != want {
-					t.Errorf("line %q logged with request_id %q, want %q", l[1], l[0], want)
-				}
-			}
-		}
-	}
-	if seen["from-a"] < 2 || seen["from-b"] < 2 { // print and logging, each
-		t.Errorf("lines seen %v in %q", seen, lines)
-	}
+	checkOutputPerCall(t, threadCalls)
 }
 
 // A call that keeps the interpreter lock (one long C call) stops every call of its threads runner: the
@@ -175,30 +134,7 @@ func TestThreadsRunnerGILHolderIsStopped(t *testing.T) {
 // Past MaxThreads concurrent calls, a second threads runner of the script starts.
 func TestThreadsRunnerMaxThreads(t *testing.T) {
 	t.Parallel()
-	r := newTestRunner(t, func(c *Config) { c.Warm.MaxThreads = 2 })
-	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
-	gate := filepath.Join(t.TempDir(), "gate")
-	var chans []<-chan outcome2
-	for i := range 4 {
-		chans = append(chans, goRun(t.Context(), r, threadsJob(t, fmt.Sprintf("call-%d", i), map[string]any{"wait_for": gate})))
-	}
-	waitInFlight(t, r, 4)
-	if err := os.WriteFile(gate, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	pids := map[int]int{}
-	for _, ch := range chans {
-		p, _ := threadsAnswer(t, mustGet(t, ch))
-		pids[p]++
-	}
-	if len(pids) != 2 || r.WarmStats().Started != 2 {
-		t.Fatalf("calls per runner pid: %v, stats %+v", pids, r.WarmStats())
-	}
-	for pid, n := range pids {
-		if n != 2 {
-			t.Fatalf("runner %d served %d calls at once, more than MaxThreads", pid, n)
-		}
-	}
+	checkSecondRunnerPastTheBound(t, threadCalls, func(c *Config) { c.Warm.MaxThreads = 2 })
 }
 
 // The caller's ctx cancels its call only; its thread cannot be stopped, so the runner is retired once the
