@@ -59,7 +59,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin", "folder holding gateway-local and worker")
 	flag.StringVar(&o.scripts, "scripts", "", "script folder for the workers (default: the suites' fixture scripts, from shared/scripttest)")
-	flag.StringVar(&o.script, "script", "noop", "script to scrape")
+	flag.StringVar(&o.script, "script", "noop", "script of the trivial scenario (noop_threads: noop under \"isolation\": \"threads\")")
 	flag.StringVar(&o.url, "broker", envOr("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"), "AMQP URL")
 	flag.IntVar(&o.concurrency, "c", 32, "concurrent callers of the raw baseline and the trivial script")
 	flag.IntVar(&o.workers, "workers", 2, "workers (and raw responders)")
@@ -426,7 +426,7 @@ func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scen
 		if err := scripttest.Write(scripts, append(slices.Clone(testkit.Scripts), "async_shared", "fetch", "cpu_burn")...); err != nil {
 			return nil, nil, nil, err
 		}
-		if err := addThreadsCopies(scripts, "sleeper", "fetch"); err != nil {
+		if err := addThreadsCopies(scripts, "sleeper", "fetch", "noop"); err != nil {
 			return nil, nil, nil, err
 		}
 	}
