@@ -19,15 +19,16 @@ import (
 
 // Shared runners: a warm runner of an `async def scrape` serves many calls at once, each an asyncio task in
 // the runner's one event loop (runner.py, serve_shared); under "isolation": "threads" a runner of a plain
-// `def scrape` does too, each call in a thread of its own that the loop's task waits for (a threads runner,
-// warmProc.threads). Every call has a random nonce that its request and
-// its answer carry; a dispatcher goroutine reads the runner's answer frames and hands each to the call whose
-// nonce it carries. An answer that matches no call in flight (a frame another process forged through
-// /proc/<pid>/fd) stops the runner. Heartbeats on the same channel, carrying the runner's own nonce, report
-// the loop's lag and the runner's RSS: a loop that lags past WarmConfig.LoopLagLimit (or says nothing for
-// that long while calls are in flight) stops the runner and fails its calls with CodeEventLoopBlocked; a
-// runner whose RSS passes WarmConfig.MaxRSSBytes is retired: it takes no new call and stops once the calls
-// in flight have ended. Calls of different scripts never share a runner: runners are kept per warmKey.
+// `def scrape` does too, each call in a thread of its own (a threads runner: runner.py's ThreadsServer,
+// warmProc.threads). Every call has a random nonce that its request and its answer carry; a dispatcher
+// goroutine reads the runner's answer frames and hands each to the call whose nonce it carries. An answer
+// that matches no call in flight (a frame another process forged through /proc/<pid>/fd) stops the runner.
+// Heartbeats on the same channel, carrying the runner's own nonce, report the loop's lag (a threads
+// runner's: how late its heartbeat thread got the interpreter lock) and the runner's RSS: a lag past
+// WarmConfig.LoopLagLimit (or silence that long while calls are in flight) stops the runner and fails its
+// calls with CodeEventLoopBlocked; a runner whose RSS passes WarmConfig.MaxRSSBytes is retired: it takes no
+// new call and stops once the calls in flight have ended. Calls of different scripts never share a runner:
+// runners are kept per warmKey.
 
 // nonceLen is the length of a nonce as it travels: 16 random bytes, hex-encoded.
 const nonceLen = 32
