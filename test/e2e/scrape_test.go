@@ -87,6 +87,37 @@ func TestStack(t *testing.T) {
 		}
 	})
 
+	t.Run("blocking script in a threads runner", func(t *testing.T) {
+		// threads_shared's manifest asks for "isolation": "threads": the calls one worker runs at once share
+		// one runner process, a thread each.
+		const n = 6
+		var wg sync.WaitGroup
+		results := make([]response, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = e.scrape(t, "threads_shared", map[string]any{"sleep": 0.5}, 10)
+			}()
+		}
+		wg.Wait()
+		runners, workers := map[string]bool{}, map[any]bool{}
+		for i, r := range results {
+			if r.Code != 200 || r.Body["status"] != "completed" {
+				t.Fatalf("scrape %d: %d %s", i, r.Code, r.Raw)
+			}
+			data := r.Body["data"].(map[string]any)
+			if thread, _ := data["thread"].(string); !strings.HasPrefix(thread, "scrape-call-") {
+				t.Fatalf("scrape %d ran in thread %q, not a threads runner's: %s", i, thread, r.Raw)
+			}
+			runners[fmt.Sprint(r.Body["worker_id"], "/", data["pid"])] = true
+			workers[r.Body["worker_id"]] = true
+		}
+		if len(runners) != len(workers) {
+			t.Fatalf("calls ran in runners %v on workers %v: want one runner per worker", runners, workers)
+		}
+	})
+
 	t.Run("unknown script", func(t *testing.T) {
 		r := e.scrape(t, "no_such_script", nil, 5)
 		if r.Code != 200 || r.Body["status"] != "failed" || r.Body["error_code"] != "script_not_found" ||

@@ -15,6 +15,7 @@ import (
 // Scripts are the fixture scripts (shared/scripttest) that every suite's workers serve.
 var Scripts = []string{
 	"async_echo", "dep_broken", "dep_v1", "dep_v2", "echo", "envdump", "noop", "prints_progress", "raiser", "sleeper",
+	"threads_shared",
 }
 
 // Binary is a main package to build: Pkg inside Module (a folder of the repository), written as Out.
