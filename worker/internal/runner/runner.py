@@ -427,9 +427,12 @@ class CallThreads(object):
                 threading.Thread(target=self.work, name="scrape-call-%d" % i, daemon=True).start()
             except RuntimeError as exc:
                 raise Failure(setup_doc(
-                    "could start only %d of the %d threads of a threads runner (%s) under its memory limit of %d MiB: "
-                    "lower WARM_RUNNER_MAX_THREADS or raise the script's memory_limit_mb"
-                    % (i, count, safe_str(exc), memory_limit >> 20)))
+                    "could start only %d of the %d threads of a threads runner (%s) under its limits (memory %s, "
+                    "processes and threads %s): lower WARM_RUNNER_MAX_THREADS, or raise the script's memory_limit_mb "
+                    "or SCRIPT_MAX_PROCESSES"
+                    % (i, count, safe_str(exc),
+                       "%d MiB" % (memory_limit >> 20) if memory_limit > 0 else "none",
+                       LIMITS["processes"] or "none")))
 
     def work(self):
         while True:
