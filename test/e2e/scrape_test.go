@@ -62,17 +62,9 @@ func TestStack(t *testing.T) {
 	})
 
 	t.Run("concurrent scrapes spread over both workers", func(t *testing.T) {
-		const n = 8
-		var wg sync.WaitGroup
-		results := make([]response, n)
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				results[i] = e.scrape(t, "sleeper", map[string]any{"seconds": 0.5, "i": i}, 10)
-			}()
-		}
-		wg.Wait()
+		results := concurrently(8, func(i int) response {
+			return e.scrape(t, "sleeper", map[string]any{"seconds": 0.5, "i": i}, 10)
+		})
 		workers := map[any]bool{}
 		for i, r := range results {
 			if r.Code != 200 || r.Body["status"] != "completed" {
@@ -90,17 +82,9 @@ func TestStack(t *testing.T) {
 	t.Run("blocking script in a threads runner", func(t *testing.T) {
 		// threads_shared's manifest asks for "isolation": "threads": the calls one worker runs at once share
 		// one runner process, a thread each.
-		const n = 6
-		var wg sync.WaitGroup
-		results := make([]response, n)
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				results[i] = e.scrape(t, "threads_shared", map[string]any{"sleep": 0.5}, 10)
-			}()
-		}
-		wg.Wait()
+		results := concurrently(6, func(int) response {
+			return e.scrape(t, "threads_shared", map[string]any{"sleep": 0.5}, 10)
+		})
 		runners, workers := map[string]bool{}, map[any]bool{}
 		for i, r := range results {
 			if r.Code != 200 || r.Body["status"] != "completed" {
@@ -283,4 +267,19 @@ func readAll(resp *http.Response) string {
 			return b.String()
 		}
 	}
+}
+
+// concurrently runs call(0) … call(n-1) at once and returns their responses in order.
+func concurrently(n int, call func(i int) response) []response {
+	var wg sync.WaitGroup
+	results := make([]response, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = call(i)
+		}()
+	}
+	wg.Wait()
+	return results
 }
