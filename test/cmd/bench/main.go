@@ -64,7 +64,7 @@ func main() {
 	flag.IntVar(&o.concurrency, "c", 32, "concurrent callers of the raw baseline and the trivial script")
 	flag.IntVar(&o.workers, "workers", 2, "workers (and raw responders)")
 	flag.IntVar(&o.slots, "slots", 0, "WORKER_CONCURRENCY of the workers and the raw responders' prefetch (0: the worker's default; raw 256)")
-	flag.StringVar(&o.only, "only", "", "comma-separated parts of scenario names to run (default: all): trivial, async 200ms, async 2s, blocking, fetch, cpu-bound, jobs")
+	flag.StringVar(&o.only, "only", "", "comma-separated parts of scenario names to run (default: all): trivial, async 200ms, async 2s, blocking, fetch, threads, cpu-bound, jobs")
 	flag.DurationVar(&o.duration, "d", 8*time.Second, "measured duration of each run")
 	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "unmeasured warm-up before each run (a script's first calls start its runners: a burst of cold starts that is not the steady state)")
 	logPath := flag.String("log", "", "file to write the gateways' and workers' logs to (default: discarded)")

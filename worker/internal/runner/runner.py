@@ -124,6 +124,7 @@ def serve(argv):
     os.close(REQUEST_FD)
     hello = {}
     shared = False
+    threads = None  # the CallThreads of a threads runner
     try:
         try:
             script_dir = argv[2]
@@ -139,13 +140,10 @@ def serve(argv):
         install_call_output()
         scrape = load_scrape(script_dir)
         shared = is_async_function(scrape)
-        threads = hello_threads(hello)
-        if shared:
-            threads = None  # an async def scrape runs on the event loop, threads or not
+        if shared:  # an async def scrape runs on its event loop, threads or not
             ready = b'{"ready":true,"async":true}'
-        elif threads:
-            shared = True
-            threads = CallThreads(threads, memory_limit)
+        elif hello_threads(hello):
+            threads = CallThreads(hello_threads(hello), memory_limit)
             ready = b'{"ready":true,"async":false,"threads":true}'
         else:
             # One call at a time: the worker attributes output by time, as before; the plain streams return.
@@ -162,7 +160,7 @@ def serve(argv):
     runner_nonce = str(hello.get("nonce", "")).encode("ascii", "replace")[:NONCE_LEN].ljust(NONCE_LEN, b"-")
     if not write_frame(out, runner_nonce + ready) or scrape is None:
         exit_now(0)
-    if threads:
+    if threads is not None:
         ThreadsServer(scrape, script_dir, max_result, inp, out, runner_nonce, hello, threads).serve()
         exit_now(0)
     if shared:
@@ -530,7 +528,7 @@ class ThreadsServer(FrameServer):
                     self.changed.wait(self.deadlines[0][0] - now if self.deadlines else None)
             call = self.claim(nonce)
             if call is not None:
-                stack = thread_stack([call.ident] if call.ident is not None else [])
+                stack = thread_stack(call.ident)
                 end_call_output(nonce)
                 self.answer(nonce, encode_doc(timeout_doc(ScriptTimeout(stack, THREAD_TIMEOUT_MESSAGE))))
 
@@ -1034,11 +1032,11 @@ def task_stack(task):
 
 
 def thread_stack(ident):
-    """The stack of the thread whose id is in ident (a list of at most one), as a traceback."""
+    """The stack of the thread whose id is ident (None: not started), as a traceback."""
     try:
         import traceback
 
-        frame = sys._current_frames().get(ident[0]) if ident else None
+        frame = sys._current_frames().get(ident) if ident is not None else None
         if frame is None:
             return ""
         return "Traceback (most recent call last):\n" + "".join(traceback.format_stack(frame))

@@ -22,11 +22,17 @@ import (
 // sharedJob is a call of the async_shared fixture with params built from kv.
 func sharedJob(t *testing.T, id string, kv map[string]any) Job {
 	t.Helper()
+	return warmFixtureJob(t, "async_shared", id, kv)
+}
+
+// warmFixtureJob is a warm call, request id, of the fixture script with params built from kv.
+func warmFixtureJob(t *testing.T, script, id string, kv map[string]any) Job {
+	t.Helper()
 	params, err := json.Marshal(kv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := job(t, "async_shared", string(params), 30*time.Second)
+	j := job(t, script, string(params), 30*time.Second)
 	j.Warm, j.Version, j.RequestID = true, "v1", id
 	return j
 }

@@ -18,12 +18,8 @@ import (
 // with params built from kv.
 func threadsJob(t *testing.T, id string, kv map[string]any) Job {
 	t.Helper()
-	params, err := json.Marshal(kv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j := job(t, "threads_shared", string(params), 30*time.Second)
-	j.Warm, j.Threads, j.Version, j.RequestID = true, true, "v1", id
+	j := warmFixtureJob(t, "threads_shared", id, kv)
+	j.Threads = true
 	return j
 }
 

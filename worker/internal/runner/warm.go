@@ -609,9 +609,9 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	switch string(doc) {
 	case `{"ready":true,"async":false}`:
 		return w, nil, nil
-	case `{"ready":true,"async":true}`, `{"ready":true,"async":false,"threads":true}`:
+	case `{"ready":true,"async":true}`, threadsReady:
 		w.async = true
-		w.threads = job.Threads && bytes.Contains(doc, []byte(`"threads":true`))
+		w.threads = string(doc) == threadsReady
 		w.out.end(ctx) // what the script printed while importing is logged with the request that started it
 		r.becomeShared(w)
 		return w, nil, nil
@@ -623,6 +623,10 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 		return nil, &out, perr
 	}
 }
+
+// threadsReady is the ready document of a threads runner (runner.py sends it only when the hello asked for
+// threads).
+const threadsReady = `{"ready":true,"async":false,"threads":true}`
 
 // serveWarm sends one request and reads its answer. reusable says whether the runner may serve again.
 func (r *Runner) serveWarm(ctx context.Context, w *warmProc, job Job, nonce string, request []byte, deadline time.Time, log *slog.Logger) (Result, bool, error) {
