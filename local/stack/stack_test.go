@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,6 +205,10 @@ func TestStackRefusesATakenAddress(t *testing.T) {
 	_, err = Start(t.Context(), o)
 	if err == nil || !strings.Contains(err.Error(), "gateway address "+o.GatewayAddr+" is not free") {
 		t.Fatalf("Start = %v", err)
+	}
+	// testkit.StartStack takes other ports on this error alone.
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("Start = %v; want it to wrap EADDRINUSE", err)
 	}
 }
 

@@ -2,8 +2,10 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,18 +59,29 @@ func StartStack(t testing.TB, binDir string, workers int, env []string) (*stack.
 	out := &proctest.Output{}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
 	defer cancel()
-	// The gateway takes base+1, worker i base+2+i: ports from a block below the kernel's ephemeral range, so
-	// no outgoing connection of the tests running alongside takes one before the processes bind it.
-	base := proctest.PortBlock(t, workers+1, StackPorts[0], StackPorts[1])
-	s, err := stack.Start(ctx, stack.Options{
-		BinDir:                binDir,
-		GatewayAddr:           "127.0.0.1:" + strconv.Itoa(base+1),
-		Workers:               workers,
-		WorkerMetricsBasePort: base + 1,
-		Env:                   env,
-		Output:                out,
-		ReadyTimeout:          30 * time.Second,
-	})
+	// The gateway takes base+1, worker i base+2+i: ports from a block below the kernel's usual ephemeral range,
+	// so no outgoing connection of the tests running alongside takes one before the processes bind it. A
+	// machine whose ephemeral range is wider (ip_local_port_range) can still take one between PortBlock's
+	// check and stack.Start's: stack.Start refuses a taken address before it starts anything, so take
+	// another block then.
+	var s *stack.Stack
+	var err error
+	for attempt := 1; ; attempt++ {
+		base := proctest.PortBlock(t, workers+1, StackPorts[0], StackPorts[1])
+		s, err = stack.Start(ctx, stack.Options{
+			BinDir:                binDir,
+			GatewayAddr:           "127.0.0.1:" + strconv.Itoa(base+1),
+			Workers:               workers,
+			WorkerMetricsBasePort: base + 1,
+			Env:                   env,
+			Output:                out,
+			ReadyTimeout:          30 * time.Second,
+		})
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			break
+		}
+		t.Logf("start stack, attempt %d: %v; taking other ports", attempt, err)
+	}
 	if err != nil {
 		t.Fatalf("start stack: %v\n%s", err, out.String())
 	}
