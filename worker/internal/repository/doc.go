@@ -4,7 +4,10 @@
 //
 // # Types
 //
-//   - local: a folder with one folder per script (Local). Version: a hash of the files.
+//   - local: a folder with one folder per script (Local). Version: a hash of the files, hashed again only
+//     when a file's name, size or modification time changes. On Linux, inotify watches the folders a
+//     script was resolved from, and a script with no change seen is not walked again (for up to a second,
+//     for shared folders inotify cannot see into): an edit still shows on the very next task.
 //   - s3: one bundle object per script, <prefix><name>.tar.gz. Version: the object's VersionId in a
 //     versioned bucket (recommended), otherwise "etag:<ETag>".
 //   - git: the folder [<subdir>/]<name>/ at the fetched commit of a ref. Version: "git:<commit>:<tree>"

@@ -10,9 +10,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/scrapeplatform/platform/shared/contract"
 )
@@ -60,6 +63,24 @@ type Local struct {
 
 	mu       sync.Mutex
 	versions map[string]localVersion // by script folder
+	// watcher counts changes under the folders Resolve has walked (nil where inotify is unavailable, or
+	// once it failed): a resolution is reused while the count it was taken at stands, so a steady stream
+	// of tasks does not stat the script folder for each one.
+	watcher  *changeWatcher
+	resolved map[string]localResolution // by script name
+	walks    atomic.Int64               // resolutions that walked the script folder (tests read it)
+	now      func() time.Time
+}
+
+// localRecheck bounds how long a resolution is reused even with no change seen: inotify misses changes
+// made on another machine to a shared folder (NFS, or a folder a Docker Desktop VM mounts from its host).
+const localRecheck = time.Second
+
+// localResolution is a Resolve's answer, the watcher's change count before it looked, and when.
+type localResolution struct {
+	script  Script
+	changes uint64
+	at      time.Time
 }
 
 // localVersion remembers a folder's content hash with the stat fingerprint it was computed for.
@@ -80,7 +101,11 @@ func NewLocal(root string) (*Local, error) {
 	if st, err := os.Stat(abs); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("script folder %q is not a directory", root)
 	}
-	return &Local{root: abs}, nil
+	l := &Local{root: abs, watcher: newChangeWatcher(), now: time.Now}
+	if l.watcher != nil {
+		runtime.AddCleanup(l, func(w *changeWatcher) { w.close() }, l.watcher)
+	}
+	return l, nil
 }
 
 // Describe implements Repository.
@@ -92,37 +117,120 @@ func (l *Local) Resolve(ctx context.Context, name string) (Script, error) {
 	if err := validName(name); err != nil {
 		return Script{}, fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
+	if s, ok := l.unchanged(name); ok {
+		return s, nil
+	}
+	at := l.now()
+	changes, watched := l.watch(ctx, name)
+	s, dirs, err := l.resolve(ctx, name)
+	if err == nil && watched {
+		l.mu.Lock()
+		// A folder made between watch's walk and resolve's is not watched yet: the next Resolve walks.
+		if l.watcher != nil && l.watcher.watching(dirs) {
+			if l.resolved == nil {
+				l.resolved = map[string]localResolution{}
+			}
+			l.resolved[name] = localResolution{script: s, changes: changes, at: at}
+		}
+		l.mu.Unlock()
+	}
+	return s, err
+}
+
+// unchanged returns name's last resolution when nothing under the folders it came from has changed since,
+// and it is younger than localRecheck.
+func (l *Local) unchanged(name string) (Script, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, ok := l.resolved[name]
+	if !ok || l.watcher == nil || l.now().Sub(r.at) >= localRecheck {
+		return Script{}, false
+	}
+	changes, ok := l.watcher.count()
+	if !ok {
+		l.stopWatching()
+		return Script{}, false
+	}
+	return r.script, changes == r.changes
+}
+
+// watch watches the root and every folder of script name (found by a first walk), then returns the change
+// count: whatever changes after this shows in the count, so a resolution taken next is true while it
+// stands. false: nothing is watched (no inotify, or the kernel's limit on watches), and Resolve must walk
+// every time.
+func (l *Local) watch(ctx context.Context, name string) (uint64, bool) {
+	l.mu.Lock()
+	w := l.watcher
+	l.mu.Unlock()
+	if w == nil {
+		return 0, false
+	}
+	dirs := []string{l.root}
+	if dir, err := filepath.EvalSymlinks(filepath.Join(l.root, name)); err == nil && isWithin(l.root, dir) {
+		_, more, err := walkScript(ctx, dir)
+		if err != nil {
+			return 0, false
+		}
+		dirs = append(dirs, more...)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.watcher == nil {
+		return 0, false
+	}
+	for _, d := range dirs {
+		if !l.watcher.watch(d) {
+			l.stopWatching()
+			return 0, false
+		}
+	}
+	changes, ok := l.watcher.count()
+	if !ok {
+		l.stopWatching()
+	}
+	return changes, ok
+}
+
+// stopWatching gives the watcher up: every Resolve walks from now on. l.mu is held.
+func (l *Local) stopWatching() {
+	l.watcher.close()
+	l.watcher, l.resolved = nil, nil
+}
+
+// resolve finds and hashes script name, walking its folder; it also returns the folders it walked.
+func (l *Local) resolve(ctx context.Context, name string) (Script, []string, error) {
+	l.walks.Add(1)
 	dir, err := filepath.EvalSymlinks(filepath.Join(l.root, name))
 	if err != nil {
-		return Script{}, fmt.Errorf("%w: no script named %q in %s", ErrNotFound, name, l.Describe())
+		return Script{}, nil, fmt.Errorf("%w: no script named %q in %s", ErrNotFound, name, l.Describe())
 	}
-	if rel, err := filepath.Rel(l.root, dir); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return Script{}, fmt.Errorf("%w: script %q points outside the repository", ErrNotFound, name)
+	if !isWithin(l.root, dir) {
+		return Script{}, nil, fmt.Errorf("%w: script %q points outside the repository", ErrNotFound, name)
 	}
 	if st, err := os.Stat(filepath.Join(dir, EntryPoint)); err != nil || !st.Mode().IsRegular() {
-		return Script{}, fmt.Errorf("%w: script folder %q has no %s", ErrNotFound, name, EntryPoint)
+		return Script{}, nil, fmt.Errorf("%w: script folder %q has no %s", ErrNotFound, name, EntryPoint)
 	}
-	version, err := l.version(ctx, dir)
+	version, dirs, err := l.version(ctx, dir)
 	if err != nil {
-		return Script{}, fmt.Errorf("hash script %q: %w", name, err)
+		return Script{}, nil, fmt.Errorf("hash script %q: %w", name, err)
 	}
-	return Script{Name: name, Dir: dir, Version: version, Content: version}, nil
+	return Script{Name: name, Dir: dir, Version: version, Content: version}, dirs, nil
 }
 
 // version returns the content hash of dir, recomputed only when the files' names, sizes or modification
-// times change: every task stats the folder, but only a changed script is read and hashed again. (A
+// times change: every walk stats the folder's files, but only a changed script is read and hashed again. (A
 // same-size rewrite within one tick of the file system's clock would go unnoticed; on the file systems we
 // run on that tick is a nanosecond.)
-func (l *Local) version(ctx context.Context, dir string) (string, error) {
-	files, err := scriptFiles(ctx, dir)
+func (l *Local) version(ctx context.Context, dir string) (string, []string, error) {
+	files, dirs, err := walkScript(ctx, dir)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var stamp strings.Builder
 	for _, f := range files {
 		st, err := os.Stat(f)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		fmt.Fprintf(&stamp, "%s\x00%d\x00%d\x00", f, st.Size(), st.ModTime().UnixNano())
 	}
@@ -130,11 +238,11 @@ func (l *Local) version(ctx context.Context, dir string) (string, error) {
 	cached, ok := l.versions[dir]
 	l.mu.Unlock()
 	if ok && cached.stamp == stamp.String() {
-		return cached.version, nil
+		return cached.version, dirs, nil
 	}
 	version, err := hashFiles(dir, files)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	l.mu.Lock()
 	if l.versions == nil {
@@ -142,14 +250,20 @@ func (l *Local) version(ctx context.Context, dir string) (string, error) {
 	}
 	l.versions[dir] = localVersion{stamp: stamp.String(), version: version}
 	l.mu.Unlock()
-	return version, nil
+	return version, dirs, nil
 }
 
-// scriptFiles lists the regular files under dir that make up a script, sorted: hidden entries and
-// __pycache__ are left out, so the version changes exactly when the script's content does.
-func scriptFiles(ctx context.Context, dir string) ([]string, error) {
-	var files []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+// isWithin reports whether dir lies inside root (both absolute and free of symlinks).
+func isWithin(root, dir string) bool {
+	rel, err := filepath.Rel(root, dir)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// walkScript lists the regular files under dir that make up a script, sorted, and the folders it looked
+// into (dir first): hidden entries and __pycache__ are left out, so the version changes exactly when the
+// script's content does.
+func walkScript(ctx context.Context, dir string) (files, dirs []string, err error) {
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -159,16 +273,19 @@ func scriptFiles(ctx context.Context, dir string) ([]string, error) {
 			}
 			return nil
 		}
-		if d.Type().IsRegular() {
+		switch {
+		case d.IsDir():
+			dirs = append(dirs, path)
+		case d.Type().IsRegular():
 			files = append(files, path)
 		}
 		return ctx.Err()
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sort.Strings(files)
-	return files, nil
+	return files, dirs, nil
 }
 
 // hashFiles hashes the names and contents of files (under dir).

@@ -1,0 +1,42 @@
+package repository
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// event encodes one struct inotify_event.
+func event(wd int32, mask uint32, name string) []byte {
+	n := 0
+	if name != "" {
+		n = (len(name) + 1 + 15) / 16 * 16 // NUL-terminated and padded, as the kernel does
+	}
+	b := make([]byte, unix.SizeofInotifyEvent+n)
+	binary.NativeEndian.PutUint32(b[0:], uint32(wd))
+	binary.NativeEndian.PutUint32(b[4:], mask)
+	binary.NativeEndian.PutUint32(b[12:], uint32(n))
+	copy(b[unix.SizeofInotifyEvent:], name)
+	return b
+}
+
+func TestChangeWatcherParse(t *testing.T) {
+	w := &changeWatcher{fd: -1, dirs: map[string]int{"/r/s": 3, "/r/t": 4}}
+	var b []byte
+	b = append(b, event(3, unix.IN_MODIFY, "scraper.py")...)                // a change
+	b = append(b, event(3, unix.IN_CREATE|unix.IN_ISDIR, "__pycache__")...) // ignored
+	b = append(b, event(3, unix.IN_CREATE, ".scraper.py.swp")...)           // ignored
+	b = append(b, event(-1, unix.IN_Q_OVERFLOW, "")...)                     // events were lost: a change
+	b = append(b, event(4, unix.IN_IGNORED, "")...)                         // /r/t's watch is gone: a change
+	w.parse(b)
+	if w.changes != 3 {
+		t.Errorf("%d changes, want 3", w.changes)
+	}
+	if _, ok := w.dirs["/r/t"]; ok || len(w.dirs) != 1 {
+		t.Errorf("watched folders %v, want /r/t dropped", w.dirs)
+	}
+	// A record cut short (never from the kernel) ends the parse without a panic.
+	w.parse(event(3, unix.IN_MODIFY, "scraper.py")[:unix.SizeofInotifyEvent+3])
+	w.parse(make([]byte, 5))
+}
