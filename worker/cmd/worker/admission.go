@@ -13,11 +13,12 @@ import (
 )
 
 // loadSampler measures the admission controller's signals: CPU and memory of the worker's cgroup (else the
-// machine's), the shared runners' event-loop lag, and the scrapes in flight.
+// machine's), the shared runners' event-loop lag, the scrapes in flight and the warm runners started.
 type loadSampler struct {
 	sys      *sysstat.Sampler
 	lag      func() time.Duration
 	inFlight func() int
+	starts   func() int // warm runners started since the last call (nil: none counted)
 	// own measures the worker's own process tree (nil: not measured, counted as all of the CPU).
 	own *treeCPU
 }
@@ -68,7 +69,12 @@ func (s loadSampler) Sample() (admission.Signals, error) {
 	if s.own != nil {
 		own = s.own.share(s.sys)
 	}
-	return admission.Signals{CPU: cpu / 100, OwnCPU: own, Memory: mem / 100, LoopLag: s.lag(), InFlight: s.inFlight()}, nil
+	starts := 0
+	if s.starts != nil {
+		starts = s.starts()
+	}
+	return admission.Signals{CPU: cpu / 100, OwnCPU: own, Memory: mem / 100, LoopLag: s.lag(), InFlight: s.inFlight(),
+		RunnersStarted: starts}, nil
 }
 
 // runAdmission steps the controller every second until ctx ends and applies each new capacity: the

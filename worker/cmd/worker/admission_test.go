@@ -96,3 +96,19 @@ func waitState(t *testing.T, ctrl *admission.Controller, want admission.State, w
 	}
 	return false
 }
+
+// The sampler hands the controller the warm runners started since its last sample.
+func TestLoadSamplerTakesTheRunnerStarts(t *testing.T) {
+	starts := []int{3, 0}
+	s := loadSampler{sys: &sysstat.Sampler{}, lag: func() time.Duration { return 0 }, inFlight: func() int { return 5 },
+		starts: func() int { n := starts[0]; starts = starts[1:]; return n }}
+	for _, want := range []int{3, 0} {
+		sig, err := s.Sample()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sig.RunnersStarted != want || sig.InFlight != 5 {
+			t.Fatalf("signals %+v, want %d runners started and 5 in flight", sig, want)
+		}
+	}
+}

@@ -209,7 +209,8 @@ func run(ctx context.Context, cfg workerConfig, log *slog.Logger) error {
 	stopTaking := context.AfterFunc(ctx, handler.StopTaking)
 	defer stopTaking()
 	sys := &sysstat.Sampler{}
-	go runAdmission(ctx, admit, loadSampler{sys: sys, lag: scripts.TakeLoopLag, inFlight: handler.InFlight, own: newTreeCPU(sys)},
+	go runAdmission(ctx, admit, loadSampler{sys: sys, lag: scripts.TakeLoopLag, inFlight: handler.InFlight,
+		starts: scripts.TakeWarmStarts, own: newTreeCPU(sys)},
 		consumer.SetPrefetch, metrics.Admission, log)
 	_ = consumer.Run(ctx, handler.Handle)
 

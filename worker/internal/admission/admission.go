@@ -25,6 +25,11 @@ type Signals struct {
 	LoopLag time.Duration
 	// InFlight is how many scrapes run now.
 	InFlight int
+	// RunnersStarted is how many warm runners the worker started since the last sample. Their start (an
+	// interpreter, the script's imports, the containment) is a one-off cost of meeting demand, and it is
+	// what saturates the CPU while a new script ramps up to its demand: CPU that is high while runners
+	// start holds the capacity rather than cutting it (see Step).
+	RunnersStarted int
 }
 
 // State is what the last step decided.
@@ -132,16 +137,26 @@ func (c *Controller) Capacity() (capacity int, state State, reason string) {
 // unchanged. Multiplicative both ways, so 16 reaches 256 in about seven healthy seconds of demand and 1,024
 // in about eleven (a thousand callers of an async script waiting 2 s each need 500 in flight per worker of
 // two), and an overload halves it in about three.
+//
+// High CPU while warm runners started holds the capacity instead: the starts, not the scrapes, use the
+// CPU then, and cutting the capacity would only delay the rest of the runners the demand needs (measured:
+// 64 callers of a blocking fetch, one runner each, cut the capacity to 7 per worker in the first seconds
+// and took 20-30 s to reach their demand, the CPU alternately growing and cutting it). Once the runners
+// are up, high CPU with no start is the scrapes' own, and cuts as before.
 func (c *Controller) Step(s Signals) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	cpuHigh := s.CPU > c.cfg.CPUHigh && s.OwnCPU >= c.cfg.OwnCPUShare
 	switch {
-	case s.CPU > c.cfg.CPUHigh && s.OwnCPU >= c.cfg.OwnCPUShare:
-		c.backOff(fmt.Sprintf("cpu %.0f%% > %.0f%%, %.0f%% of it this worker's", 100*s.CPU, 100*c.cfg.CPUHigh, 100*s.OwnCPU))
 	case s.Memory > c.cfg.MemoryHigh:
 		c.backOff(fmt.Sprintf("memory %.0f%% > %.0f%%", 100*s.Memory, 100*c.cfg.MemoryHigh))
 	case s.LoopLag > c.cfg.LagHigh:
 		c.backOff(fmt.Sprintf("event-loop lag %s > %s", s.LoopLag.Round(time.Millisecond), c.cfg.LagHigh))
+	case cpuHigh && s.RunnersStarted > 0:
+		c.state, c.reason = Holding, fmt.Sprintf("cpu %.0f%% > %.0f%% while %d runners started (a one-off cost)",
+			100*s.CPU, 100*c.cfg.CPUHigh, s.RunnersStarted)
+	case cpuHigh:
+		c.backOff(fmt.Sprintf("cpu %.0f%% > %.0f%%, %.0f%% of it this worker's", 100*s.CPU, 100*c.cfg.CPUHigh, 100*s.OwnCPU))
 	case s.InFlight*4 >= c.capacity*3 && c.capacity < c.cfg.Ceiling:
 		c.capacity = min(c.cfg.Ceiling, c.capacity+max(1, c.capacity/2))
 		c.state, c.reason = Growing, fmt.Sprintf("%d in flight fill the capacity; load healthy", s.InFlight)

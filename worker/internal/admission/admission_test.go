@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,5 +137,37 @@ func TestCPUOfOthersIsNoOverload(t *testing.T) {
 	}
 	if n := c.Step(Signals{CPU: 1, OwnCPU: 0.5, Memory: 0.2, InFlight: 24}); n != 18 {
 		t.Fatalf("capacity %d with the worker's own tree using half the CPUs, want a back-off to 18", n)
+	}
+}
+
+// High CPU while warm runners start holds the capacity: the starts are a one-off cost of the demand, and
+// cutting would only delay the runners still needed. Once none starts, high CPU cuts as before; memory and
+// loop lag cut whatever starts.
+func TestRunnerStartsHoldTheCapacity(t *testing.T) {
+	t.Parallel()
+	c := New(Config{Initial: 16})
+	starting := Signals{CPU: 1, OwnCPU: 0.6, Memory: 0.2, InFlight: 16, RunnersStarted: 9}
+	if n := c.Step(starting); n != 16 {
+		t.Fatalf("capacity %d with the CPU busy starting 9 runners, want it held at 16", n)
+	}
+	if _, state, reason := c.Capacity(); state != Holding || !strings.Contains(reason, "9 runners started") {
+		t.Fatalf("state %s (%q), want holding, naming the starts", state, reason)
+	}
+	// The runners are up and the load is healthy: the demand grows the capacity.
+	if n := c.Step(Signals{CPU: 0.6, OwnCPU: 0.4, Memory: 0.2, InFlight: 16}); n != 24 {
+		t.Fatalf("capacity %d once the starts are over, want 24", n)
+	}
+	// The scrapes themselves keep the CPU busy, with no start: that is an overload.
+	if n := c.Step(Signals{CPU: 1, OwnCPU: 0.6, Memory: 0.2, InFlight: 24}); n != 18 {
+		t.Fatalf("capacity %d with the CPU busy and no runner starting, want a back-off to 18", n)
+	}
+	for _, sig := range []Signals{
+		{CPU: 1, OwnCPU: 0.6, Memory: 0.95, InFlight: 18, RunnersStarted: 3},
+		{CPU: 1, OwnCPU: 0.6, Memory: 0.2, LoopLag: time.Second, InFlight: 18, RunnersStarted: 3},
+	} {
+		before, _, _ := c.Capacity()
+		if n := c.Step(sig); n >= before {
+			t.Fatalf("capacity %d from %d with %+v, want a back-off whatever starts", n, before, sig)
+		}
 	}
 }

@@ -103,9 +103,11 @@ type warmPool struct {
 	families   map[string]*family     // per warmKey: async or not, its shared runners (shared.go)
 	sharedAll  map[*warmProc]struct{} // every shared runner until it has exited
 	stats      WarmStats
-	gcOnce     sync.Once
-	bg         sync.WaitGroup // the reaper and successors starting
-	runner     *Runner        // starts successors
+	// startsTaken counts the starts since TakeWarmStarts last took them (atomic: the taker holds no lock).
+	startsTaken atomic.Int64
+	gcOnce      sync.Once
+	bg          sync.WaitGroup // the reaper and successors starting
+	runner      *Runner        // starts successors
 }
 
 func newWarmPool(cfg WarmConfig, m Metrics) *warmPool {
@@ -118,6 +120,7 @@ func newWarmPool(cfg WarmConfig, m Metrics) *warmPool {
 
 func (p *warmPool) started(prestarted bool) {
 	p.stats.Started++
+	p.startsTaken.Add(1)
 	if prestarted {
 		p.stats.Prestarted++
 	}

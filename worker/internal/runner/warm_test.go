@@ -58,6 +58,10 @@ func TestWarmRunnerServesManyRequestsFromOneImport(t *testing.T) {
 	if s := r.WarmStats(); s.Started != 1 || s.Reused != 1 || s.Idle != 1 {
 		t.Fatalf("stats %+v", s)
 	}
+	// The admission controller takes the starts once: the start, then none.
+	if a, b := r.TakeWarmStarts(), r.TakeWarmStarts(); a != 1 || b != 0 {
+		t.Fatalf("TakeWarmStarts gave %d then %d, want 1 then 0", a, b)
+	}
 	if !isLive(first.PID) {
 		t.Fatal("idle warm runner is not alive")
 	}
