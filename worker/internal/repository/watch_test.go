@@ -98,12 +98,7 @@ func TestLocalReusesAResolutionUntilAChange(t *testing.T) {
 // another machine to a shared folder.
 func TestLocalRechecksAfterAWhileWithNoChangeSeen(t *testing.T) {
 	t.Parallel()
-	root := t.TempDir()
-	write(t, filepath.Join(root, "s", "scraper.py"), "def scrape(p): return 1\n")
-	repo, err := NewLocal(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, _ := localWithScript(t)
 	now := time.Unix(1e9, 0)
 	repo.now = func() time.Time { return now }
 	resolveVersion(t, repo, "s")
@@ -121,12 +116,7 @@ func TestLocalRechecksAfterAWhileWithNoChangeSeen(t *testing.T) {
 // edits still show at once.
 func TestLocalWithoutTheWatcherWalksEveryTime(t *testing.T) {
 	t.Parallel()
-	root := t.TempDir()
-	write(t, filepath.Join(root, "s", "scraper.py"), "def scrape(p): return 1\n")
-	repo, err := NewLocal(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, root := localWithScript(t)
 	repo.mu.Lock()
 	if repo.watcher != nil {
 		repo.stopWatching()
@@ -139,6 +129,18 @@ func TestLocalWithoutTheWatcherWalksEveryTime(t *testing.T) {
 	if v1 != v2 || v3 == v2 || repo.walks.Load() != 3 {
 		t.Fatalf("versions %s %s %s, %d walks; want the first two equal, the third new, 3 walks", v1, v2, v3, repo.walks.Load())
 	}
+}
+
+// localWithScript returns a Local over a new folder holding script "s", and the folder.
+func localWithScript(t *testing.T) (*Local, string) {
+	t.Helper()
+	root := t.TempDir()
+	write(t, filepath.Join(root, "s", "scraper.py"), "def scrape(p): return 1\n")
+	repo, err := NewLocal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo, root
 }
 
 func must(t *testing.T, err error) {
