@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
+	"strings"
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/contract"
@@ -59,10 +59,10 @@ func eventKey(id, event string) string { return "jobs/" + id + "/" + event + ".j
 // ResultKey is the claim-check object of a job's result, relative to the store's prefix.
 func ResultKey(id string) string { return "results/" + id + ".json" }
 
-var resultKeyPattern = regexp.MustCompile(`^results/[A-Za-z0-9_-]{1,128}\.json$`)
-
 func checkResultKey(key string) error {
-	if !resultKeyPattern.MatchString(key) {
+	id, prefixed := strings.CutPrefix(key, "results/")
+	id, suffixed := strings.CutSuffix(id, ".json")
+	if !prefixed || !suffixed || !validRequestID(id) {
 		return fmt.Errorf("%w: result key %q", ErrInvalid, key)
 	}
 	return nil
