@@ -72,6 +72,9 @@ type Local struct {
 	now      func() time.Time
 }
 
+// errVanished is a folder the watcher was asked to watch that is gone since it was listed.
+var errVanished = errors.New("folder vanished")
+
 // localRecheck bounds how long a resolution is reused even with no change seen: inotify misses changes
 // made on another machine to a shared folder (NFS, or a folder a Docker Desktop VM mounts from its host).
 const localRecheck = time.Second
@@ -179,7 +182,9 @@ func (l *Local) watch(ctx context.Context, name string) (uint64, bool) {
 		return 0, false
 	}
 	for _, d := range dirs {
-		if !l.watcher.watch(d) {
+		if err := l.watcher.watch(d); errors.Is(err, errVanished) {
+			return 0, false // changed under the walk: not cached this time
+		} else if err != nil {
 			l.stopWatching()
 			return 0, false
 		}

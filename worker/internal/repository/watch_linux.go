@@ -33,17 +33,21 @@ func newChangeWatcher() *changeWatcher {
 	return &changeWatcher{fd: fd, dirs: map[string]int{}, buf: make([]byte, 64<<10)}
 }
 
-// watch adds dir; false when the kernel refuses (e.g. the user's max_user_watches is reached).
-func (w *changeWatcher) watch(dir string) bool {
+// watch adds dir. errVanished: dir is gone (or no longer a folder) since it was listed; any other error is
+// the kernel refusing (e.g. the user's max_user_watches is reached).
+func (w *changeWatcher) watch(dir string) error {
 	if _, ok := w.dirs[dir]; ok {
-		return true
+		return nil
 	}
 	wd, err := unix.InotifyAddWatch(w.fd, dir, watchMask)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return errVanished
+	}
 	if err != nil {
-		return false
+		return err
 	}
 	w.dirs[dir] = wd
-	return true
+	return nil
 }
 
 // watching reports whether every one of dirs is watched.

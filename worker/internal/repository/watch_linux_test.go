@@ -2,6 +2,9 @@ package repository
 
 import (
 	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -39,4 +42,30 @@ func TestChangeWatcherParse(t *testing.T) {
 	// A record cut short (never from the kernel) ends the parse without a panic.
 	w.parse(event(3, unix.IN_MODIFY, "scraper.py")[:unix.SizeofInotifyEvent+3])
 	w.parse(make([]byte, 5))
+}
+
+// A folder gone between its listing and its watch only keeps that resolution out of the cache; the kernel
+// refusing a watch for any other reason gives the watcher up.
+func TestChangeWatcherVanishedFolder(t *testing.T) {
+	w := newChangeWatcher()
+	if w == nil {
+		t.Fatal("no inotify on this Linux machine")
+	}
+	defer w.close()
+	dir := t.TempDir()
+	if err := w.watch(filepath.Join(dir, "gone")); !errors.Is(err, errVanished) {
+		t.Fatalf("watch(a missing folder) = %v, want errVanished", err)
+	}
+	file := filepath.Join(dir, "file")
+	must(t, os.WriteFile(file, nil, 0o644))
+	if err := w.watch(filepath.Join(file, "sub")); !errors.Is(err, errVanished) {
+		t.Fatalf("watch(a path through a file) = %v, want errVanished", err)
+	}
+	if err := w.watch(dir); err != nil || !w.watching([]string{dir}) {
+		t.Fatalf("watch(a folder) = %v, watching: %v", err, w.watching([]string{dir}))
+	}
+	w.close()
+	if err := w.watch(t.TempDir()); err == nil || errors.Is(err, errVanished) {
+		t.Fatalf("watch on a closed watcher = %v, want the kernel's refusal", err)
+	}
 }
