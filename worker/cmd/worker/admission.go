@@ -18,7 +18,7 @@ type loadSampler struct {
 	sys      *sysstat.Sampler
 	lag      func() time.Duration
 	inFlight func() int
-	starts   func() int // warm runners started since the last call (nil: none counted)
+	starts   func() int // warm runners started since the last call or still starting (nil: none counted)
 	// own measures the worker's own process tree (nil: not measured, counted as all of the CPU).
 	own *treeCPU
 }

@@ -103,11 +103,12 @@ type warmPool struct {
 	families   map[string]*family     // per warmKey: async or not, its shared runners (shared.go)
 	sharedAll  map[*warmProc]struct{} // every shared runner until it has exited
 	stats      WarmStats
-	// startsTaken counts the starts since TakeWarmStarts last took them (atomic: the taker holds no lock).
-	startsTaken atomic.Int64
-	gcOnce      sync.Once
-	bg          sync.WaitGroup // the reaper and successors starting
-	runner      *Runner        // starts successors
+	// startsTaken counts the starts since TakeWarmStarts last took them, startsUnderWay the starts not
+	// finished yet (atomic: the taker holds no lock).
+	startsTaken, startsUnderWay atomic.Int64
+	gcOnce                      sync.Once
+	bg                          sync.WaitGroup // the reaper and successors starting
+	runner                      *Runner        // starts successors
 }
 
 func newWarmPool(cfg WarmConfig, m Metrics) *warmPool {
@@ -495,6 +496,8 @@ func (r *Runner) replaceWarm(job Job, python, key string) {
 // startWarm starts a runner and waits for its ready frame. A script that cannot be imported comes back as
 // a Result (and the runner is gone).
 func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, deadline time.Time, log *slog.Logger) (*warmProc, *Result, error) {
+	r.warm.startsUnderWay.Add(1)
+	defer r.warm.startsUnderWay.Add(-1)
 	runDir, err := r.newRunDir("warm-", job)
 	uid := r.uidOf(job)
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -335,5 +337,45 @@ func TestWaitingCallTakesARunnerPutBack(t *testing.T) {
 	}
 	if s := r.WarmStats(); s.Started != 1 {
 		t.Fatalf("stats %+v: want the one runner only", s)
+	}
+}
+
+// A start still under way counts in every take (on a busy CPU a start can outlast an admission interval),
+// and a finished one in the first take after it.
+func TestTakeWarmStartsCountsStartsUnderWay(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir() // also the release file's folder: the script's folder is visible in the run
+	script := "import os\nimport time\n\n_here = os.path.dirname(os.path.abspath(__file__))\n" +
+		"while not os.path.exists(os.path.join(_here, 'release')):\n    time.sleep(0.01)\n\n\ndef scrape(params):\n    return 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "scraper.py"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newTestRunner(t, nil)
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+	done := make(chan Result, 1)
+	go func() {
+		res, err := r.Run(t.Context(), Job{RequestID: "slow-import", ScriptName: "slow_import", ScriptDir: dir,
+			Timeout: time.Minute, Warm: true, Version: "v"})
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		done <- res
+	}()
+	for hang := time.Now().Add(time.Minute); r.TakeWarmStarts() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(hang) { // a hang guard, not a bound on speed
+			t.Fatal("the start never counted while its import waited")
+		}
+	}
+	if n := r.TakeWarmStarts(); n != 1 {
+		t.Fatalf("TakeWarmStarts = %d again while the start is under way, want 1", n)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "release"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-done; res.Status != contract.StatusCompleted {
+		t.Fatalf("the run: %+v %+v", res, res.Err)
+	}
+	if a, b := r.TakeWarmStarts(), r.TakeWarmStarts(); a != 1 || b != 0 {
+		t.Fatalf("TakeWarmStarts gave %d then %d after the start, want 1 then 0", a, b)
 	}
 }
