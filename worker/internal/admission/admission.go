@@ -26,10 +26,10 @@ type Signals struct {
 	// InFlight is how many scrapes run now.
 	InFlight int
 	// RunnersStarted is how many warm runners the worker started since the last sample, or is still
-	// starting (runner.TakeWarmStarts). Their start (an
-	// interpreter, the script's imports, the containment) is a one-off cost of meeting demand, and it is
-	// what saturates the CPU while a new script ramps up to its demand: CPU that is high while runners
-	// start holds the capacity rather than cutting it (see Step).
+	// starting (runner.TakeWarmStarts). Their start (an interpreter, the script's imports, the
+	// containment) is a one-off cost of meeting demand, and it is what saturates the CPU while a new script
+	// ramps up to its demand: CPU that is high while runners start holds the capacity rather than cutting
+	// it (see Step).
 	RunnersStarted int
 }
 
