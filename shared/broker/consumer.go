@@ -1,9 +1,11 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,6 +68,7 @@ const maxLiveSubscriptions = 4
 // being) settled.
 type subscription struct {
 	prefetch, received, settled int
+	seq                         int // the consumer's gen when it subscribed: older ones are lower
 	cancelled                   bool
 	drained                     bool // its delivery channel closed: received is final
 }
@@ -136,7 +139,7 @@ func (c *Consumer) subscribeLocked(prefetch int) error {
 	if err != nil {
 		return fmt.Errorf("consume %q: %w", c.cfg.Topology.TaskQueue, err)
 	}
-	sub := &subscription{prefetch: prefetch}
+	sub := &subscription{prefetch: prefetch, seq: c.gen}
 	c.subs[tag] = sub
 	go func() {
 		defer func() {
@@ -223,13 +226,24 @@ func (c *Consumer) reconcileLocked(lazy bool) error {
 		return nil
 	}
 	_, live, liveSubs := c.reachLocked()
+	// The smallest full subscriptions go first (in a fixed order, not the map's): a cut then cancels no more
+	// prefetch than it must, and those subscriptions' deliveries are the oldest, the first to settle, so
+	// the cut takes hold soonest. (Cancelling a larger one left the smaller live ones their slots while
+	// its deliveries still counted: 2 + 3 cut to 3 could hold 5 once the first 2 settled.)
+	var full []string
 	for tag, sub := range c.subs {
+		if sub.full() {
+			full = append(full, tag)
+		}
+	}
+	slices.SortFunc(full, func(a, b string) int {
+		return cmp.Or(cmp.Compare(c.subs[a].prefetch, c.subs[b].prefetch), cmp.Compare(c.subs[a].seq, c.subs[b].seq))
+	})
+	for _, tag := range full {
 		if live <= c.want && liveSubs <= maxLiveSubscriptions {
 			break
 		}
-		if !sub.full() {
-			continue
-		}
+		sub := c.subs[tag]
 		if err := c.ch.Cancel(tag, false); err != nil {
 			return fmt.Errorf("cancel subscription %q: %w", tag, err)
 		}
