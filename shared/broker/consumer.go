@@ -226,10 +226,10 @@ func (c *Consumer) reconcileLocked(lazy bool) error {
 		return nil
 	}
 	_, live, liveSubs := c.reachLocked()
-	// The smallest full subscriptions go first (in a fixed order, not the map's): a cut then cancels no more
-	// prefetch than it must, and those subscriptions' deliveries are the oldest, the first to settle, so
-	// the cut takes hold soonest. (Cancelling a larger one left the smaller live ones their slots while
-	// its deliveries still counted: 2 + 3 cut to 3 could hold 5 once the first 2 settled.)
+	// The smallest full subscriptions go first, and of equal ones the oldest (a fixed order, not the map's):
+	// a cut then cancels no more prefetch than it must. In the map's order, cutting 2 + 3 to 3 could cancel
+	// the 3 and leave the 2 live: once the first 2 deliveries settled, the 2 refilled while the cancelled
+	// 3's deliveries still counted, and 5 were held.
 	var full []string
 	for tag, sub := range c.subs {
 		if sub.full() {
