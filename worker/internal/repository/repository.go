@@ -124,18 +124,34 @@ func (l *Local) Resolve(ctx context.Context, name string) (Script, error) {
 		return s, nil
 	}
 	at := l.now()
-	changes, watched := l.watch(ctx, name)
-	s, dirs, err := l.resolve(ctx, name)
-	if err == nil && watched {
+	changes, cacheable := l.watchRoot()
+	// Every folder the walk enters is watched before its entries are read: a change made before the watch
+	// shows in what the walk reads, one made after it in the count.
+	enter := func(dir string) {
 		l.mu.Lock()
-		// A folder made between watch's walk and resolve's is not watched yet: the next Resolve walks.
-		if l.watcher != nil && l.watcher.watching(dirs) {
-			if l.resolved == nil {
-				l.resolved = map[string]localResolution{}
-			}
-			l.resolved[name] = localResolution{script: s, changes: changes, at: at}
+		defer l.mu.Unlock()
+		if !cacheable || l.watcher == nil {
+			cacheable = false
+			return
 		}
-		l.mu.Unlock()
+		if err := l.watcher.watch(dir); err != nil {
+			cacheable = false
+			if !errors.Is(err, errVanished) { // vanished: changed under the walk, only not cached this time
+				l.stopWatching()
+			}
+		}
+	}
+	if !cacheable {
+		enter = nil
+	}
+	s, err := l.resolve(ctx, name, enter)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil && cacheable && l.watcher != nil {
+		if l.resolved == nil {
+			l.resolved = map[string]localResolution{}
+		}
+		l.resolved[name] = localResolution{script: s, changes: changes, at: at}
 	}
 	return s, err
 }
@@ -157,37 +173,18 @@ func (l *Local) unchanged(name string) (Script, bool) {
 	return r.script, changes == r.changes
 }
 
-// watch watches the root and every folder of script name (found by a first walk), then returns the change
-// count: whatever changes after this shows in the count, so a resolution taken next is true while it
-// stands. false: nothing is watched (no inotify, or the kernel's limit on watches), and Resolve must walk
-// every time.
-func (l *Local) watch(ctx context.Context, name string) (uint64, bool) {
-	l.mu.Lock()
-	w := l.watcher
-	l.mu.Unlock()
-	if w == nil {
-		return 0, false
-	}
-	dirs := []string{l.root}
-	if dir, err := filepath.EvalSymlinks(filepath.Join(l.root, name)); err == nil && isWithin(l.root, dir) {
-		_, more, err := walkScript(ctx, dir)
-		if err != nil {
-			return 0, false
-		}
-		dirs = append(dirs, more...)
-	}
+// watchRoot watches the root (where a script's folder or its symlink is replaced) and returns the change
+// count before the walk; false: nothing is watched (no inotify, or the kernel refused), and the walk's
+// result is not cached.
+func (l *Local) watchRoot() (uint64, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.watcher == nil {
 		return 0, false
 	}
-	for _, d := range dirs {
-		if err := l.watcher.watch(d); errors.Is(err, errVanished) {
-			return 0, false // changed under the walk: not cached this time
-		} else if err != nil {
-			l.stopWatching()
-			return 0, false
-		}
+	if err := l.watcher.watch(l.root); err != nil {
+		l.stopWatching()
+		return 0, false
 	}
 	changes, ok := l.watcher.count()
 	if !ok {
@@ -202,40 +199,41 @@ func (l *Local) stopWatching() {
 	l.watcher, l.resolved = nil, nil
 }
 
-// resolve finds and hashes script name, walking its folder; it also returns the folders it walked.
-func (l *Local) resolve(ctx context.Context, name string) (Script, []string, error) {
+// resolve finds and hashes script name, walking its folder; enter (if not nil) is called on each folder
+// the walk enters, before its entries are read.
+func (l *Local) resolve(ctx context.Context, name string, enter func(dir string)) (Script, error) {
 	l.walks.Add(1)
 	dir, err := filepath.EvalSymlinks(filepath.Join(l.root, name))
 	if err != nil {
-		return Script{}, nil, fmt.Errorf("%w: no script named %q in %s", ErrNotFound, name, l.Describe())
+		return Script{}, fmt.Errorf("%w: no script named %q in %s", ErrNotFound, name, l.Describe())
 	}
 	if !isWithin(l.root, dir) {
-		return Script{}, nil, fmt.Errorf("%w: script %q points outside the repository", ErrNotFound, name)
+		return Script{}, fmt.Errorf("%w: script %q points outside the repository", ErrNotFound, name)
 	}
 	if st, err := os.Stat(filepath.Join(dir, EntryPoint)); err != nil || !st.Mode().IsRegular() {
-		return Script{}, nil, fmt.Errorf("%w: script folder %q has no %s", ErrNotFound, name, EntryPoint)
+		return Script{}, fmt.Errorf("%w: script folder %q has no %s", ErrNotFound, name, EntryPoint)
 	}
-	version, dirs, err := l.version(ctx, dir)
+	version, err := l.version(ctx, dir, enter)
 	if err != nil {
-		return Script{}, nil, fmt.Errorf("hash script %q: %w", name, err)
+		return Script{}, fmt.Errorf("hash script %q: %w", name, err)
 	}
-	return Script{Name: name, Dir: dir, Version: version, Content: version}, dirs, nil
+	return Script{Name: name, Dir: dir, Version: version, Content: version}, nil
 }
 
 // version returns the content hash of dir, recomputed only when the files' names, sizes or modification
 // times change: every walk stats the folder's files, but only a changed script is read and hashed again. (A
 // same-size rewrite within one tick of the file system's clock would go unnoticed; on the file systems we
 // run on that tick is a nanosecond.)
-func (l *Local) version(ctx context.Context, dir string) (string, []string, error) {
-	files, dirs, err := walkScript(ctx, dir)
+func (l *Local) version(ctx context.Context, dir string, enter func(dir string)) (string, error) {
+	files, err := walkScript(ctx, dir, enter)
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
 	var stamp strings.Builder
 	for _, f := range files {
 		st, err := os.Stat(f)
 		if err != nil {
-			return "", nil, err
+			return "", err
 		}
 		fmt.Fprintf(&stamp, "%s\x00%d\x00%d\x00", f, st.Size(), st.ModTime().UnixNano())
 	}
@@ -243,11 +241,11 @@ func (l *Local) version(ctx context.Context, dir string) (string, []string, erro
 	cached, ok := l.versions[dir]
 	l.mu.Unlock()
 	if ok && cached.stamp == stamp.String() {
-		return cached.version, dirs, nil
+		return cached.version, nil
 	}
 	version, err := hashFiles(dir, files)
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
 	l.mu.Lock()
 	if l.versions == nil {
@@ -255,7 +253,7 @@ func (l *Local) version(ctx context.Context, dir string) (string, []string, erro
 	}
 	l.versions[dir] = localVersion{stamp: stamp.String(), version: version}
 	l.mu.Unlock()
-	return version, dirs, nil
+	return version, nil
 }
 
 // isWithin reports whether dir lies inside root (both absolute and free of symlinks).
@@ -264,10 +262,10 @@ func isWithin(root, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
-// walkScript lists the regular files under dir that make up a script, sorted, and the folders it looked
-// into (dir first): hidden entries and __pycache__ are left out, so the version changes exactly when the
-// script's content does.
-func walkScript(ctx context.Context, dir string) (files, dirs []string, err error) {
+// walkScript lists the regular files under dir that make up a script, sorted: hidden entries and
+// __pycache__ are left out, so the version changes exactly when the script's content does. enter (if not
+// nil) is called on each folder it enters, before its entries are read.
+func walkScript(ctx context.Context, dir string, enter func(dir string)) (files []string, err error) {
 	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -279,18 +277,18 @@ func walkScript(ctx context.Context, dir string) (files, dirs []string, err erro
 			return nil
 		}
 		switch {
-		case d.IsDir():
-			dirs = append(dirs, path)
+		case d.IsDir() && enter != nil:
+			enter(path)
 		case d.Type().IsRegular():
 			files = append(files, path)
 		}
 		return ctx.Err()
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	sort.Strings(files)
-	return files, dirs, nil
+	return files, nil
 }
 
 // hashFiles hashes the names and contents of files (under dir).

@@ -50,16 +50,6 @@ func (w *changeWatcher) watch(dir string) error {
 	return nil
 }
 
-// watching reports whether every one of dirs is watched.
-func (w *changeWatcher) watching(dirs []string) bool {
-	for _, d := range dirs {
-		if _, ok := w.dirs[d]; !ok {
-			return false
-		}
-	}
-	return true
-}
-
 // count reads the queued events and returns how many changes were seen so far; false when the queue
 // cannot be read (the watcher is then of no use).
 func (w *changeWatcher) count() (uint64, bool) {

@@ -21,14 +21,3 @@ func (m *lagMeter) observe(lag time.Duration) {
 // the previous call (0 without shared runners), and starts a new period: the admission controller's signal
 // that the runners' loops are falling behind before they are blocked outright (WARM_LOOP_LAG_LIMIT).
 func (r *Runner) TakeLoopLag() time.Duration { return time.Duration(r.loopLag.max.Swap(0)) }
-
-// TakeWarmStarts returns how many warm runners (one-call-at-a-time, shared and threads alike) started since
-// the previous call, plus those still starting (a start can outlast a sampling interval on a busy CPU), and
-// starts a new period: the admission controller holds its capacity instead of cutting it while the CPU is
-// busy starting runners (admission.Signals.RunnersStarted).
-func (r *Runner) TakeWarmStarts() int {
-	if r.warm == nil {
-		return 0
-	}
-	return int(r.warm.startsTaken.Swap(0) + r.warm.startsUnderWay.Load())
-}

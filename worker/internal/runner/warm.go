@@ -128,6 +128,17 @@ func (p *warmPool) started(prestarted bool) {
 	p.metrics.WarmStarted()
 }
 
+// TakeWarmStarts returns how many warm runners (one-call-at-a-time, shared and threads alike) started since
+// the previous call, plus those still starting (a start can outlast a sampling interval on a busy CPU), and
+// starts a new period: the admission controller holds its capacity instead of cutting it while the CPU is
+// busy starting runners (admission.Signals.RunnersStarted).
+func (r *Runner) TakeWarmStarts() int {
+	if r.warm == nil {
+		return 0
+	}
+	return int(r.warm.startsTaken.Swap(0) + r.warm.startsUnderWay.Load())
+}
+
 func (p *warmPool) recycled() {
 	p.stats.Recycled++
 	p.metrics.WarmRecycled()
