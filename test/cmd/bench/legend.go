@@ -28,6 +28,11 @@ What the columns mean:
   ratio            trivial: its requests/s divided by raw's (1 = no cost over the transport); the others:
                    requests/s divided by ideal/s (1 = every wait overlapped)
   peak RSS         the largest resident memory of the workers and all their runners during the run
+  starts           warm runners the workers started during the run, warm-up included (each an interpreter,
+                   its containment and the script's imports): one per concurrent call of a script that runs
+                   a process per call, until that many are up
+  avg start        their mean start time, spawn to ready (scraping_warm_runner_start_duration_seconds): on a
+                   busy CPU far longer than on an idle one, and what bounds how fast such a script ramps up
   jobs             the jobs runs, on a stack of their own whose gateway and workers keep jobs in a bucket of a
                    versitygw the bench starts, with 4 callers each: jobs sync (POST /scrape of the trivial
                    script, answered 200 within the sync window), jobs async + poll 50ms (Prefer:

@@ -103,7 +103,19 @@ type result struct {
 	latencies []time.Duration
 	// firstErrs are up to three of the errors, to say what failed.
 	firstErrs []string
+	// starts is the workers' warm runner starts during the run (warm-up included) and how long they took
+	// in all (scraping_warm_runner_start_duration_seconds); system runs only.
+	starts    starts
+	hasStarts bool
 }
+
+// starts is the count and total duration of warm runner starts.
+type starts struct {
+	n       float64
+	seconds float64
+}
+
+func (s starts) minus(o starts) starts { return starts{n: s.n - o.n, seconds: s.seconds - o.seconds} }
 
 func (r result) throughput() float64 { return float64(r.n) / r.elapsed.Seconds() }
 
@@ -142,9 +154,16 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			return fmt.Errorf("jobs: %w", err)
 		}
 	}
-	fmt.Fprintf(out, "\n%-34s %12s %10s %10s %8s %10s %8s %9s\n", "run", "requests/s", "p50", "p99", "errors", "ideal/s", "ratio", "peak RSS")
+	fmt.Fprintf(out, "\n%-34s %12s %10s %10s %8s %10s %8s %9s %7s %9s\n", "run", "requests/s", "p50", "p99", "errors", "ideal/s", "ratio", "peak RSS", "starts", "avg start")
 	row := func(r result, ideal, ratio string, rss string) {
-		fmt.Fprintf(out, "%-34s %12.0f %10s %10s %8d %10s %8s %9s\n", r.name, r.throughput(), r.pct(0.50).Round(10*time.Microsecond), r.pct(0.99).Round(10*time.Microsecond), r.errs, ideal, ratio, rss)
+		n, avg := "-", "-"
+		if r.hasStarts {
+			n = fmt.Sprintf("%.0f", r.starts.n)
+			if r.starts.n > 0 {
+				avg = (time.Duration(r.starts.seconds / r.starts.n * float64(time.Second))).Round(time.Millisecond).String()
+			}
+		}
+		fmt.Fprintf(out, "%-34s %12.0f %10s %10s %8d %10s %8s %9s %7s %9s\n", r.name, r.throughput(), r.pct(0.50).Round(10*time.Microsecond), r.pct(0.99).Round(10*time.Microsecond), r.errs, ideal, ratio, rss, n, avg)
 	}
 	row(raw, "-", "-", "-")
 	for i, sc := range ran {
@@ -514,7 +533,11 @@ func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scen
 				}
 			}
 		}()
+		before, beforeErr := runnerStarts(ctx, s.WorkerMetricsURLs())
 		r := drive(ctx, "system "+sc.name, sc.callers, o.warmup, o.duration, call)
+		if after, err := runnerStarts(ctx, s.WorkerMetricsURLs()); err == nil && beforeErr == nil {
+			r.starts, r.hasStarts = after.minus(before), true
+		}
 		close(stopRSS)
 		<-rssDone
 		client.CloseIdleConnections()
@@ -524,6 +547,46 @@ func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scen
 		}
 	}
 	return ran, results, peaks, nil
+}
+
+// startsMetric is the workers' histogram of warm runner starts.
+const startsMetric = "scraping_warm_runner_start_duration_seconds"
+
+// runnerStarts sums the warm runner starts the workers at urls have counted, and their durations.
+func runnerStarts(ctx context.Context, urls []string) (starts, error) {
+	var total starts
+	for _, u := range urls {
+		req, err := http.NewRequestWithContext(ctx, "GET", u+"/metrics", nil)
+		if err != nil {
+			return starts{}, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return starts{}, err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return starts{}, err
+		}
+		for line := range strings.Lines(string(b)) {
+			name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+			if !ok {
+				continue
+			}
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				continue
+			}
+			switch name {
+			case startsMetric + "_count":
+				total.n += v
+			case startsMetric + "_sum":
+				total.seconds += v
+			}
+		}
+	}
+	return total, nil
 }
 
 // treeRSS sums the resident memory (bytes) of the given processes and all their descendants.

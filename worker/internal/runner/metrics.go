@@ -1,11 +1,15 @@
 package runner
 
+import "time"
+
 // Metrics records the warm runner pool's work. The worker's edge implements it with Prometheus (the
 // telemetry package); Config.Metrics nil records nothing. Calls are made with the pool's lock held, so they
 // must be quick and must not call back into the Runner.
 type Metrics interface {
-	// WarmStarted counts a warm runner started, on a request's path or in the background.
-	WarmStarted()
+	// WarmStarted counts a warm runner started, on a request's path or in the background, and how long its
+	// start took: from spawning it (its containment included) to its ready frame (the interpreter started
+	// and the script imported). Starts bound how fast a worker grows its runners when calls arrive.
+	WarmStarted(took time.Duration)
 	// WarmReused counts a request served by an already-running warm runner.
 	WarmReused()
 	// WarmRecycled counts a warm runner stopped: after a failure or timeout, MaxRequests, idleness, a new
@@ -20,7 +24,7 @@ type Metrics interface {
 // nopMetrics records nothing.
 type nopMetrics struct{}
 
-func (nopMetrics) WarmStarted()   {}
-func (nopMetrics) WarmReused()    {}
-func (nopMetrics) WarmRecycled()  {}
-func (nopMetrics) WarmIdle(n int) {}
+func (nopMetrics) WarmStarted(time.Duration) {}
+func (nopMetrics) WarmReused()               {}
+func (nopMetrics) WarmRecycled()             {}
+func (nopMetrics) WarmIdle(n int)            {}

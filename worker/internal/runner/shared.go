@@ -250,7 +250,7 @@ func (p *warmPool) startSuccessor(w *warmProc) {
 			log.Debug("could not start a successor shared runner; the next call starts one", "error", err)
 			return
 		}
-		p.started(true)
+		p.started(next, true)
 		p.startEnded(key, next, true, nil)
 		next.shared.live-- // no caller of its own (becomeShared counted one)
 		if next.shared.retired && next.shared.live == 0 {
@@ -321,7 +321,7 @@ func (r *Runner) runShared(ctx context.Context, job Job, python, key string, par
 		w, failed, err := r.startWarm(ctx, job, python, key, deadline, log)
 		p.mu.Lock()
 		if w != nil {
-			p.started(false)
+			p.started(w, false)
 		}
 		p.startEnded(key, w, w != nil && w.async, failed)
 		if w != nil && w.async {

@@ -119,13 +119,13 @@ func newWarmPool(cfg WarmConfig, m Metrics) *warmPool {
 
 // The counters below are called with p.mu held.
 
-func (p *warmPool) started(prestarted bool) {
+func (p *warmPool) started(w *warmProc, prestarted bool) {
 	p.stats.Started++
 	p.startsTaken.Add(1)
 	if prestarted {
 		p.stats.Prestarted++
 	}
-	p.metrics.WarmStarted()
+	p.metrics.WarmStarted(w.startTook)
 }
 
 // TakeWarmStarts returns how many warm runners (one-call-at-a-time, shared and threads alike) started since
@@ -348,6 +348,9 @@ type warmProc struct {
 	// near its end can start its successor; succeeded says it did.
 	start     successorStart
 	succeeded bool
+	// startTook is how long the runner took to start: from spawning it (its containment included) to its
+	// ready frame (the interpreter started and the script imported).
+	startTook time.Duration
 }
 
 // successorStart is what starting another runner like one needs.
@@ -449,7 +452,7 @@ func (r *Runner) takeOrStart(ctx context.Context, job Job, python, key string, d
 		return nil, false, res, err
 	}
 	r.warm.mu.Lock()
-	r.warm.started(false)
+	r.warm.started(w, false)
 	r.warm.mu.Unlock()
 	return w, true, nil, nil
 }
@@ -498,7 +501,7 @@ func (r *Runner) replaceWarm(job Job, python, key string) {
 		}
 		w.out.end(ctx) // what the script printed while importing is logged as the script's
 		r.warm.mu.Lock()
-		r.warm.started(true)
+		r.warm.started(w, true)
 		r.warm.mu.Unlock()
 		r.warm.put(w)
 	})
@@ -509,6 +512,7 @@ func (r *Runner) replaceWarm(job Job, python, key string) {
 func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, deadline time.Time, log *slog.Logger) (*warmProc, *Result, error) {
 	r.warm.startsUnderWay.Add(1)
 	defer r.warm.startsUnderWay.Add(-1)
+	begun := time.Now()
 	runDir, err := r.newRunDir("warm-", job)
 	uid := r.uidOf(job)
 	if err != nil {
@@ -622,6 +626,10 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 		res := failure(Result{OutputTail: w.out.lastTail()}, contract.StatusFailed, contract.CodeScriptCrashed,
 			"the script's runner sent a ready frame without its nonce (a forged frame?); it was stopped")
 		return nil, &res, nil
+	}
+	if bytes.HasPrefix(doc, []byte(`{"ready":true,`)) {
+		w.startTook = time.Since(begun)
+		w.log.Debug("warm runner started", "pid", w.pid, "start_ms", w.startTook.Milliseconds())
 	}
 	switch string(doc) {
 	case `{"ready":true,"async":false}`:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -266,9 +267,15 @@ type countingMetrics struct {
 	mu                        sync.Mutex
 	started, reused, recycled int
 	idle                      int
+	took                      []time.Duration // each start's duration
 }
 
-func (m *countingMetrics) WarmStarted()  { m.mu.Lock(); m.started++; m.mu.Unlock() }
+func (m *countingMetrics) WarmStarted(took time.Duration) {
+	m.mu.Lock()
+	m.started++
+	m.took = append(m.took, took)
+	m.mu.Unlock()
+}
 func (m *countingMetrics) WarmReused()   { m.mu.Lock(); m.reused++; m.mu.Unlock() }
 func (m *countingMetrics) WarmRecycled() { m.mu.Lock(); m.recycled++; m.mu.Unlock() }
 func (m *countingMetrics) WarmIdle(n int) {
@@ -282,14 +289,21 @@ func TestWarmMetrics(t *testing.T) {
 	t.Parallel()
 	m := &countingMetrics{}
 	r := newTestRunner(t, func(c *Config) { c.Metrics = m })
+	before := time.Now()
 	runWarm(t, r, warmJob(t, `{}`, 1))
+	firstCall := time.Since(before)
 	runWarm(t, r, warmJob(t, `{}`, 2))
 	s := r.WarmStats()
 	m.mu.Lock()
 	got := [4]int{m.started, m.reused, m.recycled, m.idle}
+	took := slices.Clone(m.took)
 	m.mu.Unlock()
 	if want := [4]int{int(s.Started), int(s.Reused), int(s.Recycled), s.Idle}; got != want || got[0] != 1 || got[1] != 1 {
 		t.Fatalf("metrics %v, stats %v", got, want)
+	}
+	// The one start is measured, and within the call that waited for it.
+	if len(took) != 1 || took[0] <= 0 || took[0] > firstCall {
+		t.Fatalf("start durations %v, want one in (0, %v] (the first call's)", took, firstCall)
 	}
 	if err := r.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)

@@ -51,6 +51,7 @@ func New(reg prometheus.Registerer) *Metrics {
 type Warm struct {
 	started, reused, recycled prometheus.Counter
 	idle                      prometheus.Gauge
+	startDuration             prometheus.Histogram
 }
 
 // NewWarm registers the warm runner pool's metrics with reg.
@@ -61,11 +62,17 @@ func NewWarm(reg prometheus.Registerer) *Warm {
 		reused:   r.counter("scraping_warm_runner_reuses_total", "Requests served by an already-running warm runner."),
 		recycled: r.counter("scraping_warm_runners_recycled_total", "Warm runners stopped: after a failure or timeout, N requests, idleness, or a new script version."),
 		idle:     r.gauge("scraping_warm_runners_idle", "Warm runners waiting for a request."),
+		startDuration: r.histogram("scraping_warm_runner_start_duration_seconds",
+			"Time to start one warm runner: from spawning it (containment included) to its ready frame (interpreter started, script imported).",
+			[]float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30}),
 	}
 }
 
 // WarmStarted implements runner.Metrics.
-func (m *Warm) WarmStarted() { m.started.Inc() }
+func (m *Warm) WarmStarted(took time.Duration) {
+	m.started.Inc()
+	m.startDuration.Observe(took.Seconds())
+}
 
 // WarmReused implements runner.Metrics.
 func (m *Warm) WarmReused() { m.reused.Inc() }

@@ -55,6 +55,7 @@ func TestSameMetricsAsBefore(t *testing.T) {
 		// Admission by load (issue 12).
 		"scraping_worker_capacity":        `GAUGE, "Scrapes this worker takes at once now: the admission controller's capacity, applied as the consumer's prefetch (between WORKER_MIN_CONCURRENCY and WORKER_CONCURRENCY).", 1 series`,
 		"scraping_worker_admission_state": `GAUGE, "The admission controller's last decision: 1 for the current state (growing, holding, backing_off), 0 for the others.", 3 series`,
+		"scraping_warm_runner_start_duration_seconds": `HISTOGRAM, "Time to start one warm runner: from spawning it (containment included) to its ready frame (interpreter started, script imported).", 1 series`,
 	}
 	got := families(t, reg)
 	for name, w := range want {
@@ -71,7 +72,7 @@ func TestMetricsRecord(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	m := New(reg)
-	m.WarmStarted()
+	m.WarmStarted(300 * time.Millisecond)
 	m.WarmReused()
 	m.WarmRecycled()
 	m.WarmIdle(3)
@@ -113,6 +114,29 @@ scraping_env_cache_hits_total 1
 	}
 	if got := testutil.ToFloat64(m.Envs.builds.WithLabelValues("ok")); got != 1 {
 		t.Fatalf("env builds ok = %v", got)
+	}
+	if got := testutil.ToFloat64(m.Warm.started); got != 1 {
+		t.Fatalf("warm runners started = %v", got)
+	}
+	// The start's duration lands in its bucket: above 0.25 s, within 0.5 s.
+	starts := `
+# HELP scraping_warm_runner_start_duration_seconds Time to start one warm runner: from spawning it (containment included) to its ready frame (interpreter started, script imported).
+# TYPE scraping_warm_runner_start_duration_seconds histogram
+scraping_warm_runner_start_duration_seconds_bucket{le="0.05"} 0
+scraping_warm_runner_start_duration_seconds_bucket{le="0.1"} 0
+scraping_warm_runner_start_duration_seconds_bucket{le="0.25"} 0
+scraping_warm_runner_start_duration_seconds_bucket{le="0.5"} 1
+scraping_warm_runner_start_duration_seconds_bucket{le="1"} 1
+scraping_warm_runner_start_duration_seconds_bucket{le="2.5"} 1
+scraping_warm_runner_start_duration_seconds_bucket{le="5"} 1
+scraping_warm_runner_start_duration_seconds_bucket{le="10"} 1
+scraping_warm_runner_start_duration_seconds_bucket{le="30"} 1
+scraping_warm_runner_start_duration_seconds_bucket{le="+Inf"} 1
+scraping_warm_runner_start_duration_seconds_sum 0.3
+scraping_warm_runner_start_duration_seconds_count 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(starts), "scraping_warm_runner_start_duration_seconds"); err != nil {
+		t.Fatal(err)
 	}
 }
 
