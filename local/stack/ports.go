@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"syscall"
 )
@@ -12,12 +13,28 @@ import (
 // it and lets it go at once. A nil error means free (until someone else binds
 // it); the error names the address, "taken" when something listens on it.
 func AddrFree(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	err := probeListen(addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("%s is taken: something listens on it", addr)
 	}
 	if err != nil {
 		return fmt.Errorf("%s cannot be listened on: %w", addr, err)
+	}
+	return nil
+}
+
+// probeListen listens on addr and closes the listener at once, holding fork off meanwhile (on Linux, where
+// creating a socket takes no ForkLock of its own). A process another goroutine forks while the listener is
+// open gets a copy of it, which keeps the port bound until that child's exec closes it: the process
+// started next to listen on the port would find it busy.
+func probeListen(addr string) error {
+	if runtime.GOOS == "linux" {
+		syscall.ForkLock.RLock()
+		defer syscall.ForkLock.RUnlock()
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
 	}
 	return ln.Close()
 }

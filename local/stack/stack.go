@@ -289,11 +289,10 @@ func checkExecutable(path string) error {
 
 // checkAddrFree fails when something already listens on addr.
 func checkAddrFree(who, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+	if err := probeListen(addr); err != nil {
 		return fmt.Errorf("%s address %s is not free (is another stack still running?): %w", who, addr, err)
 	}
-	return ln.Close()
+	return nil
 }
 
 // dialAddr turns a listen address into one to connect to: an empty or

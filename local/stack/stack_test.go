@@ -33,14 +33,25 @@ func stackOptions(t *testing.T, out *proctest.Output, env ...string) Options {
 	}
 }
 
-func startStack(t *testing.T, o Options) *Stack {
+// startStack starts the stack of *o, on other free ports (written back to *o) when one of its ports is
+// busy at Start's check. A port proctest.PortBlock has just found free can be: its check (and Start's)
+// listens on the port for an instant, and a test running alongside that forks then (starting a process)
+// gives the child a copy of that listener, which keeps the port bound until the child's exec closes it.
+// Start refuses a busy port before it starts anything (wrapping EADDRINUSE), so trying again is safe.
+func startStack(t *testing.T, o *Options) *Stack {
 	t.Helper()
-	s, err := Start(t.Context(), o)
-	if err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		s, err := Start(t.Context(), *o)
+		if err == nil {
+			t.Cleanup(func() { _ = s.Stop(time.Second) })
+			return s
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("start, attempt %d: %v; trying other ports", attempt, err)
+		o.GatewayAddr, o.WorkerMetricsBasePort = freeAddr(t), freePortRange(t, o.Workers)
 	}
-	t.Cleanup(func() { _ = s.Stop(time.Second) })
-	return s
 }
 
 func get(t *testing.T, url string) (int, []byte) {
@@ -59,7 +70,7 @@ func TestStackStartsAndStops(t *testing.T) {
 	t.Parallel()
 	out := &proctest.Output{}
 	o := stackOptions(t, out, "FOO=bar", "WORKER_ID=from-the-user", "GATEWAY_ADDR=127.0.0.1:1")
-	s := startStack(t, o)
+	s := startStack(t, &o)
 
 	if want := "http://" + o.GatewayAddr; s.GatewayURL() != want {
 		t.Errorf("GatewayURL = %s, want %s", s.GatewayURL(), want)
@@ -206,9 +217,19 @@ func TestStackRefusesATakenAddress(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "gateway address "+o.GatewayAddr+" is not free") {
 		t.Fatalf("Start = %v", err)
 	}
-	// testkit.StartStack takes other ports on this error alone.
+	// testkit.StartStack and startStack take other ports on this error alone.
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("Start = %v; want it to wrap EADDRINUSE", err)
+	}
+
+	// startStack moves to other ports and starts.
+	taken := o.GatewayAddr
+	s := startStack(t, &o)
+	if o.GatewayAddr == taken || s.GatewayURL() != "http://"+o.GatewayAddr {
+		t.Fatalf("started on %s (options %s) with %s taken", s.GatewayURL(), o.GatewayAddr, taken)
+	}
+	if code, _ := get(t, s.GatewayURL()+"/health"); code != http.StatusOK {
+		t.Fatalf("gateway /health = %d", code)
 	}
 }
 
@@ -224,7 +245,8 @@ func TestStackMissingBinary(t *testing.T) {
 
 func TestStackReportsAProcessThatDies(t *testing.T) {
 	t.Parallel()
-	s := startStack(t, stackOptions(t, &proctest.Output{}))
+	o := stackOptions(t, &proctest.Output{})
+	s := startStack(t, &o)
 	// Crash worker-1 only now that the whole stack is ready: a timer started
 	// with the process could fire before the others answer their health
 	// checks, and Start would fail instead.
@@ -248,7 +270,8 @@ func TestStackReportsAProcessThatDies(t *testing.T) {
 func TestStackStopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	t.Parallel()
 	out := &proctest.Output{}
-	s := startStack(t, stackOptions(t, out, "FAKE_TARGET=worker-1", "FAKE_IGNORE_TERM=1", "FAKE_SPAWN_CHILD=1"))
+	o := stackOptions(t, out, "FAKE_TARGET=worker-1", "FAKE_IGNORE_TERM=1", "FAKE_SPAWN_CHILD=1")
+	s := startStack(t, &o)
 	out.WaitLine(t, 20*time.Second, "child pid")
 	// Long enough for the gateway and worker-2 to exit on SIGTERM on a
 	// loaded machine; worker-1 ignores it and is killed when it runs out.

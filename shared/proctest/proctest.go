@@ -12,9 +12,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -211,11 +213,25 @@ func PortBlock(t testing.TB, n, low, high int) int {
 // free reports whether every loopback port in [from, to] can be listened on now.
 func free(from, to int) bool {
 	for p := from; p <= to; p++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
+		if probeListen("127.0.0.1:"+strconv.Itoa(p)) != nil {
 			return false
 		}
-		ln.Close()
 	}
 	return true
+}
+
+// probeListen listens on addr and closes the listener at once, holding fork off meanwhile (on Linux, where
+// creating a socket takes no ForkLock of its own). A process another goroutine forks while the listener is
+// open gets a copy of it, which keeps the port bound until that child's exec closes it: the port would be
+// found busy by whoever binds it next (the stack checking it, the process started to listen on it).
+func probeListen(addr string) error {
+	if runtime.GOOS == "linux" {
+		syscall.ForkLock.RLock()
+		defer syscall.ForkLock.RUnlock()
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }

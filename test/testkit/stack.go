@@ -60,10 +60,11 @@ func StartStack(t testing.TB, binDir string, workers int, env []string) (*stack.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
 	defer cancel()
 	// The gateway takes base+1, worker i base+2+i: ports from a block below the kernel's usual ephemeral range,
-	// so no outgoing connection of the tests running alongside takes one before the processes bind it. A
-	// machine whose ephemeral range is wider (ip_local_port_range) can still take one between PortBlock's
-	// check and stack.Start's: stack.Start refuses a taken address before it starts anything, so take
-	// another block then.
+	// so no outgoing connection of the tests running alongside takes one before the processes bind it.
+	// PortBlock's and stack.Start's checks hold fork off while they listen (a child forked then kept a copy
+	// of the probing listener until its exec: the cause of session 8's "address is not free"). Should a port
+	// still be taken (a machine whose ephemeral range reaches into the block), stack.Start refuses it before
+	// it starts anything, so take another block then.
 	var s *stack.Stack
 	var err error
 	for attempt := 1; ; attempt++ {
