@@ -145,12 +145,26 @@ func WaitGone(t testing.TB, timeout time.Duration, pids ...int) {
 // FreeAddr returns a loopback address whose port was free a moment ago.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := pickPort()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return addr.String()
+}
+
+// pickPort returns a loopback address with a port the kernel picks, free a moment ago; like probeListen, it
+// holds fork off while its listener is open.
+func pickPort() (*net.TCPAddr, error) {
+	if runtime.GOOS == "linux" {
+		syscall.ForkLock.RLock()
+		defer syscall.ForkLock.RUnlock()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
 	defer ln.Close()
-	return ln.Addr().String()
+	return ln.Addr().(*net.TCPAddr), nil
 }
 
 // FreePort returns a loopback port that was free a moment ago.
@@ -165,12 +179,11 @@ func FreePort(t testing.TB) int {
 func FreePortRange(t testing.TB, n int) int {
 	t.Helper()
 	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := pickPort()
 		if err != nil {
 			t.Fatal(err)
 		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
+		base := addr.Port
 		if free(base+1, base+n) {
 			return base
 		}
