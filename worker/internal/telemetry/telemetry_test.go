@@ -53,8 +53,8 @@ func TestSameMetricsAsBefore(t *testing.T) {
 		"scraping_results_total":        `COUNTER, "Completed jobs' results, by storage: inline (in the reply and the job document) or claim_check (an object in the job store).", 2 series`,
 		"scraping_result_bytes_total":   `COUNTER, "Bytes of completed jobs' results (JSON), by storage (inline, claim_check).", 2 series`,
 		// Admission by load (issue 12).
-		"scraping_worker_capacity":        `GAUGE, "Scrapes this worker takes at once now: the admission controller's capacity, applied as the consumer's prefetch (between WORKER_MIN_CONCURRENCY and WORKER_CONCURRENCY).", 1 series`,
-		"scraping_worker_admission_state": `GAUGE, "The admission controller's last decision: 1 for the current state (growing, holding, backing_off), 0 for the others.", 3 series`,
+		"scraping_worker_capacity":                    `GAUGE, "Scrapes this worker takes at once now: the admission controller's capacity, applied as the consumer's prefetch (between WORKER_MIN_CONCURRENCY and WORKER_CONCURRENCY).", 1 series`,
+		"scraping_worker_admission_state":             `GAUGE, "The admission controller's last decision: 1 for the current state (growing, holding, backing_off), 0 for the others.", 3 series`,
 		"scraping_warm_runner_start_duration_seconds": `HISTOGRAM, "Time to start one warm runner: from spawning it (containment included) to its ready frame (interpreter started, script imported).", 1 series`,
 	}
 	got := families(t, reg)
