@@ -232,10 +232,26 @@ def request_nonce(request):
     return nonce[:NONCE_LEN].ljust(NONCE_LEN, b"-")
 
 
-def is_async_function(scrape):
-    import inspect
+CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
 
-    return inspect.iscoroutinefunction(scrape)
+
+def is_async_function(scrape):
+    """inspect.iscoroutinefunction(scrape) without importing inspect for a plain function (the usual
+    scrape): that import (ast, dis, tokenize, ...) was several ms of every warm runner's start. Methods, then
+    partials, are unwrapped as inspect does; what is not then a plain function is left to inspect."""
+    import functools
+    import types
+
+    f = scrape
+    while isinstance(f, types.MethodType):
+        f = f.__func__
+    while isinstance(f, functools.partial):
+        f = f.func
+    if type(f) is not types.FunctionType:
+        import inspect
+
+        return inspect.iscoroutinefunction(scrape)
+    return bool(f.__code__.co_flags & CO_COROUTINE)
 
 
 # Output attribution in a shared runner. sys.stdout and sys.stderr are replaced, before the script is

@@ -583,3 +583,54 @@ func TestRunEscapedProcess(t *testing.T) {
 	}
 	assertGone(t, leader, escaped)
 }
+
+// is_async_function answers as inspect.iscoroutinefunction (its oracle) for every kind of scrape a script
+// can define, without importing inspect for a plain function.
+func TestIsAsyncFunctionMatchesInspect(t *testing.T) {
+	t.Parallel()
+	check := `
+import sys
+src = sys.stdin.read()
+g = {"__name__": "runner_under_test"}
+exec(compile(src, "runner.py", "exec"), g)
+is_async_function = g["is_async_function"]
+assert "inspect" not in sys.modules, "loading runner.py imported inspect"
+
+import functools
+
+def plain(params): return params
+async def coro(params): return params
+def gen(params): yield params
+async def agen(params): yield params
+class C:
+    def m(self, params): return params
+    async def am(self, params): return params
+    @staticmethod
+    async def sam(params): return params
+    @classmethod
+    async def cam(cls, params): return params
+    async def __call__(self, params): return params
+
+assert not is_async_function(plain)
+assert is_async_function(coro)
+assert "inspect" not in sys.modules, "a plain function imported inspect"
+
+import inspect
+cases = {
+    "def": plain, "async def": coro, "generator": gen, "async generator": agen, "lambda": lambda p: p,
+    "method": C().m, "async method": C().am, "async staticmethod": C.sam, "async classmethod": C.cam,
+    "callable instance": C(), "partial": functools.partial(plain), "async partial": functools.partial(coro, {}),
+    "partial of partial": functools.partial(functools.partial(coro)), "partial of async method": functools.partial(C().am),
+    "method of a partial": functools.partial(C.am, C()), "builtin": len, "class": C, "None": None,
+}
+bad = [name for name, f in cases.items() if is_async_function(f) != inspect.iscoroutinefunction(f)]
+assert not bad, "differs from inspect.iscoroutinefunction for: %s" % bad
+print("ok", len(cases))
+`
+	cmd := exec.CommandContext(t.Context(), testPython(t), "-I", "-S", "-B", "-c", check)
+	cmd.Stdin = strings.NewReader(runnerSource)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "ok ") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
