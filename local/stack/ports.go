@@ -4,16 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"strconv"
 	"syscall"
+
+	"github.com/scrapeplatform/platform/shared/portprobe"
 )
 
 // AddrFree reports whether nothing listens on the TCP address addr: it binds
 // it and lets it go at once. A nil error means free (until someone else binds
 // it); the error names the address, "taken" when something listens on it.
 func AddrFree(addr string) error {
-	err := probeListen(addr)
+	err := portprobe.Free(addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("%s is taken: something listens on it", addr)
 	}
@@ -21,22 +22,6 @@ func AddrFree(addr string) error {
 		return fmt.Errorf("%s cannot be listened on: %w", addr, err)
 	}
 	return nil
-}
-
-// probeListen listens on addr and closes the listener at once, holding fork off meanwhile (on Linux, where
-// creating a socket takes no ForkLock of its own). A process another goroutine forks while the listener is
-// open gets a copy of it, which keeps the port bound until that child's exec closes it: the process
-// started next to listen on the port would find it busy.
-func probeListen(addr string) error {
-	if runtime.GOOS == "linux" {
-		syscall.ForkLock.RLock()
-		defer syscall.ForkLock.RUnlock()
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	return ln.Close()
 }
 
 // FreeAddr returns addr when it is free, else addr's host with a port the
@@ -50,12 +35,11 @@ func FreeAddr(addr string) (free string, moved bool, err error) {
 	if err != nil {
 		return "", false, err
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	picked, err := portprobe.Pick(host)
 	if err != nil {
 		return "", false, fmt.Errorf("no free port on %s: %w", host, err)
 	}
-	defer ln.Close()
-	return ln.Addr().String(), true, nil
+	return picked.String(), true, nil
 }
 
 // FreePortRange returns base when the n loopback ports base+1..base+n are all
@@ -69,12 +53,11 @@ func FreePortRange(base, n int) (free int, moved bool, err error) {
 		return base, false, nil
 	}
 	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		picked, err := portprobe.Pick("127.0.0.1")
 		if err != nil {
 			return 0, false, err
 		}
-		first := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
+		first := picked.Port
 		if first+n-1 <= 65535 && portRangeFree(first-1, n) {
 			return first - 1, true, nil
 		}

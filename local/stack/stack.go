@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/portprobe"
 )
 
 // Names of the binaries Start runs from Options.BinDir.
@@ -289,7 +291,7 @@ func checkExecutable(path string) error {
 
 // checkAddrFree fails when something already listens on addr.
 func checkAddrFree(who, addr string) error {
-	if err := probeListen(addr); err != nil {
+	if err := portprobe.Free(addr); err != nil {
 		return fmt.Errorf("%s address %s is not free (is another stack still running?): %w", who, addr, err)
 	}
 	return nil

@@ -34,10 +34,9 @@ func stackOptions(t *testing.T, out *proctest.Output, env ...string) Options {
 }
 
 // startStack starts the stack of *o, on other free ports (written back to *o) when one of its ports is
-// busy at Start's check. A port proctest.PortBlock has just found free can be: its check (and Start's)
-// listens on the port for an instant, and a test running alongside that forks then (starting a process)
-// gives the child a copy of that listener, which keeps the port bound until the child's exec closes it.
-// Start refuses a busy port before it starts anything (wrapping EADDRINUSE), so trying again is safe.
+// busy at Start's check. A port proctest.PortBlock has just found free can be, rarely: a process forked
+// by a test running alongside can hold a copy of a probe's listener (shared/portprobe). Start refuses a
+// busy port before it starts anything (wrapping EADDRINUSE), so trying again is safe.
 func startStack(t *testing.T, o *Options) *Stack {
 	t.Helper()
 	for attempt := 1; ; attempt++ {

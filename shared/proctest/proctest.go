@@ -10,15 +10,14 @@ package proctest
 import (
 	"bytes"
 	"math/rand/v2"
-	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scrapeplatform/platform/shared/portprobe"
 )
 
 // Output keeps the output of the processes a test starts; it is safe for concurrent writers. The zero
@@ -145,26 +144,11 @@ func WaitGone(t testing.TB, timeout time.Duration, pids ...int) {
 // FreeAddr returns a loopback address whose port was free a moment ago.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	addr, err := pickPort()
+	addr, err := portprobe.Pick("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return addr.String()
-}
-
-// pickPort returns a loopback address with a port the kernel picks, free a moment ago; like probeListen, it
-// holds fork off while its listener is open.
-func pickPort() (*net.TCPAddr, error) {
-	if runtime.GOOS == "linux" {
-		syscall.ForkLock.RLock()
-		defer syscall.ForkLock.RUnlock()
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr), nil
 }
 
 // FreePort returns a loopback port that was free a moment ago.
@@ -179,7 +163,7 @@ func FreePort(t testing.TB) int {
 func FreePortRange(t testing.TB, n int) int {
 	t.Helper()
 	for range 50 {
-		addr, err := pickPort()
+		addr, err := portprobe.Pick("127.0.0.1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,25 +210,9 @@ func PortBlock(t testing.TB, n, low, high int) int {
 // free reports whether every loopback port in [from, to] can be listened on now.
 func free(from, to int) bool {
 	for p := from; p <= to; p++ {
-		if probeListen("127.0.0.1:"+strconv.Itoa(p)) != nil {
+		if portprobe.Free("127.0.0.1:"+strconv.Itoa(p)) != nil {
 			return false
 		}
 	}
 	return true
-}
-
-// probeListen listens on addr and closes the listener at once, holding fork off meanwhile (on Linux, where
-// creating a socket takes no ForkLock of its own). A process another goroutine forks while the listener is
-// open gets a copy of it, which keeps the port bound until that child's exec closes it: the port would be
-// found busy by whoever binds it next (the stack checking it, the process started to listen on it).
-func probeListen(addr string) error {
-	if runtime.GOOS == "linux" {
-		syscall.ForkLock.RLock()
-		defer syscall.ForkLock.RUnlock()
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	return ln.Close()
 }

@@ -83,35 +83,3 @@ func TestPortBlock(t *testing.T) {
 		t.Fatalf("FreePort = %d", p)
 	}
 }
-
-// A port PortBlock found free is free for the caller to bind at once, even while other goroutines fork
-// processes: its check holds fork off, so no child inherits the probing listener (which kept the port bound
-// until the child's exec, and made the next bind fail now and then).
-func TestPortBlockPortsStayFreeWhileProcessesStart(t *testing.T) {
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_ = exec.Command("/bin/true").Run()
-			}
-		})
-	}
-	defer wg.Wait()
-	defer close(stop)
-	for range 100 {
-		base := PortBlock(t, 2, 41000, 44999)
-		for p := base + 1; p <= base+2; p++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				t.Fatalf("port %d, free a moment ago, cannot be bound: %v", p, err)
-			}
-			ln.Close()
-		}
-	}
-}

@@ -61,10 +61,10 @@ func StartStack(t testing.TB, binDir string, workers int, env []string) (*stack.
 	defer cancel()
 	// The gateway takes base+1, worker i base+2+i: ports from a block below the kernel's usual ephemeral range,
 	// so no outgoing connection of the tests running alongside takes one before the processes bind it.
-	// PortBlock's and stack.Start's checks hold fork off while they listen (a child forked then kept a copy
-	// of the probing listener until its exec: the cause of session 8's "address is not free"). Should a port
-	// still be taken (a machine whose ephemeral range reaches into the block), stack.Start refuses it before
-	// it starts anything, so take another block then.
+	// PortBlock's and stack.Start's checks hold fork off while they listen (shared/portprobe: a child forked
+	// then kept a copy of the probing listener until its exec, the likely cause of session 8's "address is
+	// not free"); that makes a busy port rare, not impossible. Should one be busy, stack.Start refuses it
+	// before it starts anything, so take another block then.
 	var s *stack.Stack
 	var err error
 	for attempt := 1; ; attempt++ {
