@@ -569,24 +569,33 @@ func runnerStarts(ctx context.Context, urls []string) (starts, error) {
 		if err != nil {
 			return starts{}, err
 		}
-		for line := range strings.Lines(string(b)) {
-			name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
-			if !ok {
-				continue
-			}
-			v, err := strconv.ParseFloat(value, 64)
-			if err != nil {
-				continue
-			}
-			switch name {
-			case startsMetric + "_count":
-				total.n += v
-			case startsMetric + "_sum":
-				total.seconds += v
-			}
-		}
+		got := parseStarts(string(b))
+		total.n, total.seconds = total.n+got.n, total.seconds+got.seconds
 	}
 	return total, nil
+}
+
+// parseStarts reads the count and sum of the warm runner start histogram from a Prometheus text exposition
+// (no labels: the worker exports one series).
+func parseStarts(text string) starts {
+	var s starts
+	for line := range strings.Lines(text) {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case startsMetric + "_count":
+			s.n += v
+		case startsMetric + "_sum":
+			s.seconds += v
+		}
+	}
+	return s
 }
 
 // treeRSS sums the resident memory (bytes) of the given processes and all their descendants.
