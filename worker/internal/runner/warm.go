@@ -126,6 +126,7 @@ func (p *warmPool) started(w *warmProc, prestarted bool) {
 		p.stats.Prestarted++
 	}
 	p.metrics.WarmStarted(w.startTook)
+	w.log.Debug("warm runner started", "pid", w.pid, "start_ms", w.startTook.Milliseconds(), "prestarted", prestarted)
 }
 
 // TakeWarmStarts returns how many warm runners (one-call-at-a-time, shared and threads alike) started since
@@ -627,10 +628,7 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 			"the script's runner sent a ready frame without its nonce (a forged frame?); it was stopped")
 		return nil, &res, nil
 	}
-	if bytes.HasPrefix(doc, []byte(`{"ready":true,`)) {
-		w.startTook = time.Since(begun)
-		w.log.Debug("warm runner started", "pid", w.pid, "start_ms", w.startTook.Milliseconds())
-	}
+	w.startTook = time.Since(begun) // read once the runner counts as started (warmPool.started)
 	switch string(doc) {
 	case `{"ready":true,"async":false}`:
 		return w, nil, nil
