@@ -17,8 +17,10 @@ What the columns mean:
                    x64 (a blocking urllib fetch, through the egress proxy, of a page on this machine that
                    answers in 200 ms), each of these two also with "threads" (the same script with a
                    manifest asking for "isolation": "threads": a runner serves many calls at once, a thread
-                   each, instead of a process per call), cpu-bound 50ms x4 (a def script burning 50 ms of
-                   CPU per call, 4 callers)
+                   each, instead of a process per call), fetch 200ms x64 settled (the process-per-call fetch
+                   again, measured once the steady state is reached: its warm-up goes on until no warm runner
+                   has started for 3 s, at most 90 s; how long it took is printed below the table), cpu-bound
+                   50ms x4 (a def script burning 50 ms of CPU per call, 4 callers)
   requests/s       completed requests per second over the measured period (the warm-up is not counted)
   p50              latency seen by the caller: half of the requests took at most this long
   p99              99% of the requests took at most this long

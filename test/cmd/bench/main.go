@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -107,6 +108,8 @@ type result struct {
 	// in all (scraping_warm_runner_start_duration_seconds); system runs only.
 	starts    starts
 	hasStarts bool
+	// warm is how long the warm-up lasted (a settled run's varies).
+	warm time.Duration
 }
 
 // starts is the count and total duration of warm runner starts.
@@ -179,6 +182,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 		row(r, ideal, ratio, rss)
 	}
+	for i, sc := range ran {
+		if sc.settle {
+			fmt.Fprintf(out, "%s: measured after a warm-up of %s (until no warm runner had started for %s)\n",
+				results[i].name, results[i].warm.Round(100*time.Millisecond), settleQuiet)
+		}
+	}
 	for _, r := range append([]result{raw}, results...) {
 		for _, e := range r.firstErrs {
 			if len(e) > 300 {
@@ -199,8 +208,10 @@ func slotsLabel(n int) string {
 	return strconv.Itoa(n)
 }
 
-// drive runs call from c goroutines for warm-up plus d, recording latencies after the warm-up.
-func drive(ctx context.Context, name string, c int, warmup, d time.Duration, call func(context.Context) error) result {
+// drive runs call from c goroutines for warm-up plus d, recording latencies after the warm-up. With a
+// settled function, the warm-up goes on past warmup, checked every second, until settled says so (or
+// settleMax has passed); result.warm is how long it took.
+func drive(ctx context.Context, name string, c int, warmup, d time.Duration, settled func() bool, call func(context.Context) error) result {
 	var (
 		mu        sync.Mutex
 		firstErrs []string
@@ -208,9 +219,29 @@ func drive(ctx context.Context, name string, c int, warmup, d time.Duration, cal
 		errs      atomic.Int64
 		n         atomic.Int64
 		wg        sync.WaitGroup
+		measure   atomic.Int64 // when measuring starts, Unix nanoseconds; until it is known, never
 	)
-	startMeasure := time.Now().Add(warmup)
-	end := startMeasure.Add(d)
+	begin := time.Now()
+	measure.Store(math.MaxInt64)
+	if settled == nil {
+		measure.Store(begin.Add(warmup).UnixNano())
+	} else {
+		go func() {
+			wait := warmup
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+				if settled() || time.Since(begin) >= settleMax {
+					break
+				}
+				wait = time.Second
+			}
+			measure.Store(time.Now().UnixNano())
+		}()
+	}
 	for range c {
 		wg.Add(1)
 		go func() {
@@ -218,12 +249,13 @@ func drive(ctx context.Context, name string, c int, warmup, d time.Duration, cal
 			local := make([]time.Duration, 0, 4096)
 			for ctx.Err() == nil {
 				t0 := time.Now()
-				if t0.After(end) {
+				from := measure.Load()
+				if from != math.MaxInt64 && t0.After(time.Unix(0, from).Add(d)) {
 					break
 				}
 				err := call(ctx)
 				t1 := time.Now()
-				if t0.Before(startMeasure) {
+				if t0.UnixNano() < from {
 					continue
 				}
 				if err != nil {
@@ -244,7 +276,30 @@ func drive(ctx context.Context, name string, c int, warmup, d time.Duration, cal
 	}
 	wg.Wait()
 	slices.Sort(lat)
-	return result{name: name, n: int(n.Load()), errs: int(errs.Load()), elapsed: d, latencies: lat, firstErrs: firstErrs}
+	return result{name: name, n: int(n.Load()), errs: int(errs.Load()), elapsed: d, latencies: lat, firstErrs: firstErrs,
+		warm: time.Unix(0, measure.Load()).Sub(begin)}
+}
+
+// settleMax bounds a settled run's warm-up.
+const settleMax = 90 * time.Second
+
+// settleQuiet is how long no warm runner may have started for a settled run's warm-up to end.
+const settleQuiet = 3 * time.Second
+
+// noStartsFor returns a settled function for drive: true once the workers at urls have counted no new warm
+// runner start for quiet (read from their metrics each time it is called).
+func noStartsFor(ctx context.Context, urls []string, quiet time.Duration) func() bool {
+	last, since := -1.0, time.Now()
+	return func() bool {
+		s, err := runnerStarts(ctx, urls)
+		if err != nil {
+			return false
+		}
+		if s.n != last {
+			last, since = s.n, time.Now()
+		}
+		return time.Since(since) >= quiet
+	}
 }
 
 func randomSuffix() string {
@@ -355,7 +410,7 @@ func benchRaw(ctx context.Context, o options, prefetch int) (result, error) {
 			return errors.New("no reply")
 		}
 	}
-	return drive(ctx, "raw amqp091 RPC", o.concurrency, o.warmup, o.duration, call), nil
+	return drive(ctx, "raw amqp091 RPC", o.concurrency, o.warmup, o.duration, nil, call), nil
 }
 
 // scenario is one system run: callers scraping one script with the same parameters. wait is what one call
@@ -370,6 +425,9 @@ type scenario struct {
 	timeout int
 	// rss samples the workers' and their runners' memory during the run.
 	rss bool
+	// settle extends the warm-up until no warm runner has started for settleQuiet: the steady state, once
+	// the script's runners are up (a "settled" copy of a scenario whose starts outlast the fixed warm-up).
+	settle bool
 }
 
 func (sc scenario) ideal() float64 { return float64(sc.callers) / sc.wait.Seconds() }
@@ -383,6 +441,7 @@ func scenarios(o options, page string) []scenario {
 		{name: "blocking 200ms x32", script: "sleeper", params: `{"seconds":0.2}`, callers: 32, wait: 200 * time.Millisecond, timeout: 10},
 		{name: "blocking 200ms x32 threads", script: "sleeper" + threadsSuffix, params: `{"seconds":0.2}`, callers: 32, wait: 200 * time.Millisecond, timeout: 10},
 		{name: "fetch 200ms x64", script: "fetch", params: fmt.Sprintf(`{"url":%q}`, page), callers: 64, wait: 200 * time.Millisecond, timeout: 10},
+		{name: "fetch 200ms x64 settled", script: "fetch", params: fmt.Sprintf(`{"url":%q}`, page), callers: 64, wait: 200 * time.Millisecond, timeout: 10, settle: true},
 		{name: "fetch 200ms x64 threads", script: "fetch" + threadsSuffix, params: fmt.Sprintf(`{"url":%q}`, page), callers: 64, wait: 200 * time.Millisecond, timeout: 10},
 		// CPU-bound: each call burns 50 ms of CPU, 4 callers. Its wait is what one call would take if the
 		// machine's CPUs were shared evenly between the callers and did nothing else (callers × 50 ms ÷
@@ -534,7 +593,11 @@ func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scen
 			}
 		}()
 		before, beforeErr := runnerStarts(ctx, s.WorkerMetricsURLs())
-		r := drive(ctx, "system "+sc.name, sc.callers, o.warmup, o.duration, call)
+		var settled func() bool
+		if sc.settle {
+			settled = noStartsFor(ctx, s.WorkerMetricsURLs(), settleQuiet)
+		}
+		r := drive(ctx, "system "+sc.name, sc.callers, o.warmup, o.duration, settled, call)
 		if after, err := runnerStarts(ctx, s.WorkerMetricsURLs()); err == nil && beforeErr == nil {
 			r.starts, r.hasStarts = after.minus(before), true
 		}
@@ -568,6 +631,9 @@ func runnerStarts(ctx context.Context, urls []string) (starts, error) {
 		resp.Body.Close()
 		if err != nil {
 			return starts{}, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return starts{}, fmt.Errorf("GET %s/metrics: %s", u, resp.Status)
 		}
 		got := parseStarts(string(b))
 		total.n, total.seconds = total.n+got.n, total.seconds+got.seconds
