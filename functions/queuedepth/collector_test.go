@@ -208,7 +208,7 @@ func TestCollectorKeepsTheQueueBounded(t *testing.T) {
 	}
 	ctx := context.Background()
 	t.Cleanup(func() {
-		_, _ = m.do(ctx, http.MethodDelete, "/api/policies/%2F/"+url.PathEscape(c.Config.PolicyName), nil)
+		_ = m.api.Do(ctx, http.MethodDelete, "/api/policies/%2F/"+url.PathEscape(c.Config.PolicyName), nil, nil)
 	})
 
 	if _, err := c.Run(ctx); err != nil {

@@ -1,32 +1,28 @@
 package queuedepth
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/broker"
+	"github.com/scrapeplatform/platform/shared/brokerusers"
 )
-
-// maxResponseBytes caps what is read of one management API answer.
-const maxResponseBytes = 4 << 20
 
 // ErrNotFound means the management API has no such queue (it is declared by the gateway and workers on
 // connect, so before their first start it does not exist yet).
 var ErrNotFound = errors.New("not found")
 
-// Management is a client of RabbitMQ's management HTTP API (the Amazon MQ web console's API on port 443).
+// Management reads and sets what the queue-depth function needs through RabbitMQ's management HTTP API (the
+// Amazon MQ web console's API on port 443). The HTTP exchange itself (basic auth, JSON, bounded answers,
+// status errors) is shared/brokerusers' Client, the platform's one client of that API.
 type Management struct {
-	base       *url.URL
-	user, pass string
-	http       *http.Client
+	api *brokerusers.Client
 }
 
 // NewManagement returns a client of the management API at baseURL, authenticating with HTTP basic auth.
@@ -35,7 +31,7 @@ func NewManagement(baseURL, user, pass string, timeout time.Duration) (*Manageme
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("management URL %q is not an absolute URL", baseURL)
 	}
-	return &Management{base: u, user: user, pass: pass, http: &http.Client{Timeout: timeout}}, nil
+	return &Management{api: brokerusers.NewClient(u.String(), user, pass, &http.Client{Timeout: timeout})}, nil
 }
 
 // QueueStats is what the management API says about one queue.
@@ -195,58 +191,42 @@ func (m *Management) EnsurePolicy(ctx context.Context, vhost, name string, want 
 	if err != nil {
 		return false, err
 	}
-	if _, err := m.do(ctx, http.MethodPut, path, payload); err != nil {
+	if err := m.put(ctx, path, payload); err != nil {
 		return false, fmt.Errorf("set policy %q: %w", name, err)
 	}
 	return true, nil
 }
 
-// get fetches base+path (path already escaped) and returns the body of a 200 answer.
+// get fetches path (already escaped) and returns the body of a 2xx answer.
 func (m *Management) get(ctx context.Context, path string) ([]byte, error) {
-	return m.do(ctx, http.MethodGet, path, nil)
+	var body json.RawMessage
+	if err := m.api.Do(ctx, http.MethodGet, path, nil, &body); err != nil {
+		return nil, explain(err)
+	}
+	return body, nil
 }
 
-// do sends method base+path (path already escaped) with an optional JSON payload and returns the body of a
-// 2xx answer.
-func (m *Management) do(ctx context.Context, method, path string, payload []byte) ([]byte, error) {
-	u, err := url.Parse(m.base.String() + path)
-	if err != nil {
-		return nil, err
+// put sends payload (JSON) to path (already escaped).
+func (m *Management) put(ctx context.Context, path string, payload []byte) error {
+	return explain(m.api.Do(ctx, http.MethodPut, path, json.RawMessage(payload), nil))
+}
+
+// explain turns the management API's refusals into what the function's operator needs to know: ErrNotFound
+// for a 404, and what to do about the credentials or the user's tags.
+func explain(err error) error {
+	var se *brokerusers.StatusError
+	if !errors.As(err, &se) {
+		return err
 	}
-	var reqBody io.Reader
-	if payload != nil {
-		reqBody = bytes.NewReader(payload)
+	switch se.Code {
+	case http.StatusNotFound:
+		return ErrNotFound
+	case http.StatusUnauthorized:
+		return errors.New("management API refused the credentials (401)")
+	case http.StatusForbidden:
+		return errors.New("management API forbids this to the broker user (403); setting policies needs the policymaker or administrator tag")
+	case http.StatusBadRequest:
+		return fmt.Errorf("management API refused the request (400): %s", se.Body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), reqBody)
-	if err != nil {
-		return nil, err
-	}
-	req.SetBasicAuth(m.user, m.pass)
-	req.Header.Set("Accept", "application/json")
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := m.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return nil, fmt.Errorf("read answer: %w", err)
-	}
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return body, nil
-	case resp.StatusCode == http.StatusNotFound:
-		return nil, ErrNotFound
-	case resp.StatusCode == http.StatusUnauthorized:
-		return nil, errors.New("management API refused the credentials (401)")
-	case resp.StatusCode == http.StatusForbidden:
-		return nil, errors.New("management API forbids this to the broker user (403); setting policies needs the policymaker or administrator tag")
-	case resp.StatusCode == http.StatusBadRequest:
-		return nil, fmt.Errorf("management API refused the request (400): %s", strings.TrimSpace(string(body)))
-	default:
-		return nil, fmt.Errorf("management API answered %s", resp.Status)
-	}
+	return fmt.Errorf("management API answered %s", se.Status)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -169,5 +170,38 @@ func TestManagementRefusesBadCredentials(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "wrong-password") {
 		t.Fatalf("error leaks the password: %v", err)
+	}
+}
+
+// Each refusal of the management API says what to do about it; a missing queue or policy is ErrNotFound.
+// (A fake server: the real broker's 403 and 400 need a user without tags and a malformed policy.)
+func TestManagementExplainsRefusals(t *testing.T) {
+	t.Parallel()
+	for code, want := range map[int]string{
+		http.StatusNotFound:            ErrNotFound.Error(),
+		http.StatusUnauthorized:        "refused the credentials (401)",
+		http.StatusForbidden:           "needs the policymaker or administrator tag",
+		http.StatusBadRequest:          "refused the request (400): bad pattern",
+		http.StatusInternalServerError: "answered 500 Internal Server Error",
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "bad pattern", code)
+		}))
+		m, err := NewManagement(srv.URL, "monitoring", "s3cret", 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = m.EnsurePolicy(context.Background(), "/", "scraping_tasks-bound", QueueBoundPolicy("scraping_tasks", 10, "queues", 10))
+		srv.Close()
+		if code == http.StatusNotFound {
+			// No policy yet: it is written, and the write's 404 is the error.
+			if !errors.Is(err, ErrNotFound) {
+				t.Errorf("%d: error %v, want ErrNotFound", code, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%d: error %v, want one containing %q and not the password", code, err, want)
+		}
 	}
 }

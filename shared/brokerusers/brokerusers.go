@@ -1,6 +1,8 @@
 // Package brokerusers is the one owner of what the platform's least-privilege RabbitMQ users are (issue 11):
 // the permissions of the gateway's and the workers' users on the task queue, the monitoring user of the
-// queue-depth Lambda, and a minimal management HTTP API client to create and delete them with.
+// queue-depth Lambda, and a minimal management HTTP API client to create and delete them with, which is
+// also the platform's one client of that API (functions/queuedepth reads queues and nodes and keeps the
+// task queue's policy through it).
 //
 // `make run` (local/stack) and the BrokerUsers CloudFormation custom resource in AWS
 // (functions/brokerusers) both make their users from this table:
@@ -146,9 +148,10 @@ func (c *Client) AMQPPorts(ctx context.Context) ([]string, error) {
 	return ports, nil
 }
 
-// maxBody bounds the JSON answer Do decodes; maxErrorBody the part of an error answer it quotes.
+// maxBody bounds the JSON answer Do decodes (GET /api/nodes of a cluster, with every node's statistics, is
+// the largest the platform reads); maxErrorBody the part of an error answer it quotes.
 const (
-	maxBody      = 1 << 20
+	maxBody      = 4 << 20
 	maxErrorBody = 512
 )
 
