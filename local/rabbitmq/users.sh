@@ -10,8 +10,10 @@
 #   scrape-admin       for people (the management UI): administrator
 #
 # Passwords are generated on the first run and kept in the broker-credentials volume (/credentials):
-# gateway.url for the gateway (owned by its uid 10001, 0400), worker.url for the workers (root, 0400: the
-# workers run as root and their scripts as uids of their own, which cannot read it), and the monitoring
+# gateway.url and gateway-management.url (the management API as scrape-monitoring, for GET /status's
+# in_flight and capacity, as `make run` gives its gateway) for the gateway (owned by its uid 10001, 0400),
+# worker.url for the workers (root, 0400: the workers run as root and their scripts as uids of their own,
+# which cannot read it), and the monitoring
 # and admin passwords (root, 0400; `docker compose exec rabbitmq cat` does not reach them: read them with
 # `docker compose run --rm rabbitmq-users cat /credentials/admin.password`). guest is refused from other
 # hosts (RabbitMQ's default loopback_users).
@@ -53,7 +55,8 @@ user scrape-admin "$(password admin)" "administrator" '.*' '.*' '.*'
 
 printf 'amqp://scrape-gateway:%s@rabbitmq:5672/' "$(password gateway)" > "$DIR/gateway.url"
 printf 'amqp://scrape-worker:%s@rabbitmq:5672/' "$(password worker)" > "$DIR/worker.url"
-chown 10001:10001 "$DIR/gateway.url"
+printf 'http://scrape-monitoring:%s@rabbitmq:15672' "$(password monitoring)" > "$DIR/gateway-management.url"
+chown 10001:10001 "$DIR/gateway.url" "$DIR/gateway-management.url"
 chmod 0400 "$DIR"/*.url "$DIR"/*.password
 chmod 0711 "$DIR"
 echo "broker users ready: scrape-gateway, scrape-worker, scrape-monitoring, scrape-admin"

@@ -320,6 +320,26 @@ func TestComposeApplicationSettings(t *testing.T) {
 		!strings.Contains(strings.Join(p.Services["s3"].Command, " "), "--port :"+u.Port()) {
 		t.Errorf("worker: S3_ENDPOINT_URL %q does not point at the s3 service's port (%q)", env("worker", "S3_ENDPOINT_URL"), p.Services["s3"].Command)
 	}
+	// The job store: one bucket, which the s3 service creates, shared by the gateway and the workers, on the
+	// s3 service with its credentials (test/docker runs a job through it).
+	bucket := env("gateway", "JOB_STORE_BUCKET")
+	if bucket == "" || env("worker", "JOB_STORE_BUCKET") != bucket || env("s3", "JOB_STORE_BUCKET") != bucket ||
+		!strings.Contains(strings.Join(p.Services["s3"].Command, " "), `mkdir -p "/data/${S3_BUCKET_NAME}" "/data/${JOB_STORE_BUCKET}"`) {
+		t.Errorf("JOB_STORE_BUCKET: gateway %q, worker %q, created by the s3 service %q (%q); want one bucket the s3 service creates",
+			bucket, env("worker", "JOB_STORE_BUCKET"), env("s3", "JOB_STORE_BUCKET"), p.Services["s3"].Command)
+	}
+	for _, k := range []string{"S3_ENDPOINT_URL", "S3_REGION", "S3_ACCESS_KEY", "S3_SECRET_KEY"} {
+		if env("gateway", k) == "" || env("gateway", k) != env("worker", k) {
+			t.Errorf("%s: the gateway's %q and the workers' %q differ (one job store)", k, env("gateway", k), env("worker", k))
+		}
+	}
+	if _, ok := p.Services["gateway"].DependsOn["s3"]; !ok {
+		t.Error("gateway: must depend on the s3 service (its job store)")
+	}
+	// Admission decides the workers' concurrency (issue 12): no fixed WORKER_CONCURRENCY near the CPU count.
+	if v, ok := p.Services["worker"].Environment["WORKER_CONCURRENCY"]; ok {
+		t.Errorf("worker: WORKER_CONCURRENCY %q pins the scrapes in flight; leave it to admission (its default ceiling)", deref(v))
+	}
 	if b := p.Services["s3-seed"].Build; b == nil || !strings.HasSuffix(b.Dockerfile, "worker/Dockerfile") || b.Target != "scrapectl" {
 		t.Error("s3-seed: must run scrapectl, built from worker/Dockerfile's scrapectl stage")
 	}

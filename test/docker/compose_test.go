@@ -3,11 +3,13 @@
 package docker
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -145,6 +147,25 @@ func TestComposeStack(t *testing.T) {
 		t.Errorf("example_scraper: status %d, title %q, want 200 and the demo page's title", page.StatusCode, page.Title)
 	}
 
+	// The job store (the s3 service's second bucket, shared by the gateway and the workers): a scrape
+	// answered at once with 202 runs as a job, and GET /jobs/{id} returns its result.
+	job := scrapeAsync(t, gateway, "example_scraper", map[string]any{"url": "http://demo:8765/index.html"}, 30)
+	var jobPage struct {
+		Title string `json:"title"`
+	}
+	mustJSON(t, job.Data, &jobPage)
+	if jobPage.Title != page.Title {
+		t.Errorf("the job's result has title %q, the sync scrape's %q", jobPage.Title, page.Title)
+	}
+
+	// GET /status reads the management API as the monitoring user: the scrapes in flight and the workers'
+	// admission capacity beside active_workers.
+	st := status(t, gateway)
+	if st.ActiveWorkers != len(started["worker"]) || st.InFlight == nil || st.Capacity == nil || *st.Capacity < 1 {
+		t.Errorf("GET /status: active_workers %d (want %d), in_flight %v, capacity %v (want both, capacity at least 1)",
+			st.ActiveWorkers, len(started["worker"]), st.InFlight, st.Capacity)
+	}
+
 	// Prometheus scrapes every target: per job, how many and all up.
 	prom := endpoint(t, started["prometheus"][0], "9090/tcp")
 	want := map[string]int{"gateway": 1, "worker": len(started["worker"]), "rabbitmq": 3, "rabbitmq_queues": 3}
@@ -173,8 +194,75 @@ func TestComposeStack(t *testing.T) {
 		}
 		grafana = "healthy"
 	}
-	t.Logf("compose stack: %d services up in %s (%d workers); /health 200; example_scraper from s3: %q; Prometheus targets %v all up; Grafana %s",
-		len(started), upIn.Round(time.Second), len(started["worker"]), page.Title, last, grafana)
+	t.Logf("compose stack: %d services up in %s (%d workers); /health 200; example_scraper from s3: %q, and as a job; /status capacity %d; Prometheus targets %v all up; Grafana %s",
+		len(started), upIn.Round(time.Second), len(started["worker"]), page.Title, *st.Capacity, last, grafana)
+}
+
+// scrapeAsync posts a scrape with Prefer: respond-async, which must be answered 202 with the job's Location,
+// and long-polls that until the job has ended; it must have completed.
+func scrapeAsync(t *testing.T, gateway, script string, params map[string]any, timeout int) reply {
+	t.Helper()
+	token := testToken(t)
+	body, _ := json.Marshal(map[string]any{"script_name": script, "parameters": params, "timeout": timeout})
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, gateway+"/scrape", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Prefer", "respond-async")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST /scrape %s (respond-async): %v", script, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusAccepted || !strings.HasPrefix(loc, "/jobs/") {
+		t.Fatalf("POST /scrape %s (respond-async): %d, Location %q, %s; want 202 and /jobs/{id}", script, resp.StatusCode, loc, b)
+	}
+	var r reply
+	waitFor(t, "job "+loc+" to end", 2*time.Minute, func() bool {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, gateway+loc+"?wait=10", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", loc, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		r = reply{code: resp.StatusCode, raw: string(b)}
+		if err := json.Unmarshal(b, &r); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s (%v)", loc, resp.StatusCode, b, err)
+		}
+		return r.Status != "queued" && r.Status != "running"
+	})
+	t.Logf("job %s: %s", loc, truncate(r.raw, 300))
+	if r.Status != "completed" {
+		t.Fatalf("job %s of %s: %s %s %s", loc, script, r.Status, r.Code, r.Error)
+	}
+	return r
+}
+
+// statusBody is the part of GET /status's answer the tests read.
+type statusBody struct {
+	ActiveWorkers int  `json:"active_workers"`
+	InFlight      *int `json:"in_flight"`
+	Capacity      *int `json:"capacity"`
+}
+
+// status gets GET /status (public, without a token).
+func status(t *testing.T, gateway string) statusBody {
+	t.Helper()
+	resp, err := http.Get(gateway + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var st statusBody
+	if err := json.Unmarshal(b, &st); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /status: %d %s (%v)", resp.StatusCode, b, err)
+	}
+	t.Logf("GET /status: %s", truncate(string(b), 300))
+	return st
 }
 
 // loadComposeProject reads local/compose.yaml with compose-go, with env as the only environment.

@@ -141,13 +141,20 @@ type reply struct {
 	Code   string          `json:"error_code"`
 }
 
-// scrape posts one scrape to the gateway and decodes the answer.
-func scrape(t *testing.T, gateway, script string, params map[string]any, timeout int) reply {
+// testToken is a bearer token the tests' gateways accept.
+func testToken(t *testing.T) string {
 	t.Helper()
 	token, err := auth.IssueHS256([]byte(jwtSecret), auth.Claims{Subject: "docker-test"}, 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return token
+}
+
+// scrape posts one scrape to the gateway and decodes the answer.
+func scrape(t *testing.T, gateway, script string, params map[string]any, timeout int) reply {
+	t.Helper()
+	token := testToken(t)
 	body, _ := json.Marshal(map[string]any{"script_name": script, "parameters": params, "timeout": timeout})
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, gateway+"/scrape", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
