@@ -10,7 +10,11 @@ import (
 const legend = `
 What the columns mean:
   run              raw amqp091 RPC: the platform's transport alone (persistent messages into a quorum queue,
-                   publisher confirms, direct reply-to, responders that answer at once); system <scenario>:
+                   publisher confirms, direct reply-to, responders that answer at once); raw amqp091 RPC
+                   200ms x32: the same transport under blocking 200ms x32's pattern (32 callers, responders
+                   that answer 200 ms after each delivery): the best ratio any platform on this transport
+                   can reach here, since the broker's own latency (the quorum queue's commit) counts against
+                   the ideal too; system <scenario>:
                    the real gateway and workers (make run's topology) over HTTP with a JWT: trivial (a script
                    that returns at once), async 200ms x64 / async 2s x1000 (an async def script awaiting that
                    long, with that many callers), blocking 200ms x32 (a def script in time.sleep), fetch 200ms
@@ -19,7 +23,8 @@ What the columns mean:
                    manifest asking for "isolation": "threads": a runner serves many calls at once, a thread
                    each, instead of a process per call), fetch 200ms x64 settled (the process-per-call fetch
                    again, measured once the steady state is reached: its warm-up goes on until no warm runner
-                   has started for 3 s, at most 90 s; how long it took is printed below the table), cpu-bound
+                   has started for 3 s, at most 90 s; how long it took is printed below the table; blocking
+                   200ms x32 warms up so too), cpu-bound
                    50ms x4 (a def script burning 50 ms of CPU per call, 4 callers)
   requests/s       completed requests per second over the measured period (the warm-up is not counted)
   p50              latency seen by the caller: half of the requests took at most this long

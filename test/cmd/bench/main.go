@@ -51,6 +51,7 @@ type options struct {
 	slots                     int
 	only                      string
 	duration, warmup          time.Duration
+	callers                   int
 	// logs receives what the stacks' processes write (their logs); io.Discard without -log.
 	logs     io.Writer
 	logLevel string
@@ -67,6 +68,7 @@ func main() {
 	flag.IntVar(&o.slots, "slots", 0, "WORKER_CONCURRENCY of the workers and the raw responders' prefetch (0: the worker's default; raw 256)")
 	flag.StringVar(&o.only, "only", "", "comma-separated parts of scenario names to run (default: all): trivial, async 200ms, async 2s, blocking, fetch, threads, cpu-bound, jobs")
 	flag.DurationVar(&o.duration, "d", 8*time.Second, "measured duration of each run")
+	flag.IntVar(&o.callers, "callers", 0, "callers of every system scenario (0: each scenario's own; ideal/s follows)")
 	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "unmeasured warm-up before each run (a script's first calls start its runners: a burst of cold starts that is not the steady state)")
 	logPath := flag.String("log", "", "file to write the gateways' and workers' logs to (default: discarded)")
 	flag.StringVar(&o.logLevel, "log-level", "warn", "LOG_LEVEL of the gateways and workers")
@@ -143,9 +145,18 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if rawSlots <= 0 {
 		rawSlots = 256
 	}
-	raw, err := benchRaw(ctx, o, rawSlots)
+	raw, err := benchRaw(ctx, o, rawSlots, "raw amqp091 RPC", o.concurrency, 0)
 	if err != nil {
 		return fmt.Errorf("raw RPC: %w", err)
+	}
+	// The transport alone under blocking 200ms x32's pattern: what its ratio can be at best here.
+	var rawWait *result
+	if only("blocking 200ms x32") {
+		r, err := benchRaw(ctx, o, rawSlots, rawWaitName, rawWaitCallers, rawWaitDelay)
+		if err != nil {
+			return fmt.Errorf("raw RPC with a wait: %w", err)
+		}
+		rawWait = &r
 	}
 	ran, results, peaks, err := benchSystem(ctx, o, only)
 	if err != nil {
@@ -169,6 +180,10 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		fmt.Fprintf(out, "%-34s %12.0f %10s %10s %8d %10s %8s %9s %7s %9s\n", r.name, r.throughput(), r.pct(0.50).Round(10*time.Microsecond), r.pct(0.99).Round(10*time.Microsecond), r.errs, ideal, ratio, rss, n, avg)
 	}
 	row(raw, "-", "-", "-")
+	if rawWait != nil {
+		ideal := float64(rawWaitCallers) / rawWaitDelay.Seconds()
+		row(*rawWait, fmt.Sprintf("%.0f", ideal), fmt.Sprintf("%.3f", rawWait.throughput()/ideal), "-")
+	}
 	for i, sc := range ran {
 		r := results[i]
 		ideal, ratio, rss := "-", "-", "-"
@@ -188,7 +203,11 @@ func run(ctx context.Context, o options, out io.Writer) error {
 				results[i].name, results[i].warm.Round(100*time.Millisecond), settleQuiet)
 		}
 	}
-	for _, r := range append([]result{raw}, results...) {
+	all := []result{raw}
+	if rawWait != nil {
+		all = append(all, *rawWait)
+	}
+	for _, r := range append(all, results...) {
 		for _, e := range r.firstErrs {
 			if len(e) > 300 {
 				e = e[:300] + "…"
@@ -200,6 +219,13 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	printLegend(out)
 	return nil
 }
+
+// The raw RPC run with blocking 200ms x32's pattern: 32 callers, responders that answer after 200 ms.
+const (
+	rawWaitName    = "raw amqp091 RPC 200ms x32"
+	rawWaitCallers = 32
+	rawWaitDelay   = 200 * time.Millisecond
+)
 
 func slotsLabel(n int) string {
 	if n <= 0 {
@@ -323,7 +349,7 @@ func openChannel(url string) (*amqp.Connection, *amqp.Channel, error) {
 }
 
 // benchRaw measures plain amqp091-go RPC: no HTTP, no JSON validation, no child process.
-func benchRaw(ctx context.Context, o options, prefetch int) (result, error) {
+func benchRaw(ctx context.Context, o options, prefetch int, name string, callers int, delay time.Duration) (result, error) {
 	topo := broker.NewTopology("bench-raw-" + randomSuffix())
 	admin, ach, err := openChannel(o.url)
 	if err != nil {
@@ -339,7 +365,8 @@ func benchRaw(ctx context.Context, o options, prefetch int) (result, error) {
 		_ = ach.ExchangeDelete(topo.DeadLetterExchange, false, false)
 	}()
 
-	// Responders: one connection each, like workers, replying at once.
+	// Responders: one connection each, like workers, replying at once (or after delay, each delivery on a
+	// timer of its own, as a worker runs many scrapes at once).
 	for range o.workers {
 		conn, ch, err := openChannel(o.url)
 		if err != nil {
@@ -355,8 +382,15 @@ func benchRaw(ctx context.Context, o options, prefetch int) (result, error) {
 		}
 		go func() {
 			for d := range ds {
-				_ = ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: d.Body})
-				_ = d.Ack(false)
+				reply := func() {
+					_ = ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: d.Body})
+					_ = d.Ack(false)
+				}
+				if delay > 0 {
+					time.AfterFunc(delay, reply)
+				} else {
+					reply()
+				}
 			}
 		}()
 	}
@@ -410,7 +444,7 @@ func benchRaw(ctx context.Context, o options, prefetch int) (result, error) {
 			return errors.New("no reply")
 		}
 	}
-	return drive(ctx, "raw amqp091 RPC", o.concurrency, o.warmup, o.duration, nil, call), nil
+	return drive(ctx, name, callers, o.warmup, o.duration, nil, call), nil
 }
 
 // scenario is one system run: callers scraping one script with the same parameters. wait is what one call
@@ -438,7 +472,7 @@ func scenarios(o options, page string) []scenario {
 		{name: "trivial", script: o.script, params: `{}`, callers: o.concurrency, timeout: 10},
 		{name: "async 200ms x64", script: "async_shared", params: `{"sleep":0.2}`, callers: 64, wait: 200 * time.Millisecond, timeout: 10},
 		{name: "async 2s x1000", script: "async_shared", params: `{"sleep":2}`, callers: 1000, wait: 2 * time.Second, timeout: 20, rss: true},
-		{name: "blocking 200ms x32", script: "sleeper", params: `{"seconds":0.2}`, callers: 32, wait: 200 * time.Millisecond, timeout: 10},
+		{name: "blocking 200ms x32", script: "sleeper", params: `{"seconds":0.2}`, callers: 32, wait: 200 * time.Millisecond, timeout: 10, settle: true},
 		{name: "blocking 200ms x32 threads", script: "sleeper" + threadsSuffix, params: `{"seconds":0.2}`, callers: 32, wait: 200 * time.Millisecond, timeout: 10},
 		{name: "fetch 200ms x64", script: "fetch", params: fmt.Sprintf(`{"url":%q}`, page), callers: 64, wait: 200 * time.Millisecond, timeout: 10},
 		{name: "fetch 200ms x64 settled", script: "fetch", params: fmt.Sprintf(`{"url":%q}`, page), callers: 64, wait: 200 * time.Millisecond, timeout: 10, settle: true},
@@ -561,6 +595,9 @@ func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scen
 	for _, sc := range scenarios(o, page) {
 		if !only(sc.name) {
 			continue
+		}
+		if o.callers > 0 {
+			sc.callers = o.callers
 		}
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: sc.callers * 2, MaxConnsPerHost: sc.callers * 2}, Timeout: time.Duration(sc.timeout+10) * time.Second}
 		body := fmt.Sprintf(`{"script_name":%q,"parameters":%s,"timeout":%d}`, sc.script, sc.params, sc.timeout)
