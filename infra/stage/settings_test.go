@@ -302,3 +302,72 @@ func TestStagesPinWhatMatters(t *testing.T) {
 		}
 	}
 }
+
+// The README's table of stage settings says what cdk.json holds: every row of `workers.` settings (all
+// numbers) lists each stage's value as Parse reads it, defaults included.
+func TestReadmeWorkerSettingsMatchCDKJSON(t *testing.T) {
+	all, err := Parse(cdkStages(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := []string{"dev", "staging", "prod"}
+	checked := map[string]bool{}
+	for line := range strings.Lines(string(readme)) {
+		if !strings.HasPrefix(line, "| `workers.") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
+		if len(cells) < 1+len(stages) {
+			t.Fatalf("README row %q: want a cell per stage", line)
+		}
+		var keys []string
+		for _, k := range strings.Split(cells[0], ",") {
+			keys = append(keys, strings.TrimPrefix(strings.Trim(strings.TrimSpace(k), "`"), "workers."))
+		}
+		for i, name := range stages {
+			values := strings.Split(cells[1+i], ",")
+			if len(values) != len(keys) {
+				t.Errorf("README row %v, %s: %d values for %d settings", keys, name, len(values), len(keys))
+				continue
+			}
+			have := workerSettings(t, all[name].Workers)
+			for j, k := range keys {
+				want, ok := have[k]
+				if !ok {
+					t.Errorf("README names workers.%s, which the settings do not have", k)
+					continue
+				}
+				var got float64
+				if err := json.Unmarshal([]byte(strings.TrimSpace(values[j])), &got); err != nil || got != want {
+					t.Errorf("README: workers.%s in %s is %q, cdk.json gives %v", k, name, strings.TrimSpace(values[j]), want)
+				}
+				checked[k] = true
+			}
+		}
+	}
+	for k := range workerSettings(t, all["dev"].Workers) {
+		if !checked[k] {
+			t.Errorf("the README's stage table has no row for workers.%s", k)
+		}
+	}
+}
+
+// workerSettings are the workers' settings by their cdk.json names, as numbers, with the defaults Parse's
+// users apply (capacityUtilizationTarget: UtilizationTarget).
+func workerSettings(t *testing.T, w Workers) map[string]float64 {
+	t.Helper()
+	b, err := json.Marshal(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]float64
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["capacityUtilizationTarget"] = w.UtilizationTarget()
+	return m
+}
