@@ -153,8 +153,9 @@
 // it settles for less than namespaces or userns it warns once with the reason):
 //
 //   - namespaces (root or CAP_SYS_ADMIN): pidns below, plus mount, network and IPC namespaces. The child is
-//     the namespaces helper (jail_linux.go: the worker's binary re-executed through /proc/self/exe, caught
-//     in this package's init), which as root inside the new namespaces makes every mount private, mounts a
+//     the namespaces helper (package jailhelper: the worker's binary re-executed through /proc/self/exe,
+//     caught in that package's init, which Go runs before most of the worker's packages: jail_linux.go is
+//     the worker's side), which as root inside the new namespaces makes every mount private, mounts a
 //     /proc of the run's PID namespace and tmpfs on /tmp, /var/tmp and /dev/shm (a quarter of the run's
 //     memory limit each), an empty read-only tmpfs on the worker's HOME, its WorkDir and Config.HidePaths
 //     (SCRIPT_HIDE_PATHS, /run/secrets by default; a file gets /dev/null), and binds back what the run

@@ -506,8 +506,9 @@ func failure(res Result, status contract.Status, code contract.Code, message str
 // the containment (SysProcAttr) and how it ends: cancelling ctx kills g's process group, with the cause
 // context.Cause(ctx), and Wait leaves the pipes KillGrace to close.
 //
-// Under ContainNamespaces the child is the namespaces helper (jail_linux.go), which executes the interpreter;
-// the caller calls the jail's start once the child has started, and close at the end of the run.
+// Under ContainNamespaces the child is the namespaces helper (package jailhelper), which executes the
+// interpreter; the caller calls the jail's start once the child has started, and close at the end of the
+// run.
 func (r *Runner) command(ctx context.Context, python string, job Job, runDir string, p *pipes, g *group, serve *os.File) (*exec.Cmd, *jail, error) {
 	args := append(r.interpreterArgs(job), "-c", runnerSource)
 	files := []*os.File{p.resultW} // fd 3

@@ -24,6 +24,7 @@ import (
 
 	"github.com/scrapeplatform/platform/shared/contract"
 	"github.com/scrapeplatform/platform/shared/scripttest"
+	"github.com/scrapeplatform/platform/worker/internal/runner/jailhelper"
 )
 
 // The tests of ContainUserns run the runner as a non-root worker. CI runs the tests as root: asNonRoot
@@ -551,7 +552,7 @@ func refuseUserNamespaces() error {
 	}{uint16(len(prog)), &prog[0]}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetNoNewPrivs, 1, 0, 0, 0, 0); e != 0 {
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, jailhelper.PRSetNoNewPrivs, 1, 0, 0, 0, 0); e != 0 {
 		return e
 	}
 	r, _, e := syscall.Syscall(sysSeccomp, setMode, tsync, uintptr(unsafe.Pointer(&fprog)))
