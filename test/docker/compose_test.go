@@ -3,7 +3,6 @@
 package docker
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -203,15 +202,7 @@ func TestComposeStack(t *testing.T) {
 func scrapeAsync(t *testing.T, gateway, script string, params map[string]any, timeout int) reply {
 	t.Helper()
 	token := testToken(t)
-	body, _ := json.Marshal(map[string]any{"script_name": script, "parameters": params, "timeout": timeout})
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, gateway+"/scrape", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Prefer", "respond-async")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST /scrape %s (respond-async): %v", script, err)
-	}
+	resp := postScrape(t, gateway, script, params, timeout, "respond-async")
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	loc := resp.Header.Get("Location")

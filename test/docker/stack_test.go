@@ -151,18 +151,28 @@ func testToken(t *testing.T) string {
 	return token
 }
 
+// postScrape posts one scrape of script to the gateway with the tests' token and, when prefer is set, that
+// Prefer header.
+func postScrape(t *testing.T, gateway, script string, params map[string]any, timeout int, prefer string) *http.Response {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"script_name": script, "parameters": params, "timeout": timeout})
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, gateway+"/scrape", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testToken(t))
+	req.Header.Set("Content-Type", "application/json")
+	if prefer != "" {
+		req.Header.Set("Prefer", prefer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST /scrape %s (Prefer %q): %v", script, prefer, err)
+	}
+	return resp
+}
+
 // scrape posts one scrape to the gateway and decodes the answer.
 func scrape(t *testing.T, gateway, script string, params map[string]any, timeout int) reply {
 	t.Helper()
-	token := testToken(t)
-	body, _ := json.Marshal(map[string]any{"script_name": script, "parameters": params, "timeout": timeout})
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, gateway+"/scrape", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST /scrape %s: %v", script, err)
-	}
+	resp := postScrape(t, gateway, script, params, timeout, "")
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	r := reply{code: resp.StatusCode, raw: string(b)}
