@@ -39,18 +39,21 @@ func stackOptions(t *testing.T, out *proctest.Output, env ...string) Options {
 // busy port before it starts anything (wrapping EADDRINUSE), so trying again is safe.
 func startStack(t *testing.T, o *Options) *Stack {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		s, err := Start(t.Context(), *o)
-		if err == nil {
-			t.Cleanup(func() { _ = s.Stop(time.Second) })
-			return s
+	var s *Stack
+	first := true
+	err := proctest.RetryOnBusyPort(t, func() (err error) {
+		if !first {
+			o.GatewayAddr, o.WorkerMetricsBasePort = freeAddr(t), freePortRange(t, o.Workers)
 		}
-		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
-			t.Fatal(err)
-		}
-		t.Logf("start, attempt %d: %v; trying other ports", attempt, err)
-		o.GatewayAddr, o.WorkerMetricsBasePort = freeAddr(t), freePortRange(t, o.Workers)
+		first = false
+		s, err = Start(t.Context(), *o)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = s.Stop(time.Second) })
+	return s
 }
 
 func get(t *testing.T, url string) (int, []byte) {

@@ -9,11 +9,13 @@ package proctest
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -215,4 +217,22 @@ func free(from, to int) bool {
 		}
 	}
 	return true
+}
+
+// busyPortTries is how many times RetryOnBusyPort calls its start.
+const busyPortTries = 3
+
+// RetryOnBusyPort calls start, which picks its ports (PortBlock, FreeAddr) and starts processes on them,
+// again when it fails with an error wrapping EADDRINUSE, up to three times, and returns its last error. A
+// port found free can still be busy a moment later, rarely (shared/portprobe says why): start must refuse
+// a busy port before it starts anything, as local/stack's Start does, for another try to be safe.
+func RetryOnBusyPort(t testing.TB, start func() error) error {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := start()
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || attempt == busyPortTries {
+			return err
+		}
+		t.Logf("start, attempt %d: %v; taking other ports", attempt, err)
+	}
 }

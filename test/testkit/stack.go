@@ -2,10 +2,8 @@ package testkit
 
 import (
 	"context"
-	"errors"
 	"os"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -66,8 +64,7 @@ func StartStack(t testing.TB, binDir string, workers int, env []string) (*stack.
 	// not free"); that makes a busy port rare, not impossible. Should one be busy, stack.Start refuses it
 	// before it starts anything, so take another block then.
 	var s *stack.Stack
-	var err error
-	for attempt := 1; ; attempt++ {
+	err := proctest.RetryOnBusyPort(t, func() (err error) {
 		base := proctest.PortBlock(t, workers+1, StackPorts[0], StackPorts[1])
 		s, err = stack.Start(ctx, stack.Options{
 			BinDir:                binDir,
@@ -78,11 +75,8 @@ func StartStack(t testing.TB, binDir string, workers int, env []string) (*stack.
 			Output:                out,
 			ReadyTimeout:          30 * time.Second,
 		})
-		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
-			break
-		}
-		t.Logf("start stack, attempt %d: %v; taking other ports", attempt, err)
-	}
+		return err
+	})
 	if err != nil {
 		t.Fatalf("start stack: %v\n%s", err, out.String())
 	}
