@@ -131,7 +131,7 @@ func benchJobs(ctx context.Context, o options) ([]jobsResult, error) {
 	var out []jobsResult
 	for _, r := range runs {
 		var moved atomic.Int64
-		res := drive(ctx, r.name, jobsCallers, o.warmup, o.duration, nil, func(ctx context.Context) error {
+		res := drive(ctx, r.name, jobsCallers, o.warmup, o.duration, nil, nil, func(ctx context.Context) error {
 			n, err := r.call(ctx)
 			moved.Add(n)
 			return err

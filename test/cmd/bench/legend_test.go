@@ -10,7 +10,8 @@ import (
 // Every column and unit make bench prints is explained: this tool's table headers, and the units the worker's
 // benchmarks report with b.ReportMetric.
 func TestLegendExplainsEveryColumn(t *testing.T) {
-	columns := []string{"run", "requests/s", "p50", "p99", "errors", "ideal/s", "ratio", "peak RSS", "jobs", "jobs/s", "added p50", "MB/s"}
+	columns := []string{"run", "requests/s", "p50", "p99", "errors", "ideal/s", "ratio", "peak RSS", "jobs", "jobs/s", "added p50", "MB/s",
+		"machine", "broker", "gateway", "workers", "runners", "bench", "other", "idle"}
 	unit := regexp.MustCompile(`ReportMetric\([^\n]*, "([^"]+)"\)`)
 	for _, f := range []string{"../../../worker/internal/runner/bench_test.go", "../../../worker/internal/envcache/bench_test.go"} {
 		src, err := os.ReadFile(f)

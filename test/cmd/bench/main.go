@@ -112,6 +112,10 @@ type result struct {
 	hasStarts bool
 	// warm is how long the warm-up lasted (a settled run's varies).
 	warm time.Duration
+	// cpu is what each role used during the measured period (nil without a probe or when /proc could not
+	// be read); cpus is the machine's CPU count, for its idle share.
+	cpu  *cpuParts
+	cpus float64
 }
 
 // starts is the count and total duration of warm runner starts.
@@ -215,6 +219,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			fmt.Fprintf(out, "error in %s: %s\n", r.name, e)
 		}
 	}
+	printCPU(out, append(all, results...))
 	printJobs(out, jobs)
 	printLegend(out)
 	return nil
@@ -237,7 +242,7 @@ func slotsLabel(n int) string {
 // drive runs call from c goroutines for warm-up plus d, recording latencies after the warm-up. With a
 // settled function, the warm-up goes on past warmup, checked every second, until settled says so (or
 // settleMax has passed); result.warm is how long it took.
-func drive(ctx context.Context, name string, c int, warmup, d time.Duration, settled func() bool, call func(context.Context) error) result {
+func drive(ctx context.Context, name string, c int, warmup, d time.Duration, settled func() bool, probe *cpuProbe, call func(context.Context) error) result {
 	var (
 		mu        sync.Mutex
 		firstErrs []string
@@ -268,6 +273,31 @@ func drive(ctx context.Context, name string, c int, warmup, d time.Duration, set
 			measure.Store(time.Now().UnixNano())
 		}()
 	}
+	// The probe reads the CPU when the measured period starts and when it ends.
+	var cpu *cpuParts
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		if probe == nil {
+			return
+		}
+		for measure.Load() == math.MaxInt64 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		from := time.Unix(0, measure.Load())
+		time.Sleep(time.Until(from))
+		before, err := probe.read()
+		time.Sleep(time.Until(from.Add(d)))
+		after, err2 := probe.read()
+		if err == nil && err2 == nil && ctx.Err() == nil {
+			used := after.minus(before)
+			cpu = &used
+		}
+	}()
 	for range c {
 		wg.Add(1)
 		go func() {
@@ -301,9 +331,10 @@ func drive(ctx context.Context, name string, c int, warmup, d time.Duration, set
 		}()
 	}
 	wg.Wait()
+	<-probed
 	slices.Sort(lat)
 	return result{name: name, n: int(n.Load()), errs: int(errs.Load()), elapsed: d, latencies: lat, firstErrs: firstErrs,
-		warm: time.Unix(0, measure.Load()).Sub(begin)}
+		warm: time.Unix(0, measure.Load()).Sub(begin), cpu: cpu, cpus: float64(runtime.NumCPU())}
 }
 
 // settleMax bounds a settled run's warm-up.
@@ -444,7 +475,8 @@ func benchRaw(ctx context.Context, o options, prefetch int, name string, callers
 			return errors.New("no reply")
 		}
 	}
-	return drive(ctx, name, callers, o.warmup, o.duration, nil, call), nil
+	probe := &cpuProbe{roles: cpuRoles{self: os.Getpid()}, root: "/"}
+	return drive(ctx, name, callers, o.warmup, o.duration, nil, probe, call), nil
 }
 
 // scenario is one system run: callers scraping one script with the same parameters. wait is what one call
@@ -583,12 +615,16 @@ func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scen
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	var workers []int
+	var workers, gateway []int
 	for _, p := range s.Processes() {
-		if strings.HasPrefix(p.Name(), "worker") {
+		switch {
+		case strings.HasPrefix(p.Name(), "worker"):
 			workers = append(workers, p.Pid())
+		case p.Name() == "gateway":
+			gateway = append(gateway, p.Pid())
 		}
 	}
+	probe := &cpuProbe{roles: cpuRoles{gateway: gateway, workers: workers, self: os.Getpid()}, root: "/"}
 	var ran []scenario
 	var results []result
 	var peaks []int64
@@ -634,7 +670,7 @@ func benchSystem(ctx context.Context, o options, only func(string) bool) ([]scen
 		if sc.settle {
 			settled = noStartsFor(ctx, s.WorkerMetricsURLs(), settleQuiet)
 		}
-		r := drive(ctx, "system "+sc.name, sc.callers, o.warmup, o.duration, settled, call)
+		r := drive(ctx, "system "+sc.name, sc.callers, o.warmup, o.duration, settled, probe, call)
 		if after, err := runnerStarts(ctx, s.WorkerMetricsURLs()); err == nil && beforeErr == nil {
 			r.starts, r.hasStarts = after.minus(before), true
 		}

@@ -29,7 +29,7 @@ func TestDriveMeasuresOnceSettled(t *testing.T) {
 		}
 		return nil
 	}
-	r := drive(t.Context(), "settle", 4, 10*time.Millisecond, 50*time.Millisecond, settled, call)
+	r := drive(t.Context(), "settle", 4, 10*time.Millisecond, 50*time.Millisecond, settled, nil, call)
 	if r.errs != 0 || r.n == 0 || asked.Load() != 2 {
 		t.Fatalf("%d errors, %d calls measured, settled asked %d times; want 0 errors, some calls, asked twice (%v)", r.errs, r.n, asked.Load(), r.firstErrs)
 	}
