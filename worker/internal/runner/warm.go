@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -164,12 +165,19 @@ func warmKey(python string, job Job) string {
 func (p *warmPool) take(key, script string) *warmProc {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// The most recently used runner of the key: the others, left idle, are discarded after IdleTimeout once
+	// demand falls. Taken in turn, every runner a burst started would stay as long as any call came.
 	var found *warmProc
+	for _, w := range slices.Backward(p.idle) {
+		if w.key == key {
+			found = w
+			break
+		}
+	}
 	kept := p.idle[:0]
 	for _, w := range p.idle {
 		switch {
-		case w.key == key && found == nil:
-			found = w
+		case w == found:
 		case w.key != key && w.script == script:
 			w.kill("a newer version of the script runs")
 			p.recycled()

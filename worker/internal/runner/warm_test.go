@@ -171,6 +171,45 @@ func TestWarmRunnerIdleTimeout(t *testing.T) {
 	waitGone(t, a.PID)
 }
 
+// Idle runners are reused most recently used first: after two overlapping calls started two runners, calls
+// one at a time all go to the runner that answered last, and the other, left idle, is discarded after its
+// idle timeout while the load goes on (reused in turn, neither would ever idle: a burst's runners would
+// stay as long as any load).
+func TestIdleRunnersAreReusedMostRecentFirst(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, func(c *Config) { c.Warm = WarmConfig{IdleTimeout: time.Second} })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+	var wg sync.WaitGroup
+	answers := make([]warmAnswer, 2)
+	for i := range answers {
+		wg.Go(func() {
+			_, answers[i] = runWarm(t, r, warmJob(t, fmt.Sprintf(`{"sleep":%.1f}`, 0.3+0.5*float64(i)), i))
+		})
+	}
+	wg.Wait()
+	first, last := answers[0].PID, answers[1].PID // the 0.8 s call answered last
+	if first == 0 || last == 0 || first == last {
+		t.Fatalf("overlapping calls ran in processes %d and %d; want two runners", first, last)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for n := 2; ; n++ {
+		_, a := runWarm(t, r, warmJob(t, `{}`, n))
+		if a.PID != last {
+			t.Fatalf("call %d ran in %d; want %d, the runner used last (the other: %d)", n, a.PID, last, first)
+		}
+		if !isLive(first) {
+			break // discarded for idleness while the other served
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the runner left idle (%d) was never discarded: %+v", first, r.WarmStats())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s := r.WarmStats(); s.Idle != 1 {
+		t.Fatalf("stats %+v; want the one runner in use idle between calls", s)
+	}
+}
+
 // A runner retired after MaxRequests is succeeded in the background: the next request finds a warm runner
 // (started before it arrived) instead of paying for a start.
 func TestRetiredRunnerIsSucceededInTheBackground(t *testing.T) {
