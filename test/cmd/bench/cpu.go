@@ -1,12 +1,16 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // CPU accounting of a run: where the machine's CPU went during the measured period, per request. On a
@@ -18,11 +22,13 @@ import (
 // clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on every Linux platform Go supports.
 const clockTicks = 100
 
-// procTime is one process's CPU so far (ticks): its own, and its reaped children's.
+// procTime is one process's CPU so far (ticks, its threads' included) and what tells it apart from a
+// later process with the same pid (its start time).
 type procTime struct {
-	ppid         int
-	comm         string
-	self, reaped float64
+	ppid  int
+	comm  string
+	self  float64
+	start string
 }
 
 // procTimes is one reading of /proc: the machine's busy time (ticks, every CPU) and every process's.
@@ -53,7 +59,7 @@ func readProcTimes(root string) (procTimes, error) {
 		}
 		b, err := os.ReadFile(filepath.Join(root, "proc", e.Name(), "stat"))
 		if err != nil {
-			continue // gone in between: its time is in its parent's reaped
+			continue // gone in between
 		}
 		if p, ok := parseProcStat(string(b)); ok {
 			t.procs[pid] = p
@@ -83,32 +89,29 @@ func parseBusy(stat string) (float64, error) {
 }
 
 // parseProcStat reads a /proc/<pid>/stat line: the name (field 2, which may hold spaces and parentheses,
-// so the other fields are counted after its last ')'), ppid (4), utime+stime (14, 15) and cutime+cstime
-// (16, 17).
+// so the other fields are counted after its last ')'), ppid (4), utime+stime (14, 15) and starttime (22).
 func parseProcStat(line string) (procTime, bool) {
 	open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
 	if open < 0 || end < open {
 		return procTime{}, false
 	}
 	f := strings.Fields(line[end+1:])
-	if len(f) < 15 {
+	if len(f) < 20 {
 		return procTime{}, false
 	}
-	var n [5]float64
-	for i, idx := range []int{1, 11, 12, 13, 14} {
-		v, err := strconv.ParseFloat(f[idx], 64)
-		if err != nil {
-			return procTime{}, false
-		}
-		n[i] = v
+	ppid, err1 := strconv.Atoi(f[1])
+	utime, err2 := strconv.ParseFloat(f[11], 64)
+	stime, err3 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return procTime{}, false
 	}
-	return procTime{ppid: int(n[0]), comm: line[open+1 : end], self: n[1] + n[2], reaped: n[3] + n[4]}, true
+	return procTime{ppid: ppid, comm: line[open+1 : end], self: utime + stime, start: f[19]}, true
 }
 
 // cpuRoles says which processes are which: the broker is every process named brokerComm, the callers
 // are this process (with the raw runs' responders and the fetch's page server), the gateway is its process
 // and everything below it, the workers are their own processes, and the runners are everything below the
-// workers (namespace helpers and interpreters, live or reaped).
+// workers (namespace helpers and interpreters).
 type cpuRoles struct {
 	gateway, workers []int
 	self             int
@@ -116,6 +119,52 @@ type cpuRoles struct {
 
 // brokerComm is RabbitMQ's Erlang VM as /proc names it.
 const brokerComm = "beam.smp"
+
+type role int
+
+const (
+	noRole role = iota
+	roleBroker
+	roleGateway
+	roleWorkers
+	roleRunners
+	roleCallers
+)
+
+// roles gives every process of t that has a role its role.
+func (t procTimes) roles(r cpuRoles) map[int]role {
+	children := map[int][]int{}
+	for pid, p := range t.procs {
+		children[p.ppid] = append(children[p.ppid], pid)
+	}
+	out := map[int]role{}
+	mark := func(roots []int, root, below role) {
+		stack := append([]int(nil), roots...)
+		for len(stack) > 0 {
+			pid := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if _, ok := t.procs[pid]; !ok || out[pid] != noRole {
+				continue
+			}
+			out[pid] = below
+			if slices.Contains(roots, pid) {
+				out[pid] = root
+			}
+			stack = append(stack, children[pid]...)
+		}
+	}
+	mark(r.gateway, roleGateway, roleGateway)
+	mark(r.workers, roleWorkers, roleRunners)
+	if _, ok := t.procs[r.self]; ok {
+		out[r.self] = roleCallers
+	}
+	for pid, p := range t.procs {
+		if p.comm == brokerComm {
+			out[pid] = roleBroker
+		}
+	}
+	return out
+}
 
 // cpuParts are CPU seconds per role (and the machine's, of which other is what no role used).
 type cpuParts struct {
@@ -126,67 +175,95 @@ func (p cpuParts) other() float64 {
 	return p.machine - p.broker - p.gateway - p.workers - p.runners - p.callers
 }
 
-// parts is what each role has used so far in t (ticks → seconds); differences of two readings are what
-// each used in between (a child reaped in between moved its time into its parent's reaped, so a tree's
-// sum stays continuous).
-func (t procTimes) parts(r cpuRoles) cpuParts {
-	children := map[int][]int{}
+// cpuTracker adds up, over readings of /proc taken through a period, the CPU each role's processes used:
+// a process's own time from its first reading (or from 0, when it started during the period) to its
+// last. A child's time is not taken from its parent's reaped-children times: the kernel does not always
+// hand those on (a runner's PID namespace torn down with its init lost most of its runner's time here), so
+// a process that starts and ends between two readings goes uncounted (in other).
+type cpuTracker struct {
+	roles cpuRoles
+	first procTimes
+	last  procTimes
+	seen  map[string]*tracked
+}
+
+type tracked struct {
+	role        role
+	first, last float64
+}
+
+func procKey(pid int, p procTime) string { return strconv.Itoa(pid) + "/" + p.start }
+
+// add takes a reading.
+func (c *cpuTracker) add(t procTimes) {
+	if c.seen == nil {
+		c.seen, c.first = map[string]*tracked{}, t
+	}
+	c.last = t
+	roles := t.roles(c.roles)
 	for pid, p := range t.procs {
-		children[p.ppid] = append(children[p.ppid], pid)
-	}
-	tree := func(roots []int) float64 {
-		var sum float64
-		seen := map[int]bool{}
-		stack := append([]int(nil), roots...)
-		for len(stack) > 0 {
-			pid := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			p, ok := t.procs[pid]
-			if seen[pid] || !ok {
-				continue
-			}
-			seen[pid] = true
-			sum += p.self + p.reaped
-			stack = append(stack, children[pid]...)
+		k := procKey(pid, p)
+		if tr := c.seen[k]; tr != nil {
+			tr.last = p.self
+			continue
 		}
-		return sum
-	}
-	var c cpuParts
-	c.machine = t.busy
-	for _, p := range t.procs {
-		if p.comm == brokerComm {
-			c.broker += p.self + p.reaped
+		r := roles[pid]
+		if r == noRole {
+			continue
 		}
+		var first float64 // started during the period
+		if f, ok := c.first.procs[pid]; ok && procKey(pid, f) == k {
+			first = f.self
+		}
+		c.seen[k] = &tracked{role: r, first: first, last: p.self}
 	}
-	c.gateway = tree(r.gateway)
-	for _, pid := range r.workers {
-		c.workers += t.procs[pid].self
-	}
-	c.runners = tree(r.workers) - c.workers
-	c.callers = t.procs[r.self].self
-	for _, f := range []*float64{&c.machine, &c.broker, &c.gateway, &c.workers, &c.runners, &c.callers} {
-		*f /= clockTicks
-	}
-	return c
 }
 
-func (p cpuParts) minus(o cpuParts) cpuParts {
-	return cpuParts{machine: p.machine - o.machine, broker: p.broker - o.broker, gateway: p.gateway - o.gateway,
-		workers: p.workers - o.workers, runners: p.runners - o.runners, callers: p.callers - o.callers}
+// parts is what each role used between the first reading and the last, in seconds.
+func (c *cpuTracker) parts() cpuParts {
+	var ticks [roleCallers + 1]float64
+	for _, tr := range c.seen {
+		ticks[tr.role] += tr.last - tr.first
+	}
+	return cpuParts{machine: (c.last.busy - c.first.busy) / clockTicks, broker: ticks[roleBroker] / clockTicks,
+		gateway: ticks[roleGateway] / clockTicks, workers: ticks[roleWorkers] / clockTicks,
+		runners: ticks[roleRunners] / clockTicks, callers: ticks[roleCallers] / clockTicks}
 }
 
-// cpuProbe reads the roles' CPU for drive at the start and the end of the measured period.
+// cpuProbe reads the roles' CPU for drive through the measured period.
 type cpuProbe struct {
 	roles cpuRoles
 	root  string
+	// every is the period of the readings (default cpuEvery).
+	every time.Duration
 }
 
-func (p *cpuProbe) read() (cpuParts, error) {
-	t, err := readProcTimes(p.root)
-	if err != nil {
-		return cpuParts{}, err
+// cpuEvery is how often the probe reads /proc: a process that lives less goes uncounted; a reading costs
+// this process about a millisecond of CPU.
+const cpuEvery = 250 * time.Millisecond
+
+// measure reads /proc from now until end and returns what each role used in between.
+func (p *cpuProbe) measure(ctx context.Context, end time.Time) (cpuParts, error) {
+	every := cmp.Or(p.every, cpuEvery)
+	c := &cpuTracker{roles: p.roles}
+	for {
+		t, err := readProcTimes(p.root)
+		wait := time.Until(end)
+		switch {
+		case err == nil:
+			c.add(t)
+		case c.seen == nil || wait <= 0:
+			return cpuParts{}, err // the first or the last reading: nothing to measure from or to
+		}
+		if wait <= 0 {
+			return c.parts(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return cpuParts{}, ctx.Err()
+		case <-time.After(min(wait, every)):
+		}
 	}
-	return t.parts(p.roles), nil
 }
 
 // printCPU writes the CPU per request of every run that has it: the machine's, and each role's share.

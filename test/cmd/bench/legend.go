@@ -51,18 +51,20 @@ What the columns mean:
                    download)
   added p50        the run's p50 minus jobs sync's: what answering through the job (202, then polls) adds
   MB/s             result bytes received per second (10^6 bytes), the data_url downloads
-CPU per request: the machine's CPU during each run's measured period, read from /proc at its start and end,
+CPU per request: the machine's CPU during each run's measured period, read from /proc every 250 ms,
 divided by the requests completed (ms of one core per request; on a 2-core machine 1,000 requests/s at
 2 ms each keep both cores busy). It bounds what a run without waits (trivial, raw) can reach, and
-unlike requests/s it hardly moves with a noisy neighbour:
+unlike requests/s it hardly moves with a noisy neighbour. Each process counts its own time from its first
+reading (or its start) to its last, so one that lives less than 250 ms goes uncounted (in other):
   machine          every process's (all CPUs' busy time: /proc/stat without idle and iowait)
   broker           RabbitMQ's (the processes named beam.smp)
   gateway          the gateway's process
   workers          the workers' own processes
-  runners          everything below the workers: namespace helpers and Python runners, live or reaped
+  runners          the processes below the workers: namespace helpers and Python runners
   bench            this tool's process: the callers' HTTP or AMQP clients, the raw runs' responders, the
                    fetch scenarios' page server
-  other            what none of the above used: the kernel's own threads, other services on the machine
+  other            what none of the above was charged with: interrupts and softirqs (much of the loopback
+                   network's work), the kernel's threads, other services on the machine
   idle             the share of the machine's CPUs that nobody used
 Then make bench runs three Go benchmarks (go test -bench; ns/op is the time of one benchmark iteration):
   cold-ms/req      ms per run of a trivial script in a fresh Python process

@@ -273,7 +273,7 @@ func drive(ctx context.Context, name string, c int, warmup, d time.Duration, set
 			measure.Store(time.Now().UnixNano())
 		}()
 	}
-	// The probe reads the CPU when the measured period starts and when it ends.
+	// The probe reads the CPU through the measured period.
 	var cpu *cpuParts
 	probed := make(chan struct{})
 	go func() {
@@ -290,11 +290,7 @@ func drive(ctx context.Context, name string, c int, warmup, d time.Duration, set
 		}
 		from := time.Unix(0, measure.Load())
 		time.Sleep(time.Until(from))
-		before, err := probe.read()
-		time.Sleep(time.Until(from.Add(d)))
-		after, err2 := probe.read()
-		if err == nil && err2 == nil && ctx.Err() == nil {
-			used := after.minus(before)
+		if used, err := probe.measure(ctx, from.Add(d)); err == nil {
 			cpu = &used
 		}
 	}()
