@@ -7,10 +7,12 @@
 #                      queues (amq.gen-*), the default exchange (write) and direct reply-to (read)
 #   scrape-worker      the workers: the same resources (they declare the topology, consume, reply)
 #   scrape-monitoring  the queue-depth function: tags monitoring and policymaker, no AMQP resource
+#   scrape-status      the gateway's GET /status (in_flight, capacity): tag monitoring alone (reads the
+#                      management API, can set no policy), no AMQP resource
 #   scrape-admin       for people (the management UI): administrator
 #
 # Passwords are generated on the first run and kept in the broker-credentials volume (/credentials):
-# gateway.url and gateway-management.url (the management API as scrape-monitoring, for GET /status's
+# gateway.url and gateway-management.url (the management API as scrape-status, for GET /status's
 # in_flight and capacity, as `make run` gives its gateway) for the gateway (owned by its uid 10001, 0400),
 # worker.url for the workers (root, 0400: the workers run as root and their scripts as uids of their own,
 # which cannot read it), and the monitoring
@@ -51,12 +53,13 @@ mkdir -p "$DIR"
 user scrape-gateway "$(password gateway)" "" "$CONFIGURE" "$WRITE" "$READ"
 user scrape-worker "$(password worker)" "" "$CONFIGURE" "$WRITE" "$READ"
 user scrape-monitoring "$(password monitoring)" "monitoring policymaker" '^$' '^$' '^$'
+user scrape-status "$(password status)" "monitoring" '^$' '^$' '^$'
 user scrape-admin "$(password admin)" "administrator" '.*' '.*' '.*'
 
 printf 'amqp://scrape-gateway:%s@rabbitmq:5672/' "$(password gateway)" > "$DIR/gateway.url"
 printf 'amqp://scrape-worker:%s@rabbitmq:5672/' "$(password worker)" > "$DIR/worker.url"
-printf 'http://scrape-monitoring:%s@rabbitmq:15672' "$(password monitoring)" > "$DIR/gateway-management.url"
+printf 'http://scrape-status:%s@rabbitmq:15672' "$(password status)" > "$DIR/gateway-management.url"
 chown 10001:10001 "$DIR/gateway.url" "$DIR/gateway-management.url"
 chmod 0400 "$DIR"/*.url "$DIR"/*.password
 chmod 0711 "$DIR"
-echo "broker users ready: scrape-gateway, scrape-worker, scrape-monitoring, scrape-admin"
+echo "broker users ready: scrape-gateway, scrape-worker, scrape-monitoring, scrape-status, scrape-admin"

@@ -29,7 +29,10 @@ import (
 //
 //   - the gateway's and the workers': configure, write and read limited to the task queue's names, the
 //     server-named queues, the default exchange and direct reply-to (brokerusers.Permissions);
-//   - a monitoring one for the queue-depth Lambda: tags monitoring and policymaker, no AMQP permission.
+//   - a monitoring one for the queue-depth Lambda: tags monitoring and policymaker, no AMQP permission;
+//   - a status one for the gateway's GET /status (in_flight and capacity, read from the task queue's
+//     consumers): tag monitoring alone (it reads the management API and can set no policy), no AMQP
+//     permission.
 //
 // Neither can touch another application's queues, read the management API, or act as an administrator.
 // The passwords are kept in a file of the stack's data folder (0600), so a restart reuses them (and a
@@ -61,11 +64,12 @@ type BrokerUsers struct {
 	Via                            string
 	GatewayURL, WorkerURL          string
 	MonitoringUser, MonitoringPass string
+	StatusUser, StatusPass         string
 }
 
 // brokerUserState is the StateFile's content.
 type brokerUserState struct {
-	Gateway, Worker, Monitoring brokerUser
+	Gateway, Worker, Monitoring, Status brokerUser
 }
 
 type brokerUser struct{ Name, Password string }
@@ -106,7 +110,8 @@ func ProvisionBrokerUsers(ctx context.Context, o BrokerUsersOptions) (BrokerUser
 	for _, u := range []struct {
 		user brokerUser
 		role brokerusers.Role
-	}{{state.Gateway, brokerusers.Gateway}, {state.Worker, brokerusers.Worker}, {state.Monitoring, brokerusers.Monitoring}} {
+	}{{state.Gateway, brokerusers.Gateway}, {state.Worker, brokerusers.Worker}, {state.Monitoring, brokerusers.Monitoring},
+		{state.Status, brokerusers.Status}} {
 		g, err := brokerusers.For(u.role, o.TaskQueue)
 		if err != nil {
 			return BrokerUsers{}, err
@@ -127,16 +132,19 @@ func ProvisionBrokerUsers(ctx context.Context, o BrokerUsersOptions) (BrokerUser
 		Via:        ua.String(),
 		GatewayURL: withUser(state.Gateway), WorkerURL: withUser(state.Worker),
 		MonitoringUser: state.Monitoring.Name, MonitoringPass: state.Monitoring.Password,
+		StatusUser: state.Status.Name, StatusPass: state.Status.Password,
 	}, nil
 }
 
-// loadBrokerUsers reads the state file, or creates it with new names and passwords.
+// loadBrokerUsers reads the state file, or creates it with new names and passwords. A user the file lacks
+// (a file written before that user was one of the stack's) gets them, and the others keep theirs: a
+// process still connected as one of them keeps working.
 func loadBrokerUsers(path string) (brokerUserState, error) {
 	var s brokerUserState
 	b, err := os.ReadFile(path)
 	if err == nil {
-		if err := json.Unmarshal(b, &s); err == nil && s.Gateway.Name != "" && s.Worker.Name != "" && s.Monitoring.Name != "" {
-			return s, nil
+		if json.Unmarshal(b, &s) != nil {
+			s = brokerUserState{}
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return s, fmt.Errorf("broker users: %w", err)
@@ -144,12 +152,22 @@ func loadBrokerUsers(path string) (brokerUserState, error) {
 	abs, _ := filepath.Abs(path)
 	sum := sha256.Sum256([]byte(abs))
 	prefix := "scrape-" + hex.EncodeToString(sum[:4]) + "-"
-	for _, u := range []*brokerUser{&s.Gateway, &s.Worker, &s.Monitoring} {
+	added := false
+	for _, u := range []struct {
+		user *brokerUser
+		role string
+	}{{&s.Gateway, "gateway"}, {&s.Worker, "worker"}, {&s.Monitoring, "monitoring"}, {&s.Status, "status"}} {
+		if u.user.Name != "" && u.user.Password != "" {
+			continue
+		}
 		var p [24]byte
 		_, _ = rand.Read(p[:])
-		u.Password = hex.EncodeToString(p[:])
+		*u.user = brokerUser{Name: prefix + u.role, Password: hex.EncodeToString(p[:])}
+		added = true
 	}
-	s.Gateway.Name, s.Worker.Name, s.Monitoring.Name = prefix+"gateway", prefix+"worker", prefix+"monitoring"
+	if !added {
+		return s, nil
+	}
 	b, _ = json.MarshalIndent(s, "", "  ")
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return s, fmt.Errorf("broker users: %w", err)
@@ -280,7 +298,7 @@ func DeleteBrokerUsers(ctx context.Context, o BrokerUsersOptions) error {
 		return err
 	}
 	var errs []error
-	for _, u := range []brokerUser{s.Gateway, s.Worker, s.Monitoring} {
+	for _, u := range []brokerUser{s.Gateway, s.Worker, s.Monitoring, s.Status} {
 		if err := ua.DeleteUser(ctx, u.Name); err != nil {
 			errs = append(errs, err)
 		}

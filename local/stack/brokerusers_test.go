@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -125,7 +126,27 @@ func TestBrokerUsersAreLeastPrivilege(t *testing.T) {
 	if code := mgmtGet(t, management, "/api/users", users.MonitoringUser, users.MonitoringPass); code == http.StatusOK {
 		t.Errorf("monitoring user lists the broker's users")
 	}
+
+	// The gateway's status user: the task queue and its consumers, and no policy, unlike the monitoring
+	// user, which keeps the queue's bound policy.
+	if code := mgmtGet(t, management, "/api/queues/%2F/"+url.PathEscape(queue), users.StatusUser, users.StatusPass); code != http.StatusOK {
+		t.Errorf("status user: GET the task queue: %d; want 200", code)
+	}
+	policy := `{"pattern":"^` + queue + `$","definition":{"max-length":1},"apply-to":"queues"}`
+	if code := mgmtDo(t, http.MethodPut, management, "/api/policies/%2F/status-user-test", policy, users.StatusUser, users.StatusPass); code != http.StatusUnauthorized && code != http.StatusForbidden {
+		t.Errorf("status user: PUT a policy: %d; want 401 or 403", code)
+	}
+	if code := mgmtDo(t, http.MethodPut, management, "/api/policies/%2F/monitoring-user-test", policy, users.MonitoringUser, users.MonitoringPass); code/100 != 2 {
+		t.Errorf("monitoring user: PUT a policy: %d; want 2xx (it keeps the queue's bound policy)", code)
+	}
 	amqpAddr, _ := url.Parse(admin)
+	su := &url.URL{Scheme: "amqp", Host: amqpAddr.Host, Path: "/", User: url.UserPassword(users.StatusUser, users.StatusPass)}
+	if sc, err := amqp.Dial(su.String()); err == nil {
+		defer sc.Close()
+		if _, err := channel(t, sc).Consume(queue, "", false, false, false, false, nil); !refused(err) {
+			t.Errorf("status user: consuming the task queue: %v; want ACCESS_REFUSED", err)
+		}
+	}
 	mu := &url.URL{Scheme: "amqp", Host: amqpAddr.Host, Path: "/", User: url.UserPassword(users.MonitoringUser, users.MonitoringPass)}
 	if mc, err := amqp.Dial(mu.String()); err == nil {
 		defer mc.Close()
@@ -169,10 +190,16 @@ func refused(err error) bool {
 
 func mgmtGet(t *testing.T, base, path, user, pass string) int {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path, nil)
+	return mgmtDo(t, http.MethodGet, base, path, "", user, pass)
+}
+
+func mgmtDo(t *testing.T, method, base, path, body, user, pass string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", "application/json")
 	req.SetBasicAuth(user, pass)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -217,5 +244,29 @@ func TestBrokerUsersWithRabbitmqctl(t *testing.T) {
 	}
 	if _, err := channel(t, c).QueueDeclare("another-application", false, true, true, false, nil); !refused(err) {
 		t.Errorf("worker user: declaring another application's queue: %v; want ACCESS_REFUSED", err)
+	}
+}
+
+// A state file from before the status user keeps its users and passwords and gets the status user; a
+// second load changes nothing.
+func TestBrokerUserStateGetsMissingUsers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broker-users.json")
+	old := `{"Gateway":{"Name":"g","Password":"gp"},"Worker":{"Name":"w","Password":"wp"},"Monitoring":{"Name":"m","Password":"mp"}}`
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := loadBrokerUsers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Gateway != (brokerUser{"g", "gp"}) || s.Worker != (brokerUser{"w", "wp"}) || s.Monitoring != (brokerUser{"m", "mp"}) {
+		t.Fatalf("the users already made changed: %+v", s)
+	}
+	if !strings.HasSuffix(s.Status.Name, "-status") || len(s.Status.Password) < 32 {
+		t.Fatalf("status user %+v; want a generated name and password", s.Status)
+	}
+	again, err := loadBrokerUsers(path)
+	if err != nil || again != s {
+		t.Fatalf("second load: %+v (%v); want %+v, kept in the file", again, err, s)
 	}
 }

@@ -14,7 +14,10 @@
 //   - the workers': the same resources (they declare the topology, consume the task queue, reply through
 //     the default exchange, bind a server-named queue to the cancel exchange);
 //   - the monitoring one: tags monitoring (read the management API: queues, consumers, nodes) and
-//     policymaker (it keeps the task queue's bound policy), and no AMQP resource at all (`^$`).
+//     policymaker (it keeps the task queue's bound policy), and no AMQP resource at all (`^$`);
+//   - the status one, for the local gateway's GET /status (`make run`, compose: in_flight and capacity
+//     from the task queue's consumers): tag monitoring only, so it reads the management API and can set
+//     no policy, and no AMQP resource. In AWS the gateway reads no management API and has no such user.
 package brokerusers
 
 import (
@@ -39,10 +42,11 @@ const (
 	Gateway    Role = "gateway"
 	Worker     Role = "worker"
 	Monitoring Role = "monitoring"
+	Status     Role = "status"
 )
 
 // Roles lists every role, in the order they are provisioned.
-var Roles = []Role{Gateway, Worker, Monitoring}
+var Roles = []Role{Gateway, Worker, Monitoring, Status}
 
 // Grant is what a role's user may do: its management tags (comma-separated, "" for none) and its
 // configure, write and read permissions in the virtual host.
@@ -72,6 +76,8 @@ func For(role Role, taskQueue string) (Grant, error) {
 		return Grant{Configure: c, Write: w, Read: r}, nil
 	case Monitoring:
 		return Grant{Tags: "monitoring,policymaker", Configure: NoAccess, Write: NoAccess, Read: NoAccess}, nil
+	case Status:
+		return Grant{Tags: "monitoring", Configure: NoAccess, Write: NoAccess, Read: NoAccess}, nil
 	}
 	return Grant{}, fmt.Errorf("unknown broker user role %q (want one of %v)", role, Roles)
 }

@@ -48,6 +48,9 @@ func TestRoleTable(t *testing.T) {
 	if err != nil || g != (Grant{Tags: "monitoring,policymaker", Configure: "^$", Write: "^$", Read: "^$"}) {
 		t.Errorf("monitoring: %+v, %v", g, err)
 	}
+	if g, err := For(Status, "q"); err != nil || g != (Grant{Tags: "monitoring", Configure: "^$", Write: "^$", Read: "^$"}) {
+		t.Errorf("status: %+v, %v; want the monitoring tag alone (no policymaker) and no AMQP resource", g, err)
+	}
 	if _, err := For("admin", "q"); err == nil {
 		t.Error("an unknown role has a grant")
 	}

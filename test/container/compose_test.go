@@ -22,6 +22,7 @@ import (
 
 	"github.com/scrapeplatform/platform/local/stack"
 
+	"github.com/scrapeplatform/platform/shared/brokerusers"
 	"github.com/scrapeplatform/platform/shared/proctest"
 )
 
@@ -565,5 +566,33 @@ func TestComposeSeedScriptPublishesTheScripts(t *testing.T) {
 		if _, err := os.Stat(obj); err != nil {
 			t.Errorf("%s was not published: %v", name, err)
 		}
+	}
+}
+
+// The compose stack's broker users (local/rabbitmq/users.sh) have the tags of shared/brokerusers' table,
+// and the gateway reads the management API as the status user, which can set no policy, not as the
+// queue-depth function's monitoring user (tagged policymaker).
+func TestComposeBrokerUsersFollowTheTable(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "local/rabbitmq/users.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := regexp.MustCompile(`(?m)^user (\S+) "\$\(password \w+\)" "([^"]*)"`)
+	tags := map[string]string{}
+	for _, m := range line.FindAllStringSubmatch(string(b), -1) {
+		tags[m[1]] = m[2]
+	}
+	for name, role := range map[string]brokerusers.Role{"scrape-monitoring": brokerusers.Monitoring, "scrape-status": brokerusers.Status} {
+		g, err := brokerusers.For(role, "scraping_tasks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.ReplaceAll(g.Tags, ",", " "); tags[name] != want {
+			t.Errorf("users.sh tags %s %q; want %q (shared/brokerusers, role %s)", name, tags[name], want, role)
+		}
+	}
+	mgmt := regexp.MustCompile(`printf 'http://([\w-]+):%s@[^']*' "\$\(password \w+\)" > "\$DIR/gateway-management.url"`).FindStringSubmatch(string(b))
+	if mgmt == nil || mgmt[1] != "scrape-status" {
+		t.Errorf("gateway-management.url is written for %v; want scrape-status", mgmt)
 	}
 }

@@ -54,7 +54,7 @@ func brokerUsers(ctx context.Context, cfg config, brk stack.Broker, log *slog.Lo
 	gw, _ := url.Parse(users.GatewayURL)
 	wk, _ := url.Parse(users.WorkerURL)
 	attrs := []any{"gateway", gw.User.Username(), "workers", wk.User.Username(), "monitoring", users.MonitoringUser,
-		"passwords", filepath.Join(cfg.dataDir, brokerUsersFile)}
+		"status", users.StatusUser, "passwords", filepath.Join(cfg.dataDir, brokerUsersFile)}
 	attrs = append(attrs, "via", users.Via)
 	if brk.Origin == stack.BrokerFound {
 		log.Info("created least-privilege users on the broker found running; they are removed when the stack stops", attrs...)
@@ -69,9 +69,9 @@ func brokerUsers(ctx context.Context, cfg config, brk stack.Broker, log *slog.Lo
 		log.Info("least-privilege broker users with generated passwords", attrs...)
 	}
 	gatewayEnv = []string{"RABBITMQ_URL=" + users.GatewayURL}
-	if m, err := url.Parse(brk.ManagementURL); err == nil && m.Host != "" && users.MonitoringUser != "" {
-		// GET /status reads the workers' in-flight tasks and capacity with the monitoring user.
-		m.User = url.UserPassword(users.MonitoringUser, users.MonitoringPass)
+	if m, err := url.Parse(brk.ManagementURL); err == nil && m.Host != "" && users.StatusUser != "" {
+		// GET /status reads the workers' in-flight tasks and capacity with the status user (read only).
+		m.User = url.UserPassword(users.StatusUser, users.StatusPass)
 		gatewayEnv = append(gatewayEnv, "RABBITMQ_MANAGEMENT_URL="+m.String())
 	}
 	return gatewayEnv, []string{"RABBITMQ_URL=" + users.WorkerURL}, remove
