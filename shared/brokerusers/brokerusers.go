@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -45,8 +46,9 @@ const (
 	Status     Role = "status"
 )
 
-// Roles lists every role, in the order they are provisioned.
-var Roles = []Role{Gateway, Worker, Monitoring, Status}
+// Roles lists the roles every deployment provisions (make run, compose and the BrokerUsers custom resource
+// in AWS), in that order. Status is the local stacks' only: in AWS the gateway reads no management API.
+var Roles = []Role{Gateway, Worker, Monitoring}
 
 // Grant is what a role's user may do: its management tags (comma-separated, "" for none) and its
 // configure, write and read permissions in the virtual host.
@@ -79,7 +81,7 @@ func For(role Role, taskQueue string) (Grant, error) {
 	case Status:
 		return Grant{Tags: "monitoring", Configure: NoAccess, Write: NoAccess, Read: NoAccess}, nil
 	}
-	return Grant{}, fmt.Errorf("unknown broker user role %q (want one of %v)", role, Roles)
+	return Grant{}, fmt.Errorf("unknown broker user role %q (want one of %v)", role, append(slices.Clone(Roles), Status))
 }
 
 // Client is a minimal RabbitMQ management HTTP API client, authenticated as an administrator.
