@@ -4,6 +4,8 @@ package runner
 
 import (
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 )
@@ -72,4 +74,36 @@ func pending(files ...*os.File) int {
 		})
 	}
 	return total
+}
+
+// residentBytes is the resident memory of the interpreter that serves a warm runner's calls: the runner's
+// process itself, or, when it is the init of a PID namespace of its own (pidns: runner.py's become_init),
+// its first child, which serves. ok is false when /proc cannot tell (the process is gone).
+func residentBytes(pid int, pidns bool) (rss int64, ok bool) {
+	if pidns {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children")
+		if err != nil {
+			return 0, false
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0, false
+		}
+		if pid, err = strconv.Atoi(f[0]); err != nil {
+			return 0, false
+		}
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pages * int64(os.Getpagesize()), true
 }

@@ -47,9 +47,10 @@ type WarmConfig struct {
 	// LoopLagLimit bounds how long a shared runner's event loop may be blocked (default 2 s): past it the
 	// runner is stopped and its calls fail with contract.CodeEventLoopBlocked.
 	LoopLagLimit time.Duration
-	// MaxRSSBytes is the resident memory past which a shared runner is recycled: it takes no new call and
-	// stops once its calls have ended (default 512 MiB; negative: no bound). RLIMIT_AS
-	// (MemoryLimitBytes) applies to the runner as a whole as well.
+	// MaxRSSBytes is the resident memory past which a warm runner is recycled: a shared runner (its
+	// heartbeats report it) takes no new call and stops once its calls have ended; a one-call-at-a-time
+	// runner (read from /proc after each call) is replaced like one past MaxRequests (default 512 MiB;
+	// negative: no bound). RLIMIT_AS (MemoryLimitBytes) applies to the runner as a whole as well.
 	MaxRSSBytes int64
 }
 
@@ -473,7 +474,14 @@ func (r *Runner) serveTaken(ctx context.Context, w *warmProc, job Job, python, k
 	request := withNonce(nonce, encodeRequest(job, params, deadline))
 	res, reusable, err := r.serveWarm(ctx, w, job, nonce, request, deadline, log)
 	w.served++
-	if reusable && w.served < r.warm.cfg.MaxRequests {
+	tooBig := false
+	if bound := r.warm.cfg.MaxRSSBytes; reusable && bound > 0 {
+		if rss, ok := residentBytes(w.pid, r.contain.pidns); ok && rss > bound {
+			tooBig = true
+			log.Info("recycling a warm runner past its memory bound", "rss_bytes", rss, "max_rss_bytes", bound, "served", w.served)
+		}
+	}
+	if reusable && w.served < r.warm.cfg.MaxRequests && !tooBig {
 		r.warm.put(w)
 	} else {
 		w.kill("recycled")
@@ -481,7 +489,7 @@ func (r *Runner) serveTaken(ctx context.Context, w *warmProc, job Job, python, k
 		r.warm.recycled()
 		r.warm.mu.Unlock()
 		if reusable {
-			// A healthy runner retired for its age: start its successor now, off the request path, so the
+			// A healthy runner retired for its age or its size: start its successor now, off the request path, so the
 			// next request of this script finds a warm runner instead of paying the interpreter start and
 			// the script's import (tens of milliseconds, the p99 of a busy worker).
 			r.replaceWarm(job, python, key)

@@ -210,6 +210,38 @@ func TestIdleRunnersAreReusedMostRecentFirst(t *testing.T) {
 	}
 }
 
+// A one-call-at-a-time runner past its RSS bound is replaced after the call that grew it: that call
+// completes in it, the next runs in another; calls that leave it below the bound stay in it. In a PID
+// namespace the runner is the namespace's init and its child serves: the bound is the child's.
+func TestWarmRunnerRecycledPastItsRSSBound(t *testing.T) {
+	t.Parallel()
+	modes := []string{ContainSession}
+	if probe(testPython(t), true, nil) == nil {
+		modes = append(modes, ContainPIDNamespace)
+	}
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newTestRunner(t, func(c *Config) { c.Containment = mode; c.Warm = WarmConfig{MaxRSSBytes: 64 << 20} })
+			t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+			_, a := runWarm(t, r, warmJob(t, `{}`, 1))
+			if _, b := runWarm(t, r, warmJob(t, `{"keep_mb":8}`, 2)); b.PID != a.PID || b.Calls != 2 {
+				t.Fatalf("a call below the bound ran in %d (call %d); want %d's second call", b.PID, b.Calls, a.PID)
+			}
+			if _, c := runWarm(t, r, warmJob(t, `{"keep_mb":80}`, 3)); c.PID != a.PID || c.Calls != 3 {
+				t.Fatalf("the call that grew the runner ran in %d (call %d); want %d's third call", c.PID, c.Calls, a.PID)
+			}
+			waitGone(t, a.PID)
+			if _, d := runWarm(t, r, warmJob(t, `{}`, 4)); d.PID == a.PID || d.Calls != 1 {
+				t.Fatalf("the next call ran in %d (call %d); want a new runner's first call", d.PID, d.Calls)
+			}
+			if s := r.WarmStats(); s.Recycled < 1 {
+				t.Fatalf("stats %+v; want the runner counted as recycled", s)
+			}
+		})
+	}
+}
+
 // A runner retired after MaxRequests is succeeded in the background: the next request finds a warm runner
 // (started before it arrived) instead of paying for a start.
 func TestRetiredRunnerIsSucceededInTheBackground(t *testing.T) {
