@@ -5,15 +5,23 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
+// write writes a file holding fork off (syscall.ForkLock): a child another test forks (git) while the file
+// is open would hold it until its exec, and the file's last close, and so inotify's IN_CLOSE_WRITE, would
+// come then, after write returned: a change the watch tests would see later than the write (a walk where
+// they expect none; seen in CI).
 func write(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+	syscall.ForkLock.Lock()
+	err := os.WriteFile(path, []byte(content), 0o644)
+	syscall.ForkLock.Unlock()
+	if err != nil {
 		t.Fatal(err)
 	}
 }
