@@ -19,6 +19,12 @@ const (
 	DefaultKillGrace      = 2 * time.Second
 	// DefaultMaxFileBytes is the RLIMIT_FSIZE of a script (SCRIPT_MAX_FILE_MB's default, 1024 MiB).
 	DefaultMaxFileBytes = 1024 << 20
+	// DefaultWarmMaxRequests is WarmConfig.MaxRequests's default: requests one runner serves before it is
+	// replaced. A leaking runner is bounded by its resident memory (MaxRSSBytes, checked after every call of
+	// a one-call runner and in a shared runner's heartbeats), so the count only guards what memory does not
+	// show (descriptors, threads); each replacement is an interpreter start and the script's import (tens to
+	// hundreds of milliseconds of CPU), which 1,000 made about 0.05–0.1 ms of every trivial request here.
+	DefaultWarmMaxRequests = 10_000
 	// DefaultWarmMaxCalls is WarmConfig.MaxCalls's default: calls one shared runner serves at once.
 	DefaultWarmMaxCalls = 256
 	// DefaultWarmMaxThreads is WARM_RUNNER_MAX_THREADS's default: calls one threads runner serves at once.
@@ -146,7 +152,7 @@ func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 		MemoryLimitBytes: int64(e.Int("SCRIPT_MEMORY_LIMIT_MB", 1024, 0, 1<<20)) << 20,
 		MaxFileBytes:     int64(e.Int("SCRIPT_MAX_FILE_MB", DefaultMaxFileBytes>>20, 0, 1<<24)) << 20,
 		Warm: WarmConfig{
-			MaxRequests: e.Int("WARM_RUNNER_MAX_REQUESTS", 1000, 1, 1_000_000),
+			MaxRequests: e.Int("WARM_RUNNER_MAX_REQUESTS", DefaultWarmMaxRequests, 1, 1_000_000),
 			IdleTimeout: e.Duration("WARM_RUNNER_IDLE_TIMEOUT", 60*time.Second, time.Second, 24*time.Hour),
 			MaxIdle:     e.Int("WARM_RUNNER_MAX_IDLE", 2*concurrency, 0, 4096),
 			MaxCalls:    e.Int("WARM_RUNNER_MAX_CALLS", DefaultWarmMaxCalls, 1, 100_000),

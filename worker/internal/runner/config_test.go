@@ -22,7 +22,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Python != "python3" || c.WorkDir != "/w" || c.MaxResultBytes != 400*1024 || c.MemoryLimitBytes != 1<<30 ||
-		c.Warm != (WarmConfig{MaxRequests: 1000, IdleTimeout: time.Minute, MaxIdle: 8, MaxCalls: 256, MaxThreads: 64,
+		c.Warm != (WarmConfig{MaxRequests: 10_000, IdleTimeout: time.Minute, MaxIdle: 8, MaxCalls: 256, MaxThreads: 64,
 			LoopLagLimit: 2 * time.Second, MaxRSSBytes: 512 << 20}) ||
 		c.Containment != ContainAuto || c.MaxProcesses != 1024 || c.RunAs != nil || !c.ProtectSecrets || c.MaxFileBytes != 1<<30 {
 		t.Fatalf("defaults: %+v", c)

@@ -31,7 +31,7 @@ import (
 
 // WarmConfig bounds the warm pool. Zero fields take the defaults.
 type WarmConfig struct {
-	// MaxRequests is how many requests one runner serves before it is replaced (default 1000). A runner
+	// MaxRequests is how many requests one runner serves before it is replaced (DefaultWarmMaxRequests). A runner
 	// retired for its age is succeeded in the background (replaceWarm).
 	MaxRequests int
 	// IdleTimeout is how long an idle runner is kept (default 60 s).
@@ -57,7 +57,7 @@ type WarmConfig struct {
 // withDefaults returns c with every zero (or negative) field set to its default.
 func (c WarmConfig) withDefaults() WarmConfig {
 	if c.MaxRequests <= 0 {
-		c.MaxRequests = 1000
+		c.MaxRequests = DefaultWarmMaxRequests
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = time.Minute
