@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -76,28 +77,49 @@ func pending(files ...*os.File) int {
 	return total
 }
 
-// residentBytes is the resident memory of the interpreter that serves a warm runner's calls: the runner's
+// rssReader reads the resident memory of the interpreter that serves a warm runner's calls: the runner's
 // process itself, or, when it is the init of a PID namespace of its own (pidns: runner.py's become_init),
-// its first child, which serves. ok is false when /proc cannot tell (the process is gone).
-func residentBytes(pid int, pidns bool) (rss int64, ok bool) {
-	if pidns {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children")
+// its first child, which serves. The process's statm is opened once and re-read in place (one pread a call:
+// a few microseconds, where opening it each time cost tens).
+type rssReader struct {
+	mu     sync.Mutex
+	f      *os.File
+	closed bool
+	buf    [128]byte
+}
+
+// read returns the resident bytes; ok is false once the process is gone (or /proc cannot tell).
+func (r *rssReader) read(pid int, pidns bool) (rss int64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, false
+	}
+	if r.f == nil {
+		if pidns {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children")
+			if err != nil {
+				return 0, false
+			}
+			f := strings.Fields(string(b))
+			if len(f) == 0 {
+				return 0, false // not forked yet: ask again after the next call
+			}
+			if pid, err = strconv.Atoi(f[0]); err != nil {
+				return 0, false
+			}
+		}
+		f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/statm")
 		if err != nil {
 			return 0, false
 		}
-		f := strings.Fields(string(b))
-		if len(f) == 0 {
-			return 0, false
-		}
-		if pid, err = strconv.Atoi(f[0]); err != nil {
-			return 0, false
-		}
+		r.f = f
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
-	if err != nil {
+	n, err := syscall.Pread(int(r.f.Fd()), r.buf[:], 0)
+	if err != nil || n <= 0 {
 		return 0, false
 	}
-	f := strings.Fields(string(b))
+	f := strings.Fields(string(r.buf[:n]))
 	if len(f) < 2 {
 		return 0, false
 	}
@@ -106,4 +128,15 @@ func residentBytes(pid int, pidns bool) (rss int64, ok bool) {
 		return 0, false
 	}
 	return pages * int64(os.Getpagesize()), true
+}
+
+// close lets the process's statm go; read answers false from then on.
+func (r *rssReader) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f != nil {
+		_ = r.f.Close()
+		r.f = nil
+	}
+	r.closed = true
 }

@@ -30,5 +30,8 @@ func pending(...*os.File) int { return 0 }
 // errNoPIDNamespace is what probe reports where PID namespaces do not exist.
 var errNoPIDNamespace = errors.New("PID namespaces exist on Linux only")
 
-// residentBytes is not read outside Linux: runners are recycled by MaxRequests only.
-func residentBytes(int, bool) (int64, bool) { return 0, false }
+// rssReader does not read outside Linux: runners are recycled by MaxRequests only.
+type rssReader struct{}
+
+func (*rssReader) read(int, bool) (int64, bool) { return 0, false }
+func (*rssReader) close()                       {}

@@ -358,6 +358,8 @@ type warmProc struct {
 	// near its end can start its successor; succeeded says it did.
 	start     successorStart
 	succeeded bool
+	// rss reads a one-call runner's resident memory after each call (MaxRSSBytes).
+	rss rssReader
 	// startTook is how long the runner took to start: from spawning it (its containment included) to its
 	// ready frame (the interpreter started and the script imported).
 	startTook time.Duration
@@ -476,7 +478,7 @@ func (r *Runner) serveTaken(ctx context.Context, w *warmProc, job Job, python, k
 	w.served++
 	tooBig := false
 	if bound := r.warm.cfg.MaxRSSBytes; reusable && bound > 0 {
-		if rss, ok := residentBytes(w.pid, r.contain.pidns); ok && rss > bound {
+		if rss, ok := w.rss.read(w.pid, r.contain.pidns); ok && rss > bound {
 			tooBig = true
 			log.Info("recycling a warm runner past its memory bound", "rss_bytes", rss, "max_rss_bytes", bound, "served", w.served)
 		}
@@ -597,6 +599,7 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 		r.sweep(w.log, w.pid, uid)
 		jl.close()
 		closeAll(p.stdinW, reqW)
+		w.rss.close()
 		// Leave the pipes KillGrace to drain what escaped processes still hold, then let go.
 		p.setDeadline(time.Now().Add(r.cfg.KillGrace))
 		close(w.exited)
