@@ -72,6 +72,18 @@ type brokerUserState struct {
 	Gateway, Worker, Monitoring, Status brokerUser
 }
 
+// roleUser is one of the state's users and its role (whose name is also the user's name's suffix).
+type roleUser struct {
+	user *brokerUser
+	role brokerusers.Role
+}
+
+// users lists the state's users with their roles, in the order they are provisioned.
+func (s *brokerUserState) users() []roleUser {
+	return []roleUser{{&s.Gateway, brokerusers.Gateway}, {&s.Worker, brokerusers.Worker},
+		{&s.Monitoring, brokerusers.Monitoring}, {&s.Status, brokerusers.Status}}
+}
+
 type brokerUser struct{ Name, Password string }
 
 // BrokerPermissions are the configure, write and read regular expressions of the gateway's and the
@@ -107,11 +119,7 @@ func ProvisionBrokerUsers(ctx context.Context, o BrokerUsersOptions) (BrokerUser
 	if err != nil {
 		return BrokerUsers{}, err
 	}
-	for _, u := range []struct {
-		user brokerUser
-		role brokerusers.Role
-	}{{state.Gateway, brokerusers.Gateway}, {state.Worker, brokerusers.Worker}, {state.Monitoring, brokerusers.Monitoring},
-		{state.Status, brokerusers.Status}} {
+	for _, u := range state.users() {
 		g, err := brokerusers.For(u.role, o.TaskQueue)
 		if err != nil {
 			return BrokerUsers{}, err
@@ -153,16 +161,13 @@ func loadBrokerUsers(path string) (brokerUserState, error) {
 	sum := sha256.Sum256([]byte(abs))
 	prefix := "scrape-" + hex.EncodeToString(sum[:4]) + "-"
 	added := false
-	for _, u := range []struct {
-		user *brokerUser
-		role string
-	}{{&s.Gateway, "gateway"}, {&s.Worker, "worker"}, {&s.Monitoring, "monitoring"}, {&s.Status, "status"}} {
+	for _, u := range s.users() {
 		if u.user.Name != "" && u.user.Password != "" {
 			continue
 		}
 		var p [24]byte
 		_, _ = rand.Read(p[:])
-		*u.user = brokerUser{Name: prefix + u.role, Password: hex.EncodeToString(p[:])}
+		*u.user = brokerUser{Name: prefix + string(u.role), Password: hex.EncodeToString(p[:])}
 		added = true
 	}
 	if !added {
@@ -298,8 +303,8 @@ func DeleteBrokerUsers(ctx context.Context, o BrokerUsersOptions) error {
 		return err
 	}
 	var errs []error
-	for _, u := range []brokerUser{s.Gateway, s.Worker, s.Monitoring, s.Status} {
-		if err := ua.DeleteUser(ctx, u.Name); err != nil {
+	for _, u := range s.users() {
+		if err := ua.DeleteUser(ctx, u.user.Name); err != nil {
 			errs = append(errs, err)
 		}
 	}
