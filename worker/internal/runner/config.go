@@ -139,7 +139,7 @@ func (c Config) withDefaults() Config {
 // LoadConfig reads the runner's settings from the environment (worker/README.md, "Configuration"):
 // WORKER_PYTHON, SCRIPT_MAX_RESULT_BYTES, SCRIPT_MEMORY_LIMIT_MB, SCRIPT_MAX_FILE_MB, WARM_RUNNER_MAX_REQUESTS,
 // WARM_RUNNER_IDLE_TIMEOUT, WARM_RUNNER_MAX_IDLE, WARM_RUNNER_MAX_CALLS, WARM_RUNNER_MAX_THREADS, WARM_LOOP_LAG_LIMIT,
-// WARM_RUNNER_MAX_RSS_MB, SCRIPT_CONTAINMENT, SCRIPT_HIDE_PATHS, SCRIPT_MAX_PROCESSES, SCRIPT_RUN_AS,
+// WARM_RUNNER_MAX_RSS_MB, WARM_RUNNER_FORK, SCRIPT_CONTAINMENT, SCRIPT_HIDE_PATHS, SCRIPT_MAX_PROCESSES, SCRIPT_RUN_AS,
 // SCRIPT_UID_RANGE and WORKER_PROTECT_SECRETS. e collects every problem. workDir is the worker's
 // WORKER_WORK_DIR (the parent of the run folders); concurrency is WORKER_CONCURRENCY, of which
 // WARM_RUNNER_MAX_IDLE defaults to twice.
@@ -160,6 +160,7 @@ func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 			LoopLagLimit: e.Duration("WARM_LOOP_LAG_LIMIT", DefaultWarmLoopLagLimit, 10*time.Millisecond,
 				10*time.Minute),
 			MaxRSSBytes: int64(e.Int("WARM_RUNNER_MAX_RSS_MB", DefaultWarmMaxRSSBytes>>20, 0, 1<<20)) << 20,
+			NoFork:      !e.Bool("WARM_RUNNER_FORK", true),
 		},
 		Containment: e.OneOf("SCRIPT_CONTAINMENT", ContainAuto, ContainAuto, ContainNamespaces, ContainUserns,
 			ContainPIDNamespace, ContainSession),

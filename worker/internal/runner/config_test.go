@@ -78,15 +78,19 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 func TestLoadConfigSharedRunners(t *testing.T) {
 	t.Parallel()
 	c, err := loadConfig(map[string]string{"WARM_RUNNER_MAX_CALLS": "16", "WARM_RUNNER_MAX_THREADS": "8",
-		"WARM_LOOP_LAG_LIMIT": "500ms", "WARM_RUNNER_MAX_RSS_MB": "0"})
-	if err != nil || c.Warm.MaxCalls != 16 || c.Warm.MaxThreads != 8 || c.Warm.LoopLagLimit != 500*time.Millisecond || c.Warm.MaxRSSBytes != -1 {
+		"WARM_LOOP_LAG_LIMIT": "500ms", "WARM_RUNNER_MAX_RSS_MB": "0", "WARM_RUNNER_FORK": "false"})
+	if err != nil || c.Warm.MaxCalls != 16 || c.Warm.MaxThreads != 8 || c.Warm.LoopLagLimit != 500*time.Millisecond || c.Warm.MaxRSSBytes != -1 || !c.Warm.NoFork {
 		t.Fatalf("set: %+v %v", c.Warm, err)
+	}
+	if c, err := loadConfig(nil); err != nil || c.Warm.NoFork {
+		t.Fatalf("default: runners not forked (%+v, %v)", c.Warm, err)
 	}
 	// A threads runner never serves more calls at once than a shared runner may.
 	if w := (WarmConfig{MaxCalls: 16, MaxThreads: 64}).withDefaults(); w.MaxThreads != 16 {
 		t.Fatalf("MaxThreads %d past MaxCalls 16", w.MaxThreads)
 	}
-	env := map[string]string{"WARM_RUNNER_MAX_CALLS": "0", "WARM_RUNNER_MAX_THREADS": "0", "WARM_LOOP_LAG_LIMIT": "1ms", "WARM_RUNNER_MAX_RSS_MB": "-5"}
+	env := map[string]string{"WARM_RUNNER_MAX_CALLS": "0", "WARM_RUNNER_MAX_THREADS": "0", "WARM_LOOP_LAG_LIMIT": "1ms", "WARM_RUNNER_MAX_RSS_MB": "-5",
+		"WARM_RUNNER_FORK": "sometimes"}
 	_, err = loadConfig(env)
 	for k := range env {
 		if err == nil || !strings.Contains(err.Error(), k) {

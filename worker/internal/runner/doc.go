@@ -88,7 +88,14 @@
 // another process writes into the pipe through /proc/<pid>/fd matches no call in flight and the runner is
 // stopped (its calls fail with script_crashed) rather than delivering it.
 //
-// A plain def scrape serves one call at a time (warm.go's pool of idle runners). An async def scrape makes
+// A plain def scrape serves one call at a time (warm.go's pool of idle runners). Those runners are forked
+// (fork.go): the first start of the script's warm key starts a template, a runner asked in its hello to
+// become one, which imports the script, answers {"ready": true, "async": false, "template": true} and then
+// forks a one-call runner for each request on its control socket (fd 5), instead of each runner starting
+// an interpreter and importing the script (milliseconds instead of a hundred or more). The children share
+// the template's containment (its user, its namespaces, its run folder and /tmp), as the calls of a shared
+// runner share theirs, and nothing with another script's. WarmConfig.NoFork, and "isolation": "process",
+// start every runner afresh. An async def scrape makes
 // the runner shared (shared.go): runner.py runs one event loop, reads frames on a thread of its own and
 // starts an asyncio task per call, each with its own budget (cancelled CANCEL_MARGIN before the worker's
 // deadline, as in a cold run), its own result and its own output. Before the script is imported, runner.py

@@ -57,15 +57,6 @@ func killGroup(pgid int) {
 	}
 }
 
-// exitSignal reports the signal that ended the process, if one did.
-func exitSignal(ps *os.ProcessState) (syscall.Signal, bool) {
-	ws, ok := ps.Sys().(syscall.WaitStatus)
-	if !ok || !ws.Signaled() {
-		return 0, false
-	}
-	return ws.Signal(), true
-}
-
 // isKill reports whether sig is SIGKILL, which is what the kernel's OOM killer sends.
 func isKill(sig syscall.Signal) bool { return sig == syscall.SIGKILL }
 

@@ -201,6 +201,12 @@ func New(cfg Config) (*Runner, error) {
 	case cfg.RunAs != nil:
 		users = fmt.Sprintf("%d:%d", cfg.RunAs.UID, cfg.RunAs.GID)
 	}
+	if forkSupported && !cfg.Warm.NoFork {
+		if err := probeFork(); err != nil {
+			cfg.Logger.Warn("warm runners start afresh, each an interpreter and the script's import: forking them from a template needs pidfds and SO_PASSCRED (Linux 5.3)", "error", err)
+			cfg.Warm.NoFork = true
+		}
+	}
 	cfg.Logger.Info("script containment", "containment", contain.mode, "pid_namespace", contain.pidns, "script_users", users,
 		"run_as", cfg.RunAs != nil, "process_limit", contain.nproc, "hidden", hide)
 	r := &Runner{
@@ -380,7 +386,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	request := append(encodeRequest(job, params, deadline), '\n')
 
 	g := &group{}
-	cmd, jl, err := r.command(runCtx, python, job, runDir, p, g, nil)
+	cmd, jl, err := r.command(runCtx, python, job, runDir, p, g, nil, nil)
 	if err != nil {
 		r.runEnded(log, uid)
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
@@ -501,7 +507,8 @@ func failure(res Result, status contract.Status, code contract.Code, message str
 	return res
 }
 
-// command builds the child of a run, cold or warm (serve: the warm runner's request pipe, its fd 4): the
+// command builds the child of a run, cold or warm (serve: the warm runner's request pipe, its fd 4; ctl: a
+// template's control socket, its fd 5): the
 // interpreter and its flags, runner.py and its arguments, the environment, the scratch folder, the pipes,
 // the containment (SysProcAttr) and how it ends: cancelling ctx kills g's process group, with the cause
 // context.Cause(ctx), and Wait leaves the pipes KillGrace to close.
@@ -509,12 +516,15 @@ func failure(res Result, status contract.Status, code contract.Code, message str
 // Under ContainNamespaces the child is the namespaces helper (package jailhelper), which executes the
 // interpreter; the caller calls the jail's start once the child has started, and close at the end of the
 // run.
-func (r *Runner) command(ctx context.Context, python string, job Job, runDir string, p *pipes, g *group, serve *os.File) (*exec.Cmd, *jail, error) {
+func (r *Runner) command(ctx context.Context, python string, job Job, runDir string, p *pipes, g *group, serve, ctl *os.File) (*exec.Cmd, *jail, error) {
 	args := append(r.interpreterArgs(job), "-c", runnerSource)
 	files := []*os.File{p.resultW} // fd 3
 	if serve != nil {
 		args = append(args, "--serve")
 		files = append(files, serve) // fd 4
+		if ctl != nil {
+			files = append(files, ctl) // fd 5: a template's control socket (fork.go)
+		}
 	}
 	args = append(args, job.ScriptDir, strconv.FormatInt(r.memoryLimit(job), 10), strconv.Itoa(r.resultLimit(job)),
 		strconv.Itoa(r.processLimit(job)))
@@ -654,10 +664,21 @@ func writeRequest(w *os.File, request []byte) {
 // describeExit says how the child ended, for a crash message.
 func (r *Runner) describeExit(ps *os.ProcessState) string {
 	if ps == nil {
+		return describeWait(0, false, false)
+	}
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	return describeWait(ws, ok, r.contain.pidns)
+}
+
+// describeWait says how a process ended from its wait status (known: the status is known at all; viaInit:
+// it is the status of runner.py's init in a PID namespace, which reports its child's).
+func describeWait(ws syscall.WaitStatus, known, viaInit bool) string {
+	if !known {
 		return "the script process ended without a result"
 	}
-	sig, ok := exitSignal(ps)
-	if code := ps.ExitCode(); !ok && r.contain.pidns && code > 128 && code <= 128+64 {
+	sig, ok := ws.Signal(), ws.Signaled()
+	code := ws.ExitStatus()
+	if !ok && viaInit && code > 128 && code <= 128+64 {
 		// runner.py's init, which cannot die of a signal sent from its own namespace, reports the runner's
 		// death by signal N as status 128+N, as shells do.
 		sig, ok = syscall.Signal(code-128), true
@@ -669,7 +690,7 @@ func (r *Runner) describeExit(ps *os.ProcessState) string {
 		}
 		return msg
 	}
-	return fmt.Sprintf("the script process exited with status %d before returning a result", ps.ExitCode())
+	return fmt.Sprintf("the script process exited with status %d before returning a result", code)
 }
 
 // joinDetail appends the output tail to a failure's own detail.

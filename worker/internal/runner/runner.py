@@ -46,6 +46,7 @@ import sys
 
 RESULT_FD = 3
 REQUEST_FD = 4  # serve mode only
+TEMPLATE_FD = 5  # serve mode, when the hello asks for a template: the control socket (serve_template)
 MAX_REQUEST_BYTES = 16 << 20
 SCRIPT_FILE = "scraper.py"
 MAX_MESSAGE_CHARS = 2048
@@ -125,6 +126,7 @@ def serve(argv):
     hello = {}
     shared = False
     threads = None  # the CallThreads of a threads runner
+    template = None  # a template's control socket (fd)
     try:
         try:
             script_dir = argv[2]
@@ -134,6 +136,9 @@ def serve(argv):
         except (IndexError, ValueError):
             raise Failure(setup_doc("usage: runner --serve <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>"))
         hello = read_hello(inp)
+        if hello.get("template") is True:
+            template = os.dup(TEMPLATE_FD)  # not inherited by what the script starts
+            os.close(TEMPLATE_FD)
         detach_stdin()
         set_limits(memory_limit, max_processes)
         enable_faulthandler()
@@ -149,6 +154,8 @@ def serve(argv):
             # One call at a time: the worker attributes output by time, as before; the plain streams return.
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
             ready = b'{"ready":true,"async":false}'
+            if template is not None:
+                ready = b'{"ready":true,"async":false,"template":true}'
     except Failure as failure:
         ready = encode_doc(failure.doc)
         scrape = None
@@ -160,12 +167,23 @@ def serve(argv):
     runner_nonce = str(hello.get("nonce", "")).encode("ascii", "replace")[:NONCE_LEN].ljust(NONCE_LEN, b"-")
     if not write_frame(out, runner_nonce + ready) or scrape is None:
         exit_now(0)
+    if template is not None and (shared or threads is not None):
+        os.close(template)  # a shared runner serves its calls itself
+        template = None
     if threads is not None:
         ThreadsServer(scrape, script_dir, max_result, inp, out, runner_nonce, hello, threads).serve()
         exit_now(0)
     if shared:
         serve_shared(scrape, script_dir, max_result, inp, out, runner_nonce, hello)
         exit_now(0)
+    if template is not None:
+        out, inp, runner_nonce = serve_template(template, out, inp)  # returns in a forked runner only
+        if not write_frame(out, runner_nonce + b'{"ready":true,"async":false}'):
+            exit_now(0)
+    serve_one_at_a_time(scrape, script_dir, max_result, inp, out)
+
+
+def serve_one_at_a_time(scrape, script_dir, max_result, inp, out):
     while True:
         frame = read_frame(inp)
         if frame is None:
@@ -189,6 +207,97 @@ def serve(argv):
 
 
 NONCE_LEN = 32
+
+
+def serve_template(ctl, out, inp):
+    """A template (warm.go, "Templates"): the script is imported; instead of serving calls, this process
+    forks one-call runners on the worker's request, so that each starts in a few milliseconds instead of an
+    interpreter's start and the script's imports.
+
+    A request on the control socket (a Unix SOCK_SEQPACKET socket) is the new runner's nonce followed by the
+    path of its own folder, with four descriptors: its stdout, stderr, result (answers) and request ends.
+    The child starts a session of its own (the worker kills it by its process group), takes them, sends the
+    nonce back on the control socket (with SO_PASSCRED on the worker's end the kernel attaches the child's
+    pid, as the worker sees it), closes the socket, makes its folder its working folder, HOME and TMPDIR
+    (so concurrent calls of the script do not share files, as runners started afresh do not) and returns
+    them to serve calls. The template never runs a call; it ends at EOF on the
+    control socket. It reaps its children and reports each one's wait status to the worker as
+    "exit <pid> <status>", so a crash is described as a runner's started afresh is.
+    """
+    import signal
+    import socket
+
+    sock = socket.socket(fileno=ctl)
+
+    def reap(_signum, _frame):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            try:
+                sock.send(b"exit %d %d" % (pid, status))
+            except OSError:
+                pass
+
+    signal.signal(signal.SIGCHLD, reap)
+    space = socket.CMSG_SPACE(4 * 4)
+    while True:
+        try:
+            msg, ancdata, _flags, _addr = sock.recvmsg(4096, space)
+        except InterruptedError:
+            continue
+        except OSError:
+            exit_now(0)
+        if not msg:
+            exit_now(0)
+        fds = []
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, len(data) - len(data) % 4, 4))
+        if len(fds) != 4 or len(msg) <= NONCE_LEN:
+            for fd in fds:
+                os.close(fd)
+            continue
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            pid = -1
+            failed = ("fork failed: %s" % exc).encode("utf-8", "replace")
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.setsid()
+            os.dup2(fds[0], 1)
+            os.dup2(fds[1], 2)
+            for fd in (fds[0], fds[1], out, inp):
+                os.close(fd)
+            nonce, folder = msg[:NONCE_LEN], os.fsdecode(msg[NONCE_LEN:])
+            try:
+                sock.send(nonce)
+            except OSError:
+                os._exit(0)
+            sock.close()
+            try:
+                os.mkdir(folder, 0o700)
+                os.chdir(folder)
+            except OSError as exc:
+                sys.stderr.write("runner: cannot use its folder %s: %s\n" % (folder, exc))
+                exit_now(1)
+            os.environ["HOME"] = os.environ["TMPDIR"] = folder
+            if "tempfile" in sys.modules:
+                sys.modules["tempfile"].tempdir = None  # found again, from TMPDIR
+            return fds[2], fds[3], nonce
+        for fd in fds:
+            os.close(fd)
+        if pid < 0:
+            try:
+                sock.send(failed)
+            except OSError:
+                exit_now(0)
 
 
 def answer_call(scrape, request, script_dir, max_result, at):
@@ -872,7 +981,7 @@ def become_init():
             signal.signal(sig, signal.SIG_DFL)
         except (OSError, ValueError):
             pass
-    for fd in range(0, 5):
+    for fd in range(0, TEMPLATE_FD + 1):
         try:
             os.close(fd)
         except OSError:

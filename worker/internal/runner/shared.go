@@ -318,7 +318,7 @@ func (r *Runner) runShared(ctx context.Context, job Job, python, key string, par
 			res, err := r.serveTaken(ctx, idle, job, python, key, params, deadline, log)
 			return res, err, true
 		}
-		w, failed, err := r.startWarm(ctx, job, python, key, deadline, log)
+		w, failed, err := r.startRunner(ctx, job, python, key, deadline, log)
 		p.mu.Lock()
 		if w != nil {
 			p.started(w, false)

@@ -52,6 +52,9 @@ type WarmConfig struct {
 	// runner (read from /proc after each call) is replaced like one past MaxRequests (default 512 MiB;
 	// negative: no bound). RLIMIT_AS (MemoryLimitBytes) applies to the runner as a whole as well.
 	MaxRSSBytes int64
+	// NoFork starts every one-call-at-a-time runner afresh instead of forking it from its script's
+	// template (fork.go).
+	NoFork bool
 }
 
 // withDefaults returns c with every zero (or negative) field set to its default.
@@ -102,9 +105,12 @@ type warmPool struct {
 	mu         sync.Mutex
 	idle       []*warmProc // most recently used last
 	closed     bool
-	families   map[string]*family     // per warmKey: async or not, its shared runners (shared.go)
-	sharedAll  map[*warmProc]struct{} // every shared runner until it has exited
-	stats      WarmStats
+	families   map[string]*family       // per warmKey: async or not, its shared runners (shared.go)
+	templates  map[string]*templateSlot // per warmKey: the template one-call runners are forked from (fork.go)
+	// forkFailures counts forks that failed in a row (fork.go, maxForkFailures).
+	forkFailures atomic.Int64
+	sharedAll    map[*warmProc]struct{} // every shared runner until it has exited
+	stats        WarmStats
 	// startsTaken counts the starts since TakeWarmStarts last took them, startsUnderWay the starts not
 	// finished yet (atomic: the taker holds no lock).
 	startsTaken, startsUnderWay atomic.Int64
@@ -116,7 +122,7 @@ type warmPool struct {
 func newWarmPool(cfg WarmConfig, m Metrics) *warmPool {
 	stop, cancel := context.WithCancel(context.Background())
 	return &warmPool{cfg: cfg, metrics: m, stop: stop, cancelStop: cancel, families: map[string]*family{},
-		sharedAll: map[*warmProc]struct{}{}}
+		sharedAll: map[*warmProc]struct{}{}, templates: map[string]*templateSlot{}}
 }
 
 // The counters below are called with p.mu held.
@@ -241,6 +247,7 @@ func (p *warmPool) reap() {
 			p.retire(w, "idle")
 		}
 	}
+	p.reapTemplates()
 }
 
 // startGC starts the idle reaper, once, unless the pool is shut down.
@@ -286,6 +293,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		for _, w := range p.sharedProcs() {
 			p.retireCounted(w, "worker stopping", false) // not counted as recycled, as idle ones
 		}
+		idle = append(idle, p.closeTemplates()...)
 	}
 	for w := range p.sharedAll {
 		idle = append(idle, w)
@@ -361,8 +369,11 @@ type warmProc struct {
 	// rss reads a one-call runner's resident memory after each call (MaxRSSBytes).
 	rss rssReader
 	// startTook is how long the runner took to start: from spawning it (its containment included) to its
-	// ready frame (the interpreter started and the script imported).
+	// ready frame (the interpreter started and the script imported); for a forked one, the fork's.
 	startTook time.Duration
+	// tmpl is set on a template's own runner (fork.go); child on a runner forked from one.
+	tmpl  *template
+	child *forkedChild
 }
 
 // successorStart is what starting another runner like one needs.
@@ -459,7 +470,7 @@ func (r *Runner) takeOrStart(ctx context.Context, job Job, python, key string, d
 	if w := r.warm.take(key, job.ScriptName); w != nil { // put back while this call waited
 		return w, false, nil, nil
 	}
-	w, res, err = r.startWarm(ctx, job, python, key, deadline, log)
+	w, res, err = r.startRunner(ctx, job, python, key, deadline, log)
 	if err != nil || res != nil {
 		return nil, false, res, err
 	}
@@ -478,7 +489,7 @@ func (r *Runner) serveTaken(ctx context.Context, w *warmProc, job Job, python, k
 	w.served++
 	tooBig := false
 	if bound := r.warm.cfg.MaxRSSBytes; reusable && bound > 0 {
-		if rss, ok := w.rss.read(w.pid, r.contain.pidns); ok && rss > bound {
+		if rss, ok := w.rss.read(w.pid, r.contain.pidns && w.child == nil); ok && rss > bound {
 			tooBig = true
 			log.Info("recycling a warm runner past its memory bound", "rss_bytes", rss, "max_rss_bytes", bound, "served", w.served)
 		}
@@ -513,7 +524,7 @@ func (r *Runner) replaceWarm(job Job, python, key string) {
 		ctx, cancel := context.WithTimeout(r.warm.stop, job.Timeout) // Shutdown interrupts the start
 		defer cancel()
 		log := r.cfg.Logger.With("script", job.ScriptName)
-		w, res, err := r.startWarm(ctx, job, python, key, time.Now().Add(job.Timeout), log)
+		w, res, err := r.startRunner(ctx, job, python, key, time.Now().Add(job.Timeout), log)
 		if err != nil || res != nil {
 			log.Debug("could not start a successor warm runner; the next request starts one", "error", err)
 			return
@@ -529,6 +540,12 @@ func (r *Runner) replaceWarm(job Job, python, key string) {
 // startWarm starts a runner and waits for its ready frame. A script that cannot be imported comes back as
 // a Result (and the runner is gone).
 func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, deadline time.Time, log *slog.Logger) (*warmProc, *Result, error) {
+	return r.startWarmAs(ctx, job, python, key, deadline, log, false)
+}
+
+// startWarmAs is startWarm; asTemplate asks the runner to become a template (fork.go) if its script's scrape
+// is a plain def run one call at a time (w.tmpl is then set; an async script's runner is shared as usual).
+func (r *Runner) startWarmAs(ctx context.Context, job Job, python, key string, deadline time.Time, log *slog.Logger, asTemplate bool) (*warmProc, *Result, error) {
 	r.warm.startsUnderWay.Add(1)
 	defer r.warm.startsUnderWay.Add(-1)
 	begun := time.Now()
@@ -557,8 +574,19 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	}
 	w.start.job, w.start.python = job, python
 	w.start.job.RequestID, w.start.job.Parameters = "", nil
+	var ctl, ctlChild *os.File // a template's control socket: the worker's end and the runner's (its fd 5)
+	if asTemplate {
+		if ctl, ctlChild, err = controlPair(); err != nil {
+			p.close()
+			closeAll(reqR, reqW)
+			_ = os.RemoveAll(runDir)
+			r.runEnded(r.cfg.Logger, uid)
+			return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
+		}
+		defer closeAll(ctl, ctlChild) // newTemplate keeps a connection of its own
+	}
 	// The runner outlives ctx (the request that started it): it ends by w.kill, never by a context.
-	cmd, jl, err := r.command(context.WithoutCancel(ctx), python, job, runDir, p, w.group, reqR)
+	cmd, jl, err := r.command(context.WithoutCancel(ctx), python, job, runDir, p, w.group, reqR, ctlChild)
 	if err != nil {
 		p.close()
 		closeAll(reqR, reqW)
@@ -614,7 +642,7 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 		r.runEnded(r.cfg.Logger, uid)
 		return nil, nil, fmt.Errorf("run script %q: start %s: %w", job.ScriptName, python, contract.Transiently(err))
 	}
-	closeAll(p.stdinR, p.stdoutW, p.stderrW, p.resultW, reqR)
+	closeAll(p.stdinR, p.stdoutW, p.stderrW, p.resultW, reqR, ctlChild)
 	_ = p.stdinW.Close() // the runner reads nothing on stdin
 	w.outR = []*os.File{p.stdoutR, p.stderrR}
 	w.consumers.Add(2)
@@ -629,7 +657,7 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	if job.Threads {
 		threads = r.warm.cfg.MaxThreads
 	}
-	hello := fmt.Appendf(nil, `{"nonce":%q,"lag_limit_ms":%d,"threads":%d}`, w.nonce, r.warm.cfg.LoopLagLimit.Milliseconds(), threads)
+	hello := fmt.Appendf(nil, `{"nonce":%q,"lag_limit_ms":%d,"threads":%d,"template":%t}`, w.nonce, r.warm.cfg.LoopLagLimit.Milliseconds(), threads, ctl != nil)
 	frame := binary.BigEndian.AppendUint32(nil, uint32(len(hello)))
 	_ = reqW.SetWriteDeadline(deadline)
 	_, _ = reqW.Write(append(frame, hello...)) // a runner that died first shows as EOF below
@@ -650,6 +678,20 @@ func (r *Runner) startWarm(ctx context.Context, job Job, python, key string, dea
 	w.startTook = time.Since(begun) // read once the runner counts as started (warmPool.started)
 	switch string(doc) {
 	case `{"ready":true,"async":false}`:
+		return w, nil, nil
+	case templateReady:
+		if ctl == nil {
+			w.kill("a template it was not asked to be")
+			w.out.end(ctx)
+			res := failure(Result{OutputTail: w.out.lastTail()}, contract.StatusFailed, contract.CodeScriptCrashed,
+				"the script's runner sent a template's ready frame unasked (a forged frame?); it was stopped")
+			return nil, &res, nil
+		}
+		w.out.end(ctx) // what the script printed while importing is logged with the request that started it
+		if err := r.newTemplate(w, ctl); err != nil {
+			w.kill("template without its control socket")
+			return nil, nil, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(err))
+		}
 		return w, nil, nil
 	case `{"ready":true,"async":true}`, threadsReady:
 		w.async = true
@@ -682,7 +724,7 @@ func (r *Runner) serveWarm(ctx context.Context, w *warmProc, job Job, nonce stri
 		<-w.exited
 		w.out.end(ctx)
 		res := failure(Result{Duration: time.Since(start), OutputTail: w.out.lastTail()}, contract.StatusFailed,
-			contract.CodeScriptCrashed, r.describeExit(w.state))
+			contract.CodeScriptCrashed, r.describeWarmExit(w))
 		return res, false, nil
 	}
 	body, res, err := r.readFrame(ctx, w, deadline, job)
@@ -751,7 +793,7 @@ func (r *Runner) readFrame(ctx context.Context, w *warmProc, deadline time.Time,
 			return nil, &res, nil
 		default: // EOF: the runner died
 			<-w.exited
-			res := failure(Result{OutputTail: w.out.currentTail()}, contract.StatusFailed, contract.CodeScriptCrashed, r.describeExit(w.state))
+			res := failure(Result{OutputTail: w.out.currentTail()}, contract.StatusFailed, contract.CodeScriptCrashed, r.describeWarmExit(w))
 			return nil, &res, nil
 		}
 	case <-ctx.Done():

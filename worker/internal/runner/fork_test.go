@@ -1,0 +1,321 @@
+//go:build linux
+
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scrapeplatform/platform/shared/contract"
+)
+
+// probeAnswer is what the fork_probe fixture returns: the process that imported the script and the one that
+// ran the call (numbers of the run's own PID namespace, when it has one).
+type probeAnswer struct {
+	ImportedIn     int      `json:"imported_in"`
+	ImportedInHost int      `json:"imported_in_host"`
+	PID            int      `json:"pid"`
+	PPID           int      `json:"ppid"`
+	SID            int      `json:"sid"`
+	Dumpable       int      `json:"dumpable"`
+	SigchldDefault bool     `json:"sigchld_default"`
+	Folders        []string `json:"folders"` // working folder, HOME, TMPDIR, tempfile.gettempdir()
+}
+
+// forkModes are the containments forked runners are tested under: a session, a PID namespace and (as root)
+// the namespaces of ContainNamespaces.
+func forkModes(t *testing.T) []string {
+	modes := containments(t)
+	if syscall.Geteuid() == 0 {
+		modes = append(modes, ContainNamespaces)
+	}
+	return modes
+}
+
+func newForkRunner(t *testing.T, mode string, edit func(*Config)) *Runner {
+	t.Helper()
+	var r *Runner
+	if mode == ContainNamespaces {
+		r = namespacedRunner(t, hostileEnv{}, edit)
+	} else {
+		r = newContained(t, mode, edit)
+		t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+	}
+	return r
+}
+
+func probeJob(t *testing.T, params string) Job {
+	j := job(t, "fork_probe", params, 20*time.Second)
+	j.Warm, j.Version = true, "v1"
+	return j
+}
+
+func runProbe(t *testing.T, r *Runner, params string) probeAnswer {
+	t.Helper()
+	res := mustRun(t, r, probeJob(t, params))
+	if res.Status != contract.StatusCompleted {
+		t.Fatalf("Status = %q, err %+v", res.Status, res.Err)
+	}
+	var a probeAnswer
+	if err := json.Unmarshal(res.Data, &a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestRunnersAreForkedFromTheirTemplate: the runners of a blocking def script, the first one included, are
+// forked from one process that imported the script (the template): each call runs in a child of it, in a
+// session of its own, non-dumpable as a runner started afresh is, with SIGCHLD back to its default. With
+// NoFork each runner imports the script itself.
+func TestRunnersAreForkedFromTheirTemplate(t *testing.T) {
+	t.Parallel()
+	for _, mode := range forkModes(t) {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newForkRunner(t, mode, nil)
+			// Three overlapping calls need three runners.
+			answers := make([]probeAnswer, 3)
+			var wg sync.WaitGroup
+			for i := range answers {
+				wg.Go(func() { answers[i] = runProbe(t, r, `{"sleep": 0.5}`) })
+			}
+			wg.Wait()
+			pids := map[int]bool{}
+			for _, a := range answers {
+				if a.PID == a.ImportedIn || a.PPID != a.ImportedIn || a.SID != a.PID {
+					t.Errorf("call ran in %d (parent %d, session %d); the script was imported in %d: want a child of the importer leading its own session", a.PID, a.PPID, a.SID, a.ImportedIn)
+				}
+				if a.ImportedIn != answers[0].ImportedIn {
+					t.Errorf("imported in %d and %d: want one template", a.ImportedIn, answers[0].ImportedIn)
+				}
+				if a.Dumpable != 0 || !a.SigchldDefault {
+					t.Errorf("dumpable %d, SIGCHLD default %t: want 0 and true", a.Dumpable, a.SigchldDefault)
+				}
+				pids[a.PID] = true
+			}
+			if len(pids) != 3 {
+				t.Errorf("three overlapping calls ran in %d processes: %+v", len(pids), answers)
+			}
+			// Each runner has a folder of its own (working folder, HOME, TMPDIR), removed when it ends.
+			folders := map[string]bool{}
+			for _, a := range answers {
+				if len(a.Folders) != 4 || a.Folders[0] == "" || len(slices.Compact(slices.Clone(a.Folders))) != 1 {
+					t.Errorf("folders %q: want one folder as working folder, HOME, TMPDIR and tempfile's", a.Folders)
+					continue
+				}
+				folders[a.Folders[0]] = true
+			}
+			if len(folders) != 3 {
+				t.Errorf("three runners used %d folders: %v", len(folders), folders)
+			}
+			if err := r.Shutdown(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			for f := range folders {
+				waitRemoved(t, f)
+			}
+
+			fresh := newForkRunner(t, mode, func(c *Config) { c.Warm.NoFork = true })
+			if a := runProbe(t, fresh, `{}`); a.PID != a.ImportedIn {
+				t.Errorf("NoFork: the call ran in %d, the script was imported in %d: want the same process", a.PID, a.ImportedIn)
+			}
+		})
+	}
+}
+
+// TestForkedRunnerEndsAreDescribed: a forked runner that exits or is killed during a call fails it with the
+// same message as a runner started afresh (the template reports its wait status), and the next call gets a
+// new runner from the same template.
+func TestForkedRunnerEndsAreDescribed(t *testing.T) {
+	t.Parallel()
+	for _, mode := range forkModes(t) {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newForkRunner(t, mode, nil)
+			first := runProbe(t, r, `{}`)
+			for _, tc := range []struct{ params, message string }{
+				{`{"exit": 7}`, "exited with status 7 before returning a result"},
+				{`{"kill": true}`, "killed by signal 9 (killed) before returning a result; possibly out of memory"},
+			} {
+				res := mustRun(t, r, probeJob(t, tc.params))
+				if res.Status != contract.StatusFailed || res.Err == nil || res.Err.Code != contract.CodeScriptCrashed ||
+					!strings.Contains(res.Err.Message, tc.message) {
+					t.Errorf("%s: got %q %+v, want script_crashed saying %q", tc.params, res.Status, res.Err, tc.message)
+				}
+			}
+			if a := runProbe(t, r, `{}`); a.ImportedIn != first.ImportedIn || a.PID == first.PID || a.PPID != a.ImportedIn {
+				t.Errorf("after the crashes: call in %d forked from %d; want a new child of the template %d", a.PID, a.PPID, first.ImportedIn)
+			}
+		})
+	}
+}
+
+// TestTemplateThatDiesIsReplaced: when a template dies, the next start makes a new one and forks from it.
+func TestTemplateThatDiesIsReplaced(t *testing.T) {
+	t.Parallel()
+	for _, mode := range containments(t) {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			// One request per runner: every call needs a new one.
+			r := newForkRunner(t, mode, func(c *Config) { c.Warm.MaxRequests = 1 })
+			first := runProbe(t, r, `{}`)
+			tw := onlyTemplate(t, r)
+			tw.kill("test")
+			<-tw.exited
+			a := runProbe(t, r, `{}`)
+			if a.ImportedInHost == first.ImportedInHost || a.PID == a.ImportedIn || a.PPID != a.ImportedIn {
+				t.Errorf("after the template %d died: call in %d (parent %d), imported in %d (%d to the worker); want a child of a new template",
+					first.ImportedInHost, a.PID, a.PPID, a.ImportedIn, a.ImportedInHost)
+			}
+		})
+	}
+}
+
+// waitRemoved waits for path to be removed.
+func waitRemoved(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is still there", path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// onlyTemplate returns the process of r's one template.
+func onlyTemplate(t *testing.T, r *Runner) *warmProc {
+	t.Helper()
+	r.warm.mu.Lock()
+	defer r.warm.mu.Unlock()
+	if len(r.warm.templates) != 1 {
+		t.Fatalf("%d templates, want 1", len(r.warm.templates))
+	}
+	for _, s := range r.warm.templates {
+		if s.t == nil {
+			t.Fatal("the template has not started")
+		}
+		return s.t.w
+	}
+	return nil
+}
+
+// TestForkedRunnersEscapeesDie: what a forked runner's script leaves behind, in its group, in its session
+// or out of it (setsid, a daemon's double fork), does not outlive the runner, whether the call returns or
+// times out.
+func TestForkedRunnersEscapeesDie(t *testing.T) {
+	t.Parallel()
+	for _, mode := range containments(t) {
+		for _, tc := range []struct {
+			script  string
+			params  string
+			timeout time.Duration
+			status  contract.Status
+		}{
+			{"escapes_group", `{}`, 20 * time.Second, contract.StatusCompleted},      // setsid
+			{"leaves_group", `{}`, 20 * time.Second, contract.StatusCompleted},       // setpgid
+			{"daemonizes", `{}`, 20 * time.Second, contract.StatusCompleted},         // fork, setsid, fork
+			{"daemonizes", `{"sleep": 60}`, 5 * time.Second, contract.StatusTimeout}, // and then times out
+			{"escapes_and_sleeps", `{}`, 5 * time.Second, contract.StatusTimeout},    // setsid, SIGTERM ignored
+		} {
+			t.Run(mode+"/"+tc.script+"/"+string(tc.status), func(t *testing.T) {
+				t.Parallel()
+				// One request per runner: the runner (forked, as every one-call runner) ends after the call, and with
+				// it what it left.
+				r := newForkRunner(t, mode, func(c *Config) { c.Warm.MaxRequests = 1 })
+				pidFile := filepath.Join(t.TempDir(), "pids")
+				params := strings.TrimSuffix(tc.params, "}")
+				if params != "{" {
+					params += ","
+				}
+				params += fmt.Sprintf(`"pid_file": %q}`, pidFile)
+				j := job(t, tc.script, params, tc.timeout)
+				j.Warm, j.Version = true, "v1"
+				res := mustRun(t, r, j)
+				if res.Status != tc.status {
+					t.Fatalf("Status = %q, want %q (err %+v)", res.Status, tc.status, res.Err)
+				}
+				leader, escaped := readPids(t, pidFile)
+				t.Cleanup(func() { _ = syscall.Kill(escaped, syscall.SIGKILL) }) // only if the test failed
+				assertGone(t, leader, escaped)
+			})
+		}
+	}
+}
+
+// TestTemplateLifecycle: a template outlives its runners only by the idle timeout (then it is stopped), a
+// newer version of its script gets a template of its own and the old one stops once its runners are gone,
+// and Shutdown stops the templates.
+func TestTemplateLifecycle(t *testing.T) {
+	t.Parallel()
+	t.Run("idle", func(t *testing.T) {
+		t.Parallel()
+		r := newTestRunner(t, func(c *Config) { c.Warm = WarmConfig{IdleTimeout: 300 * time.Millisecond} })
+		t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+		runProbe(t, r, `{}`)
+		tw := onlyTemplate(t, r)
+		waitTemplateExited(t, tw, "an idle template with no runners left")
+		if n := templateCount(r); n != 0 {
+			t.Fatalf("%d templates left", n)
+		}
+	})
+	t.Run("version", func(t *testing.T) {
+		t.Parallel()
+		r := newTestRunner(t, func(c *Config) { c.Warm = WarmConfig{IdleTimeout: time.Minute} })
+		t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+		v1 := runProbe(t, r, `{}`)
+		old := onlyTemplate(t, r)
+		j := probeJob(t, `{}`)
+		j.Version, j.Content = "v2", "other content"
+		res := mustRun(t, r, j)
+		var v2 probeAnswer
+		if err := json.Unmarshal(res.Data, &v2); err != nil || v2.ImportedInHost == v1.ImportedInHost {
+			t.Fatalf("v2 ran %s in a runner of the template %d (v1's: %d)", res.Data, v2.ImportedInHost, v1.ImportedInHost)
+		}
+		// v1's idle runner is discarded as v2 runs; the reaper then stops its template.
+		waitTemplateExited(t, old, "the template of an older version")
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		t.Parallel()
+		r := newTestRunner(t, nil)
+		runProbe(t, r, `{}`)
+		tw := onlyTemplate(t, r)
+		if err := r.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-tw.exited:
+		default:
+			t.Fatal("Shutdown returned with the template running")
+		}
+	})
+}
+
+func templateCount(r *Runner) int {
+	r.warm.mu.Lock()
+	defer r.warm.mu.Unlock()
+	return len(r.warm.templates)
+}
+
+func waitTemplateExited(t *testing.T, w *warmProc, what string) {
+	t.Helper()
+	select {
+	case <-w.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s still runs", what)
+	}
+}
