@@ -100,14 +100,19 @@ type templateSlot struct {
 	t     *template
 }
 
-// forks says whether a one-call runner of job is forked from a template.
-func (r *Runner) forks(job Job) bool {
-	return forkSupported && !r.warm.cfg.NoFork && !job.Threads && r.warm.forkFailures.Load() < maxForkFailures
+// forks says whether a one-call runner of job (of warm key key) is forked from a template.
+func (r *Runner) forks(job Job, key string) bool {
+	if !forkSupported || r.warm.cfg.NoFork || job.Threads {
+		return false
+	}
+	r.warm.mu.Lock()
+	defer r.warm.mu.Unlock()
+	return r.warm.forkFailures[key] < maxForkFailures
 }
 
-// maxForkFailures is how many forks in a row may fail (each retiring its template and starting the runner
-// afresh) before the worker stops forking: a fork that fails on every template costs a template's start on
-// top of each runner's.
+// maxForkFailures is how many forks of one warm key may fail in a row (each retiring its template and
+// starting the runner afresh) before its runners all start afresh: a fork that keeps failing costs a
+// template's start on top of each runner's.
 const maxForkFailures = 5
 
 // describeWarmExit says how a warm runner ended, for a crash message.
@@ -128,7 +133,7 @@ func (r *Runner) describeWarmExit(w *warmProc) string {
 // it started is a shared one, as startWarm's would be. A fork that fails retires the template and starts
 // the runner afresh.
 func (r *Runner) startRunner(ctx context.Context, job Job, python, key string, deadline time.Time, log *slog.Logger) (*warmProc, *Result, error) {
-	if !r.forks(job) {
+	if !r.forks(job, key) {
 		return r.startWarm(ctx, job, python, key, deadline, log)
 	}
 	p := r.warm
@@ -171,18 +176,20 @@ func (r *Runner) startRunner(ctx context.Context, job Job, python, key string, d
 	}
 	w, err := r.fork(slot.t, job, deadline, log)
 	if err == nil {
-		r.warm.forkFailures.Store(0)
+		p.mu.Lock()
+		delete(p.forkFailures, key)
+		p.mu.Unlock()
 		if !found {
 			w.startTook += slot.t.w.startTook // this call waited for the template too
 		}
 	}
 	if err != nil {
-		if r.warm.forkFailures.Add(1) == maxForkFailures {
-			log.Error("forks from templates keep failing: warm runners start afresh from now on", "error", err, "failures", maxForkFailures)
-		}
 		log.Warn("could not fork a runner from the script's template; retiring it and starting the runner afresh", "error", err)
 		p.mu.Lock()
 		p.retireTemplate(key, slot.t, "a fork failed")
+		if p.forkFailures[key]++; p.forkFailures[key] == maxForkFailures {
+			log.Error("forks of this script keep failing: its runners start afresh from now on", "failures", maxForkFailures)
+		}
 		p.mu.Unlock()
 		return r.startWarm(ctx, job, python, key, deadline, log)
 	}

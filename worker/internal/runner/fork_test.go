@@ -319,3 +319,36 @@ func waitTemplateExited(t *testing.T, w *warmProc, what string) {
 		t.Fatalf("%s still runs", what)
 	}
 }
+
+// TestScriptsThatCannotBeForkedStartAfresh: a script that opens a socket or starts a thread at import is not
+// forked (its runners would share the socket, or lack the thread): each runner imports it itself.
+func TestScriptsThatCannotBeForkedStartAfresh(t *testing.T) {
+	t.Parallel()
+	for _, script := range []string{"fork_holds_socket", "fork_starts_thread"} {
+		t.Run(script, func(t *testing.T) {
+			t.Parallel()
+			r := newTestRunner(t, nil)
+			t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+			var wg sync.WaitGroup
+			for range 2 {
+				wg.Go(func() {
+					j := job(t, script, `{}`, 20*time.Second)
+					j.Warm, j.Version = true, "v1"
+					res := mustRun(t, r, j)
+					var a probeAnswer
+					if err := json.Unmarshal(res.Data, &a); err != nil || a.PID == 0 {
+						t.Errorf("%s: %s %+v", script, res.Data, res.Err)
+						return
+					}
+					if a.PID != a.ImportedIn {
+						t.Errorf("the call ran in %d, the script was imported in %d: want a runner that imported it", a.PID, a.ImportedIn)
+					}
+				})
+			}
+			wg.Wait()
+			if n := templateCount(r); n != 0 {
+				t.Errorf("%d templates", n)
+			}
+		})
+	}
+}

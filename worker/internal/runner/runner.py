@@ -154,8 +154,11 @@ def serve(argv):
             # One call at a time: the worker attributes output by time, as before; the plain streams return.
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
             ready = b'{"ready":true,"async":false}'
-            if template is not None:
+            if template is not None and fork_hazard((0, 1, 2, out, inp, template)) is None:
                 ready = b'{"ready":true,"async":false,"template":true}'
+            elif template is not None:
+                os.close(template)  # serves calls itself, as a runner started afresh
+                template = None
     except Failure as failure:
         ready = encode_doc(failure.doc)
         scrape = None
@@ -207,6 +210,29 @@ def serve_one_at_a_time(scrape, script_dir, max_result, inp, out):
 
 
 NONCE_LEN = 32
+
+
+def fork_hazard(keep):
+    """Why the imported script must not be forked, or None. A socket it opened at import (a connection, a
+    pool's kept-alive one) would be shared by every forked runner, their traffic interleaved on it; a
+    thread it started would be missing in them, the locks it held held forever. Such a script's runners
+    start afresh."""
+    import threading
+
+    if threading.active_count() > 1:
+        return "threads"
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return "no /proc/self/fd"
+    for name in names:
+        try:
+            fd = int(name)
+            if fd not in keep and os.readlink("/proc/self/fd/%d" % fd).startswith("socket:"):
+                return "socket"
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def serve_template(ctl, out, inp):

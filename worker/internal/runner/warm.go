@@ -107,8 +107,8 @@ type warmPool struct {
 	closed     bool
 	families   map[string]*family       // per warmKey: async or not, its shared runners (shared.go)
 	templates  map[string]*templateSlot // per warmKey: the template one-call runners are forked from (fork.go)
-	// forkFailures counts forks that failed in a row (fork.go, maxForkFailures).
-	forkFailures atomic.Int64
+	// forkFailures counts, per warmKey, forks that failed in a row (fork.go, maxForkFailures).
+	forkFailures map[string]int
 	sharedAll    map[*warmProc]struct{} // every shared runner until it has exited
 	stats        WarmStats
 	// startsTaken counts the starts since TakeWarmStarts last took them, startsUnderWay the starts not
@@ -122,7 +122,7 @@ type warmPool struct {
 func newWarmPool(cfg WarmConfig, m Metrics) *warmPool {
 	stop, cancel := context.WithCancel(context.Background())
 	return &warmPool{cfg: cfg, metrics: m, stop: stop, cancelStop: cancel, families: map[string]*family{},
-		sharedAll: map[*warmProc]struct{}{}, templates: map[string]*templateSlot{}}
+		sharedAll: map[*warmProc]struct{}{}, templates: map[string]*templateSlot{}, forkFailures: map[string]int{}}
 }
 
 // The counters below are called with p.mu held.
@@ -678,6 +678,9 @@ func (r *Runner) startWarmAs(ctx context.Context, job Job, python, key string, d
 	w.startTook = time.Since(begun) // read once the runner counts as started (warmPool.started)
 	switch string(doc) {
 	case `{"ready":true,"async":false}`:
+		if ctl != nil {
+			w.log.Debug("the script's runner declined to be a template: the script opened a socket or started a thread at import (fork.go); its runners start afresh")
+		}
 		return w, nil, nil
 	case templateReady:
 		if ctl == nil {
