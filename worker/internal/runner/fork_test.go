@@ -352,3 +352,58 @@ func TestScriptsThatCannotBeForkedStartAfresh(t *testing.T) {
 		})
 	}
 }
+
+// TestForkedRunnersCannotPryIntoEachOther: a forked runner can neither read nor write the memory of its
+// template or of a sibling forked from it, nor reopen their descriptors (their pipes to the worker): forks
+// stay non-dumpable, although they are of the same script and user. The script does all of that to a child
+// of its own (the control).
+func TestForkedRunnersCannotPryIntoEachOther(t *testing.T) {
+	t.Parallel()
+	for _, mode := range containments(t) {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := sameUserRunner(t, mode, sandboxUser, nil)
+			t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+			pry := func(params string) Result {
+				j := job(t, "pries_runner", params, 20*time.Second)
+				j.Warm, j.Version = true, "v1"
+				return mustRun(t, r, j)
+			}
+			pry(`{"pid": 1}`) // starts the template; its first runner stays idle
+			r.warm.mu.Lock()
+			template := r.warm.templates[r.warm.idle[0].key].t.serving
+			sibling := r.warm.idle[0].pid
+			r.warm.mu.Unlock()
+			// The sibling serves a call that waits while another runner, forked for the next call, pries.
+			done := make(chan struct{})
+			go func() { defer close(done); pry(`{"pid": 1, "sleep": 3}`) }()
+			waitFor(t, func() bool { return r.WarmStats().Idle == 0 }, "the sibling to take its call")
+			for name, pid := range map[string]int{"template": template, "sibling": sibling} {
+				res := pry(fmt.Sprintf(`{"pid": %d, "control": true}`, pid))
+				var got struct {
+					UID     int
+					Target  pried
+					Control pried
+				}
+				if err := json.Unmarshal(res.Data, &got); err != nil || got.UID == 0 {
+					t.Fatalf("%s: %s %+v (a script of uid 0 proves nothing)", name, res.Data, res.Err)
+				}
+				if !strings.HasPrefix(got.Control.MemRead, "ok") || !anyReopened(got.Control.FDs) {
+					t.Fatalf("control: the script could not pry into its own child: %s", res.Data)
+				}
+				for what, v := range map[string]string{"read /proc/pid/mem": got.Target.MemRead, "write /proc/pid/mem": got.Target.MemWrite,
+					"list /proc/pid/fd": got.Target.FDList} {
+					if !strings.HasPrefix(v, "PermissionError") {
+						t.Errorf("%s of the %s: %s", what, name, v)
+					}
+				}
+				for fd, v := range got.Target.FDs {
+					if !strings.HasPrefix(v, "PermissionError") {
+						t.Errorf("reopening the %s's fd %s: %s", name, fd, v)
+					}
+				}
+			}
+			<-done
+		})
+	}
+}

@@ -1,11 +1,12 @@
 """Hostile: tries to reach into another process of its own user (a warm runner of another script) through
 /proc: read and write its memory, and reopen each of its descriptors (its request and result pipes among
-them). params: {"pid": N}. With "control": true it first does the same to a child of its own (dumpable,
+them). params: {"pid": N} (and "sleep": seconds to wait first). With "control": true it first does the same to a child of its own (dumpable,
 same user), which must succeed: the test then knows a refusal is the target's protection, not a /proc that
 refuses everything."""
 import os
 import subprocess
 import sys
+import time
 
 
 def attempt(fn):
@@ -47,6 +48,8 @@ def pry(pid):
 
 
 def scrape(params):
+    if params.get("sleep"):
+        time.sleep(params["sleep"])  # a victim for a sibling to pry into
     out = {"uid": os.getuid(), "target": pry(int(params["pid"]))}
     if params.get("control"):
         child = subprocess.Popen([sys.executable, "-I", "-S", "-c", "import time; time.sleep(30)"], stdin=subprocess.PIPE)
