@@ -58,13 +58,13 @@ type Warm struct {
 func NewWarm(reg prometheus.Registerer) *Warm {
 	r := registrar{reg}
 	return &Warm{
-		started:  r.counter("scraping_warm_runners_started_total", "Warm runner processes started (each imports its script once)."),
+		started:  r.counter("scraping_warm_runners_started_total", "Warm runner processes started (afresh, importing their script, or forked from its template)."),
 		reused:   r.counter("scraping_warm_runner_reuses_total", "Requests served by an already-running warm runner."),
 		recycled: r.counter("scraping_warm_runners_recycled_total", "Warm runners stopped: after a failure or timeout, N requests, idleness, or a new script version."),
 		idle:     r.gauge("scraping_warm_runners_idle", "Warm runners waiting for a request."),
 		startDuration: r.histogram("scraping_warm_runner_start_duration_seconds",
-			"Time to start one warm runner: from spawning it (containment included) to its ready frame (interpreter started, script imported).",
-			[]float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30}),
+			"Time to start one warm runner: from spawning it (containment included) or asking its script's template to fork it, to its ready frame.",
+			[]float64{.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}),
 	}
 }
 

@@ -31,7 +31,7 @@ func TestSameMetricsAsBefore(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	New(reg)
 	want := map[string]string{
-		"scraping_warm_runners_started_total":  `COUNTER, "Warm runner processes started (each imports its script once).", 1 series`,
+		"scraping_warm_runners_started_total":  `COUNTER, "Warm runner processes started (afresh, importing their script, or forked from its template).", 1 series`,
 		"scraping_warm_runner_reuses_total":    `COUNTER, "Requests served by an already-running warm runner.", 1 series`,
 		"scraping_warm_runners_recycled_total": `COUNTER, "Warm runners stopped: after a failure or timeout, N requests, idleness, or a new script version.", 1 series`,
 		"scraping_warm_runners_idle":           `GAUGE, "Warm runners waiting for a request.", 1 series`,
@@ -55,7 +55,7 @@ func TestSameMetricsAsBefore(t *testing.T) {
 		// Admission by load (issue 12).
 		"scraping_worker_capacity":                    `GAUGE, "Scrapes this worker takes at once now: the admission controller's capacity, applied as the consumer's prefetch (between WORKER_MIN_CONCURRENCY and WORKER_CONCURRENCY).", 1 series`,
 		"scraping_worker_admission_state":             `GAUGE, "The admission controller's last decision: 1 for the current state (growing, holding, backing_off), 0 for the others.", 3 series`,
-		"scraping_warm_runner_start_duration_seconds": `HISTOGRAM, "Time to start one warm runner: from spawning it (containment included) to its ready frame (interpreter started, script imported).", 1 series`,
+		"scraping_warm_runner_start_duration_seconds": `HISTOGRAM, "Time to start one warm runner: from spawning it (containment included) or asking its script's template to fork it, to its ready frame.", 1 series`,
 	}
 	got := families(t, reg)
 	for name, w := range want {
@@ -120,8 +120,12 @@ scraping_env_cache_hits_total 1
 	}
 	// The start's duration lands in its bucket: above 0.25 s, within 0.5 s.
 	starts := `
-# HELP scraping_warm_runner_start_duration_seconds Time to start one warm runner: from spawning it (containment included) to its ready frame (interpreter started, script imported).
+# HELP scraping_warm_runner_start_duration_seconds Time to start one warm runner: from spawning it (containment included) or asking its script's template to fork it, to its ready frame.
 # TYPE scraping_warm_runner_start_duration_seconds histogram
+scraping_warm_runner_start_duration_seconds_bucket{le="0.002"} 0
+scraping_warm_runner_start_duration_seconds_bucket{le="0.005"} 0
+scraping_warm_runner_start_duration_seconds_bucket{le="0.01"} 0
+scraping_warm_runner_start_duration_seconds_bucket{le="0.025"} 0
 scraping_warm_runner_start_duration_seconds_bucket{le="0.05"} 0
 scraping_warm_runner_start_duration_seconds_bucket{le="0.1"} 0
 scraping_warm_runner_start_duration_seconds_bucket{le="0.25"} 0
