@@ -4,7 +4,8 @@
 //
 // # The child
 //
-// Every run starts a fresh interpreter:
+// Every run starts a fresh interpreter (a forked warm runner starts from a template, which did: see "Warm
+// and shared runners"):
 //
 //	<python> -I -S -u -B -c <runner.py> [--serve] <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>
 //
@@ -207,6 +208,14 @@
 //     do: if the worker itself is SIGKILLed, Pdeathsig kills each run's leader but not its descendants
 //     (inside a container, the container's PID namespace dies with the worker and takes them along).
 //     Orphans in the worker's own session (a double fork by pip or git) are neither killed nor reaped.
+//
+// A warm runner forked from a template (fork.go) is a run within the template's: it has the template's
+// containment (its namespaces, its user, its limits), in a session of its own. When it ends, the worker
+// kills what is left in its session and, under a PID namespace, every process the namespace's init adopted
+// (what left the runner's session; the template's other children are runners and stay); in session mode
+// the subreaper's sweeps catch escaped orphans as for any run, forked runners being registered leaders. A
+// template's end ends its PID namespace, if it has one, and with it every runner forked from it; in
+// session mode its runners carry on, handed to the worker.
 //
 // Config.MaxProcesses becomes RLIMIT_NPROC = (tasks the script's user runs now) + MaxProcesses: the kernel
 // counts every process and thread of the user, so a fork bomb stops there with EAGAIN, which the failure
