@@ -28,7 +28,8 @@ import (
 // afresh does (serveTaken), then is pooled, recycled and killed like one.
 //
 // The worker and the template talk over a Unix SOCK_SEQPACKET socket (the template's fd 5): a request is
-// the child's runner nonce with its stdout, stderr, result and request pipe ends (SCM_RIGHTS). The child
+// the child's runner nonce and the path of its own folder (its working folder, HOME and TMPDIR, inside the
+// template's run folder), with its stdout, stderr, result and request pipe ends (SCM_RIGHTS). The child
 // starts a session of its own, takes them and sends the nonce back; with SO_PASSCRED on the worker's end
 // the kernel attaches the child's pid as the worker sees it (the template's PID namespace, if any, is
 // below the worker's), which no process can forge for another. The worker checks that the pid is a child
@@ -41,6 +42,9 @@ import (
 // of "isolation": "threads" share their one process. They do not share memory: each is a process of its
 // own, non-dumpable as the template is. A script that asks for "isolation": "process" keeps a fresh
 // process per call; WarmConfig.NoFork (WARM_RUNNER_FORK=false) starts every runner afresh.
+//
+// A script that holds a socket or runs a thread once imported is not forked (runner.py's fork_hazard: its
+// runners would share the connection, or lack the thread); it answers as an ordinary runner.
 //
 // A template lives while it has children; it is retired once it has none and has forked nothing for
 // IdleTimeout, or a newer version of its script has a template, and when the worker stops. A template
@@ -89,7 +93,6 @@ type forkAnswer struct {
 
 // forkedChild is what the worker knows of a forked runner's end.
 type forkedChild struct {
-	t        *template
 	status   syscall.WaitStatus
 	reported chan struct{} // closed once the template reported the status
 }
@@ -334,7 +337,7 @@ func (t *template) reported(msg []byte) {
 func (t *template) register(nspid int) *forkedChild {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := &forkedChild{t: t, reported: make(chan struct{})}
+	c := &forkedChild{reported: make(chan struct{})}
 	if ws, ok := t.early[nspid]; ok {
 		delete(t.early, nspid)
 		c.status = ws
