@@ -40,41 +40,61 @@ func newContained(t *testing.T, mode string, edit func(*Config)) *Runner {
 	})
 }
 
+// escapeCase is a way a script's process leaves its process group, and how its run ends.
+type escapeCase struct {
+	script  string
+	params  string
+	timeout time.Duration
+	status  contract.Status
+}
+
+// escapeCases are the ways TestEscapedProcessesDie and TestForkedRunnersEscapeesDie try.
+var escapeCases = []escapeCase{
+	{"escapes_group", `{}`, 20 * time.Second, contract.StatusCompleted},      // setsid
+	{"leaves_group", `{}`, 20 * time.Second, contract.StatusCompleted},       // setpgid
+	{"daemonizes", `{}`, 20 * time.Second, contract.StatusCompleted},         // fork, setsid, fork
+	{"daemonizes", `{"sleep": 60}`, 5 * time.Second, contract.StatusTimeout}, // and then times out
+	{"escapes_and_sleeps", `{}`, 5 * time.Second, contract.StatusTimeout},    // setsid, SIGTERM ignored
+}
+
+func (tc escapeCase) name() string { return tc.script + "/" + string(tc.status) }
+
+// run runs the case's script on r (warm or cold) and checks its status; the fixture writes its process
+// group and the escaped process's pid to a file, which run returns.
+func (tc escapeCase) run(t *testing.T, r *Runner, warm bool) (leader, escaped int) {
+	t.Helper()
+	pidFile := filepath.Join(t.TempDir(), "pids")
+	params := strings.TrimSuffix(tc.params, "}")
+	if params != "{" {
+		params += ","
+	}
+	params += fmt.Sprintf(`"pid_file": %q}`, pidFile)
+	j := job(t, tc.script, params, tc.timeout)
+	if warm {
+		j.Warm, j.Version = true, "v1"
+	}
+	res := mustRun(t, r, j)
+	if res.Status != tc.status {
+		t.Fatalf("Status = %q, want %q (err %+v)", res.Status, tc.status, res.Err)
+	}
+	leader, escaped = readPids(t, pidFile)
+	t.Cleanup(func() { _ = syscall.Kill(escaped, syscall.SIGKILL) }) // only if the test failed
+	return leader, escaped
+}
+
 // TestEscapedProcessesDie: whatever way a script's process leaves its process group (setsid, setpgid, the
 // double fork of a daemon), it does not outlive the run, in either containment mode, whether the script
 // returns or times out.
 func TestEscapedProcessesDie(t *testing.T) {
 	t.Parallel()
 	for _, mode := range containments(t) {
-		for _, tc := range []struct {
-			script  string
-			params  string
-			timeout time.Duration
-			status  contract.Status
-		}{
-			{"escapes_group", `{}`, 20 * time.Second, contract.StatusCompleted},      // setsid
-			{"leaves_group", `{}`, 20 * time.Second, contract.StatusCompleted},       // setpgid
-			{"daemonizes", `{}`, 20 * time.Second, contract.StatusCompleted},         // fork, setsid, fork
-			{"daemonizes", `{"sleep": 60}`, 5 * time.Second, contract.StatusTimeout}, // and then times out
-			{"escapes_and_sleeps", `{}`, 5 * time.Second, contract.StatusTimeout},    // setsid, SIGTERM ignored
-		} {
-			t.Run(mode+"/"+tc.script+"/"+string(tc.status), func(t *testing.T) {
+		for _, tc := range escapeCases {
+			t.Run(mode+"/"+tc.name(), func(t *testing.T) {
 				t.Parallel()
 				r := newContained(t, mode, nil)
-				pidFile := filepath.Join(t.TempDir(), "pids")
-				params := strings.TrimSuffix(tc.params, "}")
-				if params != "{" {
-					params += ","
-				}
-				params += fmt.Sprintf(`"pid_file": %q}`, pidFile)
 				start := time.Now()
-				res := mustRun(t, r, job(t, tc.script, params, tc.timeout))
+				leader, escaped := tc.run(t, r, false)
 				elapsed := time.Since(start)
-				if res.Status != tc.status {
-					t.Fatalf("Status = %q, want %q (err %+v)", res.Status, tc.status, res.Err)
-				}
-				leader, escaped := readPids(t, pidFile)
-				t.Cleanup(func() { _ = syscall.Kill(escaped, syscall.SIGKILL) }) // only if the test failed
 				assertGone(t, leader, escaped)
 				t.Logf("%s: run returned after %s; the escaped process %d is gone", mode, elapsed.Round(time.Millisecond), escaped)
 			})

@@ -444,18 +444,10 @@ func (r *Runner) fork(t *template, job Job, deadline time.Time, log *slog.Logger
 		case <-time.After(time.Second):
 		}
 		closeAll(reqW)
-		w.rss.close()
-		p.setDeadline(time.Now().Add(r.cfg.KillGrace))
-		close(w.exited)
-		w.consumers.Wait()
-		closeAll(p.stdoutR, p.stderrR, p.resultR)
-		removeRunDir(context.Background(), w.log, folder)
+		r.released(w, p, folder)
 		r.warm.childEnded(t)
 	}()
-	w.outR = []*os.File{p.stdoutR, p.stderrR}
-	w.consumers.Add(2)
-	go func() { defer w.consumers.Done(); w.out.consume("stdout", p.stdoutR) }()
-	go func() { defer w.consumers.Done(); w.out.consume("stderr", p.stderrR) }()
+	w.consumeOutput(p)
 	w.out.begin(log)
 	body, res, err := r.readFrame(context.Background(), w, deadline, job)
 	if err == nil && res == nil {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -220,37 +219,13 @@ func onlyTemplate(t *testing.T, r *Runner) *warmProc {
 func TestForkedRunnersEscapeesDie(t *testing.T) {
 	t.Parallel()
 	for _, mode := range containments(t) {
-		for _, tc := range []struct {
-			script  string
-			params  string
-			timeout time.Duration
-			status  contract.Status
-		}{
-			{"escapes_group", `{}`, 20 * time.Second, contract.StatusCompleted},      // setsid
-			{"leaves_group", `{}`, 20 * time.Second, contract.StatusCompleted},       // setpgid
-			{"daemonizes", `{}`, 20 * time.Second, contract.StatusCompleted},         // fork, setsid, fork
-			{"daemonizes", `{"sleep": 60}`, 5 * time.Second, contract.StatusTimeout}, // and then times out
-			{"escapes_and_sleeps", `{}`, 5 * time.Second, contract.StatusTimeout},    // setsid, SIGTERM ignored
-		} {
-			t.Run(mode+"/"+tc.script+"/"+string(tc.status), func(t *testing.T) {
+		for _, tc := range escapeCases {
+			t.Run(mode+"/"+tc.name(), func(t *testing.T) {
 				t.Parallel()
 				// One request per runner: the runner (forked, as every one-call runner) ends after the call, and with
 				// it what it left.
 				r := newForkRunner(t, mode, func(c *Config) { c.Warm.MaxRequests = 1 })
-				pidFile := filepath.Join(t.TempDir(), "pids")
-				params := strings.TrimSuffix(tc.params, "}")
-				if params != "{" {
-					params += ","
-				}
-				params += fmt.Sprintf(`"pid_file": %q}`, pidFile)
-				j := job(t, tc.script, params, tc.timeout)
-				j.Warm, j.Version = true, "v1"
-				res := mustRun(t, r, j)
-				if res.Status != tc.status {
-					t.Fatalf("Status = %q, want %q (err %+v)", res.Status, tc.status, res.Err)
-				}
-				leader, escaped := readPids(t, pidFile)
-				t.Cleanup(func() { _ = syscall.Kill(escaped, syscall.SIGKILL) }) // only if the test failed
+				leader, escaped := tc.run(t, r, true)
 				assertGone(t, leader, escaped)
 			})
 		}
@@ -376,32 +351,15 @@ func TestForkedRunnersCannotPryIntoEachOther(t *testing.T) {
 			r.warm.mu.Unlock()
 			// The sibling serves a call that waits while another runner, forked for the next call, pries.
 			done := make(chan struct{})
-			go func() { defer close(done); pry(`{"pid": 1, "sleep": 3}`) }()
+			go func() {
+				defer close(done)
+				j := job(t, "pries_runner", `{"pid": 1, "sleep": 3}`, 20*time.Second)
+				j.Warm, j.Version = true, "v1"
+				_, _ = r.Run(t.Context(), j) // not mustRun: no t.Fatal off the test's goroutine
+			}()
 			waitFor(t, func() bool { return r.WarmStats().Idle == 0 }, "the sibling to take its call")
 			for name, pid := range map[string]int{"template": template, "sibling": sibling} {
-				res := pry(fmt.Sprintf(`{"pid": %d, "control": true}`, pid))
-				var got struct {
-					UID     int
-					Target  pried
-					Control pried
-				}
-				if err := json.Unmarshal(res.Data, &got); err != nil || got.UID == 0 {
-					t.Fatalf("%s: %s %+v (a script of uid 0 proves nothing)", name, res.Data, res.Err)
-				}
-				if !strings.HasPrefix(got.Control.MemRead, "ok") || !anyReopened(got.Control.FDs) {
-					t.Fatalf("control: the script could not pry into its own child: %s", res.Data)
-				}
-				for what, v := range map[string]string{"read /proc/pid/mem": got.Target.MemRead, "write /proc/pid/mem": got.Target.MemWrite,
-					"list /proc/pid/fd": got.Target.FDList} {
-					if !strings.HasPrefix(v, "PermissionError") {
-						t.Errorf("%s of the %s: %s", what, name, v)
-					}
-				}
-				for fd, v := range got.Target.FDs {
-					if !strings.HasPrefix(v, "PermissionError") {
-						t.Errorf("reopening the %s's fd %s: %s", name, fd, v)
-					}
-				}
+				assertPryRefused(t, pry(fmt.Sprintf(`{"pid": %d, "control": true}`, pid)), name)
 			}
 			<-done
 		})

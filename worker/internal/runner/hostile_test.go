@@ -54,38 +54,7 @@ func TestScriptCannotReachIntoAnotherRunner(t *testing.T) {
 				t.Fatalf("the warm runner %d is not alive", state.PID)
 			}
 			res = mustRun(t, r, job(t, "pries_runner", fmt.Sprintf(`{"pid": %d, "control": true}`, state.PID), 20*time.Second))
-			if res.Status != contract.StatusCompleted {
-				t.Fatalf("Status = %q, err %+v", res.Status, res.Err)
-			}
-			var got struct {
-				UID     int
-				Target  pried
-				Control pried
-			}
-			if err := json.Unmarshal(res.Data, &got); err != nil {
-				t.Fatal(err)
-			}
-			if got.UID == 0 {
-				t.Fatal("the hostile script ran as root: the test proves nothing")
-			}
-			// The control: a dumpable process of the same user is wide open.
-			if !strings.HasPrefix(got.Control.MemRead, "ok") || !strings.HasPrefix(got.Control.FDList, "ok") || !anyReopened(got.Control.FDs) {
-				t.Fatalf("control: the script could not pry into its own child, so the test proves nothing: %s", res.Data)
-			}
-			for what, v := range map[string]string{"read /proc/pid/mem": got.Target.MemRead, "write /proc/pid/mem": got.Target.MemWrite,
-				"list /proc/pid/fd": got.Target.FDList} {
-				if !strings.HasPrefix(v, "PermissionError") {
-					t.Errorf("%s of the warm runner: %s", what, v)
-				}
-			}
-			if len(got.Target.FDs) == 0 {
-				t.Errorf("no descriptor of the warm runner was tried: %s", res.Data)
-			}
-			for fd, v := range got.Target.FDs {
-				if !strings.HasPrefix(v, "PermissionError") {
-					t.Errorf("reopening the warm runner's /proc/%d/fd/%s: %s", state.PID, fd, v)
-				}
-			}
+			assertPryRefused(t, res, "warm runner")
 			// The victim still answers, from the same process.
 			res = mustRun(t, r, victim)
 			var after struct{ PID, Calls int }
@@ -93,6 +62,44 @@ func TestScriptCannotReachIntoAnotherRunner(t *testing.T) {
 				t.Errorf("victim after the attack: %s", res.Data)
 			}
 		})
+	}
+}
+
+// assertPryRefused checks what pries_runner (with "control": true) found: its own child wide open (the
+// control), and the target's memory and descriptors refused.
+func assertPryRefused(t *testing.T, res Result, target string) {
+	t.Helper()
+	if res.Status != contract.StatusCompleted {
+		t.Fatalf("Status = %q, err %+v", res.Status, res.Err)
+	}
+	var got struct {
+		UID     int
+		Target  pried
+		Control pried
+	}
+	if err := json.Unmarshal(res.Data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.UID == 0 {
+		t.Fatal("the hostile script ran as root: the test proves nothing")
+	}
+	// The control: a dumpable process of the same user is wide open.
+	if !strings.HasPrefix(got.Control.MemRead, "ok") || !strings.HasPrefix(got.Control.FDList, "ok") || !anyReopened(got.Control.FDs) {
+		t.Fatalf("control: the script could not pry into its own child, so the test proves nothing: %s", res.Data)
+	}
+	for what, v := range map[string]string{"read /proc/pid/mem": got.Target.MemRead, "write /proc/pid/mem": got.Target.MemWrite,
+		"list /proc/pid/fd": got.Target.FDList} {
+		if !strings.HasPrefix(v, "PermissionError") {
+			t.Errorf("%s of the %s: %s", what, target, v)
+		}
+	}
+	if len(got.Target.FDs) == 0 {
+		t.Errorf("no descriptor of the %s was tried: %s", target, res.Data)
+	}
+	for fd, v := range got.Target.FDs {
+		if !strings.HasPrefix(v, "PermissionError") {
+			t.Errorf("reopening the %s's fd %s: %s", target, fd, v)
+		}
 	}
 }
 

@@ -627,13 +627,7 @@ func (r *Runner) startWarmAs(ctx context.Context, job Job, python, key string, d
 		r.sweep(w.log, w.pid, uid)
 		jl.close()
 		closeAll(p.stdinW, reqW)
-		w.rss.close()
-		// Leave the pipes KillGrace to drain what escaped processes still hold, then let go.
-		p.setDeadline(time.Now().Add(r.cfg.KillGrace))
-		close(w.exited)
-		w.consumers.Wait()
-		closeAll(p.stdoutR, p.stderrR, p.resultR)
-		removeRunDir(context.Background(), w.log, runDir)
+		r.released(w, p, runDir)
 	}()
 	if err := <-started; err != nil {
 		p.close()
@@ -644,10 +638,7 @@ func (r *Runner) startWarmAs(ctx context.Context, job Job, python, key string, d
 	}
 	closeAll(p.stdinR, p.stdoutW, p.stderrW, p.resultW, reqR, ctlChild)
 	_ = p.stdinW.Close() // the runner reads nothing on stdin
-	w.outR = []*os.File{p.stdoutR, p.stderrR}
-	w.consumers.Add(2)
-	go func() { defer w.consumers.Done(); w.out.consume("stdout", p.stdoutR) }()
-	go func() { defer w.consumers.Done(); w.out.consume("stderr", p.stderrR) }()
+	w.consumeOutput(p)
 
 	w.out.begin(log)
 	// The hello frame gives the runner its nonce (its ready frame and heartbeats carry it), the loop lag
@@ -709,6 +700,25 @@ func (r *Runner) startWarmAs(ctx context.Context, job Job, python, key string, d
 		out, perr := r.interpret(Result{OutputTail: w.out.lastTail()}, doc, w.state, job)
 		return nil, &out, perr
 	}
+}
+
+// consumeOutput starts reading the runner's stdout and stderr.
+func (w *warmProc) consumeOutput(p *pipes) {
+	w.outR = []*os.File{p.stdoutR, p.stderrR}
+	w.consumers.Add(2)
+	go func() { defer w.consumers.Done(); w.out.consume("stdout", p.stdoutR) }()
+	go func() { defer w.consumers.Done(); w.out.consume("stderr", p.stderrR) }()
+}
+
+// released lets an exited runner go: it leaves the pipes KillGrace to drain what escaped processes still
+// hold, then closes them and removes dir, the runner's folder.
+func (r *Runner) released(w *warmProc, p *pipes, dir string) {
+	w.rss.close()
+	p.setDeadline(time.Now().Add(r.cfg.KillGrace))
+	close(w.exited)
+	w.consumers.Wait()
+	closeAll(p.stdoutR, p.stderrR, p.resultR)
+	removeRunDir(context.Background(), w.log, dir)
 }
 
 // threadsReady is the ready document of a threads runner (runner.py sends it only when the hello asked for
