@@ -30,6 +30,7 @@ type probeAnswer struct {
 	Dumpable       int      `json:"dumpable"`
 	SigchldDefault bool     `json:"sigchld_default"`
 	Folders        []string `json:"folders"` // working folder, HOME, TMPDIR, tempfile.gettempdir()
+	Random         float64  `json:"random"`
 }
 
 // forkModes are the containments forked runners are tested under: a session, a PID namespace and (as root)
@@ -105,6 +106,10 @@ func TestRunnersAreForkedFromTheirTemplate(t *testing.T) {
 			}
 			if len(pids) != 3 {
 				t.Errorf("three overlapping calls ran in %d processes: %+v", len(pids), answers)
+			}
+			// Python's at-fork hooks ran in each: random is reseeded, not the template's state thrice.
+			if answers[0].Random == answers[1].Random || answers[1].Random == answers[2].Random || answers[0].Random == answers[2].Random {
+				t.Errorf("forked runners drew the same random numbers: %+v", answers)
 			}
 			// Each runner has a folder of its own (working folder, HOME, TMPDIR), removed when it ends.
 			folders := map[string]bool{}

@@ -248,7 +248,9 @@ def serve_template(ctl, out, inp):
     (so concurrent calls of the script do not share files, as runners started afresh do not) and returns
     them to serve calls. The template never runs a call; it ends at EOF on the
     control socket. It reaps its children and reports each one's wait status to the worker as
-    "exit <pid> <status>", so a crash is described as a runner's started afresh is.
+    "exit <pid> <status>", so a crash is described as a runner's started afresh is; its children get the
+    SIGCHLD handling the script's import left (the default, unless the script set one). Python's own
+    at-fork hooks run in them (random is reseeded).
     """
     import signal
     import socket
@@ -270,6 +272,7 @@ def serve_template(ctl, out, inp):
             except OSError:
                 pass
 
+    scripts_own = signal.getsignal(signal.SIGCHLD)  # what the script's import left, for the children
     signal.signal(signal.SIGCHLD, reap)
     space = socket.CMSG_SPACE(4 * 4)
     while True:
@@ -295,7 +298,7 @@ def serve_template(ctl, out, inp):
             pid = -1
             failed = ("fork failed: %s" % exc).encode("utf-8", "replace")
         if pid == 0:
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGCHLD, scripts_own if scripts_own is not None else signal.SIG_DFL)
             os.setsid()
             os.dup2(fds[0], 1)
             os.dup2(fds[1], 2)

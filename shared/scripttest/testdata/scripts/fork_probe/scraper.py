@@ -1,5 +1,6 @@
 import ctypes
 import os
+import random
 import signal
 import tempfile
 import time
@@ -27,5 +28,6 @@ def scrape(params):
         "sid": os.getsid(0),
         "dumpable": libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0),
         "sigchld_default": signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL,
+        "random": random.random(),  # forks of one template must not draw the same numbers
         "folders": [os.getcwd(), os.environ.get("HOME"), os.environ.get("TMPDIR"), tempfile.gettempdir()],
     }
