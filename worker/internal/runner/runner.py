@@ -106,8 +106,9 @@ def serve(argv):
     python -I [-S] -u -B -c <this file> --serve <script_dir> <memory_limit_bytes> <max_result_bytes> <max_processes>
 
     Frames on fd 4 (requests) and fd 3 (answers) are a 4-byte big-endian length and a body. The first
-    request frame is the hello {"nonce": <runner nonce>, "lag_limit_ms": N}, read before the script is
-    imported. Every answer body is a 32-character nonce followed by a JSON document: the runner nonce for
+    request frame is the hello {"nonce": <runner nonce>, "lag_limit_ms": N, "threads": N, "template": bool},
+    read before the script is imported; "template" asks a plain def script's runner to fork one-call
+    runners instead of serving calls (serve_template), over its control socket on fd 5. Every answer body is a 32-character nonce followed by a JSON document: the runner nonce for
     the ready document ({"ready": true, "async": bool}, or a failure document when the script could not be
     imported) and the heartbeats of a shared runner ({"lag_ms": N, "rss_bytes": N}); the call's own nonce
     for its result document. Each request {"nonce": ..., "request_id": ..., "parameters": {...},
@@ -236,7 +237,7 @@ def fork_hazard(keep):
 
 
 def serve_template(ctl, out, inp):
-    """A template (warm.go, "Templates"): the script is imported; instead of serving calls, this process
+    """A template (fork.go): the script is imported; instead of serving calls, this process
     forks one-call runners on the worker's request, so that each starts in a few milliseconds instead of an
     interpreter's start and the script's imports.
 
