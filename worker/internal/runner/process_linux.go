@@ -97,17 +97,11 @@ func (r *rssReader) read(pid int, pidns bool) (rss int64, ok bool) {
 	}
 	if r.f == nil {
 		if pidns {
-			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children")
-			if err != nil {
-				return 0, false
-			}
-			f := strings.Fields(string(b))
-			if len(f) == 0 {
+			child, ok := firstChild(pid)
+			if !ok {
 				return 0, false // not forked yet: ask again after the next call
 			}
-			if pid, err = strconv.Atoi(f[0]); err != nil {
-				return 0, false
-			}
+			pid = child
 		}
 		f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/statm")
 		if err != nil {
