@@ -9,8 +9,12 @@ import (
 // target runs after it (worker/internal/runner and worker/internal/envcache).
 const legend = `
 What the columns mean:
-  run              raw amqp091 RPC: the platform's transport alone (persistent messages into a quorum queue,
-                   publisher confirms, direct reply-to, responders that answer at once); raw amqp091 RPC
+  run              raw amqp091 RPC: the platform's transport alone, with a worker's guarantees (persistent
+                   messages into a quorum queue, publisher confirms, direct reply-to, responders that answer
+                   at once on a confirming channel and ack a task only once its reply is confirmed); raw
+                   RPC, unconfirmed replies: the same with replies published unconfirmed and tasks acked at
+                   once (a reply may be lost after its task was acked: weaker than a worker; printed for
+                   reference, with the trivial run's ratio against it on the line below the table); raw amqp091 RPC
                    200ms x32: the same transport under blocking 200ms x32's pattern (32 callers, responders
                    that answer 200 ms after each delivery): the best ratio any platform on this transport
                    can reach here, since the broker's own latency (the quorum queue's commit) counts against

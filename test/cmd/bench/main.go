@@ -5,7 +5,9 @@
 //
 // The raw baseline does what the platform's transport does and nothing else: persistent messages into a
 // quorum queue (same arguments as the task queue), publisher confirms, direct reply-to, and responders with
-// the same number of consumers and prefetch as the workers, answering at once. The system run starts the
+// the same number of consumers and prefetch as the workers, answering at once with a worker's guarantee: a
+// reply confirmed by the broker before its task is acked. A second raw run answers unconfirmed (weaker),
+// for reference. The system run starts the
 // real gateway and workers (as processes) and scrapes a trivial script through HTTP with a JWT. The jobs
 // runs (jobs.go) start another stack with a job store on a versitygw: async submit and poll against sync,
 // and the throughput of claim-checked 10 MB results.
@@ -149,14 +151,18 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if rawSlots <= 0 {
 		rawSlots = 256
 	}
-	raw, err := benchRaw(ctx, o, rawSlots, "raw amqp091 RPC", o.concurrency, 0)
+	raw, err := benchRaw(ctx, o, rawSlots, "raw amqp091 RPC", o.concurrency, 0, true)
 	if err != nil {
 		return fmt.Errorf("raw RPC: %w", err)
+	}
+	rawUnconfirmed, err := benchRaw(ctx, o, rawSlots, rawUnconfirmedName, o.concurrency, 0, false)
+	if err != nil {
+		return fmt.Errorf("raw RPC, unconfirmed replies: %w", err)
 	}
 	// The transport alone under blocking 200ms x32's pattern: what its ratio can be at best here.
 	var rawWait *result
 	if only("blocking 200ms x32") {
-		r, err := benchRaw(ctx, o, rawSlots, rawWaitName, rawWaitCallers, rawWaitDelay)
+		r, err := benchRaw(ctx, o, rawSlots, rawWaitName, rawWaitCallers, rawWaitDelay, true)
 		if err != nil {
 			return fmt.Errorf("raw RPC with a wait: %w", err)
 		}
@@ -184,6 +190,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		fmt.Fprintf(out, "%-34s %12.0f %10s %10s %8d %10s %8s %9s %7s %9s\n", r.name, r.throughput(), r.pct(0.50).Round(10*time.Microsecond), r.pct(0.99).Round(10*time.Microsecond), r.errs, ideal, ratio, rss, n, avg)
 	}
 	row(raw, "-", "-", "-")
+	row(rawUnconfirmed, "-", "-", "-")
 	if rawWait != nil {
 		ideal := float64(rawWaitCallers) / rawWaitDelay.Seconds()
 		row(*rawWait, fmt.Sprintf("%.0f", ideal), fmt.Sprintf("%.3f", rawWait.throughput()/ideal), "-")
@@ -207,7 +214,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 				results[i].name, results[i].warm.Round(100*time.Millisecond), settleQuiet)
 		}
 	}
-	all := []result{raw}
+	for i, sc := range ran {
+		if sc.wait == 0 && rawUnconfirmed.throughput() > 0 {
+			fmt.Fprintf(out, "%s against %s: %.3f\n", results[i].name, rawUnconfirmedName, results[i].throughput()/rawUnconfirmed.throughput())
+		}
+	}
+	all := []result{raw, rawUnconfirmed}
 	if rawWait != nil {
 		all = append(all, *rawWait)
 	}
@@ -224,6 +236,10 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	printLegend(out)
 	return nil
 }
+
+// rawUnconfirmedName names the raw run whose responders publish replies unconfirmed and ack at once: a
+// weaker guarantee than a worker's (a reply may be lost after its task was acked), printed for reference.
+const rawUnconfirmedName = "raw RPC, unconfirmed replies"
 
 // The raw RPC run with blocking 200ms x32's pattern: 32 callers, responders that answer after 200 ms.
 const (
@@ -376,7 +392,7 @@ func openChannel(url string) (*amqp.Connection, *amqp.Channel, error) {
 }
 
 // benchRaw measures plain amqp091-go RPC: no HTTP, no JSON validation, no child process.
-func benchRaw(ctx context.Context, o options, prefetch int, name string, callers int, delay time.Duration) (result, error) {
+func benchRaw(ctx context.Context, o options, prefetch int, name string, callers int, delay time.Duration, confirmReplies bool) (result, error) {
 	topo := broker.NewTopology("bench-raw-" + randomSuffix())
 	admin, ach, err := openChannel(o.url)
 	if err != nil {
@@ -393,7 +409,10 @@ func benchRaw(ctx context.Context, o options, prefetch int, name string, callers
 	}()
 
 	// Responders: one connection each, like workers, replying at once (or after delay, each delivery on a
-	// timer of its own, as a worker runs many scrapes at once).
+	// timer of its own, as a worker runs many scrapes at once). With confirmReplies a responder settles a
+	// task as a worker does (broker.Task.Settle): it publishes the reply on a confirming channel of its own,
+	// waits for the broker's confirm, and only then acks the task, each delivery in a goroutine of its own;
+	// without, it publishes the reply unconfirmed on the consuming channel and acks at once.
 	for range o.workers {
 		conn, ch, err := openChannel(o.url)
 		if err != nil {
@@ -403,6 +422,15 @@ func benchRaw(ctx context.Context, o options, prefetch int, name string, callers
 		if err := ch.Qos(prefetch, 0, false); err != nil {
 			return result{}, err
 		}
+		pub := ch
+		if confirmReplies {
+			if pub, err = conn.Channel(); err != nil {
+				return result{}, err
+			}
+			if err := pub.Confirm(false); err != nil {
+				return result{}, err
+			}
+		}
 		ds, err := ch.Consume(topo.TaskQueue, "", false, false, false, false, nil)
 		if err != nil {
 			return result{}, err
@@ -410,12 +438,25 @@ func benchRaw(ctx context.Context, o options, prefetch int, name string, callers
 		go func() {
 			for d := range ds {
 				reply := func() {
-					_ = ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: d.Body})
-					_ = d.Ack(false)
+					msg := amqp.Publishing{CorrelationId: d.CorrelationId, Body: d.Body}
+					if !confirmReplies {
+						_ = pub.Publish("", d.ReplyTo, false, false, msg)
+						_ = d.Ack(false)
+						return
+					}
+					dc, err := pub.PublishWithDeferredConfirm("", d.ReplyTo, false, false, msg)
+					if err == nil && dc.Wait() {
+						_ = d.Ack(false)
+					} else {
+						_ = d.Nack(false, true)
+					}
 				}
-				if delay > 0 {
+				switch {
+				case delay > 0:
 					time.AfterFunc(delay, reply)
-				} else {
+				case confirmReplies:
+					go reply()
+				default:
 					reply()
 				}
 			}
