@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/scrapeplatform/platform/shared/contract"
@@ -10,46 +11,166 @@ import (
 )
 
 // DefaultRunnerMemoryBytes is RUNNER_MEMORY_MB's default: what one blocking run's Python process is
-// budgeted. Measured on this platform's runner: an idle interpreter with runner.py is 14 MB resident
-// (RssAnon 7 MB); a script importing urllib, json and a parser such as bs4 is 25–40 MB while it works.
+// budgeted until its script's forked runners have been measured. Measured on this platform's runner: an
+// idle interpreter with runner.py is 14 MB resident (RssAnon 7 MB); a script importing urllib, json and a
+// parser such as bs4 is 25–40 MB while it works.
 const DefaultRunnerMemoryBytes = 40 << 20
 
-// processBudget bounds the blocking runs (def scrape: a cold run or a one-call warm runner) in progress at
-// once: each holds a process of its own, so as many run as the memory budget allows (issue 12), not as
-// many as there are CPUs. Async scripts share a runner and are not counted here.
-type processBudget struct{ slots chan struct{} }
+// Forked runners' charges (forkCharge): the private memory measured after their calls, plus a margin for
+// what the next call may add, and never less than a floor.
+const (
+	// minForkCharge is the least a forked runner is charged: a process's kernel side (page tables, its
+	// pipes' buffers, its stack) that its private pages do not show, and a call's garbage before Python
+	// frees it.
+	minForkCharge = 8 << 20
+	// forkChargeMargin is the fraction added to the largest private memory measured (1/4: 25 %).
+	forkChargeMargin = 4
+	// forkSampleEvery is how often a template's children are measured at most, besides each child's first
+	// call and its growth (forkRegrowth): reading a process's smaps_rollup walks its page tables (about 0.4 ms for a 35 MB interpreter).
+	forkSampleEvery = time.Second
+	// forkRegrowth is how much a forked runner's resident memory (read after every call, cheaply) must
+	// grow since it was last measured to be measured again at once.
+	forkRegrowth = 4 << 20
+)
 
-func newProcessBudget(n int) *processBudget {
-	if n <= 0 {
-		return nil // no bound
-	}
-	return &processBudget{slots: make(chan struct{}, n)}
+// memoryBudget bounds the memory of the blocking runs in progress at once (def scrape: a cold run or a
+// one-call warm runner), each a process of its own, so that as many run as the worker's memory allows
+// (issue 12), not as many as there are CPUs. Each run is charged what its process is expected to cost
+// (Runner.blockingCharge): RUNNER_MEMORY_MB for a runner started afresh, and for one forked from its script's
+// template the private memory its script's forked runners were measured to use (forkCharge). A template is
+// charged its resident memory while it lives (reserve). Waiters are served in order. Async scripts share
+// runners and are not counted here.
+type memoryBudget struct {
+	total int64
+
+	mu      sync.Mutex
+	used    int64
+	holders int // runs and templates holding a charge
+	waiters []*budgetWaiter
 }
 
-// acquire waits for a process slot until ctx ends or until deadline, whichever comes first. It returns
-// the release, or a timeout Result when none became free in time.
-func (b *processBudget) acquire(ctx context.Context, deadline time.Time, start time.Time) (release func(), res *Result, err error) {
+type budgetWaiter struct {
+	n     int64
+	ready chan struct{} // closed once the charge is granted
+}
+
+// newMemoryBudget returns a budget of total bytes, or nil (no bound) for total <= 0.
+func newMemoryBudget(total int64) *memoryBudget {
+	if total <= 0 {
+		return nil
+	}
+	return &memoryBudget{total: total}
+}
+
+// acquire charges n bytes, waiting for them until ctx ends or until deadline, whichever comes first. A
+// charge larger than the whole budget is cut to it: such a run runs alone. It returns the release, or a
+// timeout Result when the memory did not become free in time.
+func (b *memoryBudget) acquire(ctx context.Context, deadline time.Time, start time.Time, n int64) (release func(), res *Result, err error) {
 	if b == nil {
 		return func() {}, nil, nil
 	}
-	select {
-	case b.slots <- struct{}{}:
-		return func() { <-b.slots }, nil, nil
-	default:
+	n = max(min(n, b.total), 1)
+	b.mu.Lock()
+	if len(b.waiters) == 0 && b.used+n <= b.total {
+		b.used += n
+		b.holders++
+		b.mu.Unlock()
+		return b.releaser(n), nil, nil
 	}
+	w := &budgetWaiter{n: n, ready: make(chan struct{})}
+	b.waiters = append(b.waiters, w)
+	b.mu.Unlock()
 	wait, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	select {
-	case b.slots <- struct{}{}:
-		return func() { <-b.slots }, nil, nil
+	case <-w.ready:
+		return b.releaser(n), nil, nil
 	case <-wait.Done():
-		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
-		}
-		r := failure(Result{Duration: time.Since(start)}, contract.StatusTimeout, contract.CodeScriptTimeout,
-			fmt.Sprintf("no process for this blocking (def scrape) run became free before its timeout: all %d the worker's memory budget allows (WORKER_MEMORY_BUDGET_MB / RUNNER_MEMORY_MB) were busy", cap(b.slots)))
-		return nil, &r, nil
 	}
+	b.mu.Lock()
+	select {
+	case <-w.ready: // granted while the wait ended: give it back
+		b.mu.Unlock()
+		b.releaser(n)()
+		b.mu.Lock()
+	default:
+		for i, o := range b.waiters {
+			if o == w {
+				b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+				break
+			}
+		}
+		b.grant() // the waiters behind this one may fit now
+	}
+	used, holders := b.used, b.holders
+	b.mu.Unlock()
+	if ctx.Err() != nil {
+		return nil, nil, ctx.Err()
+	}
+	r := failure(Result{Duration: time.Since(start)}, contract.StatusTimeout, contract.CodeScriptTimeout,
+		fmt.Sprintf("no memory for this blocking (def scrape) run became free before its timeout: the worker's memory budget "+
+			"(WORKER_MEMORY_BUDGET_MB, %d MiB) was taken by %d runs and templates (%d MiB), and the run needed %d MiB "+
+			"(RUNNER_MEMORY_MB, or what the script's forked runners were measured to use)", b.total>>20, holders, used>>20, ceilMiB(n)))
+	return nil, &r, nil
+}
+
+// reserve charges n bytes at once, even past the budget (the memory is in use already: a template's),
+// so that runs wait until it is released. It returns the release.
+func (b *memoryBudget) reserve(n int64) (release func()) {
+	if b == nil || n <= 0 {
+		return func() {}
+	}
+	b.mu.Lock()
+	b.used += n
+	b.holders++
+	b.mu.Unlock()
+	return b.releaser(n)
+}
+
+// releaser returns the release of a charge of n bytes: safe to call more than once.
+func (b *memoryBudget) releaser(n int64) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			b.used -= n
+			b.holders--
+			b.grant()
+			b.mu.Unlock()
+		})
+	}
+}
+
+// grant gives the waiters at the head of the queue their charges while they fit (b.mu held).
+func (b *memoryBudget) grant() {
+	for len(b.waiters) > 0 && b.used+b.waiters[0].n <= b.total {
+		w := b.waiters[0]
+		b.waiters = b.waiters[1:]
+		b.used += w.n
+		b.holders++
+		close(w.ready)
+	}
+}
+
+// inUse reports the bytes charged and the runs and templates holding them.
+func (b *memoryBudget) inUse() (bytes int64, holders int) {
+	if b == nil {
+		return 0, 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used, b.holders
+}
+
+func ceilMiB(n int64) int64 { return (n + 1<<20 - 1) >> 20 }
+
+// forkCharge is what a runner forked from a template is charged, given the largest private memory
+// measured of the template's children after a call (0: none measured yet, so fallback, RUNNER_MEMORY_MB).
+func forkCharge(measured, fallback int64) int64 {
+	if measured <= 0 {
+		return fallback
+	}
+	return max(measured+measured/forkChargeMargin, minForkCharge)
 }
 
 // DefaultMemoryBudget is WORKER_MEMORY_BUDGET_MB's default: three quarters of the memory the worker may use

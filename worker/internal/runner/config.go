@@ -85,10 +85,14 @@ type Config struct {
 	// already runs; 0 means DefaultMaxProcesses, negative no limit. The kernel does not apply it to root, so
 	// scripts that run as root (a root worker without RunAs) are not limited.
 	MaxProcesses int
-	// MaxBlockingRuns bounds the blocking (def scrape) runs in progress at once, each a Python process of
-	// its own: WORKER_MEMORY_BUDGET_MB / RUNNER_MEMORY_MB. 0 means no bound. Async scripts share runners
-	// and are not counted.
-	MaxBlockingRuns int
+	// MemoryBudgetBytes bounds the memory of the blocking (def scrape) runs in progress at once, each a
+	// Python process of its own (WORKER_MEMORY_BUDGET_MB; budget.go). 0 means no bound. Async scripts share
+	// runners and are not counted.
+	MemoryBudgetBytes int64
+	// RunnerMemoryBytes is what a blocking run is charged against MemoryBudgetBytes when its runner starts
+	// afresh, or before its script's forked runners have been measured (RUNNER_MEMORY_MB; 0 means
+	// DefaultRunnerMemoryBytes).
+	RunnerMemoryBytes int64
 	// ProxyURL, when set, is the egress proxy scripts get as http_proxy, https_proxy and their upper-case
 	// forms (see the egress package).
 	ProxyURL string
@@ -132,6 +136,9 @@ func (c Config) withDefaults() Config {
 	if c.Metrics == nil {
 		c.Metrics = nopMetrics{}
 	}
+	if c.RunnerMemoryBytes <= 0 {
+		c.RunnerMemoryBytes = DefaultRunnerMemoryBytes
+	}
 	c.Warm = c.Warm.withDefaults()
 	return c
 }
@@ -167,11 +174,8 @@ func LoadConfig(e *config.Env, workDir string, concurrency int) Config {
 		MaxProcesses:   e.Int("SCRIPT_MAX_PROCESSES", DefaultMaxProcesses, 0, 1<<22),
 		ProtectSecrets: e.Bool("WORKER_PROTECT_SECRETS", true),
 	}
-	budget := int64(e.Int("WORKER_MEMORY_BUDGET_MB", int(max(DefaultMemoryBudget()>>20, 64)), 0, 1<<24)) << 20
-	cost := int64(e.Int("RUNNER_MEMORY_MB", DefaultRunnerMemoryBytes>>20, 1, 1<<16)) << 20
-	if budget > 0 {
-		c.MaxBlockingRuns = int(max(budget/cost, 1))
-	}
+	c.MemoryBudgetBytes = int64(e.Int("WORKER_MEMORY_BUDGET_MB", int(max(DefaultMemoryBudget()>>20, 64)), 0, 1<<24)) << 20
+	c.RunnerMemoryBytes = int64(e.Int("RUNNER_MEMORY_MB", DefaultRunnerMemoryBytes>>20, 1, 1<<16)) << 20
 	if c.MaxProcesses == 0 {
 		c.MaxProcesses = -1 // SCRIPT_MAX_PROCESSES=0: no limit
 	}

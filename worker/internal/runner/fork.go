@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,6 +79,11 @@ type template struct {
 	children int
 	lastFork time.Time
 	retired  bool
+
+	// childMemory is the largest private memory (bytes) measured of a child after a call (measureForked), 0
+	// until one is measured; lastSample when one was last measured (unix nanoseconds).
+	childMemory atomic.Int64
+	lastSample  atomic.Int64
 }
 
 // pendingFork is a fork request waiting for its child's answer.
@@ -93,6 +99,7 @@ type forkAnswer struct {
 
 // forkedChild is what the worker knows of a forked runner's end.
 type forkedChild struct {
+	t        *template
 	status   syscall.WaitStatus
 	reported chan struct{} // closed once the template reported the status
 }
@@ -257,12 +264,66 @@ func (r *Runner) newTemplate(w *warmProc, ctl *os.File) error {
 	t := &template{w: w, ctl: uc, serving: serving, created: time.Now(), byNSPid: map[int]*forkedChild{},
 		early: map[int]syscall.WaitStatus{}, dead: make(chan struct{})}
 	w.tmpl = t
+	// The template's memory counts against the blocking runs' budget while it lives; its children are
+	// charged what they add (Runner.blockingCharge).
+	var rr rssReader
+	rss, _ := rr.read(serving, false)
+	rr.close()
+	unreserve := r.blocking.reserve(rss)
 	go t.read()
 	go func() {
 		<-w.exited
 		_ = uc.Close() // ends read
+		unreserve()
 	}()
 	return nil
+}
+
+// blockingCharge is what a blocking run of job (of warm key key) is charged against the memory budget: for
+// a runner forked from a template whose children have been measured, what they were measured to add
+// (forkCharge); otherwise RUNNER_MEMORY_MB.
+func (r *Runner) blockingCharge(job Job, key string) int64 {
+	if !r.forks(job, key) {
+		return r.runnerMemory()
+	}
+	r.warm.mu.Lock()
+	s := r.warm.templates[key]
+	r.warm.mu.Unlock()
+	if s == nil || s.t == nil {
+		return r.runnerMemory()
+	}
+	return forkCharge(s.t.childMemory.Load(), r.runnerMemory())
+}
+
+// measureForked measures the private memory of w, a forked runner that has just served a call and is rss
+// bytes resident, and raises its template's childMemory to it: on its first call, when it grew by
+// forkRegrowth since it was last measured, and otherwise at most every forkSampleEvery for all the
+// template's children.
+func (r *Runner) measureForked(w *warmProc, rss int64) {
+	t := w.child.t
+	now := time.Now().UnixNano()
+	last := t.lastSample.Load()
+	grew := rss > w.measuredAt+forkRegrowth
+	if w.served > 1 && !grew && (now-last < int64(forkSampleEvery) || !t.lastSample.CompareAndSwap(last, now)) {
+		return
+	}
+	t.lastSample.Store(now)
+	w.measuredAt = rss
+	private, ok := privateBytes(w.pid)
+	if !ok {
+		return
+	}
+	for {
+		old := t.childMemory.Load()
+		if private <= old {
+			return
+		}
+		if t.childMemory.CompareAndSwap(old, private) {
+			w.log.Debug("a forked runner's private memory, measured after a call, is its script's largest yet", "private_bytes", private,
+				"charge_bytes", forkCharge(private, r.runnerMemory()), "served", w.served)
+			return
+		}
+	}
 }
 
 // read dispatches the template's messages until its control socket ends: the children's answers to forks
@@ -337,7 +398,7 @@ func (t *template) reported(msg []byte) {
 func (t *template) register(nspid int) *forkedChild {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := &forkedChild{reported: make(chan struct{})}
+	c := &forkedChild{t: t, reported: make(chan struct{})}
 	if ws, ok := t.early[nspid]; ok {
 		delete(t.early, nspid)
 		c.status = ws
@@ -403,7 +464,7 @@ func (r *Runner) fork(t *template, job Job, deadline time.Time, log *slog.Logger
 	tw := t.w
 	w := &warmProc{
 		key: tw.key, script: tw.script, reqW: reqW, resF: p.resultR, res: bufio.NewReader(p.resultR),
-		runDir: tw.runDir, group: &group{}, exited: make(chan struct{}), log: tw.log,
+		runDir: tw.runDir, group: &group{}, exited: make(chan struct{}), gone: make(chan struct{}), log: tw.log,
 		nonce: newNonce(), maxResult: tw.maxResult, start: tw.start,
 	}
 	// The child's own folder, inside the template's run folder (which its mount namespace shows): its working
@@ -429,6 +490,7 @@ func (r *Runner) fork(t *template, job Job, deadline time.Time, log *slog.Logger
 	r.warm.mu.Lock()
 	t.children++
 	t.lastFork = time.Now()
+	r.warm.forked[w] = struct{}{}
 	r.warm.mu.Unlock()
 	registerChild(pid) // session mode: if the template dies, the sweep leaves its children to their runs
 	w.out = newOutputRouter(w.log, r.cfg.MaxOutputBytes)
@@ -446,6 +508,9 @@ func (r *Runner) fork(t *template, job Job, deadline time.Time, log *slog.Logger
 		closeAll(reqW)
 		r.released(w, p, folder)
 		r.warm.childEnded(t)
+		r.warm.mu.Lock()
+		delete(r.warm.forked, w)
+		r.warm.mu.Unlock()
 	}()
 	w.consumeOutput(p)
 	w.out.begin(log)

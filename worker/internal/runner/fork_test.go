@@ -370,3 +370,110 @@ func TestForkedRunnersCannotPryIntoEachOther(t *testing.T) {
 		})
 	}
 }
+
+// chargeScript leaves a file in params["dir"] and waits up to params["wait"] seconds until params["n"] calls
+// have left theirs, then answers how many it saw: when every one of n calls sees n, the first was still
+// running when the last started, so all n ran at once. params["keep_mb"] makes it keep that many MiB
+// (written, so resident) in its process after the call.
+const chargeScript = `import os
+import time
+
+KEPT = []
+
+
+def scrape(params):
+    if params.get("keep_mb"):
+        KEPT.append(b"x" * (params["keep_mb"] << 20))
+    open(os.path.join(params["dir"], str(os.getpid())), "w").close()
+    deadline = time.time() + params.get("wait", 0)
+    while len(os.listdir(params["dir"])) < params.get("n", 1) and time.time() < deadline:
+        time.sleep(0.01)
+    return {"together": len(os.listdir(params["dir"]))}
+`
+
+// TestForkedRunnersAreChargedWhatTheyUse: the memory budget charges a blocking run RUNNER_MEMORY_MB until its
+// script's forked runners have been measured, then what they were measured to add (at least
+// minForkCharge), and the template its resident memory while it lives. In a budget of 100 MiB with
+// RUNNER_MEMORY_MB 40 (two runs at once, were every run charged 40), six forked runners of a small script
+// run at once; once the script keeps 60 MiB in each runner, its runs are charged more than half the budget
+// and run one at a time.
+func TestForkedRunnersAreChargedWhatTheyUse(t *testing.T) {
+	t.Parallel()
+	for _, mode := range containments(t) {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newForkRunner(t, mode, func(c *Config) {
+				c.MemoryBudgetBytes, c.RunnerMemoryBytes = 100<<20, 40<<20
+			})
+			scriptDir := t.TempDir()
+			if err := os.WriteFile(scriptDir+"/scraper.py", []byte(chargeScript), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			call := func(dir string, n int, wait float64, keepMB int) (int, error) {
+				if err := os.MkdirAll(dir, 0o777); err != nil {
+					return 0, err
+				}
+				_ = os.Chmod(dir, 0o777) // the script may run as another user
+				params := fmt.Sprintf(`{"dir":%q,"n":%d,"wait":%g,"keep_mb":%d}`, dir, n, wait, keepMB)
+				res, err := r.Run(t.Context(), Job{RequestID: "charge", ScriptName: "charged", ScriptDir: scriptDir,
+					Parameters: json.RawMessage(params), Timeout: 30 * time.Second, Warm: true, Version: "v1"})
+				if err != nil {
+					return 0, err
+				}
+				if res.Status != contract.StatusCompleted {
+					return 0, fmt.Errorf("status %q: %+v", res.Status, res.Err)
+				}
+				var a struct{ Together int }
+				return a.Together, json.Unmarshal(res.Data, &a)
+			}
+			together := func(dir string, calls int, wait float64, keepMB int) []int {
+				got := make([]int, calls)
+				errs := make([]error, calls)
+				var wg sync.WaitGroup
+				for i := range got {
+					wg.Go(func() { got[i], errs[i] = call(dir, calls, wait, keepMB) })
+				}
+				wg.Wait()
+				if err := errors.Join(errs...); err != nil {
+					t.Fatal(err)
+				}
+				return got
+			}
+			base := t.TempDir()
+			if _, err := call(base+"/first", 1, 0, 0); err != nil { // starts the template; measures its first child
+				t.Fatal(err)
+			}
+			key := onlyTemplate(t, r).key
+			if charge := r.blockingCharge(probeJobFor(scriptDir), key); charge >= 40<<20 || charge < minForkCharge {
+				t.Fatalf("after a measured call the script's runs are charged %d MiB: want less than RUNNER_MEMORY_MB's 40, at least the floor", charge>>20)
+			}
+			if used, holders := r.blocking.inUse(); used == 0 || holders != 1 {
+				t.Errorf("between calls the budget holds %d bytes for %d: want the template's memory for it alone", used, holders)
+			}
+			for _, n := range together(base+"/small", 6, 15, 0) {
+				if n != 6 {
+					t.Fatalf("six calls of a small forked script saw %d at once: want 6 (each charged what it was measured to use)", n)
+				}
+			}
+			// Each runner now keeps 60 MiB: once measured, its runs are charged more than half the budget.
+			together(base+"/grow", 2, 0, 60)
+			if charge := r.blockingCharge(probeJobFor(scriptDir), key); charge < 60<<20 {
+				t.Fatalf("runners keeping 60 MiB are charged %d MiB: want at least 60", charge>>20)
+			}
+			// One at a time: the first waits for the second in vain and sees itself alone; the second, run
+			// once the first is done, sees both files.
+			if seen := together(base+"/large", 2, 2, 0); slices.Min(seen) != 1 {
+				t.Fatalf("two calls charged more than half the budget saw %v at once: want one of them alone", seen)
+			}
+			if err := r.Shutdown(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, func() bool { used, _ := r.blocking.inUse(); return used == 0 }, "the template's memory to be given back")
+		})
+	}
+}
+
+// probeJobFor is a warm job of the script in dir, for blockingCharge (which reads only its Threads).
+func probeJobFor(dir string) Job {
+	return Job{ScriptName: "charged", ScriptDir: dir, Warm: true, Version: "v1"}
+}

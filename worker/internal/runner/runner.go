@@ -110,8 +110,8 @@ type Runner struct {
 	active   map[int]int // per script uid (-1: the worker's), runs whose processes may be alive
 	tempDirs []string    // sharedTempDirs; tests point it elsewhere
 
-	loopLag  lagMeter       // lag.go: the shared runners' event-loop lag, for admission control
-	blocking *processBudget // budget.go: processes of blocking runs within the memory budget
+	loopLag  lagMeter      // lag.go: the shared runners' event-loop lag, for admission control
+	blocking *memoryBudget // budget.go: the memory of blocking runs' processes
 	// starts bounds the one-call-at-a-time runners starting at once (warm.go, takeOrStart).
 	starts chan struct{}
 }
@@ -218,12 +218,16 @@ func New(cfg Config) (*Runner, error) {
 		hide:     hide,
 		scratch:  scratch,
 		tempDirs: sharedTempDirs,
-		blocking: newProcessBudget(cfg.MaxBlockingRuns),
+		blocking: newMemoryBudget(cfg.MemoryBudgetBytes),
 		starts:   make(chan struct{}, max(2, runtime.NumCPU())),
 	}
 	r.warm.runner = r // shared runners' successors start through it
 	return r, nil
 }
+
+// runnerMemory is what a blocking run on a runner started afresh is charged against the memory budget
+// (RUNNER_MEMORY_MB).
+func (r *Runner) runnerMemory() int64 { return r.cfg.RunnerMemoryBytes }
 
 // PIDNamespace reports whether each run gets a PID namespace of its own (see doc.go).
 func (r *Runner) PIDNamespace() bool { return r.contain.pidns }
@@ -355,7 +359,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 	if job.Warm {
 		return r.runWarm(ctx, job, python, params, log)
 	}
-	release, late, err := r.blocking.acquire(ctx, time.Now().Add(job.Timeout), time.Now())
+	release, late, err := r.blocking.acquire(ctx, time.Now().Add(job.Timeout), time.Now(), r.runnerMemory())
 	if err != nil {
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
 	}

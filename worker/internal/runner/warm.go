@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -110,7 +111,10 @@ type warmPool struct {
 	// forkFailures counts, per warmKey, forks that failed in a row (fork.go, maxForkFailures).
 	forkFailures map[string]int
 	sharedAll    map[*warmProc]struct{} // every shared runner until it has exited
-	stats        WarmStats
+	// forked holds every forked runner until its end is handled (its session swept, its folder removed):
+	// Shutdown waits for them.
+	forked map[*warmProc]struct{}
+	stats  WarmStats
 	// startsTaken counts the starts since TakeWarmStarts last took them, startsUnderWay the starts not
 	// finished yet (atomic: the taker holds no lock).
 	startsTaken, startsUnderWay atomic.Int64
@@ -122,7 +126,8 @@ type warmPool struct {
 func newWarmPool(cfg WarmConfig, m Metrics) *warmPool {
 	stop, cancel := context.WithCancel(context.Background())
 	return &warmPool{cfg: cfg, metrics: m, stop: stop, cancelStop: cancel, families: map[string]*family{},
-		sharedAll: map[*warmProc]struct{}{}, templates: map[string]*templateSlot{}, forkFailures: map[string]int{}}
+		sharedAll: map[*warmProc]struct{}{}, templates: map[string]*templateSlot{}, forkFailures: map[string]int{},
+		forked: map[*warmProc]struct{}{}}
 }
 
 // The counters below are called with p.mu held.
@@ -302,9 +307,17 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		for _, w := range idle {
-			<-w.exited
+			<-w.gone
 		}
 		p.bg.Wait()
+		// The forked runners' ends (their sweeps and folders) are handled too; the successors started in
+		// the background are among them.
+		p.mu.Lock()
+		forked := slices.Collect(maps.Keys(p.forked))
+		p.mu.Unlock()
+		for _, w := range forked {
+			<-w.gone
+		}
 		close(done)
 	}()
 	select {
@@ -347,6 +360,7 @@ type warmProc struct {
 	consumers   sync.WaitGroup
 	group       *group
 	exited      chan struct{} // closed once the process has exited and been reaped
+	gone        chan struct{} // closed once its end is handled: its folder removed (released)
 	state       *os.ProcessState
 	served      int
 	lastUsed    time.Time
@@ -374,6 +388,9 @@ type warmProc struct {
 	// tmpl is set on a template's own runner (fork.go); child on a runner forked from one.
 	tmpl  *template
 	child *forkedChild
+	// measuredAt is a forked runner's resident memory when its private memory was last measured
+	// (measureForked).
+	measuredAt int64
 }
 
 // successorStart is what starting another runner like one needs.
@@ -400,7 +417,7 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []b
 		return res, err
 	}
 	// A blocking script: one call per runner process, as many at once as the memory budget allows.
-	release, late, err := r.blocking.acquire(ctx, deadline, time.Now())
+	release, late, err := r.blocking.acquire(ctx, deadline, time.Now(), r.blockingCharge(job, key))
 	if err != nil {
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
 	}
@@ -488,8 +505,13 @@ func (r *Runner) serveTaken(ctx context.Context, w *warmProc, job Job, python, k
 	res, reusable, err := r.serveWarm(ctx, w, job, nonce, request, deadline, log)
 	w.served++
 	tooBig := false
-	if bound := r.warm.cfg.MaxRSSBytes; reusable && bound > 0 {
-		if rss, ok := w.rss.read(w.pid, r.contain.pidns && w.child == nil); ok && rss > bound {
+	bound := r.warm.cfg.MaxRSSBytes
+	if reusable && (bound > 0 || w.child != nil) {
+		rss, ok := w.rss.read(w.pid, r.contain.pidns && w.child == nil)
+		if ok && w.child != nil {
+			r.measureForked(w, rss)
+		}
+		if ok && bound > 0 && rss > bound {
 			tooBig = true
 			log.Info("recycling a warm runner past its memory bound", "rss_bytes", rss, "max_rss_bytes", bound, "served", w.served)
 		}
@@ -569,7 +591,7 @@ func (r *Runner) startWarmAs(ctx context.Context, job Job, python, key string, d
 	}
 	w := &warmProc{
 		key: key, script: job.ScriptName, reqW: reqW, resF: p.resultR, res: bufio.NewReader(p.resultR),
-		runDir: runDir, group: &group{}, exited: make(chan struct{}), log: r.cfg.Logger.With("script", job.ScriptName),
+		runDir: runDir, group: &group{}, exited: make(chan struct{}), gone: make(chan struct{}), log: r.cfg.Logger.With("script", job.ScriptName),
 		nonce: newNonce(), maxResult: r.resultLimit(job),
 	}
 	w.start.job, w.start.python = job, python
@@ -719,6 +741,7 @@ func (r *Runner) released(w *warmProc, p *pipes, dir string) {
 	w.consumers.Wait()
 	closeAll(p.stdoutR, p.stderrR, p.resultR)
 	removeRunDir(context.Background(), w.log, dir)
+	close(w.gone)
 }
 
 // threadsReady is the ready document of a threads runner (runner.py sends it only when the hello asked for
