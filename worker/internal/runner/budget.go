@@ -23,25 +23,32 @@ const (
 	// pipes' buffers, its stack) that its private pages do not show, and a call's garbage before Python
 	// frees it.
 	minForkCharge = 8 << 20
-	// forkChargeMargin is the fraction added to the largest private memory measured (1/4: 25 %).
+	// forkChargeMargin is the fraction added to the private memory measured (1/4: 25 %).
 	forkChargeMargin = 4
 	// forkSampleEvery is how often a template's children are measured at most, besides each child's first
-	// call and its growth (forkRegrowth): reading a process's smaps_rollup walks its page tables (about 0.4 ms for a 35 MB interpreter).
+	// call and its growth (forkRegrowth): reading a process's smaps_rollup walks its page tables (about
+	// 0.4 ms for a 35 MB interpreter).
 	forkSampleEvery = time.Second
 	// forkRegrowth is how much a forked runner's resident memory (read after every call, cheaply) must
 	// grow since it was last measured to be measured again at once.
 	forkRegrowth = 4 << 20
 )
 
-// memoryBudget bounds the memory of the blocking runs in progress at once (def scrape: a cold run or a
-// one-call warm runner), each a process of its own, so that as many run as the worker's memory allows
-// (issue 12), not as many as there are CPUs. Each run is charged what its process is expected to cost
-// (Runner.blockingCharge): RUNNER_MEMORY_MB for a runner started afresh, and for one forked from its script's
-// template the private memory its script's forked runners were measured to use (forkCharge). A template is
-// charged its resident memory while it lives (reserve). Waiters are served in order. Async scripts share
-// runners and are not counted here.
+// memoryBudget bounds the memory of the processes of blocking runs (def scrape), so that as many run as the
+// worker's memory allows (issue 12), not as many as there are CPUs. A cold run is charged for its run; a
+// one-call warm runner from its start to its end, idle or not (runWarm, warmProc.holdCharge), so that the
+// runners a burst leaves idle count too: a run that has to wait for memory stops idle runners, least
+// recently used first, to free theirs (short), and a runner put back while runs wait is stopped instead of
+// pooled. A runner is charged what its process is expected to cost (Runner.blockingCharge): RUNNER_MEMORY_MB
+// when started afresh; when forked from its script's template, the most its script's forked runners were
+// measured to hold (forkCharge), and once measured itself after a call, what it holds, more or less than
+// that (measureForked, warmProc.setCharge). A template is charged its resident memory while it lives
+// (reserve). Waiters are served in order. Async scripts share runners and are not counted here.
 type memoryBudget struct {
 	total int64
+	// short, when set, is called (without the budget's lock) when a charge has to wait, with the bytes
+	// missing: the warm pool stops idle runners to free their charges (warmPool.evictIdle).
+	short func(missing int64)
 
 	mu      sync.Mutex
 	used    int64
@@ -69,7 +76,7 @@ func (b *memoryBudget) acquire(ctx context.Context, deadline time.Time, start ti
 	if b == nil {
 		return func() {}, nil, nil
 	}
-	n = max(min(n, b.total), 1)
+	n = b.clamp(n)
 	b.mu.Lock()
 	if len(b.waiters) == 0 && b.used+n <= b.total {
 		b.used += n
@@ -79,7 +86,11 @@ func (b *memoryBudget) acquire(ctx context.Context, deadline time.Time, start ti
 	}
 	w := &budgetWaiter{n: n, ready: make(chan struct{})}
 	b.waiters = append(b.waiters, w)
+	missing := b.used + b.queued() - b.total
 	b.mu.Unlock()
+	if b.short != nil {
+		b.short(missing)
+	}
 	wait, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	select {
@@ -109,9 +120,67 @@ func (b *memoryBudget) acquire(ctx context.Context, deadline time.Time, start ti
 	}
 	r := failure(Result{Duration: time.Since(start)}, contract.StatusTimeout, contract.CodeScriptTimeout,
 		fmt.Sprintf("no memory for this blocking (def scrape) run became free before its timeout: the worker's memory budget "+
-			"(WORKER_MEMORY_BUDGET_MB, %d MiB) was taken by %d runs and templates (%d MiB), and the run needed %d MiB "+
+			"(WORKER_MEMORY_BUDGET_MB, %d MiB) was held by %d runners and templates (%d MiB), and the run needed %d MiB "+
 			"(RUNNER_MEMORY_MB, or what the script's forked runners were measured to use)", b.total>>20, holders, used>>20, ceilMiB(n)))
 	return nil, &r, nil
+}
+
+// tryAcquire charges n bytes if they are free now, without waiting (nor passing a waiter).
+func (b *memoryBudget) tryAcquire(n int64) (release func(), ok bool) {
+	if b == nil {
+		return func() {}, true
+	}
+	n = b.clamp(n)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.waiters) > 0 || b.used+n > b.total {
+		return nil, false
+	}
+	b.used += n
+	b.holders++
+	return b.releaser(n), true
+}
+
+// clamp is what a charge of n bytes takes: at least a byte, at most the whole budget (such a run runs
+// alone).
+func (b *memoryBudget) clamp(n int64) int64 {
+	if b == nil {
+		return n
+	}
+	return max(min(n, b.total), 1)
+}
+
+// waiting reports whether a charge waits for memory.
+func (b *memoryBudget) waiting() bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.waiters) > 0
+}
+
+// queued is the bytes the waiters wait for (b.mu held).
+func (b *memoryBudget) queued() int64 {
+	var n int64
+	for _, w := range b.waiters {
+		n += w.n
+	}
+	return n
+}
+
+// resize changes what a holder holds by delta bytes: more at once (even past the budget), or less, given to
+// the waiters.
+func (b *memoryBudget) resize(delta int64) {
+	if b == nil || delta == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used += delta
+	if delta < 0 {
+		b.grant()
+	}
 }
 
 // reserve charges n bytes at once, even past the budget (the memory is in use already: a template's),
@@ -120,6 +189,7 @@ func (b *memoryBudget) reserve(n int64) (release func()) {
 	if b == nil || n <= 0 {
 		return func() {}
 	}
+	n = b.clamp(n)
 	b.mu.Lock()
 	b.used += n
 	b.holders++

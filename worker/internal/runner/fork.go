@@ -296,9 +296,9 @@ func (r *Runner) blockingCharge(job Job, key string) int64 {
 }
 
 // measureForked measures the private memory of w, a forked runner that has just served a call and is rss
-// bytes resident, and raises its template's childMemory to it: on its first call, when it grew by
-// forkRegrowth since it was last measured, and otherwise at most every forkSampleEvery for all the
-// template's children.
+// bytes resident, charges w what it was measured to hold, and raises its template's childMemory to it:
+// on its first call, when it grew by forkRegrowth since it was last measured, and otherwise at most every
+// forkSampleEvery for all the template's children.
 func (r *Runner) measureForked(w *warmProc, rss int64) {
 	t := w.child.t
 	now := time.Now().UnixNano()
@@ -313,6 +313,10 @@ func (r *Runner) measureForked(w *warmProc, rss int64) {
 	if !ok {
 		return
 	}
+	// The runner is charged what it was measured to hold: less than its start's estimate, given back to
+	// the runs waiting for memory, or more (past the budget if need be: the memory is in use), so that new
+	// runners wait, or stop idle ones, until it is given back.
+	w.setCharge(forkCharge(private, r.runnerMemory()))
 	for {
 		old := t.childMemory.Load()
 		if private <= old {

@@ -391,89 +391,154 @@ def scrape(params):
     return {"together": len(os.listdir(params["dir"]))}
 `
 
-// TestForkedRunnersAreChargedWhatTheyUse: the memory budget charges a blocking run RUNNER_MEMORY_MB until its
-// script's forked runners have been measured, then what they were measured to add (at least
-// minForkCharge), and the template its resident memory while it lives. In a budget of 100 MiB with
-// RUNNER_MEMORY_MB 40 (two runs at once, were every run charged 40), six forked runners of a small script
-// run at once; once the script keeps 60 MiB in each runner, its runs are charged more than half the budget
-// and run one at a time.
+// chargeCaller runs chargeScript, written into a folder of its own as script name, on r.
+type chargeCaller struct {
+	t         *testing.T
+	r         *Runner
+	name, dir string
+	timeout   time.Duration
+}
+
+func newChargeCaller(t *testing.T, r *Runner, name string) *chargeCaller {
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/scraper.py", []byte(chargeScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &chargeCaller{t: t, r: r, name: name, dir: dir, timeout: 30 * time.Second}
+}
+
+func (c *chargeCaller) job() Job {
+	return Job{RequestID: "charge", ScriptName: c.name, ScriptDir: c.dir, Timeout: c.timeout, Warm: true, Version: "v1"}
+}
+
+// call runs one call that leaves its file in dir and waits up to wait seconds for n; it answers how many
+// files the call saw, or the run's failure.
+func (c *chargeCaller) call(dir string, n int, wait float64, keepMB int) (int, error) {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return 0, err
+	}
+	_ = os.Chmod(dir, 0o777) // the script may run as another user
+	j := c.job()
+	j.Parameters = json.RawMessage(fmt.Sprintf(`{"dir":%q,"n":%d,"wait":%g,"keep_mb":%d}`, dir, n, wait, keepMB))
+	res, err := c.r.Run(c.t.Context(), j)
+	if err != nil {
+		return 0, err
+	}
+	if res.Status != contract.StatusCompleted {
+		return 0, fmt.Errorf("status %q: %+v", res.Status, res.Err)
+	}
+	var a struct{ Together int }
+	return a.Together, json.Unmarshal(res.Data, &a)
+}
+
+// together runs calls calls at once, each waiting up to wait seconds for all of them.
+func (c *chargeCaller) together(dir string, calls int, wait float64, keepMB int) []int {
+	got := make([]int, calls)
+	errs := make([]error, calls)
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() { got[i], errs[i] = c.call(dir, calls, wait, keepMB) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		c.t.Fatal(err)
+	}
+	return got
+}
+
+// idleCharges returns what r's idle runners hold of the memory budget.
+func idleCharges(r *Runner) []int64 {
+	r.warm.mu.Lock()
+	defer r.warm.mu.Unlock()
+	var out []int64
+	for _, w := range r.warm.idle {
+		out = append(out, w.charge())
+	}
+	return out
+}
+
+// TestForkedRunnersAreChargedWhatTheyUse: the memory budget charges a new runner RUNNER_MEMORY_MB until its
+// script's forked runners have been measured, then what they were measured to hold (at least
+// minForkCharge); a forked runner, once measured after its first call, holds what it was measured to
+// hold, idle or not; the template holds its resident memory while it lives. In a budget of 120 MiB with
+// RUNNER_MEMORY_MB 40 (three runs at once, were every run charged 40), six forked runners of a small
+// script run at once; runners that keep 60 MiB each are charged that much.
 func TestForkedRunnersAreChargedWhatTheyUse(t *testing.T) {
 	t.Parallel()
 	for _, mode := range containments(t) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			r := newForkRunner(t, mode, func(c *Config) {
-				c.MemoryBudgetBytes, c.RunnerMemoryBytes = 100<<20, 40<<20
+				c.MemoryBudgetBytes, c.RunnerMemoryBytes = 120<<20, 40<<20
 			})
-			scriptDir := t.TempDir()
-			if err := os.WriteFile(scriptDir+"/scraper.py", []byte(chargeScript), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			call := func(dir string, n int, wait float64, keepMB int) (int, error) {
-				if err := os.MkdirAll(dir, 0o777); err != nil {
-					return 0, err
-				}
-				_ = os.Chmod(dir, 0o777) // the script may run as another user
-				params := fmt.Sprintf(`{"dir":%q,"n":%d,"wait":%g,"keep_mb":%d}`, dir, n, wait, keepMB)
-				res, err := r.Run(t.Context(), Job{RequestID: "charge", ScriptName: "charged", ScriptDir: scriptDir,
-					Parameters: json.RawMessage(params), Timeout: 30 * time.Second, Warm: true, Version: "v1"})
-				if err != nil {
-					return 0, err
-				}
-				if res.Status != contract.StatusCompleted {
-					return 0, fmt.Errorf("status %q: %+v", res.Status, res.Err)
-				}
-				var a struct{ Together int }
-				return a.Together, json.Unmarshal(res.Data, &a)
-			}
-			together := func(dir string, calls int, wait float64, keepMB int) []int {
-				got := make([]int, calls)
-				errs := make([]error, calls)
-				var wg sync.WaitGroup
-				for i := range got {
-					wg.Go(func() { got[i], errs[i] = call(dir, calls, wait, keepMB) })
-				}
-				wg.Wait()
-				if err := errors.Join(errs...); err != nil {
-					t.Fatal(err)
-				}
-				return got
-			}
+			c := newChargeCaller(t, r, "charged")
 			base := t.TempDir()
-			if _, err := call(base+"/first", 1, 0, 0); err != nil { // starts the template; measures its first child
+			if _, err := c.call(base+"/first", 1, 0, 0); err != nil { // starts the template; measures its first child
 				t.Fatal(err)
 			}
 			key := onlyTemplate(t, r).key
-			if charge := r.blockingCharge(probeJobFor(scriptDir), key); charge >= 40<<20 || charge < minForkCharge {
+			if charge := r.blockingCharge(c.job(), key); charge >= 40<<20 || charge < minForkCharge {
 				t.Fatalf("after a measured call the script's runs are charged %d MiB: want less than RUNNER_MEMORY_MB's 40, at least the floor", charge>>20)
 			}
-			if used, holders := r.blocking.inUse(); used == 0 || holders != 1 {
-				t.Errorf("between calls the budget holds %d bytes for %d: want the template's memory for it alone", used, holders)
+			// The idle runner holds what it was measured to hold, not its start's 40 MiB; the template holds its
+			// resident memory.
+			if held := idleCharges(r); len(held) != 1 || held[0] >= 40<<20 || held[0] < minForkCharge {
+				t.Fatalf("the idle runner holds %v bytes: want its measured charge, under 40 MiB", held)
 			}
-			for _, n := range together(base+"/small", 6, 15, 0) {
+			if used, holders := r.blocking.inUse(); holders != 2 || used <= idleCharges(r)[0] {
+				t.Errorf("between calls the budget holds %d bytes for %d: want the idle runner's charge and the template's memory", used, holders)
+			}
+			for _, n := range c.together(base+"/small", 6, 15, 0) {
 				if n != 6 {
 					t.Fatalf("six calls of a small forked script saw %d at once: want 6 (each charged what it was measured to use)", n)
 				}
 			}
-			// Each runner now keeps 60 MiB: once measured, its runs are charged more than half the budget.
-			together(base+"/grow", 2, 0, 60)
-			if charge := r.blockingCharge(probeJobFor(scriptDir), key); charge < 60<<20 {
+			// Two runners now keep 60 MiB each: measured after the call, each holds more than that, and new
+			// runners of the script are charged so too.
+			c.together(base+"/grow", 2, 0, 60)
+			if charge := r.blockingCharge(c.job(), key); charge < 60<<20 {
 				t.Fatalf("runners keeping 60 MiB are charged %d MiB: want at least 60", charge>>20)
 			}
-			// One at a time: the first waits for the second in vain and sees itself alone; the second, run
-			// once the first is done, sees both files.
-			if seen := together(base+"/large", 2, 2, 0); slices.Min(seen) != 1 {
-				t.Fatalf("two calls charged more than half the budget saw %v at once: want one of them alone", seen)
+			if held := idleCharges(r); len(held) != 6 || slices.Max(held) < 60<<20 {
+				t.Fatalf("idle runners hold %v bytes: want two of the six holding 60 MiB or more", held)
 			}
 			if err := r.Shutdown(t.Context()); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, func() bool { used, _ := r.blocking.inUse(); return used == 0 }, "the template's memory to be given back")
+			if used, holders := r.blocking.inUse(); used != 0 || holders != 0 {
+				t.Errorf("after Shutdown the budget holds %d bytes for %d: want nothing", used, holders)
+			}
 		})
 	}
 }
 
-// probeJobFor is a warm job of the script in dir, for blockingCharge (which reads only its Threads).
-func probeJobFor(dir string) Job {
-	return Job{ScriptName: "charged", ScriptDir: dir, Warm: true, Version: "v1"}
+// TestIdleRunnersAreChargedAndGiveWay: a runner holds its charge while idle, so the memory a burst's runners
+// keep counts; a run of another script that needs memory the idle runners hold stops the least recently
+// used of them instead of waiting for their idle timeout.
+func TestIdleRunnersAreChargedAndGiveWay(t *testing.T) {
+	t.Parallel()
+	r := newForkRunner(t, ContainSession, func(c *Config) {
+		c.MemoryBudgetBytes, c.RunnerMemoryBytes = 100<<20, 40<<20
+		c.Warm.NoFork = true // every runner charged RUNNER_MEMORY_MB
+		c.Warm.IdleTimeout = time.Hour
+	})
+	a, b := newChargeCaller(t, r, "charged_a"), newChargeCaller(t, r, "charged_b")
+	base := t.TempDir()
+	if seen := a.together(base+"/a", 2, 10, 0); slices.Min(seen) != 2 {
+		t.Fatalf("two calls of a saw %v: want both at once", seen)
+	}
+	if used, holders := r.blocking.inUse(); used != 80<<20 || holders != 2 {
+		t.Fatalf("two idle runners: the budget holds %d MiB for %d; want 80 for 2", used>>20, holders)
+	}
+	// b needs 40 MiB; 20 are free: one of a's idle runners is stopped for it.
+	b.timeout = 10 * time.Second
+	if _, err := b.call(base+"/b", 1, 0, 0); err != nil {
+		t.Fatalf("a run waiting for memory that idle runners hold: %v", err)
+	}
+	if s := r.WarmStats(); s.Idle != 2 || s.Recycled != 1 {
+		t.Errorf("after b: %d idle runners, %d recycled; want a's newest and b's, one of a's stopped", s.Idle, s.Recycled)
+	}
+	if used, holders := r.blocking.inUse(); used != 80<<20 || holders != 2 {
+		t.Errorf("after b: the budget holds %d MiB for %d; want 80 for 2", used>>20, holders)
+	}
 }

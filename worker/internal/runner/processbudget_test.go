@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func TestMemoryBudgetBoundsBlockingRuns(t *testing.T) {
 	// the budget and what the run needed.
 	_, res, err = b.acquire(ctx, time.Now().Add(50*time.Millisecond), time.Now(), 40*mib)
 	if err != nil || res == nil || res.Status != contract.StatusTimeout || res.Err.Code != contract.CodeScriptTimeout ||
-		!strings.Contains(res.Err.Message, "WORKER_MEMORY_BUDGET_MB, 100 MiB") || !strings.Contains(res.Err.Message, "2 runs and templates (80 MiB)") ||
+		!strings.Contains(res.Err.Message, "WORKER_MEMORY_BUDGET_MB, 100 MiB") || !strings.Contains(res.Err.Message, "2 runners and templates (80 MiB)") ||
 		!strings.Contains(res.Err.Message, "needed 40 MiB") {
 		t.Fatalf("third run of 40 MiB in a budget of 100: %+v, %v; want a timeout result naming the budget", res, err)
 	}
@@ -152,5 +153,56 @@ func TestForkCharge(t *testing.T) {
 		if got := forkCharge(c.measured, 40*mib); got != c.want {
 			t.Errorf("forkCharge(%d MiB) = %d MiB; want %d", c.measured>>20, got>>20, c.want>>20)
 		}
+	}
+}
+
+// A charge that has to wait asks for the missing memory (short: the warm pool stops idle runners), a held
+// charge can grow past the budget and shrink back (a measured runner), and tryAcquire never waits nor passes
+// a waiter.
+func TestMemoryBudgetShortResizeAndTry(t *testing.T) {
+	t.Parallel()
+	b := newMemoryBudget(100 * mib)
+	var missing []int64
+	var mu sync.Mutex
+	b.short = func(n int64) { mu.Lock(); missing = append(missing, n); mu.Unlock() }
+	ctx := context.Background()
+	held, ok := b.tryAcquire(70 * mib)
+	if !ok {
+		t.Fatal("tryAcquire of 70 MiB in an empty budget of 100 failed")
+	}
+	if _, ok := b.tryAcquire(40 * mib); ok {
+		t.Fatal("tryAcquire of 40 MiB with 30 free succeeded")
+	}
+	got := make(chan func())
+	go func() {
+		release, res, err := b.acquire(ctx, time.Now().Add(time.Minute), time.Now(), 40*mib)
+		if err != nil || res != nil {
+			release = nil
+		}
+		got <- release
+	}()
+	waitFor(t, b.waiting, "a waiter")
+	mu.Lock()
+	if len(missing) != 1 || missing[0] != 10*mib {
+		t.Errorf("short was told %v: want once, the 10 MiB missing", missing)
+	}
+	mu.Unlock()
+	if _, ok := b.tryAcquire(mib); ok {
+		t.Error("tryAcquire passed a waiter")
+	}
+	b.resize(20 * mib) // the holder grew: 90 MiB in use, past nothing yet
+	if used, _ := b.inUse(); used != 90*mib {
+		t.Fatalf("after growing by 20: %d MiB in use; want 90", used>>20)
+	}
+	b.resize(-40 * mib) // it shrank to 50: the waiter's 40 fit
+	release := <-got
+	if release == nil {
+		t.Fatal("the waiter did not get the memory a shrinking holder gave back")
+	}
+	release()
+	b.resize(20 * mib) // the holder's end: back to what it acquired (warmProc.dropCharge), then released
+	held()
+	if used, holders := b.inUse(); used != 0 || holders != 0 {
+		t.Fatalf("all given back: %d MiB in use by %d", used>>20, holders)
 	}
 }

@@ -222,6 +222,9 @@ func New(cfg Config) (*Runner, error) {
 		starts:   make(chan struct{}, max(2, runtime.NumCPU())),
 	}
 	r.warm.runner = r // shared runners' successors start through it
+	if r.blocking != nil {
+		r.blocking.short = r.warm.evictIdle // a run waiting for memory stops idle runners
+	}
 	return r, nil
 }
 

@@ -318,7 +318,25 @@ func (r *Runner) runShared(ctx context.Context, job Job, python, key string, par
 			res, err := r.serveTaken(ctx, idle, job, python, key, params, deadline, log)
 			return res, err, true
 		}
+		// Until it has started, the runner may be a one-call one, which holds a charge of the memory budget:
+		// taken before the start (waiting, or stopping idle runners, as any), given back if it is shared.
+		charge := r.blockingCharge(job, key)
+		release, late, err := r.blocking.acquire(ctx, deadline, time.Now(), charge)
+		if err != nil || late != nil {
+			p.mu.Lock()
+			p.startEnded(key, nil, false, late)
+			p.mu.Unlock()
+			if late != nil {
+				return *late, nil, true
+			}
+			return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err), true
+		}
 		w, failed, err := r.startRunner(ctx, job, python, key, deadline, log)
+		if w != nil && !w.async {
+			w.holdCharge(r.blocking, release, charge)
+		} else {
+			release()
+		}
 		p.mu.Lock()
 		if w != nil {
 			p.started(w, false)

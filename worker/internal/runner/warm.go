@@ -217,6 +217,11 @@ func (p *warmPool) put(w *warmProc) {
 		w.kill("a shared runner is never pooled idle")
 		return
 	}
+	if p.runner != nil && p.runner.blocking.waiting() {
+		w.kill("runs wait for memory: its charge is worth more to them")
+		p.recycled()
+		return
+	}
 	w.lastUsed = time.Now()
 	idle := append(p.idle, w)
 	for len(idle) > p.cfg.MaxIdle {
@@ -225,6 +230,22 @@ func (p *warmPool) put(w *warmProc) {
 		idle = idle[1:]
 	}
 	p.setIdle(idle)
+}
+
+// evictIdle stops idle runners, least recently used first, until their charges cover missing bytes of the
+// memory budget (memoryBudget.short): each gives its charge back once its process has ended.
+func (p *warmPool) evictIdle(missing int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for n < len(p.idle) && missing > 0 {
+		w := p.idle[n]
+		w.kill("runs wait for memory: the least recently used idle runner gives its charge back")
+		p.recycled()
+		missing -= w.charge()
+		n++
+	}
+	p.setIdle(p.idle[n:])
 }
 
 // reap kills runners idle for longer than IdleTimeout, and dead ones.
@@ -391,6 +412,61 @@ type warmProc struct {
 	// measuredAt is a forked runner's resident memory when its private memory was last measured
 	// (measureForked).
 	measuredAt int64
+	// A one-call runner's charge of the memory budget (budget.go), held from its start until it ends
+	// (holdCharge, setCharge, dropCharge): charged bytes, of which the acquisition that release gives back
+	// took acquired.
+	chargeMu   sync.Mutex
+	charged    int64
+	acquired   int64
+	release    func()
+	budget     *memoryBudget
+	chargeDone bool
+}
+
+// holdCharge makes w hold n bytes of budget b, taken by the acquisition whose release is given: w gives
+// them back once its process has ended (released).
+func (w *warmProc) holdCharge(b *memoryBudget, release func(), n int64) {
+	w.chargeMu.Lock()
+	defer w.chargeMu.Unlock()
+	if w.chargeDone || w.release != nil {
+		release()
+		return
+	}
+	n = b.clamp(n) // what the acquisition took
+	w.budget, w.release, w.charged, w.acquired = b, release, n, n
+}
+
+// setCharge makes w hold n bytes instead of what it holds: more (even past the budget: the memory is in
+// use), or less (given back to the runs waiting for it).
+func (w *warmProc) setCharge(n int64) {
+	w.chargeMu.Lock()
+	defer w.chargeMu.Unlock()
+	if w.chargeDone || w.release == nil || n == w.charged {
+		return
+	}
+	w.budget.resize(n - w.charged)
+	w.charged = n
+}
+
+// charge is what w holds of the memory budget.
+func (w *warmProc) charge() int64 {
+	w.chargeMu.Lock()
+	defer w.chargeMu.Unlock()
+	return w.charged
+}
+
+// dropCharge gives back what w holds of the memory budget: its process has ended.
+func (w *warmProc) dropCharge() {
+	w.chargeMu.Lock()
+	defer w.chargeMu.Unlock()
+	if w.chargeDone {
+		return
+	}
+	w.chargeDone = true
+	if w.release != nil {
+		w.budget.resize(w.acquired - w.charged) // back to what the acquisition took, which release gives back
+		w.release()
+	}
 }
 
 // successorStart is what starting another runner like one needs.
@@ -416,23 +492,31 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []b
 	if res, err, ok := r.runShared(ctx, job, python, key, params, deadline, log); ok {
 		return res, err
 	}
-	// A blocking script: one call per runner process, as many at once as the memory budget allows.
-	release, late, err := r.blocking.acquire(ctx, deadline, time.Now(), r.blockingCharge(job, key))
+	// A blocking script: one call per runner process, as many processes as the memory budget allows. A
+	// runner holds its charge from its start to its end, idle or not: an idle one is already paid for.
+	if w := r.warm.take(key, job.ScriptName); w != nil {
+		return r.serveTaken(ctx, w, job, python, key, params, deadline, log)
+	}
+	charge := r.blockingCharge(job, key)
+	release, late, err := r.blocking.acquire(ctx, deadline, time.Now(), charge)
 	if err != nil {
 		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
 	}
 	if late != nil {
 		return *late, nil
 	}
-	defer release()
 	w, started, res, err := r.takeOrStart(ctx, job, python, key, deadline, log)
 	if err != nil || res != nil {
+		release()
 		if res != nil {
 			return *res, nil
 		}
 		return Result{}, err
 	}
-	if started {
+	if !started {
+		release() // another call put one back meanwhile
+	} else {
+		w.holdCharge(r.blocking, release, charge)
 		if w.async { // the script became async under the same key: nothing else waits on this runner
 			w.kill("the script changed from def to async def")
 			return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, contract.Transiently(errors.New("the script's scrape changed from def to async def")))
@@ -543,14 +627,22 @@ func (r *Runner) replaceWarm(job Job, python, key string) {
 		return
 	}
 	r.warm.bg.Go(func() {
+		log := r.cfg.Logger.With("script", job.ScriptName)
+		charge := r.blockingCharge(job, key)
+		release, ok := r.blocking.tryAcquire(charge)
+		if !ok {
+			log.Debug("no memory in the budget for a successor warm runner now; the next request starts one")
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.warm.stop, job.Timeout) // Shutdown interrupts the start
 		defer cancel()
-		log := r.cfg.Logger.With("script", job.ScriptName)
 		w, res, err := r.startRunner(ctx, job, python, key, time.Now().Add(job.Timeout), log)
 		if err != nil || res != nil {
+			release()
 			log.Debug("could not start a successor warm runner; the next request starts one", "error", err)
 			return
 		}
+		w.holdCharge(r.blocking, release, charge)
 		w.out.end(ctx) // what the script printed while importing is logged as the script's
 		r.warm.mu.Lock()
 		r.warm.started(w, true)
@@ -735,6 +827,7 @@ func (w *warmProc) consumeOutput(p *pipes) {
 // released lets an exited runner go: it leaves the pipes KillGrace to drain what escaped processes still
 // hold, then closes them and removes dir, the runner's folder.
 func (r *Runner) released(w *warmProc, p *pipes, dir string) {
+	w.dropCharge() // its memory is free
 	w.rss.close()
 	p.setDeadline(time.Now().Add(r.cfg.KillGrace))
 	close(w.exited)
