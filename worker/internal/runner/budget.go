@@ -86,7 +86,7 @@ func (b *memoryBudget) acquire(ctx context.Context, deadline time.Time, start ti
 	}
 	w := &budgetWaiter{n: n, ready: make(chan struct{})}
 	b.waiters = append(b.waiters, w)
-	missing := b.used + b.queued() - b.total
+	missing := min(n, b.used+b.queued()-b.total) // this waiter's part of what is missing
 	b.mu.Unlock()
 	if b.short != nil {
 		b.short(missing)

@@ -542,3 +542,25 @@ func TestIdleRunnersAreChargedAndGiveWay(t *testing.T) {
 		t.Errorf("after b: the budget holds %d MiB for %d; want 80 for 2", used>>20, holders)
 	}
 }
+
+// TestRunWaitingForMemoryTakesItsScriptsRunner: a call waiting for memory for a new runner takes a runner of
+// its script that another call puts back, instead of that runner being stopped and a new one started.
+func TestRunWaitingForMemoryTakesItsScriptsRunner(t *testing.T) {
+	t.Parallel()
+	r := newForkRunner(t, ContainSession, func(c *Config) {
+		c.MemoryBudgetBytes, c.RunnerMemoryBytes = 100<<20, 40<<20
+		c.Warm.NoFork = true // every runner charged RUNNER_MEMORY_MB: two at once
+		c.Warm.IdleTimeout = time.Hour
+	})
+	a := newChargeCaller(t, r, "charged_a")
+	base := t.TempDir()
+	// Three calls, each waiting up to 1 s for three files (named by the process that ran the call): two run
+	// at once and see two; the third waits for memory, then runs on one of their runners, whose file it
+	// rewrites, and sees two as well (three, had it started a runner of its own).
+	if seen := a.together(base+"/a", 3, 1, 0); !slices.Equal(seen, []int{2, 2, 2}) {
+		t.Errorf("three calls in a budget of two runners saw %v: want 2 each (the third on a runner put back)", seen)
+	}
+	if s := r.WarmStats(); s.Started != 2 || s.Recycled != 0 {
+		t.Errorf("%d runners started, %d recycled: want 2 and 0 (the waiting call took a runner put back)", s.Started, s.Recycled)
+	}
+}

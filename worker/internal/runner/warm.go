@@ -114,7 +114,10 @@ type warmPool struct {
 	// forked holds every forked runner until its end is handled (its session swept, its folder removed):
 	// Shutdown waits for them.
 	forked map[*warmProc]struct{}
-	stats  WarmStats
+	// waitingFor counts, per warmKey, the calls waiting for memory for a new runner (waitCharge): an idle
+	// runner of the key is theirs, not stopped to free memory.
+	waitingFor map[string]int
+	stats      WarmStats
 	// startsTaken counts the starts since TakeWarmStarts last took them, startsUnderWay the starts not
 	// finished yet (atomic: the taker holds no lock).
 	startsTaken, startsUnderWay atomic.Int64
@@ -127,7 +130,7 @@ func newWarmPool(cfg WarmConfig, m Metrics) *warmPool {
 	stop, cancel := context.WithCancel(context.Background())
 	return &warmPool{cfg: cfg, metrics: m, stop: stop, cancelStop: cancel, families: map[string]*family{},
 		sharedAll: map[*warmProc]struct{}{}, templates: map[string]*templateSlot{}, forkFailures: map[string]int{},
-		forked: map[*warmProc]struct{}{}}
+		forked: map[*warmProc]struct{}{}, waitingFor: map[string]int{}}
 }
 
 // The counters below are called with p.mu held.
@@ -217,8 +220,8 @@ func (p *warmPool) put(w *warmProc) {
 		w.kill("a shared runner is never pooled idle")
 		return
 	}
-	if p.runner != nil && p.runner.blocking.waiting() {
-		w.kill("runs wait for memory: its charge is worth more to them")
+	if p.waitingFor[w.key] == 0 && p.runner != nil && p.runner.blocking.waiting() {
+		w.kill("runs of other scripts wait for memory: its charge is worth more to them")
 		p.recycled()
 		return
 	}
@@ -233,19 +236,22 @@ func (p *warmPool) put(w *warmProc) {
 }
 
 // evictIdle stops idle runners, least recently used first, until their charges cover missing bytes of the
-// memory budget (memoryBudget.short): each gives its charge back once its process has ended.
+// memory budget (memoryBudget.short): each gives its charge back once its process has ended. Runners of a
+// script whose calls wait (waitCharge) are left to them.
 func (p *warmPool) evictIdle(missing int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n := 0
-	for n < len(p.idle) && missing > 0 {
-		w := p.idle[n]
+	kept := p.idle[:0]
+	for _, w := range p.idle {
+		if missing <= 0 || p.waitingFor[w.key] > 0 {
+			kept = append(kept, w)
+			continue
+		}
 		w.kill("runs wait for memory: the least recently used idle runner gives its charge back")
 		p.recycled()
 		missing -= w.charge()
-		n++
 	}
-	p.setIdle(p.idle[n:])
+	p.setIdle(kept)
 }
 
 // reap kills runners idle for longer than IdleTimeout, and dead ones.
@@ -498,12 +504,20 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []b
 		return r.serveTaken(ctx, w, job, python, key, params, deadline, log)
 	}
 	charge := r.blockingCharge(job, key)
-	release, late, err := r.blocking.acquire(ctx, deadline, time.Now(), charge)
-	if err != nil {
-		return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
-	}
-	if late != nil {
-		return *late, nil
+	release, ok := r.blocking.tryAcquire(charge)
+	if !ok {
+		var w *warmProc
+		var late *Result
+		var err error
+		release, w, late, err = r.waitCharge(ctx, job, key, deadline, charge)
+		switch {
+		case err != nil:
+			return Result{}, fmt.Errorf("run script %q: %w", job.ScriptName, err)
+		case late != nil:
+			return *late, nil
+		case w != nil:
+			return r.serveTaken(ctx, w, job, python, key, params, deadline, log)
+		}
 	}
 	w, started, res, err := r.takeOrStart(ctx, job, python, key, deadline, log)
 	if err != nil || res != nil {
@@ -523,6 +537,51 @@ func (r *Runner) runWarm(ctx context.Context, job Job, python string, params []b
 		}
 	}
 	return r.serveTaken(ctx, w, job, python, key, params, deadline, log)
+}
+
+// waitCharge waits for a charge of the memory budget for a new runner of key, or for an idle runner of
+// key that another call puts back meanwhile (w), whichever comes first; until its deadline (late).
+// While it waits, the idle runners of key are not stopped to free memory (evictIdle, put).
+func (r *Runner) waitCharge(ctx context.Context, job Job, key string, deadline time.Time, charge int64) (release func(), w *warmProc, late *Result, err error) {
+	p := r.warm
+	p.mu.Lock()
+	p.waitingFor[key]++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		if p.waitingFor[key]--; p.waitingFor[key] == 0 {
+			delete(p.waitingFor, key)
+		}
+		p.mu.Unlock()
+	}()
+	type grant struct {
+		release func()
+		late    *Result
+		err     error
+	}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := make(chan grant, 1)
+	go func() {
+		release, late, err := r.blocking.acquire(actx, deadline, time.Now(), charge)
+		got <- grant{release, late, err}
+	}()
+	poll := time.NewTicker(startPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case g := <-got:
+			return g.release, nil, g.late, g.err
+		case <-poll.C:
+			if w := p.take(key, job.ScriptName); w != nil {
+				cancel()
+				if g := <-got; g.release != nil { // granted meanwhile: not needed
+					g.release()
+				}
+				return nil, w, nil, nil
+			}
+		}
+	}
 }
 
 // startPoll is how often a call waiting for a start slot looks for a runner another call has put back.
