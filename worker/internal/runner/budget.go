@@ -37,9 +37,10 @@ const (
 // memoryBudget bounds the memory of the processes of blocking runs (def scrape), so that as many run as the
 // worker's memory allows (issue 12), not as many as there are CPUs. A cold run is charged for its run; a
 // one-call warm runner from its start to its end, idle or not (runWarm, warmProc.holdCharge), so that the
-// runners a burst leaves idle count too: a run that has to wait for memory stops idle runners, least
-// recently used first, to free theirs (short), and a runner put back while runs wait is stopped instead of
-// pooled. A runner is charged what its process is expected to cost (Runner.blockingCharge): RUNNER_MEMORY_MB
+// runners a burst leaves idle count too: a run that has to wait for memory stops idle runners of other
+// scripts, least recently used first, to free theirs (short, warmPool.evictIdle), and takes a runner of its
+// own script put back meanwhile (Runner.waitCharge); a runner put back while only other scripts' runs wait
+// is stopped instead of pooled. A runner is charged what its process is expected to cost (Runner.blockingCharge): RUNNER_MEMORY_MB
 // when started afresh; when forked from its script's template, the most its script's forked runners were
 // measured to hold (forkCharge), and once measured itself after a call, what it holds, more or less than
 // that (measureForked, warmProc.setCharge). A template is charged its resident memory while it lives
