@@ -50,6 +50,9 @@ type memoryBudget struct {
 	// short, when set, is called (without the budget's lock) when a charge has to wait, with the bytes
 	// missing: the warm pool stops idle runners to free their charges (warmPool.evictIdle).
 	short func(missing int64)
+	// report, when set, is told the budget's state whenever it changes (Metrics.MemoryBudget), with b.mu
+	// held.
+	report func(total, held int64, waiting int)
 
 	mu      sync.Mutex
 	used    int64
@@ -82,12 +85,14 @@ func (b *memoryBudget) acquire(ctx context.Context, deadline time.Time, start ti
 	if len(b.waiters) == 0 && b.used+n <= b.total {
 		b.used += n
 		b.holders++
+		b.changed()
 		b.mu.Unlock()
 		return b.releaser(n), nil, nil
 	}
 	w := &budgetWaiter{n: n, ready: make(chan struct{})}
 	b.waiters = append(b.waiters, w)
 	missing := min(n, b.used+b.queued()-b.total) // this waiter's part of what is missing
+	b.changed()
 	b.mu.Unlock()
 	if b.short != nil {
 		b.short(missing)
@@ -139,6 +144,7 @@ func (b *memoryBudget) tryAcquire(n int64) (release func(), ok bool) {
 	}
 	b.used += n
 	b.holders++
+	b.changed()
 	return b.releaser(n), true
 }
 
@@ -179,9 +185,7 @@ func (b *memoryBudget) resize(delta int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.used += delta
-	if delta < 0 {
-		b.grant()
-	}
+	b.grant() // reports the change too
 }
 
 // reserve charges n bytes at once, even past the budget (the memory is in use already: a template's),
@@ -194,6 +198,7 @@ func (b *memoryBudget) reserve(n int64) (release func()) {
 	b.mu.Lock()
 	b.used += n
 	b.holders++
+	b.changed()
 	b.mu.Unlock()
 	return b.releaser(n)
 }
@@ -212,7 +217,15 @@ func (b *memoryBudget) releaser(n int64) func() {
 	}
 }
 
-// grant gives the waiters at the head of the queue their charges while they fit (b.mu held).
+// changed reports the budget's state (b.mu held).
+func (b *memoryBudget) changed() {
+	if b.report != nil {
+		b.report(b.total, b.used, len(b.waiters))
+	}
+}
+
+// grant gives the waiters at the head of the queue their charges while they fit, and reports the budget's
+// state (b.mu held).
 func (b *memoryBudget) grant() {
 	for len(b.waiters) > 0 && b.used+b.waiters[0].n <= b.total {
 		w := b.waiters[0]
@@ -221,6 +234,7 @@ func (b *memoryBudget) grant() {
 		b.holders++
 		close(w.ready)
 	}
+	b.changed()
 }
 
 // inUse reports the bytes charged and the runs and templates holding them.

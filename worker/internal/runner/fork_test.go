@@ -517,11 +517,16 @@ func TestForkedRunnersAreChargedWhatTheyUse(t *testing.T) {
 // used of them instead of waiting for their idle timeout.
 func TestIdleRunnersAreChargedAndGiveWay(t *testing.T) {
 	t.Parallel()
+	m := &countingMetrics{}
 	r := newForkRunner(t, ContainSession, func(c *Config) {
 		c.MemoryBudgetBytes, c.RunnerMemoryBytes = 100<<20, 40<<20
 		c.Warm.NoFork = true // every runner charged RUNNER_MEMORY_MB
 		c.Warm.IdleTimeout = time.Hour
+		c.Metrics = m
 	})
+	if total, held, waiting := m.lastBudget(); total != 100<<20 || held != 0 || waiting != 0 {
+		t.Errorf("at start the metrics report a budget of %d bytes, %d held, %d waiting: want 100 MiB, 0, 0", total, held, waiting)
+	}
 	a, b := newChargeCaller(t, r, "charged_a"), newChargeCaller(t, r, "charged_b")
 	base := t.TempDir()
 	if seen := a.together(base+"/a", 2, 10, 0); slices.Min(seen) != 2 {
@@ -529,6 +534,9 @@ func TestIdleRunnersAreChargedAndGiveWay(t *testing.T) {
 	}
 	if used, holders := r.blocking.inUse(); used != 80<<20 || holders != 2 {
 		t.Fatalf("two idle runners: the budget holds %d MiB for %d; want 80 for 2", used>>20, holders)
+	}
+	if _, held, waiting := m.lastBudget(); held != 80<<20 || waiting != 0 {
+		t.Errorf("the metrics report %d bytes held, %d waiting: want 80 MiB, 0", held, waiting)
 	}
 	// b needs 40 MiB; 20 are free: one of a's idle runners is stopped for it.
 	b.timeout = 10 * time.Second

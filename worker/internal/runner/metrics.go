@@ -19,12 +19,16 @@ type Metrics interface {
 	// WarmIdle reports how many one-call-at-a-time warm runners wait for a request, whenever that changes
 	// (shared runners are not idle-pooled).
 	WarmIdle(n int)
+	// MemoryBudget reports the memory budget of blocking runners (total bytes, 0: no bound), the bytes its
+	// runners and templates hold, and the runs waiting for memory, at start and whenever they change.
+	MemoryBudget(total, held int64, waiting int)
 }
 
 // nopMetrics records nothing.
 type nopMetrics struct{}
 
-func (nopMetrics) WarmStarted(time.Duration) {}
-func (nopMetrics) WarmReused()               {}
-func (nopMetrics) WarmRecycled()             {}
-func (nopMetrics) WarmIdle(n int)            {}
+func (nopMetrics) WarmStarted(time.Duration)      {}
+func (nopMetrics) WarmReused()                    {}
+func (nopMetrics) WarmRecycled()                  {}
+func (nopMetrics) WarmIdle(n int)                 {}
+func (nopMetrics) MemoryBudget(int64, int64, int) {}

@@ -224,7 +224,9 @@ func New(cfg Config) (*Runner, error) {
 	r.warm.runner = r // shared runners' successors start through it
 	if r.blocking != nil {
 		r.blocking.short = r.warm.evictIdle // a run waiting for memory stops idle runners
+		r.blocking.report = cfg.Metrics.MemoryBudget
 	}
+	cfg.Metrics.MemoryBudget(cfg.MemoryBudgetBytes, 0, 0)
 	return r, nil
 }
 

@@ -339,6 +339,21 @@ type countingMetrics struct {
 	started, reused, recycled int
 	idle                      int
 	took                      []time.Duration // each start's duration
+	// The memory budget's last report.
+	budget, held int64
+	waiting      int
+}
+
+func (m *countingMetrics) MemoryBudget(total, held int64, waiting int) {
+	m.mu.Lock()
+	m.budget, m.held, m.waiting = total, held, waiting
+	m.mu.Unlock()
+}
+
+func (m *countingMetrics) lastBudget() (total, held int64, waiting int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.budget, m.held, m.waiting
 }
 
 func (m *countingMetrics) WarmStarted(took time.Duration) {

@@ -52,6 +52,8 @@ type Warm struct {
 	started, reused, recycled prometheus.Counter
 	idle                      prometheus.Gauge
 	startDuration             prometheus.Histogram
+	budget, budgetHeld        prometheus.Gauge
+	budgetWaiting             prometheus.Gauge
 }
 
 // NewWarm registers the warm runner pool's metrics with reg.
@@ -65,6 +67,12 @@ func NewWarm(reg prometheus.Registerer) *Warm {
 		startDuration: r.histogram("scraping_warm_runner_start_duration_seconds",
 			"Time to start one warm runner: from spawning it (containment included) or asking its script's template to fork it, to its ready frame.",
 			[]float64{.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}),
+		budget: r.gauge("scraping_worker_memory_budget_bytes",
+			"The memory budget of blocking (def scrape) runners: WORKER_MEMORY_BUDGET_MB in bytes (0: no bound)."),
+		budgetHeld: r.gauge("scraping_worker_memory_budget_held_bytes",
+			"Bytes of the memory budget held by blocking runners (idle ones included) and their scripts' templates."),
+		budgetWaiting: r.gauge("scraping_worker_memory_budget_waiting",
+			"Blocking runs waiting for memory of the budget (for a new runner)."),
 	}
 }
 
@@ -82,6 +90,13 @@ func (m *Warm) WarmRecycled() { m.recycled.Inc() }
 
 // WarmIdle implements runner.Metrics.
 func (m *Warm) WarmIdle(n int) { m.idle.Set(float64(n)) }
+
+// MemoryBudget implements runner.Metrics.
+func (m *Warm) MemoryBudget(total, held int64, waiting int) {
+	m.budget.Set(float64(total))
+	m.budgetHeld.Set(float64(held))
+	m.budgetWaiting.Set(float64(waiting))
+}
 
 // Envs records the dependency environment cache (envcache.Metrics).
 type Envs struct {

@@ -56,6 +56,10 @@ func TestSameMetricsAsBefore(t *testing.T) {
 		"scraping_worker_capacity":                    `GAUGE, "Scrapes this worker takes at once now: the admission controller's capacity, applied as the consumer's prefetch (between WORKER_MIN_CONCURRENCY and WORKER_CONCURRENCY).", 1 series`,
 		"scraping_worker_admission_state":             `GAUGE, "The admission controller's last decision: 1 for the current state (growing, holding, backing_off), 0 for the others.", 3 series`,
 		"scraping_warm_runner_start_duration_seconds": `HISTOGRAM, "Time to start one warm runner: from spawning it (containment included) or asking its script's template to fork it, to its ready frame.", 1 series`,
+		// The memory budget (issue 12).
+		"scraping_worker_memory_budget_bytes":      `GAUGE, "The memory budget of blocking (def scrape) runners: WORKER_MEMORY_BUDGET_MB in bytes (0: no bound).", 1 series`,
+		"scraping_worker_memory_budget_held_bytes": `GAUGE, "Bytes of the memory budget held by blocking runners (idle ones included) and their scripts' templates.", 1 series`,
+		"scraping_worker_memory_budget_waiting":    `GAUGE, "Blocking runs waiting for memory of the budget (for a new runner).", 1 series`,
 	}
 	got := families(t, reg)
 	for name, w := range want {
@@ -76,6 +80,7 @@ func TestMetricsRecord(t *testing.T) {
 	m.WarmReused()
 	m.WarmRecycled()
 	m.WarmIdle(3)
+	m.MemoryBudget(400<<20, 96<<20, 2)
 	m.EnvBuilt("ok", 2*time.Second)
 	m.EnvHit()
 	m.ScriptFetched("downloaded")
@@ -104,12 +109,22 @@ scraping_script_fetches_total{result="not_modified"} 0
 # HELP scraping_warm_runners_idle Warm runners waiting for a request.
 # TYPE scraping_warm_runners_idle gauge
 scraping_warm_runners_idle 3
+# HELP scraping_worker_memory_budget_bytes The memory budget of blocking (def scrape) runners: WORKER_MEMORY_BUDGET_MB in bytes (0: no bound).
+# TYPE scraping_worker_memory_budget_bytes gauge
+scraping_worker_memory_budget_bytes 4.194304e+08
+# HELP scraping_worker_memory_budget_held_bytes Bytes of the memory budget held by blocking runners (idle ones included) and their scripts' templates.
+# TYPE scraping_worker_memory_budget_held_bytes gauge
+scraping_worker_memory_budget_held_bytes 1.00663296e+08
+# HELP scraping_worker_memory_budget_waiting Blocking runs waiting for memory of the budget (for a new runner).
+# TYPE scraping_worker_memory_budget_waiting gauge
+scraping_worker_memory_budget_waiting 2
 # HELP scraping_env_cache_hits_total Script runs that found their dependency environment ready.
 # TYPE scraping_env_cache_hits_total counter
 scraping_env_cache_hits_total 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "scraping_egress_requests_total", "scraping_script_cache_damaged_total",
-		"scraping_script_cache_stale_total", "scraping_script_fetches_total", "scraping_warm_runners_idle", "scraping_env_cache_hits_total"); err != nil {
+		"scraping_script_cache_stale_total", "scraping_script_fetches_total", "scraping_warm_runners_idle",
+		"scraping_worker_memory_budget_bytes", "scraping_worker_memory_budget_held_bytes", "scraping_worker_memory_budget_waiting", "scraping_env_cache_hits_total"); err != nil {
 		t.Fatal(err)
 	}
 	if got := testutil.ToFloat64(m.Envs.builds.WithLabelValues("ok")); got != 1 {
