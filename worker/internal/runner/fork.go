@@ -269,12 +269,13 @@ func (r *Runner) newTemplate(w *warmProc, ctl *os.File) error {
 	var rr rssReader
 	rss, _ := rr.read(serving, false)
 	rr.close()
-	unreserve := r.blocking.reserve(rss)
+	// Held as the template runner's charge, it is given back when the process has ended, before w.gone
+	// (released), so Shutdown returns with the budget empty.
+	w.holdCharge(r.blocking, r.blocking.reserve(rss), rss)
 	go t.read()
 	go func() {
 		<-w.exited
 		_ = uc.Close() // ends read
-		unreserve()
 	}()
 	return nil
 }
