@@ -123,6 +123,8 @@ type apiError struct {
 	RequestID string `json:"request_id"`
 	// retryAfter is the answer's Retry-After, if any.
 	retryAfter time.Duration
+	// sigv4: the request was signed (--auth sigv4), not sent with a bearer token.
+	sigv4 bool
 }
 
 func (e *apiError) Error() string {
@@ -136,8 +138,11 @@ func (e *apiError) Error() string {
 	if e.RequestID != "" {
 		msg += " (request " + e.RequestID + ")"
 	}
-	if e.Status == http.StatusUnauthorized {
-		msg += "; set SCRAPE_TOKEN or --token (locally: TOKEN=$(make -s token))"
+	switch {
+	case e.sigv4 && (e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden):
+		msg += "; --auth sigv4 needs credentials of the stack's account allowed execute-api:Invoke on its output ApiIamRoutesArn, and the API's region"
+	case e.Status == http.StatusUnauthorized:
+		msg += "; set SCRAPE_TOKEN or --token (locally: TOKEN=$(make -s token)), or --auth sigv4 for the IAM routes"
 	}
 	return msg
 }
@@ -155,7 +160,9 @@ func (e *apiError) retryable() bool {
 type client struct {
 	base  string // without a trailing slash
 	token string
-	http  *http.Client
+	// signer, when set, signs every request (--auth sigv4) instead of the bearer token.
+	signer *sigv4Signer
+	http   *http.Client
 	// sleep waits between retries (tests shorten it); it returns early when ctx ends.
 	sleep func(ctx context.Context, d time.Duration) error
 }
@@ -196,7 +203,12 @@ func (c *client) do(ctx context.Context, method, path string, body []byte, heade
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
+	switch {
+	case c.signer != nil:
+		if err := c.signer.sign(ctx, req, body); err != nil {
+			return nil, nil, err
+		}
+	case c.token != "":
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
@@ -217,7 +229,7 @@ func (c *client) do(ctx context.Context, method, path string, body []byte, heade
 			return j, resp, nil
 		}
 	}
-	ae := &apiError{Status: resp.StatusCode}
+	ae := &apiError{Status: resp.StatusCode, sigv4: c.signer != nil}
 	if json.Unmarshal(raw, ae) != nil || ae.Message == "" && ae.Code == "" {
 		ae.Message = strings.TrimSpace(string(raw[:min(len(raw), 200)]))
 	}

@@ -25,7 +25,8 @@ const usage = `usage:
   scrapectl jobs cancel ID              cancel a job
 
 scrape and jobs talk to the HTTP API at SCRAPE_API_URL (default http://127.0.0.1:8080) with the bearer
-token SCRAPE_TOKEN. scrape submits with a generated Idempotency-Key (a retried submission never runs the
+token SCRAPE_TOKEN, or with --auth sigv4 (SCRAPE_AUTH=sigv4) at its IAM routes (<api-url>/iam), each request
+signed with the AWS default credentials (region: --region, an execute-api URL's, or AWS_REGION). scrape submits with a generated Idempotency-Key (a retried submission never runs the
 script twice), shows the job's status while it waits (queued, running, elapsed), follows data_url for
 large results, and on Ctrl-C asks whether to cancel the job (without a terminal it leaves the job running
 and prints its id). Exit codes: 0 completed, 1 local error, 2 usage, 3 failed, 4 timeout, 5 cancelled,

@@ -8,7 +8,8 @@
 //	scrapectl jobs get|cancel ID          show or cancel a job
 //
 // The scripts commands read the worker's S3_* variables (flags override them); scrape and jobs read
-// SCRAPE_API_URL and SCRAPE_TOKEN. See worker/README.md.
+// SCRAPE_API_URL and SCRAPE_TOKEN (or SCRAPE_AUTH=sigv4: the IAM routes, signed with AWS credentials). See
+// worker/README.md.
 package main
 
 import (

@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/scrapeplatform/platform/shared/config"
 )
@@ -33,11 +36,14 @@ type terminal struct {
 	httpClient *http.Client
 	// retryDelay scales the waits between retries (tests: 0).
 	noRetryDelay bool
+	// awsCredentials signs --auth sigv4 requests (nil: the AWS default credential chain).
+	awsCredentials aws.CredentialsProvider
 }
 
 // apiOptions are the scrape and jobs commands' settings.
 type apiOptions struct {
 	url, token     string
+	auth, region   string
 	params         string
 	async          bool
 	timeout        float64
@@ -55,6 +61,8 @@ func newAPIFlags(getenv func(string) string, stderr io.Writer, name string) (*ap
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	fs.StringVar(&o.url, "api-url", env.String("SCRAPE_API_URL", DefaultAPIURL), "base URL of the HTTP API (SCRAPE_API_URL)")
 	fs.StringVar(&o.token, "token", env.String("SCRAPE_TOKEN", ""), "bearer token (SCRAPE_TOKEN; locally: make -s token)")
+	fs.StringVar(&o.auth, "auth", env.String("SCRAPE_AUTH", authBearer), "how requests are authorized (SCRAPE_AUTH): bearer (the token), or sigv4 (the IAM routes under <api-url>/iam, requests signed with the AWS default credentials)")
+	fs.StringVar(&o.region, "region", "", "--auth sigv4: the API's region (default: from an execute-api URL, else AWS_REGION or the profile's)")
 	fs.StringVar(&o.out, "out", "", "scrape, jobs get: write the result (the script's value, JSON) to this file instead of stdout")
 	if name == "scrape" {
 		fs.StringVar(&o.params, "params", "{}", "scrape: the script's parameters, a JSON object")
@@ -67,16 +75,28 @@ func newAPIFlags(getenv func(string) string, stderr io.Writer, name string) (*ap
 	return o, fs
 }
 
-func (o *apiOptions) client(t *terminal) (*client, error) {
+func (o *apiOptions) client(ctx context.Context, t *terminal) (*client, error) {
 	u := strings.TrimRight(o.url, "/")
-	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+	parsed, err := url.Parse(u)
+	if err != nil || parsed.Scheme != "http" && parsed.Scheme != "https" || parsed.Host == "" {
 		return nil, fmt.Errorf("%w: --api-url/SCRAPE_API_URL %q is not an http(s) URL", errUsage, o.url)
+	}
+	var signer *sigv4Signer
+	switch o.auth {
+	case authBearer:
+	case authSigV4:
+		if signer, err = newSigV4(ctx, parsed, o.region, t.awsCredentials); err != nil {
+			return nil, err
+		}
+		u = iamBase(u)
+	default:
+		return nil, fmt.Errorf("%w: --auth/SCRAPE_AUTH must be %s or %s, not %q", errUsage, authBearer, authSigV4, o.auth)
 	}
 	hc := t.httpClient
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	c := &client{base: u, token: o.token, http: hc, sleep: sleepCtx}
+	c := &client{base: u, token: o.token, signer: signer, http: hc, sleep: sleepCtx}
 	if t.noRetryDelay {
 		c.sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 	}
@@ -95,7 +115,7 @@ func runScrape(ctx context.Context, t *terminal, o *apiOptions, name string) err
 	if o.async && o.out != "" {
 		return fmt.Errorf("%w: --out needs the result: not with --async (use scrapectl jobs get ID --out FILE later)", errUsage)
 	}
-	c, err := o.client(t)
+	c, err := o.client(ctx, t)
 	if err != nil {
 		return err
 	}
@@ -341,7 +361,7 @@ func writeResult(ctx context.Context, t *terminal, c *client, out string, j *job
 
 // runJobs is `scrapectl jobs get|cancel ID`.
 func runJobs(ctx context.Context, t *terminal, o *apiOptions, verb, id string) error {
-	c, err := o.client(t)
+	c, err := o.client(ctx, t)
 	if err != nil {
 		return err
 	}

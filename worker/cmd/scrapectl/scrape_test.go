@@ -45,6 +45,9 @@ type fakeAPI struct {
 	gets     []string
 	deletes  []string
 	gotFirst chan struct{} // closed at the first GET /jobs/{id}
+	// iam, when set, makes the fake API Gateway's IAM routes: every request must be under /iam and signed
+	// with iam's key (sigv4_test.go); the bearer token is not asked for.
+	iam *iamRoutes
 }
 
 type state struct {
@@ -100,7 +103,11 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, bucketURL, http.StatusFound)
 		return
 	}
-	if r.Header.Get("Authorization") != "Bearer tok" {
+	if f.iam != nil {
+		if !f.iam.admit(w, r) {
+			return
+		}
+	} else if r.Header.Get("Authorization") != "Bearer tok" {
 		writeJSON(w, 401, map[string]string{"error": "missing or invalid token", "error_code": "unauthorized", "request_id": "r0"})
 		return
 	}
