@@ -16,12 +16,13 @@ import (
 // consumer_timeout (30 min by default, on Amazon MQ too), and every delivery of that channel goes back to the
 // queue. A worker that runs a job longer than that therefore does not hold the delivery: it records the job
 // as running in the job store, publishes a lease copy of the task to the lease queue (Leaser.Lease), acks
-// the original (Task.Release), and renews the lease (a new copy, and the lease's end in the store) every half
-// lease period while the job runs. The lease queue has no consumers: each copy expires after the lease
-// period (the queue's x-message-ttl) and is dead-lettered back into the task queue, where a worker takes it
-// as a task (Task.LeaseCopy) and decides from the job store: a finished job or one whose lease is still
-// fresh → drop the copy; otherwise the worker that held it was lost → run the job again with the time left,
-// or fail it (worker_lost).
+// the original (Task.Release), and renews the lease (a new copy, then the lease's end in the store) every
+// quarter lease period while the job runs. The lease queue has no consumers: each copy expires after the
+// lease period (the queue's x-message-ttl) and is dead-lettered back into the task queue, where a worker
+// takes it as a task (Task.LeaseCopy) and decides from the job store: a finished job or one whose lease is
+// still fresh → drop the copy; otherwise the worker that held it was lost → run the job again with the time
+// left, or fail it (worker_lost). A worker that cannot renew its lease stops the run before the lease's copy
+// comes back (worker/internal/task's lease).
 
 // LeaseHeader marks a lease copy; its value names the worker that published it.
 const LeaseHeader = "x-scrape-lease"

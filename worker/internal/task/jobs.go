@@ -30,10 +30,10 @@ import (
 //
 // Long jobs are leased: RabbitMQ closes a channel that holds a delivery past its consumer_timeout, so a job
 // whose run time exceeds Config.ConsumerTimeout - Config.LeaseMargin records a lease in the store, publishes
-// a lease copy of its task (Config.Leaser), acks the delivery, and renews both every half lease period while
-// it runs. A lease copy that comes back as a task is dropped when the job is final or its lease is fresh;
-// otherwise its worker was lost and the job runs again with the time left, or fails with worker_lost when
-// none is left.
+// a lease copy of its task (Config.Leaser), acks the delivery, and renews both every quarter lease period
+// while it runs. A lease copy that comes back as a task is dropped when the job is final or its lease is
+// fresh; otherwise its worker was lost and the job runs again with the time left, or fails with worker_lost
+// when none is left. A worker that cannot renew its lease stops the run before the copy comes back (lease).
 
 // Defaults of the job settings of Config.
 const (
@@ -214,7 +214,7 @@ func (h *Handler) processJob(t *broker.Task, log *slog.Logger, received time.Tim
 
 	leased := false
 	if h.cfg.Leaser != nil && timeout > h.cfg.ConsumerTimeout-h.cfg.LeaseMargin {
-		leased = h.lease(watch, log, t)
+		leased = h.lease(watch, log, t, cancel)
 	}
 
 	reply, requeue := h.run(ctx, log, req, timeout, h.cfg.MaxJobResultBytes)
@@ -222,7 +222,11 @@ func (h *Handler) processJob(t *broker.Task, log *slog.Logger, received time.Tim
 	if requeue {
 		if leased {
 			// The delivery is acked: the lease copies bring the job back once the last lease runs out.
-			log.Warn("leased job's run stopped by shutdown; its lease brings it back to another worker")
+			why := "shutdown"
+			if errors.Is(context.Cause(ctx), errLeaseLost) {
+				why = "its lease running out"
+			}
+			log.Warn("leased job's run stopped by " + why + "; its lease copy brings it back to a worker")
 			return
 		}
 		h.requeue(log, t, "run interrupted by shutdown")
@@ -424,24 +428,68 @@ func (h *Handler) pollCancel(ctx context.Context, log *slog.Logger, id string, c
 	}
 }
 
+// A lease is renewed every period / leaseRenewals. The lease's end recorded in the store (lease_until) is
+// the time its renewal began plus the period less leaseGuard (period / (2 × leaseRenewals)), while the copy
+// published with it leaves the lease queue a full period after it was published. So:
+//   - a copy that comes back while its worker renews finds the lease fresh: a later renewal recorded an end
+//     at least period / leaseRenewals − leaseGuard after the copy's return;
+//   - a lease that runs out always has a copy in flight that comes back after it: a renewal records its end
+//     only once its copy is published (the first lease records it first, while the delivery is held), so
+//     the job is never left running with nobody to notice its worker is gone;
+//   - a worker that cannot renew its lease stops the run when the last lease it recorded runs out
+//     (errLeaseLost), at least leaseGuard before that lease's copy comes back and runs the job elsewhere:
+//     the job does not run twice at once (given clocks closer than leaseGuard).
+const leaseRenewals = 4
+
+// leaseGuard is the time between a lease's recorded end and the return of its copy.
+func leaseGuard(period time.Duration) time.Duration { return period / (2 * leaseRenewals) }
+
+// errLeaseLost is the cause with which a leased job's run is stopped when its lease ran out unrenewed.
+var errLeaseLost = errors.New("the job's lease ran out before it could be renewed (job store or broker unreachable); its lease copy runs it again")
+
 // lease leases t's job: records the lease in the store, publishes a lease copy and acks the delivery, then
-// renews both every half lease period until ctx ends. It reports false, leaving the delivery held, when
-// the first lease cannot be taken.
-func (h *Handler) lease(ctx context.Context, log *slog.Logger, t *broker.Task) bool {
+// renews both every period / leaseRenewals until ctx ends. A lease that runs out before it could be renewed
+// stops the run: stop(errLeaseLost). It reports false, leaving the delivery held, when the first lease
+// cannot be taken.
+func (h *Handler) lease(ctx context.Context, log *slog.Logger, t *broker.Task, stop context.CancelCauseFunc) bool {
 	period := h.cfg.Leaser.Period()
 	id := t.Request.RequestID
-	take := func() error {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCallLimit)
+	// take takes the lease until the returned time. The first records it, then publishes the copy (the held
+	// delivery covers a failed publish); a renewal publishes first, so that the store never records a lease
+	// whose copy is not in flight. A renewal gives up by held, the end of the lease it renews.
+	take := func(first bool, held time.Time) (time.Time, error) {
+		limit := h.cfg.Now().Add(storeCallLimit)
+		if !first && held.Before(limit) {
+			limit = held
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit.Sub(h.cfg.Now()))
 		defer cancel()
-		if err := h.cfg.Jobs.RenewLease(sctx, id, job.Lease{WorkerID: h.cfg.ID, Until: h.cfg.Now().Add(period).UTC()}); err != nil {
-			return fmt.Errorf("record the lease: %w", err)
+		until := h.cfg.Now().Add(period - leaseGuard(period)).UTC()
+		record := func() error {
+			if err := h.cfg.Jobs.RenewLease(sctx, id, job.Lease{WorkerID: h.cfg.ID, Until: until}); err != nil {
+				return fmt.Errorf("record the lease: %w", err)
+			}
+			return nil
 		}
-		if err := h.cfg.Leaser.Lease(sctx, t, h.cfg.ID); err != nil {
-			return fmt.Errorf("publish the lease copy: %w", err)
+		publish := func() error {
+			if err := h.cfg.Leaser.Lease(sctx, t, h.cfg.ID); err != nil {
+				return fmt.Errorf("publish the lease copy: %w", err)
+			}
+			return nil
 		}
-		return nil
+		steps := []func() error{publish, record}
+		if first {
+			steps = []func() error{record, publish}
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return time.Time{}, err
+			}
+		}
+		return until, nil
 	}
-	if err := take(); err != nil {
+	held, err := take(true, time.Time{})
+	if err != nil {
 		log.Error("could not lease a long job; holding its delivery (the broker may close the channel at its consumer_timeout)", "error", err)
 		return false
 	}
@@ -450,16 +498,27 @@ func (h *Handler) lease(ctx context.Context, log *slog.Logger, t *broker.Task) b
 	}
 	log.Info("long job leased: its delivery is acked", "lease", period)
 	go func() {
-		tick := time.NewTicker(period / 2)
+		tick := time.NewTicker(period / leaseRenewals)
 		defer tick.Stop()
 		for {
+			fence := time.NewTimer(held.Sub(h.cfg.Now()))
 			select {
 			case <-ctx.Done():
+				fence.Stop()
+				return
+			case <-fence.C:
+				log.Error("stopping a leased job's run: its lease ran out before it could be renewed; the lease copy runs it again", "lease_until", held)
+				stop(errLeaseLost)
 				return
 			case <-tick.C:
+				fence.Stop()
 			}
-			if err := take(); err != nil && ctx.Err() == nil {
-				log.Error("renew the job's lease", "error", err)
+			until, err := take(false, held)
+			switch {
+			case err == nil:
+				held = until
+			case ctx.Err() == nil:
+				log.Error("renew the job's lease", "error", err, "lease_until", held)
 			}
 		}
 	}()

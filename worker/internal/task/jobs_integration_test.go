@@ -24,6 +24,7 @@ import (
 	"github.com/scrapeplatform/platform/shared/brokertest"
 	"github.com/scrapeplatform/platform/shared/contract"
 	"github.com/scrapeplatform/platform/shared/job"
+	"github.com/scrapeplatform/platform/shared/proctest"
 	"github.com/scrapeplatform/platform/shared/s3test"
 	"github.com/scrapeplatform/platform/shared/scripttest"
 	"github.com/scrapeplatform/platform/shared/testlog"
@@ -88,6 +89,8 @@ type stackOptions struct {
 	noListener                          bool
 	// slots is the worker's concurrency (and prefetch); 0 means 4.
 	slots int
+	// faults, when set, can make the store refuse leases and the leaser refuse lease copies.
+	faults *leaseFaults
 }
 
 type jobStack struct {
@@ -158,6 +161,9 @@ func newJobStack(t *testing.T, o stackOptions) *jobStack {
 		leaser := broker.NewLeaser(broker.LeaserConfig{URL: url, Name: queue + "/lease", Topology: topo, Period: o.lease, Logger: log})
 		go func() { _ = leaser.Run(ctx) }()
 		cfg.Leaser = leaser
+		if o.faults != nil {
+			cfg.Jobs, cfg.Leaser = leaseFaultyStore{S3: store, f: o.faults}, faultyLeaser{Leaser: leaser, f: o.faults}
+		}
 	}
 	s.handler = New(cfg)
 	if !o.noListener {
@@ -488,6 +494,13 @@ func queueCounts(t *testing.T, queue string) (ready, unacked int) {
 	return 0, 0
 }
 
+// readPID reads the pid a fixture wrote to path (0 until it has).
+func readPID(path string) int {
+	data, _ := os.ReadFile(path)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
+}
+
 // lines counts the lines of a file (0 when it does not exist).
 func lines(path string) int {
 	data, _ := os.ReadFile(path)
@@ -639,6 +652,82 @@ func TestJobLeaseOfLostWorker(t *testing.T) {
 	}
 	if cbs := s.callbacks.all(); len(cbs) != 2 {
 		t.Fatalf("callbacks %+v", cbs)
+	}
+}
+
+// leaseFaults turn the job store's lease records and the broker's lease copies into failures, as an
+// unreachable store or broker would.
+type leaseFaults struct{ store, copies atomic.Bool }
+
+type leaseFaultyStore struct {
+	*job.S3
+	f *leaseFaults
+}
+
+func (s leaseFaultyStore) RenewLease(ctx context.Context, id string, l job.Lease) error {
+	if s.f.store.Load() {
+		return errors.New("the job store is unreachable (test)")
+	}
+	return s.S3.RenewLease(ctx, id, l)
+}
+
+type faultyLeaser struct {
+	*broker.Leaser
+	f *leaseFaults
+}
+
+func (l faultyLeaser) Lease(ctx context.Context, t *broker.Task, by string) error {
+	if l.f.copies.Load() {
+		return errors.New("the broker refused the lease copy (test)")
+	}
+	return l.Leaser.Lease(ctx, t, by)
+}
+
+// TestLeaseNotRenewedStopsTheRun: a worker that can no longer renew its lease of a running job (the store
+// refuses the lease, or the broker its copy) stops the run when its lease runs out, and the last copy brings
+// the job back: it runs again (here on the same worker, its slot free), the first run's processes gone, and
+// completes once. Without the stop, a refused lease record let the copy run the job a second time beside the
+// first; a refused copy left the lease fresh with no copy in flight, so a worker lost then lost the job.
+func TestLeaseNotRenewedStopsTheRun(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		fail func(*leaseFaults) *atomic.Bool
+	}{
+		{"the store refuses the lease", func(f *leaseFaults) *atomic.Bool { return &f.store }},
+		{"the broker refuses the lease copy", func(f *leaseFaults) *atomic.Bool { return &f.copies }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			faults := &leaseFaults{}
+			s := newJobStack(t, stackOptions{lease: 2 * time.Second, consumerTimeout: time.Minute, leaseMargin: 10 * time.Second, faults: faults})
+			until, started, pidFile := filepath.Join(s.dir, "until"), filepath.Join(s.dir, "started"), filepath.Join(s.dir, "pid")
+			s.call(s.request("job-fenced", "sleeper",
+				fmt.Sprintf(`{"seconds": 120, "until_file": %q, "started_file": %q, "pid_file": %q}`, until, started, pidFile), 90*time.Second))
+			waitFor(t, "the job to be leased", func() bool {
+				_, found, err := s.store.GetLease(t.Context(), "job-fenced")
+				return err == nil && found && lines(started) == 1 && readPID(pidFile) > 0
+			})
+			first := readPID(pidFile) // the first run's `sleep 600`: it goes when the run is stopped
+			tc.fail(faults).Store(true)
+			waitFor(t, "the job to run again", func() bool { return lines(started) == 2 })
+			// The run is stopped before its copy can come back (leaseGuard): here, only that it was stopped
+			// at all is checked, as the order depends on the machine's timing (a run not stopped keeps its
+			// `sleep 600`).
+			proctest.WaitGone(t, 30*time.Second, first)
+			tc.fail(faults).Store(false)
+			if err := os.WriteFile(until, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// The first call's reply never comes (its run was stopped); the job ends completed, once.
+			waitFor(t, "the job to complete", func() bool { return s.get("job-fenced").Status.Final() })
+			if j := s.get("job-fenced"); j.Status != job.StatusCompleted || j.Result == nil || string(j.Result.Data) != `{"released":true}` {
+				t.Fatalf("job %+v", j)
+			}
+			if n := lines(started); n != 2 {
+				t.Fatalf("the job started %d times; want twice (stopped once, run again once)", n)
+			}
+		})
 	}
 }
 
