@@ -210,12 +210,20 @@ type cliResult struct {
 // scrapectl runs the CLI against f with t's terminal (nil: no terminal, no interrupts).
 func scrapectl(t *testing.T, f *fakeAPI, term *terminal, args ...string) cliResult {
 	t.Helper()
-	var out, errOut bytes.Buffer
 	if term == nil {
-		term = &terminal{stdin: strings.NewReader("")}
+		term = &terminal{}
+	}
+	return scrapectlEnv(t, map[string]string{"SCRAPE_API_URL": f.srv.URL + "/", "SCRAPE_TOKEN": "tok"}, term, args...)
+}
+
+// scrapectlEnv runs the CLI with env and t's terminal, whose output streams it sets (and stdin, when nil).
+func scrapectlEnv(t *testing.T, env map[string]string, term *terminal, args ...string) cliResult {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if term.stdin == nil {
+		term.stdin = strings.NewReader("")
 	}
 	term.stdout, term.stderr, term.noRetryDelay = &out, &errOut, true
-	env := map[string]string{"SCRAPE_API_URL": f.srv.URL + "/", "SCRAPE_TOKEN": "tok"}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	err := runTerminal(ctx, args, func(k string) string { return env[k] }, term)

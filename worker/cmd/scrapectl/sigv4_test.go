@@ -144,17 +144,6 @@ func staticCredentials(keyID, secret, token string) aws.CredentialsProvider {
 	})
 }
 
-// scrapectlEnv runs the CLI with env and t's terminal (its streams are set here).
-func scrapectlEnv(t *testing.T, env map[string]string, term *terminal, args ...string) cliResult {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	term.stdin, term.stdout, term.stderr, term.noRetryDelay = strings.NewReader(""), &out, &errOut, true
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	err := runTerminal(ctx, args, func(k string) string { return env[k] }, term)
-	return cliResult{stdout: out.String(), stderr: errOut.String(), err: err, code: exitCode(err)}
-}
-
 // TestScrapeSignsIAMRoutesWithSigV4: with --auth sigv4, scrape and jobs go to <api-url>/iam, every request
 // (the POST with its body, the long polls with their query, the DELETE) is signed with the credentials'
 // key, the session token goes along signed, and the bearer token stays home.
