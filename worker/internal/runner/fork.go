@@ -271,7 +271,9 @@ func (r *Runner) newTemplate(w *warmProc, ctl *os.File) error {
 	rr.close()
 	// Held as the template runner's charge, it is given back when the process has ended, before w.gone
 	// (released), so Shutdown returns with the budget empty.
-	w.holdCharge(r.blocking, r.blocking.reserve(rss), rss)
+	if rss > 0 {
+		w.holdCharge(r.blocking, r.blocking.reserve(rss), rss)
+	}
 	go t.read()
 	go func() {
 		<-w.exited
