@@ -50,7 +50,7 @@ func newForkRunner(t *testing.T, mode string, edit func(*Config)) *Runner {
 		r = namespacedRunner(t, hostileEnv{}, edit)
 	} else {
 		r = newContained(t, mode, edit)
-		t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+		t.Cleanup(func() { _ = r.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 	}
 	return r
 }
@@ -343,7 +343,7 @@ func TestForkedRunnersCannotPryIntoEachOther(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			r := sameUserRunner(t, mode, sandboxUser, nil)
-			t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+			t.Cleanup(func() { _ = r.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 			pry := func(params string) Result {
 				j := job(t, "pries_runner", params, 20*time.Second)
 				j.Warm, j.Version = true, "v1"

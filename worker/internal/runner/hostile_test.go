@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,7 +43,7 @@ func TestScriptCannotReachIntoAnotherRunner(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			r := sameUserRunner(t, mode, sandboxUser, nil)
-			t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+			t.Cleanup(func() { _ = r.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 			victim := job(t, "warm_state", `{}`, 20*time.Second)
 			victim.Warm, victim.Version = true, "v1"
 			res := mustRun(t, r, victim)
@@ -141,7 +142,7 @@ func TestFileSizeLimit(t *testing.T) {
 func TestPlantedBytecodeDoesNotRun(t *testing.T) {
 	t.Parallel()
 	r := newTestRunner(t, nil)
-	t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 	dir := filepath.Join(scripttest.Dir(t, "imports_helper"), "imports_helper")
 	plant := `
 import importlib.util, os, py_compile, sys
@@ -214,7 +215,7 @@ func TestWorkDirMustBePrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newTestRunner(t, func(c *Config) { c.WorkDir = mine })
-	t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 	if fi, err := os.Stat(mine); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("work dir mode = %v (%v), want 0700", fi.Mode().Perm(), err)
 	}
@@ -227,7 +228,7 @@ func TestScratchFolders(t *testing.T) {
 	t.Parallel()
 	work := filepath.Join(t.TempDir(), "work")
 	a := newTestRunner(t, func(c *Config) { c.WorkDir = work })
-	t.Cleanup(func() { _ = a.Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 	if res := mustRun(t, a, func() Job { j := job(t, "warm_state", `{}`, 20*time.Second); j.Warm, j.Version = true, "v1"; return j }()); res.Status != contract.StatusCompleted {
 		t.Fatalf("warm run: %+v", res.Err)
 	}
@@ -252,7 +253,7 @@ func TestScratchFolders(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := newTestRunner(t, func(c *Config) { c.WorkDir = work })
-	t.Cleanup(func() { _ = b.Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 	for _, d := range []string{dead, unlocked} {
 		if _, err := os.Lstat(d); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s was not swept (%v)", d, err)
@@ -306,7 +307,7 @@ func TestTempLeftoversAreRemoved(t *testing.T) {
 	}
 	t.Parallel()
 	r := sameUserRunner(t, ContainSession, tempUser, nil)
-	t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 	name := fmt.Sprintf("runner-test-%d", os.Getpid())
 	res := mustRun(t, r, job(t, "leaves_temp_files", fmt.Sprintf(`{"name": %q, "shm_mb": 50}`, name), 60*time.Second))
 	if res.Status != contract.StatusCompleted {

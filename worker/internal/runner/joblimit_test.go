@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -17,7 +18,7 @@ import (
 func TestJobResultLimit(t *testing.T) {
 	t.Parallel()
 	r := newTestRunner(t, func(c *Config) { c.MaxResultBytes = 64 << 10 })
-	t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 	const size = 3 << 20
 	for _, mode := range []struct {
 		name string

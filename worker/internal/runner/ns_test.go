@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -77,7 +78,7 @@ func newHostileEnv(t *testing.T) hostileEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = proxy.Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = proxy.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 	return hostileEnv{listener: ln.Addr().String(), site: site.URL, proxy: proxy}
 }
 
@@ -181,7 +182,7 @@ func namespacedRunner(t *testing.T, env hostileEnv, edit func(*Config)) *Runner 
 			edit(c)
 		}
 	})
-	t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 	if got := r.Containment(); got != ContainNamespaces {
 		t.Fatalf("Containment() = %q, want %q", got, ContainNamespaces)
 	}
@@ -282,7 +283,7 @@ func TestScriptsRunAsUIDsOfTheirOwn(t *testing.T) {
 		c.Python = scripttest.SandboxPython(t, int(testUIDs.First), "RUNNER_SANDBOX_PYTHON")
 		c.WorkDir = filepath.Join(scripttest.ReachableTempDir(t), "work")
 	})
-	t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 	victim := job(t, "warm_state", `{}`, 20*time.Second)
 	victim.Warm, victim.Version = true, "v1"
 	res := mustRun(t, r, victim)
@@ -340,7 +341,7 @@ func TestHostileSocketsWithoutNamespaces(t *testing.T) {
 	r := sameUserRunner(t, ContainSession, sandboxUser, func(c *Config) {
 		c.ProxyURL = env.proxy.URL()
 	})
-	t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 	p := runProbes(t, r, job(t, "probes_containment", env.probeParams(), 60*time.Second))
 	if len(p.Credentials) != 0 {
 		t.Errorf("the script found broker credentials: %v", p.Credentials)

@@ -182,7 +182,7 @@ func usernsRunner(t *testing.T, env hostileEnv, edit func(*Config)) *Runner {
 			edit(c)
 		}
 	})
-	t.Cleanup(func() { _ = r.Shutdown(t.Context()) })
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) }) // not t.Context(): it is cancelled before cleanups run
 	if got := r.Containment(); got != ContainUserns || !r.PIDNamespace() {
 		t.Fatalf("Containment() = %q (PID namespace %v), want %q", got, r.PIDNamespace(), ContainUserns)
 	}
