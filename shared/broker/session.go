@@ -244,7 +244,8 @@ func (s *Session) Reset() {
 	}
 }
 
-// Dial opens an AMQP connection, honouring ctx for the TCP dial and the handshake.
+// Dial opens an AMQP connection, honouring ctx for the TCP dial and the handshake. Its writes are
+// coalesced (coalescedConn): concurrent publishes and acks share syscalls.
 func Dial(ctx context.Context, rawURL, name string, heartbeat time.Duration) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(name)
@@ -267,7 +268,7 @@ func Dial(ctx context.Context, rawURL, name string, heartbeat time.Duration) (*a
 				c.Close()
 				return nil, err
 			}
-			return c, nil
+			return coalesce(c), nil // coalesce.go
 		},
 	}
 	conn, err := amqp.DialConfig(rawURL, cfg)

@@ -1,0 +1,268 @@
+package broker
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gatedConn is the socket under a coalescedConn in the unit tests: each Write waits for the gate (when
+// one is set), is recorded, and goes to the peer of a net.Pipe; fail makes the writes fail instead.
+type gatedConn struct {
+	net.Conn
+	gate   chan struct{} // nil: writes go through at once
+	mu     sync.Mutex
+	writes [][]byte
+	fail   error
+	closed bool
+}
+
+func (g *gatedConn) Write(p []byte) (int, error) {
+	if g.gate != nil {
+		<-g.gate
+	}
+	g.mu.Lock()
+	g.writes = append(g.writes, append([]byte(nil), p...))
+	fail := g.fail
+	g.mu.Unlock()
+	if fail != nil {
+		return 0, fail
+	}
+	return g.Conn.Write(p)
+}
+
+func (g *gatedConn) Close() error {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	return g.Conn.Close()
+}
+
+func (g *gatedConn) state() (writes int, closed bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.writes), g.closed
+}
+
+// pipe returns a coalescedConn over a gatedConn, and the peer that reads what it writes.
+func pipe(t *testing.T, gate chan struct{}) (*coalescedConn, *gatedConn, net.Conn) {
+	t.Helper()
+	ours, peer := net.Pipe()
+	g := &gatedConn{Conn: ours, gate: gate}
+	c := coalesce(g)
+	t.Cleanup(func() {
+		_ = c.Close()
+		_ = peer.Close()
+		<-c.done // the writing goroutine ends with the connection
+	})
+	return c, g, peer
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestCoalescedWritesGoOutTogetherAndWhole: while one write is in the kernel (here: held at the gate), the
+// writes of 16 goroutines gather and go out in one; every Write's bytes arrive whole, each goroutine's in
+// its order.
+func TestCoalescedWritesGoOutTogetherAndWhole(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	c, g, peer := pipe(t, gate)
+	lines := make(chan string, 2000)
+	go func() {
+		sc := bufio.NewScanner(peer)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	if _, err := c.Write([]byte("first\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the first write to reach the socket", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.pending) == 0 // taken by the writer, which waits at the gate
+	})
+	const writers, each = 16, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				// One Write per record: a record torn or mixed with another's bytes would show.
+				if _, err := fmt.Fprintf(c, "w%02d %04d %s\n", w, i, strings.Repeat("x", 40)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait() // every Write returned while the socket was held: they wait in the buffer
+	close(gate)
+	next := make([]int, writers)
+	for range writers*each + 1 {
+		line, ok := <-lines
+		if !ok {
+			t.Fatal("the connection ended early")
+		}
+		if line == "first" {
+			continue
+		}
+		var w, i int
+		var pad string
+		if n, err := fmt.Sscanf(line, "w%02d %04d %s", &w, &i, &pad); n != 3 || err != nil || len(pad) != 40 || i != next[w] {
+			t.Fatalf("record %q: torn or out of order (writer %d expected %d)", line, w, next[w])
+		}
+		next[w]++
+	}
+	if writes, _ := g.state(); writes != 2 {
+		t.Errorf("%d writes to the socket for %d Writes: want 2 (the first, then all that gathered)", writes, writers*each+1)
+	}
+}
+
+// TestCoalescedWritesUnderLoad: writers racing the writing goroutine round after round (no gate), which
+// now and then catches up with them (they pause), the buffers swapped under them: every record arrives whole
+// and in its writer's order. Run with -race, a buffer written out while it is appended to shows as a race.
+func TestCoalescedWritesUnderLoad(t *testing.T) {
+	t.Parallel()
+	c, _, peer := pipe(t, nil)
+	const writers, each = 8, 2000
+	record := func(w, i int) string { return fmt.Sprintf("w%02d %04d %s\n", w, i, strings.Repeat("y", w+1)) }
+	total := 0
+	for w := range writers {
+		total += each * len(record(w, 0))
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, total)
+		n, _ := io.ReadFull(peer, buf) // a fast reader: the writer often finds nothing left to write
+		got <- buf[:n]
+	}()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := io.WriteString(c, record(w, i)); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%50 == 0 {
+					time.Sleep(100 * time.Microsecond) // a pause: the writing goroutine catches up
+				}
+			}
+		})
+	}
+	wg.Wait()
+	data := <-got
+	next := make([]int, writers)
+	for line := range strings.Lines(string(data)) {
+		var w, i int
+		var pad string
+		if k, err := fmt.Sscanf(line, "w%02d %04d %s", &w, &i, &pad); k != 3 || err != nil || w >= writers || line != record(w, next[w]) {
+			t.Fatalf("record %q: torn or out of order", line)
+		}
+		next[w]++
+	}
+	for w, n := range next {
+		if n != each {
+			t.Fatalf("writer %d: %d records arrived, want %d", w, n, each)
+		}
+	}
+}
+
+// TestCoalescedWriteWaitsForRoom: with coalesceLimit bytes waiting for a socket that does not take them,
+// Write blocks (the broker's backpressure reaches the publishers) until they are taken.
+func TestCoalescedWriteWaitsForRoom(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	c, _, peer := pipe(t, gate)
+	go func() { _, _ = io.Copy(io.Discard, peer) }()
+	if _, err := c.Write([]byte("held")); err != nil { // taken by the writer, which waits at the gate
+		t.Fatal(err)
+	}
+	waitUntil(t, "the writer to take the first bytes", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.pending) == 0
+	})
+	if _, err := c.Write(make([]byte, coalesceLimit)); err != nil { // fills the buffer
+		t.Fatal(err)
+	}
+	returned := make(chan error, 1)
+	go func() {
+		_, err := c.Write([]byte("one more"))
+		returned <- err
+	}()
+	waitUntil(t, "the Write past the limit to block", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.blocked == 1
+	})
+	select {
+	case err := <-returned:
+		t.Fatalf("a Write past the limit returned (%v) while the socket took nothing", err)
+	default:
+	}
+	close(gate)
+	if err := <-returned; err != nil {
+		t.Fatalf("the blocked Write, once the socket took the bytes: %v", err)
+	}
+}
+
+// TestCoalescedWriteFailureEndsTheConnection: a failed write fails every later Write with its error and
+// closes the socket (so amqp091's reader ends and the session redials); Close fails them with
+// net.ErrClosed, and wakes a Write blocked for room.
+func TestCoalescedWriteFailureEndsTheConnection(t *testing.T) {
+	t.Parallel()
+	c, g, peer := pipe(t, nil)
+	go func() { _, _ = io.Copy(io.Discard, peer) }()
+	broken := errors.New("connection reset by peer (test)")
+	g.mu.Lock()
+	g.fail = broken
+	g.mu.Unlock()
+	if _, err := c.Write([]byte("lost")); err != nil {
+		t.Fatalf("the Write itself returns before its bytes are written: %v", err)
+	}
+	waitUntil(t, "the failed write to close the socket", func() bool { _, closed := g.state(); return closed })
+	if _, err := c.Write([]byte("after")); !errors.Is(err, broken) {
+		t.Fatalf("a Write after the failure: %v, want %v", err, broken)
+	}
+
+	gate := make(chan struct{})
+	c2, _, peer2 := pipe(t, gate)
+	go func() { _, _ = io.Copy(io.Discard, peer2) }()
+	_, _ = c2.Write([]byte("held"))
+	waitUntil(t, "the writer to take the first bytes", func() bool {
+		c2.mu.Lock()
+		defer c2.mu.Unlock()
+		return len(c2.pending) == 0
+	})
+	_, _ = c2.Write(make([]byte, coalesceLimit))
+	returned := make(chan error, 1)
+	go func() {
+		_, err := c2.Write([]byte("blocked"))
+		returned <- err
+	}()
+	waitUntil(t, "a Write to block", func() bool {
+		c2.mu.Lock()
+		defer c2.mu.Unlock()
+		return c2.blocked == 1
+	})
+	_ = c2.Close()
+	if err := <-returned; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("a Write blocked at Close: %v, want net.ErrClosed", err)
+	}
+	close(gate)
+	<-c2.done
+}
