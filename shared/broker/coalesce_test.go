@@ -2,9 +2,16 @@ package broker
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -265,4 +272,78 @@ func TestCoalescedWriteFailureEndsTheConnection(t *testing.T) {
 	}
 	close(gate)
 	<-c2.done
+}
+
+// TestCoalescedConnCarriesTLS: amqps wraps the coalesced socket in TLS (amqp091 dials, then tls.Client):
+// the handshake and the records written while others are in flight go through whole.
+func TestCoalescedConnCarriesTLS(t *testing.T) {
+	t.Parallel()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "broker.test"},
+		DNSNames: []string{"broker.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	echoed := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			echoed <- err
+			return
+		}
+		defer c.Close()
+		_, err = io.Copy(c, c) // echoes until the client closes its side
+		echoed <- err
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := coalesce(raw)
+	defer c.Close()
+	client := tls.Client(c, &tls.Config{ServerName: "broker.test", RootCAs: roots})
+	if err := client.HandshakeContext(t.Context()); err != nil {
+		t.Fatalf("TLS handshake over the coalesced socket: %v", err)
+	}
+	const writers, each = 4, 200
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := fmt.Fprintf(client, "w%02d %04d\n", w, i); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	next := make([]int, writers)
+	sc := bufio.NewScanner(client)
+	for range writers * each {
+		if !sc.Scan() {
+			t.Fatalf("the echo ended: %v", sc.Err())
+		}
+		var w, i int
+		if n, err := fmt.Sscanf(sc.Text(), "w%02d %04d", &w, &i); n != 2 || err != nil || w >= writers || i != next[w] {
+			t.Fatalf("record %q: torn or out of order", sc.Text())
+		}
+		next[w]++
+	}
+	wg.Wait()
+	_ = client.CloseWrite()
+	if err := <-echoed; err != nil {
+		t.Fatalf("the server's side: %v", err)
+	}
 }
