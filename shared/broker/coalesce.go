@@ -3,6 +3,7 @@ package broker
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // coalescedConn is a broker connection's socket with its writes coalesced. amqp091 flushes every group of
@@ -15,8 +16,10 @@ import (
 //
 // Write blocks while coalesceLimit bytes already wait, so a broker that stops reading (TCP backpressure, a
 // memory alarm) still holds the writers back. A write that fails fails every later Write with its error,
-// and closes the socket so that amqp091's reader ends too (the session then redials). Bytes are only ever
-// written in the order their Writes returned, each Write's bytes together.
+// and closes the socket so that amqp091's reader ends too (the session then redials). Close writes out
+// what is pending first (amqp091 may close right after queueing a frame: the close-ok of a connection the
+// broker closes), for at most closeFlush. Bytes are only ever written in the order their Writes returned,
+// each Write's bytes together.
 type coalescedConn struct {
 	net.Conn
 
@@ -25,8 +28,9 @@ type coalescedConn struct {
 	drained sync.Cond
 	pending []byte
 	spare   []byte // the buffer last written out, reused for the next bytes
-	err     error
-	blocked int // Writes waiting for room (tests look)
+	err     error  // of the write that failed
+	closed  bool   // Close was called: Writes fail with net.ErrClosed
+	blocked int    // Writes waiting for room (tests look)
 
 	wake     chan struct{} // cap 1: there are pending bytes
 	stop     chan struct{} // closed by Close
@@ -36,6 +40,9 @@ type coalescedConn struct {
 
 // coalesceLimit is how many bytes may wait for the socket before Write blocks.
 const coalesceLimit = 1 << 20
+
+// closeFlush bounds how long Close spends writing out what is pending.
+const closeFlush = time.Second
 
 func coalesce(c net.Conn) *coalescedConn {
 	cc := &coalescedConn{Conn: c, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
@@ -48,13 +55,16 @@ func coalesce(c net.Conn) *coalescedConn {
 // for them to be taken. Its error is that of an earlier write that failed, or net.ErrClosed after Close.
 func (c *coalescedConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	for c.err == nil && len(c.pending) > 0 && len(c.pending)+len(p) > coalesceLimit {
+	for !c.closed && c.err == nil && len(c.pending) > 0 && len(c.pending)+len(p) > coalesceLimit {
 		c.blocked++
 		c.drained.Wait()
 		c.blocked--
 	}
-	if c.err != nil {
+	if c.closed || c.err != nil {
 		err := c.err
+		if err == nil {
+			err = net.ErrClosed
+		}
 		c.mu.Unlock()
 		return 0, err
 	}
@@ -67,55 +77,66 @@ func (c *coalescedConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// run writes out the pending bytes whenever there are some, all that have gathered in one write.
+// run writes out the pending bytes whenever there are some, all that have gathered in one write, until
+// Close (then once more) or a write fails.
 func (c *coalescedConn) run() {
 	defer close(c.done)
 	for {
+		stopping := false
 		select {
 		case <-c.wake:
 		case <-c.stop:
-			return
+			stopping = true
 		}
-		for {
-			c.mu.Lock()
-			if c.err != nil || len(c.pending) == 0 {
-				c.mu.Unlock()
-				break
-			}
-			out := c.pending
-			c.pending, c.spare = c.spare[:0], nil
-			c.drained.Broadcast()
-			c.mu.Unlock()
-
-			_, err := c.Conn.Write(out)
-
-			c.mu.Lock()
-			if cap(out) <= 2*coalesceLimit { // a buffer grown by one huge write is not kept
-				c.spare = out[:0]
-			}
-			if err != nil && c.err == nil {
-				c.err = err
-				c.drained.Broadcast()
-			}
-			c.mu.Unlock()
-			if err != nil {
-				_ = c.Conn.Close() // amqp091's reader ends too
-				return
-			}
+		if !c.flush() || stopping {
+			return
 		}
 	}
 }
 
-// Close closes the socket; what was still pending is dropped (amqp091 closes the socket only after the
-// broker answered its connection.close, or when it gives up on the connection).
-func (c *coalescedConn) Close() error {
-	c.stopOnce.Do(func() { close(c.stop) })
-	err := c.Conn.Close()
-	c.mu.Lock()
-	if c.err == nil {
-		c.err = net.ErrClosed
+// flush writes out the pending bytes until none are left; false when a write failed.
+func (c *coalescedConn) flush() bool {
+	for {
+		c.mu.Lock()
+		if c.err != nil || len(c.pending) == 0 {
+			ok := c.err == nil
+			c.mu.Unlock()
+			return ok
+		}
+		out := c.pending
+		c.pending, c.spare = c.spare[:0], nil
+		c.drained.Broadcast()
+		c.mu.Unlock()
+
+		_, err := c.Conn.Write(out)
+
+		c.mu.Lock()
+		if cap(out) <= 2*coalesceLimit { // a buffer grown by one huge write is not kept
+			c.spare = out[:0]
+		}
+		if err != nil && c.err == nil {
+			c.err = err
+			c.drained.Broadcast()
+		}
+		c.mu.Unlock()
+		if err != nil {
+			_ = c.Conn.Close() // amqp091's reader ends too
+			return false
+		}
 	}
+}
+
+// Close fails the Writes from now on (and those waiting for room), writes out what is pending (within
+// closeFlush), and closes the socket.
+func (c *coalescedConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
 	c.drained.Broadcast()
 	c.mu.Unlock()
-	return err
+	c.stopOnce.Do(func() {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlush))
+		close(c.stop)
+	})
+	<-c.done
+	return c.Conn.Close()
 }

@@ -229,7 +229,8 @@ func TestCoalescedWriteWaitsForRoom(t *testing.T) {
 
 // TestCoalescedWriteFailureEndsTheConnection: a failed write fails every later Write with its error and
 // closes the socket (so amqp091's reader ends and the session redials); Close fails them with
-// net.ErrClosed, and wakes a Write blocked for room.
+// net.ErrClosed, wakes a Write blocked for room, and writes out what was pending before it closes the
+// socket.
 func TestCoalescedWriteFailureEndsTheConnection(t *testing.T) {
 	t.Parallel()
 	c, g, peer := pipe(t, nil)
@@ -266,12 +267,57 @@ func TestCoalescedWriteFailureEndsTheConnection(t *testing.T) {
 		defer c2.mu.Unlock()
 		return c2.blocked == 1
 	})
-	_ = c2.Close()
+	closed := make(chan error, 1)
+	go func() { closed <- c2.Close() }() // it waits for the pending bytes to go out
 	if err := <-returned; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("a Write blocked at Close: %v, want net.ErrClosed", err)
 	}
+	if _, err := c2.Write([]byte("after Close")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("a Write after Close: %v, want net.ErrClosed", err)
+	}
 	close(gate)
-	<-c2.done
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// TestCoalescedCloseWritesOutWhatIsPending: bytes queued when Close comes (amqp091's close-ok to a broker
+// that closes the connection, TLS's close_notify) reach the peer before the socket closes.
+func TestCoalescedCloseWritesOutWhatIsPending(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	c, _, peer := pipe(t, gate)
+	got := make(chan []byte, 1)
+	go func() {
+		data, _ := io.ReadAll(peer) // until the socket closes
+		got <- data
+	}()
+	_, _ = c.Write([]byte("held|"))
+	waitUntil(t, "the writer to take the first bytes", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.pending) == 0
+	})
+	_, _ = c.Write([]byte("close-ok|"))
+	close(gate)
+	waitUntil(t, "the writer to write out what gathered and wait again", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.pending) == 0 && len(c.wake) == 0
+	})
+	// Bytes queued an instant before Close, their writer not yet woken (as a Write that has appended but
+	// not yet signalled): Close must still write them out.
+	c.mu.Lock()
+	c.pending = append(c.pending, "last"...)
+	c.mu.Unlock()
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if data := <-got; string(data) != "held|close-ok|last" {
+		t.Fatalf("the peer read %q before the socket closed: want every byte queued before Close", data)
+	}
 }
 
 // TestCoalescedConnCarriesTLS: amqps wraps the coalesced socket in TLS (amqp091 dials, then tls.Client):
