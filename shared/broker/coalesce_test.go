@@ -71,6 +71,16 @@ func pipe(t *testing.T, gate chan struct{}) (*coalescedConn, *gatedConn, net.Con
 	return c, g, peer
 }
 
+// waitState waits until cond, which reads c's state, holds (it runs under c's lock).
+func waitState(t *testing.T, c *coalescedConn, what string, cond func() bool) {
+	t.Helper()
+	waitUntil(t, what, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return cond()
+	})
+}
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(time.Millisecond) {
@@ -98,11 +108,8 @@ func TestCoalescedWritesGoOutTogetherAndWhole(t *testing.T) {
 	if _, err := c.Write([]byte("first\n")); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the first write to reach the socket", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return len(c.pending) == 0 // taken by the writer, which waits at the gate
-	})
+	// Taken by the writer, which waits at the gate.
+	waitState(t, c, "the first write to reach the socket", func() bool { return len(c.pending) == 0 })
 	const writers, each = 16, 50
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -198,11 +205,7 @@ func TestCoalescedWriteWaitsForRoom(t *testing.T) {
 	if _, err := c.Write([]byte("held")); err != nil { // taken by the writer, which waits at the gate
 		t.Fatal(err)
 	}
-	waitUntil(t, "the writer to take the first bytes", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return len(c.pending) == 0
-	})
+	waitState(t, c, "the writer to take the first bytes", func() bool { return len(c.pending) == 0 })
 	if _, err := c.Write(make([]byte, coalesceLimit)); err != nil { // fills the buffer
 		t.Fatal(err)
 	}
@@ -211,11 +214,7 @@ func TestCoalescedWriteWaitsForRoom(t *testing.T) {
 		_, err := c.Write([]byte("one more"))
 		returned <- err
 	}()
-	waitUntil(t, "the Write past the limit to block", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.blocked == 1
-	})
+	waitState(t, c, "the Write past the limit to block", func() bool { return c.blocked == 1 })
 	select {
 	case err := <-returned:
 		t.Fatalf("a Write past the limit returned (%v) while the socket took nothing", err)
@@ -251,22 +250,14 @@ func TestCoalescedWriteFailureEndsTheConnection(t *testing.T) {
 	c2, _, peer2 := pipe(t, gate)
 	go func() { _, _ = io.Copy(io.Discard, peer2) }()
 	_, _ = c2.Write([]byte("held"))
-	waitUntil(t, "the writer to take the first bytes", func() bool {
-		c2.mu.Lock()
-		defer c2.mu.Unlock()
-		return len(c2.pending) == 0
-	})
+	waitState(t, c2, "the writer to take the first bytes", func() bool { return len(c2.pending) == 0 })
 	_, _ = c2.Write(make([]byte, coalesceLimit))
 	returned := make(chan error, 1)
 	go func() {
 		_, err := c2.Write([]byte("blocked"))
 		returned <- err
 	}()
-	waitUntil(t, "a Write to block", func() bool {
-		c2.mu.Lock()
-		defer c2.mu.Unlock()
-		return c2.blocked == 1
-	})
+	waitState(t, c2, "a Write to block", func() bool { return c2.blocked == 1 })
 	closed := make(chan error, 1)
 	go func() { closed <- c2.Close() }() // it waits for the pending bytes to go out
 	if err := <-returned; !errors.Is(err, net.ErrClosed) {
@@ -293,18 +284,10 @@ func TestCoalescedCloseWritesOutWhatIsPending(t *testing.T) {
 		got <- data
 	}()
 	_, _ = c.Write([]byte("held|"))
-	waitUntil(t, "the writer to take the first bytes", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return len(c.pending) == 0
-	})
+	waitState(t, c, "the writer to take the first bytes", func() bool { return len(c.pending) == 0 })
 	_, _ = c.Write([]byte("close-ok|"))
 	close(gate)
-	waitUntil(t, "the writer to write out what gathered and wait again", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return len(c.pending) == 0 && len(c.wake) == 0
-	})
+	waitState(t, c, "the writer to write out what gathered and wait again", func() bool { return len(c.pending) == 0 && len(c.wake) == 0 })
 	// Bytes queued an instant before Close, their writer not yet woken (as a Write that has appended but
 	// not yet signalled): Close must still write them out.
 	c.mu.Lock()
