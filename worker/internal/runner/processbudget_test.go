@@ -46,24 +46,10 @@ func TestMemoryBudgetBoundsBlockingRuns(t *testing.T) {
 		t.Fatalf("in use %d bytes by %d; want 96 MiB by 4", used, holders)
 	}
 	// Waiters are served in order: a large one at the head is not passed by a small one behind it.
-	large := make(chan func())
-	go func() {
-		release, res, err := b.acquire(ctx, time.Now().Add(time.Minute), time.Now(), 40*mib)
-		if err != nil || res != nil {
-			release = nil
-		}
-		large <- release
-	}()
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 }, "a waiter")
-	small := make(chan func())
-	go func() {
-		release, res, err := b.acquire(ctx, time.Now().Add(time.Minute), time.Now(), 4*mib)
-		if err != nil || res != nil {
-			release = nil
-		}
-		small <- release
-	}()
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 2 }, "two waiters")
+	large := acquireLater(ctx, b, 40*mib)
+	waitWaiters(t, b, 1, "a waiter")
+	small := acquireLater(ctx, b, 4*mib)
+	waitWaiters(t, b, 2, "two waiters")
 	r1() // 56 MiB in use: the 40 at the head fits, then the 4 behind it
 	lr, sr := <-large, <-small
 	if lr == nil || sr == nil {
@@ -122,15 +108,8 @@ func TestMemoryBudgetTimedOutWaiterLetsSmallerOnesThrough(t *testing.T) {
 		_, res, _ := b.acquire(ctx, time.Now().Add(100*time.Millisecond), time.Now(), 8*mib)
 		done <- res
 	}()
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 }, "a waiter")
-	got := make(chan func())
-	go func() {
-		release, res, err := b.acquire(ctx, time.Now().Add(time.Minute), time.Now(), 4*mib)
-		if err != nil || res != nil {
-			release = nil
-		}
-		got <- release
-	}()
+	waitWaiters(t, b, 1, "a waiter")
+	got := acquireLater(ctx, b, 4*mib)
 	if res := <-done; res == nil || res.Status != contract.StatusTimeout {
 		t.Fatalf("the 8 MiB waiter: %+v; want a timeout", res)
 	}
@@ -173,14 +152,7 @@ func TestMemoryBudgetShortResizeAndTry(t *testing.T) {
 	if _, ok := b.tryAcquire(40 * mib); ok {
 		t.Fatal("tryAcquire of 40 MiB with 30 free succeeded")
 	}
-	got := make(chan func())
-	go func() {
-		release, res, err := b.acquire(ctx, time.Now().Add(time.Minute), time.Now(), 40*mib)
-		if err != nil || res != nil {
-			release = nil
-		}
-		got <- release
-	}()
+	got := acquireLater(ctx, b, 40*mib)
 	waitFor(t, b.waiting, "a waiter")
 	mu.Lock()
 	if len(missing) != 1 || missing[0] != 10*mib {
@@ -205,4 +177,24 @@ func TestMemoryBudgetShortResizeAndTry(t *testing.T) {
 	if used, holders := b.inUse(); used != 0 || holders != 0 {
 		t.Fatalf("all given back: %d MiB in use by %d", used>>20, holders)
 	}
+}
+
+// acquireLater acquires n bytes of b in a goroutine of its own (waiting up to a minute); the channel gets
+// the release, or nil when the acquisition failed.
+func acquireLater(ctx context.Context, b *memoryBudget, n int64) <-chan func() {
+	got := make(chan func(), 1)
+	go func() {
+		release, res, err := b.acquire(ctx, time.Now().Add(time.Minute), time.Now(), n)
+		if err != nil || res != nil {
+			release = nil
+		}
+		got <- release
+	}()
+	return got
+}
+
+// waitWaiters waits until n acquisitions wait in b.
+func waitWaiters(t *testing.T, b *memoryBudget, n int, what string) {
+	t.Helper()
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == n }, what)
 }
